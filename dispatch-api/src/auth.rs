@@ -1,0 +1,223 @@
+//! Authentication: from what the connection and the request carry to a [`Principal`] or a
+//! [`Refusal`] with a stable reason code. It reads only the in-memory registry snapshot.
+//!
+//! Order of decisions (DESIGN.md §2):
+//! 1. A verified certificate decides. It must be bound to a registered client; an API key sent
+//!    alongside that belongs to a different client is `credential_mismatch`.
+//! 2. Without a certificate, the `X-Api-Key` header is hashed and looked up. A key in the query
+//!    string is never read.
+//! 3. The client's migration mode is enforced on every request, so a flip applies to the next
+//!    request, also on an open keep-alive connection.
+
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::HeaderMap;
+use actix_web::middleware::Next;
+use actix_web::{HttpMessage, web};
+use secrecy::SecretString;
+use serde_json::json;
+
+use crate::error::{ApiError, ReasonCode, Refusal};
+use crate::identity::{AuthMethod, ConnectionIdentity, PeerCertificate, Principal};
+use crate::registry::{ApiKeyHash, CertMatchFailure, Client, MigrationMode, RegistrySnapshot};
+use crate::startup::AppState;
+
+pub const API_KEY_HEADER: &str = "x-api-key";
+
+/// The longest API key header we look at; anything longer is not one of our keys.
+const MAX_KEY_LENGTH: usize = 256;
+
+/// What the request carried in the way of an API key.
+enum KeyHeader {
+    Absent,
+    Present(SecretString),
+    /// Several headers, non-visible-ASCII or overlong: never a valid key.
+    Malformed,
+}
+
+fn read_key_header(headers: &HeaderMap) -> KeyHeader {
+    let mut values = headers.get_all(API_KEY_HEADER);
+    let Some(value) = values.next() else {
+        return KeyHeader::Absent;
+    };
+    if values.next().is_some() {
+        return KeyHeader::Malformed;
+    }
+    match value.to_str() {
+        Ok(text) if !text.trim().is_empty() && text.len() <= MAX_KEY_LENGTH => {
+            KeyHeader::Present(SecretString::from(text.trim().to_owned()))
+        }
+        _ => KeyHeader::Malformed,
+    }
+}
+
+/// Decides who the caller is. Pure: the snapshot, the connection and the headers in, an answer
+/// out, so that it can be tested exhaustively without a server.
+pub fn authenticate(
+    snapshot: &RegistrySnapshot,
+    connection: &ConnectionIdentity,
+    headers: &HeaderMap,
+) -> Result<Principal, Box<Refusal>> {
+    let key = read_key_header(headers);
+    match connection {
+        ConnectionIdentity::Certificate(cert) => {
+            let client = snapshot.client_for_certificate(cert).map_err(|failure| {
+                let reason = match failure {
+                    CertMatchFailure::Revoked => ReasonCode::CertRevoked,
+                    CertMatchFailure::Unmapped => ReasonCode::CertUnmapped,
+                    CertMatchFailure::IssuerNotAllowed => ReasonCode::IssuerNotAllowed,
+                };
+                refusal(
+                    reason,
+                    None,
+                    Some(AuthMethod::Certificate),
+                    certificate_detail(cert),
+                )
+            })?;
+            let mut retired_key_presented = false;
+            match &key {
+                KeyHeader::Present(secret) => {
+                    match snapshot.client_for_key(&ApiKeyHash::of(secret)) {
+                        Some(owner) if owner.name != client.name => {
+                            let mut detail = certificate_detail(cert);
+                            detail["key_client"] = json!(owner.name.as_str());
+                            return Err(refusal(
+                                ReasonCode::CredentialMismatch,
+                                Some(client),
+                                Some(AuthMethod::Certificate),
+                                detail,
+                            ));
+                        }
+                        Some(_) => retired_key_presented = client.mode == MigrationMode::Mtls,
+                        // The certificate decides; an unknown key beside it changes nothing.
+                        None => {}
+                    }
+                }
+                KeyHeader::Malformed | KeyHeader::Absent => {}
+            }
+            enforce_mode(client, AuthMethod::Certificate, || certificate_detail(cert))?;
+            Ok(Principal {
+                client: client.clone(),
+                method: AuthMethod::Certificate,
+                certificate: Some(cert.clone()),
+                retired_key_presented,
+            })
+        }
+        ConnectionIdentity::Unreadable(why) => Err(refusal(
+            ReasonCode::CertUnmapped,
+            None,
+            Some(AuthMethod::Certificate),
+            json!({ "certificate": why }),
+        )),
+        ConnectionIdentity::Anonymous => {
+            let secret = match key {
+                KeyHeader::Absent => {
+                    return Err(refusal(ReasonCode::NoCredentials, None, None, json!({})));
+                }
+                KeyHeader::Malformed => {
+                    return Err(refusal(
+                        ReasonCode::KeyInvalid,
+                        None,
+                        Some(AuthMethod::ApiKey),
+                        json!({ "key": "malformed header" }),
+                    ));
+                }
+                KeyHeader::Present(secret) => secret,
+            };
+            let hash = ApiKeyHash::of(&secret);
+            // A short prefix of the key's hash tells an operator which key it was, and reveals
+            // nothing about the key.
+            let detail = || json!({ "key_sha256_prefix": &hash.to_hex()[..12] });
+            let client = snapshot.client_for_key(&hash).ok_or_else(|| {
+                refusal(
+                    ReasonCode::KeyInvalid,
+                    None,
+                    Some(AuthMethod::ApiKey),
+                    detail(),
+                )
+            })?;
+            enforce_mode(client, AuthMethod::ApiKey, detail)?;
+            Ok(Principal {
+                client: client.clone(),
+                method: AuthMethod::ApiKey,
+                certificate: None,
+                retired_key_presented: false,
+            })
+        }
+    }
+}
+
+fn enforce_mode(
+    client: &std::sync::Arc<Client>,
+    method: AuthMethod,
+    detail: impl Fn() -> serde_json::Value,
+) -> Result<(), Box<Refusal>> {
+    if client.disabled {
+        return Err(refusal(
+            ReasonCode::ClientDisabled,
+            Some(client),
+            Some(method),
+            detail(),
+        ));
+    }
+    let reason = match (client.mode, method) {
+        (MigrationMode::Mtls, AuthMethod::ApiKey) => ReasonCode::KeyRetired,
+        (MigrationMode::ApiKey, AuthMethod::Certificate) => ReasonCode::MethodNotAllowed,
+        _ => return Ok(()),
+    };
+    let mut detail = detail();
+    detail["mode"] = json!(client.mode.as_str());
+    Err(refusal(reason, Some(client), Some(method), detail))
+}
+
+fn refusal(
+    reason: ReasonCode,
+    client: Option<&std::sync::Arc<Client>>,
+    method: Option<AuthMethod>,
+    detail: serde_json::Value,
+) -> Box<Refusal> {
+    Box::new(Refusal {
+        reason,
+        client: client.map(|c| c.name.to_string()),
+        method,
+        detail,
+    })
+}
+
+pub fn certificate_detail(cert: &PeerCertificate) -> serde_json::Value {
+    json!({
+        "subject": cert.subject.as_str(),
+        "issuer": cert.issuer.as_str(),
+        "fingerprint": cert.fingerprint.to_string(),
+        "spiffe_ids": cert.spiffe_ids,
+    })
+}
+
+/// Middleware for every authenticated scope: puts the [`Principal`] into the request, or
+/// answers with the refusal.
+pub async fn require_principal(
+    request: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    let Some(state) = request.app_data::<web::Data<AppState>>() else {
+        return Ok(request
+            .error_response(ApiError::Internal("application state missing".into()))
+            .map_into_right_body());
+    };
+    let connection = request
+        .conn_data::<ConnectionIdentity>()
+        .cloned()
+        .unwrap_or(ConnectionIdentity::Anonymous);
+    let outcome = authenticate(&state.registry.snapshot(), &connection, request.headers());
+    match outcome {
+        Ok(principal) => {
+            request.extensions_mut().insert(principal);
+            next.call(request)
+                .await
+                .map(ServiceResponse::map_into_left_body)
+        }
+        Err(refusal) => Ok(request
+            .error_response(ApiError::Refused(refusal))
+            .map_into_right_body()),
+    }
+}

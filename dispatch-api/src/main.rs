@@ -1,0 +1,41 @@
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use dispatch_api::configuration::Settings;
+use dispatch_api::startup::Application;
+use dispatch_api::telemetry;
+
+/// Settings come from `$DISPATCH_CONFIG_DIR` (default `config`), environment `$DISPATCH_ENV`
+/// (default `local`), and `DISPATCH_<SECTION>__<KEY>` variables.
+#[actix_web::main]
+async fn main() -> ExitCode {
+    let config_dir = std::env::var_os("DISPATCH_CONFIG_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "config".into());
+    let environment = std::env::var("DISPATCH_ENV").unwrap_or_else(|_| "local".into());
+    let settings = match Settings::load(&config_dir, &environment) {
+        Ok(settings) => settings,
+        Err(error) => return fail(&error),
+    };
+    telemetry::init(&settings.telemetry);
+    let application = match Application::build(settings).await {
+        Ok(application) => application,
+        Err(error) => return fail(&error),
+    };
+    match application.run_until_stopped().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => fail(&error),
+    }
+}
+
+fn fail(error: &dyn std::error::Error) -> ExitCode {
+    let mut message = format!("dispatch-api: cannot start: {error}");
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    eprintln!("{message}");
+    tracing::error!("{message}");
+    ExitCode::from(2)
+}

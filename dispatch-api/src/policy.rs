@@ -1,0 +1,86 @@
+//! Authorization: what an authenticated [`Principal`] may do. Authentication says who; these
+//! policies say whether that caller may do this. Handlers take the extractor for their
+//! permission, so a route cannot be written without stating its policy.
+
+use std::future::{Ready, ready};
+
+use actix_web::{FromRequest, HttpMessage, HttpRequest, dev::Payload};
+use serde_json::json;
+
+use crate::error::{ApiError, ReasonCode, Refusal};
+use crate::identity::{AuthMethod, Principal};
+use crate::registry::Scope;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Permission {
+    /// Any registered, authenticated client (`/api/whoami`).
+    Identify,
+    /// Submit plans and read one's own (`plans:submit`).
+    SubmitPlans,
+    /// The admin API: scope `admin` AND a certificate. Fail closed: no key ever reaches it.
+    Administer,
+}
+
+/// The policy itself, a pure function of the principal.
+pub fn authorize(principal: &Principal, permission: Permission) -> Result<(), ApiError> {
+    let allowed = match permission {
+        Permission::Identify => true,
+        Permission::SubmitPlans => principal.client.scopes.contains(&Scope::PlansSubmit),
+        Permission::Administer => {
+            principal.client.scopes.contains(&Scope::Admin)
+                && principal.method == AuthMethod::Certificate
+        }
+    };
+    if allowed {
+        return Ok(());
+    }
+    Err(ApiError::Refused(Box::new(Refusal {
+        reason: ReasonCode::PolicyDenied,
+        client: Some(principal.client.name.to_string()),
+        method: Some(principal.method),
+        detail: json!({ "permission": format!("{permission:?}") }),
+    })))
+}
+
+fn principal_for(request: &HttpRequest, permission: Permission) -> Result<Principal, ApiError> {
+    let principal = request
+        .extensions()
+        .get::<Principal>()
+        .cloned()
+        // Only reachable if a route was mounted outside the authenticated scopes: fail closed.
+        .ok_or_else(|| ApiError::refused(ReasonCode::NoCredentials))?;
+    authorize(&principal, permission)?;
+    Ok(principal)
+}
+
+macro_rules! authorized_extractor {
+    ($(#[$doc:meta])* $name:ident, $permission:expr) => {
+        $(#[$doc])*
+        pub struct $name(pub Principal);
+
+        impl FromRequest for $name {
+            type Error = ApiError;
+            type Future = Ready<Result<Self, ApiError>>;
+
+            fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
+                ready(principal_for(request, $permission).map($name))
+            }
+        }
+    };
+}
+
+authorized_extractor!(
+    /// Any authenticated caller.
+    Authenticated,
+    Permission::Identify
+);
+authorized_extractor!(
+    /// A caller that may submit plans.
+    PlanSubmitter,
+    Permission::SubmitPlans
+);
+authorized_extractor!(
+    /// An operator: scope `admin` over a client certificate.
+    Operator,
+    Permission::Administer
+);

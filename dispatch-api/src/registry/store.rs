@@ -1,0 +1,402 @@
+//! The registry's SQLite tables and the snapshot the request path reads.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+
+use arc_swap::{ArcSwap, Guard};
+use sqlx::{Row, SqlitePool};
+
+use super::{
+    ApiKeyHash, CertBinding, CertBindingSpec, Client, ClientName, MigrationMode, RegistrySnapshot,
+    Scope,
+};
+use crate::error::StorageError;
+use crate::identity::Fingerprint;
+use crate::storage::recorder::{AuditEvent, AuditKind};
+
+/// Why a registry write did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("no client is registered as `{0}`")]
+    NotFound(String),
+    #[error("a client named `{0}` is already registered")]
+    AlreadyExists(String),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+impl From<sqlx::Error> for RegistryError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Storage(e.into())
+    }
+}
+
+pub struct Registry {
+    pool: SqlitePool,
+    snapshot: ArcSwap<RegistrySnapshot>,
+    /// Serialises admin writes so that each snapshot swap follows its own write.
+    writes: tokio::sync::Mutex<()>,
+}
+
+/// Who made an admin change and why: recorded with the change.
+pub struct Change<'a> {
+    pub actor: &'a str,
+    pub reason: &'a str,
+}
+
+impl Registry {
+    pub async fn load(pool: SqlitePool) -> Result<Self, StorageError> {
+        let snapshot = read_snapshot(&pool).await?;
+        Ok(Self {
+            pool,
+            snapshot: ArcSwap::from_pointee(snapshot),
+            writes: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// The current view: a cheap atomic load, no lock, no database.
+    pub fn snapshot(&self) -> Guard<Arc<RegistrySnapshot>> {
+        self.snapshot.load()
+    }
+
+    async fn refresh(&self) -> Result<(), StorageError> {
+        self.snapshot
+            .store(Arc::new(read_snapshot(&self.pool).await?));
+        Ok(())
+    }
+
+    /// Registers a client unless one of that name exists; returns whether it was added.
+    /// Bootstrap uses this with `change = None`, and never overwrites (a restart must not undo
+    /// an operator's flip).
+    pub async fn register(
+        &self,
+        client: &Client,
+        change: Option<Change<'_>>,
+    ) -> Result<bool, RegistryError> {
+        let _guard = self.writes.lock().await;
+        let now = now();
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO clients (name, mode, scopes, disabled, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(client.name.as_str())
+        .bind(client.mode.as_str())
+        .bind(scopes_text(&client.scopes))
+        .bind(client.disabled)
+        .bind(now)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if !inserted {
+            return Ok(false);
+        }
+        for binding in &client.bindings {
+            sqlx::query(
+                "INSERT INTO cert_bindings (client, issuer, subject_cn, spiffe_id, fingerprints) VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(client.name.as_str())
+            .bind(binding.issuer.as_ref().map(|i| i.as_str().to_owned()))
+            .bind(binding.subject_cn.as_deref())
+            .bind(binding.spiffe_id.as_ref().map(|s| s.as_str().to_owned()))
+            .bind(binding.fingerprints.iter().map(Fingerprint::to_string).collect::<Vec<_>>().join(" "))
+            .execute(&mut *tx)
+            .await?;
+        }
+        if let Some(hash) = client.api_key {
+            sqlx::query("INSERT INTO api_keys (client, key_sha256, created_at) VALUES (?, ?, ?)")
+                .bind(client.name.as_str())
+                .bind(hash.to_hex())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let mut event = AuditEvent::new(AuditKind::AdminChange, "client_registered");
+        event.client = Some(client.name.to_string());
+        event.after = Some(client.mode.as_str().to_owned());
+        match change {
+            Some(change) => {
+                event.actor = Some(change.actor.to_owned());
+                event.detail = serde_json::json!({ "note": change.reason });
+            }
+            None => event.actor = Some("bootstrap".into()),
+        }
+        event.insert(&mut tx).await?;
+        tx.commit().await?;
+        self.refresh().await?;
+        Ok(true)
+    }
+
+    /// Sets a client's mode; returns the mode before. Takes effect on the next request.
+    pub async fn set_mode(
+        &self,
+        name: &ClientName,
+        mode: MigrationMode,
+        change: Change<'_>,
+    ) -> Result<MigrationMode, RegistryError> {
+        self.update_client(
+            name,
+            "mode_changed",
+            change,
+            |before| (before.mode.as_str().to_owned(), mode.as_str().to_owned()),
+            async |tx| {
+                sqlx::query("UPDATE clients SET mode = ?, updated_at = ? WHERE name = ?")
+                    .bind(mode.as_str())
+                    .bind(now())
+                    .bind(name.as_str())
+                    .execute(&mut **tx)
+                    .await
+                    .map(|_| ())
+            },
+        )
+        .await
+        .map(|before| before.mode)
+    }
+
+    pub async fn set_disabled(
+        &self,
+        name: &ClientName,
+        disabled: bool,
+        change: Change<'_>,
+    ) -> Result<(), RegistryError> {
+        let describe = |d: bool| if d { "disabled" } else { "enabled" }.to_owned();
+        self.update_client(
+            name,
+            "client_disabled_changed",
+            change,
+            |before| (describe(before.disabled), describe(disabled)),
+            async |tx| {
+                sqlx::query("UPDATE clients SET disabled = ?, updated_at = ? WHERE name = ?")
+                    .bind(disabled)
+                    .bind(now())
+                    .bind(name.as_str())
+                    .execute(&mut **tx)
+                    .await
+                    .map(|_| ())
+            },
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Replaces (or, with `None`, removes) a client's API key hash.
+    pub async fn set_api_key(
+        &self,
+        name: &ClientName,
+        key: Option<ApiKeyHash>,
+        change: Change<'_>,
+    ) -> Result<(), RegistryError> {
+        let reason = if key.is_some() {
+            "api_key_rotated"
+        } else {
+            "api_key_removed"
+        };
+        let describe = |has: bool| if has { "key" } else { "no key" }.to_owned();
+        self.update_client(
+            name,
+            reason,
+            change,
+            |before| (describe(before.api_key.is_some()), describe(key.is_some())),
+            async |tx| {
+                sqlx::query("DELETE FROM api_keys WHERE client = ?")
+                    .bind(name.as_str())
+                    .execute(&mut **tx)
+                    .await?;
+                if let Some(hash) = key {
+                    sqlx::query(
+                        "INSERT INTO api_keys (client, key_sha256, created_at) VALUES (?, ?, ?)",
+                    )
+                    .bind(name.as_str())
+                    .bind(hash.to_hex())
+                    .bind(now())
+                    .execute(&mut **tx)
+                    .await?;
+                }
+                Ok(())
+            },
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// One admin change to an existing client, with its audit event, in one transaction.
+    async fn update_client(
+        &self,
+        name: &ClientName,
+        reason: &str,
+        change: Change<'_>,
+        describe: impl FnOnce(&Client) -> (String, String),
+        write: impl AsyncFnOnce(
+            &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+        ) -> Result<(), sqlx::Error>,
+    ) -> Result<Client, RegistryError> {
+        let _guard = self.writes.lock().await;
+        let before = self
+            .snapshot()
+            .client(name)
+            .map(|c| Client::clone(c))
+            .ok_or_else(|| RegistryError::NotFound(name.to_string()))?;
+        let (was, will_be) = describe(&before);
+        let mut tx = self.pool.begin().await?;
+        write(&mut tx).await?;
+        let mut event = AuditEvent::new(AuditKind::AdminChange, reason);
+        event.client = Some(name.to_string());
+        event.actor = Some(change.actor.to_owned());
+        event.before = Some(was);
+        event.after = Some(will_be);
+        event.detail = serde_json::json!({ "note": change.reason });
+        event.insert(&mut tx).await?;
+        tx.commit().await?;
+        self.refresh().await?;
+        Ok(before)
+    }
+
+    /// Adds a certificate to the deny list; effective on the next request.
+    pub async fn revoke(
+        &self,
+        fingerprint: Fingerprint,
+        change: Change<'_>,
+    ) -> Result<bool, RegistryError> {
+        let _guard = self.writes.lock().await;
+        let mut tx = self.pool.begin().await?;
+        let added = sqlx::query(
+            "INSERT INTO revoked_certificates (fingerprint, reason, revoked_by, revoked_at) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (fingerprint) DO NOTHING",
+        )
+        .bind(fingerprint.to_string())
+        .bind(change.reason)
+        .bind(change.actor)
+        .bind(now())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        let mut event = AuditEvent::new(AuditKind::AdminChange, "certificate_revoked");
+        event.actor = Some(change.actor.to_owned());
+        event.after = Some(fingerprint.to_string());
+        event.detail = serde_json::json!({ "note": change.reason });
+        event.insert(&mut tx).await?;
+        tx.commit().await?;
+        self.refresh().await?;
+        Ok(added)
+    }
+
+    pub async fn revocations(&self) -> Result<Vec<serde_json::Value>, StorageError> {
+        let rows = sqlx::query("SELECT fingerprint, reason, revoked_by, revoked_at FROM revoked_certificates ORDER BY revoked_at")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(serde_json::json!({
+                    "fingerprint": row.try_get::<String, _>("fingerprint")?,
+                    "reason": row.try_get::<String, _>("reason")?,
+                    "revoked_by": row.try_get::<String, _>("revoked_by")?,
+                    "revoked_at": row.try_get::<i64, _>("revoked_at")?,
+                }))
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+}
+
+fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+fn scopes_text(scopes: &BTreeSet<Scope>) -> String {
+    scopes
+        .iter()
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Reads every table into a fresh snapshot. Rows that no longer parse (edited by hand, say) are
+/// skipped with an error in the log rather than taking the service down.
+async fn read_snapshot(pool: &SqlitePool) -> Result<RegistrySnapshot, StorageError> {
+    let mut bindings: HashMap<String, Vec<CertBinding>> = HashMap::new();
+    for row in sqlx::query(
+        "SELECT client, issuer, subject_cn, spiffe_id, fingerprints FROM cert_bindings ORDER BY id",
+    )
+    .fetch_all(pool)
+    .await?
+    {
+        let client: String = row.try_get("client")?;
+        let fingerprints: String = row.try_get("fingerprints")?;
+        let spec = CertBindingSpec {
+            issuer: row.try_get("issuer")?,
+            subject_cn: row.try_get("subject_cn")?,
+            spiffe_id: row.try_get("spiffe_id")?,
+            fingerprints: fingerprints.split_whitespace().map(str::to_owned).collect(),
+        };
+        match CertBinding::parse(&spec) {
+            Ok(binding) => bindings.entry(client).or_default().push(binding),
+            Err(error) => tracing::error!(
+                client,
+                error,
+                "skipping a stored certificate binding that does not parse"
+            ),
+        }
+    }
+    let mut keys: HashMap<String, ApiKeyHash> = HashMap::new();
+    for row in sqlx::query("SELECT client, key_sha256 FROM api_keys")
+        .fetch_all(pool)
+        .await?
+    {
+        let client: String = row.try_get("client")?;
+        let hash: String = row.try_get("key_sha256")?;
+        match ApiKeyHash::parse_hex(&hash) {
+            Ok(hash) => {
+                keys.insert(client, hash);
+            }
+            Err(error) => tracing::error!(
+                client,
+                error,
+                "skipping a stored API key hash that does not parse"
+            ),
+        }
+    }
+    let mut clients = Vec::new();
+    for row in sqlx::query("SELECT name, mode, scopes, disabled FROM clients")
+        .fetch_all(pool)
+        .await?
+    {
+        let name: String = row.try_get("name")?;
+        let mode: String = row.try_get("mode")?;
+        let scopes: String = row.try_get("scopes")?;
+        let parsed = ClientName::parse(&name).and_then(|client_name| {
+            Ok(Client {
+                mode: MigrationMode::parse(&mode)?,
+                scopes: scopes
+                    .split_whitespace()
+                    .map(Scope::parse)
+                    .collect::<Result<_, _>>()?,
+                disabled: row.try_get("disabled").unwrap_or(true),
+                bindings: bindings.remove(&name).unwrap_or_default(),
+                api_key: keys.remove(&name),
+                name: client_name,
+            })
+        });
+        match parsed {
+            Ok(client) => clients.push(client),
+            Err(error) => tracing::error!(
+                client = name,
+                error,
+                "skipping a stored client that does not parse"
+            ),
+        }
+    }
+    let mut revoked = HashSet::new();
+    for row in sqlx::query("SELECT fingerprint FROM revoked_certificates")
+        .fetch_all(pool)
+        .await?
+    {
+        let text: String = row.try_get("fingerprint")?;
+        if let Ok(fingerprint) = Fingerprint::parse(&text) {
+            revoked.insert(fingerprint);
+        }
+    }
+    Ok(RegistrySnapshot::new(clients, revoked))
+}

@@ -1,0 +1,84 @@
+//! `POST /api/dispatch-plans` and `GET /api/dispatch-plans/{id}`.
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde_json::json;
+
+use crate::error::ApiError;
+use crate::plans::{NewPlan, Plan, PlanRequest, SubmitOutcome};
+use crate::policy::PlanSubmitter;
+use crate::startup::AppState;
+
+pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
+
+/// Validates, stores durably, and only then answers 202. A repeated `Idempotency-Key` with the
+/// same plan returns the first plan's id and stores nothing; with another plan it is refused.
+pub async fn submit_plan(
+    PlanSubmitter(principal): PlanSubmitter,
+    request: HttpRequest,
+    body: web::Json<PlanRequest>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let idempotency_key = idempotency_key(&request)?;
+    let plan = Plan::parse(body.into_inner(), state.plan_limits).map_err(ApiError::InvalidPlan)?;
+    let canonical = serde_json::to_vec(&plan).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let request_sha256 = hex::encode(ring::digest::digest(&ring::digest::SHA256, &canonical));
+    let outcome = state
+        .plans
+        .submit(NewPlan {
+            client: principal.client.name.clone(),
+            method: principal.method,
+            plan,
+            idempotency_key,
+            request_sha256,
+        })
+        .await?;
+    let (id, replayed) = match outcome {
+        SubmitOutcome::Created(id) => (id, false),
+        SubmitOutcome::Replayed(id) => (id, true),
+        SubmitOutcome::KeyReused => return Err(ApiError::IdempotencyKeyReused),
+    };
+    let location = format!("/api/dispatch-plans/{id}");
+    Ok(HttpResponse::Accepted()
+        .insert_header((header::LOCATION, location.clone()))
+        .json(
+            json!({ "id": id, "status": "accepted", "location": location, "replayed": replayed }),
+        ))
+}
+
+fn idempotency_key(request: &HttpRequest) -> Result<Option<String>, ApiError> {
+    let mut values = request.headers().get_all(IDEMPOTENCY_KEY_HEADER);
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(ApiError::BadRequest(
+            "send one Idempotency-Key header, not several".into(),
+        ));
+    }
+    let key = value
+        .to_str()
+        .ok()
+        .map(str::trim)
+        .filter(|k| !k.is_empty() && k.len() <= 255)
+        .ok_or_else(|| {
+            ApiError::BadRequest("Idempotency-Key must be 1 to 255 visible ASCII characters".into())
+        })?;
+    Ok(Some(key.to_owned()))
+}
+
+/// A plan, for the client that submitted it. Another client gets the same 404 as for a plan
+/// that does not exist, so ids reveal nothing.
+pub async fn get_plan(
+    PlanSubmitter(principal): PlanSubmitter,
+    id: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let id = uuid::Uuid::parse_str(&id).map_err(|_| ApiError::NotFound)?;
+    let plan = state
+        .plans
+        .get(id, &principal.client.name)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(HttpResponse::Ok().json(plan))
+}

@@ -1,0 +1,314 @@
+//! Builds the application: storage, registry, TLS, and the two listeners. Tests call
+//! [`Application::build`] too, on port 0, so they run exactly what `main` runs.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::middleware::from_fn;
+use actix_web::{App, HttpServer, web};
+use sqlx::SqlitePool;
+use time::OffsetDateTime;
+
+use crate::configuration::Settings;
+use crate::error::{ApiError, StartupError};
+use crate::plans::{PlanLimits, PlanStore};
+use crate::registry::{BootstrapFile, Registry};
+use crate::storage::recorder::{Recorder, RecorderSettings};
+use crate::telemetry::{Metrics, observe_request};
+use crate::{auth, routes, storage, tls};
+
+/// What every handler can reach.
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    pub registry: Arc<Registry>,
+    pub plans: PlanStore,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    pub pool: SqlitePool,
+    pub plan_limits: PlanLimits,
+    pub server_not_after: OffsetDateTime,
+}
+
+impl AppState {
+    /// The start of the migration evidence window, in unix seconds.
+    pub fn evidence_since(&self) -> i64 {
+        OffsetDateTime::now_utc().unix_timestamp()
+            - self.settings.migration.evidence_window_secs as i64
+    }
+}
+
+pub struct Application {
+    https_port: u16,
+    ops_port: u16,
+    https: Server,
+    ops: Server,
+    state: web::Data<AppState>,
+    recorder_task: tokio::task::JoinHandle<()>,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        let settings = Arc::new(settings);
+        let metrics = Arc::new(Metrics::new());
+        // TLS material first: a bad certificate file is the most likely start-up error.
+        let identity = tls::ServerIdentity::load(&settings.tls, &tls::provider())?;
+        let tls_config = tls::server_config(&settings.tls, &identity, metrics.clone())?;
+
+        let pool = storage::connect(&settings.database).await?;
+        let registry = Registry::load(pool.clone())
+            .await
+            .map_err(|e| StartupError::Database {
+                path: settings.database.path.clone(),
+                detail: e.to_string(),
+            })?;
+        if let Some(path) = &settings.bootstrap.clients_file {
+            BootstrapFile::read(path)?
+                .apply(path, settings.bootstrap.secrets_dir.as_deref(), &registry)
+                .await?;
+        }
+        let (recorder, recorder_task) = Recorder::start(
+            pool.clone(),
+            RecorderSettings {
+                queue: settings.limits.record_queue,
+                batch: 512,
+                interval: std::time::Duration::from_millis(500),
+            },
+            metrics.recorder_dropped.clone(),
+        );
+        let state = web::Data::new(AppState {
+            plans: PlanStore::start(pool.clone(), 4096),
+            registry: Arc::new(registry),
+            recorder,
+            metrics,
+            pool,
+            plan_limits: PlanLimits {
+                max_stops: settings.limits.max_stops,
+            },
+            server_not_after: identity.not_after,
+            settings: settings.clone(),
+        });
+
+        let https_address = format!("{}:{}", settings.server.host, settings.server.port);
+        let listener = TcpListener::bind(&https_address).map_err(|source| StartupError::Bind {
+            address: https_address.clone(),
+            source,
+        })?;
+        let https_port = listener
+            .local_addr()
+            .map_err(|source| StartupError::Bind {
+                address: https_address.clone(),
+                source,
+            })?
+            .port();
+        let max_body = settings.limits.max_body_bytes;
+        let api_state = state.clone();
+        let mut https = HttpServer::new(move || {
+            App::new()
+                .app_data(api_state.clone())
+                .app_data(json_config(max_body))
+                .app_data(
+                    web::PathConfig::default().error_handler(|_, _| ApiError::NotFound.into()),
+                )
+                .app_data(
+                    web::QueryConfig::default()
+                        .error_handler(|e, _| ApiError::BadRequest(e.to_string()).into()),
+                )
+                .wrap(from_fn(observe_request))
+                .configure(api_routes)
+                .default_service(web::to(routes::not_found))
+        })
+        .on_connect(tls::record_peer_identity)
+        .client_request_timeout(std::time::Duration::from_secs(10))
+        .tls_handshake_timeout(std::time::Duration::from_secs(10))
+        .shutdown_timeout(settings.server.shutdown_grace_secs);
+        if let Some(workers) = settings.server.workers {
+            https = https.workers(workers);
+        }
+        let https = https
+            .listen_rustls_0_23(listener, tls_config)
+            .map_err(|source| StartupError::Bind {
+                address: https_address,
+                source,
+            })?
+            .run();
+
+        let ops_address = format!("{}:{}", settings.server.ops_host, settings.server.ops_port);
+        let ops_listener =
+            TcpListener::bind(&ops_address).map_err(|source| StartupError::Bind {
+                address: ops_address.clone(),
+                source,
+            })?;
+        let ops_port = ops_listener
+            .local_addr()
+            .map_err(|source| StartupError::Bind {
+                address: ops_address.clone(),
+                source,
+            })?
+            .port();
+        let ops_state = state.clone();
+        let ops = HttpServer::new(move || {
+            App::new()
+                .app_data(ops_state.clone())
+                .route("/healthz", web::get().to(routes::ops::healthz))
+                .route("/readyz", web::get().to(routes::ops::readyz))
+                .route("/metrics", web::get().to(routes::ops::metrics))
+                .default_service(web::to(routes::not_found))
+        })
+        .workers(1)
+        .shutdown_timeout(settings.server.shutdown_grace_secs)
+        .listen(ops_listener)
+        .map_err(|source| StartupError::Bind {
+            address: ops_address,
+            source,
+        })?
+        .run();
+
+        tracing::info!(
+            https_port,
+            ops_port,
+            client_auth = ?settings.tls.client_auth,
+            server_certificate_not_after = %identity.not_after,
+            "dispatch-api listening"
+        );
+        Ok(Self {
+            https_port,
+            ops_port,
+            https,
+            ops,
+            state,
+            recorder_task,
+        })
+    }
+
+    pub fn https_port(&self) -> u16 {
+        self.https_port
+    }
+
+    pub fn ops_port(&self) -> u16 {
+        self.ops_port
+    }
+
+    /// Stops both listeners (gracefully with `graceful = true`).
+    pub fn handles(&self) -> [ServerHandle; 2] {
+        [self.https.handle(), self.ops.handle()]
+    }
+
+    pub fn state(&self) -> web::Data<AppState> {
+        self.state.clone()
+    }
+
+    /// Serves until both listeners stop (SIGTERM/SIGINT, or a handle), then writes the buffered
+    /// usage and audit records.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let https_handle = self.https.handle();
+        let ops_handle = self.ops.handle();
+        let https = tokio::spawn(self.https);
+        let ops = tokio::spawn(self.ops);
+        // Whichever listener stops first takes the other down with it.
+        tokio::select! {
+            _ = async { let _ = https.await; } => ops_handle.stop(true).await,
+            _ = async { let _ = ops.await; } => https_handle.stop(true).await,
+        }
+        self.state.recorder.flush().await;
+        drop(self.state);
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), self.recorder_task).await;
+        tracing::info!("dispatch-api stopped");
+        Ok(())
+    }
+}
+
+fn json_config(limit: usize) -> web::JsonConfig {
+    use actix_web::error::JsonPayloadError;
+    web::JsonConfig::default()
+        .limit(limit)
+        .error_handler(move |error, _| {
+            match error {
+                JsonPayloadError::Overflow { limit }
+                | JsonPayloadError::OverflowKnownLength { limit, .. } => {
+                    ApiError::PayloadTooLarge { limit }
+                }
+                JsonPayloadError::ContentType => ApiError::UnsupportedMediaType,
+                JsonPayloadError::Deserialize(e) => {
+                    ApiError::BadRequest(format!("the body is not a valid plan: {e}"))
+                }
+                other => ApiError::BadRequest(other.to_string()),
+            }
+            .into()
+        })
+}
+
+/// The HTTPS routes. Everything here is behind `require_principal`; each handler states its
+/// policy through its extractor (`policy`).
+fn api_routes(config: &mut web::ServiceConfig) {
+    let not_allowed = || web::to(routes::method_not_allowed);
+    config
+        .service(
+            web::scope("/api")
+                .wrap(from_fn(auth::require_principal))
+                .service(
+                    web::resource("/dispatch-plans")
+                        .route(web::post().to(routes::plans::submit_plan))
+                        .default_service(not_allowed()),
+                )
+                .service(
+                    web::resource("/dispatch-plans/{id}")
+                        .route(web::get().to(routes::plans::get_plan))
+                        .default_service(not_allowed()),
+                )
+                .service(
+                    web::resource("/whoami")
+                        .route(web::get().to(routes::whoami::whoami))
+                        .default_service(not_allowed()),
+                )
+                .default_service(web::to(routes::not_found)),
+        )
+        .service(
+            web::scope("/admin")
+                .wrap(from_fn(auth::require_principal))
+                .service(
+                    web::resource("/clients")
+                        .route(web::get().to(routes::admin::list_clients))
+                        .route(web::post().to(routes::admin::register_client))
+                        .default_service(not_allowed()),
+                )
+                .service(
+                    web::resource("/clients/{name}")
+                        .route(web::get().to(routes::admin::get_client))
+                        .default_service(not_allowed()),
+                )
+                .service(
+                    web::resource("/clients/{name}/mode")
+                        .route(web::put().to(routes::admin::set_mode))
+                        .default_service(not_allowed()),
+                )
+                .service(
+                    web::resource("/clients/{name}/disabled")
+                        .route(web::put().to(routes::admin::set_disabled))
+                        .default_service(not_allowed()),
+                )
+                .service(
+                    web::resource("/clients/{name}/api-key")
+                        .route(web::post().to(routes::admin::rotate_api_key))
+                        .route(web::delete().to(routes::admin::remove_api_key))
+                        .default_service(not_allowed()),
+                )
+                .service(
+                    web::resource("/revocations")
+                        .route(web::get().to(routes::admin::list_revocations))
+                        .route(web::post().to(routes::admin::revoke_certificate))
+                        .default_service(not_allowed()),
+                )
+                .service(
+                    web::resource("/migration")
+                        .route(web::get().to(routes::admin::migration_report))
+                        .default_service(not_allowed()),
+                )
+                .service(
+                    web::resource("/audit")
+                        .route(web::get().to(routes::admin::list_audit))
+                        .default_service(not_allowed()),
+                )
+                .default_service(web::to(routes::not_found)),
+        );
+}

@@ -1,0 +1,169 @@
+//! SQLite through sqlx: the connection pool, embedded migrations, and the read queries the admin
+//! API needs. Writes live next to what they write (plans, registry, recorder).
+
+pub mod recorder;
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+
+use serde::Serialize;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+
+use crate::configuration::DatabaseSettings;
+use crate::error::{StartupError, StorageError};
+use crate::identity::AuthMethod;
+
+/// Opens (creating if needed) the database and applies the embedded migrations.
+///
+/// WAL with `synchronous = FULL`: a commit is on disk before a plan is acknowledged, which keeps
+/// acknowledged plans across a process crash and a power loss. Group commit keeps this cheap.
+pub async fn connect(settings: &DatabaseSettings) -> Result<SqlitePool, StartupError> {
+    let path = &settings.path;
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|source| StartupError::File {
+            path: parent.to_owned(),
+            what: "database directory",
+            source,
+        })?;
+    }
+    let options = SqliteConnectOptions::from_str("sqlite:")
+        .map_err(|e| StartupError::Database {
+            path: path.clone(),
+            detail: e.to_string(),
+        })?
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .foreign_keys(true)
+        .busy_timeout(settings.busy_timeout());
+    let pool = SqlitePoolOptions::new()
+        .max_connections(settings.max_connections)
+        .connect_with(options)
+        .await
+        .map_err(|e| StartupError::Database {
+            path: path.clone(),
+            detail: e.to_string(),
+        })?;
+    sqlx::migrate!("../migrations")
+        .run(&pool)
+        .await
+        .map_err(|e| StartupError::Database {
+            path: path.clone(),
+            detail: e.to_string(),
+        })?;
+    Ok(pool)
+}
+
+pub async fn ping(pool: &SqlitePool) -> Result<(), StorageError> {
+    sqlx::query("SELECT 1").execute(pool).await?;
+    Ok(())
+}
+
+#[derive(Debug, Serialize)]
+pub struct AuditRecord {
+    pub id: i64,
+    pub at: i64,
+    pub kind: String,
+    pub reason: String,
+    pub client: Option<String>,
+    pub actor: Option<String>,
+    pub method: Option<String>,
+    pub before: Option<String>,
+    pub after: Option<String>,
+    pub detail: serde_json::Value,
+}
+
+/// The newest audit events first, optionally for one client.
+pub async fn list_audit(
+    pool: &SqlitePool,
+    client: Option<&str>,
+    limit: i64,
+) -> Result<Vec<AuditRecord>, StorageError> {
+    let rows = sqlx::query(
+        "SELECT id, at, kind, reason, client, actor, method, before, after, detail FROM audit_events \
+         WHERE (?1 IS NULL OR client = ?1) ORDER BY id DESC LIMIT ?2",
+    )
+    .bind(client)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    rows.into_iter()
+        .map(|row| {
+            let detail: String = row.try_get("detail")?;
+            Ok(AuditRecord {
+                id: row.try_get("id")?,
+                at: row.try_get("at")?,
+                kind: row.try_get("kind")?,
+                reason: row.try_get("reason")?,
+                client: row.try_get("client")?,
+                actor: row.try_get("actor")?,
+                method: row.try_get("method")?,
+                before: row.try_get("before")?,
+                after: row.try_get("after")?,
+                detail: serde_json::from_str(&detail).unwrap_or_default(),
+            })
+        })
+        .collect()
+}
+
+/// How one client used one method.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct MethodUsage {
+    /// Requests within the report window.
+    pub requests_in_window: i64,
+    /// Last use ever (unix seconds).
+    pub last_seen: Option<i64>,
+    pub last_certificate_fingerprint: Option<String>,
+    pub last_certificate_not_after: Option<i64>,
+}
+
+/// Usage per client and method; `since` bounds the windowed counts.
+pub async fn usage_by_client(
+    pool: &SqlitePool,
+    since: i64,
+) -> Result<BTreeMap<String, BTreeMap<&'static str, MethodUsage>>, StorageError> {
+    let rows = sqlx::query(
+        "SELECT client, method, \
+           SUM(CASE WHEN last_seen >= ?1 THEN request_count ELSE 0 END) AS in_window, \
+           MAX(last_seen) AS last_seen FROM client_usage GROUP BY client, method",
+    )
+    .bind(since)
+    .fetch_all(pool)
+    .await?;
+    let mut usage: BTreeMap<String, BTreeMap<&'static str, MethodUsage>> = BTreeMap::new();
+    for row in rows {
+        let method: String = row.try_get("method")?;
+        let Some(method) = AuthMethod::parse(&method) else {
+            continue;
+        };
+        usage.entry(row.try_get("client")?).or_default().insert(
+            method.as_str(),
+            MethodUsage {
+                requests_in_window: row.try_get("in_window")?,
+                last_seen: row.try_get("last_seen")?,
+                ..MethodUsage::default()
+            },
+        );
+    }
+    // The certificate last seen from each client (for its expiry).
+    let certs = sqlx::query(
+        "SELECT client, last_cert_fingerprint, last_cert_not_after FROM client_usage u \
+         WHERE method = 'certificate' AND last_cert_fingerprint IS NOT NULL AND last_seen = \
+           (SELECT MAX(last_seen) FROM client_usage v WHERE v.client = u.client AND v.method = 'certificate')",
+    )
+    .fetch_all(pool)
+    .await?;
+    for row in certs {
+        let client: String = row.try_get("client")?;
+        if let Some(entry) = usage
+            .get_mut(&client)
+            .and_then(|m| m.get_mut("certificate"))
+        {
+            entry.last_certificate_fingerprint = row.try_get("last_cert_fingerprint")?;
+            entry.last_certificate_not_after = row.try_get("last_cert_not_after")?;
+        }
+    }
+    Ok(usage)
+}

@@ -1,0 +1,278 @@
+//! Logs (`tracing`, JSON in containers) and Prometheus metrics.
+
+use std::sync::atomic::AtomicI64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use tracing_subscriber::EnvFilter;
+
+use crate::configuration::{LogFormat, TelemetrySettings};
+
+/// Installs the global subscriber. Safe to call more than once (later calls do nothing), so
+/// tests that build several apps in one process can all call it.
+pub fn init(settings: &TelemetrySettings) {
+    let filter = EnvFilter::try_new(&settings.filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match settings.format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .try_init(),
+        LogFormat::Pretty => builder.try_init(),
+    };
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    client: String,
+    method: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: String,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    refusals: Family<ReasonLabels, Counter>,
+    handshake_failures: Family<KindLabels, Counter>,
+    pub recorder_dropped: Counter,
+    server_cert_expiry: Gauge<i64, AtomicI64>,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("dispatch");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let refusals = Family::<ReasonLabels, Counter>::default();
+        let handshake_failures = Family::<KindLabels, Counter>::default();
+        let recorder_dropped = Counter::default();
+        let server_cert_expiry = Gauge::<i64, AtomicI64>::default();
+        registry.register(
+            "requests",
+            "API requests by client, auth method and outcome",
+            requests.clone(),
+        );
+        registry.register(
+            "auth_refusals",
+            "Refused requests by reason code",
+            refusals.clone(),
+        );
+        registry.register(
+            "tls_handshake_failures",
+            "Client certificates refused in the TLS handshake, by kind",
+            handshake_failures.clone(),
+        );
+        registry.register(
+            "recorder_dropped",
+            "Usage and audit records dropped because the queue was full or the database failed",
+            recorder_dropped.clone(),
+        );
+        registry.register(
+            "server_certificate_expiry_seconds",
+            "Seconds until the server certificate expires",
+            server_cert_expiry.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            refusals,
+            handshake_failures,
+            recorder_dropped,
+            server_cert_expiry,
+        }
+    }
+
+    pub fn request(&self, client: &str, method: &str, outcome: &str) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                client: client.into(),
+                method: method.into(),
+                outcome: outcome.into(),
+            })
+            .inc();
+    }
+
+    pub fn refusal(&self, reason: &str) {
+        self.refusals
+            .get_or_create(&ReasonLabels {
+                reason: reason.into(),
+            })
+            .inc();
+    }
+
+    pub fn handshake_failure(&self, kind: &str) {
+        self.handshake_failures
+            .get_or_create(&KindLabels { kind: kind.into() })
+            .inc();
+    }
+
+    pub fn set_server_certificate_expiry(&self, seconds: i64) {
+        self.server_cert_expiry.set(seconds);
+    }
+
+    /// The Prometheus/OpenMetrics text exposition.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+
+    /// The refusal counter for one reason, as it stands.
+    pub fn refusals_for(&self, reason: &str) -> u64 {
+        self.refusals
+            .get_or_create(&ReasonLabels {
+                reason: reason.into(),
+            })
+            .get()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Middleware around the whole API: one structured log line, metrics, usage and audit records
+/// for every request, with client, auth method, outcome and reason.
+pub async fn observe_request(
+    request: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    use actix_web::HttpMessage;
+
+    use crate::error::ApiError;
+    use crate::identity::Principal;
+    use crate::storage::recorder::{AuditEvent, AuditKind, UsageEvent};
+
+    let started = std::time::Instant::now();
+    let state = request
+        .app_data::<actix_web::web::Data<crate::startup::AppState>>()
+        .cloned();
+    let http_method = request.method().to_string();
+    let path = request.path().to_owned();
+    let peer = request.peer_addr().map(|a| a.ip().to_string());
+    let response = next.call(request).await?;
+    let Some(state) = state else {
+        return Ok(response);
+    };
+
+    let status = response.status();
+    let principal = response.request().extensions().get::<Principal>().cloned();
+    let refusal = response
+        .response()
+        .error()
+        .and_then(|e| e.as_error::<ApiError>())
+        .and_then(ApiError::refusal)
+        .cloned();
+    let client = principal
+        .as_ref()
+        .map(|p| p.client.name.to_string())
+        .or_else(|| refusal.as_ref().and_then(|r| r.client.clone()));
+    let method = principal
+        .as_ref()
+        .map(|p| p.method)
+        .or_else(|| refusal.as_ref().and_then(|r| r.method));
+    let outcome = if refusal.is_some() {
+        "refused"
+    } else if status.is_server_error() {
+        "error"
+    } else if status.is_client_error() {
+        "invalid"
+    } else {
+        "ok"
+    };
+    let reason = refusal.as_ref().map(|r| r.reason.as_str());
+    let method_label = method.map(|m| m.as_str()).unwrap_or("none");
+    state
+        .metrics
+        .request(client.as_deref().unwrap_or("-"), method_label, outcome);
+
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    if let Some(principal) = &principal {
+        // Evidence for the migration report: which method this client really used.
+        state.recorder.usage(UsageEvent {
+            client: principal.client.name.clone(),
+            method: principal.method,
+            at: now,
+            certificate: principal
+                .certificate
+                .as_ref()
+                .map(|c| (c.fingerprint, c.not_after.unix_timestamp())),
+        });
+        if principal.retired_key_presented {
+            tracing::warn!(client = %principal.client.name, "an mtls client sent its retired API key beside its certificate");
+            let mut event = AuditEvent::new(AuditKind::Alert, "retired_key_sent_with_certificate");
+            event.client = Some(principal.client.name.to_string());
+            event.method = Some(principal.method);
+            state.recorder.audit(event);
+        }
+    }
+    if let Some(refusal) = &refusal {
+        state.metrics.refusal(refusal.reason.as_str());
+        let mut event = AuditEvent::new(AuditKind::AuthRefused, refusal.reason.as_str());
+        event.client = refusal.client.clone();
+        event.method = refusal.method;
+        let mut detail = refusal.detail.clone();
+        detail["path"] = serde_json::json!(path);
+        detail["peer"] = serde_json::json!(peer);
+        event.detail = detail;
+        state.recorder.audit(event);
+    }
+    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let key_retired = refusal
+        .as_ref()
+        .is_some_and(|r| r.reason == crate::error::ReasonCode::KeyRetired);
+    if key_retired {
+        // A retired key in use may be a leaked key.
+        tracing::warn!(
+            alert = "retired_key_used",
+            client,
+            http.method = http_method,
+            path,
+            peer,
+            status = status.as_u16(),
+            "ALERT: a retired API key was used"
+        );
+    } else if refusal.is_some() {
+        tracing::warn!(
+            client,
+            auth = method_label,
+            outcome,
+            reason,
+            http.method = http_method,
+            path,
+            peer,
+            status = status.as_u16(),
+            elapsed_ms,
+            "request refused"
+        );
+    } else {
+        tracing::info!(
+            client,
+            auth = method_label,
+            outcome,
+            http.method = http_method,
+            path,
+            status = status.as_u16(),
+            elapsed_ms,
+            "request"
+        );
+    }
+    Ok(response)
+}
