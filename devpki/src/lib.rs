@@ -9,8 +9,8 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
-    SanType, SerialNumber,
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType, SerialNumber,
 };
 use time::{Duration, OffsetDateTime};
 
@@ -24,7 +24,10 @@ pub enum PkiError {
     #[error("certificate generation: {0}")]
     Rcgen(#[from] rcgen::Error),
     #[error("`{}`: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("`{}` exists; pass --force to overwrite", .0.display())]
     Exists(PathBuf),
     #[error("the operating system's random source failed")]
@@ -100,26 +103,44 @@ pub struct CertificateAuthority {
 fn random_serial() -> Result<SerialNumber, PkiError> {
     use ring::rand::SecureRandom;
     let mut bytes = [0u8; 16];
-    ring::rand::SystemRandom::new().fill(&mut bytes).map_err(|_| PkiError::Random)?;
+    ring::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| PkiError::Random)?;
     bytes[0] &= 0x7f; // a positive INTEGER
     Ok(SerialNumber::from_slice(&bytes))
 }
 
 impl CertificateAuthority {
     /// A new self-signed root with the given subject CN and organisation.
-    pub fn new(common_name: &str, organization: &str, lifetime: Duration) -> Result<Self, PkiError> {
+    pub fn new(
+        common_name: &str,
+        organization: &str,
+        lifetime: Duration,
+    ) -> Result<Self, PkiError> {
         let mut params = CertificateParams::default();
-        params.distinguished_name.push(DnType::CommonName, common_name);
-        params.distinguished_name.push(DnType::OrganizationName, organization);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, common_name);
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, organization);
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
         params.not_before = OffsetDateTime::now_utc() - Duration::minutes(1);
         params.not_after = OffsetDateTime::now_utc() + lifetime;
         params.serial_number = Some(random_serial()?);
         let key = KeyPair::generate()?;
         let cert = params.self_signed(&key)?;
         let key_pem = key.serialize_pem();
-        Ok(Self { cert_pem: cert.pem(), key_pem, issuer: Issuer::new(params, key) })
+        Ok(Self {
+            cert_pem: cert.pem(),
+            key_pem,
+            issuer: Issuer::new(params, key),
+        })
     }
 
     /// The dev CA (`CN=Dispatch Dev Internal CA, O=Dispatch Dev`).
@@ -131,12 +152,18 @@ impl CertificateAuthority {
     pub fn from_pem(cert_pem: &str, key_pem: &str) -> Result<Self, PkiError> {
         let key = KeyPair::from_pem(key_pem)?;
         let issuer = Issuer::from_ca_cert_pem(cert_pem, key)?;
-        Ok(Self { issuer, cert_pem: cert_pem.to_owned(), key_pem: key_pem.to_owned() })
+        Ok(Self {
+            issuer,
+            cert_pem: cert_pem.to_owned(),
+            key_pem: key_pem.to_owned(),
+        })
     }
 
     pub fn issue(&self, spec: &LeafSpec) -> Result<Issued, PkiError> {
         let mut params = CertificateParams::default();
-        params.distinguished_name.push(DnType::CommonName, spec.common_name.as_str());
+        params
+            .distinguished_name
+            .push(DnType::CommonName, spec.common_name.as_str());
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = match spec.usage {
@@ -161,7 +188,11 @@ impl CertificateAuthority {
         params.use_authority_key_identifier_extension = true;
         let key = KeyPair::generate()?;
         let cert = params.signed_by(&key, &self.issuer)?;
-        Ok(Issued { cert_pem: cert.pem(), key_pem: key.serialize_pem(), der: cert.der().to_vec() })
+        Ok(Issued {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            der: cert.der().to_vec(),
+        })
     }
 }
 
@@ -169,18 +200,33 @@ impl CertificateAuthority {
 pub fn generate_api_key() -> Result<String, PkiError> {
     use ring::rand::SecureRandom;
     let mut bytes = [0u8; 32];
-    ring::rand::SystemRandom::new().fill(&mut bytes).map_err(|_| PkiError::Random)?;
+    ring::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| PkiError::Random)?;
     Ok(format!("dk_{}", hex::encode(bytes)))
 }
 
 /// The SHA-256 of a key, in hex, as the server stores it.
 pub fn api_key_sha256(key: &str) -> String {
-    hex::encode(ring::digest::digest(&ring::digest::SHA256, key.as_bytes()))
+    sha256_hex(key.as_bytes())
+}
+
+/// The SHA-256 of any bytes, in hex (a certificate's DER gives its fingerprint).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(ring::digest::digest(&ring::digest::SHA256, bytes))
 }
 
 /// Writes a file; private material (`secret = true`) gets mode 0600 from the moment it exists.
-pub fn write_file(path: &Path, contents: &str, secret: bool, overwrite: bool) -> Result<(), PkiError> {
-    let io = |source| PkiError::Io { path: path.to_owned(), source };
+pub fn write_file(
+    path: &Path,
+    contents: &str,
+    secret: bool,
+    overwrite: bool,
+) -> Result<(), PkiError> {
+    let io = |source| PkiError::Io {
+        path: path.to_owned(),
+        source,
+    };
     if path.exists() && !overwrite {
         return Err(PkiError::Exists(path.to_owned()));
     }
@@ -196,7 +242,12 @@ pub fn write_file(path: &Path, contents: &str, secret: bool, overwrite: bool) ->
     {
         use std::os::unix::fs::PermissionsExt;
         // `mode` applies only when the file is created; tighten an existing one too.
-        file.set_permissions(fs::Permissions::from_mode(if secret { 0o600 } else { 0o644 })).map_err(io)?;
+        file.set_permissions(fs::Permissions::from_mode(if secret {
+            0o600
+        } else {
+            0o644
+        }))
+        .map_err(io)?;
     }
     file.write_all(contents.as_bytes()).map_err(io)
 }
@@ -235,7 +286,10 @@ pub fn dev_leaves(lifetime: Duration) -> Vec<(&'static str, LeafSpec)> {
     vec![
         ("dispatch-api", LeafSpec::server(lifetime)),
         ("route-worker", LeafSpec::workload("route-worker", lifetime)),
-        ("operator", LeafSpec::new("operator", Usage::Client, lifetime)),
+        (
+            "operator",
+            LeafSpec::new("operator", Usage::Client, lifetime),
+        ),
     ]
 }
 
@@ -247,12 +301,21 @@ pub struct InitOptions {
 
 /// Writes (or, with `reissue_only`, refreshes the leaves of) a dev PKI into `dir`. Returns the
 /// files written.
-pub fn write_dev_pki(dir: &Path, options: &InitOptions, reissue_only: bool) -> Result<Vec<PathBuf>, PkiError> {
-    fs::create_dir_all(dir).map_err(|source| PkiError::Io { path: dir.to_owned(), source })?;
+pub fn write_dev_pki(
+    dir: &Path,
+    options: &InitOptions,
+    reissue_only: bool,
+) -> Result<Vec<PathBuf>, PkiError> {
+    fs::create_dir_all(dir).map_err(|source| PkiError::Io {
+        path: dir.to_owned(),
+        source,
+    })?;
     let layout = DevPkiLayout::new(dir);
     let mut written = Vec::new();
     let ca = if reissue_only {
-        let read = |path: PathBuf| fs::read_to_string(&path).map_err(|source| PkiError::Io { path, source });
+        let read = |path: PathBuf| {
+            fs::read_to_string(&path).map_err(|source| PkiError::Io { path, source })
+        };
         CertificateAuthority::from_pem(&read(layout.ca_cert())?, &read(layout.ca_key())?)?
     } else {
         let ca = CertificateAuthority::dev(options.ca_lifetime)?;
@@ -270,9 +333,22 @@ pub fn write_dev_pki(dir: &Path, options: &InitOptions, reissue_only: bool) -> R
     }
     if !reissue_only {
         let key = generate_api_key()?;
-        write_file(&layout.api_key("route-worker"), &key, true, options.overwrite)?;
-        write_file(&layout.api_key_sha256("route-worker"), &api_key_sha256(&key), false, options.overwrite)?;
-        written.extend([layout.api_key("route-worker"), layout.api_key_sha256("route-worker")]);
+        write_file(
+            &layout.api_key("route-worker"),
+            &key,
+            true,
+            options.overwrite,
+        )?;
+        write_file(
+            &layout.api_key_sha256("route-worker"),
+            &api_key_sha256(&key),
+            false,
+            options.overwrite,
+        )?;
+        written.extend([
+            layout.api_key("route-worker"),
+            layout.api_key_sha256("route-worker"),
+        ]);
     }
     Ok(written)
 }
@@ -284,23 +360,39 @@ mod tests {
     #[test]
     fn private_keys_are_written_owner_only() {
         let dir = tempfile_dir();
-        let options = InitOptions { lifetime: Duration::days(1), ca_lifetime: Duration::days(2), overwrite: false };
+        let options = InitOptions {
+            lifetime: Duration::days(1),
+            ca_lifetime: Duration::days(2),
+            overwrite: false,
+        };
         write_dev_pki(&dir, &options, false).unwrap();
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            for name in ["ca.key", "dispatch-api.key", "route-worker.key", "operator.key", "route-worker.api-key"] {
+            for name in [
+                "ca.key",
+                "dispatch-api.key",
+                "route-worker.key",
+                "operator.key",
+                "route-worker.api-key",
+            ] {
                 let mode = fs::metadata(dir.join(name)).unwrap().permissions().mode() & 0o777;
                 assert_eq!(mode, 0o600, "{name}");
             }
         }
         // A second init refuses to overwrite; a reissue keeps the CA and replaces the leaves.
-        assert!(matches!(write_dev_pki(&dir, &options, false), Err(PkiError::Exists(_))));
+        assert!(matches!(
+            write_dev_pki(&dir, &options, false),
+            Err(PkiError::Exists(_))
+        ));
         let ca_before = fs::read_to_string(dir.join("ca.pem")).unwrap();
         let leaf_before = fs::read_to_string(dir.join("route-worker.pem")).unwrap();
         write_dev_pki(&dir, &options, true).unwrap();
         assert_eq!(ca_before, fs::read_to_string(dir.join("ca.pem")).unwrap());
-        assert_ne!(leaf_before, fs::read_to_string(dir.join("route-worker.pem")).unwrap());
+        assert_ne!(
+            leaf_before,
+            fs::read_to_string(dir.join("route-worker.pem")).unwrap()
+        );
         fs::remove_dir_all(dir).unwrap();
     }
 
@@ -309,7 +401,10 @@ mod tests {
         let key = generate_api_key().unwrap();
         assert!(key.starts_with("dk_") && key.len() == 67);
         assert_eq!(api_key_sha256(&key).len(), 64);
-        assert_ne!(api_key_sha256(&key), api_key_sha256(&generate_api_key().unwrap()));
+        assert_ne!(
+            api_key_sha256(&key),
+            api_key_sha256(&generate_api_key().unwrap())
+        );
     }
 
     fn tempfile_dir() -> PathBuf {

@@ -49,16 +49,39 @@ enum Command {
 
 fn main() -> ExitCode {
     let (dir, options, reissue) = match Cli::parse().command {
-        Command::Init { dir, days, force, if_absent } => {
+        Command::Init {
+            dir,
+            days,
+            force,
+            if_absent,
+        } => {
             if if_absent && dir.join("ca.pem").exists() {
                 println!("{} already holds a CA; nothing written", dir.display());
                 return ExitCode::SUCCESS;
             }
-            (dir, InitOptions { lifetime: Duration::days(days), ca_lifetime: Duration::days(days.max(365)), overwrite: force }, false)
+            (
+                dir,
+                InitOptions {
+                    lifetime: Duration::days(days),
+                    ca_lifetime: Duration::days(days.max(365)),
+                    overwrite: force,
+                },
+                false,
+            )
         }
         Command::Reissue { dir, days, minutes } => {
-            let lifetime = minutes.map(Duration::minutes).unwrap_or(Duration::days(days));
-            (dir, InitOptions { lifetime, ca_lifetime: lifetime, overwrite: true }, true)
+            let lifetime = minutes
+                .map(Duration::minutes)
+                .unwrap_or(Duration::days(days));
+            (
+                dir,
+                InitOptions {
+                    lifetime,
+                    ca_lifetime: lifetime,
+                    overwrite: true,
+                },
+                true,
+            )
         }
     };
     match write_dev_pki(&dir, &options, reissue) {

@@ -210,9 +210,10 @@ impl Application {
             _ = async { let _ = https.await; } => ops_handle.stop(true).await,
             _ = async { let _ = ops.await; } => https_handle.stop(true).await,
         }
+        // No request is in flight any more: write what is buffered, then stop the writer (other
+        // holders of the state, such as tests, may keep the queue itself open).
         self.state.recorder.flush().await;
-        drop(self.state);
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), self.recorder_task).await;
+        self.recorder_task.abort();
         tracing::info!("dispatch-api stopped");
         Ok(())
     }

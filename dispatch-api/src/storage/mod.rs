@@ -56,6 +56,13 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<SqlitePool, StartupE
     Ok(pool)
 }
 
+pub type Pool = SqlitePool;
+
+/// A single integer from a query (counts, pragmas): for health checks and tests.
+pub async fn scalar(pool: &SqlitePool, query: &'static str) -> Result<i64, StorageError> {
+    Ok(sqlx::query_scalar(query).fetch_one(pool).await?)
+}
+
 pub async fn ping(pool: &SqlitePool) -> Result<(), StorageError> {
     sqlx::query("SELECT 1").execute(pool).await?;
     Ok(())

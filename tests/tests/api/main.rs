@@ -1,0 +1,8 @@
+//! dispatch-api end to end: each case on a new connection, asserting the status AND the reason
+//! code (through the audit log or metrics).
+
+mod admin;
+mod authentication;
+mod handshake;
+mod listener;
+mod plans;
