@@ -144,6 +144,21 @@ impl ApiError {
         }
     }
 
+    /// What the caller may learn of why it was refused. A stranger (no credentials, an unknown
+    /// key) learns nothing beyond 401. A caller holding a key we issued or a certificate from our
+    /// CA gets the code, so a worker can say "your key is retired: configure the certificate"
+    /// instead of "401"; the full detail stays in the operator's audit log.
+    fn caller_reason(&self) -> Option<&'static str> {
+        match self {
+            Self::Refused(r)
+                if !matches!(r.reason, ReasonCode::NoCredentials | ReasonCode::KeyInvalid) =>
+            {
+                Some(r.reason.as_str())
+            }
+            _ => None,
+        }
+    }
+
     fn public_detail(&self) -> Option<String> {
         match self {
             Self::Refused(r) if r.reason.status() == StatusCode::FORBIDDEN => {
@@ -169,6 +184,10 @@ struct Problem<'a> {
     status: u16,
     #[serde(skip_serializing_if = "Option::is_none")]
     detail: Option<String>,
+    /// The refusal's reason code, for callers that proved possession of something we issued
+    /// (a key we know, a certificate from our CA); never for a stranger (see `caller_reason`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     errors: Option<&'a [FieldError]>,
 }
@@ -200,6 +219,7 @@ impl ResponseError for ApiError {
             title,
             status: status.as_u16(),
             detail: self.public_detail(),
+            reason: self.caller_reason(),
             errors: match self {
                 Self::InvalidPlan(errors) => Some(errors),
                 _ => None,

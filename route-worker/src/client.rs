@@ -1,0 +1,297 @@
+//! The awc client for dispatch-api: retries with exponential backoff and full jitter for
+//! connection failures, 429 and 5xx (never other 4xx), an `Idempotency-Key` on every plan so a
+//! retry cannot create a second plan, and failures turned into sentences an operator can act on.
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use awc::error::{ConnectError, SendRequestError};
+use awc::http::StatusCode;
+use rustls::{AlertDescription, CertificateError};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::Value;
+
+use crate::configuration::{RetrySettings, WorkerSettings};
+use crate::error::WorkerError;
+use crate::routing::PlanBody;
+
+pub struct DispatchClient {
+    http: awc::Client,
+    base_url: String,
+    host: String,
+    api_key: Option<SecretString>,
+    retry: RetrySettings,
+}
+
+/// A plan the server accepted.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    pub id: String,
+    pub location: String,
+    pub replayed: bool,
+}
+
+impl DispatchClient {
+    pub fn new(settings: &WorkerSettings) -> Result<Self, WorkerError> {
+        let tls = crate::tls::client_config(&settings.tls)?;
+        let base_url = settings.server.url.trim_end_matches('/').to_owned();
+        let uri: awc::http::Uri = base_url.parse().map_err(|e| {
+            WorkerError::Config(format!("server.url `{base_url}` is not a URL: {e}"))
+        })?;
+        if uri.scheme_str() != Some("https") {
+            return Err(WorkerError::Config(format!(
+                "server.url `{base_url}` must be https://"
+            )));
+        }
+        let host = uri.host().unwrap_or_default().to_owned();
+        let timeout = Duration::from_secs(settings.server.request_timeout_secs);
+        let connector = awc::Connector::new()
+            .rustls_0_23(Arc::new(tls))
+            .timeout(timeout)
+            .handshake_timeout(timeout);
+        let http = awc::Client::builder()
+            .connector(connector)
+            .timeout(timeout)
+            .finish();
+        Ok(Self {
+            http,
+            base_url,
+            host,
+            api_key: settings.api_key()?,
+            retry: settings.retry.clone(),
+        })
+    }
+
+    /// Submits a plan, retrying transient failures. The idempotency key is derived from the plan
+    /// itself, so even a restarted worker re-sending the same plan creates nothing new.
+    pub async fn submit(&self, plan: &PlanBody) -> Result<Accepted, WorkerError> {
+        let body = serde_json::to_vec(plan).map_err(|e| WorkerError::Config(e.to_string()))?;
+        let idempotency_key = format!(
+            "rw-{}",
+            &hex::encode(ring::digest::digest(&ring::digest::SHA256, &body))[..40]
+        );
+        let url = format!("{}/api/dispatch-plans", self.base_url);
+        let response = self
+            .with_retries("submit plan", || {
+                let mut request = self
+                    .http
+                    .post(&url)
+                    .insert_header(("Idempotency-Key", idempotency_key.as_str()))
+                    .insert_header(("Content-Type", "application/json"));
+                if let Some(key) = &self.api_key {
+                    request = request.insert_header(("X-Api-Key", key.expose_secret()));
+                }
+                request.send_body(body.clone())
+            })
+            .await?;
+        let location = response
+            .headers
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        Ok(Accepted {
+            id: response.body["id"].as_str().unwrap_or_default().to_owned(),
+            location,
+            replayed: response.body["replayed"].as_bool().unwrap_or(false),
+        })
+    }
+
+    /// How the server sees this worker (`GET /api/whoami`).
+    pub async fn whoami(&self) -> Result<Value, WorkerError> {
+        let url = format!("{}/api/whoami", self.base_url);
+        let response = self
+            .with_retries("whoami", || {
+                let mut request = self.http.get(&url);
+                if let Some(key) = &self.api_key {
+                    request = request.insert_header(("X-Api-Key", key.expose_secret()));
+                }
+                request.send()
+            })
+            .await?;
+        Ok(response.body)
+    }
+
+    async fn with_retries<F, Fut>(&self, what: &str, mut send: F) -> Result<Reply, WorkerError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<awc::ClientResponse, SendRequestError>>,
+    {
+        let attempts = self.retry.max_attempts.max(1);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let (error, retry_after) = match send().await {
+                Ok(mut response) => {
+                    let status = response.status();
+                    let retry_after = response
+                        .headers()
+                        .get("retry-after")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse::<u64>().ok());
+                    let headers = response.headers().clone();
+                    let bytes = response.body().limit(1 << 20).await.unwrap_or_default();
+                    let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+                    if status.is_success() {
+                        return Ok(Reply { headers, body });
+                    }
+                    (self.http_failure(status, &body), retry_after)
+                }
+                Err(error) => (self.transport_failure(&error), None),
+            };
+            if !error.is_transient() || attempt >= attempts {
+                if error.is_transient() {
+                    return Err(WorkerError::Transient(format!(
+                        "{what}: gave up after {attempt} attempts: {error}"
+                    )));
+                }
+                return Err(error);
+            }
+            let delay = self.backoff(attempt, retry_after);
+            tracing::warn!(what, attempt, of = attempts, delay_ms = delay.as_millis() as u64, error = %error, "retrying");
+            actix_rt::time::sleep(delay).await;
+        }
+    }
+
+    /// Exponential backoff with full jitter, capped; a server's Retry-After is a floor.
+    fn backoff(&self, attempt: u32, retry_after: Option<u64>) -> Duration {
+        let cap = self
+            .retry
+            .initial_backoff_ms
+            .saturating_mul(1u64 << (attempt - 1).min(20))
+            .min(self.retry.max_backoff_ms);
+        let jittered = fastrand::u64(0..=cap);
+        let floor = retry_after
+            .map(|s| s * 1000)
+            .unwrap_or(0)
+            .min(self.retry.max_backoff_ms);
+        Duration::from_millis(jittered.max(floor))
+    }
+
+    fn http_failure(&self, status: StatusCode, problem: &Value) -> WorkerError {
+        if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+            return WorkerError::Transient(format!("the server answered {status}"));
+        }
+        let reason = problem["reason"].as_str().unwrap_or_default();
+        let sentence = match (status.as_u16(), reason) {
+            (_, "key_retired") => "the server says this client's API key is retired: configure the client certificate".to_owned(),
+            (_, "cert_unmapped") => {
+                "the server does not recognise this certificate: register its subject or SPIFFE ID".to_owned()
+            }
+            (_, "issuer_not_allowed") => "the server knows this certificate's name but not from this issuer: check the client's binding".to_owned(),
+            (_, "method_not_allowed") => {
+                "this client is in api_key mode on the server: an operator must move it to dual before it may use its certificate".to_owned()
+            }
+            (_, "cert_revoked") => "the server has revoked this certificate: get a new one".to_owned(),
+            (_, "credential_mismatch") => "the API key belongs to another client than the certificate: fix auth.api_key_file".to_owned(),
+            (_, "client_disabled") => "this client is disabled on the server".to_owned(),
+            (_, "policy_denied") => "this client may not do this (for plans it needs the plans:submit scope)".to_owned(),
+            (401, _) => "the server did not accept our credentials: check auth.api_key_file or configure the client certificate".to_owned(),
+            (422, _) if problem["errors"].is_array() => format!(
+                "the server refused the plan: {}",
+                problem["errors"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|e| format!("{} {}", e["pointer"].as_str().unwrap_or(""), e["detail"].as_str().unwrap_or("")))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+            _ => format!(
+                "the server refused the request ({status}): {}",
+                problem["detail"].as_str().or(problem["title"].as_str()).unwrap_or("no detail")
+            ),
+        };
+        WorkerError::Refused(sentence)
+    }
+
+    fn transport_failure(&self, error: &SendRequestError) -> WorkerError {
+        if let Some(tls) = tls_error(error) {
+            return WorkerError::Refused(self.tls_sentence(tls));
+        }
+        let detail = match error {
+            SendRequestError::Connect(ConnectError::Io(e))
+                if e.kind() == io::ErrorKind::ConnectionRefused =>
+            {
+                format!(
+                    "cannot connect to {}: connection refused (is dispatch-api running?)",
+                    self.base_url
+                )
+            }
+            SendRequestError::Connect(e) => format!("cannot connect to {}: {e}", self.base_url),
+            SendRequestError::Timeout => format!("{} did not answer in time", self.base_url),
+            other => format!("the request to {} failed: {other}", self.base_url),
+        };
+        WorkerError::Transient(detail)
+    }
+
+    fn tls_sentence(&self, error: &rustls::Error) -> String {
+        match error {
+            rustls::Error::InvalidCertificate(CertificateError::NotValidForNameContext {
+                presented,
+                ..
+            }) => format!(
+                "the server's certificate is not valid for {} (it names {})",
+                self.host,
+                presented.join(", ")
+            ),
+            rustls::Error::InvalidCertificate(CertificateError::NotValidForName) => {
+                format!("the server's certificate is not valid for {}", self.host)
+            }
+            rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer) => {
+                "the server's certificate was not issued by the configured CA (tls.ca_file)"
+                    .to_owned()
+            }
+            rustls::Error::InvalidCertificate(
+                CertificateError::Expired | CertificateError::ExpiredContext { .. },
+            ) => "the server's certificate has expired".to_owned(),
+            rustls::Error::InvalidCertificate(other) => {
+                format!("the server's certificate is not acceptable: {other}")
+            }
+            rustls::Error::AlertReceived(AlertDescription::CertificateRequired) => {
+                "the server requires a client certificate: configure tls.cert_file and tls.key_file"
+                    .to_owned()
+            }
+            rustls::Error::AlertReceived(
+                alert @ (AlertDescription::BadCertificate
+                | AlertDescription::CertificateExpired
+                | AlertDescription::CertificateRevoked
+                | AlertDescription::UnknownCA
+                | AlertDescription::UnsupportedCertificate
+                | AlertDescription::CertificateUnknown
+                | AlertDescription::AccessDenied),
+            ) => format!(
+                "the server refused our certificate (expired? revoked? wrong CA?): alert {alert:?}"
+            ),
+            other => format!("the TLS handshake with {} failed: {other}", self.host),
+        }
+    }
+}
+
+struct Reply {
+    headers: awc::http::header::HeaderMap,
+    body: Value,
+}
+
+/// Finds the rustls error inside awc's error, wherever the handshake or a later read put it.
+fn tls_error(error: &SendRequestError) -> Option<&rustls::Error> {
+    let io_error: &io::Error = match error {
+        SendRequestError::Connect(ConnectError::Io(e)) | SendRequestError::Send(e) => e,
+        _ => return find_in_chain(error),
+    };
+    io_error
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+}
+
+fn find_in_chain<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    let mut current = error.source();
+    while let Some(e) = current {
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        current = e.source();
+    }
+    None
+}
