@@ -242,6 +242,7 @@ pub async fn observe_request(
         // A retired key in use may be a leaked key.
         tracing::warn!(
             alert = "retired_key_used",
+            reason,
             client,
             http.method = http_method,
             path,

@@ -274,21 +274,29 @@ struct Reply {
     body: Value,
 }
 
-/// Finds the rustls error inside awc's error, wherever the handshake or a later read put it.
+/// Finds the rustls error inside awc's error, wherever the handshake or a later read put it
+/// (with TLS 1.3 the server's verdict on our certificate arrives with the first response).
 fn tls_error(error: &SendRequestError) -> Option<&rustls::Error> {
-    let io_error: &io::Error = match error {
-        SendRequestError::Connect(ConnectError::Io(e)) | SendRequestError::Send(e) => e,
-        _ => return find_in_chain(error),
-    };
-    io_error
+    match error {
+        SendRequestError::Connect(ConnectError::Io(e)) | SendRequestError::Send(e) => inside_io(e),
+        SendRequestError::Response(e) => find_in_chain(e),
+        other => find_in_chain(other),
+    }
+}
+
+fn inside_io(error: &io::Error) -> Option<&rustls::Error> {
+    error
         .get_ref()
         .and_then(|inner| inner.downcast_ref::<rustls::Error>())
 }
 
 fn find_in_chain<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
-    let mut current = error.source();
+    let mut current = Some(error);
     while let Some(e) = current {
         if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        if let Some(tls) = e.downcast_ref::<io::Error>().and_then(inside_io) {
             return Some(tls);
         }
         current = e.source();

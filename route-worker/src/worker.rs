@@ -86,10 +86,10 @@ fn pending_files(dir: &Path) -> Vec<PathBuf> {
 }
 
 fn move_into(file: &Path, dir: &Path) {
-    if let Some(name) = file.file_name() {
-        if let Err(error) = std::fs::rename(file, dir.join(name)) {
-            tracing::error!(file = %file.display(), error = %error, "cannot move the file");
-        }
+    if let Some(name) = file.file_name()
+        && let Err(error) = std::fs::rename(file, dir.join(name))
+    {
+        tracing::error!(file = %file.display(), error = %error, "cannot move the file");
     }
 }
 

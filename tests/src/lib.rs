@@ -26,6 +26,8 @@ use tokio_rustls::client::TlsStream;
 
 pub use devpki;
 
+pub mod process;
+
 /// A client certificate and key, in memory and on disk.
 #[derive(Clone)]
 pub struct Identity {
@@ -221,20 +223,58 @@ pub async fn spawn_app() -> TestApp {
 
 /// Starts an app after `customize` has adjusted the default test settings.
 pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
-    let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
-    let pki = Arc::new(TestPki::new(dir.path()));
-    let mut clients = CLIENTS.to_owned();
-    let mut keys = HashMap::new();
-    for name in KEYED_CLIENTS {
-        let key = devpki::generate_api_key().unwrap();
-        clients = clients.replace(&format!("{{{name}}}"), &devpki::api_key_sha256(&key));
-        keys.insert(name, key);
+    let mut prepared = PreparedApp::new();
+    customize(&mut prepared.settings);
+    prepared.start().await
+}
+
+/// Everything a test app needs, made before it starts: so a test can hand out the PKI and the
+/// keys first (a worker that starts before its server, say).
+pub struct PreparedApp {
+    pub settings: Settings,
+    pub pki: Arc<TestPki>,
+    pub keys: HashMap<&'static str, String>,
+    dir: Arc<tempfile::TempDir>,
+}
+
+impl PreparedApp {
+    pub fn new() -> Self {
+        let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+        let pki = Arc::new(TestPki::new(dir.path()));
+        let mut clients = CLIENTS.to_owned();
+        let mut keys = HashMap::new();
+        for name in KEYED_CLIENTS {
+            let key = devpki::generate_api_key().unwrap();
+            clients = clients.replace(&format!("{{{name}}}"), &devpki::api_key_sha256(&key));
+            keys.insert(name, key);
+        }
+        std::fs::write(dir.path().join("clients.toml"), clients).unwrap();
+        let settings = test_settings(dir.path(), &pki);
+        Self {
+            settings,
+            pki,
+            keys,
+            dir,
+        }
     }
-    std::fs::write(dir.path().join("clients.toml"), clients).unwrap();
-    let mut settings = test_settings(dir.path(), &pki);
-    customize(&mut settings);
-    let operator = pki.operator();
-    start(settings, pki, keys, operator, dir).await
+
+    /// Writes a client's API key to a file (as a mounted secret) and returns its path.
+    pub fn key_file(&self, client: &str) -> PathBuf {
+        let path = self.dir.path().join(format!("{client}.api-key"));
+        devpki::write_file(&path, &self.keys[client], true, true).unwrap();
+        path
+    }
+
+    pub async fn start(self) -> TestApp {
+        let operator = self.pki.operator();
+        start(self.settings, self.pki, self.keys, operator, self.dir).await
+    }
+}
+
+impl Default for PreparedApp {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 async fn start(
@@ -293,6 +333,13 @@ impl TestApp {
 
     pub fn key(&self, client: &str) -> &str {
         &self.keys[client]
+    }
+
+    /// Writes a client's API key to a file (as a mounted secret) and returns its path.
+    pub fn key_file(&self, client: &str) -> PathBuf {
+        let path = self._dir.path().join(format!("{client}.api-key"));
+        devpki::write_file(&path, &self.keys[client], true, true).unwrap();
+        path
     }
 
     /// Opens a new TLS connection, presenting `identity` if given. Trusts only the test CA.
@@ -603,4 +650,29 @@ pub fn plan(route_id: &str, stops: usize) -> Value {
 /// POST a plan.
 pub fn submit(plan: &Value) -> Request {
     Request::post("/api/dispatch-plans").json(plan)
+}
+
+/// An identity from PEM files on disk (as a person would have them).
+pub fn identity_from_files(cert_file: &Path, key_file: &Path) -> Identity {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_file)
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(key_file).unwrap();
+    Identity {
+        fingerprint: devpki::sha256_hex(&chain[0]),
+        chain,
+        key: Arc::new(key),
+        cert_file: cert_file.to_owned(),
+        key_file: key_file.to_owned(),
+    }
+}
+
+/// A free port on 127.0.0.1 (bound, read, released) for a server that starts later.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }

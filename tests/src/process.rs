@@ -1,0 +1,265 @@
+//! The real binaries as processes: dispatch-api with its logs captured, route-worker runs.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A workspace binary, built by `cargo build --workspace --bins` (scripts/test does that; a
+/// workspace test run builds both binaries because their packages have integration tests).
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let path = dir.join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: run `cargo build --workspace --bins` first",
+        path.display()
+    );
+    path
+}
+
+/// Lines a child process wrote to stderr, collected as they arrive.
+#[derive(Clone, Default)]
+pub struct Logs(Arc<Mutex<String>>);
+
+impl Logs {
+    pub fn text(&self) -> String {
+        self.0.lock().unwrap().clone()
+    }
+
+    fn follow(&self, stream: impl std::io::Read + Send + 'static) {
+        let logs = self.0.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                let mut text = logs.lock().unwrap();
+                text.push_str(&line);
+                text.push('\n');
+            }
+        });
+    }
+}
+
+/// dispatch-api running as a process; killed on drop.
+pub struct ServerProcess {
+    child: Child,
+    pub https_port: u16,
+    pub ops_port: u16,
+    pub logs: Logs,
+}
+
+impl ServerProcess {
+    /// Starts dispatch-api with `DISPATCH_CONFIG_DIR=config_dir`, JSON logs and `env`, and waits
+    /// for its "listening" line to learn the ports the OS picked.
+    pub fn start(config_dir: &Path, env: &[(&str, String)]) -> Self {
+        let mut command = Command::new(binary("dispatch-api"));
+        command
+            .env("DISPATCH_CONFIG_DIR", config_dir)
+            .env("DISPATCH_ENV", "test")
+            .env("DISPATCH_TELEMETRY__FORMAT", "json")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("start dispatch-api");
+        let logs = Logs::default();
+        logs.follow(child.stderr.take().unwrap());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let text = logs.text();
+            if let Some(line) = text.lines().find(|l| l.contains("dispatch-api listening")) {
+                let json: serde_json::Value = serde_json::from_str(line).expect("JSON log line");
+                let port = |key: &str| json[key].as_u64().expect("port in log") as u16;
+                return Self {
+                    https_port: port("https_port"),
+                    ops_port: port("ops_port"),
+                    child,
+                    logs,
+                };
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("dispatch-api exited with {status}:\n{text}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "dispatch-api did not start:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGTERM, then wait for the exit.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                return self.child.wait().unwrap();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Writes a dispatch-api config dir (`base.toml`) for a dev PKI directory.
+pub fn write_server_config(dir: &Path, pki: &Path, clients_file: &Path) -> PathBuf {
+    let config = dir.join("server-config");
+    std::fs::create_dir_all(&config).unwrap();
+    let text = format!(
+        r#"[server]
+host = "127.0.0.1"
+port = 0
+ops_host = "127.0.0.1"
+ops_port = 0
+shutdown_grace_secs = 2
+
+[tls]
+cert_file = "{pki}/dispatch-api.pem"
+key_file = "{pki}/dispatch-api.key"
+client_ca_file = "{pki}/ca.pem"
+client_auth = "optional"
+
+[database]
+path = "{dir}/dispatch.db"
+
+[bootstrap]
+clients_file = "{clients}"
+secrets_dir = "{pki}"
+
+[telemetry]
+format = "json"
+filter = "debug"
+"#,
+        pki = pki.display(),
+        dir = dir.display(),
+        clients = clients_file.display()
+    );
+    std::fs::write(config.join("base.toml"), text).unwrap();
+    config
+}
+
+/// route-worker settings for a test.
+#[derive(Clone)]
+pub struct WorkerConfig {
+    pub url: String,
+    pub ca_file: PathBuf,
+    pub cert: Option<(PathBuf, PathBuf)>,
+    pub api_key_file: Option<PathBuf>,
+    pub input_dir: PathBuf,
+    pub max_attempts: u32,
+    pub max_backoff_ms: u64,
+}
+
+impl WorkerConfig {
+    pub fn new(url: String, ca_file: &Path, input_dir: &Path) -> Self {
+        Self {
+            url,
+            ca_file: ca_file.to_owned(),
+            cert: None,
+            api_key_file: None,
+            input_dir: input_dir.to_owned(),
+            max_attempts: 4,
+            max_backoff_ms: 200,
+        }
+    }
+
+    /// Writes `route-worker.toml` into a fresh directory under `dir` and returns it.
+    pub fn write(&self, dir: &Path) -> PathBuf {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let config = dir.join(format!(
+            "worker-config-{}",
+            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&config).unwrap();
+        let mut text = format!(
+            "[server]\nurl = \"{}\"\nrequest_timeout_secs = 5\n\n[tls]\nca_file = \"{}\"\n",
+            self.url,
+            self.ca_file.display()
+        );
+        if let Some((cert, key)) = &self.cert {
+            text.push_str(&format!(
+                "cert_file = \"{}\"\nkey_file = \"{}\"\n",
+                cert.display(),
+                key.display()
+            ));
+        }
+        text.push_str("\n[auth]\n");
+        if let Some(key) = &self.api_key_file {
+            text.push_str(&format!("api_key_file = \"{}\"\n", key.display()));
+        }
+        text.push_str(&format!(
+            "\n[input]\ndir = \"{}\"\npoll_interval_secs = 1\ndays_ahead = 1\n\n[retry]\nmax_attempts = {}\ninitial_backoff_ms = 50\nmax_backoff_ms = {}\n\n[telemetry]\njson = true\nfilter = \"debug\"\n",
+            self.input_dir.display(),
+            self.max_attempts,
+            self.max_backoff_ms
+        ));
+        std::fs::write(config.join("route-worker.toml"), text).unwrap();
+        config
+    }
+}
+
+/// What a finished route-worker run printed and returned.
+#[derive(Debug)]
+pub struct WorkerRun {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs route-worker with `args` to completion (bounded by its own retry settings).
+pub fn run_worker(config_dir: &Path, args: &[&str]) -> WorkerRun {
+    let output = Command::new(binary("route-worker"))
+        .arg("--config-dir")
+        .arg(config_dir)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run route-worker");
+    WorkerRun {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// A stops file for two teams.
+pub fn write_stops(dir: &Path, name: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(
+        &path,
+        "id,team,latitude,longitude,window_start,window_end\n\
+         n1,north,52.37,4.89,08:00,10:00\nn2,north,52.09,5.12,,\nn3,north,52.16,4.49,,\n\
+         s1,south,51.92,4.48,,\ns2,south,51.44,5.47,09:00,12:00\n",
+    )
+    .unwrap();
+    path
+}
+
+/// [`run_worker`] without blocking the async runtime (in-process servers share it).
+pub async fn run_worker_async(config_dir: &Path, args: &[&str]) -> WorkerRun {
+    let config_dir = config_dir.to_owned();
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run_worker(&config_dir, &args)
+    })
+    .await
+    .expect("worker thread")
+}
