@@ -258,6 +258,15 @@ impl PreparedApp {
         }
     }
 
+    /// The bootstrap clients file the app will read (tests may append clients to it).
+    pub fn clients_file(&self) -> PathBuf {
+        self.dir.path().join("clients.toml")
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
     /// Writes a client's API key to a file (as a mounted secret) and returns its path.
     pub fn key_file(&self, client: &str) -> PathBuf {
         let path = self.dir.path().join(format!("{client}.api-key"));

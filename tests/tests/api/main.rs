@@ -4,5 +4,6 @@
 mod admin;
 mod authentication;
 mod handshake;
+mod interop;
 mod listener;
 mod plans;
