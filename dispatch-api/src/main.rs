@@ -5,6 +5,7 @@ use dispatch_api::configuration::Settings;
 use dispatch_api::startup::Application;
 use dispatch_api::telemetry;
 
+/// `dispatch-api` serves; `dispatch-api healthcheck` probes a running instance's `/readyz`.
 /// Settings come from `$DISPATCH_CONFIG_DIR` (default `config`), environment `$DISPATCH_ENV`
 /// (default `local`), and `DISPATCH_<SECTION>__<KEY>` variables.
 #[actix_web::main]
@@ -17,6 +18,15 @@ async fn main() -> ExitCode {
         Ok(settings) => settings,
         Err(error) => return fail(&error),
     };
+    if std::env::args().nth(1).as_deref() == Some("healthcheck") {
+        return match dispatch_api::routes::ops::probe_readiness(&settings.server) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("dispatch-api: not ready: {error}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     telemetry::init(&settings.telemetry);
     let application = match Application::build(settings).await {
         Ok(application) => application,

@@ -39,3 +39,32 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
         .body(state.metrics.encode())
 }
+
+/// `dispatch-api healthcheck`: asks this instance's own `/readyz` over plain HTTP and succeeds
+/// on 200. For container health checks on images without curl.
+pub fn probe_readiness(settings: &crate::configuration::ServerSettings) -> Result<(), String> {
+    use std::io::{Read, Write};
+    let host = match settings.ops_host.as_str() {
+        "0.0.0.0" | "::" | "[::]" => "127.0.0.1",
+        other => other,
+    };
+    let address = format!("{host}:{}", settings.ops_port);
+    let timeout = std::time::Duration::from_secs(3);
+    let socket = std::net::ToSocketAddrs::to_socket_addrs(&address)
+        .map_err(|e| format!("{address}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{address}: no address"))?;
+    let mut stream = std::net::TcpStream::connect_timeout(&socket, timeout).map_err(|e| format!("{address}: {e}"))?;
+    stream.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    stream
+        .write_all(format!("GET /readyz HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes())
+        .map_err(|e| format!("{address}: {e}"))?;
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    let status_line = response.lines().next().unwrap_or_default();
+    if status_line.split_whitespace().nth(1) == Some("200") {
+        Ok(())
+    } else {
+        Err(format!("/readyz on {address} answered `{status_line}`: {}", response.rsplit("\r\n\r\n").next().unwrap_or_default()))
+    }
+}
