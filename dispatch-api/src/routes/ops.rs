@@ -54,10 +54,15 @@ pub fn probe_readiness(settings: &crate::configuration::ServerSettings) -> Resul
         .map_err(|e| format!("{address}: {e}"))?
         .next()
         .ok_or_else(|| format!("{address}: no address"))?;
-    let mut stream = std::net::TcpStream::connect_timeout(&socket, timeout).map_err(|e| format!("{address}: {e}"))?;
-    stream.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    let mut stream = std::net::TcpStream::connect_timeout(&socket, timeout)
+        .map_err(|e| format!("{address}: {e}"))?;
     stream
-        .write_all(format!("GET /readyz HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes())
+        .set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    stream
+        .write_all(
+            format!("GET /readyz HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
         .map_err(|e| format!("{address}: {e}"))?;
     let mut response = String::new();
     let _ = stream.read_to_string(&mut response);
@@ -65,6 +70,9 @@ pub fn probe_readiness(settings: &crate::configuration::ServerSettings) -> Resul
     if status_line.split_whitespace().nth(1) == Some("200") {
         Ok(())
     } else {
-        Err(format!("/readyz on {address} answered `{status_line}`: {}", response.rsplit("\r\n\r\n").next().unwrap_or_default()))
+        Err(format!(
+            "/readyz on {address} answered `{status_line}`: {}",
+            response.rsplit("\r\n\r\n").next().unwrap_or_default()
+        ))
     }
 }
