@@ -65,16 +65,57 @@ pub enum ClientAuth {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsSettings {
-    /// PEM: the server certificate, then any intermediates.
-    pub cert_file: PathBuf,
+    /// PEM: the server certificate, then any intermediates. Or use `pkcs12_file`.
+    #[serde(default)]
+    pub cert_file: Option<PathBuf>,
     /// PEM: the server's private key (PKCS#8, PKCS#1 or SEC1).
-    pub key_file: PathBuf,
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// PKCS#12 (`.pfx`/`.p12`) holding the server key and chain, instead of the two PEM files.
+    #[serde(default)]
+    pub pkcs12_file: Option<PathBuf>,
+    /// A file holding the PKCS#12 password (never the password itself in settings).
+    #[serde(default)]
+    pub pkcs12_password_file: Option<PathBuf>,
     /// PEM: the CAs whose client certificates may complete a handshake (one or several).
     pub client_ca_file: PathBuf,
     pub client_auth: ClientAuth,
     /// CRLs (PEM or DER) checked in the handshake.
     #[serde(default)]
     pub crl_files: Vec<PathBuf>,
+    /// How often the files above are checked for changes (0: only on SIGHUP).
+    #[serde(default = "default_reload_interval")]
+    pub reload_interval_secs: u64,
+    /// Certificates expiring within this many days are warned about, once a day.
+    #[serde(default = "default_expiry_warning_days")]
+    pub expiry_warning_days: u64,
+}
+
+fn default_reload_interval() -> u64 {
+    5
+}
+
+fn default_expiry_warning_days() -> u64 {
+    14
+}
+
+impl TlsSettings {
+    /// Every file the TLS material is made of, for change detection.
+    pub fn files(&self) -> Vec<&Path> {
+        let mut files: Vec<&Path> = [
+            &self.cert_file,
+            &self.key_file,
+            &self.pkcs12_file,
+            &self.pkcs12_password_file,
+        ]
+        .into_iter()
+        .flatten()
+        .map(PathBuf::as_path)
+        .collect();
+        files.push(&self.client_ca_file);
+        files.extend(self.crl_files.iter().map(PathBuf::as_path));
+        files
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

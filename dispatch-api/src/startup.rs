@@ -27,7 +27,7 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub pool: SqlitePool,
     pub plan_limits: PlanLimits,
-    pub server_not_after: OffsetDateTime,
+    pub tls: Arc<tls::ReloadableTls>,
 }
 
 impl AppState {
@@ -45,6 +45,7 @@ pub struct Application {
     ops: Server,
     state: web::Data<AppState>,
     recorder_task: tokio::task::JoinHandle<()>,
+    tls_watch: tokio::task::JoinHandle<()>,
 }
 
 impl Application {
@@ -52,8 +53,8 @@ impl Application {
         let settings = Arc::new(settings);
         let metrics = Arc::new(Metrics::new());
         // TLS material first: a bad certificate file is the most likely start-up error.
-        let identity = tls::ServerIdentity::load(&settings.tls, &tls::provider())?;
-        let tls_config = tls::server_config(&settings.tls, &identity, metrics.clone())?;
+        let reloadable_tls = tls::ReloadableTls::load(&settings.tls, metrics.clone())?;
+        let tls_config = reloadable_tls.server_config()?;
 
         let pool = storage::connect(&settings.database).await?;
         let registry = Registry::load(pool.clone())
@@ -74,7 +75,7 @@ impl Application {
                 batch: 512,
                 interval: std::time::Duration::from_millis(500),
             },
-            metrics.recorder_dropped.clone(),
+            metrics.clone(),
         );
         let state = web::Data::new(AppState {
             plans: PlanStore::start(pool.clone(), 4096),
@@ -85,7 +86,7 @@ impl Application {
             plan_limits: PlanLimits {
                 max_stops: settings.limits.max_stops,
             },
-            server_not_after: identity.not_after,
+            tls: reloadable_tls.clone(),
             settings: settings.clone(),
         });
 
@@ -168,9 +169,10 @@ impl Application {
             https_port,
             ops_port,
             client_auth = ?settings.tls.client_auth,
-            server_certificate_not_after = %identity.not_after,
+            server_certificate_not_after = %reloadable_tls.material().server_not_after,
             "dispatch-api listening"
         );
+        let tls_watch = tokio::spawn(tls::watch(reloadable_tls));
         Ok(Self {
             https_port,
             ops_port,
@@ -178,6 +180,7 @@ impl Application {
             ops,
             state,
             recorder_task,
+            tls_watch,
         })
     }
 
@@ -214,6 +217,7 @@ impl Application {
         // holders of the state, such as tests, may keep the queue itself open).
         self.state.recorder.flush().await;
         self.recorder_task.abort();
+        self.tls_watch.abort();
         tracing::info!("dispatch-api stopped");
         Ok(())
     }

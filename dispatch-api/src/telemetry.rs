@@ -45,13 +45,29 @@ struct KindLabels {
     kind: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CertificateLabels {
+    /// `server`, `client_ca`, or `client` (the last certificate seen from that client).
+    kind: String,
+    /// The certificate's subject, or the client's name.
+    name: String,
+}
+
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     refusals: Family<ReasonLabels, Counter>,
     handshake_failures: Family<KindLabels, Counter>,
     pub recorder_dropped: Counter,
-    server_cert_expiry: Gauge<i64, AtomicI64>,
+    tls_reloads: Family<OutcomeLabels, Counter>,
+    certificate_expiry: Family<CertificateLabels, Gauge<i64, AtomicI64>>,
+    /// notAfter (unix seconds) of the last certificate seen from each client.
+    client_certificates: std::sync::Mutex<std::collections::HashMap<String, i64>>,
 }
 
 impl Metrics {
@@ -61,7 +77,8 @@ impl Metrics {
         let refusals = Family::<ReasonLabels, Counter>::default();
         let handshake_failures = Family::<KindLabels, Counter>::default();
         let recorder_dropped = Counter::default();
-        let server_cert_expiry = Gauge::<i64, AtomicI64>::default();
+        let tls_reloads = Family::<OutcomeLabels, Counter>::default();
+        let certificate_expiry = Family::<CertificateLabels, Gauge<i64, AtomicI64>>::default();
         registry.register(
             "requests",
             "API requests by client, auth method and outcome",
@@ -83,9 +100,14 @@ impl Metrics {
             recorder_dropped.clone(),
         );
         registry.register(
-            "server_certificate_expiry_seconds",
-            "Seconds until the server certificate expires",
-            server_cert_expiry.clone(),
+            "tls_reloads",
+            "Reloads of the TLS files: ok, or rejected (the old material stayed in service)",
+            tls_reloads.clone(),
+        );
+        registry.register(
+            "certificate_expiry_seconds",
+            "Seconds until expiry: the server certificate, each client CA, each client's last certificate",
+            certificate_expiry.clone(),
         );
         Self {
             registry,
@@ -93,7 +115,9 @@ impl Metrics {
             refusals,
             handshake_failures,
             recorder_dropped,
-            server_cert_expiry,
+            tls_reloads,
+            certificate_expiry,
+            client_certificates: Default::default(),
         }
     }
 
@@ -121,12 +145,46 @@ impl Metrics {
             .inc();
     }
 
-    pub fn set_server_certificate_expiry(&self, seconds: i64) {
-        self.server_cert_expiry.set(seconds);
+    pub fn tls_reload(&self, outcome: &str) {
+        self.tls_reloads
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.into(),
+            })
+            .inc();
+    }
+
+    pub fn set_certificate_expiry(&self, kind: &str, name: &str, seconds: i64) {
+        self.certificate_expiry
+            .get_or_create(&CertificateLabels {
+                kind: kind.into(),
+                name: name.into(),
+            })
+            .set(seconds);
+    }
+
+    /// Remembers the notAfter of the certificate a client last presented.
+    pub fn record_client_certificate(&self, client: &str, not_after: i64) {
+        let mut map = self
+            .client_certificates
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        map.insert(client.to_owned(), not_after);
+    }
+
+    pub fn client_certificates(&self) -> Vec<(String, i64)> {
+        let map = self
+            .client_certificates
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        map.iter().map(|(c, t)| (c.clone(), *t)).collect()
     }
 
     /// The Prometheus/OpenMetrics text exposition.
     pub fn encode(&self) -> String {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        for (client, not_after) in self.client_certificates() {
+            self.set_certificate_expiry("client", &client, not_after - now);
+        }
         let mut text = String::new();
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
         text

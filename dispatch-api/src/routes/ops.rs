@@ -17,8 +17,7 @@ pub async fn healthz() -> HttpResponse {
 
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let database = storage::ping(&state.pool).await;
-    let seconds_left = (state.server_not_after - time::OffsetDateTime::now_utc()).whole_seconds();
-    let certificate_ok = seconds_left > 0;
+    let certificate_ok = state.tls.material().server_not_after > time::OffsetDateTime::now_utc();
     let ready = database.is_ok() && certificate_ok;
     let body = json!({
         "status": if ready { "ready" } else { "not_ready" },
@@ -33,8 +32,7 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 }
 
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    let seconds_left = (state.server_not_after - time::OffsetDateTime::now_utc()).whole_seconds();
-    state.metrics.set_server_certificate_expiry(seconds_left);
+    state.tls.publish_expiry();
     HttpResponse::Ok()
         .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
         .body(state.metrics.encode())

@@ -6,7 +6,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use prometheus_client::metrics::counter::Counter;
+use std::sync::Arc;
+
+use crate::telemetry::Metrics;
 use serde::Serialize;
 use sqlx::SqlitePool;
 use tokio::sync::{mpsc, oneshot};
@@ -102,7 +104,7 @@ enum Record {
 #[derive(Clone)]
 pub struct Recorder {
     queue: mpsc::Sender<Record>,
-    dropped: Counter,
+    metrics: Arc<Metrics>,
 }
 
 pub struct RecorderSettings {
@@ -116,11 +118,11 @@ impl Recorder {
     pub fn start(
         pool: SqlitePool,
         settings: RecorderSettings,
-        dropped: Counter,
+        metrics: Arc<Metrics>,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let (queue, receiver) = mpsc::channel(settings.queue);
-        let handle = tokio::spawn(write_loop(pool, receiver, settings, dropped.clone()));
-        (Self { queue, dropped }, handle)
+        let handle = tokio::spawn(write_loop(pool, receiver, settings, metrics.clone()));
+        (Self { queue, metrics }, handle)
     }
 
     pub fn usage(&self, event: UsageEvent) {
@@ -133,7 +135,7 @@ impl Recorder {
 
     fn offer(&self, record: Record) {
         if self.queue.try_send(record).is_err() {
-            self.dropped.inc();
+            self.metrics.recorder_dropped.inc();
             tracing::warn!(
                 "usage/audit queue full: a record was dropped (see recorder_dropped_total)"
             );
@@ -153,7 +155,7 @@ async fn write_loop(
     pool: SqlitePool,
     mut queue: mpsc::Receiver<Record>,
     settings: RecorderSettings,
-    dropped: Counter,
+    metrics: Arc<Metrics>,
 ) {
     let mut batch = Batch::default();
     let mut tick = tokio::time::interval(settings.interval);
@@ -163,18 +165,18 @@ async fn write_loop(
                 Some(Record::Usage(event)) => batch.add_usage(event),
                 Some(Record::Audit(event)) => batch.audit.push(event),
                 Some(Record::Flush(done)) => {
-                    batch.write(&pool, &dropped).await;
+                    batch.write(&pool, &metrics).await;
                     let _ = done.send(());
                 }
                 None => {
-                    batch.write(&pool, &dropped).await;
+                    batch.write(&pool, &metrics).await;
                     return;
                 }
             },
-            _ = tick.tick() => batch.write(&pool, &dropped).await,
+            _ = tick.tick() => batch.write(&pool, &metrics).await,
         }
         if batch.len() >= settings.batch {
-            batch.write(&pool, &dropped).await;
+            batch.write(&pool, &metrics).await;
         }
     }
 }
@@ -215,14 +217,19 @@ impl Batch {
         }
     }
 
-    async fn write(&mut self, pool: &SqlitePool, dropped: &Counter) {
+    async fn write(&mut self, pool: &SqlitePool, metrics: &Metrics) {
         if self.len() == 0 {
             return;
+        }
+        for ((client, _, _), totals) in &self.usage {
+            if let Some((_, not_after)) = totals.certificate {
+                metrics.record_client_certificate(client.as_str(), not_after);
+            }
         }
         let records = self.len() as u64;
         if let Err(error) = self.try_write(pool).await {
             // Usage and audit records are best effort by design; a lost batch is counted.
-            dropped.inc_by(records);
+            metrics.recorder_dropped.inc_by(records);
             tracing::error!(error = %error, records, "writing usage and audit records failed; they were dropped");
         }
         self.usage.clear();

@@ -129,8 +129,8 @@ async fn openssl_app() -> (e2e::TestApp, std::path::PathBuf) {
     let pki = prepared.dir().join("openssl");
     std::fs::create_dir_all(&pki).unwrap();
     openssl_pki(&pki);
-    prepared.settings.tls.cert_file = pki.join("server-chain.pem");
-    prepared.settings.tls.key_file = pki.join("server-pkcs1.key");
+    prepared.settings.tls.cert_file = Some(pki.join("server-chain.pem"));
+    prepared.settings.tls.key_file = Some(pki.join("server-pkcs1.key"));
     prepared.settings.tls.client_ca_file = pki.join("root.pem");
     let mut clients = std::fs::read_to_string(prepared.clients_file()).unwrap();
     // The issuer written as OpenSSL prints it (`openssl x509 -noout -issuer`).

@@ -104,7 +104,7 @@ async fn ops_listener_serves_health_readiness_and_metrics_without_a_certificate(
         "{metrics}"
     );
     assert!(
-        app.metric("dispatch_server_certificate_expiry_seconds")
+        app.metric("dispatch_certificate_expiry_seconds{kind=\"server\",name=\"CN=dispatch-api\"}")
             .await
             > 3600.0
     );

@@ -11,8 +11,8 @@ async fn wrong_server_identity_is_refused_with_the_names_the_certificate_carries
     spec.dns_names = vec!["dispatch-api.internal".into()];
     let mut prepared = PreparedApp::new();
     let issued = prepared.pki.issue(&prepared.pki.ca, &spec);
-    prepared.settings.tls.cert_file = issued.cert_file;
-    prepared.settings.tls.key_file = issued.key_file;
+    prepared.settings.tls.cert_file = Some(issued.cert_file);
+    prepared.settings.tls.key_file = Some(issued.key_file);
     let app = prepared.start().await;
     let dir = tempfile::tempdir().unwrap();
     let mut worker = WorkerConfig::new(
