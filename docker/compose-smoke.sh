@@ -39,7 +39,7 @@ if [ -z "${SKIP_LOCAL_BASE_IMAGES:-}" ]; then
   echo "== base images (made locally: this machine can pull none)"
   docker/local-base-images.sh
   echo "== vendored crates (offline build)"
-  [ -d vendor ] || cargo vendor --locked vendor >/dev/null
+  cargo vendor --locked vendor >/dev/null  # kept in step with Cargo.lock
 fi
 echo "== build"
 timeout 1800 "${COMPOSE[@]}" build

@@ -91,6 +91,8 @@ pub struct Issued {
     pub cert_pem: String,
     pub key_pem: String,
     pub der: Vec<u8>,
+    /// The serial number, for revocation lists.
+    pub serial: Vec<u8>,
 }
 
 /// A certificate authority that can issue leaves.
@@ -184,7 +186,8 @@ impl CertificateAuthority {
         params.subject_alt_names = sans;
         params.not_before = spec.not_before;
         params.not_after = spec.not_after;
-        params.serial_number = Some(random_serial()?);
+        let serial = random_serial()?;
+        params.serial_number = Some(serial.clone());
         params.use_authority_key_identifier_extension = true;
         let key = KeyPair::generate()?;
         let cert = params.signed_by(&key, &self.issuer)?;
@@ -192,7 +195,34 @@ impl CertificateAuthority {
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
             der: cert.der().to_vec(),
+            serial: serial.to_bytes(),
         })
+    }
+
+    /// A CRL (PEM) revoking the certificates with these serial numbers, valid for `lifetime`.
+    pub fn revocation_list(
+        &self,
+        revoked_serials: &[Vec<u8>],
+        lifetime: Duration,
+    ) -> Result<String, PkiError> {
+        let now = OffsetDateTime::now_utc();
+        let params = rcgen::CertificateRevocationListParams {
+            this_update: now - Duration::minutes(1),
+            next_update: now + lifetime,
+            crl_number: random_serial()?,
+            issuing_distribution_point: None,
+            revoked_certs: revoked_serials
+                .iter()
+                .map(|serial| rcgen::RevokedCertParams {
+                    serial_number: SerialNumber::from_slice(serial),
+                    revocation_time: now - Duration::minutes(1),
+                    reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        };
+        Ok(params.signed_by(&self.issuer)?.pem()?)
     }
 }
 

@@ -418,6 +418,8 @@ impl TestApp {
         let mut connection = Connection {
             stream: Box::new(stream),
             buffer: Vec::new(),
+            server_fingerprint: None,
+            resumed: false,
         };
         connection
             .send(Request::get(path))
@@ -434,6 +436,22 @@ impl TestApp {
                     .and_then(|rest| rest.trim().parse().ok())
             })
             .unwrap_or(0.0)
+    }
+
+    /// Waits (up to 15 s) until a metric sample reaches `at_least`.
+    pub async fn wait_for_metric(&self, sample: &str, at_least: f64) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        loop {
+            let value = self.metric(sample).await;
+            if value >= at_least {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{sample} stayed at {value}, expected {at_least}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
     }
 
     pub async fn plan_count(&self) -> i64 {
@@ -539,6 +557,10 @@ impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Stream for 
 pub struct Connection {
     stream: Box<dyn Stream>,
     buffer: Vec<u8>,
+    /// SHA-256 of the certificate the server presented (TLS connections).
+    pub server_fingerprint: Option<String>,
+    /// Whether the TLS session was resumed rather than fully negotiated.
+    pub resumed: bool,
 }
 
 pub fn client_config(ca_file: &Path, identity: Option<&Identity>) -> ClientConfig {
@@ -565,14 +587,43 @@ pub async fn connect(
     identity: Option<&Identity>,
     server_name: &str,
 ) -> io::Result<Connection> {
-    let connector = TlsConnector::from(Arc::new(client_config(ca_file, identity)));
+    connect_with(
+        port,
+        Arc::new(client_config(ca_file, identity)),
+        server_name,
+    )
+    .await
+}
+
+/// Connects with a given client configuration (sharing one lets sessions resume).
+pub async fn connect_with(
+    port: u16,
+    config: Arc<ClientConfig>,
+    server_name: &str,
+) -> io::Result<Connection> {
+    let connector = TlsConnector::from(config);
     let tcp = TcpStream::connect(("127.0.0.1", port)).await?;
     let name = ServerName::try_from(server_name.to_owned()).map_err(io::Error::other)?;
     let tls: TlsStream<TcpStream> = connector.connect(name, tcp).await?;
+    let session = tls.get_ref().1;
+    let server_fingerprint = session
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .map(|c| devpki::sha256_hex(c));
+    let resumed = session.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
     Ok(Connection {
         stream: Box::new(tls),
         buffer: Vec::new(),
+        server_fingerprint,
+        resumed,
     })
+}
+
+/// Replaces a file the way secret mounts do: write beside it, then rename over it.
+pub fn replace_file(path: &Path, contents: &[u8]) {
+    let temporary = path.with_extension("tmp-replace");
+    std::fs::write(&temporary, contents).unwrap();
+    std::fs::rename(&temporary, path).unwrap();
 }
 
 impl Connection {
@@ -688,4 +739,18 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// An identity from PEM text.
+pub fn identity_from_pem(cert_pem: &str, key_pem: &str) -> Identity {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .unwrap();
+    Identity {
+        fingerprint: devpki::sha256_hex(&chain[0]),
+        key: Arc::new(PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).unwrap()),
+        chain,
+        cert_file: PathBuf::new(),
+        key_file: PathBuf::new(),
+    }
 }

@@ -91,6 +91,29 @@ impl ServerProcess {
         }
     }
 
+    /// Sends a signal (`HUP`, `TERM`, ...) to the process.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{name}");
+    }
+
+    /// Waits (up to 15 s) for a log line containing `text`.
+    pub fn wait_for_log(&self, text: &str) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !self.logs.text().contains(text) {
+            assert!(
+                Instant::now() < deadline,
+                "no log line with `{text}`:\n{}",
+                self.logs.text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// SIGTERM, then wait for the exit.
     pub fn stop(mut self) -> std::process::ExitStatus {
         let _ = Command::new("kill")

@@ -5,5 +5,6 @@ mod admin;
 mod authentication;
 mod handshake;
 mod interop;
+mod lifecycle;
 mod listener;
 mod plans;
