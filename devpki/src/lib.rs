@@ -383,6 +383,38 @@ pub fn write_dev_pki(
     Ok(written)
 }
 
+/// Reissues the leaf certificates from the CA named `ca` (`ca` or `ca-next`) of `dir`.
+pub fn reissue_leaves(
+    dir: &Path,
+    ca: &str,
+    options: &InitOptions,
+) -> Result<Vec<PathBuf>, PkiError> {
+    let read =
+        |path: PathBuf| fs::read_to_string(&path).map_err(|source| PkiError::Io { path, source });
+    let authority = CertificateAuthority::from_pem(
+        &read(dir.join(format!("{ca}.pem")))?,
+        &read(dir.join(format!("{ca}.key")))?,
+    )?;
+    let layout = DevPkiLayout::new(dir);
+    let mut written = Vec::new();
+    for (name, spec) in dev_leaves(options.lifetime) {
+        let issued = authority.issue(&spec)?;
+        write_file(&layout.cert(name), &issued.cert_pem, false, true)?;
+        write_file(&layout.key(name), &issued.key_pem, true, true)?;
+        written.extend([layout.cert(name), layout.key(name)]);
+    }
+    Ok(written)
+}
+
+/// Writes the next dev CA (same name, new key) as `ca-next.pem`/`ca-next.key`.
+pub fn write_next_ca(dir: &Path, lifetime: Duration) -> Result<Vec<PathBuf>, PkiError> {
+    let ca = CertificateAuthority::dev(lifetime)?;
+    let (cert, key) = (dir.join("ca-next.pem"), dir.join("ca-next.key"));
+    write_file(&cert, &ca.cert_pem, false, false)?;
+    write_file(&key, &ca.key_pem, true, false)?;
+    Ok(vec![cert, key])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

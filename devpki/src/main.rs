@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use devpki::{InitOptions, write_dev_pki};
+use devpki::{InitOptions, PkiError, reissue_leaves, write_dev_pki, write_next_ca};
 use time::Duration;
 
 /// Development PKI for dispatch-api and route-worker: a CA, server, route-worker and operator
@@ -34,7 +34,7 @@ enum Command {
         #[arg(long)]
         if_absent: bool,
     },
-    /// Reissue the leaf certificates from the existing CA (for rotation demos).
+    /// Reissue the leaf certificates from an existing CA (rotation demos, short lifetimes).
     Reissue {
         #[arg(long, default_value = ".dev-pki")]
         dir: PathBuf,
@@ -44,11 +44,22 @@ enum Command {
         /// Lifetime in minutes (short-lived certificates).
         #[arg(long)]
         minutes: Option<i64>,
+        /// Issue from this CA of the directory: `ca`, or `ca-next` after `next-ca`.
+        #[arg(long, default_value = "ca")]
+        ca: String,
+    },
+    /// Create the next CA for a rollover (`ca-next.pem`/`.key`): same name, new key. Put both CAs
+    /// in the client CA bundle, reissue leaves with `reissue --ca ca-next`, then drop the old CA.
+    NextCa {
+        #[arg(long, default_value = ".dev-pki")]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 365)]
+        days: i64,
     },
 }
 
 fn main() -> ExitCode {
-    let (dir, options, reissue) = match Cli::parse().command {
+    let result = match Cli::parse().command {
         Command::Init {
             dir,
             days,
@@ -59,32 +70,39 @@ fn main() -> ExitCode {
                 println!("{} already holds a CA; nothing written", dir.display());
                 return ExitCode::SUCCESS;
             }
-            (
-                dir,
-                InitOptions {
-                    lifetime: Duration::days(days),
-                    ca_lifetime: Duration::days(days.max(365)),
-                    overwrite: force,
-                },
-                false,
-            )
+            let options = InitOptions {
+                lifetime: Duration::days(days),
+                ca_lifetime: Duration::days(days.max(365)),
+                overwrite: force,
+            };
+            write_dev_pki(&dir, &options, false)
         }
-        Command::Reissue { dir, days, minutes } => {
+        Command::Reissue {
+            dir,
+            days,
+            minutes,
+            ca,
+        } => {
             let lifetime = minutes
                 .map(Duration::minutes)
                 .unwrap_or(Duration::days(days));
-            (
-                dir,
-                InitOptions {
+            reissue_leaves(
+                &dir,
+                &ca,
+                &InitOptions {
                     lifetime,
                     ca_lifetime: lifetime,
                     overwrite: true,
                 },
-                true,
             )
         }
+        Command::NextCa { dir, days } => write_next_ca(&dir, Duration::days(days)),
     };
-    match write_dev_pki(&dir, &options, reissue) {
+    report(result)
+}
+
+fn report(result: Result<Vec<PathBuf>, PkiError>) -> ExitCode {
+    match result {
         Ok(files) => {
             for file in files {
                 println!("wrote {}", file.display());

@@ -34,7 +34,12 @@ pub struct Accepted {
 
 impl DispatchClient {
     pub fn new(settings: &WorkerSettings) -> Result<Self, WorkerError> {
-        let tls = crate::tls::client_config(&settings.tls)?;
+        let (tls, identity) = crate::tls::client_config(&settings.tls)?;
+        if let Some(identity) = identity
+            && settings.tls.reload_interval_secs > 0
+        {
+            actix_rt::spawn(identity.watch(Duration::from_secs(settings.tls.reload_interval_secs)));
+        }
         let base_url = settings.server.url.trim_end_matches('/').to_owned();
         let uri: awc::http::Uri = base_url.parse().map_err(|e| {
             WorkerError::Config(format!("server.url `{base_url}` is not a URL: {e}"))
@@ -49,7 +54,8 @@ impl DispatchClient {
         let connector = awc::Connector::new()
             .rustls_0_23(Arc::new(tls))
             .timeout(timeout)
-            .handshake_timeout(timeout);
+            .handshake_timeout(timeout)
+            .conn_keep_alive(Duration::from_secs(settings.server.keep_alive_secs));
         let http = awc::Client::builder()
             .connector(connector)
             .timeout(timeout)

@@ -31,6 +31,14 @@ pub struct ServerSettings {
     pub url: String,
     #[serde(default = "default_timeout")]
     pub request_timeout_secs: u64,
+    /// How long an idle connection is kept for reuse. A renewed certificate is presented on the
+    /// next new connection, so this also bounds how long the old one stays in use.
+    #[serde(default = "default_keep_alive")]
+    pub keep_alive_secs: u64,
+}
+
+fn default_keep_alive() -> u64 {
+    15
 }
 
 fn default_timeout() -> u64 {
@@ -47,6 +55,26 @@ pub struct ClientTlsSettings {
     pub cert_file: Option<PathBuf>,
     #[serde(default)]
     pub key_file: Option<PathBuf>,
+    /// PKCS#12 (`.pfx`/`.p12`) with this worker's key and chain, instead of the PEM files.
+    #[serde(default)]
+    pub pkcs12_file: Option<PathBuf>,
+    /// A file holding the PKCS#12 password.
+    #[serde(default)]
+    pub pkcs12_password_file: Option<PathBuf>,
+    /// How often the certificate files are checked for renewal (0: never).
+    #[serde(default = "default_reload_interval")]
+    pub reload_interval_secs: u64,
+    /// Warn when this worker's certificate expires within this many days.
+    #[serde(default = "default_expiry_warning_days")]
+    pub expiry_warning_days: u64,
+}
+
+fn default_reload_interval() -> u64 {
+    5
+}
+
+fn default_expiry_warning_days() -> u64 {
+    14
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -188,6 +188,9 @@ pub struct WorkerConfig {
     pub input_dir: PathBuf,
     pub max_attempts: u32,
     pub max_backoff_ms: u64,
+    /// Extra lines for the `[tls]` section (reload interval, PKCS#12, ...).
+    pub tls_extra: String,
+    pub keep_alive_secs: u64,
 }
 
 impl WorkerConfig {
@@ -200,6 +203,8 @@ impl WorkerConfig {
             input_dir: input_dir.to_owned(),
             max_attempts: 4,
             max_backoff_ms: 200,
+            tls_extra: String::new(),
+            keep_alive_secs: 15,
         }
     }
 
@@ -212,9 +217,11 @@ impl WorkerConfig {
         ));
         std::fs::create_dir_all(&config).unwrap();
         let mut text = format!(
-            "[server]\nurl = \"{}\"\nrequest_timeout_secs = 5\n\n[tls]\nca_file = \"{}\"\n",
+            "[server]\nurl = \"{}\"\nrequest_timeout_secs = 5\nkeep_alive_secs = {}\n\n[tls]\nca_file = \"{}\"\n{}\n",
             self.url,
-            self.ca_file.display()
+            self.keep_alive_secs,
+            self.ca_file.display(),
+            self.tls_extra
         );
         if let Some((cert, key)) = &self.cert {
             text.push_str(&format!(
@@ -285,4 +292,77 @@ pub async fn run_worker_async(config_dir: &Path, args: &[&str]) -> WorkerRun {
     })
     .await
     .expect("worker thread")
+}
+
+/// route-worker running as a process (`run`), with its logs captured; killed on drop.
+pub struct WorkerProcess {
+    child: Child,
+    pub logs: Logs,
+}
+
+impl WorkerProcess {
+    pub fn start(config_dir: &Path, args: &[&str]) -> Self {
+        let mut child = Command::new(binary("route-worker"))
+            .arg("--config-dir")
+            .arg(config_dir)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start route-worker");
+        let logs = Logs::default();
+        logs.follow(child.stderr.take().unwrap());
+        Self { child, logs }
+    }
+
+    /// Waits (up to 15 s) for a log line containing `text`.
+    pub async fn wait_for_log(&self, text: &str) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !self.logs.text().contains(text) {
+            assert!(
+                Instant::now() < deadline,
+                "no log line with `{text}`:\n{}",
+                self.logs.text()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGTERM, then the exit code (bounded wait).
+    pub fn stop(mut self) -> Option<i32> {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits (bounded) until `path` exists.
+pub async fn wait_for_file(path: &Path, logs: &Logs) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !path.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "{} did not appear; worker logs:\n{}",
+            path.display(),
+            logs.text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -2,5 +2,6 @@
 //! in plain sentences, retries that never duplicate a plan, and no key in any log.
 
 mod failures;
+mod lifecycle;
 mod retries;
 mod walkthrough;

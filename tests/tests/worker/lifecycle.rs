@@ -1,0 +1,171 @@
+//! The worker's certificate lifecycle: renewal without a restart, PKCS#12, graceful stop.
+
+use std::time::Duration as StdDuration;
+
+use e2e::devpki::LeafSpec;
+use e2e::process::{WorkerConfig, WorkerProcess, wait_for_file};
+use e2e::{Request, TestApp, replace_file, spawn_app};
+use time::Duration;
+
+async fn last_certificate_fingerprint(app: &TestApp) -> Option<String> {
+    let client = app
+        .admin(Request::get("/admin/clients/route-worker"))
+        .await
+        .json();
+    client["usage"]["certificate"]["last_certificate_fingerprint"]
+        .as_str()
+        .map(str::to_owned)
+}
+
+fn stops_file(dir: &std::path::Path, name: &str, latitude: f64) {
+    let json = format!(
+        r#"[{{"id":"a","team":"north","latitude":{latitude},"longitude":4.0}},{{"id":"b","team":"north","latitude":52.1,"longitude":4.1}}]"#
+    );
+    // Write beside, then move in, so the worker never reads a half-written file.
+    let staging = dir.join(format!(".{name}"));
+    std::fs::write(&staging, json).unwrap();
+    std::fs::rename(staging, dir.join(name)).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_picks_up_its_renewed_certificate_without_a_restart() {
+    let app = spawn_app().await;
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = dir.path().join("inbox");
+    std::fs::create_dir_all(&inbox).unwrap();
+    // Short-lived certificates, as cert-manager or SPIRE would issue them.
+    let first = app.pki.issue(
+        &app.pki.ca,
+        &LeafSpec::workload("route-worker", Duration::minutes(5)),
+    );
+    let cert_file = dir.path().join("route-worker.pem");
+    let key_file = dir.path().join("route-worker.key");
+    std::fs::copy(&first.cert_file, &cert_file).unwrap();
+    std::fs::copy(&first.key_file, &key_file).unwrap();
+    let mut worker = WorkerConfig::new(
+        format!("https://localhost:{}", app.https_port),
+        &app.pki.ca_file,
+        &inbox,
+    );
+    worker.cert = Some((cert_file.clone(), key_file.clone()));
+    worker.tls_extra = "reload_interval_secs = 1".into();
+    worker.keep_alive_secs = 1;
+    let process = WorkerProcess::start(&worker.write(dir.path()), &["run"]);
+    process.wait_for_log("watching for stop files").await;
+
+    stops_file(&inbox, "one.json", 52.0);
+    wait_for_file(&inbox.join("done/one.json"), &process.logs).await;
+    assert_eq!(
+        last_certificate_fingerprint(&app).await,
+        Some(first.fingerprint.clone())
+    );
+
+    // Renewal: new files in place (key first, then certificate).
+    let second = app.pki.issue(
+        &app.pki.ca,
+        &LeafSpec::workload("route-worker", Duration::minutes(5)),
+    );
+    replace_file(&key_file, &std::fs::read(&second.key_file).unwrap());
+    replace_file(&cert_file, &std::fs::read(&second.cert_file).unwrap());
+    let deadline = std::time::Instant::now() + StdDuration::from_secs(15);
+    while !process.logs.text().contains("client certificate reloaded") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no reload:\n{}",
+            process.logs.text()
+        );
+        tokio::time::sleep(StdDuration::from_millis(100)).await;
+    }
+    tokio::time::sleep(StdDuration::from_millis(1500)).await; // the pooled connection idles out
+    stops_file(&inbox, "two.json", 52.5);
+    wait_for_file(&inbox.join("done/two.json"), &process.logs).await;
+    assert_eq!(
+        last_certificate_fingerprint(&app).await,
+        Some(second.fingerprint.clone()),
+        "first was {}; worker logs:\n{}",
+        first.fingerprint,
+        process.logs.text()
+    );
+    assert_eq!(process.stop(), Some(0), "SIGTERM stops the worker cleanly");
+    assert_eq!(app.plan_count().await, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_renewal_keeps_the_workers_current_certificate() {
+    let app = spawn_app().await;
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = dir.path().join("inbox");
+    std::fs::create_dir_all(&inbox).unwrap();
+    let first = app.pki.workload("route-worker");
+    let cert_file = dir.path().join("route-worker.pem");
+    let key_file = dir.path().join("route-worker.key");
+    std::fs::copy(&first.cert_file, &cert_file).unwrap();
+    std::fs::copy(&first.key_file, &key_file).unwrap();
+    let mut worker = WorkerConfig::new(
+        format!("https://localhost:{}", app.https_port),
+        &app.pki.ca_file,
+        &inbox,
+    );
+    worker.cert = Some((cert_file.clone(), key_file.clone()));
+    worker.tls_extra = "reload_interval_secs = 1".into();
+    worker.keep_alive_secs = 1;
+    let process = WorkerProcess::start(&worker.write(dir.path()), &["run"]);
+    process.wait_for_log("watching for stop files").await;
+    // A renewal that half-arrived: a new certificate with the old key.
+    let other = app.pki.workload("route-worker");
+    replace_file(&cert_file, &std::fs::read(&other.cert_file).unwrap());
+    let deadline = std::time::Instant::now() + StdDuration::from_secs(15);
+    while !process
+        .logs
+        .text()
+        .contains("cannot be used; keeping the current certificate")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no error logged:\n{}",
+            process.logs.text()
+        );
+        tokio::time::sleep(StdDuration::from_millis(100)).await;
+    }
+    stops_file(&inbox, "one.json", 52.0);
+    wait_for_file(&inbox.join("done/one.json"), &process.logs).await;
+    assert_eq!(
+        last_certificate_fingerprint(&app).await,
+        Some(first.fingerprint.clone())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_accepts_a_pkcs12_certificate() {
+    let app = spawn_app().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cert = app.pki.workload("route-worker");
+    let pfx = dir.path().join("route-worker.p12");
+    let status = std::process::Command::new("openssl")
+        .args(["pkcs12", "-export", "-in"])
+        .arg(&cert.cert_file)
+        .arg("-inkey")
+        .arg(&cert.key_file)
+        .arg("-out")
+        .arg(&pfx)
+        .args(["-passout", "pass:worker-pass"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let password = dir.path().join("p12-password");
+    std::fs::write(&password, "worker-pass").unwrap();
+    let mut worker = WorkerConfig::new(
+        format!("https://localhost:{}", app.https_port),
+        &app.pki.ca_file,
+        dir.path(),
+    );
+    worker.tls_extra = format!(
+        "pkcs12_file = \"{}\"\npkcs12_password_file = \"{}\"",
+        pfx.display(),
+        password.display()
+    );
+    let run = e2e::process::run_worker_async(&worker.write(dir.path()), &["whoami"]).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    let seen: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(seen["certificate"]["fingerprint_sha256"], cert.fingerprint);
+}
