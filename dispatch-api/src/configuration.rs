@@ -42,6 +42,34 @@ pub struct ServerSettings {
     /// How long in-flight requests may take to finish after SIGTERM.
     #[serde(default = "default_grace")]
     pub shutdown_grace_secs: u64,
+    /// Connections per worker thread; more wait in the accept queue.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// A TLS handshake must complete within this (a silent or byte-at-a-time client is cut off).
+    #[serde(default = "default_handshake_timeout")]
+    pub tls_handshake_timeout_ms: u64,
+    /// A request's head must arrive within this after the connection is ready.
+    #[serde(default = "default_request_timeout")]
+    pub client_request_timeout_ms: u64,
+    /// Idle keep-alive connections are closed after this.
+    #[serde(default = "default_keep_alive")]
+    pub keep_alive_secs: u64,
+}
+
+fn default_max_connections() -> usize {
+    10_000
+}
+
+fn default_handshake_timeout() -> u64 {
+    3_000
+}
+
+fn default_request_timeout() -> u64 {
+    5_000
+}
+
+fn default_keep_alive() -> u64 {
+    5
 }
 
 fn default_ops_host() -> String {
@@ -124,7 +152,7 @@ pub struct DatabaseSettings {
     pub path: PathBuf,
     #[serde(default = "default_busy_timeout")]
     pub busy_timeout_ms: u64,
-    #[serde(default = "default_max_connections")]
+    #[serde(default = "default_pool_size")]
     pub max_connections: u32,
 }
 
@@ -132,7 +160,7 @@ fn default_busy_timeout() -> u64 {
     5_000
 }
 
-fn default_max_connections() -> u32 {
+fn default_pool_size() -> u32 {
     4
 }
 
@@ -170,6 +198,9 @@ impl Default for MigrationSettings {
 #[serde(deny_unknown_fields)]
 pub struct LimitSettings {
     pub max_body_bytes: usize,
+    /// All request header names and values together.
+    #[serde(default = "default_max_header_bytes")]
+    pub max_header_bytes: usize,
     pub max_stops: usize,
     /// Usage/audit records held in memory before new ones are dropped (and counted).
     pub record_queue: usize,
@@ -179,10 +210,15 @@ impl Default for LimitSettings {
     fn default() -> Self {
         Self {
             max_body_bytes: 256 * 1024,
+            max_header_bytes: default_max_header_bytes(),
             max_stops: 500,
             record_queue: 65_536,
         }
     }
+}
+
+fn default_max_header_bytes() -> usize {
+    16 * 1024
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]

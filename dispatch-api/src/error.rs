@@ -89,6 +89,8 @@ pub enum ApiError {
     PayloadTooLarge { limit: usize },
     #[error("the request body must be application/json")]
     UnsupportedMediaType,
+    #[error("the request headers are larger than {limit} bytes")]
+    HeadersTooLarge { limit: usize },
     #[error("not found")]
     NotFound,
     #[error("method not allowed")]
@@ -135,6 +137,7 @@ impl ApiError {
             Self::BadRequest(_) => ("malformed-request", "The request is malformed"),
             Self::PayloadTooLarge { .. } => ("payload-too-large", "The request body is too large"),
             Self::UnsupportedMediaType => ("unsupported-media-type", "Unsupported media type"),
+            Self::HeadersTooLarge { .. } => ("headers-too-large", "Request headers too large"),
             Self::NotFound => ("not-found", "Not found"),
             Self::MethodNotAllowed => ("method-not-allowed", "Method not allowed"),
             Self::Conflict { kind, title, .. } => (kind, title),
@@ -202,6 +205,7 @@ impl ResponseError for ApiError {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict { .. } => StatusCode::CONFLICT,

@@ -3,6 +3,7 @@
 
 use std::net::TcpListener;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::from_fn;
@@ -73,7 +74,7 @@ impl Application {
             RecorderSettings {
                 queue: settings.limits.record_queue,
                 batch: 512,
-                interval: std::time::Duration::from_millis(500),
+                interval: Duration::from_millis(500),
             },
             metrics.clone(),
         );
@@ -120,8 +121,14 @@ impl Application {
                 .default_service(web::to(routes::not_found))
         })
         .on_connect(tls::record_peer_identity)
-        .client_request_timeout(std::time::Duration::from_secs(10))
-        .tls_handshake_timeout(std::time::Duration::from_secs(10))
+        .max_connections(settings.server.max_connections)
+        .client_request_timeout(Duration::from_millis(
+            settings.server.client_request_timeout_ms,
+        ))
+        .tls_handshake_timeout(Duration::from_millis(
+            settings.server.tls_handshake_timeout_ms,
+        ))
+        .keep_alive(Duration::from_secs(settings.server.keep_alive_secs))
         .shutdown_timeout(settings.server.shutdown_grace_secs);
         if let Some(workers) = settings.server.workers {
             https = https.workers(workers);

@@ -44,6 +44,24 @@ pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// Private key material must be readable by its owner only; anything else is worth a warning
+/// that names the file (the service still starts: the mount may be outside its control).
+pub fn warn_if_exposed(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(metadata) = std::fs::metadata(path)
+            && metadata.permissions().mode() & 0o077 != 0
+        {
+            tracing::warn!(
+                file = %path.display(),
+                mode = format!("{:o}", metadata.permissions().mode() & 0o777),
+                "private key material is readable by group or others; chmod 600 it"
+            );
+        }
+    }
+}
+
 fn read_file(path: &Path, what: &'static str) -> Result<Vec<u8>, StartupError> {
     std::fs::read(path).map_err(|source| StartupError::File {
         path: path.to_owned(),
@@ -116,6 +134,7 @@ fn load_server_key(
     match (&settings.cert_file, &settings.key_file, &settings.pkcs12_file) {
         (Some(cert_file), Some(key_file), None) => {
             let chain = load_certificates(cert_file, "server certificate")?;
+            warn_if_exposed(key_file);
             let bytes = read_file(key_file, "server private key")?;
             let key = PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| pem_error(key_file, "server private key", e))?;
             Ok((chain, key, cert_file.clone(), key_file.clone()))
@@ -128,6 +147,8 @@ fn load_server_key(
             let password = std::fs::read_to_string(password_file)
                 .map(|p| SecretString::from(p.trim_end_matches(['\n', '\r']).to_owned()))
                 .map_err(|source| StartupError::File { path: password_file.clone(), what: "PKCS#12 password file", source })?;
+            warn_if_exposed(p12);
+            warn_if_exposed(password_file);
             let bytes = read_file(p12, WHAT)?;
             let store = p12_keystore::KeyStore::from_pkcs12(&bytes, password.expose_secret(), p12_keystore::Pkcs12ImportPolicy::Strict).map_err(|e| {
                 pem_error(p12, WHAT, format!("cannot open it with the password from `{}`: {e}", password_file.display()))

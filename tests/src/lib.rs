@@ -190,6 +190,10 @@ pub fn test_settings(dir: &Path, pki: &TestPki) -> Settings {
             ops_port: 0,
             workers: Some(1),
             shutdown_grace_secs: 1,
+            max_connections: 1000,
+            tls_handshake_timeout_ms: 3000,
+            client_request_timeout_ms: 5000,
+            keep_alive_secs: 5,
         },
         tls: TlsSettings {
             cert_file: Some(pki.server_cert.clone()),
@@ -214,6 +218,7 @@ pub fn test_settings(dir: &Path, pki: &TestPki) -> Settings {
         migration: MigrationSettings::default(),
         limits: LimitSettings {
             max_body_bytes: 64 * 1024,
+            max_header_bytes: 16 * 1024,
             max_stops: 50,
             record_queue: 10_000,
         },

@@ -114,6 +114,12 @@ impl ServerProcess {
         }
     }
 
+    /// SIGKILL: the process gets no chance to flush or finish anything.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// SIGTERM, then wait for the exit.
     pub fn stop(mut self) -> std::process::ExitStatus {
         let _ = Command::new("kill")

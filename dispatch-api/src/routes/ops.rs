@@ -2,7 +2,7 @@
 //! client certificate.
 //!
 //! - `GET /healthz`  the process is up
-//! - `GET /readyz`   the database answers and the server certificate is loaded and unexpired
+//! - `GET /readyz`   the database takes writes and the server certificate is unexpired
 //! - `GET /metrics`  Prometheus text
 
 use actix_web::{HttpResponse, web};
@@ -16,12 +16,12 @@ pub async fn healthz() -> HttpResponse {
 }
 
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let database = storage::ping(&state.pool).await;
+    let database = storage::probe_writable(&state.pool).await;
     let certificate_ok = state.tls.material().server_not_after > time::OffsetDateTime::now_utc();
     let ready = database.is_ok() && certificate_ok;
     let body = json!({
         "status": if ready { "ready" } else { "not_ready" },
-        "database": if database.is_ok() { "ok" } else { "unavailable" },
+        "database": if database.is_ok() { "writable" } else { "unavailable" },
         "server_certificate": if certificate_ok { "ok" } else { "expired" },
     });
     if ready {

@@ -63,9 +63,23 @@ pub async fn scalar(pool: &SqlitePool, query: &'static str) -> Result<i64, Stora
     Ok(sqlx::query_scalar(query).fetch_one(pool).await?)
 }
 
-pub async fn ping(pool: &SqlitePool) -> Result<(), StorageError> {
-    sqlx::query("SELECT 1").execute(pool).await?;
+/// Whether a write could happen now: takes the write lock (`BEGIN IMMEDIATE`) and lets it go.
+/// Fails when the database is locked by someone else, read-only, or gone. Waits at most the
+/// busy timeout.
+pub async fn probe_writable(pool: &SqlitePool) -> Result<(), StorageError> {
+    let mut connection = pool.acquire().await?;
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut *connection)
+        .await?;
+    sqlx::query("ROLLBACK").execute(&mut *connection).await?;
     Ok(())
+}
+
+/// `PRAGMA integrity_check`: "ok" for a sound database file.
+pub async fn integrity_check(pool: &SqlitePool) -> Result<String, StorageError> {
+    Ok(sqlx::query_scalar("PRAGMA integrity_check")
+        .fetch_one(pool)
+        .await?)
 }
 
 #[derive(Debug, Serialize)]

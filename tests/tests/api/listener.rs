@@ -92,7 +92,7 @@ async fn ops_listener_serves_health_readiness_and_metrics_without_a_certificate(
     assert_eq!(app.ops_get("/healthz").await.status, 200);
     let ready = app.ops_get("/readyz").await;
     assert_eq!(ready.status, 200, "{}", ready.text());
-    assert_eq!(ready.json()["database"], "ok");
+    assert_eq!(ready.json()["database"], "writable");
     app.request(None, submit(&plan("r-1", 1)).api_key(app.key("key-only")))
         .await
         .unwrap();

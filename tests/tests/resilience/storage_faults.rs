@@ -1,0 +1,88 @@
+//! Storage faults: plan submission answers 503 with Retry-After (never 202), readiness turns
+//! not-ready, buffered records are dropped and counted rather than piling up, and the service
+//! recovers without a restart. Graceful shutdown flushes what is buffered.
+
+use e2e::process::ServerProcess;
+use e2e::{Request, plan, spawn_app_with, submit};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_locked_by_another_process_gives_503_then_recovers_without_a_restart() {
+    let app = spawn_app_with(|s| {
+        s.database.busy_timeout_ms = 200;
+        s.limits.record_queue = 8;
+    })
+    .await;
+    let other = crate::open_database(&app.settings.database.path).await;
+    let mut lock = other.acquire().await.unwrap();
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+
+    let response = app
+        .request(
+            None,
+            submit(&plan("r-1", 2)).api_key(app.key("route-worker")),
+        )
+        .await
+        .unwrap();
+    response.assert_problem(503, "unavailable");
+    assert!(
+        response.header("retry-after").is_some(),
+        "503 carries Retry-After"
+    );
+    let ready = app.ops_get("/readyz").await;
+    assert_eq!(ready.status, 503, "{}", ready.text());
+    assert_eq!(ready.json()["database"], "unavailable");
+    // Refusals are audited through the bounded buffer: with the database locked they are
+    // dropped and counted, not kept without bound.
+    for _ in 0..20 {
+        app.request(None, Request::get("/api/whoami"))
+            .await
+            .unwrap();
+    }
+    app.wait_for_metric("dispatch_recorder_dropped_total", 1.0)
+        .await;
+
+    sqlx::query("ROLLBACK").execute(&mut *lock).await.unwrap();
+    drop(lock);
+    let response = app
+        .request(
+            None,
+            submit(&plan("r-1", 2)).api_key(app.key("route-worker")),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status, 202, "{}", response.text());
+    assert_eq!(app.ops_get("/readyz").await.status, 200);
+    assert_eq!(
+        app.plan_count().await,
+        1,
+        "the refused submission stored nothing"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_exits_0_and_flushes_buffered_audit_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pki, config) = crate::process_setup(dir.path());
+    let server = ServerProcess::start(&config, &[]);
+    let ca = pki.join("ca.pem");
+    // A refusal, buffered in memory for up to half a second...
+    let response = e2e::connect(server.https_port, &ca, None, "localhost")
+        .await
+        .unwrap()
+        .send(Request::get("/api/whoami"))
+        .await
+        .unwrap();
+    assert_eq!(response.status, 401);
+    // ...and SIGTERM at once.
+    assert_eq!(server.stop().code(), Some(0), "graceful shutdown exits 0");
+    let pool = crate::open_database(&dir.path().join("dispatch.db")).await;
+    let refusals: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM audit_events WHERE reason = 'no_credentials'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(refusals, 1, "the buffered refusal was written before exit");
+}
