@@ -154,6 +154,9 @@ pub struct DatabaseSettings {
     pub busy_timeout_ms: u64,
     #[serde(default = "default_pool_size")]
     pub max_connections: u32,
+    /// A cap on the database file's size: past it, writes fail (503) instead of filling the disk.
+    #[serde(default)]
+    pub max_size_bytes: Option<u64>,
 }
 
 fn default_busy_timeout() -> u64 {

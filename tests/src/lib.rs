@@ -210,6 +210,7 @@ pub fn test_settings(dir: &Path, pki: &TestPki) -> Settings {
             path: dir.join("dispatch.db"),
             busy_timeout_ms: 5000,
             max_connections: 4,
+            max_size_bytes: None,
         },
         bootstrap: BootstrapSettings {
             clients_file: Some(dir.join("clients.toml")),

@@ -4,6 +4,9 @@
 //! in ONE transaction and answers each caller only after the commit, so every 202 stands for a
 //! committed row while many concurrent plans share one fsync.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
 use sqlx::{Row, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
@@ -43,6 +46,21 @@ struct Job {
 pub struct PlanStore {
     jobs: mpsc::Sender<Job>,
     pool: SqlitePool,
+    health: Arc<WriteHealth>,
+}
+
+/// When the last plan write failed (unix seconds; 0 once a write succeeds again).
+#[derive(Default)]
+pub struct WriteHealth(AtomicI64);
+
+impl WriteHealth {
+    /// Whether a write failed within `window` seconds and none has succeeded since. Readiness
+    /// uses this for faults its own probe cannot see (a full database): bounded in time, so a
+    /// probe-driven load balancer still lets a retry through to find out whether it cleared.
+    pub fn failing_within(&self, window: i64) -> bool {
+        let failed_at = self.0.load(Ordering::Relaxed);
+        failed_at != 0 && time::OffsetDateTime::now_utc().unix_timestamp() - failed_at < window
+    }
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -58,8 +76,13 @@ impl PlanStore {
     /// Starts the writer task on the current runtime.
     pub fn start(pool: SqlitePool, queue: usize) -> Self {
         let (jobs, receiver) = mpsc::channel(queue);
-        tokio::spawn(write_loop(pool.clone(), receiver));
-        Self { jobs, pool }
+        let health = Arc::new(WriteHealth::default());
+        tokio::spawn(write_loop(pool.clone(), receiver, health.clone()));
+        Self { jobs, pool, health }
+    }
+
+    pub fn health(&self) -> &WriteHealth {
+        &self.health
     }
 
     /// Stores a plan and returns once it is committed (or refused).
@@ -99,16 +122,21 @@ impl PlanStore {
     }
 }
 
-async fn write_loop(pool: SqlitePool, mut jobs: mpsc::Receiver<Job>) {
+async fn write_loop(pool: SqlitePool, mut jobs: mpsc::Receiver<Job>, health: Arc<WriteHealth>) {
     let mut group = Vec::with_capacity(MAX_GROUP);
     while jobs.recv_many(&mut group, MAX_GROUP).await > 0 {
         match write_group(&pool, &group).await {
             Ok(outcomes) => {
+                health.0.store(0, Ordering::Relaxed);
                 for (job, outcome) in group.drain(..).zip(outcomes) {
                     let _ = job.reply.send(Ok(outcome));
                 }
             }
             Err(error) => {
+                health.0.store(
+                    time::OffsetDateTime::now_utc().unix_timestamp(),
+                    Ordering::Relaxed,
+                );
                 tracing::error!(error = %error, plans = group.len(), "storing plans failed; nothing was acknowledged");
                 for job in group.drain(..) {
                     let _ = job.reply.send(Err(error.clone()));

@@ -16,12 +16,18 @@ pub async fn healthz() -> HttpResponse {
 }
 
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let database = storage::probe_writable(&state.pool).await;
+    // The probe sees locks and lost files; a recent failed plan write also covers a full
+    // database, which a probe that writes nothing cannot see.
+    let database = match storage::probe_writable(&state.pool).await {
+        Ok(()) if state.plans.health().failing_within(10) => Err("recent plan writes failed"),
+        Ok(()) => Ok(()),
+        Err(_) => Err("unavailable"),
+    };
     let certificate_ok = state.tls.material().server_not_after > time::OffsetDateTime::now_utc();
     let ready = database.is_ok() && certificate_ok;
     let body = json!({
         "status": if ready { "ready" } else { "not_ready" },
-        "database": if database.is_ok() { "writable" } else { "unavailable" },
+        "database": database.err().unwrap_or("writable"),
         "server_certificate": if certificate_ok { "ok" } else { "expired" },
     });
     if ready {

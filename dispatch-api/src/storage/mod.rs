@@ -27,7 +27,7 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<SqlitePool, StartupE
             source,
         })?;
     }
-    let options = SqliteConnectOptions::from_str("sqlite:")
+    let mut options = SqliteConnectOptions::from_str("sqlite:")
         .map_err(|e| StartupError::Database {
             path: path.clone(),
             detail: e.to_string(),
@@ -38,6 +38,10 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<SqlitePool, StartupE
         .synchronous(SqliteSynchronous::Full)
         .foreign_keys(true)
         .busy_timeout(settings.busy_timeout());
+    if let Some(bytes) = settings.max_size_bytes {
+        // SQLite's default page size is 4096 bytes.
+        options = options.pragma("max_page_count", (bytes / 4096).max(1).to_string());
+    }
     let pool = SqlitePoolOptions::new()
         .max_connections(settings.max_connections)
         .connect_with(options)

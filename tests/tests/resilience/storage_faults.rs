@@ -86,3 +86,48 @@ async fn sigterm_exits_0_and_flushes_buffered_audit_records() {
             .unwrap();
     assert_eq!(refusals, 1, "the buffered refusal was written before exit");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_database_gives_503_never_202_and_recovers_when_space_is_freed() {
+    let app = spawn_app_with(|s| s.database.max_size_bytes = Some(400 * 1024)).await;
+    let key = app.key("route-worker").to_owned();
+    // Fill it (bounded): plans of 50 stops until the first refusal.
+    let mut accepted = 0;
+    let refusal = loop {
+        assert!(accepted < 2_000, "the cap never bit");
+        let response = app
+            .request(
+                None,
+                submit(&plan(&format!("fill-{accepted}"), 50)).api_key(&key),
+            )
+            .await
+            .unwrap();
+        if response.status != 202 {
+            break response;
+        }
+        accepted += 1;
+    };
+    refusal.assert_problem(503, "unavailable");
+    assert!(refusal.header("retry-after").is_some());
+    let ready = app.ops_get("/readyz").await;
+    assert_eq!(ready.status, 503, "{}", ready.text());
+    assert_eq!(ready.json()["database"], "recent plan writes failed");
+    assert_eq!(
+        app.plan_count().await,
+        accepted,
+        "every 202 is stored, nothing else"
+    );
+
+    // Space is freed (an operator archives old plans): the next plan is taken, no restart.
+    let other = crate::open_database(&app.settings.database.path).await;
+    sqlx::query("DELETE FROM plans WHERE route_id LIKE 'fill-1%'")
+        .execute(&other)
+        .await
+        .unwrap();
+    let response = app
+        .request(None, submit(&plan("after", 50)).api_key(&key))
+        .await
+        .unwrap();
+    assert_eq!(response.status, 202, "{}", response.text());
+    assert_eq!(app.ops_get("/readyz").await.status, 200);
+}
