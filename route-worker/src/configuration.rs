@@ -149,7 +149,7 @@ impl Default for TelemetrySettings {
 impl WorkerSettings {
     pub fn load(config_dir: &Path) -> Result<Self, WorkerError> {
         let file = config_dir.join("route-worker.toml");
-        config::Config::builder()
+        let mut settings: Self = config::Config::builder()
             .add_source(config::File::from(file.clone()).required(false))
             .add_source(
                 config::Environment::with_prefix("ROUTE_WORKER")
@@ -164,7 +164,20 @@ impl WorkerSettings {
                     "settings (`{}` and ROUTE_WORKER_* variables): {e}",
                     file.display()
                 ))
-            })
+            })?;
+        // An empty path (`ROUTE_WORKER_TLS__CERT_FILE=` in a compose file) means "not set".
+        for path in [
+            &mut settings.tls.cert_file,
+            &mut settings.tls.key_file,
+            &mut settings.tls.pkcs12_file,
+            &mut settings.tls.pkcs12_password_file,
+            &mut settings.auth.api_key_file,
+        ] {
+            if path.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+                *path = None;
+            }
+        }
+        Ok(settings)
     }
 
     /// Reads the API key file, if configured.
@@ -186,5 +199,37 @@ impl WorkerSettings {
             )));
         }
         Ok(Some(SecretString::from(key.to_owned())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_paths_from_the_environment_mean_unset() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("route-worker.toml"),
+            "[server]\nurl = 'https://localhost:1'\n[tls]\nca_file = 'ca.pem'\ncert_file = ''\nkey_file = ''\n[auth]\napi_key_file = ''\n",
+        )
+        .unwrap();
+        let settings = WorkerSettings::load(dir.path()).unwrap();
+        assert!(settings.tls.cert_file.is_none() && settings.tls.key_file.is_none());
+        assert!(settings.auth.api_key_file.is_none());
+    }
+
+    #[test]
+    fn the_api_key_is_never_shown_by_debug() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("key"), "dk_supersecretvalue\n").unwrap();
+        std::fs::write(
+            dir.path().join("route-worker.toml"),
+            format!("[server]\nurl = 'https://localhost:1'\n[tls]\nca_file = 'ca.pem'\n[auth]\napi_key_file = '{}'\n", dir.path().join("key").display()),
+        )
+        .unwrap();
+        let settings = WorkerSettings::load(dir.path()).unwrap();
+        let key = settings.api_key().unwrap().unwrap();
+        assert!(!format!("{settings:?} {key:?}").contains("supersecret"));
     }
 }

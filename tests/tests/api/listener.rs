@@ -109,3 +109,47 @@ async fn ops_listener_serves_health_readiness_and_metrics_without_a_certificate(
             > 3600.0
     );
 }
+
+#[tokio::test]
+async fn tls_1_2_clients_and_http_2_negotiation_are_both_served() {
+    use std::sync::Arc;
+
+    use rustls_pki_types::pem::PemObject;
+    let app = spawn_app().await;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pki_types::CertificateDer::pem_file_iter(&app.pki.ca_file).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls12 = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS12])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let mut connection = e2e::connect_with(app.https_port, Arc::new(tls12), "localhost")
+        .await
+        .unwrap();
+    let response = connection
+        .send(Request::get("/api/whoami").api_key(app.key("route-worker")))
+        .await
+        .unwrap();
+    assert_eq!(response.status, 200, "TLS 1.2");
+
+    let mut h2 = e2e::client_config(&app.pki.ca_file, None);
+    h2.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", app.https_port))
+        .await
+        .unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(h2))
+        .connect(
+            rustls_pki_types::ServerName::try_from("localhost").unwrap(),
+            tcp,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        tls.get_ref().1.alpn_protocol(),
+        Some(&b"h2"[..]),
+        "HTTP/2 is offered by ALPN"
+    );
+}
