@@ -760,3 +760,18 @@ pub fn identity_from_pem(cert_pem: &str, key_pem: &str) -> Identity {
         key_file: PathBuf::new(),
     }
 }
+
+/// Packs a certificate and key into a PKCS#12 file with OpenSSL (as many teams hold them).
+pub fn write_pkcs12(cert_file: &Path, key_file: &Path, out: &Path, password: &str) {
+    let status = std::process::Command::new("openssl")
+        .args(["pkcs12", "-export", "-in"])
+        .arg(cert_file)
+        .arg("-inkey")
+        .arg(key_file)
+        .arg("-out")
+        .arg(out)
+        .args(["-passout", &format!("pass:{password}")])
+        .status()
+        .expect("openssl is installed");
+    assert!(status.success(), "openssl pkcs12 -export");
+}

@@ -372,3 +372,22 @@ pub async fn wait_for_file(path: &Path, logs: &Logs) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// A dev PKI (devpki) in `dir/pki` and a server config using the shipped clients file, in which
+/// route-worker starts in `api_key` mode. Returns (PKI dir, config dir).
+pub fn dev_pki_server(dir: &Path) -> (PathBuf, PathBuf) {
+    let pki = dir.join("pki");
+    let options = devpki::InitOptions {
+        lifetime: time::Duration::days(1),
+        ca_lifetime: time::Duration::days(2),
+        overwrite: false,
+    };
+    devpki::write_dev_pki(&pki, &options, false).unwrap();
+    let config = write_server_config(dir, &pki, &shipped_clients_file());
+    (pki, config)
+}
+
+/// The checked-in bootstrap file, as the product ships it.
+pub fn shipped_clients_file() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/clients.toml")
+}

@@ -104,13 +104,9 @@ async fn ca_rollover_without_a_restart() {
             .status,
         200
     );
-    let refused = match app.connect(Some(&old_cert)).await {
-        Ok(mut connection) => connection
-            .send(Request::get("/api/whoami"))
-            .await
-            .map(|r| r.status),
-        Err(e) => Err(e),
-    };
+    let refused = app
+        .request(Some(&old_cert), Request::get("/api/whoami"))
+        .await;
     let error = refused
         .expect_err("the retired CA's certificates are refused")
         .to_string();
@@ -155,13 +151,9 @@ async fn a_crl_that_revokes_route_workers_certificate_refuses_its_new_connection
             .as_bytes(),
     );
     app.wait_for_metric(RELOADED, 1.0).await;
-    let refused = match app.connect(Some(&worker)).await {
-        Ok(mut connection) => connection
-            .send(Request::get("/api/whoami"))
-            .await
-            .map(|r| r.status),
-        Err(e) => Err(e),
-    };
+    let refused = app
+        .request(Some(&worker), Request::get("/api/whoami"))
+        .await;
     assert!(
         refused
             .unwrap_err()
@@ -336,17 +328,7 @@ async fn readyz_fails_once_the_server_certificate_has_expired() {
 
 fn pkcs12(app_dir: &std::path::Path, pki: &e2e::TestPki, password: &str) -> std::path::PathBuf {
     let out = app_dir.join("server.pfx");
-    let status = std::process::Command::new("openssl")
-        .args(["pkcs12", "-export", "-in"])
-        .arg(&pki.server_cert)
-        .arg("-inkey")
-        .arg(&pki.server_key)
-        .arg("-out")
-        .arg(&out)
-        .args(["-passout", &format!("pass:{password}")])
-        .status()
-        .expect("openssl");
-    assert!(status.success());
+    e2e::write_pkcs12(&pki.server_cert, &pki.server_key, &out, password);
     out
 }
 
@@ -406,17 +388,9 @@ fn pem_der(pem: &[u8]) -> Vec<u8> {
 /// broken file is logged with its name while the old certificate keeps serving.
 #[tokio::test]
 async fn sighup_reloads_at_once_and_a_broken_file_is_logged_by_name() {
-    use e2e::process::{ServerProcess, write_server_config};
+    use e2e::process::ServerProcess;
     let dir = tempfile::tempdir().unwrap();
-    let pki = dir.path().join("pki");
-    let options = e2e::devpki::InitOptions {
-        lifetime: Duration::days(1),
-        ca_lifetime: Duration::days(2),
-        overwrite: false,
-    };
-    e2e::devpki::write_dev_pki(&pki, &options, false).unwrap();
-    let clients = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/clients.toml");
-    let config = write_server_config(dir.path(), &pki, &clients);
+    let (pki, config) = e2e::process::dev_pki_server(dir.path());
     let server = ServerProcess::start(
         &config,
         &[("DISPATCH_TLS__RELOAD_INTERVAL_SECS", "0".into())],

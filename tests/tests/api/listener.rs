@@ -6,13 +6,12 @@ use e2e::{Request, plan, spawn_app, spawn_app_with, submit};
 #[tokio::test]
 async fn required_client_auth_refuses_a_handshake_without_a_certificate() {
     let app = spawn_app_with(|s| s.tls.client_auth = ClientAuth::Required).await;
-    let outcome = match app.connect(None).await {
-        Ok(mut connection) => connection
-            .send(submit(&plan("r-1", 1)).api_key(app.key("route-worker")))
-            .await
-            .map(|r| r.status),
-        Err(error) => Err(error),
-    };
+    let outcome = app
+        .request(
+            None,
+            submit(&plan("r-1", 1)).api_key(app.key("route-worker")),
+        )
+        .await;
     let error = outcome.expect_err("no certificate, no handshake");
     assert!(error.to_string().contains("CertificateRequired"), "{error}");
     // The certificate path still works.

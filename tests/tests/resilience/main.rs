@@ -11,16 +11,7 @@ use std::path::{Path, PathBuf};
 
 /// A dev PKI and a server config dir using the shipped clients file (route-worker: api_key).
 pub fn process_setup(dir: &Path) -> (PathBuf, PathBuf) {
-    let pki = dir.join("pki");
-    let options = e2e::devpki::InitOptions {
-        lifetime: time::Duration::days(1),
-        ca_lifetime: time::Duration::days(2),
-        overwrite: false,
-    };
-    e2e::devpki::write_dev_pki(&pki, &options, false).unwrap();
-    let clients = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/clients.toml");
-    let config = e2e::process::write_server_config(dir, &pki, &clients);
-    (pki, config)
+    e2e::process::dev_pki_server(dir)
 }
 
 /// A pool on the server's database file, for checks a client cannot make.

@@ -141,17 +141,7 @@ async fn the_worker_accepts_a_pkcs12_certificate() {
     let dir = tempfile::tempdir().unwrap();
     let cert = app.pki.workload("route-worker");
     let pfx = dir.path().join("route-worker.p12");
-    let status = std::process::Command::new("openssl")
-        .args(["pkcs12", "-export", "-in"])
-        .arg(&cert.cert_file)
-        .arg("-inkey")
-        .arg(&cert.key_file)
-        .arg("-out")
-        .arg(&pfx)
-        .args(["-passout", "pass:worker-pass"])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    e2e::write_pkcs12(&cert.cert_file, &cert.key_file, &pfx, "worker-pass");
     let password = dir.path().join("p12-password");
     std::fs::write(&password, "worker-pass").unwrap();
     let mut worker = WorkerConfig::new(

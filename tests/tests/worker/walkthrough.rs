@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use e2e::process::{ServerProcess, WorkerConfig, run_worker, write_server_config, write_stops};
+use e2e::process::{ServerProcess, WorkerConfig, dev_pki_server, run_worker, write_stops};
 use e2e::{Connection, Identity, Request, connect};
 use serde_json::{Value, json};
 
@@ -36,27 +36,10 @@ impl Operator {
     }
 }
 
-fn dev_pki(dir: &Path) -> std::path::PathBuf {
-    let pki = dir.join("pki");
-    let options = e2e::devpki::InitOptions {
-        lifetime: time::Duration::days(1),
-        ca_lifetime: time::Duration::days(2),
-        overwrite: false,
-    };
-    e2e::devpki::write_dev_pki(&pki, &options, false).unwrap();
-    pki
-}
-
-/// The checked-in bootstrap file, as the product ships it.
-fn shipped_clients_file() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/clients.toml")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_migration_walkthrough_from_key_to_required_client_certificates() {
     let dir = tempfile::tempdir().unwrap();
-    let pki = dev_pki(dir.path());
-    let config = write_server_config(dir.path(), &pki, &shipped_clients_file());
+    let (pki, config) = dev_pki_server(dir.path());
     let server = ServerProcess::start(&config, &[]);
     let url = format!("https://localhost:{}", server.https_port);
     let stops = write_stops(dir.path(), "stops.csv");
@@ -194,9 +177,8 @@ async fn the_migration_walkthrough_from_key_to_required_client_certificates() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_key_never_appears_in_the_workers_or_the_servers_logs() {
     let dir = tempfile::tempdir().unwrap();
-    let pki = dev_pki(dir.path());
+    let (pki, config) = dev_pki_server(dir.path());
     let key = std::fs::read_to_string(pki.join("route-worker.api-key")).unwrap();
-    let config = write_server_config(dir.path(), &pki, &shipped_clients_file());
     let server = ServerProcess::start(&config, &[]);
     let url = format!("https://localhost:{}", server.https_port);
     let stops = write_stops(dir.path(), "stops.csv");
