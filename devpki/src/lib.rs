@@ -406,6 +406,45 @@ pub fn reissue_leaves(
     Ok(written)
 }
 
+/// Writes a CRL from the dev CA of `dir` revoking the certificates in `revoke` plus `random`
+/// random serials.
+pub fn write_crl(
+    dir: &Path,
+    revoke: &[PathBuf],
+    random: usize,
+    lifetime: Duration,
+    out: &Path,
+) -> Result<(), PkiError> {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let read = |path: &Path| {
+        fs::read(path).map_err(|source| PkiError::Io {
+            path: path.to_owned(),
+            source,
+        })
+    };
+    let ca = CertificateAuthority::from_pem(
+        &String::from_utf8_lossy(&read(&dir.join("ca.pem"))?),
+        &String::from_utf8_lossy(&read(&dir.join("ca.key"))?),
+    )?;
+    let mut serials = Vec::with_capacity(revoke.len() + random);
+    for path in revoke {
+        let pem = read(path)?;
+        let (_, block) = x509_parser::pem::parse_x509_pem(&pem).map_err(|e| PkiError::Io {
+            path: path.clone(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        let (_, cert) = X509Certificate::from_der(&block.contents).map_err(|e| PkiError::Io {
+            path: path.clone(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        serials.push(cert.raw_serial().to_vec());
+    }
+    for _ in 0..random {
+        serials.push(random_serial()?.to_bytes());
+    }
+    write_file(out, &ca.revocation_list(&serials, lifetime)?, false, true)
+}
+
 /// Writes the next dev CA (same name, new key) as `ca-next.pem`/`ca-next.key`.
 pub fn write_next_ca(dir: &Path, lifetime: Duration) -> Result<Vec<PathBuf>, PkiError> {
     let ca = CertificateAuthority::dev(lifetime)?;

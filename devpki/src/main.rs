@@ -48,6 +48,22 @@ enum Command {
         #[arg(long, default_value = "ca")]
         ca: String,
     },
+    /// Write a CRL signed by the dev CA: revoking the given certificates and/or N random serials
+    /// (for tests and benchmarks of large CRLs).
+    Crl {
+        #[arg(long, default_value = ".dev-pki")]
+        dir: PathBuf,
+        /// PEM certificates to revoke.
+        #[arg(long)]
+        revoke: Vec<PathBuf>,
+        /// How many random serials to add.
+        #[arg(long, default_value_t = 0)]
+        random: usize,
+        #[arg(long, default_value_t = 7)]
+        days: i64,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Create the next CA for a rollover (`ca-next.pem`/`.key`): same name, new key. Put both CAs
     /// in the client CA bundle, reissue leaves with `reissue --ca ca-next`, then drop the old CA.
     NextCa {
@@ -97,6 +113,15 @@ fn main() -> ExitCode {
             )
         }
         Command::NextCa { dir, days } => write_next_ca(&dir, Duration::days(days)),
+        Command::Crl {
+            dir,
+            revoke,
+            random,
+            days,
+            out,
+        } => {
+            devpki::write_crl(&dir, &revoke, random, Duration::days(days), &out).map(|()| vec![out])
+        }
     };
     report(result)
 }

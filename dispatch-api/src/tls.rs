@@ -313,7 +313,12 @@ impl ReloadableTls {
             .map_err(|e| StartupError::Tls(e.to_string()))?
             .with_client_cert_verifier(Arc::new(CurrentVerifier(self.clone())))
             .with_cert_resolver(Arc::new(CurrentCertificate(self.clone())));
-        config.session_storage = Arc::new(ResumptionGuard(self.clone()));
+        if self.settings.session_resumption {
+            config.session_storage = Arc::new(ResumptionGuard(self.clone()));
+        } else {
+            config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+            config.send_tls13_tickets = 0;
+        }
         Ok(config)
     }
 

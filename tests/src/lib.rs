@@ -202,6 +202,7 @@ pub fn test_settings(dir: &Path, pki: &TestPki) -> Settings {
             pkcs12_password_file: None,
             reload_interval_secs: 1,
             expiry_warning_days: 14,
+            session_resumption: true,
             client_ca_file: pki.client_ca_bundle.clone(),
             client_auth: ClientAuth::Optional,
             crl_files: vec![],

@@ -71,16 +71,21 @@ impl BootstrapFile {
         secrets_dir: Option<&Path>,
         registry: &Registry,
     ) -> Result<Vec<ClientName>, BootstrapError> {
-        let mut added = Vec::new();
-        for entry in &self.clients {
-            if registry.snapshot().client(&entry.name).is_some() {
-                continue;
-            }
-            let client = entry.to_client(path, secrets_dir)?;
-            if registry.register(&client, None).await? {
-                tracing::info!(client = %client.name, mode = client.mode.as_str(), "registered client from the bootstrap file");
-                added.push(client.name);
-            }
+        let snapshot = registry.snapshot();
+        let absent = self
+            .clients
+            .iter()
+            .filter(|entry| snapshot.client(&entry.name).is_none())
+            .map(|entry| entry.to_client(path, secrets_dir))
+            .collect::<Result<Vec<_>, _>>()?;
+        drop(snapshot);
+        registry.register_all(&absent, None).await?;
+        let added: Vec<ClientName> = absent.into_iter().map(|c| c.name).collect();
+        if !added.is_empty() {
+            tracing::info!(
+                clients = added.len(),
+                "registered clients from the bootstrap file"
+            );
         }
         Ok(added)
     }

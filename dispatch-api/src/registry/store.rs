@@ -66,67 +66,87 @@ impl Registry {
     }
 
     /// Registers a client unless one of that name exists; returns whether it was added.
-    /// Bootstrap uses this with `change = None`, and never overwrites (a restart must not undo
-    /// an operator's flip).
     pub async fn register(
         &self,
         client: &Client,
         change: Option<Change<'_>>,
     ) -> Result<bool, RegistryError> {
+        Ok(self
+            .register_all(std::slice::from_ref(client), change)
+            .await?
+            == 1)
+    }
+
+    /// Registers every client that does not exist yet, in one transaction with one snapshot
+    /// swap (bootstrap files may hold many); returns how many were added. Bootstrap calls this
+    /// with `change = None`; it never overwrites, so a restart cannot undo an operator's flip.
+    pub async fn register_all(
+        &self,
+        clients: &[Client],
+        change: Option<Change<'_>>,
+    ) -> Result<usize, RegistryError> {
         let _guard = self.writes.lock().await;
         let now = now();
         let mut tx = self.pool.begin().await?;
-        let inserted = sqlx::query(
-            "INSERT INTO clients (name, mode, scopes, disabled, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?) \
-             ON CONFLICT (name) DO NOTHING",
-        )
-        .bind(client.name.as_str())
-        .bind(client.mode.as_str())
-        .bind(scopes_text(&client.scopes))
-        .bind(client.disabled)
-        .bind(now)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if !inserted {
-            return Ok(false);
-        }
-        for binding in &client.bindings {
-            sqlx::query(
-                "INSERT INTO cert_bindings (client, issuer, subject_cn, spiffe_id, fingerprints) VALUES (?, ?, ?, ?, ?)",
+        let mut added = 0;
+        for client in clients {
+            let inserted = sqlx::query(
+                "INSERT INTO clients (name, mode, scopes, disabled, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT (name) DO NOTHING",
             )
             .bind(client.name.as_str())
-            .bind(binding.issuer.as_ref().map(|i| i.as_str().to_owned()))
-            .bind(binding.subject_cn.as_deref())
-            .bind(binding.spiffe_id.as_ref().map(|s| s.as_str().to_owned()))
-            .bind(binding.fingerprints.iter().map(Fingerprint::to_string).collect::<Vec<_>>().join(" "))
+            .bind(client.mode.as_str())
+            .bind(scopes_text(&client.scopes))
+            .bind(client.disabled)
+            .bind(now)
+            .bind(now)
             .execute(&mut *tx)
-            .await?;
-        }
-        if let Some(hash) = client.api_key {
-            sqlx::query("INSERT INTO api_keys (client, key_sha256, created_at) VALUES (?, ?, ?)")
+            .await?
+            .rows_affected()
+                == 1;
+            if !inserted {
+                continue;
+            }
+            added += 1;
+            for binding in &client.bindings {
+                sqlx::query(
+                    "INSERT INTO cert_bindings (client, issuer, subject_cn, spiffe_id, fingerprints) VALUES (?, ?, ?, ?, ?)",
+                )
+                .bind(client.name.as_str())
+                .bind(binding.issuer.as_ref().map(|i| i.as_str().to_owned()))
+                .bind(binding.subject_cn.as_deref())
+                .bind(binding.spiffe_id.as_ref().map(|s| s.as_str().to_owned()))
+                .bind(binding.fingerprints.iter().map(Fingerprint::to_string).collect::<Vec<_>>().join(" "))
+                .execute(&mut *tx)
+                .await?;
+            }
+            if let Some(hash) = client.api_key {
+                sqlx::query(
+                    "INSERT INTO api_keys (client, key_sha256, created_at) VALUES (?, ?, ?)",
+                )
                 .bind(client.name.as_str())
                 .bind(hash.to_hex())
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;
-        }
-        let mut event = AuditEvent::new(AuditKind::AdminChange, "client_registered");
-        event.client = Some(client.name.to_string());
-        event.after = Some(client.mode.as_str().to_owned());
-        match change {
-            Some(change) => {
-                event.actor = Some(change.actor.to_owned());
-                event.detail = serde_json::json!({ "note": change.reason });
             }
-            None => event.actor = Some("bootstrap".into()),
+            let mut event = AuditEvent::new(AuditKind::AdminChange, "client_registered");
+            event.client = Some(client.name.to_string());
+            event.after = Some(client.mode.as_str().to_owned());
+            match &change {
+                Some(change) => {
+                    event.actor = Some(change.actor.to_owned());
+                    event.detail = serde_json::json!({ "note": change.reason });
+                }
+                None => event.actor = Some("bootstrap".into()),
+            }
+            event.insert(&mut tx).await?;
         }
-        event.insert(&mut tx).await?;
         tx.commit().await?;
-        self.refresh().await?;
-        Ok(true)
+        if added > 0 {
+            self.refresh().await?;
+        }
+        Ok(added)
     }
 
     /// Sets a client's mode; returns the mode before. Takes effect on the next request.

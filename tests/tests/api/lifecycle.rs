@@ -436,3 +436,20 @@ async fn sighup_reloads_at_once_and_a_broken_file_is_logged_by_name() {
         Some(e2e::devpki::sha256_hex(&issued.der))
     );
 }
+
+#[tokio::test]
+async fn with_session_resumption_off_every_connection_is_a_full_handshake() {
+    let app = e2e::spawn_app_with(|s| s.tls.session_resumption = false).await;
+    let config = Arc::new(client_config(&app.pki.ca_file, None));
+    for _ in 0..3 {
+        let mut connection = connect_with(app.https_port, config.clone(), "localhost")
+            .await
+            .unwrap();
+        let response = connection
+            .send(Request::get("/api/whoami").api_key(app.key("route-worker")))
+            .await
+            .unwrap();
+        assert_eq!(response.status, 200);
+        assert!(!connection.resumed);
+    }
+}

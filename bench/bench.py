@@ -1,0 +1,361 @@
+#!/usr/bin/env python3
+"""dispatch-api beside nginx on 127.0.0.1, figure by figure, runs alternating between the two.
+
+Called by bench/run.sh (which installs nginx and oha and builds release binaries). Prints a
+table and exits; every process it started is stopped, also on failure. Environment: RUNS
+(default 5), BENCH_SECONDS (default 10), CONNECTIONS (default 50).
+"""
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+QUICK = "--quick" in sys.argv
+RUNS = int(os.environ.get("RUNS", 3 if QUICK else 5))
+SECONDS = int(os.environ.get("BENCH_SECONDS", 5 if QUICK else 10))
+CONNECTIONS = int(os.environ.get("CONNECTIONS", 50))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(ROOT, "target", "release")
+TICKS = os.sysconf("SC_CLK_TCK")
+
+work = tempfile.mkdtemp(prefix="dispatch-bench-")
+children = []
+
+
+def cleanup():
+    for proc in children:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    deadline = time.time() + 10
+    for proc in children:
+        try:
+            proc.wait(max(0.1, deadline - time.time()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def pki(name):
+    return os.path.join(work, "pki", name)
+
+
+def setup_pki():
+    subprocess.run([os.path.join(BIN, "devpki"), "init", "--dir", os.path.join(work, "pki"), "--days", "2"],
+                   check=True, stdout=subprocess.DEVNULL)
+    stops = [{"id": f"stop-{i}", "latitude": 52.0 + i * 0.01, "longitude": 4.0 + i * 0.01} for i in range(20)]
+    with open(os.path.join(work, "plan.json"), "w") as f:
+        json.dump({"route_id": "bench", "team": "north", "planned_date": "2026-11-23", "stops": stops}, f)
+
+
+def clients_file(count):
+    """route-worker (dual, key and SPIFFE binding) plus count-1 other registered clients."""
+    path = os.path.join(work, f"clients-{count}.toml")
+    if os.path.exists(path):
+        return path
+    key_hash = open(pki("route-worker.api-key.sha256")).read().strip()
+    issuer = "CN=Dispatch Dev Internal CA, O=Dispatch Dev"
+    with open(path, "w") as f:
+        f.write(f'[[clients]]\nname = "route-worker"\nmode = "dual"\nscopes = ["plans:submit"]\n'
+                f'api_key_sha256 = "{key_hash}"\n[[clients.bindings]]\nissuer = "{issuer}"\n'
+                f'spiffe_id = "spiffe://dispatch.internal/route-worker"\n')
+        for n in range(count - 1):
+            f.write(f'[[clients]]\nname = "client-{n}"\nmode = "dual"\nscopes = ["plans:submit"]\n'
+                    f'api_key_sha256 = "{os.urandom(32).hex()}"\n[[clients.bindings]]\nissuer = "{issuer}"\n'
+                    f'subject_cn = "client-{n}"\n')
+    return path
+
+
+class Server:
+    def __init__(self, proc, port, pids_fn, name):
+        self.proc, self.port, self.pids, self.name = proc, port, pids_fn, name
+
+    def cpu_ticks(self):
+        total = 0
+        for pid in self.pids():
+            try:
+                fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+                total += int(fields[11]) + int(fields[12])
+            except OSError:
+                pass
+        return total
+
+    def peak_rss_mb(self):
+        total = 0
+        for pid in self.pids():
+            try:
+                for line in open(f"/proc/{pid}/status"):
+                    if line.startswith("VmHWM:"):
+                        total += int(line.split()[1])
+            except OSError:
+                pass
+        return total / 1024
+
+
+def start_dispatch(name, resumption=True, clients=10, crl=None, database=None):
+    port, ops = free_port(), free_port()
+    config = os.path.join(work, f"config-{name}")
+    os.makedirs(config, exist_ok=True)
+    database = database or os.path.join(work, f"{name}.db")
+    crl_files = f'["{crl}"]' if crl else "[]"
+    with open(os.path.join(config, "base.toml"), "w") as f:
+        f.write(f"""[server]
+host = "127.0.0.1"
+port = {port}
+ops_host = "127.0.0.1"
+ops_port = {ops}
+[tls]
+cert_file = "{pki('dispatch-api.pem')}"
+key_file = "{pki('dispatch-api.key')}"
+client_ca_file = "{pki('ca.pem')}"
+client_auth = "optional"
+crl_files = {crl_files}
+session_resumption = {str(resumption).lower()}
+[database]
+path = "{database}"
+[bootstrap]
+clients_file = "{clients_file(clients)}"
+[telemetry]
+format = "json"
+filter = "info"
+""")
+    log = open(os.path.join(work, f"{name}.log"), "ab")
+    proc = subprocess.Popen([os.path.join(BIN, "dispatch-api")], env={**os.environ, "DISPATCH_CONFIG_DIR": config},
+                            stdout=log, stderr=log)
+    children.append(proc)
+    deadline = time.time() + 300
+    while True:
+        try:
+            if urllib.request.urlopen(f"http://127.0.0.1:{ops}/readyz", timeout=1).status == 200:
+                break
+        except OSError:
+            pass
+        if proc.poll() is not None or time.time() > deadline:
+            raise SystemExit(f"dispatch-api ({name}) did not start; see {log.name}")
+        time.sleep(0.1)
+    return Server(proc, port, lambda: [proc.pid], f"dispatch-api/{name}")
+
+
+def stop(server):
+    server.proc.send_signal(signal.SIGTERM)
+    server.proc.wait(30)
+
+
+def start_nginx():
+    ports = {"resume": free_port(), "full": free_port(), "key": free_port()}
+    key = open(pki("route-worker.api-key")).read().strip()
+    tls = f"""ssl_protocols TLSv1.3; ssl_certificate {pki('dispatch-api.pem')};
+        ssl_certificate_key {pki('dispatch-api.key')};"""
+    answer = """location = /api/dispatch-plans {
+            if ($request_method != POST) { return 405; }
+            default_type application/json;
+            return 202 '{"id":"00000000-0000-4000-8000-000000000000","status":"accepted"}';
+        }"""
+    conf = os.path.join(work, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write(f"""worker_processes auto;
+pid {work}/nginx.pid;
+error_log {work}/nginx-error.log;
+daemon off;
+events {{ worker_connections 4096; }}
+http {{
+    access_log {work}/nginx-access.log;
+    keepalive_requests 1000000;
+    map $http_x_api_key $key_ok {{ default 0; "{key}" 1; }}
+    server {{
+        listen 127.0.0.1:{ports['resume']} ssl;
+        {tls}
+        ssl_client_certificate {pki('ca.pem')}; ssl_verify_client optional;
+        ssl_session_tickets on; ssl_session_cache shared:bench:10m;
+        {answer}
+    }}
+    server {{
+        listen 127.0.0.1:{ports['full']} ssl;
+        {tls}
+        ssl_client_certificate {pki('ca.pem')}; ssl_verify_client optional;
+        ssl_session_tickets off; ssl_session_cache off;
+        {answer}
+    }}
+    server {{
+        listen 127.0.0.1:{ports['key']} ssl;
+        {tls}
+        ssl_verify_client off;
+        location = /api/dispatch-plans {{
+            if ($key_ok = 0) {{ return 401; }}
+            default_type application/json;
+            return 202 '{{"id":"00000000-0000-4000-8000-000000000000","status":"accepted"}}';
+        }}
+    }}
+}}
+""")
+    proc = subprocess.Popen(["nginx", "-c", conf, "-p", work], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    children.append(proc)
+    time.sleep(1)
+    if proc.poll() is not None:
+        raise SystemExit(f"nginx did not start; see {work}/nginx-error.log")
+
+    def pids():
+        try:
+            kids = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+        except OSError:
+            kids = []
+        return [proc.pid] + [int(k) for k in kids]
+
+    return {name: Server(proc, port, pids, f"nginx/{name}") for name, port in ports.items()}
+
+
+def oha(server, *, cert=True, key=False, new_connections=False):
+    args = ["oha", "-z", f"{SECONDS}s", "-c", str(CONNECTIONS), "--no-tui", "--output-format", "json",
+            "-m", "POST", "-H", "content-type: application/json", "-D", os.path.join(work, "plan.json"),
+            "--cacert", pki("ca.pem")]
+    if cert:
+        args += ["--cert", pki("route-worker.pem"), "--key", pki("route-worker.key")]
+    if key:
+        args += ["-H", f"x-api-key: {open(pki('route-worker.api-key')).read().strip()}"]
+    if new_connections:
+        args += ["--disable-keepalive"]
+    args.append(f"https://localhost:{server.port}/api/dispatch-plans")
+    before = server.cpu_ticks()
+    out = subprocess.run(args, capture_output=True, text=True, timeout=SECONDS + 60)
+    cpu = (server.cpu_ticks() - before) / TICKS
+    if out.returncode != 0:
+        raise SystemExit(f"oha failed: {out.stderr[-2000:]}")
+    result = json.loads(out.stdout)
+    codes = result.get("statusCodeDistribution", {})
+    ok = sum(v for k, v in codes.items() if k == "202")
+    total = sum(codes.values()) or 1
+    if ok / total < 0.99:
+        raise SystemExit(f"{server.name}: only {ok}/{total} answers were 202: {codes}")
+    percentiles = result.get("latencyPercentiles", {})
+    return {
+        "rps": ok / SECONDS if not result["summary"].get("requestsPerSec") else result["summary"]["requestsPerSec"],
+        "p50_ms": (percentiles.get("p50") or 0) * 1000,
+        "p99_ms": (percentiles.get("p99") or 0) * 1000,
+        "cpu_ms_per_req": cpu * 1000 / max(ok, 1),
+    }
+
+
+def summary(samples, key):
+    values = [s[key] for s in samples]
+    return statistics.median(values), min(values), max(values)
+
+
+def handshake_ceiling():
+    """Full mTLS 1.3 handshakes/s two processes on this machine could do at best, from the
+    arithmetic alone: per side one P-256 signature, two verifications, two X25519 operations."""
+    out = subprocess.run(["openssl", "speed", "-seconds", "2", "ecdsap256", "ecdhx25519"],
+                         capture_output=True, text=True).stdout
+    sign = verify = x25519 = None
+    for line in out.splitlines():
+        m = re.match(r"\s*256 bits ecdsa \(nistp256\)\s+\S+s\s+\S+s\s+([\d.]+)\s+([\d.]+)", line)
+        if m:
+            sign, verify = float(m.group(1)), float(m.group(2))
+        m = re.match(r"\s*253 bits ecdh \(X25519\)\s+\S+s\s+([\d.]+)", line)
+        if m:
+            x25519 = float(m.group(1))
+    if not (sign and verify and x25519):
+        return None
+    per_side = 1 / sign + 2 / verify + 2 / x25519
+    cores = os.cpu_count() or 1
+    return cores / (2 * per_side)
+
+
+def main():
+    setup_pki()
+    print(f"machine: {os.cpu_count()} cores; {RUNS} runs x {SECONDS}s per figure, {CONNECTIONS} connections; "
+          f"load generator oha on the same machine", flush=True)
+    resumed = start_dispatch("resume", resumption=True)
+    full = start_dispatch("full", resumption=False)
+    nginx = start_nginx()
+    figures = [
+        ("1 keep-alive, mTLS, POST plan (20 stops)", resumed, nginx["resume"], dict(cert=True)),
+        ("2 keep-alive, API key", resumed, nginx["key"], dict(cert=False, key=True)),
+        ("3 new connection per request, full mTLS 1.3 handshake", full, nginx["full"], dict(cert=True, new_connections=True)),
+        ("4 new connection per request, TLS session resumption", resumed, nginx["resume"], dict(cert=True, new_connections=True)),
+    ]
+    results = {name: {"dispatch": [], "nginx": []} for name, *_ in figures}
+    for run in range(RUNS):
+        for name, ours, theirs, options in figures:
+            order = [("dispatch", ours), ("nginx", theirs)] if run % 2 == 0 else [("nginx", theirs), ("dispatch", ours)]
+            for label, server in order:
+                results[name][label].append(oha(server, **options))
+        print(f"  run {run + 1}/{RUNS} done", flush=True)
+
+    print()
+    print(f"{'figure':58} {'dispatch-api req/s (min-max)':>30} {'cpu ms/req':>10} {'nginx req/s (min-max)':>26} {'cpu ms/req':>10} {'ratio':>6}")
+    for name, *_ in figures:
+        ours, theirs = results[name]["dispatch"], results[name]["nginx"]
+        (o, omin, omax), (t, tmin, tmax) = summary(ours, "rps"), summary(theirs, "rps")
+        print(f"{name:58} {o:>10.0f} ({omin:.0f}-{omax:.0f}){'':>6} {summary(ours, 'cpu_ms_per_req')[0]:>10.3f} "
+              f"{t:>10.0f} ({tmin:.0f}-{tmax:.0f}){'':>2} {summary(theirs, 'cpu_ms_per_req')[0]:>10.3f} {o / t:>6.2f}")
+    for name in (figures[0][0], figures[2][0]):
+        ours, theirs = results[name]["dispatch"], results[name]["nginx"]
+        print(f"latency {name[:2]}: dispatch-api p50 {summary(ours, 'p50_ms')[0]:.2f} ms, p99 {summary(ours, 'p99_ms')[0]:.2f} ms; "
+              f"nginx p50 {summary(theirs, 'p50_ms')[0]:.2f} ms, p99 {summary(theirs, 'p99_ms')[0]:.2f} ms; "
+              f"p99 ratio {summary(ours, 'p99_ms')[0] / max(summary(theirs, 'p99_ms')[0], 1e-9):.2f}")
+    print(f"peak RSS: dispatch-api {resumed.peak_rss_mb():.1f} MiB, nginx (all processes) {nginx['resume'].peak_rss_mb():.1f} MiB")
+    ceiling = handshake_ceiling()
+    if ceiling:
+        o = summary(results[figures[2][0]]["dispatch"], "rps")[0]
+        t = summary(results[figures[2][0]]["nginx"], "rps")[0]
+        print(f"full-handshake ceiling from `openssl speed` (both sides' signatures and key exchange): {ceiling:.0f}/s; "
+              f"dispatch-api reaches {o / ceiling:.0%}, nginx {t / ceiling:.0%}")
+    stop(full)
+    for proc in children:
+        if proc.args[0] == "nginx" and proc.poll() is None:
+            proc.send_signal(signal.SIGQUIT)
+
+    if QUICK:
+        return
+    print("\nscaling (figure 1, dispatch-api only):")
+    base = summary(results[figures[0][0]]["dispatch"], "rps")[0]
+    stop(resumed)
+    scenarios = [("10 000 registered clients", dict(clients=10_000)), ("100 000 registered clients", dict(clients=100_000))]
+    for label, options in scenarios:
+        server = start_dispatch(label.split()[0].replace(" ", ""), **options)
+        rps = summary([oha(server) for _ in range(RUNS)], "rps")[0]
+        print(f"  {label:32} {rps:>8.0f} req/s ({rps / base - 1:+.1%} vs 10 clients)")
+        stop(server)
+    db = os.path.join(work, "million.db")
+    server = start_dispatch("million", database=db)
+    stop(server)
+    with sqlite3.connect(db) as conn:
+        body = open(os.path.join(work, "plan.json")).read()
+        conn.execute(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000000) "
+            "INSERT INTO plans (id, client, auth_method, route_id, team, planned_date, stop_count, body, "
+            "idempotency_key, request_sha256, received_at) "
+            "SELECT printf('seed-%d', i), 'route-worker', 'certificate', 'seed', 'north', '2026-11-23', 20, ?, "
+            "printf('seed-%d', i), 'x', 0 FROM n", (body,))
+    server = start_dispatch("million", database=db)
+    rps = summary([oha(server) for _ in range(RUNS)], "rps")[0]
+    print(f"  {'1 000 000 plans stored':32} {rps:>8.0f} req/s ({rps / base - 1:+.1%} vs empty)")
+    stop(server)
+    crl = os.path.join(work, "big.crl.pem")
+    subprocess.run([os.path.join(BIN, "devpki"), "crl", "--dir", os.path.join(work, "pki"), "--random", "10000", "--out", crl],
+                   check=True, stdout=subprocess.DEVNULL)
+    server = start_dispatch("crl", crl=crl)
+    rps = summary([oha(server) for _ in range(RUNS)], "rps")[0]
+    print(f"  {'CRL with 10 000 serials':32} {rps:>8.0f} req/s ({rps / base - 1:+.1%} vs no CRL)")
+    stop(server)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    finally:
+        cleanup()

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Benchmark: dispatch-api beside nginx doing the same TLS work, on 127.0.0.1, printing a table.
+# Not a test: it measures and exits. Installs what it needs (nginx from Debian, oha from
+# crates.io), makes its PKI with devpki, builds release binaries, and stops every process it
+# started, even on failure. RUNS (default 5) runs of SECONDS (default 10) per figure.
+# Usage: bench/run.sh [--quick]   (--quick: 3 runs of 5 s, no scaling figures)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+command -v nginx >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null; }
+command -v openssl >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl >/dev/null; }
+command -v oha >/dev/null 2>&1 || cargo install oha --locked
+cargo build --release --locked --bin dispatch-api --bin devpki
+exec python3 bench/bench.py "$@"
