@@ -175,6 +175,7 @@ events {{ worker_connections 4096; }}
 http {{
     access_log {work}/nginx-access.log;
     keepalive_requests 1000000;
+    map_hash_bucket_size 128;
     map $http_x_api_key $key_ok {{ default 0; "{key}" 1; }}
     server {{
         listen 127.0.0.1:{ports['resume']} ssl;
@@ -202,11 +203,13 @@ http {{
     }}
 }}
 """)
-    proc = subprocess.Popen(["nginx", "-c", conf, "-p", work], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    stderr = open(os.path.join(work, "nginx-stderr.log"), "wb")
+    proc = subprocess.Popen(["nginx", "-c", conf, "-p", work], stdout=subprocess.DEVNULL, stderr=stderr)
     children.append(proc)
     time.sleep(1)
     if proc.poll() is not None:
-        raise SystemExit(f"nginx did not start; see {work}/nginx-error.log")
+        error = open(os.path.join(work, "nginx-stderr.log")).read()
+        raise SystemExit(f"nginx did not start: {error[-2000:]}")
 
     def pids():
         try:
