@@ -3,7 +3,7 @@
 
 Called by bench/run.sh (which installs nginx and oha and builds release binaries). Prints a
 table and exits; every process it started is stopped, also on failure. Environment: RUNS
-(default 5), BENCH_SECONDS (default 10), CONNECTIONS (default 50).
+(default 5), BENCH_SECONDS (default 10), CONNECTIONS (default 50), DURABILITY (full|normal).
 """
 import json
 import os
@@ -23,6 +23,8 @@ QUICK = "--quick" in sys.argv
 RUNS = int(os.environ.get("RUNS", 3 if QUICK else 5))
 SECONDS = int(os.environ.get("BENCH_SECONDS", 5 if QUICK else 10))
 CONNECTIONS = int(os.environ.get("CONNECTIONS", 50))
+# `full` (fsync per group commit: survives power loss) or `normal` (survives a process crash).
+DURABILITY = os.environ.get("DURABILITY", "full")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, "target", "release")
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -127,6 +129,7 @@ crl_files = {crl_files}
 session_resumption = {str(resumption).lower()}
 [database]
 path = "{database}"
+synchronous = "{DURABILITY}"
 [bootstrap]
 clients_file = "{clients_file(clients)}"
 [telemetry]
@@ -280,7 +283,7 @@ def handshake_ceiling():
 def main():
     setup_pki()
     print(f"machine: {os.cpu_count()} cores; {RUNS} runs x {SECONDS}s per figure, {CONNECTIONS} connections; "
-          f"load generator oha on the same machine", flush=True)
+          f"load generator oha on the same machine; dispatch-api synchronous={DURABILITY}", flush=True)
     resumed = start_dispatch("resume", resumption=True)
     full = start_dispatch("full", resumption=False)
     nginx = start_nginx()

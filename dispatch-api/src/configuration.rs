@@ -164,6 +164,19 @@ pub struct DatabaseSettings {
     /// A cap on the database file's size: past it, writes fail (503) instead of filling the disk.
     #[serde(default)]
     pub max_size_bytes: Option<u64>,
+    /// When a commit is on disk: `full` (default) fsyncs every commit, so an acknowledged plan
+    /// survives a process crash AND a power loss; `normal` (WAL) survives a process crash, but
+    /// the last commits before a power loss may be lost. Group commit amortises either.
+    #[serde(default)]
+    pub synchronous: Durability,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Durability {
+    #[default]
+    Full,
+    Normal,
 }
 
 fn default_busy_timeout() -> u64 {

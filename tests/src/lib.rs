@@ -212,6 +212,7 @@ pub fn test_settings(dir: &Path, pki: &TestPki) -> Settings {
             busy_timeout_ms: 5000,
             max_connections: 4,
             max_size_bytes: None,
+            synchronous: Default::default(),
         },
         bootstrap: BootstrapSettings {
             clients_file: Some(dir.join("clients.toml")),

@@ -10,14 +10,15 @@ use serde::Serialize;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
-use crate::configuration::DatabaseSettings;
+use crate::configuration::{DatabaseSettings, Durability};
 use crate::error::{StartupError, StorageError};
 use crate::identity::AuthMethod;
 
 /// Opens (creating if needed) the database and applies the embedded migrations.
 ///
-/// WAL with `synchronous = FULL`: a commit is on disk before a plan is acknowledged, which keeps
-/// acknowledged plans across a process crash and a power loss. Group commit keeps this cheap.
+/// WAL with `synchronous = FULL` by default: a commit is on disk before a plan is acknowledged,
+/// which keeps acknowledged plans across a process crash and a power loss (`normal`: across a
+/// process crash only). Group commit keeps this cheap.
 pub async fn connect(settings: &DatabaseSettings) -> Result<SqlitePool, StartupError> {
     let path = &settings.path;
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -35,7 +36,10 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<SqlitePool, StartupE
         .filename(path)
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Full)
+        .synchronous(match settings.synchronous {
+            Durability::Full => SqliteSynchronous::Full,
+            Durability::Normal => SqliteSynchronous::Normal,
+        })
         .foreign_keys(true)
         .busy_timeout(settings.busy_timeout());
     if let Some(bytes) = settings.max_size_bytes {
