@@ -24,8 +24,32 @@ pub struct NewPlan {
     pub method: AuthMethod,
     pub plan: Plan,
     pub idempotency_key: Option<String>,
-    /// SHA-256 of the request body, to tell a retry from a different request under the same key.
-    pub request_sha256: String,
+    /// The validated plan as stored (JSON), serialised once.
+    body: String,
+    /// SHA-256 of `body`, to tell a retry from a different request under the same key.
+    request_sha256: String,
+}
+
+impl NewPlan {
+    pub fn new(
+        client: ClientName,
+        method: AuthMethod,
+        plan: Plan,
+        idempotency_key: Option<String>,
+    ) -> Self {
+        // A plan of validated domain types always serialises.
+        let body = serde_json::to_string(&plan).unwrap_or_default();
+        let request_sha256 =
+            hex::encode(ring::digest::digest(&ring::digest::SHA256, body.as_bytes()));
+        Self {
+            client,
+            method,
+            plan,
+            idempotency_key,
+            body,
+            request_sha256,
+        }
+    }
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -173,8 +197,6 @@ async fn write_group(pool: &SqlitePool, group: &[Job]) -> Result<Vec<SubmitOutco
             }
         }
         let id = Uuid::new_v4();
-        let body =
-            serde_json::to_string(&plan.plan).map_err(|_| StorageError::Corrupt("plan body"))?;
         sqlx::query(
             "INSERT INTO plans (id, client, auth_method, route_id, team, planned_date, stop_count, \
              body, idempotency_key, request_sha256, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -186,7 +208,7 @@ async fn write_group(pool: &SqlitePool, group: &[Job]) -> Result<Vec<SubmitOutco
         .bind(plan.plan.team.as_str())
         .bind(plan.plan.planned_date.to_string())
         .bind(plan.plan.stops.len() as i64)
-        .bind(body)
+        .bind(&plan.body)
         .bind(plan.idempotency_key.as_deref())
         .bind(&plan.request_sha256)
         .bind(now)

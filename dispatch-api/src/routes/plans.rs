@@ -21,17 +21,14 @@ pub async fn submit_plan(
 ) -> Result<HttpResponse, ApiError> {
     let idempotency_key = idempotency_key(&request)?;
     let plan = Plan::parse(body.into_inner(), state.plan_limits).map_err(ApiError::InvalidPlan)?;
-    let canonical = serde_json::to_vec(&plan).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let request_sha256 = hex::encode(ring::digest::digest(&ring::digest::SHA256, &canonical));
     let outcome = state
         .plans
-        .submit(NewPlan {
-            client: principal.client.name.clone(),
-            method: principal.method,
+        .submit(NewPlan::new(
+            principal.client.name.clone(),
+            principal.method,
             plan,
             idempotency_key,
-            request_sha256,
-        })
+        ))
         .await?;
     let (id, replayed) = match outcome {
         SubmitOutcome::Created(id) => (id, false),
