@@ -111,11 +111,14 @@ fn one_team_stops(dir: &std::path::Path) -> std::path::PathBuf {
     path
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_503_is_retried_with_the_same_idempotency_key_and_the_plan_arrives_once() {
+/// Runs `route-worker submit` once against a faulty server answering `statuses` in turn.
+async fn submit_against(
+    statuses: Vec<u16>,
+    max_attempts: u32,
+) -> (e2e::process::WorkerRun, Vec<String>) {
     let dir = tempfile::tempdir().unwrap();
     let pki = TestPki::new(dir.path());
-    let server = FaultyServer::start(&pki, vec![503, 503]);
+    let server = FaultyServer::start(&pki, statuses);
     let key = dir.path().join("key");
     std::fs::write(&key, "dk_test").unwrap();
     let mut worker = WorkerConfig::new(
@@ -124,66 +127,40 @@ async fn a_503_is_retried_with_the_same_idempotency_key_and_the_plan_arrives_onc
         dir.path(),
     );
     worker.api_key_file = Some(key);
+    worker.max_attempts = max_attempts;
+    let stops = one_team_stops(dir.path());
     let run = run_worker_async(
         &worker.write(dir.path()),
-        &["submit", one_team_stops(dir.path()).to_str().unwrap()],
+        &["submit", stops.to_str().unwrap()],
     )
     .await;
-    assert_eq!(run.code, 0, "{run:?}");
     let keys = server.keys();
+    server.handle.stop(false).await;
+    (run, keys)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_503_is_retried_with_the_same_idempotency_key_and_the_plan_arrives_once() {
+    let (run, keys) = submit_against(vec![503, 503], 4).await;
+    assert_eq!(run.code, 0, "{run:?}");
     assert_eq!(keys.len(), 3, "two 503s, then accepted: {keys:?}");
     assert!(
         keys.iter().all(|k| k == &keys[0] && k.starts_with("rw-")),
         "one idempotency key: {keys:?}"
     );
-    server.handle.stop(false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_400_is_not_retried() {
-    let dir = tempfile::tempdir().unwrap();
-    let pki = TestPki::new(dir.path());
-    let server = FaultyServer::start(&pki, vec![400]);
-    let key = dir.path().join("key");
-    std::fs::write(&key, "dk_test").unwrap();
-    let mut worker = WorkerConfig::new(
-        format!("https://localhost:{}", server.port),
-        &pki.ca_file,
-        dir.path(),
-    );
-    worker.api_key_file = Some(key);
-    worker.max_attempts = 5;
-    let run = run_worker_async(
-        &worker.write(dir.path()),
-        &["submit", one_team_stops(dir.path()).to_str().unwrap()],
-    )
-    .await;
+    let (run, keys) = submit_against(vec![400], 5).await;
     assert_eq!(run.code, 3, "{run:?}");
-    assert_eq!(server.keys().len(), 1, "exactly one attempt");
-    server.handle.stop(false).await;
+    assert_eq!(keys.len(), 1, "exactly one attempt");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn persistent_503s_give_up_with_exit_code_4() {
-    let dir = tempfile::tempdir().unwrap();
-    let pki = TestPki::new(dir.path());
-    let server = FaultyServer::start(&pki, vec![503; 10]);
-    let key = dir.path().join("key");
-    std::fs::write(&key, "dk_test").unwrap();
-    let mut worker = WorkerConfig::new(
-        format!("https://localhost:{}", server.port),
-        &pki.ca_file,
-        dir.path(),
-    );
-    worker.api_key_file = Some(key);
-    worker.max_attempts = 3;
-    let run = run_worker_async(
-        &worker.write(dir.path()),
-        &["submit", one_team_stops(dir.path()).to_str().unwrap()],
-    )
-    .await;
+    let (run, keys) = submit_against(vec![503; 10], 3).await;
     assert_eq!(run.code, 4, "{run:?}");
     assert!(run.stderr.contains("gave up after 3 attempts"), "{run:?}");
-    assert_eq!(server.keys().len(), 3);
-    server.handle.stop(false).await;
+    assert_eq!(keys.len(), 3);
 }
