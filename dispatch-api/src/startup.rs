@@ -129,7 +129,8 @@ impl Application {
             settings.server.tls_handshake_timeout_ms,
         ))
         .keep_alive(Duration::from_secs(settings.server.keep_alive_secs))
-        .shutdown_timeout(settings.server.shutdown_grace_secs);
+        .shutdown_timeout(settings.server.shutdown_grace_secs)
+        .disable_signals();
         if let Some(workers) = settings.server.workers {
             https = https.workers(workers);
         }
@@ -164,6 +165,7 @@ impl Application {
                 .default_service(web::to(routes::not_found))
         })
         .workers(1)
+        .disable_signals()
         .shutdown_timeout(settings.server.shutdown_grace_secs)
         .listen(ops_listener)
         .map_err(|source| StartupError::Bind {
@@ -213,12 +215,25 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let https_handle = self.https.handle();
         let ops_handle = self.ops.handle();
-        let https = tokio::spawn(self.https);
-        let ops = tokio::spawn(self.ops);
-        // Whichever listener stops first takes the other down with it.
+        let mut https = Some(tokio::spawn(self.https));
+        let mut ops = Some(tokio::spawn(self.ops));
+        // Signals are ours, not actix's: with two servers, actix would stop the whole runtime
+        // as soon as the first (idle) one had stopped, cutting off requests still in flight on
+        // the other. On SIGTERM/SIGINT (or when either listener stops) the HTTPS listener stops
+        // gracefully first, letting in-flight requests finish within the grace period, then
+        // the operations listener; both are awaited to the end.
         tokio::select! {
-            _ = async { let _ = https.await; } => ops_handle.stop(true).await,
-            _ = async { let _ = ops.await; } => https_handle.stop(true).await,
+            _ = shutdown_signal() => tracing::info!("shutting down gracefully"),
+            _ = async { https.as_mut().expect("spawned").await } => https = None,
+            _ = async { ops.as_mut().expect("spawned").await } => ops = None,
+        }
+        https_handle.stop(true).await;
+        if let Some(task) = https {
+            let _ = task.await;
+        }
+        ops_handle.stop(true).await;
+        if let Some(task) = ops {
+            let _ = task.await;
         }
         // No request is in flight any more: write what is buffered, then stop the writer (other
         // holders of the state, such as tests, may keep the queue itself open).
@@ -228,6 +243,25 @@ impl Application {
         tracing::info!("dispatch-api stopped");
         Ok(())
     }
+}
+
+/// SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            },
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 fn json_config(limit: usize) -> web::JsonConfig {

@@ -131,3 +131,47 @@ async fn a_full_database_gives_503_never_202_and_recovers_when_space_is_freed() 
     assert_eq!(response.status, 202, "{}", response.text());
     assert_eq!(app.ops_get("/readyz").await.status, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_in_flight_plan_finishes_during_graceful_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pki, config) = crate::process_setup(dir.path());
+    let server = ServerProcess::start(
+        &config,
+        &[("DISPATCH_DATABASE__BUSY_TIMEOUT_MS", "5000".into())],
+    );
+    let key = std::fs::read_to_string(pki.join("route-worker.api-key")).unwrap();
+    let database = crate::open_database(&dir.path().join("dispatch.db")).await;
+    // Hold the write lock so the plan is in flight (waiting on the database) when SIGTERM comes.
+    let mut lock = database.acquire().await.unwrap();
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    let port = server.https_port;
+    let ca = pki.join("ca.pem");
+    let in_flight = tokio::spawn(async move {
+        let mut connection = e2e::connect(port, &ca, None, "localhost").await.unwrap();
+        connection
+            .send(submit(&plan("in-flight", 3)).api_key(key.trim()))
+            .await
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    server.signal("TERM");
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    sqlx::query("ROLLBACK").execute(&mut *lock).await.unwrap();
+    drop(lock);
+    let response = in_flight.await.unwrap().unwrap_or_else(|e| {
+        panic!(
+            "the in-flight request is answered: {e}\n{}",
+            server.logs.text()
+        )
+    });
+    assert_eq!(response.status, 202, "{}", response.text());
+    assert_eq!(server.stop().code(), Some(0));
+    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM plans WHERE route_id = 'in-flight'")
+        .fetch_one(&database)
+        .await
+        .unwrap();
+    assert_eq!(stored, 1, "the acknowledged plan is stored");
+}
