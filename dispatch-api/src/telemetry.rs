@@ -189,15 +189,6 @@ impl Metrics {
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
         text
     }
-
-    /// The refusal counter for one reason, as it stands.
-    pub fn refusals_for(&self, reason: &str) -> u64 {
-        self.refusals
-            .get_or_create(&ReasonLabels {
-                reason: reason.into(),
-            })
-            .get()
-    }
 }
 
 impl Default for Metrics {

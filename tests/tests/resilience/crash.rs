@@ -82,10 +82,7 @@ async fn every_acknowledged_plan_survives_sigkill_and_the_database_stays_sound()
     }
     assert_eq!(server.stop().code(), Some(0));
     let pool = crate::open_database(&dir.path().join("dispatch.db")).await;
-    let integrity: String = sqlx::query_scalar("PRAGMA integrity_check")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    let integrity = dispatch_api::storage::integrity_check(&pool).await.unwrap();
     assert_eq!(integrity, "ok");
     let half_written: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM plans WHERE json_valid(body) = 0 OR json_array_length(body, '$.stops') != stop_count")
         .fetch_one(&pool)
