@@ -117,6 +117,8 @@ impl Application {
                         .error_handler(|e, _| ApiError::BadRequest(e.to_string()).into()),
                 )
                 .wrap(from_fn(observe_request))
+                // Outermost: an oversized request head is refused before anything else runs.
+                .wrap(from_fn(reject_oversized_headers))
                 .configure(api_routes)
                 .default_service(web::to(routes::not_found))
         })
@@ -243,6 +245,40 @@ impl Application {
         tracing::info!("dispatch-api stopped");
         Ok(())
     }
+}
+
+/// actix bounds the request head it will buffer; this bounds what the API accepts
+/// (`limits.max_header_bytes`), as a 431 problem.
+async fn reject_oversized_headers(
+    request: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<
+    actix_web::dev::ServiceResponse<actix_web::body::EitherBody<impl actix_web::body::MessageBody>>,
+    actix_web::Error,
+> {
+    let limit = request
+        .app_data::<web::Data<AppState>>()
+        .map(|state| state.settings.limits.max_header_bytes)
+        .unwrap_or(usize::MAX);
+    let size: usize = request
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    if size > limit {
+        tracing::warn!(
+            size,
+            limit,
+            path = request.path(),
+            "request headers too large"
+        );
+        return Ok(request
+            .error_response(ApiError::HeadersTooLarge { limit })
+            .map_into_right_body());
+    }
+    next.call(request)
+        .await
+        .map(actix_web::dev::ServiceResponse::map_into_left_body)
 }
 
 /// SIGTERM or SIGINT.

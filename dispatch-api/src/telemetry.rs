@@ -202,10 +202,7 @@ impl Default for Metrics {
 pub async fn observe_request(
     request: actix_web::dev::ServiceRequest,
     next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
-) -> Result<
-    actix_web::dev::ServiceResponse<actix_web::body::EitherBody<impl actix_web::body::MessageBody>>,
-    actix_web::Error,
-> {
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
     use actix_web::HttpMessage;
 
     use crate::error::ApiError;
@@ -216,30 +213,10 @@ pub async fn observe_request(
     let state = request
         .app_data::<actix_web::web::Data<crate::startup::AppState>>()
         .cloned();
-    if let Some(state) = &state {
-        // actix bounds the request head it will buffer; this bounds what we accept.
-        let limit = state.settings.limits.max_header_bytes;
-        let size: usize = request
-            .headers()
-            .iter()
-            .map(|(name, value)| name.as_str().len() + value.len() + 4)
-            .sum();
-        if size > limit {
-            tracing::warn!(
-                size,
-                limit,
-                path = request.path(),
-                "request headers too large"
-            );
-            return Ok(request
-                .error_response(ApiError::HeadersTooLarge { limit })
-                .map_into_right_body());
-        }
-    }
     let http_method = request.method().to_string();
     let path = request.path().to_owned();
     let peer = request.peer_addr().map(|a| a.ip().to_string());
-    let response = next.call(request).await?.map_into_left_body();
+    let response = next.call(request).await?;
     let Some(state) = state else {
         return Ok(response);
     };

@@ -107,6 +107,12 @@ fn no_tracked_file_holds_a_private_key() {
         .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
         .output()
         .expect("git");
+    // git grep exits 1 when nothing matches; anything else means the check did not run.
+    assert!(
+        matches!(output.status.code(), Some(0 | 1)),
+        "git grep failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let files = String::from_utf8_lossy(&output.stdout);
     assert!(
         files.trim().is_empty(),

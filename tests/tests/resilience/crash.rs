@@ -16,7 +16,7 @@ fn iterations() -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acknowledged_plan_survives_sigkill_and_the_database_stays_sound() {
     let dir = tempfile::tempdir().unwrap();
-    let (pki, config) = crate::process_setup(dir.path());
+    let (pki, config) = e2e::process::dev_pki_server(dir.path());
     let key = std::fs::read_to_string(pki.join("route-worker.api-key")).unwrap();
     let ca = pki.join("ca.pem");
     let acknowledged: Arc<Mutex<Vec<(String, usize)>>> = Arc::default();

@@ -7,12 +7,7 @@ mod limits;
 mod secrets;
 mod storage_faults;
 
-use std::path::{Path, PathBuf};
-
-/// A dev PKI and a server config dir using the shipped clients file (route-worker: api_key).
-pub fn process_setup(dir: &Path) -> (PathBuf, PathBuf) {
-    e2e::process::dev_pki_server(dir)
-}
+use std::path::Path;
 
 /// A pool on the server's database file, for checks a client cannot make.
 pub async fn open_database(path: &Path) -> sqlx::SqlitePool {

@@ -65,7 +65,7 @@ async fn a_database_locked_by_another_process_gives_503_then_recovers_without_a_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_exits_0_and_flushes_buffered_audit_records() {
     let dir = tempfile::tempdir().unwrap();
-    let (pki, config) = crate::process_setup(dir.path());
+    let (pki, config) = e2e::process::dev_pki_server(dir.path());
     let server = ServerProcess::start(&config, &[]);
     let ca = pki.join("ca.pem");
     // A refusal, buffered in memory for up to half a second...
@@ -135,7 +135,7 @@ async fn a_full_database_gives_503_never_202_and_recovers_when_space_is_freed() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_in_flight_plan_finishes_during_graceful_shutdown() {
     let dir = tempfile::tempdir().unwrap();
-    let (pki, config) = crate::process_setup(dir.path());
+    let (pki, config) = e2e::process::dev_pki_server(dir.path());
     let server = ServerProcess::start(
         &config,
         &[("DISPATCH_DATABASE__BUSY_TIMEOUT_MS", "5000".into())],
