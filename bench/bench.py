@@ -20,6 +20,7 @@ import time
 import urllib.request
 
 QUICK = "--quick" in sys.argv
+PROVIDERS = "--providers" in sys.argv
 RUNS = int(os.environ.get("RUNS", 3 if QUICK else 5))
 SECONDS = int(os.environ.get("BENCH_SECONDS", 5 if QUICK else 10))
 CONNECTIONS = int(os.environ.get("CONNECTIONS", 50))
@@ -27,6 +28,7 @@ CONNECTIONS = int(os.environ.get("CONNECTIONS", 50))
 DURABILITY = os.environ.get("DURABILITY", "full")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, "target", "release")
+AWS_LC_BIN = os.path.join(ROOT, "target", "aws-lc", "release", "dispatch-api")
 TICKS = os.sysconf("SC_CLK_TCK")
 
 work = tempfile.mkdtemp(prefix="dispatch-bench-")
@@ -108,7 +110,7 @@ class Server:
         return total / 1024
 
 
-def start_dispatch(name, resumption=True, clients=10, crl=None, database=None):
+def start_dispatch(name, resumption=True, clients=10, crl=None, database=None, binary=None):
     port, ops = free_port(), free_port()
     config = os.path.join(work, f"config-{name}")
     os.makedirs(config, exist_ok=True)
@@ -137,7 +139,7 @@ format = "json"
 filter = "info"
 """)
     log = open(os.path.join(work, f"{name}.log"), "ab")
-    proc = subprocess.Popen([os.path.join(BIN, "dispatch-api")], env={**os.environ, "DISPATCH_CONFIG_DIR": config},
+    proc = subprocess.Popen([binary or os.path.join(BIN, "dispatch-api")], env={**os.environ, "DISPATCH_CONFIG_DIR": config},
                             stdout=log, stderr=log)
     children.append(proc)
     deadline = time.time() + 300
@@ -150,7 +152,16 @@ filter = "info"
         if proc.poll() is not None or time.time() > deadline:
             raise SystemExit(f"dispatch-api ({name}) did not start; see {log.name}")
         time.sleep(0.1)
-    return Server(proc, port, lambda: [proc.pid], f"dispatch-api/{name}")
+    server = Server(proc, port, lambda: [proc.pid], f"dispatch-api/{name}")
+    server.ops = ops
+    return server
+
+
+def handshake_kinds(server):
+    """The server's own count of full and resumed handshakes (from /metrics)."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{server.ops}/metrics", timeout=5).read().decode()
+    kinds = dict(re.findall(r'dispatch_tls_handshakes_total\{kind="(\w+)"\} (\d+)', text))
+    return {k: int(v) for k, v in kinds.items()}
 
 
 def stop(server):
@@ -313,6 +324,8 @@ def main():
         print(f"latency {name[:2]}: dispatch-api p50 {summary(ours, 'p50_ms')[0]:.2f} ms, p99 {summary(ours, 'p99_ms')[0]:.2f} ms; "
               f"nginx p50 {summary(theirs, 'p50_ms')[0]:.2f} ms, p99 {summary(theirs, 'p99_ms')[0]:.2f} ms; "
               f"p99 ratio {summary(ours, 'p99_ms')[0] / max(summary(theirs, 'p99_ms')[0], 1e-9):.2f}")
+    print(f"handshakes seen by dispatch-api: resumption server {handshake_kinds(resumed)}, "
+          f"full-handshake server {handshake_kinds(full)}")
     print(f"peak RSS: dispatch-api {resumed.peak_rss_mb():.1f} MiB, nginx (all processes) {nginx['resume'].peak_rss_mb():.1f} MiB")
     ceiling = handshake_ceiling()
     if ceiling:
@@ -325,39 +338,85 @@ def main():
         if proc.args[0] == "nginx" and proc.poll() is None:
             proc.send_signal(signal.SIGQUIT)
 
+    if PROVIDERS:
+        stop(resumed)
+        compare_providers()
+        resumed = start_dispatch("resume", resumption=True)
     if QUICK:
+        stop(resumed)
         return
-    print("\nscaling (figure 1, dispatch-api only):")
-    base = summary(results[figures[0][0]]["dispatch"], "rps")[0]
     stop(resumed)
-    scenarios = [("10 000 registered clients", dict(clients=10_000)), ("100 000 registered clients", dict(clients=100_000))]
-    for label, options in scenarios:
-        server = start_dispatch(label.split()[0].replace(" ", ""), **options)
-        rps = summary([oha(server) for _ in range(RUNS)], "rps")[0]
-        print(f"  {label:32} {rps:>8.0f} req/s ({rps / base - 1:+.1%} vs 10 clients)")
+    scaling()
+
+
+def alternate(baseline, other, options=None):
+    """RUNS runs of figure 1 (or `options`), baseline and other alternating; medians of each."""
+    options = options or dict(cert=True)
+    a, b = [], []
+    for run in range(RUNS):
+        pair = [(baseline, a), (other, b)] if run % 2 == 0 else [(other, b), (baseline, a)]
+        for server, samples in pair:
+            samples.append(oha(server, **options))
+    return a, b
+
+
+def print_change(label, a, b, against):
+    (ra, _, _), (rb, _, _) = summary(a, "rps"), summary(b, "rps")
+    ca, cb = summary(a, "cpu_ms_per_req")[0], summary(b, "cpu_ms_per_req")[0]
+    print(f"  {label:30} {rb:>8.0f} req/s vs {ra:>6.0f} ({rb / ra - 1:+6.1%}); "
+          f"cpu {cb:.3f} vs {ca:.3f} ms/req ({cb / ca - 1:+6.1%})  [vs {against}]", flush=True)
+
+
+def scaling():
+    """Each scenario against a baseline server started beside it, runs alternating, because the
+    machine drifts between minutes more than most of these effects."""
+    print("\nscaling (figure 1, dispatch-api only; each against its baseline in the same minutes):")
+    baseline = start_dispatch("baseline")
+    for label, options in [("10 000 registered clients", dict(clients=10_000)),
+                           ("100 000 registered clients", dict(clients=100_000))]:
+        server = start_dispatch(label.split()[0], **options)
+        print_change(label, *alternate(baseline, server), "10 clients")
         stop(server)
     db = os.path.join(work, "million.db")
     server = start_dispatch("million", database=db)
     stop(server)
     with sqlite3.connect(db) as conn:
         body = open(os.path.join(work, "plan.json")).read()
+        # Existing rows carry random (v4-like) ids, as plans stored by an older version would.
         conn.execute(
             "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000000) "
             "INSERT INTO plans (id, client, auth_method, route_id, team, planned_date, stop_count, body, "
             "idempotency_key, request_sha256, received_at) "
-            "SELECT printf('seed-%d', i), 'route-worker', 'certificate', 'seed', 'north', '2026-11-23', 20, ?, "
+            "SELECT lower(hex(randomblob(16))), 'route-worker', 'certificate', 'seed', 'north', '2026-11-23', 20, ?, "
             "printf('seed-%d', i), 'x', 0 FROM n", (body,))
     server = start_dispatch("million", database=db)
-    rps = summary([oha(server) for _ in range(RUNS)], "rps")[0]
-    print(f"  {'1 000 000 plans stored':32} {rps:>8.0f} req/s ({rps / base - 1:+.1%} vs empty)")
+    print_change("1 000 000 plans stored", *alternate(baseline, server), "empty")
     stop(server)
     crl = os.path.join(work, "big.crl.pem")
     subprocess.run([os.path.join(BIN, "devpki"), "crl", "--dir", os.path.join(work, "pki"), "--random", "10000", "--out", crl],
                    check=True, stdout=subprocess.DEVNULL)
     server = start_dispatch("crl", crl=crl)
-    rps = summary([oha(server) for _ in range(RUNS)], "rps")[0]
-    print(f"  {'CRL with 10 000 serials':32} {rps:>8.0f} req/s ({rps / base - 1:+.1%} vs no CRL)")
+    print_change("CRL with 10 000 serials", *alternate(baseline, server), "no CRL")
     stop(server)
+    stop(baseline)
+
+
+def compare_providers():
+    """ring against aws-lc-rs as dispatch-api's rustls provider, on the handshake figures."""
+    print("\nrustls provider (dispatch-api only, runs alternating):")
+    for label, resumption, options in [
+            ("3 full mTLS handshake per request", False, dict(cert=True, new_connections=True)),
+            ("4 resumed handshake per request", True, dict(cert=True, new_connections=True)),
+            ("1 keep-alive, mTLS", True, dict(cert=True))]:
+        ring = start_dispatch(f"ring-{resumption}", resumption=resumption)
+        aws = start_dispatch(f"aws-{resumption}", resumption=resumption, binary=AWS_LC_BIN)
+        a, b = alternate(ring, aws, options)
+        (ra, _, _), (rb, _, _) = summary(a, "rps"), summary(b, "rps")
+        ca, cb = summary(a, "cpu_ms_per_req")[0], summary(b, "cpu_ms_per_req")[0]
+        print(f"  {label:36} ring {ra:>6.0f} req/s, {ca:.3f} ms/req; aws-lc-rs {rb:>6.0f} req/s, {cb:.3f} ms/req "
+              f"({rb / ra - 1:+.1%} req/s)", flush=True)
+        stop(ring)
+        stop(aws)
 
 
 if __name__ == "__main__":

@@ -3,11 +3,16 @@
 # Not a test: it measures and exits. Installs what it needs (nginx from Debian, oha from
 # crates.io), makes its PKI with devpki, builds release binaries, and stops every process it
 # started, even on failure. RUNS (default 5) runs of SECONDS (default 10) per figure.
-# Usage: bench/run.sh [--quick]   (--quick: 3 runs of 5 s, no scaling figures)
+# Usage: bench/run.sh [--quick] [--providers]
+#   --quick: 3 runs of 5 s, no scaling figures
+#   --providers: also ring against aws-lc-rs as the rustls provider (builds a second binary)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v nginx >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null; }
 command -v openssl >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl >/dev/null; }
 command -v oha >/dev/null 2>&1 || cargo install oha --locked
 cargo build --release --locked --bin dispatch-api --bin devpki
+if [[ " $* " == *" --providers "* ]]; then
+    cargo build --release --locked -p dispatch-api --features aws-lc-rs --target-dir target/aws-lc --bin dispatch-api
+fi
 exec python3 bench/bench.py "$@"

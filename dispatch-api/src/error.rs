@@ -246,6 +246,9 @@ impl ResponseError for ApiError {
 pub enum StorageError {
     #[error("database: {0}")]
     Database(Arc<sqlx::Error>),
+    /// The plan writer's own connection (rusqlite) failed.
+    #[error("database: {0}")]
+    Write(Arc<String>),
     #[error("the plan writer has stopped")]
     WriterStopped,
     #[error("a stored {0} could not be read")]
@@ -254,6 +257,7 @@ pub enum StorageError {
 
 impl From<sqlx::Error> for StorageError {
     fn from(error: sqlx::Error) -> Self {
+        crate::storage::file_faults::note(&error);
         Self::Database(Arc::new(error))
     }
 }

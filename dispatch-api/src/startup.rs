@@ -79,7 +79,7 @@ impl Application {
             metrics.clone(),
         );
         let state = web::Data::new(AppState {
-            plans: PlanStore::start(pool.clone(), 4096),
+            plans: PlanStore::start(&settings.database, pool.clone(), 4096)?,
             registry: Arc::new(registry),
             recorder,
             metrics,
@@ -105,6 +105,7 @@ impl Application {
             .port();
         let max_body = settings.limits.max_body_bytes;
         let api_state = state.clone();
+        let connection_metrics = state.metrics.clone();
         let mut https = HttpServer::new(move || {
             App::new()
                 .app_data(api_state.clone())
@@ -122,7 +123,9 @@ impl Application {
                 .configure(api_routes)
                 .default_service(web::to(routes::not_found))
         })
-        .on_connect(tls::record_peer_identity)
+        .on_connect(move |connection, data| {
+            tls::record_peer_identity(connection, data, &connection_metrics)
+        })
         .max_connections(settings.server.max_connections)
         .client_request_timeout(Duration::from_millis(
             settings.server.client_request_timeout_ms,

@@ -63,6 +63,7 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     refusals: Family<ReasonLabels, Counter>,
     handshake_failures: Family<KindLabels, Counter>,
+    handshakes: Family<KindLabels, Counter>,
     pub recorder_dropped: Counter,
     tls_reloads: Family<OutcomeLabels, Counter>,
     certificate_expiry: Family<CertificateLabels, Gauge<i64, AtomicI64>>,
@@ -76,6 +77,7 @@ impl Metrics {
         let requests = Family::<RequestLabels, Counter>::default();
         let refusals = Family::<ReasonLabels, Counter>::default();
         let handshake_failures = Family::<KindLabels, Counter>::default();
+        let handshakes = Family::<KindLabels, Counter>::default();
         let recorder_dropped = Counter::default();
         let tls_reloads = Family::<OutcomeLabels, Counter>::default();
         let certificate_expiry = Family::<CertificateLabels, Gauge<i64, AtomicI64>>::default();
@@ -93,6 +95,11 @@ impl Metrics {
             "tls_handshake_failures",
             "Client certificates refused in the TLS handshake, by kind",
             handshake_failures.clone(),
+        );
+        registry.register(
+            "tls_handshakes",
+            "Completed TLS handshakes by kind: full, or resumed (no certificate work)",
+            handshakes.clone(),
         );
         registry.register(
             "recorder_dropped",
@@ -114,6 +121,7 @@ impl Metrics {
             requests,
             refusals,
             handshake_failures,
+            handshakes,
             recorder_dropped,
             tls_reloads,
             certificate_expiry,
@@ -141,6 +149,12 @@ impl Metrics {
 
     pub fn handshake_failure(&self, kind: &str) {
         self.handshake_failures
+            .get_or_create(&KindLabels { kind: kind.into() })
+            .inc();
+    }
+
+    pub fn handshake(&self, kind: &str) {
+        self.handshakes
             .get_or_create(&KindLabels { kind: kind.into() })
             .inc();
     }

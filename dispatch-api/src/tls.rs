@@ -41,6 +41,10 @@ use crate::telemetry::Metrics;
 
 /// The one crypto provider of the workspace (ring), passed explicitly everywhere.
 pub fn provider() -> Arc<CryptoProvider> {
+    // aws-lc-rs only for the benchmark's provider comparison (`bench/run.sh --providers`).
+    #[cfg(feature = "aws-lc-rs")]
+    return Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    #[cfg(not(feature = "aws-lc-rs"))]
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
@@ -615,10 +619,14 @@ fn warn_expiring(
 
 /// `HttpServer::on_connect`: stores what the TLS layer proved about the peer in connection data.
 /// The leaf is the FIRST certificate of the peer chain.
-pub fn record_peer_identity(connection: &dyn Any, data: &mut Extensions) {
+pub fn record_peer_identity(connection: &dyn Any, data: &mut Extensions, metrics: &Metrics) {
     let Some(tls) = connection.downcast_ref::<TlsStream<TcpStream>>() else {
         return;
     };
+    metrics.handshake(match tls.get_ref().1.handshake_kind() {
+        Some(rustls::HandshakeKind::Resumed) => "resumed",
+        _ => "full",
+    });
     let identity = match tls
         .get_ref()
         .1

@@ -420,19 +420,7 @@ impl TestApp {
 
     /// A plain-HTTP GET on the operations listener.
     pub async fn ops_get(&self, path: &str) -> Response {
-        let stream = TcpStream::connect(("127.0.0.1", self.ops_port))
-            .await
-            .expect("ops listener");
-        let mut connection = Connection {
-            stream: Box::new(stream),
-            buffer: Vec::new(),
-            server_fingerprint: None,
-            resumed: false,
-        };
-        connection
-            .send(Request::get(path))
-            .await
-            .expect("ops request")
+        ops_get(self.ops_port, path).await
     }
 
     /// The value of one metric sample from `/metrics` (0 when absent).
@@ -587,6 +575,23 @@ pub fn client_config(ca_file: &Path, identity: Option<&Identity>) -> ClientConfi
             .unwrap(),
         None => builder.with_no_client_auth(),
     }
+}
+
+/// A plain-HTTP GET on an operations listener.
+pub async fn ops_get(port: u16, path: &str) -> Response {
+    let stream = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("ops listener");
+    let mut connection = Connection {
+        stream: Box::new(stream),
+        buffer: Vec::new(),
+        server_fingerprint: None,
+        resumed: false,
+    };
+    connection
+        .send(Request::get(path))
+        .await
+        .expect("ops request")
 }
 
 pub async fn connect(

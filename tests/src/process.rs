@@ -53,7 +53,23 @@ impl ServerProcess {
     /// Starts dispatch-api with `DISPATCH_CONFIG_DIR=config_dir`, JSON logs and `env`, and waits
     /// for its "listening" line to learn the ports the OS picked.
     pub fn start(config_dir: &Path, env: &[(&str, String)]) -> Self {
-        let mut command = Command::new(binary("dispatch-api"));
+        Self::start_command(Command::new(binary("dispatch-api")), config_dir, env)
+    }
+
+    /// Starts the server through `wrapper`, a command line that ends by running the program
+    /// named in its last argument (`unshare ... sh -c '...; exec "$0"'`, say).
+    pub fn start_wrapped(wrapper: &[&str], config_dir: &Path, env: &[(&str, String)]) -> Self {
+        let mut command = Command::new(wrapper[0]);
+        command.args(&wrapper[1..]).arg(binary("dispatch-api"));
+        Self::start_command(command, config_dir, env)
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn start_command(mut command: Command, config_dir: &Path, env: &[(&str, String)]) -> Self {
         command
             .env("DISPATCH_CONFIG_DIR", config_dir)
             .env("DISPATCH_ENV", "test")

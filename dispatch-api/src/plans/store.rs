@@ -1,18 +1,23 @@
 //! Durable plan storage with group commit.
 //!
-//! One writer task owns every plan write. It takes all plans waiting at that moment, stores them
-//! in ONE transaction and answers each caller only after the commit, so every 202 stands for a
-//! committed row while many concurrent plans share one fsync.
+//! One writer thread owns every plan write and its own SQLite connection (rusqlite, prepared
+//! statements kept). It takes all plans waiting at that moment, stores them in ONE transaction
+//! and answers each caller only after the commit, so every 202 stands for a committed row while
+//! many concurrent plans share one fsync. A plain thread rather than sqlx's pool: sqlx sends each
+//! statement to its own worker thread and back, two thread switches per plan, which measured as
+//! the largest cost of a plan submission (see the README's performance section).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
+use rusqlite::{OptionalExtension, params};
 use sqlx::{Row, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::Plan;
-use crate::error::StorageError;
+use crate::configuration::{DatabaseSettings, Durability};
+use crate::error::{StartupError, StorageError};
 use crate::identity::AuthMethod;
 use crate::registry::ClientName;
 
@@ -97,12 +102,25 @@ pub struct StoredPlan {
 }
 
 impl PlanStore {
-    /// Starts the writer task on the current runtime.
-    pub fn start(pool: SqlitePool, queue: usize) -> Self {
+    /// Opens the writer's connection and starts the writer thread. Reads go through `pool`.
+    pub fn start(
+        settings: &DatabaseSettings,
+        pool: SqlitePool,
+        queue: usize,
+    ) -> Result<Self, StartupError> {
+        let failed = |detail: String| StartupError::Database {
+            path: settings.path.clone(),
+            detail,
+        };
+        let writer = Writer::open(settings).map_err(|e| failed(e.to_string()))?;
         let (jobs, receiver) = mpsc::channel(queue);
         let health = Arc::new(WriteHealth::default());
-        tokio::spawn(write_loop(pool.clone(), receiver, health.clone()));
-        Self { jobs, pool, health }
+        let thread_health = health.clone();
+        std::thread::Builder::new()
+            .name("plan-writer".into())
+            .spawn(move || writer.run(receiver, &thread_health))
+            .map_err(|e| failed(format!("starting the plan writer: {e}")))?;
+        Ok(Self { jobs, pool, health })
     }
 
     pub fn health(&self) -> &WriteHealth {
@@ -146,76 +164,141 @@ impl PlanStore {
     }
 }
 
-async fn write_loop(pool: SqlitePool, mut jobs: mpsc::Receiver<Job>, health: Arc<WriteHealth>) {
-    let mut group = Vec::with_capacity(MAX_GROUP);
-    while jobs.recv_many(&mut group, MAX_GROUP).await > 0 {
-        match write_group(&pool, &group).await {
-            Ok(outcomes) => {
-                health.0.store(0, Ordering::Relaxed);
-                for (job, outcome) in group.drain(..).zip(outcomes) {
-                    let _ = job.reply.send(Ok(outcome));
-                }
-            }
-            Err(error) => {
-                health.0.store(
-                    time::OffsetDateTime::now_utc().unix_timestamp(),
-                    Ordering::Relaxed,
-                );
-                tracing::error!(error = %error, plans = group.len(), "storing plans failed; nothing was acknowledged");
-                for job in group.drain(..) {
-                    let _ = job.reply.send(Err(error.clone()));
-                }
-            }
-        }
-    }
+/// The writer thread's state: its settings and, while it works, its connection. After a
+/// file-system fault the connection is dropped and the next group opens a new one, which sees
+/// the file system as it is then (repaired and remounted, say).
+struct Writer {
+    settings: DatabaseSettings,
+    connection: Option<rusqlite::Connection>,
 }
 
-async fn write_group(pool: &SqlitePool, group: &[Job]) -> Result<Vec<SubmitOutcome>, StorageError> {
-    let mut tx = pool.begin().await?;
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let mut outcomes = Vec::with_capacity(group.len());
-    for Job { plan, .. } in group {
-        if let Some(key) = &plan.idempotency_key {
-            let earlier = sqlx::query(
-                "SELECT id, request_sha256 FROM plans WHERE client = ? AND idempotency_key = ?",
-            )
-            .bind(plan.client.as_str())
-            .bind(key)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if let Some(row) = earlier {
-                let id: String = row.try_get("id")?;
-                let hash: String = row.try_get("request_sha256")?;
-                outcomes.push(if hash == plan.request_sha256 {
-                    SubmitOutcome::Replayed(
-                        Uuid::parse_str(&id).map_err(|_| StorageError::Corrupt("plan id"))?,
-                    )
-                } else {
-                    SubmitOutcome::KeyReused
-                });
-                continue;
+const FIND_EARLIER: &str =
+    "SELECT id, request_sha256 FROM plans WHERE client = ?1 AND idempotency_key = ?2";
+const INSERT_PLAN: &str = "INSERT INTO plans (id, client, auth_method, route_id, team, \
+     planned_date, stop_count, body, idempotency_key, request_sha256, received_at) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
+
+impl Writer {
+    fn open(settings: &DatabaseSettings) -> Result<Self, rusqlite::Error> {
+        let mut writer = Self {
+            settings: settings.clone(),
+            connection: None,
+        };
+        writer.connection()?;
+        Ok(writer)
+    }
+
+    /// The open connection, opening one with the same pragmas as the pool's if needed.
+    fn connection(&mut self) -> Result<&mut rusqlite::Connection, rusqlite::Error> {
+        if self.connection.is_none() {
+            let connection = rusqlite::Connection::open(&self.settings.path)?;
+            connection.busy_timeout(self.settings.busy_timeout())?;
+            connection.pragma_update(None, "journal_mode", "wal")?;
+            connection.pragma_update(
+                None,
+                "synchronous",
+                match self.settings.synchronous {
+                    Durability::Full => "full",
+                    Durability::Normal => "normal",
+                },
+            )?;
+            connection.pragma_update(None, "foreign_keys", true)?;
+            if let Some(bytes) = self.settings.max_size_bytes {
+                // SQLite's default page size is 4096 bytes.
+                connection.pragma_update(None, "max_page_count", (bytes / 4096).max(1) as i64)?;
+            }
+            self.connection = Some(connection);
+        }
+        Ok(self.connection.as_mut().expect("opened above"))
+    }
+
+    fn run(mut self, mut jobs: mpsc::Receiver<Job>, health: &WriteHealth) {
+        let mut group = Vec::with_capacity(MAX_GROUP);
+        while let Some(job) = jobs.blocking_recv() {
+            group.push(job);
+            while group.len() < MAX_GROUP {
+                match jobs.try_recv() {
+                    Ok(job) => group.push(job),
+                    Err(_) => break,
+                }
+            }
+            match self.write_group(&group) {
+                Ok(outcomes) => {
+                    health.0.store(0, Ordering::Relaxed);
+                    for (job, outcome) in group.drain(..).zip(outcomes) {
+                        let _ = job.reply.send(Ok(outcome));
+                    }
+                }
+                Err(error) => {
+                    if crate::storage::file_faults::note_code(
+                        error.sqlite_error().map(|e| e.extended_code),
+                    ) {
+                        self.connection = None;
+                    }
+                    health.0.store(
+                        time::OffsetDateTime::now_utc().unix_timestamp(),
+                        Ordering::Relaxed,
+                    );
+                    let error = StorageError::Write(Arc::new(error.to_string()));
+                    tracing::error!(error = %error, plans = group.len(), "storing plans failed; nothing was acknowledged");
+                    for job in group.drain(..) {
+                        let _ = job.reply.send(Err(error.clone()));
+                    }
+                }
             }
         }
-        let id = Uuid::new_v4();
-        sqlx::query(
-            "INSERT INTO plans (id, client, auth_method, route_id, team, planned_date, stop_count, \
-             body, idempotency_key, request_sha256, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(id.to_string())
-        .bind(plan.client.as_str())
-        .bind(plan.method.as_str())
-        .bind(plan.plan.route_id.as_str())
-        .bind(plan.plan.team.as_str())
-        .bind(plan.plan.planned_date.to_string())
-        .bind(plan.plan.stops.len() as i64)
-        .bind(&plan.body)
-        .bind(plan.idempotency_key.as_deref())
-        .bind(&plan.request_sha256)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        outcomes.push(SubmitOutcome::Created(id));
     }
-    tx.commit().await?;
-    Ok(outcomes)
+
+    fn write_group(&mut self, group: &[Job]) -> Result<Vec<SubmitOutcome>, rusqlite::Error> {
+        let connection = self.connection()?;
+        let tx = connection.transaction()?;
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let mut outcomes = Vec::with_capacity(group.len());
+        {
+            let mut find_earlier = tx.prepare_cached(FIND_EARLIER)?;
+            let mut insert = tx.prepare_cached(INSERT_PLAN)?;
+            for Job { plan, .. } in group {
+                if let Some(key) = &plan.idempotency_key {
+                    let earlier = find_earlier
+                        .query_row(params![plan.client.as_str(), key], |row| {
+                            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+                        })
+                        .optional()?;
+                    if let Some((id, hash)) = earlier {
+                        outcomes.push(if hash == plan.request_sha256 {
+                            SubmitOutcome::Replayed(Uuid::parse_str(&id).map_err(|e| {
+                                rusqlite::Error::FromSqlConversionFailure(
+                                    0,
+                                    rusqlite::types::Type::Text,
+                                    Box::new(e),
+                                )
+                            })?)
+                        } else {
+                            SubmitOutcome::KeyReused
+                        });
+                        continue;
+                    }
+                }
+                // Time-ordered ids: new rows go to the end of the primary-key index, so
+                // inserting stays cheap however many plans are stored.
+                let id = Uuid::now_v7();
+                insert.execute(params![
+                    id.to_string(),
+                    plan.client.as_str(),
+                    plan.method.as_str(),
+                    plan.plan.route_id.as_str(),
+                    plan.plan.team.as_str(),
+                    plan.plan.planned_date.to_string(),
+                    plan.plan.stops.len() as i64,
+                    plan.body,
+                    plan.idempotency_key,
+                    plan.request_sha256,
+                    now,
+                ])?;
+                outcomes.push(SubmitOutcome::Created(id));
+            }
+        }
+        tx.commit()?;
+        Ok(outcomes)
+    }
 }

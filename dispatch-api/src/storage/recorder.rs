@@ -1,12 +1,14 @@
 //! Usage and audit records, buffered and written in batches.
 //!
-//! The request path only `try_send`s into a bounded queue: it never waits for the database and
-//! the queue never grows without bound. Records that do not fit are counted as dropped.
+//! The request path never waits for the database. Usage is added up in memory under a short
+//! lock (one entry per client, method and hour, so it is bounded by the registry) and taken by
+//! the writer task on its tick: no message, no thread wake-up per request. Audit events are
+//! `try_send`ed into a bounded queue; those that do not fit are counted as dropped.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use crate::telemetry::Metrics;
 use serde::Serialize;
@@ -95,7 +97,6 @@ impl AuditEvent {
 }
 
 enum Record {
-    Usage(UsageEvent),
     Audit(AuditEvent),
     Flush(oneshot::Sender<()>),
 }
@@ -104,8 +105,11 @@ enum Record {
 #[derive(Clone)]
 pub struct Recorder {
     queue: mpsc::Sender<Record>,
+    usage: Arc<Mutex<UsageTotalsByKey>>,
     metrics: Arc<Metrics>,
 }
+
+type UsageTotalsByKey = HashMap<(ClientName, AuthMethod, i64), UsageTotals>;
 
 pub struct RecorderSettings {
     pub queue: usize,
@@ -121,12 +125,27 @@ impl Recorder {
         metrics: Arc<Metrics>,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let (queue, receiver) = mpsc::channel(settings.queue);
-        let handle = tokio::spawn(write_loop(pool, receiver, settings, metrics.clone()));
-        (Self { queue, metrics }, handle)
+        let usage = Arc::new(Mutex::new(HashMap::new()));
+        let handle = tokio::spawn(write_loop(
+            pool,
+            receiver,
+            usage.clone(),
+            settings,
+            metrics.clone(),
+        ));
+        (
+            Self {
+                queue,
+                usage,
+                metrics,
+            },
+            handle,
+        )
     }
 
     pub fn usage(&self, event: UsageEvent) {
-        self.offer(Record::Usage(event));
+        let mut usage = self.usage.lock().unwrap_or_else(|e| e.into_inner());
+        add_usage(&mut usage, event);
     }
 
     pub fn audit(&self, event: AuditEvent) {
@@ -154,30 +173,55 @@ impl Recorder {
 async fn write_loop(
     pool: SqlitePool,
     mut queue: mpsc::Receiver<Record>,
+    usage: Arc<Mutex<UsageTotalsByKey>>,
     settings: RecorderSettings,
     metrics: Arc<Metrics>,
 ) {
     let mut batch = Batch::default();
     let mut tick = tokio::time::interval(settings.interval);
+    let take_usage = |batch: &mut Batch| {
+        let mut usage = usage.lock().unwrap_or_else(|e| e.into_inner());
+        std::mem::swap(&mut batch.usage, &mut usage);
+    };
     loop {
         tokio::select! {
             record = queue.recv() => match record {
-                Some(Record::Usage(event)) => batch.add_usage(event),
                 Some(Record::Audit(event)) => batch.audit.push(event),
                 Some(Record::Flush(done)) => {
+                    take_usage(&mut batch);
                     batch.write(&pool, &metrics).await;
                     let _ = done.send(());
                 }
                 None => {
+                    take_usage(&mut batch);
                     batch.write(&pool, &metrics).await;
                     return;
                 }
             },
-            _ = tick.tick() => batch.write(&pool, &metrics).await,
+            _ = tick.tick() => {
+                take_usage(&mut batch);
+                batch.write(&pool, &metrics).await;
+            }
         }
         if batch.len() >= settings.batch {
             batch.write(&pool, &metrics).await;
         }
+    }
+}
+
+fn add_usage(usage: &mut UsageTotalsByKey, event: UsageEvent) {
+    let hour = event.at - event.at.rem_euclid(3600);
+    let totals = usage
+        .entry((event.client, event.method, hour))
+        .or_insert(UsageTotals {
+            first_seen: event.at,
+            ..UsageTotals::default()
+        });
+    totals.count += 1;
+    totals.first_seen = totals.first_seen.min(event.at);
+    totals.last_seen = totals.last_seen.max(event.at);
+    if event.certificate.is_some() {
+        totals.certificate = event.certificate;
     }
 }
 
@@ -191,30 +235,13 @@ struct UsageTotals {
 
 #[derive(Default)]
 struct Batch {
-    usage: HashMap<(ClientName, AuthMethod, i64), UsageTotals>,
+    usage: UsageTotalsByKey,
     audit: Vec<AuditEvent>,
 }
 
 impl Batch {
     fn len(&self) -> usize {
         self.usage.len() + self.audit.len()
-    }
-
-    fn add_usage(&mut self, event: UsageEvent) {
-        let hour = event.at - event.at.rem_euclid(3600);
-        let totals = self
-            .usage
-            .entry((event.client, event.method, hour))
-            .or_insert(UsageTotals {
-                first_seen: event.at,
-                ..UsageTotals::default()
-            });
-        totals.count += 1;
-        totals.first_seen = totals.first_seen.min(event.at);
-        totals.last_seen = totals.last_seen.max(event.at);
-        if event.certificate.is_some() {
-            totals.certificate = event.certificate;
-        }
     }
 
     async fn write(&mut self, pool: &SqlitePool, metrics: &Metrics) {
@@ -228,6 +255,7 @@ impl Batch {
         }
         let records = self.len() as u64;
         if let Err(error) = self.try_write(pool).await {
+            crate::storage::file_faults::note(&error);
             // Usage and audit records are best effort by design; a lost batch is counted.
             metrics.recorder_dropped.inc_by(records);
             tracing::error!(error = %error, records, "writing usage and audit records failed; they were dropped");

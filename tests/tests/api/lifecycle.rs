@@ -249,6 +249,12 @@ async fn resumption_after_a_trust_change_does_not_let_a_now_untrusted_certificat
         second.resumed,
         "control: without a trust change the session resumes"
     );
+    assert_eq!(
+        app.metric("dispatch_tls_handshakes_total{kind=\"resumed\"}")
+            .await,
+        1.0,
+        "the server counts the resumed handshake"
+    );
 
     // The partner CA leaves the bundle.
     replace_file(&app.pki.client_ca_bundle, app.pki.ca.cert_pem.as_bytes());

@@ -4,6 +4,7 @@
 mod authorization;
 mod crash;
 mod limits;
+mod read_only;
 mod secrets;
 mod storage_faults;
 
