@@ -22,7 +22,8 @@ use arc_swap::ArcSwap;
 use rustls::crypto::CryptoProvider;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{
-    ResolvesServerCert, ServerSessionMemoryCache, StoresServerSessions, WebPkiClientVerifier,
+    ProducesTickets, ResolvesServerCert, ServerSessionMemoryCache, StoresServerSessions,
+    WebPkiClientVerifier,
 };
 use rustls::sign::CertifiedKey;
 use rustls::{
@@ -40,12 +41,28 @@ use crate::identity::{ConnectionIdentity, PeerCertificate};
 use crate::telemetry::Metrics;
 
 /// The one crypto provider of the workspace (ring), passed explicitly everywhere.
+///
+/// Cipher suites: AES-128-GCM with SHA-256 first (the listener prefers it over the client's
+/// order, see `server_config`). SHA-256 runs on the CPU's SHA extensions where SHA-384 does not,
+/// and the key schedule hashes a lot per handshake: measured at 4-5 % of a handshake's CPU.
 pub fn provider() -> Arc<CryptoProvider> {
     // aws-lc-rs only for the benchmark's provider comparison (`bench/run.sh --providers`).
     #[cfg(feature = "aws-lc-rs")]
-    return Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
     #[cfg(not(feature = "aws-lc-rs"))]
-    Arc::new(rustls::crypto::ring::default_provider())
+    let mut provider = rustls::crypto::ring::default_provider();
+    provider
+        .cipher_suites
+        .sort_by_key(|suite| suite.suite() != rustls::CipherSuite::TLS13_AES_128_GCM_SHA256);
+    Arc::new(provider)
+}
+
+/// Stateless session tickets (12 hours, keys rotated every 6), from the provider in use.
+fn new_ticketer() -> Result<Arc<dyn ProducesTickets>, TlsError> {
+    #[cfg(feature = "aws-lc-rs")]
+    return rustls::crypto::aws_lc_rs::Ticketer::new();
+    #[cfg(not(feature = "aws-lc-rs"))]
+    rustls::crypto::ring::Ticketer::new()
 }
 
 /// Private key material must be readable by its owner only; anything else is worth a warning
@@ -267,6 +284,7 @@ pub struct ReloadableTls {
     provider: Arc<CryptoProvider>,
     material: ArcSwap<TlsMaterial>,
     sessions: ArcSwap<ServerSessionMemoryCache>,
+    tickets: ArcSwap<Arc<dyn ProducesTickets>>,
     metrics: Arc<Metrics>,
     /// Digest of the bytes of every TLS file as last seen, to notice changes.
     files_digest: std::sync::Mutex<Vec<u8>>,
@@ -294,6 +312,9 @@ impl ReloadableTls {
             provider,
             material: ArcSwap::from_pointee(material),
             sessions: ArcSwap::new(ServerSessionMemoryCache::new(SESSION_CACHE_SIZE)),
+            tickets: ArcSwap::from_pointee(
+                new_ticketer().map_err(|e| StartupError::Tls(e.to_string()))?,
+            ),
             metrics,
             files_digest: std::sync::Mutex::new(files_digest(settings)),
         });
@@ -317,7 +338,11 @@ impl ReloadableTls {
             .map_err(|e| StartupError::Tls(e.to_string()))?
             .with_client_cert_verifier(Arc::new(CurrentVerifier(self.clone())))
             .with_cert_resolver(Arc::new(CurrentCertificate(self.clone())));
+        // The listener picks the cipher suite (AES-128-GCM first, see `provider`).
+        config.ignore_client_order = true;
         if self.settings.session_resumption {
+            // TLS 1.3 resumes with stateless tickets; the cache serves TLS 1.2 session ids.
+            config.ticketer = Arc::new(ResumptionGuard(self.clone()));
             config.session_storage = Arc::new(ResumptionGuard(self.clone()));
         } else {
             config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
@@ -341,9 +366,18 @@ impl ReloadableTls {
             Ok(material) => {
                 let trust_changed = material.trust_digest != self.material.load().trust_digest;
                 if trust_changed {
-                    // Sessions established under the old trust must not resume under the new.
+                    // Sessions established under the old trust must not resume under the new:
+                    // the cache is emptied and tickets get a new key, so old ones do not open.
                     self.sessions
                         .store(ServerSessionMemoryCache::new(SESSION_CACHE_SIZE));
+                    match new_ticketer() {
+                        Ok(tickets) => self.tickets.store(Arc::new(tickets)),
+                        Err(error) => {
+                            // Without a fresh key no ticket may be honoured at all.
+                            tracing::error!(error = %error, "no new session ticket key; resumption by ticket is off");
+                            self.tickets.store(Arc::new(Arc::new(NoTickets)));
+                        }
+                    }
                 }
                 tracing::info!(
                     server_certificate = material.server_subject,
@@ -409,9 +443,9 @@ impl ResolvesServerCert for CurrentCertificate {
     }
 }
 
-/// The session cache of the current trust. Replaced (emptied) when the trust changes, so no
-/// session made under the old CA bundle or CRLs can be resumed: the client must do a full
-/// handshake, which checks its certificate against the new trust.
+/// The session cache and ticket key of the current trust. Both are replaced when the trust
+/// changes, so no session made under the old CA bundle or CRLs can be resumed: the client must
+/// do a full handshake, which checks its certificate against the new trust.
 struct ResumptionGuard(Arc<ReloadableTls>);
 
 impl fmt::Debug for ResumptionGuard {
@@ -432,6 +466,40 @@ impl StoresServerSessions for ResumptionGuard {
     }
     fn can_cache(&self) -> bool {
         true
+    }
+}
+
+impl ProducesTickets for ResumptionGuard {
+    fn enabled(&self) -> bool {
+        self.0.tickets.load().enabled()
+    }
+    fn lifetime(&self) -> u32 {
+        self.0.tickets.load().lifetime()
+    }
+    fn encrypt(&self, plain: &[u8]) -> Option<Vec<u8>> {
+        self.0.tickets.load().encrypt(plain)
+    }
+    fn decrypt(&self, cipher: &[u8]) -> Option<Vec<u8>> {
+        self.0.tickets.load().decrypt(cipher)
+    }
+}
+
+/// Refuses every ticket: the fallback if a new ticket key cannot be made.
+#[derive(Debug)]
+struct NoTickets;
+
+impl ProducesTickets for NoTickets {
+    fn enabled(&self) -> bool {
+        false
+    }
+    fn lifetime(&self) -> u32 {
+        0
+    }
+    fn encrypt(&self, _: &[u8]) -> Option<Vec<u8>> {
+        None
+    }
+    fn decrypt(&self, _: &[u8]) -> Option<Vec<u8>> {
+        None
     }
 }
 
