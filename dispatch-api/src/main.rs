@@ -27,7 +27,7 @@ async fn main() -> ExitCode {
             }
         };
     }
-    telemetry::init(&settings.telemetry);
+    let _log_guard = telemetry::init(&settings.telemetry);
     let application = match Application::build(settings).await {
         Ok(application) => application,
         Err(error) => return fail(&error),

@@ -11,13 +11,24 @@ use tracing_subscriber::EnvFilter;
 
 use crate::configuration::{LogFormat, TelemetrySettings};
 
+/// Keep it until the process ends: dropping it writes out the log lines still buffered.
+pub type LogGuard = tracing_appender::non_blocking::WorkerGuard;
+
 /// Installs the global subscriber. Safe to call more than once (later calls do nothing), so
 /// tests that build several apps in one process can all call it.
-pub fn init(settings: &TelemetrySettings) {
+///
+/// Lines are formatted on the request's thread and written to stderr by a background thread,
+/// many at a time, so a request never waits for a write. Not lossy: if stderr stalls, requests
+/// wait rather than lose the log of who called.
+pub fn init(settings: &TelemetrySettings) -> LogGuard {
     let filter = EnvFilter::try_new(&settings.filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("log-writer")
+        .finish(std::io::BufWriter::new(std::io::stderr()));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     let _ = match settings.format {
         LogFormat::Json => builder
             .json()
@@ -26,6 +37,7 @@ pub fn init(settings: &TelemetrySettings) {
             .try_init(),
         LogFormat::Pretty => builder.try_init(),
     };
+    guard
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
