@@ -117,7 +117,8 @@ pub struct TlsSettings {
     /// Certificates expiring within this many days are warned about, once a day.
     #[serde(default = "default_expiry_warning_days")]
     pub expiry_warning_days: u64,
-    /// TLS session resumption (a server-side session cache; emptied on any trust change).
+    /// TLS session resumption (stateless tickets and a session cache; both renewed on any trust
+    /// change).
     #[serde(default = "default_true")]
     pub session_resumption: bool,
 }
