@@ -338,15 +338,11 @@ def main():
         if proc.args[0] == "nginx" and proc.poll() is None:
             proc.send_signal(signal.SIGQUIT)
 
-    if PROVIDERS:
-        stop(resumed)
-        compare_providers()
-        resumed = start_dispatch("resume", resumption=True)
-    if QUICK:
-        stop(resumed)
-        return
     stop(resumed)
-    scaling()
+    if PROVIDERS:
+        compare_providers()
+    if not QUICK:
+        scaling()
 
 
 def alternate(baseline, other, options=None):
