@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::Plan;
-use crate::configuration::{DatabaseSettings, Durability};
+use crate::configuration::DatabaseSettings;
 use crate::error::{StartupError, StorageError};
 use crate::identity::AuthMethod;
 use crate::registry::ClientName;
@@ -188,24 +188,13 @@ impl Writer {
         Ok(writer)
     }
 
-    /// The open connection, opening one with the same pragmas as the pool's if needed.
+    /// The open connection, opening one with the pool's pragmas if needed.
     fn connection(&mut self) -> Result<&mut rusqlite::Connection, rusqlite::Error> {
         if self.connection.is_none() {
             let connection = rusqlite::Connection::open(&self.settings.path)?;
             connection.busy_timeout(self.settings.busy_timeout())?;
-            connection.pragma_update(None, "journal_mode", "wal")?;
-            connection.pragma_update(
-                None,
-                "synchronous",
-                match self.settings.synchronous {
-                    Durability::Full => "full",
-                    Durability::Normal => "normal",
-                },
-            )?;
-            connection.pragma_update(None, "foreign_keys", true)?;
-            if let Some(bytes) = self.settings.max_size_bytes {
-                // SQLite's default page size is 4096 bytes.
-                connection.pragma_update(None, "max_page_count", (bytes / 4096).max(1) as i64)?;
+            for (name, value) in crate::storage::connection_pragmas(&self.settings) {
+                connection.pragma_update(None, name, value)?;
             }
             self.connection = Some(connection);
         }

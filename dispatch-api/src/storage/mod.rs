@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::str::FromStr;
 
 use serde::Serialize;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 use sqlx::{Row, SqlitePool};
 
 use crate::configuration::{DatabaseSettings, Durability};
@@ -35,16 +35,9 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<SqlitePool, StartupE
         })?
         .filename(path)
         .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(match settings.synchronous {
-            Durability::Full => SqliteSynchronous::Full,
-            Durability::Normal => SqliteSynchronous::Normal,
-        })
-        .foreign_keys(true)
         .busy_timeout(settings.busy_timeout());
-    if let Some(bytes) = settings.max_size_bytes {
-        // SQLite's default page size is 4096 bytes.
-        options = options.pragma("max_page_count", (bytes / 4096).max(1).to_string());
+    for (name, value) in connection_pragmas(settings) {
+        options = options.pragma(name, value);
     }
     let pool = SqlitePoolOptions::new()
         .max_connections(settings.max_connections)
@@ -68,6 +61,25 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<SqlitePool, StartupE
 }
 
 pub type Pool = SqlitePool;
+
+/// The pragmas of every connection, the pool's and the plan writer's, so both write with the
+/// same durability and the same size cap.
+pub fn connection_pragmas(settings: &DatabaseSettings) -> Vec<(&'static str, String)> {
+    let synchronous = match settings.synchronous {
+        Durability::Full => "full",
+        Durability::Normal => "normal",
+    };
+    let mut pragmas = vec![
+        ("journal_mode", "wal".to_owned()),
+        ("synchronous", synchronous.to_owned()),
+        ("foreign_keys", "on".to_owned()),
+    ];
+    if let Some(bytes) = settings.max_size_bytes {
+        // SQLite's default page size is 4096 bytes.
+        pragmas.push(("max_page_count", (bytes / 4096).max(1).to_string()));
+    }
+    pragmas
+}
 
 /// Recovery from file-system faults without a restart.
 ///

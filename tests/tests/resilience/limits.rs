@@ -10,6 +10,15 @@ use tokio::net::TcpStream;
 const IDLE: usize = 300;
 const SLOW: usize = 20;
 
+/// Whether the server closes `stream` (end of stream or a reset) within `wait`.
+async fn closed_by_server(stream: &mut TcpStream, wait: Duration) -> bool {
+    let mut buffer = [0u8; 64];
+    matches!(
+        tokio::time::timeout(wait, stream.read(&mut buffer)).await,
+        Ok(Ok(0)) | Ok(Err(_))
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_and_byte_at_a_time_connections_are_cut_off_while_a_good_client_is_served() {
     let app = spawn_app_with(|s| {
@@ -37,11 +46,7 @@ async fn idle_and_byte_at_a_time_connections_are_cut_off_while_a_good_client_is_
                 }
                 tokio::time::sleep(Duration::from_millis(300)).await;
             }
-            let mut buffer = [0u8; 64];
-            matches!(
-                tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buffer)).await,
-                Ok(Ok(0)) | Ok(Err(_))
-            )
+            closed_by_server(&mut stream, Duration::from_secs(5)).await
         }));
     }
     // The well-behaved client.
@@ -57,12 +62,10 @@ async fn idle_and_byte_at_a_time_connections_are_cut_off_while_a_good_client_is_
     }
     // Every silent connection is closed by the server.
     for mut stream in idle {
-        let mut buffer = [0u8; 16];
-        let closed = matches!(
-            tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buffer)).await,
-            Ok(Ok(0)) | Ok(Err(_))
+        assert!(
+            closed_by_server(&mut stream, Duration::from_secs(10)).await,
+            "an idle connection was left open"
         );
-        assert!(closed, "an idle connection was left open");
     }
     for task in slow {
         assert!(
