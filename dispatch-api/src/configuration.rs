@@ -1,138 +1,140 @@
 //! Typed settings, layered: `config/base.toml`, then `config/{environment}.toml`, then
 //! environment variables `DISPATCH_<SECTION>__<KEY>` (for example `DISPATCH_TLS__CLIENT_AUTH`).
-//! Everything is checked at start-up; a wrong value names its key.
+//! Every section's defaults are its `Default` impl, in this file only; the files set what
+//! differs. Everything is checked at start-up; a wrong value names its key.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::error::StartupError;
+/// The environment whose file may be absent: `local` runs on `base.toml` alone.
+pub const DEFAULT_ENVIRONMENT: &str = "local";
+
+/// Why the settings could not be loaded; each variant names the file or key at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(
+        "configuration: the settings file `{}` does not exist (set DISPATCH_CONFIG_DIR to the config directory)",
+        path.display()
+    )]
+    MissingBase { path: PathBuf },
+    #[error(
+        "configuration: DISPATCH_ENV is `{environment}` but `{}` does not exist (a typo would silently run on base settings)",
+        path.display()
+    )]
+    UnknownEnvironment { environment: String, path: PathBuf },
+    #[error("configuration: {0}")]
+    Invalid(#[from] config::ConfigError),
+    #[error("configuration: `{0}` must be set")]
+    Missing(&'static str),
+}
 
 // No `deny_unknown_fields` at the top: `DISPATCH_CONFIG_DIR` and `DISPATCH_ENV` share the prefix.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
 pub struct Settings {
     pub server: ServerSettings,
     pub tls: TlsSettings,
     pub database: DatabaseSettings,
-    #[serde(default)]
     pub bootstrap: BootstrapSettings,
-    #[serde(default)]
     pub migration: MigrationSettings,
-    #[serde(default)]
     pub limits: LimitSettings,
-    #[serde(default)]
     pub telemetry: TelemetrySettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct ServerSettings {
     /// Address of the HTTPS listener.
     pub host: String,
     pub port: u16,
     /// Address of the plain-HTTP operations listener (/healthz, /readyz, /metrics).
-    #[serde(default = "default_ops_host")]
     pub ops_host: String,
-    #[serde(default)]
     pub ops_port: u16,
     /// Worker threads; the number of cores when unset.
-    #[serde(default)]
     pub workers: Option<usize>,
     /// How long in-flight requests may take to finish after SIGTERM.
-    #[serde(default = "default_grace")]
     pub shutdown_grace_secs: u64,
     /// Connections per worker thread; more wait in the accept queue.
-    #[serde(default = "default_max_connections")]
     pub max_connections: usize,
     /// A TLS handshake must complete within this (a silent or byte-at-a-time client is cut off).
-    #[serde(default = "default_handshake_timeout")]
     pub tls_handshake_timeout_ms: u64,
     /// A request's head must arrive within this after the connection is ready.
-    #[serde(default = "default_request_timeout")]
     pub client_request_timeout_ms: u64,
     /// Idle keep-alive connections are closed after this.
-    #[serde(default = "default_keep_alive")]
     pub keep_alive_secs: u64,
 }
 
-fn default_max_connections() -> usize {
-    10_000
-}
-
-fn default_handshake_timeout() -> u64 {
-    3_000
-}
-
-fn default_request_timeout() -> u64 {
-    5_000
-}
-
-fn default_keep_alive() -> u64 {
-    5
-}
-
-fn default_ops_host() -> String {
-    "127.0.0.1".into()
-}
-
-fn default_grace() -> u64 {
-    10
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            port: 8443,
+            ops_host: "127.0.0.1".into(),
+            ops_port: 9090,
+            workers: None,
+            shutdown_grace_secs: 10,
+            max_connections: 10_000,
+            tls_handshake_timeout_ms: 3_000,
+            client_request_timeout_ms: 5_000,
+            keep_alive_secs: 5,
+        }
+    }
 }
 
 /// Whether the listener asks for, or insists on, a client certificate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ClientAuth {
     /// Key clients and certificate clients side by side (the migration).
+    #[default]
     Optional,
     /// Every connection must present a valid certificate (the end state).
     Required,
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct TlsSettings {
     /// PEM: the server certificate, then any intermediates. Or use `pkcs12_file`.
-    #[serde(default)]
     pub cert_file: Option<PathBuf>,
     /// PEM: the server's private key (PKCS#8, PKCS#1 or SEC1).
-    #[serde(default)]
     pub key_file: Option<PathBuf>,
     /// PKCS#12 (`.pfx`/`.p12`) holding the server key and chain, instead of the two PEM files.
-    #[serde(default)]
     pub pkcs12_file: Option<PathBuf>,
     /// A file holding the PKCS#12 password (never the password itself in settings).
-    #[serde(default)]
     pub pkcs12_password_file: Option<PathBuf>,
     /// PEM: the CAs whose client certificates may complete a handshake (one or several).
+    /// Required: empty means unset.
     pub client_ca_file: PathBuf,
     pub client_auth: ClientAuth,
     /// CRLs (PEM or DER) checked in the handshake.
-    #[serde(default)]
     pub crl_files: Vec<PathBuf>,
     /// How often the files above are checked for changes (0: only on SIGHUP).
-    #[serde(default = "default_reload_interval")]
     pub reload_interval_secs: u64,
     /// Certificates expiring within this many days are warned about, once a day.
-    #[serde(default = "default_expiry_warning_days")]
     pub expiry_warning_days: u64,
     /// TLS session resumption (stateless tickets and a session cache; both renewed on any trust
     /// change).
-    #[serde(default = "default_true")]
     pub session_resumption: bool,
 }
 
-fn default_true() -> bool {
-    true
-}
-
-fn default_reload_interval() -> u64 {
-    5
-}
-
-fn default_expiry_warning_days() -> u64 {
-    14
+impl Default for TlsSettings {
+    fn default() -> Self {
+        Self {
+            cert_file: None,
+            key_file: None,
+            pkcs12_file: None,
+            pkcs12_password_file: None,
+            client_ca_file: PathBuf::new(),
+            client_auth: ClientAuth::Optional,
+            crl_files: Vec::new(),
+            reload_interval_secs: 5,
+            expiry_warning_days: 14,
+            session_resumption: true,
+        }
+    }
 }
 
 impl TlsSettings {
@@ -155,21 +157,29 @@ impl TlsSettings {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct DatabaseSettings {
     pub path: PathBuf,
-    #[serde(default = "default_busy_timeout")]
     pub busy_timeout_ms: u64,
-    #[serde(default = "default_pool_size")]
     pub max_connections: u32,
     /// A cap on the database file's size: past it, writes fail (503) instead of filling the disk.
-    #[serde(default)]
     pub max_size_bytes: Option<u64>,
     /// When a commit is on disk: `full` (default) fsyncs every commit, so an acknowledged plan
     /// survives a process crash AND a power loss; `normal` (WAL) survives a process crash, but
     /// the last commits before a power loss may be lost. Group commit amortises either.
-    #[serde(default)]
     pub synchronous: Durability,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            path: "data/dispatch.db".into(),
+            busy_timeout_ms: 5_000,
+            max_connections: 4,
+            max_size_bytes: None,
+            synchronous: Durability::Full,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -180,14 +190,6 @@ pub enum Durability {
     Normal,
 }
 
-fn default_busy_timeout() -> u64 {
-    5_000
-}
-
-fn default_pool_size() -> u32 {
-    4
-}
-
 impl DatabaseSettings {
     pub fn busy_timeout(&self) -> Duration {
         Duration::from_millis(self.busy_timeout_ms)
@@ -195,7 +197,7 @@ impl DatabaseSettings {
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct BootstrapSettings {
     /// Clients registered at start-up when absent; existing clients are never overwritten.
     pub clients_file: Option<PathBuf>,
@@ -204,7 +206,7 @@ pub struct BootstrapSettings {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct MigrationSettings {
     /// A move to `mtls` needs a certificate-authenticated request within this window.
     pub evidence_window_secs: u64,
@@ -219,11 +221,10 @@ impl Default for MigrationSettings {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct LimitSettings {
     pub max_body_bytes: usize,
     /// All request header names and values together.
-    #[serde(default = "default_max_header_bytes")]
     pub max_header_bytes: usize,
     pub max_stops: usize,
     /// Usage/audit records held in memory before new ones are dropped (and counted).
@@ -234,17 +235,15 @@ impl Default for LimitSettings {
     fn default() -> Self {
         Self {
             max_body_bytes: 256 * 1024,
-            max_header_bytes: default_max_header_bytes(),
+            max_header_bytes: 16 * 1024,
             max_stops: 500,
             record_queue: 65_536,
         }
     }
 }
 
-fn default_max_header_bytes() -> usize {
-    16 * 1024
-}
-
+/// How log lines are written: for people, or one JSON object per line (containers). Spelled
+/// the same in both applications (`telemetry.format`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum LogFormat {
@@ -254,43 +253,40 @@ pub enum LogFormat {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct TelemetrySettings {
-    #[serde(default)]
     pub format: LogFormat,
     /// A `tracing` filter, e.g. `info` or `dispatch_api=debug,info`.
-    #[serde(default = "default_filter")]
     pub filter: String,
-}
-
-fn default_filter() -> String {
-    "info".into()
 }
 
 impl Default for TelemetrySettings {
     fn default() -> Self {
         Self {
             format: LogFormat::default(),
-            filter: default_filter(),
+            filter: "info".into(),
         }
     }
 }
 
 impl Settings {
     /// Loads `base.toml` and `{environment}.toml` from `config_dir`, then `DISPATCH_*` variables.
-    pub fn load(config_dir: &Path, environment: &str) -> Result<Self, StartupError> {
+    /// The environment's file must exist unless it is [`DEFAULT_ENVIRONMENT`].
+    pub fn load(config_dir: &Path, environment: &str) -> Result<Self, ConfigError> {
         let base = config_dir.join("base.toml");
         if !base.is_file() {
-            return Err(StartupError::Settings(format!(
-                "the settings file `{}` does not exist (set DISPATCH_CONFIG_DIR to the config directory)",
-                base.display()
-            )));
+            return Err(ConfigError::MissingBase { path: base });
         }
-        config::Config::builder()
+        let environment_file = config_dir.join(format!("{environment}.toml"));
+        if environment != DEFAULT_ENVIRONMENT && !environment_file.is_file() {
+            return Err(ConfigError::UnknownEnvironment {
+                environment: environment.to_owned(),
+                path: environment_file,
+            });
+        }
+        let settings: Self = config::Config::builder()
             .add_source(config::File::from(base))
-            .add_source(
-                config::File::from(config_dir.join(format!("{environment}.toml"))).required(false),
-            )
+            .add_source(config::File::from(environment_file).required(false))
             .add_source(
                 config::Environment::with_prefix("DISPATCH")
                     .prefix_separator("_")
@@ -299,8 +295,124 @@ impl Settings {
                     .list_separator(",")
                     .with_list_parse_key("tls.crl_files"),
             )
-            .build()
-            .and_then(config::Config::try_deserialize)
-            .map_err(|e| StartupError::Settings(e.to_string()))
+            .build()?
+            .try_deserialize()?;
+        if settings.tls.client_ca_file.as_os_str().is_empty() {
+            return Err(ConfigError::Missing("tls.client_ca_file"));
+        }
+        Ok(settings)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(
+        base: &str,
+        files: &[(&str, &str)],
+        environment: &str,
+    ) -> Result<Settings, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("base.toml"), base).unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        Settings::load(dir.path(), environment)
+    }
+
+    const MINIMAL: &str = "[tls]\nclient_ca_file = \"ca.pem\"\n";
+
+    #[test]
+    fn a_minimal_file_loads_every_default() {
+        let settings = load(MINIMAL, &[], "local").unwrap();
+        assert_eq!(settings.server.port, ServerSettings::default().port);
+        assert_eq!(settings.database.path, DatabaseSettings::default().path);
+        assert_eq!(
+            settings.limits.max_stops,
+            LimitSettings::default().max_stops
+        );
+        assert_eq!(settings.tls.reload_interval_secs, 5);
+        assert!(settings.tls.session_resumption);
+    }
+
+    #[test]
+    fn a_partial_limits_section_keeps_the_other_defaults() {
+        let settings = load(&format!("{MINIMAL}[limits]\nmax_stops = 7\n"), &[], "local").unwrap();
+        assert_eq!(settings.limits.max_stops, 7);
+        assert_eq!(
+            settings.limits.max_body_bytes,
+            LimitSettings::default().max_body_bytes
+        );
+        assert_eq!(
+            settings.limits.record_queue,
+            LimitSettings::default().record_queue
+        );
+    }
+
+    #[test]
+    fn a_partial_migration_section_keeps_the_other_defaults() {
+        // The section exists with no key set: every field keeps its default.
+        let settings = load(&format!("{MINIMAL}[migration]\n"), &[], "local").unwrap();
+        assert_eq!(settings.migration.evidence_window_secs, 86_400);
+        let settings = load(
+            &format!("{MINIMAL}[migration]\nevidence_window_secs = 60\n"),
+            &[],
+            "local",
+        )
+        .unwrap();
+        assert_eq!(settings.migration.evidence_window_secs, 60);
+    }
+
+    #[test]
+    fn partial_server_database_and_telemetry_sections_keep_the_other_defaults() {
+        let text = format!(
+            "{MINIMAL}[server]\nport = 1\n[database]\nmax_connections = 2\n[telemetry]\nformat = \"json\"\n"
+        );
+        let settings = load(&text, &[], "local").unwrap();
+        assert_eq!(settings.server.port, 1);
+        assert_eq!(settings.server.ops_port, ServerSettings::default().ops_port);
+        assert_eq!(settings.database.max_connections, 2);
+        assert_eq!(settings.database.path, DatabaseSettings::default().path);
+        assert_eq!(settings.telemetry.format, LogFormat::Json);
+        assert_eq!(settings.telemetry.filter, "info");
+    }
+
+    #[test]
+    fn an_unknown_environment_is_an_error_naming_its_file() {
+        let error = load(MINIMAL, &[], "prodution").unwrap_err();
+        let message = error.to_string();
+        assert!(
+            matches!(error, ConfigError::UnknownEnvironment { .. }),
+            "{message}"
+        );
+        assert!(
+            message.contains("prodution") && message.contains("prodution.toml"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn the_default_environment_may_have_no_file_and_others_need_theirs() {
+        assert!(load(MINIMAL, &[], DEFAULT_ENVIRONMENT).is_ok());
+        let settings = load(
+            MINIMAL,
+            &[("staging.toml", "[server]\nport = 2\n")],
+            "staging",
+        )
+        .unwrap();
+        assert_eq!(settings.server.port, 2);
+    }
+
+    #[test]
+    fn a_missing_client_ca_file_names_the_key() {
+        let error = load("[server]\nport = 1\n", &[], "local").unwrap_err();
+        assert!(error.to_string().contains("tls.client_ca_file"), "{error}");
+    }
+
+    #[test]
+    fn an_unknown_key_names_it() {
+        let error = load(&format!("{MINIMAL}[limits]\nmax_stop = 7\n"), &[], "local").unwrap_err();
+        assert!(error.to_string().contains("max_stop"), "{error}");
     }
 }

@@ -1,81 +1,16 @@
-//! Errors. [`ApiError`] is the one error type of the HTTP surface; it maps, in one place, to an
-//! RFC 9457 `application/problem+json` response with a stable `type`. [`StartupError`] names the
-//! file or setting at fault so an operator can fix it without reading code.
-
-use std::path::PathBuf;
-use std::sync::Arc;
+//! [`ApiError`], the one error type of the HTTP surface: the web layer's mapping of every domain
+//! error (each domain module keeps its own error type) to an RFC 9457
+//! `application/problem+json` response with a stable `type`, in one place.
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
+use crate::auth::{ReasonCode, Refusal};
 use crate::plans::FieldError;
-
-/// Why a request was refused by authentication or authorization. The code is stable: it is
-/// used in the audit log, in `tracing` fields and as a metric label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ReasonCode {
-    NoCredentials,
-    KeyInvalid,
-    KeyRetired,
-    MethodNotAllowed,
-    CertUnmapped,
-    IssuerNotAllowed,
-    CertRevoked,
-    CredentialMismatch,
-    ClientDisabled,
-    PolicyDenied,
-}
-
-impl ReasonCode {
-    pub const ALL: [ReasonCode; 10] = [
-        Self::NoCredentials,
-        Self::KeyInvalid,
-        Self::KeyRetired,
-        Self::MethodNotAllowed,
-        Self::CertUnmapped,
-        Self::IssuerNotAllowed,
-        Self::CertRevoked,
-        Self::CredentialMismatch,
-        Self::ClientDisabled,
-        Self::PolicyDenied,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::NoCredentials => "no_credentials",
-            Self::KeyInvalid => "key_invalid",
-            Self::KeyRetired => "key_retired",
-            Self::MethodNotAllowed => "method_not_allowed",
-            Self::CertUnmapped => "cert_unmapped",
-            Self::IssuerNotAllowed => "issuer_not_allowed",
-            Self::CertRevoked => "cert_revoked",
-            Self::CredentialMismatch => "credential_mismatch",
-            Self::ClientDisabled => "client_disabled",
-            Self::PolicyDenied => "policy_denied",
-        }
-    }
-
-    /// 401 when we do not accept who the caller claims to be, 403 when we do but it may not.
-    pub fn status(self) -> StatusCode {
-        match self {
-            Self::ClientDisabled | Self::PolicyDenied => StatusCode::FORBIDDEN,
-            _ => StatusCode::UNAUTHORIZED,
-        }
-    }
-}
-
-/// A refusal with what is known of the caller, for the audit log. The caller sees only the
-/// coarse problem type; the reason and the detail go to the operator.
-#[derive(Debug, Clone)]
-pub struct Refusal {
-    pub reason: ReasonCode,
-    pub client: Option<String>,
-    pub method: Option<crate::identity::AuthMethod>,
-    pub detail: serde_json::Value,
-}
+use crate::registry::RegistryError;
+use crate::storage::StorageError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -241,66 +176,22 @@ impl ResponseError for ApiError {
     }
 }
 
-/// A storage failure. Cheap to clone so that one failed group commit can answer every waiter.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum StorageError {
-    #[error("database: {0}")]
-    Database(Arc<sqlx::Error>),
-    /// The plan writer's own connection (rusqlite) failed.
-    #[error("database: {0}")]
-    Write(Arc<String>),
-    #[error("the plan writer has stopped")]
-    WriterStopped,
-    #[error("a stored {0} could not be read")]
-    Corrupt(&'static str),
-}
-
-impl From<sqlx::Error> for StorageError {
-    fn from(error: sqlx::Error) -> Self {
-        crate::storage::file_faults::note(&error);
-        Self::Database(Arc::new(error))
-    }
-}
-
 impl From<StorageError> for ApiError {
     fn from(error: StorageError) -> Self {
-        tracing::error!(error = %error, "storage error");
         Self::Unavailable(error)
     }
 }
 
-/// Why the service could not start. Each variant names the file or setting at fault.
-#[derive(Debug, thiserror::Error)]
-pub enum StartupError {
-    #[error("configuration: {0}")]
-    Settings(String),
-    #[error("{what} `{}`: {source}", path.display())]
-    File {
-        path: PathBuf,
-        what: &'static str,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{what} `{}`: {detail}", path.display())]
-    Pem {
-        path: PathBuf,
-        what: &'static str,
-        detail: String,
-    },
-    #[error("the private key `{}` does not match the certificate `{}`", key.display(), cert.display())]
-    KeyMismatch { cert: PathBuf, key: PathBuf },
-    #[error("the server certificate `{}` expired at {not_after}", path.display())]
-    CertificateExpired { path: PathBuf, not_after: String },
-    #[error("TLS setup: {0}")]
-    Tls(String),
-    #[error("database `{}`: {detail}", path.display())]
-    Database { path: PathBuf, detail: String },
-    #[error("bootstrap clients file: {0}")]
-    Bootstrap(#[from] crate::registry::BootstrapError),
-    #[error("cannot listen on {address}: {source}")]
-    Bind {
-        address: String,
-        #[source]
-        source: std::io::Error,
-    },
+impl From<RegistryError> for ApiError {
+    fn from(error: RegistryError) -> Self {
+        match error {
+            RegistryError::NotFound(_) => ApiError::NotFound,
+            RegistryError::AlreadyExists(name) => ApiError::Conflict {
+                kind: "client-exists",
+                title: "Client already registered",
+                detail: format!("a client named `{name}` is already registered"),
+            },
+            RegistryError::Storage(e) => e.into(),
+        }
+    }
 }

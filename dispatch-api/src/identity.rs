@@ -1,14 +1,18 @@
-//! What a peer proved: the certificate it presented, parsed once per connection, and the
-//! [`Principal`] that authentication derives from it or from an API key.
+//! What a peer proved: the certificate it presented, parsed once per connection in
+//! `on_connect` ([`record_peer_identity`]), as data rather than strings.
 
+use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
 
+use actix_tls::accept::rustls_0_23::TlsStream;
+use actix_web::dev::Extensions;
+use actix_web::rt::net::TcpStream;
 use serde::{Serialize, Serializer};
 use time::OffsetDateTime;
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
-use crate::registry::Client;
+use crate::telemetry::Metrics;
 
 /// SHA-256 of a certificate's DER encoding. Shown and accepted as lowercase hex; colons and
 /// upper case are accepted on input because that is how `openssl x509 -fingerprint` prints it.
@@ -277,15 +281,29 @@ impl AuthMethod {
     }
 }
 
-/// Who is calling: a registered client, how it proved it, and (for certificates) what it showed.
-#[derive(Debug, Clone)]
-pub struct Principal {
-    pub client: Arc<Client>,
-    pub method: AuthMethod,
-    pub certificate: Option<Arc<PeerCertificate>>,
-    /// The certificate authenticated an `mtls` client that also sent its own, retired, key:
-    /// accepted (the certificate decides) but raised as an alert.
-    pub retired_key_presented: bool,
+/// `HttpServer::on_connect`: stores what the TLS layer proved about the peer in connection data.
+/// The leaf is the FIRST certificate of the peer chain.
+pub fn record_peer_identity(connection: &dyn Any, data: &mut Extensions, metrics: &Metrics) {
+    let Some(tls) = connection.downcast_ref::<TlsStream<TcpStream>>() else {
+        return;
+    };
+    metrics.handshake(match tls.get_ref().1.handshake_kind() {
+        Some(rustls::HandshakeKind::Resumed) => "resumed",
+        _ => "full",
+    });
+    let identity = match tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+    {
+        None => ConnectionIdentity::Anonymous,
+        Some(leaf) => match PeerCertificate::from_der(leaf) {
+            Ok(cert) => ConnectionIdentity::Certificate(Arc::new(cert)),
+            Err(reason) => ConnectionIdentity::Unreadable(reason),
+        },
+    };
+    data.insert(identity);
 }
 
 #[cfg(test)]

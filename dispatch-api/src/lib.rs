@@ -1,16 +1,48 @@
 //! dispatch-api: accepts route plans over one HTTPS listener that serves legacy API-key clients
 //! and mTLS clients side by side, while each client is moved, one by one, onto its certificate.
+//!
+//! The modules are listed bottom-up: each uses only those listed before it, so dependencies run
+//! one way (`tests/layout.rs` checks it). Blank lines keep rustfmt from sorting them.
 #![forbid(unsafe_code)]
 
-pub mod auth;
+/// Typed settings, layered; every default in one place.
 pub mod configuration;
-pub mod error;
-pub mod identity;
-pub mod plans;
-pub mod policy;
-pub mod registry;
-pub mod routes;
-pub mod startup;
-pub mod storage;
+
+/// Logs and metrics only.
 pub mod telemetry;
+
+/// What a peer proved: the verified certificate, parsed once per connection.
+pub mod identity;
+
+/// The database: pool, migrations, storage errors and file-system faults, the batched recorder.
+pub mod storage;
+
+/// Clients, their mode, bindings and key hashes; the in-memory snapshot.
+pub mod registry;
+
+/// The plan domain types, validation, and the durable group-commit writer.
+pub mod plans;
+
+/// The listener's TLS: material, client verification, resumption, reload.
 pub mod tls;
+
+/// Connection + headers + snapshot → `Principal` or `Refusal` (pure, table-tested).
+pub mod auth;
+
+/// `ApiError` → `application/problem+json`: the web layer's mapping of every domain error.
+pub mod error;
+
+/// Permissions as extractor types; a denial is a `Refusal`.
+pub mod policy;
+
+/// What is remembered of each request: evidence, refusals, alerts, metrics, the log line.
+pub mod audit;
+
+/// `AppState`, what every handler can reach.
+pub mod state;
+
+/// Handlers (one file per resource), middleware, the routing table.
+pub mod routes;
+
+/// `Application::build`: the listeners and their scopes; `StartupError`.
+pub mod startup;

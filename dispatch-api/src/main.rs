@@ -13,7 +13,8 @@ async fn main() -> ExitCode {
     let config_dir = std::env::var_os("DISPATCH_CONFIG_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| "config".into());
-    let environment = std::env::var("DISPATCH_ENV").unwrap_or_else(|_| "local".into());
+    let environment = std::env::var("DISPATCH_ENV")
+        .unwrap_or_else(|_| dispatch_api::configuration::DEFAULT_ENVIRONMENT.into());
     let settings = match Settings::load(&config_dir, &environment) {
         Ok(settings) => settings,
         Err(error) => return fail(&error),

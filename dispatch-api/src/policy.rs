@@ -7,8 +7,9 @@ use std::future::{Ready, ready};
 use actix_web::{FromRequest, HttpMessage, HttpRequest, dev::Payload};
 use serde_json::json;
 
-use crate::error::{ApiError, ReasonCode, Refusal};
-use crate::identity::{AuthMethod, Principal};
+use crate::auth::{Principal, ReasonCode, Refusal};
+use crate::error::ApiError;
+use crate::identity::AuthMethod;
 use crate::registry::Scope;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

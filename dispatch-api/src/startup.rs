@@ -8,35 +8,37 @@ use std::time::Duration;
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
-use sqlx::SqlitePool;
-use time::OffsetDateTime;
 
-use crate::configuration::Settings;
-use crate::error::{ApiError, StartupError};
+use crate::configuration::{ConfigError, Settings};
+use crate::error::ApiError;
 use crate::plans::{PlanLimits, PlanStore};
-use crate::registry::{BootstrapFile, Registry};
+use crate::registry::{BootstrapError, BootstrapFile, Registry};
+use crate::routes::middleware::{observe_request, reject_oversized_headers};
+use crate::state::AppState;
+use crate::storage::OpenError;
 use crate::storage::recorder::{Recorder, RecorderSettings};
-use crate::telemetry::{Metrics, observe_request};
-use crate::{auth, routes, storage, tls};
+use crate::telemetry::Metrics;
+use crate::tls::MaterialError;
+use crate::{identity, routes, storage, tls};
 
-/// What every handler can reach.
-pub struct AppState {
-    pub settings: Arc<Settings>,
-    pub registry: Arc<Registry>,
-    pub plans: PlanStore,
-    pub recorder: Recorder,
-    pub metrics: Arc<Metrics>,
-    pub pool: SqlitePool,
-    pub plan_limits: PlanLimits,
-    pub tls: Arc<tls::ReloadableTls>,
-}
-
-impl AppState {
-    /// The start of the migration evidence window, in unix seconds.
-    pub fn evidence_since(&self) -> i64 {
-        OffsetDateTime::now_utc().unix_timestamp()
-            - self.settings.migration.evidence_window_secs as i64
-    }
+/// Why the service could not start. Each variant names the file or setting at fault; `main`
+/// prints the whole chain of causes.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Settings(#[from] ConfigError),
+    #[error(transparent)]
+    Tls(#[from] MaterialError),
+    #[error(transparent)]
+    Database(#[from] OpenError),
+    #[error("bootstrap clients file")]
+    Bootstrap(#[from] BootstrapError),
+    #[error("cannot listen on {address}")]
+    Bind {
+        address: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 pub struct Application {
@@ -58,12 +60,13 @@ impl Application {
         let tls_config = reloadable_tls.server_config()?;
 
         let pool = storage::connect(&settings.database).await?;
-        let registry = Registry::load(pool.clone())
-            .await
-            .map_err(|e| StartupError::Database {
-                path: settings.database.path.clone(),
-                detail: e.to_string(),
-            })?;
+        let registry =
+            Registry::load(pool.clone())
+                .await
+                .map_err(|source| OpenError::Registry {
+                    path: settings.database.path.clone(),
+                    source,
+                })?;
         if let Some(path) = &settings.bootstrap.clients_file {
             BootstrapFile::read(path)?
                 .apply(path, settings.bootstrap.secrets_dir.as_deref(), &registry)
@@ -109,7 +112,7 @@ impl Application {
         let mut https = HttpServer::new(move || {
             App::new()
                 .app_data(api_state.clone())
-                .app_data(json_config(max_body))
+                .app_data(routes::json_config(max_body))
                 .app_data(
                     web::PathConfig::default().error_handler(|_, _| ApiError::NotFound.into()),
                 )
@@ -120,11 +123,11 @@ impl Application {
                 .wrap(from_fn(observe_request))
                 // Outermost: an oversized request head is refused before anything else runs.
                 .wrap(from_fn(reject_oversized_headers))
-                .configure(api_routes)
+                .configure(routes::api_routes)
                 .default_service(web::to(routes::not_found))
         })
         .on_connect(move |connection, data| {
-            tls::record_peer_identity(connection, data, &connection_metrics)
+            identity::record_peer_identity(connection, data, &connection_metrics)
         })
         .max_connections(settings.server.max_connections)
         .client_request_timeout(Duration::from_millis(
@@ -206,7 +209,7 @@ impl Application {
         self.ops_port
     }
 
-    /// Stops both listeners (gracefully with `graceful = true`).
+    /// Handles of both listeners (HTTPS, operations), to stop them from outside.
     pub fn handles(&self) -> [ServerHandle; 2] {
         [self.https.handle(), self.ops.handle()]
     }
@@ -250,40 +253,6 @@ impl Application {
     }
 }
 
-/// actix bounds the request head it will buffer; this bounds what the API accepts
-/// (`limits.max_header_bytes`), as a 431 problem.
-async fn reject_oversized_headers(
-    request: actix_web::dev::ServiceRequest,
-    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
-) -> Result<
-    actix_web::dev::ServiceResponse<actix_web::body::EitherBody<impl actix_web::body::MessageBody>>,
-    actix_web::Error,
-> {
-    let limit = request
-        .app_data::<web::Data<AppState>>()
-        .map(|state| state.settings.limits.max_header_bytes)
-        .unwrap_or(usize::MAX);
-    let size: usize = request
-        .headers()
-        .iter()
-        .map(|(name, value)| name.as_str().len() + value.len() + 4)
-        .sum();
-    if size > limit {
-        tracing::warn!(
-            size,
-            limit,
-            path = request.path(),
-            "request headers too large"
-        );
-        return Ok(request
-            .error_response(ApiError::HeadersTooLarge { limit })
-            .map_into_right_body());
-    }
-    next.call(request)
-        .await
-        .map(actix_web::dev::ServiceResponse::map_into_left_body)
-}
-
 /// SIGTERM or SIGINT.
 async fn shutdown_signal() {
     #[cfg(unix)]
@@ -301,99 +270,4 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = tokio::signal::ctrl_c().await;
-}
-
-fn json_config(limit: usize) -> web::JsonConfig {
-    use actix_web::error::JsonPayloadError;
-    web::JsonConfig::default()
-        .limit(limit)
-        .error_handler(move |error, _| {
-            match error {
-                JsonPayloadError::Overflow { limit }
-                | JsonPayloadError::OverflowKnownLength { limit, .. } => {
-                    ApiError::PayloadTooLarge { limit }
-                }
-                JsonPayloadError::ContentType => ApiError::UnsupportedMediaType,
-                JsonPayloadError::Deserialize(e) => {
-                    ApiError::BadRequest(format!("the body is not a valid plan: {e}"))
-                }
-                other => ApiError::BadRequest(other.to_string()),
-            }
-            .into()
-        })
-}
-
-/// The HTTPS routes. Everything here is behind `require_principal`; each handler states its
-/// policy through its extractor (`policy`).
-fn api_routes(config: &mut web::ServiceConfig) {
-    let not_allowed = || web::to(routes::method_not_allowed);
-    config
-        .service(
-            web::scope("/api")
-                .wrap(from_fn(auth::require_principal))
-                .service(
-                    web::resource("/dispatch-plans")
-                        .route(web::post().to(routes::plans::submit_plan))
-                        .default_service(not_allowed()),
-                )
-                .service(
-                    web::resource("/dispatch-plans/{id}")
-                        .route(web::get().to(routes::plans::get_plan))
-                        .default_service(not_allowed()),
-                )
-                .service(
-                    web::resource("/whoami")
-                        .route(web::get().to(routes::whoami::whoami))
-                        .default_service(not_allowed()),
-                )
-                .default_service(web::to(routes::not_found)),
-        )
-        .service(
-            web::scope("/admin")
-                .wrap(from_fn(auth::require_principal))
-                .service(
-                    web::resource("/clients")
-                        .route(web::get().to(routes::admin::list_clients))
-                        .route(web::post().to(routes::admin::register_client))
-                        .default_service(not_allowed()),
-                )
-                .service(
-                    web::resource("/clients/{name}")
-                        .route(web::get().to(routes::admin::get_client))
-                        .default_service(not_allowed()),
-                )
-                .service(
-                    web::resource("/clients/{name}/mode")
-                        .route(web::put().to(routes::admin::set_mode))
-                        .default_service(not_allowed()),
-                )
-                .service(
-                    web::resource("/clients/{name}/disabled")
-                        .route(web::put().to(routes::admin::set_disabled))
-                        .default_service(not_allowed()),
-                )
-                .service(
-                    web::resource("/clients/{name}/api-key")
-                        .route(web::post().to(routes::admin::rotate_api_key))
-                        .route(web::delete().to(routes::admin::remove_api_key))
-                        .default_service(not_allowed()),
-                )
-                .service(
-                    web::resource("/revocations")
-                        .route(web::get().to(routes::admin::list_revocations))
-                        .route(web::post().to(routes::admin::revoke_certificate))
-                        .default_service(not_allowed()),
-                )
-                .service(
-                    web::resource("/migration")
-                        .route(web::get().to(routes::admin::migration_report))
-                        .default_service(not_allowed()),
-                )
-                .service(
-                    web::resource("/audit")
-                        .route(web::get().to(routes::admin::list_audit))
-                        .default_service(not_allowed()),
-                )
-                .default_service(web::to(routes::not_found)),
-        );
 }

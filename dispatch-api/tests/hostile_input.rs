@@ -4,8 +4,8 @@
 use std::collections::HashSet;
 
 use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
+use dispatch_api::auth::ReasonCode;
 use dispatch_api::auth::authenticate;
-use dispatch_api::error::ReasonCode;
 use dispatch_api::identity::{ConnectionIdentity, PeerCertificate};
 use dispatch_api::plans::{Plan, PlanLimits, PlanRequest};
 use dispatch_api::registry::RegistrySnapshot;
@@ -122,7 +122,7 @@ proptest! {
     fn arbitrary_settings_text_is_an_error_not_a_panic(text in "\\PC{0,300}") {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("base.toml"), &text).unwrap();
-        let _ = dispatch_api::configuration::Settings::load(dir.path(), "none");
+        let _ = dispatch_api::configuration::Settings::load(dir.path(), "local");
     }
 
     #[test]
@@ -142,7 +142,7 @@ fn settings_debug_output_holds_paths_not_secrets() {
         "[server]\nhost='127.0.0.1'\nport=0\n[tls]\npkcs12_file='/run/secrets/server.pfx'\npkcs12_password_file='/run/secrets/pfx-password'\nclient_ca_file='ca.pem'\nclient_auth='optional'\n[database]\npath='x.db'\n",
     )
     .unwrap();
-    let settings = dispatch_api::configuration::Settings::load(dir.path(), "none").unwrap();
+    let settings = dispatch_api::configuration::Settings::load(dir.path(), "local").unwrap();
     let shown = format!("{settings:?}");
     assert!(shown.contains("pfx-password"), "the password FILE is named");
     // No secret value can be in the settings at all: keys and passwords are only read from

@@ -42,7 +42,7 @@ fn run_with(dir: &Path, env: &[(&str, String)]) -> (i32, String) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_dispatch-api"));
     command
         .env("DISPATCH_CONFIG_DIR", config_dir(dir))
-        .env("DISPATCH_ENV", "test");
+        .env("DISPATCH_ENV", "local");
     for (key, value) in env {
         command.env(key, value);
     }

@@ -1,5 +1,9 @@
 //! route-worker settings: `config/route-worker.toml`, then `ROUTE_WORKER_<SECTION>__<KEY>`
 //! environment variables. Secrets are read from files named here, never from arguments.
+//!
+//! Every default is in the section's `Default` impl, and every section is `#[serde(default)]`:
+//! a partial section keeps the defaults of the keys it leaves out. `server.url` and
+//! `tls.ca_file` have no default; [`WorkerSettings::load`] refuses to start without them.
 
 use std::path::{Path, PathBuf};
 
@@ -9,84 +13,81 @@ use serde::Deserialize;
 use crate::error::WorkerError;
 
 // No `deny_unknown_fields` at the top: `ROUTE_WORKER_CONFIG_DIR` shares the prefix.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
 pub struct WorkerSettings {
     pub server: ServerSettings,
     pub tls: ClientTlsSettings,
-    #[serde(default)]
     pub auth: AuthSettings,
-    #[serde(default)]
     pub input: InputSettings,
-    #[serde(default)]
     pub retry: RetrySettings,
-    #[serde(default)]
     pub telemetry: TelemetrySettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct ServerSettings {
     /// Base URL of dispatch-api, e.g. `https://dispatch-api:8443`. Its host is the name the
-    /// server certificate must carry.
+    /// server certificate must carry. Required: empty means "not set", refused by `load`.
     pub url: String,
-    #[serde(default = "default_timeout")]
     pub request_timeout_secs: u64,
     /// How long an idle connection is kept for reuse. A renewed certificate is presented on the
     /// next new connection, so this also bounds how long the old one stays in use.
-    #[serde(default = "default_keep_alive")]
     pub keep_alive_secs: u64,
 }
 
-fn default_keep_alive() -> u64 {
-    15
-}
-
-fn default_timeout() -> u64 {
-    10
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            request_timeout_secs: 10,
+            keep_alive_secs: 15,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct ClientTlsSettings {
     /// The internal CA bundle: the ONLY roots trusted for the server (no system roots).
+    /// Required: empty means "not set", refused by `load`.
     pub ca_file: PathBuf,
     /// This worker's certificate chain (PEM); with `key_file`, presented to the server.
-    #[serde(default)]
     pub cert_file: Option<PathBuf>,
-    #[serde(default)]
     pub key_file: Option<PathBuf>,
     /// PKCS#12 (`.pfx`/`.p12`) with this worker's key and chain, instead of the PEM files.
-    #[serde(default)]
     pub pkcs12_file: Option<PathBuf>,
     /// A file holding the PKCS#12 password.
-    #[serde(default)]
     pub pkcs12_password_file: Option<PathBuf>,
     /// How often the certificate files are checked for renewal (0: never).
-    #[serde(default = "default_reload_interval")]
     pub reload_interval_secs: u64,
     /// Warn when this worker's certificate expires within this many days.
-    #[serde(default = "default_expiry_warning_days")]
     pub expiry_warning_days: u64,
 }
 
-fn default_reload_interval() -> u64 {
-    5
-}
-
-fn default_expiry_warning_days() -> u64 {
-    14
+impl Default for ClientTlsSettings {
+    fn default() -> Self {
+        Self {
+            ca_file: PathBuf::new(),
+            cert_file: None,
+            key_file: None,
+            pkcs12_file: None,
+            pkcs12_password_file: None,
+            reload_interval_secs: 5,
+            expiry_warning_days: 14,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct AuthSettings {
     /// A file holding the API key (sent as `X-Api-Key`, during `api_key` and `dual`).
-    #[serde(default)]
     pub api_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct InputSettings {
     /// `run` watches this directory for `*.json` and `*.csv` stop files.
     pub dir: PathBuf,
@@ -106,7 +107,7 @@ impl Default for InputSettings {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct RetrySettings {
     /// Attempts in all, the first included.
     pub max_attempts: u32,
@@ -124,30 +125,42 @@ impl Default for RetrySettings {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TelemetrySettings {
-    #[serde(default)]
-    pub json: bool,
-    #[serde(default = "default_filter")]
-    pub filter: String,
+/// How log lines are written to stderr: `pretty` (for people) or `json` (one object a line).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Pretty,
+    Json,
 }
 
-fn default_filter() -> String {
-    "info".into()
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetrySettings {
+    pub format: LogFormat,
+    /// A `tracing` filter, e.g. `info` or `route_worker=debug,info`.
+    pub filter: String,
 }
 
 impl Default for TelemetrySettings {
     fn default() -> Self {
         Self {
-            json: false,
-            filter: default_filter(),
+            format: LogFormat::default(),
+            filter: "info".into(),
         }
     }
 }
 
 impl WorkerSettings {
     pub fn load(config_dir: &Path) -> Result<Self, WorkerError> {
+        Self::load_with_env(config_dir, None)
+    }
+
+    /// [`Self::load`] with `env` in place of the process environment (`None`: the real one).
+    fn load_with_env(
+        config_dir: &Path,
+        env: Option<config::Map<String, String>>,
+    ) -> Result<Self, WorkerError> {
         let file = config_dir.join("route-worker.toml");
         let mut settings: Self = config::Config::builder()
             .add_source(config::File::from(file.clone()).required(false))
@@ -155,7 +168,8 @@ impl WorkerSettings {
                 config::Environment::with_prefix("ROUTE_WORKER")
                     .prefix_separator("_")
                     .separator("__")
-                    .try_parsing(true),
+                    .try_parsing(true)
+                    .source(env),
             )
             .build()
             .and_then(config::Config::try_deserialize)
@@ -165,6 +179,21 @@ impl WorkerSettings {
                     file.display()
                 ))
             })?;
+        // The settings without a default: refused here, by name, rather than failing later.
+        if settings.server.url.is_empty() {
+            return Err(WorkerError::Config(format!(
+                "server.url is required: the base URL of dispatch-api, e.g. `https://dispatch-api:8443` \
+                 (set it in `{}` or ROUTE_WORKER_SERVER__URL)",
+                file.display()
+            )));
+        }
+        if settings.tls.ca_file.as_os_str().is_empty() {
+            return Err(WorkerError::Config(format!(
+                "tls.ca_file is required: the internal CA bundle that issued dispatch-api's certificate \
+                 (set it in `{}` or ROUTE_WORKER_TLS__CA_FILE)",
+                file.display()
+            )));
+        }
         // An empty path (`ROUTE_WORKER_TLS__CERT_FILE=` in a compose file) means "not set".
         for path in [
             &mut settings.tls.cert_file,
@@ -205,6 +234,181 @@ impl WorkerSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The two settings without a default, then `rest`.
+    const REQUIRED: &str = "[server]\nurl = 'https://localhost:1'\n[tls]\nca_file = 'ca.pem'\n";
+
+    /// Loads `toml` as `route-worker.toml`, with `env` as the only ROUTE_WORKER_* variables.
+    fn load(toml: &str, env: &[(&str, &str)]) -> Result<WorkerSettings, WorkerError> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("route-worker.toml"), toml).unwrap();
+        let env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        WorkerSettings::load_with_env(dir.path(), Some(env))
+    }
+
+    fn config_error(result: Result<WorkerSettings, WorkerError>) -> String {
+        match result {
+            Err(WorkerError::Config(message)) => message,
+            other => panic!("expected a configuration error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn only_the_url_and_the_ca_file_are_needed_everything_else_has_a_default() {
+        let settings = load(REQUIRED, &[]).unwrap();
+        assert_eq!(settings.server.url, "https://localhost:1");
+        assert_eq!(settings.server.request_timeout_secs, 10);
+        assert_eq!(settings.server.keep_alive_secs, 15);
+        assert_eq!(settings.tls.ca_file, Path::new("ca.pem"));
+        assert!(settings.tls.cert_file.is_none() && settings.tls.pkcs12_file.is_none());
+        assert_eq!(settings.tls.reload_interval_secs, 5);
+        assert_eq!(settings.tls.expiry_warning_days, 14);
+        assert!(settings.auth.api_key_file.is_none());
+        assert_eq!(settings.input.dir, Path::new("data/inbox"));
+        assert_eq!(settings.retry.max_attempts, 8);
+        assert_eq!(settings.telemetry.format, LogFormat::Pretty);
+        assert_eq!(settings.telemetry.filter, "info");
+    }
+
+    #[test]
+    fn a_partial_retry_section_keeps_the_other_defaults() {
+        let settings = load(&format!("{REQUIRED}[retry]\nmax_attempts = 3\n"), &[]).unwrap();
+        assert_eq!(settings.retry.max_attempts, 3);
+        assert_eq!(settings.retry.initial_backoff_ms, 250);
+        assert_eq!(settings.retry.max_backoff_ms, 10_000);
+    }
+
+    #[test]
+    fn a_partial_input_section_keeps_the_other_defaults() {
+        let settings = load(&format!("{REQUIRED}[input]\ndir = '/srv/inbox'\n"), &[]).unwrap();
+        assert_eq!(settings.input.dir, Path::new("/srv/inbox"));
+        assert_eq!(settings.input.poll_interval_secs, 5);
+        assert_eq!(settings.input.days_ahead, 1);
+    }
+
+    #[test]
+    fn a_partial_server_section_keeps_the_other_defaults() {
+        let settings = load(
+            "[server]\nurl = 'https://localhost:1'\nkeep_alive_secs = 2\n[tls]\nca_file = 'ca.pem'\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(settings.server.keep_alive_secs, 2);
+        assert_eq!(settings.server.request_timeout_secs, 10);
+    }
+
+    #[test]
+    fn a_partial_tls_section_keeps_the_other_defaults() {
+        let settings = load(&format!("{REQUIRED}reload_interval_secs = 0\n"), &[]).unwrap();
+        assert_eq!(settings.tls.reload_interval_secs, 0);
+        assert_eq!(settings.tls.expiry_warning_days, 14);
+    }
+
+    #[test]
+    fn a_partial_telemetry_section_keeps_the_other_defaults() {
+        let settings = load(&format!("{REQUIRED}[telemetry]\nfilter = 'debug'\n"), &[]).unwrap();
+        assert_eq!(settings.telemetry.filter, "debug");
+        assert_eq!(settings.telemetry.format, LogFormat::Pretty);
+    }
+
+    #[test]
+    fn telemetry_format_json_loads_from_the_file_and_from_the_environment() {
+        let settings = load(&format!("{REQUIRED}[telemetry]\nformat = 'json'\n"), &[]).unwrap();
+        assert_eq!(settings.telemetry.format, LogFormat::Json);
+        assert_eq!(settings.telemetry.filter, "info");
+        let settings = load(REQUIRED, &[("ROUTE_WORKER_TELEMETRY__FORMAT", "json")]).unwrap();
+        assert_eq!(settings.telemetry.format, LogFormat::Json);
+        let settings = load(
+            &format!("{REQUIRED}[telemetry]\nformat = 'json'\n"),
+            &[("ROUTE_WORKER_TELEMETRY__FORMAT", "pretty")],
+        )
+        .unwrap();
+        assert_eq!(settings.telemetry.format, LogFormat::Pretty);
+    }
+
+    #[test]
+    fn an_unknown_log_format_is_refused_naming_the_key() {
+        let error = config_error(load(
+            &format!("{REQUIRED}[telemetry]\nformat = 'yaml'\n"),
+            &[],
+        ));
+        assert!(error.contains("yaml"), "{error}");
+        assert!(error.contains("telemetry.format"), "{error}");
+    }
+
+    #[test]
+    fn the_old_telemetry_json_switch_is_refused_naming_format() {
+        for result in [
+            load(&format!("{REQUIRED}[telemetry]\njson = true\n"), &[]),
+            load(REQUIRED, &[("ROUTE_WORKER_TELEMETRY__JSON", "true")]),
+        ] {
+            let error = config_error(result);
+            assert!(error.contains("unknown field `json`"), "{error}");
+            assert!(error.contains("`format`"), "{error}");
+        }
+    }
+
+    #[test]
+    fn a_missing_server_url_is_refused_by_name() {
+        for toml in [
+            "[tls]\nca_file = 'ca.pem'\n",
+            "[server]\nkeep_alive_secs = 2\n[tls]\nca_file = 'ca.pem'\n",
+        ] {
+            let error = config_error(load(toml, &[]));
+            assert!(error.contains("server.url is required"), "{error}");
+            assert!(error.contains("ROUTE_WORKER_SERVER__URL"), "{error}");
+        }
+        let error = config_error(load(REQUIRED, &[("ROUTE_WORKER_SERVER__URL", "")]));
+        assert!(error.contains("server.url is required"), "{error}");
+    }
+
+    #[test]
+    fn a_missing_ca_file_is_refused_by_name() {
+        for toml in [
+            "[server]\nurl = 'https://localhost:1'\n",
+            "[server]\nurl = 'https://localhost:1'\n[tls]\nreload_interval_secs = 1\n",
+        ] {
+            let error = config_error(load(toml, &[]));
+            assert!(error.contains("tls.ca_file is required"), "{error}");
+            assert!(error.contains("ROUTE_WORKER_TLS__CA_FILE"), "{error}");
+        }
+    }
+
+    #[test]
+    fn the_url_and_the_ca_file_can_come_from_the_environment_alone() {
+        let settings = load(
+            "",
+            &[
+                ("ROUTE_WORKER_SERVER__URL", "https://dispatch-api:8443"),
+                ("ROUTE_WORKER_TLS__CA_FILE", "/run/secrets/worker/ca.pem"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(settings.server.url, "https://dispatch-api:8443");
+        assert_eq!(
+            settings.tls.ca_file,
+            Path::new("/run/secrets/worker/ca.pem")
+        );
+        assert_eq!(settings.retry.max_attempts, 8);
+    }
+
+    #[test]
+    fn unknown_keys_in_a_section_are_still_refused() {
+        let error = config_error(load(&format!("{REQUIRED}[retry]\nmax_atempts = 3\n"), &[]));
+        assert!(error.contains("max_atempts"), "{error}");
+    }
+
+    #[test]
+    fn the_shipped_route_worker_toml_loads() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
+        let settings = WorkerSettings::load_with_env(&dir, Some(config::Map::new())).unwrap();
+        assert_eq!(settings.server.url, "https://localhost:8443");
+        assert_eq!(settings.tls.ca_file, Path::new(".dev-pki/ca.pem"));
+        assert_eq!(settings.telemetry.format, LogFormat::Pretty);
+    }
 
     #[test]
     fn empty_paths_from_the_environment_mean_unset() {

@@ -3,7 +3,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use route_worker::client::DispatchClient;
-use route_worker::configuration::WorkerSettings;
+use route_worker::configuration::{LogFormat, WorkerSettings};
 use route_worker::error::WorkerError;
 use route_worker::worker;
 
@@ -70,9 +70,8 @@ fn init_tracing(settings: &WorkerSettings) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    if settings.telemetry.json {
-        builder.json().flatten_event(true).init();
-    } else {
-        builder.init();
+    match settings.telemetry.format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Pretty => builder.init(),
     }
 }

@@ -17,9 +17,9 @@ use uuid::Uuid;
 
 use super::Plan;
 use crate::configuration::DatabaseSettings;
-use crate::error::{StartupError, StorageError};
 use crate::identity::AuthMethod;
 use crate::registry::ClientName;
+use crate::storage::{self, OpenError, StorageError, file_faults};
 
 /// How many waiting plans one transaction takes at most.
 const MAX_GROUP: usize = 256;
@@ -107,19 +107,21 @@ impl PlanStore {
         settings: &DatabaseSettings,
         pool: SqlitePool,
         queue: usize,
-    ) -> Result<Self, StartupError> {
-        let failed = |detail: String| StartupError::Database {
+    ) -> Result<Self, OpenError> {
+        let writer = Writer::open(settings).map_err(|source| OpenError::Writer {
             path: settings.path.clone(),
-            detail,
-        };
-        let writer = Writer::open(settings).map_err(|e| failed(e.to_string()))?;
+            source,
+        })?;
         let (jobs, receiver) = mpsc::channel(queue);
         let health = Arc::new(WriteHealth::default());
         let thread_health = health.clone();
         std::thread::Builder::new()
             .name("plan-writer".into())
             .spawn(move || writer.run(receiver, &thread_health))
-            .map_err(|e| failed(format!("starting the plan writer: {e}")))?;
+            .map_err(|source| OpenError::WriterThread {
+                path: settings.path.clone(),
+                source,
+            })?;
         Ok(Self { jobs, pool, health })
     }
 
@@ -149,7 +151,8 @@ impl PlanStore {
         .bind(id.to_string())
         .bind(client.as_str())
         .fetch_optional(&self.pool)
-        .await?;
+        .await
+        .map_err(StorageError::database)?;
         row.map(|row| {
             let body: String = row.try_get("body")?;
             Ok(StoredPlan {
@@ -161,6 +164,7 @@ impl PlanStore {
             })
         })
         .transpose()
+        .map_err(StorageError::database)
     }
 }
 
@@ -193,7 +197,7 @@ impl Writer {
         if self.connection.is_none() {
             let connection = rusqlite::Connection::open(&self.settings.path)?;
             connection.busy_timeout(self.settings.busy_timeout())?;
-            for (name, value) in crate::storage::connection_pragmas(&self.settings) {
+            for (name, value) in storage::connection_pragmas(&self.settings) {
                 connection.pragma_update(None, name, value)?;
             }
             self.connection = Some(connection);
@@ -219,16 +223,14 @@ impl Writer {
                     }
                 }
                 Err(error) => {
-                    if crate::storage::file_faults::note_code(
-                        error.sqlite_error().map(|e| e.extended_code),
-                    ) {
+                    if file_faults::note_code(error.sqlite_error().map(|e| e.extended_code)) {
                         self.connection = None;
                     }
                     health.0.store(
                         time::OffsetDateTime::now_utc().unix_timestamp(),
                         Ordering::Relaxed,
                     );
-                    let error = StorageError::Write(Arc::new(error.to_string()));
+                    let error = StorageError::Write(Arc::new(error));
                     tracing::error!(error = %error, plans = group.len(), "storing plans failed; nothing was acknowledged");
                     for job in group.drain(..) {
                         let _ = job.reply.send(Err(error.clone()));

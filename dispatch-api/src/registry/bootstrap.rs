@@ -13,7 +13,7 @@ use super::{
 
 #[derive(Debug, thiserror::Error)]
 pub enum BootstrapError {
-    #[error("cannot read `{}`: {source}", path.display())]
+    #[error("cannot read `{}`", path.display())]
     Read {
         path: PathBuf,
         source: std::io::Error,
@@ -26,7 +26,7 @@ pub enum BootstrapError {
         client: String,
         detail: String,
     },
-    #[error("registering clients failed: {0}")]
+    #[error("registering clients failed")]
     Registry(#[from] RegistryError),
 }
 

@@ -1,17 +1,15 @@
 //! The registry's SQLite tables and the snapshot the request path reads.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use arc_swap::{ArcSwap, Guard};
 use sqlx::{Row, SqlitePool};
 
-use super::{
-    ApiKeyHash, CertBinding, CertBindingSpec, Client, ClientName, MigrationMode, RegistrySnapshot,
-    Scope,
-};
-use crate::error::StorageError;
+use super::read::read_snapshot;
+use super::{ApiKeyHash, Client, ClientName, MigrationMode, RegistrySnapshot, Scope};
 use crate::identity::Fingerprint;
+use crate::storage::StorageError;
 use crate::storage::recorder::{AuditEvent, AuditKind};
 
 /// Why a registry write did not happen.
@@ -23,12 +21,6 @@ pub enum RegistryError {
     AlreadyExists(String),
     #[error(transparent)]
     Storage(#[from] StorageError),
-}
-
-impl From<sqlx::Error> for RegistryError {
-    fn from(e: sqlx::Error) -> Self {
-        Self::Storage(e.into())
-    }
 }
 
 pub struct Registry {
@@ -46,7 +38,7 @@ pub struct Change<'a> {
 
 impl Registry {
     pub async fn load(pool: SqlitePool) -> Result<Self, StorageError> {
-        let snapshot = read_snapshot(&pool).await?;
+        let snapshot = read_snapshot(&pool).await.map_err(StorageError::database)?;
         Ok(Self {
             pool,
             snapshot: ArcSwap::from_pointee(snapshot),
@@ -60,8 +52,10 @@ impl Registry {
     }
 
     async fn refresh(&self) -> Result<(), StorageError> {
-        self.snapshot
-            .store(Arc::new(read_snapshot(&self.pool).await?));
+        let snapshot = read_snapshot(&self.pool)
+            .await
+            .map_err(StorageError::database)?;
+        self.snapshot.store(Arc::new(snapshot));
         Ok(())
     }
 
@@ -86,6 +80,23 @@ impl Registry {
         change: Option<Change<'_>>,
     ) -> Result<usize, RegistryError> {
         let _guard = self.writes.lock().await;
+        let added = self
+            .insert_absent(clients, change.as_ref())
+            .await
+            .map_err(StorageError::database)?;
+        if added > 0 {
+            self.refresh().await?;
+        }
+        Ok(added)
+    }
+
+    /// The write of `register_all`, in one transaction: every absent client with its bindings,
+    /// key and audit event.
+    async fn insert_absent(
+        &self,
+        clients: &[Client],
+        change: Option<&Change<'_>>,
+    ) -> Result<usize, sqlx::Error> {
         let now = now();
         let mut tx = self.pool.begin().await?;
         let mut added = 0;
@@ -133,7 +144,7 @@ impl Registry {
             let mut event = AuditEvent::new(AuditKind::AdminChange, "client_registered");
             event.client = Some(client.name.to_string());
             event.after = Some(client.mode.as_str().to_owned());
-            match &change {
+            match change {
                 Some(change) => {
                     event.actor = Some(change.actor.to_owned());
                     event.detail = serde_json::json!({ "note": change.reason });
@@ -143,9 +154,6 @@ impl Registry {
             event.insert(&mut tx).await?;
         }
         tx.commit().await?;
-        if added > 0 {
-            self.refresh().await?;
-        }
         Ok(added)
     }
 
@@ -259,16 +267,20 @@ impl Registry {
             .map(|c| Client::clone(c))
             .ok_or_else(|| RegistryError::NotFound(name.to_string()))?;
         let (was, will_be) = describe(&before);
-        let mut tx = self.pool.begin().await?;
-        write(&mut tx).await?;
         let mut event = AuditEvent::new(AuditKind::AdminChange, reason);
         event.client = Some(name.to_string());
         event.actor = Some(change.actor.to_owned());
         event.before = Some(was);
         event.after = Some(will_be);
         event.detail = serde_json::json!({ "note": change.reason });
-        event.insert(&mut tx).await?;
-        tx.commit().await?;
+        async {
+            let mut tx = self.pool.begin().await?;
+            write(&mut tx).await?;
+            event.insert(&mut tx).await?;
+            tx.commit().await
+        }
+        .await
+        .map_err(StorageError::database)?;
         self.refresh().await?;
         Ok(before)
     }
@@ -280,8 +292,13 @@ impl Registry {
         change: Change<'_>,
     ) -> Result<bool, RegistryError> {
         let _guard = self.writes.lock().await;
-        let mut tx = self.pool.begin().await?;
-        let added = sqlx::query(
+        let mut event = AuditEvent::new(AuditKind::AdminChange, "certificate_revoked");
+        event.actor = Some(change.actor.to_owned());
+        event.after = Some(fingerprint.to_string());
+        event.detail = serde_json::json!({ "note": change.reason });
+        let added = async {
+            let mut tx = self.pool.begin().await?;
+            let added = sqlx::query(
             "INSERT INTO revoked_certificates (fingerprint, reason, revoked_by, revoked_at) VALUES (?, ?, ?, ?) \
              ON CONFLICT (fingerprint) DO NOTHING",
         )
@@ -293,12 +310,12 @@ impl Registry {
         .await?
         .rows_affected()
             == 1;
-        let mut event = AuditEvent::new(AuditKind::AdminChange, "certificate_revoked");
-        event.actor = Some(change.actor.to_owned());
-        event.after = Some(fingerprint.to_string());
-        event.detail = serde_json::json!({ "note": change.reason });
-        event.insert(&mut tx).await?;
-        tx.commit().await?;
+            event.insert(&mut tx).await?;
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(added)
+        }
+        .await
+        .map_err(StorageError::database)?;
         self.refresh().await?;
         Ok(added)
     }
@@ -306,7 +323,8 @@ impl Registry {
     pub async fn revocations(&self) -> Result<Vec<serde_json::Value>, StorageError> {
         let rows = sqlx::query("SELECT fingerprint, reason, revoked_by, revoked_at FROM revoked_certificates ORDER BY revoked_at")
             .fetch_all(&self.pool)
-            .await?;
+            .await
+            .map_err(StorageError::database)?;
         rows.iter()
             .map(|row| {
                 Ok(serde_json::json!({
@@ -317,11 +335,11 @@ impl Registry {
                 }))
             })
             .collect::<Result<_, sqlx::Error>>()
-            .map_err(Into::into)
+            .map_err(StorageError::database)
     }
 }
 
-fn now() -> i64 {
+pub(super) fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
@@ -331,92 +349,4 @@ fn scopes_text(scopes: &BTreeSet<Scope>) -> String {
         .map(|s| s.as_str())
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-/// Reads every table into a fresh snapshot. Rows that no longer parse (edited by hand, say) are
-/// skipped with an error in the log rather than taking the service down.
-async fn read_snapshot(pool: &SqlitePool) -> Result<RegistrySnapshot, StorageError> {
-    let mut bindings: HashMap<String, Vec<CertBinding>> = HashMap::new();
-    for row in sqlx::query(
-        "SELECT client, issuer, subject_cn, spiffe_id, fingerprints FROM cert_bindings ORDER BY id",
-    )
-    .fetch_all(pool)
-    .await?
-    {
-        let client: String = row.try_get("client")?;
-        let fingerprints: String = row.try_get("fingerprints")?;
-        let spec = CertBindingSpec {
-            issuer: row.try_get("issuer")?,
-            subject_cn: row.try_get("subject_cn")?,
-            spiffe_id: row.try_get("spiffe_id")?,
-            fingerprints: fingerprints.split_whitespace().map(str::to_owned).collect(),
-        };
-        match CertBinding::parse(&spec) {
-            Ok(binding) => bindings.entry(client).or_default().push(binding),
-            Err(error) => tracing::error!(
-                client,
-                error,
-                "skipping a stored certificate binding that does not parse"
-            ),
-        }
-    }
-    let mut keys: HashMap<String, ApiKeyHash> = HashMap::new();
-    for row in sqlx::query("SELECT client, key_sha256 FROM api_keys")
-        .fetch_all(pool)
-        .await?
-    {
-        let client: String = row.try_get("client")?;
-        let hash: String = row.try_get("key_sha256")?;
-        match ApiKeyHash::parse_hex(&hash) {
-            Ok(hash) => {
-                keys.insert(client, hash);
-            }
-            Err(error) => tracing::error!(
-                client,
-                error,
-                "skipping a stored API key hash that does not parse"
-            ),
-        }
-    }
-    let mut clients = Vec::new();
-    for row in sqlx::query("SELECT name, mode, scopes, disabled FROM clients")
-        .fetch_all(pool)
-        .await?
-    {
-        let name: String = row.try_get("name")?;
-        let mode: String = row.try_get("mode")?;
-        let scopes: String = row.try_get("scopes")?;
-        let parsed = ClientName::parse(&name).and_then(|client_name| {
-            Ok(Client {
-                mode: MigrationMode::parse(&mode)?,
-                scopes: scopes
-                    .split_whitespace()
-                    .map(Scope::parse)
-                    .collect::<Result<_, _>>()?,
-                disabled: row.try_get("disabled").unwrap_or(true),
-                bindings: bindings.remove(&name).unwrap_or_default(),
-                api_key: keys.remove(&name),
-                name: client_name,
-            })
-        });
-        match parsed {
-            Ok(client) => clients.push(client),
-            Err(error) => tracing::error!(
-                client = name,
-                error,
-                "skipping a stored client that does not parse"
-            ),
-        }
-    }
-    let mut revoked = HashSet::new();
-    for row in sqlx::query("SELECT fingerprint FROM revoked_certificates")
-        .fetch_all(pool)
-        .await?
-    {
-        let text: String = row.try_get("fingerprint")?;
-        if let Ok(fingerprint) = Fingerprint::parse(&text) {
-            revoked.insert(fingerprint);
-        }
-    }
-    Ok(RegistrySnapshot::new(clients, revoked))
 }

@@ -8,7 +8,7 @@
 use actix_web::{HttpResponse, web};
 use serde_json::json;
 
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::storage;
 
 pub async fn healthz() -> HttpResponse {

@@ -7,7 +7,7 @@ use serde_json::json;
 use crate::error::ApiError;
 use crate::plans::{NewPlan, Plan, PlanRequest, SubmitOutcome};
 use crate::policy::PlanSubmitter;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
 

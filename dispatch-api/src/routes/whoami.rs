@@ -4,7 +4,7 @@ use actix_web::{HttpResponse, web};
 use serde_json::json;
 
 use crate::policy::Authenticated;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 pub async fn whoami(
     Authenticated(principal): Authenticated,

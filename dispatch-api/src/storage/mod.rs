@@ -1,38 +1,106 @@
-//! SQLite through sqlx: the connection pool, embedded migrations, and the read queries the admin
-//! API needs. Writes live next to what they write (plans, registry, recorder).
+//! SQLite through sqlx: the connection pool, embedded migrations, the storage errors and their
+//! fault bookkeeping, and the read queries the admin API needs. Writes live next to what they
+//! write (plans, registry, recorder).
 
 pub mod recorder;
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use serde::Serialize;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 use sqlx::{Row, SqlitePool};
 
 use crate::configuration::{DatabaseSettings, Durability};
-use crate::error::{StartupError, StorageError};
 use crate::identity::AuthMethod;
+
+/// A storage failure while serving. Cheap to clone so that one failed group commit can answer
+/// every waiter.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StorageError {
+    #[error("database: {0}")]
+    Database(Arc<sqlx::Error>),
+    /// The plan writer's own connection (rusqlite) failed.
+    #[error("database: {0}")]
+    Write(Arc<rusqlite::Error>),
+    #[error("the plan writer has stopped")]
+    WriterStopped,
+    #[error("a stored {0} could not be read")]
+    Corrupt(&'static str),
+}
+
+impl StorageError {
+    /// Wraps a failed sqlx call, and notes it in [`file_faults`] if the file system is at
+    /// fault, so that the pool replaces its connections. Deliberately not a `From`: the note is
+    /// a side effect, and every call that can fail says that it takes it.
+    pub fn database(error: sqlx::Error) -> Self {
+        file_faults::note(&error);
+        Self::Database(Arc::new(error))
+    }
+}
+
+/// Why the database could not be opened at start-up; each variant names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("database directory `{}`", path.display())]
+    Directory {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("database `{}`", path.display())]
+    Connect {
+        path: PathBuf,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("database `{}`: applying the migrations", path.display())]
+    Migrate {
+        path: PathBuf,
+        #[source]
+        source: sqlx::migrate::MigrateError,
+    },
+    #[error("database `{}`: opening the plan writer's connection", path.display())]
+    Writer {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("database `{}`: starting the plan writer", path.display())]
+    WriterThread {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("database `{}`: reading the client registry", path.display())]
+    Registry {
+        path: PathBuf,
+        #[source]
+        source: StorageError,
+    },
+}
 
 /// Opens (creating if needed) the database and applies the embedded migrations.
 ///
 /// WAL with `synchronous = FULL` by default: a commit is on disk before a plan is acknowledged,
 /// which keeps acknowledged plans across a process crash and a power loss (`normal`: across a
 /// process crash only). Group commit keeps this cheap.
-pub async fn connect(settings: &DatabaseSettings) -> Result<SqlitePool, StartupError> {
+pub async fn connect(settings: &DatabaseSettings) -> Result<SqlitePool, OpenError> {
     let path = &settings.path;
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|source| StartupError::File {
+        std::fs::create_dir_all(parent).map_err(|source| OpenError::Directory {
             path: parent.to_owned(),
-            what: "database directory",
             source,
         })?;
     }
+    let connect_failed = |source| OpenError::Connect {
+        path: path.clone(),
+        source,
+    };
     let mut options = SqliteConnectOptions::from_str("sqlite:")
-        .map_err(|e| StartupError::Database {
-            path: path.clone(),
-            detail: e.to_string(),
-        })?
+        .map_err(connect_failed)?
         .filename(path)
         .create_if_missing(true)
         .busy_timeout(settings.busy_timeout());
@@ -46,21 +114,16 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<SqlitePool, StartupE
         })
         .connect_with(options)
         .await
-        .map_err(|e| StartupError::Database {
-            path: path.clone(),
-            detail: e.to_string(),
-        })?;
+        .map_err(connect_failed)?;
     sqlx::migrate!("../migrations")
         .run(&pool)
         .await
-        .map_err(|e| StartupError::Database {
+        .map_err(|source| OpenError::Migrate {
             path: path.clone(),
-            detail: e.to_string(),
+            source,
         })?;
     Ok(pool)
 }
-
-pub type Pool = SqlitePool;
 
 /// The pragmas of every connection, the pool's and the plan writer's, so both write with the
 /// same durability and the same size cap.
@@ -163,28 +226,28 @@ pub mod file_faults {
     }
 }
 
-/// A single integer from a query (counts, pragmas): for health checks and tests.
-pub async fn scalar(pool: &SqlitePool, query: &'static str) -> Result<i64, StorageError> {
-    Ok(sqlx::query_scalar(query).fetch_one(pool).await?)
-}
-
 /// Whether a write could happen now: takes the write lock (`BEGIN IMMEDIATE`) and lets it go.
 /// Fails when the database is locked by someone else, read-only, or gone. Waits at most the
 /// busy timeout.
 pub async fn probe_writable(pool: &SqlitePool) -> Result<(), StorageError> {
-    let mut connection = pool.acquire().await?;
-    sqlx::query("BEGIN IMMEDIATE")
-        .execute(&mut *connection)
-        .await?;
-    sqlx::query("ROLLBACK").execute(&mut *connection).await?;
-    Ok(())
+    async {
+        let mut connection = pool.acquire().await?;
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut *connection)
+            .await?;
+        sqlx::query("ROLLBACK").execute(&mut *connection).await?;
+        Ok(())
+    }
+    .await
+    .map_err(StorageError::database)
 }
 
 /// `PRAGMA integrity_check`: "ok" for a sound database file.
 pub async fn integrity_check(pool: &SqlitePool) -> Result<String, StorageError> {
-    Ok(sqlx::query_scalar("PRAGMA integrity_check")
+    sqlx::query_scalar("PRAGMA integrity_check")
         .fetch_one(pool)
-        .await?)
+        .await
+        .map_err(StorageError::database)
 }
 
 #[derive(Debug, Serialize)]
@@ -207,6 +270,16 @@ pub async fn list_audit(
     client: Option<&str>,
     limit: i64,
 ) -> Result<Vec<AuditRecord>, StorageError> {
+    read_audit(pool, client, limit)
+        .await
+        .map_err(StorageError::database)
+}
+
+async fn read_audit(
+    pool: &SqlitePool,
+    client: Option<&str>,
+    limit: i64,
+) -> Result<Vec<AuditRecord>, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT id, at, kind, reason, client, actor, method, before, after, detail FROM audit_events \
          WHERE (?1 IS NULL OR client = ?1) ORDER BY id DESC LIMIT ?2",
@@ -246,10 +319,16 @@ pub struct MethodUsage {
 }
 
 /// Usage per client and method; `since` bounds the windowed counts.
-pub async fn usage_by_client(
-    pool: &SqlitePool,
-    since: i64,
-) -> Result<BTreeMap<String, BTreeMap<&'static str, MethodUsage>>, StorageError> {
+pub async fn usage_by_client(pool: &SqlitePool, since: i64) -> Result<UsageByClient, StorageError> {
+    read_usage(pool, since)
+        .await
+        .map_err(StorageError::database)
+}
+
+/// Per client name, per method name.
+pub type UsageByClient = BTreeMap<String, BTreeMap<&'static str, MethodUsage>>;
+
+async fn read_usage(pool: &SqlitePool, since: i64) -> Result<UsageByClient, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT client, method, \
            SUM(CASE WHEN last_seen >= ?1 THEN request_count ELSE 0 END) AS in_window, \
@@ -258,7 +337,7 @@ pub async fn usage_by_client(
     .bind(since)
     .fetch_all(pool)
     .await?;
-    let mut usage: BTreeMap<String, BTreeMap<&'static str, MethodUsage>> = BTreeMap::new();
+    let mut usage = UsageByClient::new();
     for row in rows {
         let method: String = row.try_get("method")?;
         let Some(method) = AuthMethod::parse(&method) else {

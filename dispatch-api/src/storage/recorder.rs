@@ -6,22 +6,20 @@
 //! `try_send`ed into a bounded queue; those that do not fit are counted as dropped.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use std::sync::{Arc, Mutex};
-
-use crate::telemetry::Metrics;
 use serde::Serialize;
 use sqlx::SqlitePool;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::identity::{AuthMethod, Fingerprint};
-use crate::registry::ClientName;
+use crate::telemetry::Metrics;
 
 /// One authenticated request, for the migration report.
 #[derive(Debug, Clone)]
 pub struct UsageEvent {
-    pub client: ClientName,
+    pub client: String,
     pub method: AuthMethod,
     pub at: i64,
     pub certificate: Option<(Fingerprint, i64)>,
@@ -109,7 +107,7 @@ pub struct Recorder {
     metrics: Arc<Metrics>,
 }
 
-type UsageTotalsByKey = HashMap<(ClientName, AuthMethod, i64), UsageTotals>;
+type UsageTotalsByKey = HashMap<(String, AuthMethod, i64), UsageTotals>;
 
 pub struct RecorderSettings {
     pub queue: usize,
@@ -250,7 +248,7 @@ impl Batch {
         }
         for ((client, _, _), totals) in &self.usage {
             if let Some((_, not_after)) = totals.certificate {
-                metrics.record_client_certificate(client.as_str(), not_after);
+                metrics.record_client_certificate(client, not_after);
             }
         }
         let records = self.len() as u64;
@@ -277,7 +275,7 @@ impl Batch {
                  last_cert_fingerprint = coalesce(excluded.last_cert_fingerprint, last_cert_fingerprint), \
                  last_cert_not_after = coalesce(excluded.last_cert_not_after, last_cert_not_after)",
             )
-            .bind(client.as_str())
+            .bind(client)
             .bind(method.as_str())
             .bind(hour)
             .bind(totals.count)

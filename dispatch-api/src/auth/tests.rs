@@ -1,0 +1,233 @@
+//! The decision table of [`authenticate`]: connection × key header × the client's mode ×
+//! disabled, every row. The expected answer of each row is written from the rules in the
+//! module header, not derived from the code under test.
+
+use std::collections::{BTreeSet, HashSet};
+
+use actix_web::http::header::{HeaderName, HeaderValue};
+
+use super::*;
+use crate::identity::{DistinguishedName, Fingerprint};
+use crate::registry::{CertBinding, CertBindingSpec, ClientName, Scope};
+
+const ISSUER: &str = "CN=Test CA";
+const ALPHA_KEY: &str = "alpha-key-0123456789abcdef0123456789abcdef";
+const BETA_KEY: &str = "beta-key-0123456789abcdef0123456789abcdef";
+const UNKNOWN_KEY: &str = "nobody-key-0123456789abcdef0123456789abcdef";
+
+#[derive(Debug, Clone, Copy)]
+enum Connection {
+    NoCertificate,
+    /// A verified certificate bound to `alpha`.
+    Certificate,
+    /// A verified certificate that no client is bound to.
+    UnregisteredCertificate,
+    /// A certificate the handshake accepted but that could not be read.
+    Unreadable,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Key {
+    Absent,
+    Own,
+    /// `beta`'s key: valid, but another client's.
+    Another,
+    Malformed,
+    Unknown,
+}
+
+fn cert(cn: &str) -> Arc<PeerCertificate> {
+    Arc::new(PeerCertificate {
+        fingerprint: Fingerprint::of_der(cn.as_bytes()),
+        subject: DistinguishedName::parse(&format!("CN={cn}")).unwrap(),
+        issuer: DistinguishedName::parse(ISSUER).unwrap(),
+        common_names: vec![cn.to_owned()],
+        spiffe_ids: vec![],
+        dns_names: vec![],
+        serial: "01".into(),
+        not_after: time::OffsetDateTime::now_utc() + time::Duration::days(1),
+    })
+}
+
+fn client(name: &str, key: &str, mode: MigrationMode, disabled: bool) -> Client {
+    Client {
+        name: ClientName::parse(name).unwrap(),
+        mode,
+        scopes: BTreeSet::from([Scope::PlansSubmit]),
+        disabled,
+        bindings: vec![
+            CertBinding::parse(&CertBindingSpec {
+                issuer: Some(ISSUER.into()),
+                subject_cn: Some(name.into()),
+                ..Default::default()
+            })
+            .unwrap(),
+        ],
+        api_key: Some(ApiKeyHash::of(&SecretString::from(key.to_owned()))),
+    }
+}
+
+/// `alpha` in the row's mode and state; `beta`, an enabled `dual` client, owns the other key.
+fn snapshot(mode: MigrationMode, disabled: bool) -> RegistrySnapshot {
+    RegistrySnapshot::new(
+        vec![
+            client("alpha", ALPHA_KEY, mode, disabled),
+            client("beta", BETA_KEY, MigrationMode::Dual, false),
+        ],
+        HashSet::new(),
+    )
+}
+
+fn connection(kind: Connection) -> ConnectionIdentity {
+    match kind {
+        Connection::NoCertificate => ConnectionIdentity::Anonymous,
+        Connection::Certificate => ConnectionIdentity::Certificate(cert("alpha")),
+        Connection::UnregisteredCertificate => ConnectionIdentity::Certificate(cert("stranger")),
+        Connection::Unreadable => ConnectionIdentity::Unreadable("bad DER".into()),
+    }
+}
+
+fn headers(key: Key) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    let name = HeaderName::from_static(API_KEY_HEADER);
+    let mut put = |value: &str| {
+        headers.append(name.clone(), HeaderValue::from_str(value).unwrap());
+    };
+    match key {
+        Key::Absent => {}
+        Key::Own => put(ALPHA_KEY),
+        Key::Another => put(BETA_KEY),
+        Key::Unknown => put(UNKNOWN_KEY),
+        Key::Malformed => {
+            // Two key headers: never a valid key, whatever they hold.
+            put(ALPHA_KEY);
+            put(ALPHA_KEY);
+        }
+    }
+    headers
+}
+
+/// What a row must answer: the client, the method and whether the retired key was seen,
+/// or the reason code of the refusal.
+type Expected = Result<(&'static str, AuthMethod, bool), ReasonCode>;
+
+fn expected(connection: Connection, key: Key, mode: MigrationMode, disabled: bool) -> Expected {
+    use AuthMethod::{ApiKey, Certificate};
+    use MigrationMode::Mtls;
+    match connection {
+        Connection::Unreadable | Connection::UnregisteredCertificate => {
+            Err(ReasonCode::CertUnmapped)
+        }
+        // The certificate decides; another client's key beside it is a mismatch, checked
+        // before the client's own state.
+        Connection::Certificate if key == Key::Another => Err(ReasonCode::CredentialMismatch),
+        Connection::Certificate if disabled => Err(ReasonCode::ClientDisabled),
+        Connection::Certificate if mode == MigrationMode::ApiKey => {
+            Err(ReasonCode::MethodNotAllowed)
+        }
+        Connection::Certificate => Ok(("alpha", Certificate, key == Key::Own && mode == Mtls)),
+        Connection::NoCertificate => match key {
+            Key::Absent => Err(ReasonCode::NoCredentials),
+            Key::Malformed | Key::Unknown => Err(ReasonCode::KeyInvalid),
+            // `beta` is enabled and `dual`: its key is accepted whatever `alpha`'s state.
+            Key::Another => Ok(("beta", ApiKey, false)),
+            Key::Own if disabled => Err(ReasonCode::ClientDisabled),
+            Key::Own if mode == Mtls => Err(ReasonCode::KeyRetired),
+            Key::Own => Ok(("alpha", ApiKey, false)),
+        },
+    }
+}
+
+#[test]
+fn every_row_of_the_authentication_decision_table() {
+    let connections = [
+        Connection::NoCertificate,
+        Connection::Certificate,
+        Connection::UnregisteredCertificate,
+        Connection::Unreadable,
+    ];
+    let keys = [
+        Key::Absent,
+        Key::Own,
+        Key::Another,
+        Key::Malformed,
+        Key::Unknown,
+    ];
+    let modes = [
+        MigrationMode::ApiKey,
+        MigrationMode::Dual,
+        MigrationMode::Mtls,
+    ];
+    let mut rows = 0;
+    for connection_kind in connections {
+        for key in keys {
+            for mode in modes {
+                for disabled in [false, true] {
+                    let snapshot = snapshot(mode, disabled);
+                    let answer =
+                        authenticate(&snapshot, &connection(connection_kind), &headers(key))
+                            .map(|p| (p.client.name.to_string(), p.method, p.retired_key_presented))
+                            .map_err(|refusal| refusal.reason);
+                    let want = expected(connection_kind, key, mode, disabled)
+                        .map(|(client, method, retired)| (client.to_owned(), method, retired));
+                    assert_eq!(
+                        answer, want,
+                        "connection {connection_kind:?}, key {key:?}, mode {mode:?}, disabled {disabled}"
+                    );
+                    rows += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(rows, 4 * 5 * 3 * 2);
+}
+
+#[test]
+fn a_refusal_names_the_client_only_when_a_credential_proved_it() {
+    let snapshot = snapshot(MigrationMode::Mtls, false);
+    let retired = authenticate(
+        &snapshot,
+        &connection(Connection::NoCertificate),
+        &headers(Key::Own),
+    )
+    .unwrap_err();
+    assert_eq!(retired.client.as_deref(), Some("alpha"));
+    assert_eq!(retired.method, Some(AuthMethod::ApiKey));
+    let unknown = authenticate(
+        &snapshot,
+        &connection(Connection::NoCertificate),
+        &headers(Key::Unknown),
+    )
+    .unwrap_err();
+    assert_eq!(unknown.client, None);
+    let mismatch = authenticate(
+        &snapshot,
+        &connection(Connection::Certificate),
+        &headers(Key::Another),
+    )
+    .unwrap_err();
+    assert_eq!(mismatch.client.as_deref(), Some("alpha"));
+    assert_eq!(mismatch.detail["key_client"], "beta");
+}
+
+#[test]
+fn a_key_in_a_header_of_surrounding_spaces_is_the_same_key_and_an_overlong_one_is_malformed() {
+    let snapshot = snapshot(MigrationMode::Dual, false);
+    let mut spaced = HeaderMap::new();
+    spaced.insert(
+        HeaderName::from_static(API_KEY_HEADER),
+        HeaderValue::from_str(&format!("  {ALPHA_KEY} ")).unwrap(),
+    );
+    let principal =
+        authenticate(&snapshot, &connection(Connection::NoCertificate), &spaced).unwrap();
+    assert_eq!(principal.client.name.as_str(), "alpha");
+    let mut long = HeaderMap::new();
+    long.insert(
+        HeaderName::from_static(API_KEY_HEADER),
+        HeaderValue::from_str(&"k".repeat(MAX_KEY_LENGTH + 1)).unwrap(),
+    );
+    let refusal =
+        authenticate(&snapshot, &connection(Connection::NoCertificate), &long).unwrap_err();
+    assert_eq!(refusal.reason, ReasonCode::KeyInvalid);
+    assert_eq!(refusal.detail["key"], "malformed header");
+}

@@ -1,0 +1,99 @@
+//! Loading the registry's tables into a [`RegistrySnapshot`].
+
+use std::collections::{HashMap, HashSet};
+
+use sqlx::{Row, SqlitePool};
+
+use super::{
+    ApiKeyHash, CertBinding, CertBindingSpec, Client, ClientName, MigrationMode, RegistrySnapshot,
+    Scope,
+};
+use crate::identity::Fingerprint;
+
+/// Reads every table into a fresh snapshot. Rows that no longer parse (edited by hand, say) are
+/// skipped with an error in the log rather than taking the service down.
+pub(super) async fn read_snapshot(pool: &SqlitePool) -> Result<RegistrySnapshot, sqlx::Error> {
+    let mut bindings: HashMap<String, Vec<CertBinding>> = HashMap::new();
+    for row in sqlx::query(
+        "SELECT client, issuer, subject_cn, spiffe_id, fingerprints FROM cert_bindings ORDER BY id",
+    )
+    .fetch_all(pool)
+    .await?
+    {
+        let client: String = row.try_get("client")?;
+        let fingerprints: String = row.try_get("fingerprints")?;
+        let spec = CertBindingSpec {
+            issuer: row.try_get("issuer")?,
+            subject_cn: row.try_get("subject_cn")?,
+            spiffe_id: row.try_get("spiffe_id")?,
+            fingerprints: fingerprints.split_whitespace().map(str::to_owned).collect(),
+        };
+        match CertBinding::parse(&spec) {
+            Ok(binding) => bindings.entry(client).or_default().push(binding),
+            Err(error) => tracing::error!(
+                client,
+                error,
+                "skipping a stored certificate binding that does not parse"
+            ),
+        }
+    }
+    let mut keys: HashMap<String, ApiKeyHash> = HashMap::new();
+    for row in sqlx::query("SELECT client, key_sha256 FROM api_keys")
+        .fetch_all(pool)
+        .await?
+    {
+        let client: String = row.try_get("client")?;
+        let hash: String = row.try_get("key_sha256")?;
+        match ApiKeyHash::parse_hex(&hash) {
+            Ok(hash) => {
+                keys.insert(client, hash);
+            }
+            Err(error) => tracing::error!(
+                client,
+                error,
+                "skipping a stored API key hash that does not parse"
+            ),
+        }
+    }
+    let mut clients = Vec::new();
+    for row in sqlx::query("SELECT name, mode, scopes, disabled FROM clients")
+        .fetch_all(pool)
+        .await?
+    {
+        let name: String = row.try_get("name")?;
+        let mode: String = row.try_get("mode")?;
+        let scopes: String = row.try_get("scopes")?;
+        let parsed = ClientName::parse(&name).and_then(|client_name| {
+            Ok(Client {
+                mode: MigrationMode::parse(&mode)?,
+                scopes: scopes
+                    .split_whitespace()
+                    .map(Scope::parse)
+                    .collect::<Result<_, _>>()?,
+                disabled: row.try_get("disabled").unwrap_or(true),
+                bindings: bindings.remove(&name).unwrap_or_default(),
+                api_key: keys.remove(&name),
+                name: client_name,
+            })
+        });
+        match parsed {
+            Ok(client) => clients.push(client),
+            Err(error) => tracing::error!(
+                client = name,
+                error,
+                "skipping a stored client that does not parse"
+            ),
+        }
+    }
+    let mut revoked = HashSet::new();
+    for row in sqlx::query("SELECT fingerprint FROM revoked_certificates")
+        .fetch_all(pool)
+        .await?
+    {
+        let text: String = row.try_get("fingerprint")?;
+        if let Ok(fingerprint) = Fingerprint::parse(&text) {
+            revoked.insert(fingerprint);
+        }
+    }
+    Ok(RegistrySnapshot::new(clients, revoked))
+}

@@ -1,0 +1,114 @@
+//! Binding and snapshot rules, without a database.
+
+use std::collections::HashSet;
+
+use super::*;
+
+fn cert(cn: &str, issuer: &str, spiffe: Option<&str>) -> PeerCertificate {
+    PeerCertificate {
+        fingerprint: Fingerprint::of_der(format!("{cn}{issuer}").as_bytes()),
+        subject: DistinguishedName::parse(&format!("CN={cn}")).unwrap(),
+        issuer: DistinguishedName::parse(issuer).unwrap(),
+        common_names: vec![cn.to_owned()],
+        spiffe_ids: spiffe
+            .map(|s| SpiffeId::parse(s).unwrap())
+            .into_iter()
+            .collect(),
+        dns_names: vec![],
+        serial: "01".into(),
+        not_after: time::OffsetDateTime::now_utc(),
+    }
+}
+
+fn client(name: &str, binding: CertBindingSpec) -> Client {
+    Client {
+        name: ClientName::parse(name).unwrap(),
+        mode: MigrationMode::Dual,
+        scopes: BTreeSet::from([Scope::PlansSubmit]),
+        disabled: false,
+        bindings: vec![CertBinding::parse(&binding).unwrap()],
+        api_key: None,
+    }
+}
+
+fn by_cn(cn: &str, issuer: &str) -> CertBindingSpec {
+    CertBindingSpec {
+        issuer: Some(issuer.into()),
+        subject_cn: Some(cn.into()),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn a_binding_by_name_requires_an_issuer() {
+    let spec = CertBindingSpec {
+        subject_cn: Some("a".into()),
+        ..Default::default()
+    };
+    assert!(CertBinding::parse(&spec).is_err());
+    assert!(CertBinding::parse(&CertBindingSpec::default()).is_err());
+}
+
+#[test]
+fn san_uri_binding_matches_the_spiffe_id() {
+    let spec = CertBindingSpec {
+        issuer: Some("CN=CA".into()),
+        spiffe_id: Some("spiffe://d/w".into()),
+        ..Default::default()
+    };
+    let snap = RegistrySnapshot::new(vec![client("w", spec)], HashSet::new());
+    let found = snap.client_for_certificate(&cert("other-cn", "CN=CA", Some("spiffe://d/w")));
+    assert_eq!(found.unwrap().name.as_str(), "w");
+    let missing = snap.client_for_certificate(&cert("other-cn", "CN=CA", Some("spiffe://d/x")));
+    assert_eq!(missing.unwrap_err(), CertMatchFailure::Unmapped);
+}
+
+#[test]
+fn same_name_from_another_issuer_is_issuer_not_allowed() {
+    let snap = RegistrySnapshot::new(vec![client("w", by_cn("w", "CN=CA"))], HashSet::new());
+    let err = snap
+        .client_for_certificate(&cert("w", "CN=Other CA", None))
+        .unwrap_err();
+    assert_eq!(err, CertMatchFailure::IssuerNotAllowed);
+}
+
+#[test]
+fn pinned_fingerprints_exclude_other_certificates_with_the_same_name() {
+    let good = cert("w", "CN=CA", None);
+    let mut spec = by_cn("w", "CN=CA");
+    spec.fingerprints = vec![good.fingerprint.to_string()];
+    let snap = RegistrySnapshot::new(vec![client("w", spec)], HashSet::new());
+    assert!(snap.client_for_certificate(&good).is_ok());
+    let mut renewed = cert("w", "CN=CA", None);
+    renewed.fingerprint = Fingerprint::of_der(b"another");
+    assert_eq!(
+        snap.client_for_certificate(&renewed).unwrap_err(),
+        CertMatchFailure::Unmapped
+    );
+}
+
+#[test]
+fn revoked_fingerprint_wins_over_a_matching_binding() {
+    let c = cert("w", "CN=CA", None);
+    let snap = RegistrySnapshot::new(
+        vec![client("w", by_cn("w", "CN=CA"))],
+        HashSet::from([c.fingerprint]),
+    );
+    assert_eq!(
+        snap.client_for_certificate(&c).unwrap_err(),
+        CertMatchFailure::Revoked
+    );
+}
+
+#[test]
+fn api_keys_are_found_by_hash() {
+    let key = generate_api_key();
+    let mut c = client("w", by_cn("w", "CN=CA"));
+    c.api_key = Some(ApiKeyHash::of(&key));
+    let snap = RegistrySnapshot::new(vec![c], HashSet::new());
+    assert!(snap.client_for_key(&ApiKeyHash::of(&key)).is_some());
+    assert!(
+        snap.client_for_key(&ApiKeyHash::of(&generate_api_key()))
+            .is_none()
+    );
+}

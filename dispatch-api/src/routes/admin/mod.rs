@@ -1,0 +1,100 @@
+//! The admin API under `/admin`. Every handler takes [`Operator`]: scope `admin` over a client
+//! certificate. Every change is audited with actor, reason, before and after.
+//!
+//! - `GET  /admin/clients`                      list clients with mode, bindings, last use
+//! - `POST /admin/clients`                      register a client (optionally issue a key)
+//! - `GET  /admin/clients/{name}`               one client
+//! - `PUT  /admin/clients/{name}/mode`          set the migration mode (`reason`, `force`)
+//! - `PUT  /admin/clients/{name}/disabled`      disable or enable a client
+//! - `POST /admin/clients/{name}/api-key`       rotate the key (returned once)
+//! - `DELETE /admin/clients/{name}/api-key`     remove the key
+//! - `GET|POST /admin/revocations`              the certificate deny list
+//! - `GET  /admin/migration`                    the migration report
+//! - `GET  /admin/audit?client=&limit=`         refusals, alerts and admin changes
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use actix_web::{HttpResponse, web};
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::auth::Principal;
+use crate::configuration::ClientAuth;
+use crate::error::ApiError;
+use crate::identity::{AuthMethod, Fingerprint};
+use crate::policy::Operator;
+use crate::registry::{
+    ApiKeyHash, CertBinding, CertBindingSpec, Change, Client, ClientName, MigrationMode,
+    RegistryError, Scope, generate_api_key,
+};
+use crate::state::AppState;
+
+mod clients;
+mod keys;
+mod reports;
+mod revocations;
+
+use crate::storage::{self, MethodUsage};
+pub use clients::{get_client, list_clients, register_client, set_disabled, set_mode};
+pub use keys::{remove_api_key, rotate_api_key};
+pub use reports::{list_audit, migration_report};
+pub use revocations::{list_revocations, revoke_certificate};
+
+/// The operator's name for the audit log: the client name and the certificate subject.
+pub(crate) fn actor(principal: &Principal) -> String {
+    match &principal.certificate {
+        Some(cert) => format!("{} ({})", principal.client.name, cert.subject),
+        None => principal.client.name.to_string(),
+    }
+}
+
+pub(crate) fn client_name(path: &str) -> Result<ClientName, ApiError> {
+    ClientName::parse(path).map_err(|_| ApiError::NotFound)
+}
+
+pub(crate) fn required_reason(reason: &str) -> Result<&str, ApiError> {
+    let reason = reason.trim();
+    if reason.is_empty() || reason.len() > 500 {
+        return Err(ApiError::BadRequest(
+            "`reason` is required (1 to 500 characters): it goes into the audit log".into(),
+        ));
+    }
+    Ok(reason)
+}
+
+pub(crate) type Usage = BTreeMap<&'static str, MethodUsage>;
+
+pub(crate) fn client_view(client: &Client, usage: Option<&Usage>) -> Value {
+    json!({
+        "name": client.name.as_str(),
+        "mode": client.mode,
+        "scopes": client.scopes,
+        "disabled": client.disabled,
+        "has_api_key": client.api_key.is_some(),
+        "bindings": client.bindings,
+        "usage": usage_view(usage),
+    })
+}
+
+pub(crate) fn usage_view(usage: Option<&Usage>) -> Value {
+    let method = |m: AuthMethod| {
+        let u = usage
+            .and_then(|u| u.get(m.as_str()))
+            .cloned()
+            .unwrap_or_default();
+        json!({
+            "requests_in_window": u.requests_in_window,
+            "last_seen": u.last_seen.and_then(crate::routes::rfc3339),
+            "last_certificate_fingerprint": u.last_certificate_fingerprint,
+            "last_certificate_not_after": u.last_certificate_not_after.and_then(crate::routes::rfc3339),
+        })
+    };
+    json!({ "api_key": method(AuthMethod::ApiKey), "certificate": method(AuthMethod::Certificate) })
+}
+
+pub(crate) async fn usage(state: &AppState) -> Result<BTreeMap<String, Usage>, ApiError> {
+    // Usage is buffered; write what is pending so the answer includes the latest requests.
+    state.recorder.flush().await;
+    Ok(storage::usage_by_client(&state.pool, state.evidence_since()).await?)
+}

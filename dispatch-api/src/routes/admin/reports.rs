@@ -1,0 +1,66 @@
+//! What the operator reads: the migration report and the audit log.
+
+use super::*;
+use clients::ready_for_mtls;
+
+/// Per client: mode, use of each method over the window, readiness for `mtls`; and whether
+/// every client is on `mtls`, so that the listener can require certificates.
+pub async fn migration_report(
+    _: Operator,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let usage = usage(&state).await?;
+    let since = state.evidence_since();
+    let snapshot = state.registry.snapshot();
+    let mut clients: Vec<_> = snapshot.clients().collect();
+    clients.sort_by(|a, b| a.name.cmp(&b.name));
+    let active: Vec<_> = clients.iter().filter(|c| !c.disabled).collect();
+    let all_mtls = active.iter().all(|c| c.mode == MigrationMode::Mtls);
+    let rows: Vec<Value> = clients
+        .iter()
+        .map(|c| {
+            let u = usage.get(c.name.as_str());
+            json!({
+                "name": c.name.as_str(),
+                "mode": c.mode,
+                "disabled": c.disabled,
+                "usage": usage_view(u),
+                "ready_for_mtls": c.mode == MigrationMode::Mtls || ready_for_mtls(u, since),
+            })
+        })
+        .collect();
+    let client_auth = state.settings.tls.client_auth;
+    Ok(HttpResponse::Ok().json(json!({
+        "window_secs": state.settings.migration.evidence_window_secs,
+        "clients": rows,
+        "all_clients_mtls": all_mtls,
+        "listener_client_auth": if client_auth == ClientAuth::Required { "required" } else { "optional" },
+        "ready_for_required_client_auth": all_mtls,
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    client: Option<String>,
+    limit: Option<i64>,
+}
+
+pub async fn list_audit(
+    _: Operator,
+    query: web::Query<AuditQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    state.recorder.flush().await;
+    let limit = query.limit.unwrap_or(100).clamp(1, 1000);
+    let events = storage::list_audit(&state.pool, query.client.as_deref(), limit).await?;
+    let events: Vec<Value> = events
+        .into_iter()
+        .map(|e| {
+            let mut v = serde_json::to_value(&e).unwrap_or_default();
+            v["at"] = json!(crate::routes::rfc3339(e.at));
+            v
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({ "events": events })))
+}

@@ -1,0 +1,126 @@
+//! The middleware of the HTTPS listener, outermost first: the header-size limit, the request
+//! observer (audit, metrics, log line), and authentication on the `/api` and `/admin` scopes.
+//! Each is a thin adapter from actix to a module that decides: `auth`, `audit`.
+
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::{HttpMessage, web};
+
+use crate::audit::{self, Exchange};
+use crate::auth::{Principal, authenticate};
+use crate::error::ApiError;
+use crate::identity::ConnectionIdentity;
+use crate::state::AppState;
+
+/// actix bounds the request head it will buffer; this bounds what the API accepts
+/// (`limits.max_header_bytes`), as a 431 problem.
+pub async fn reject_oversized_headers(
+    request: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    let limit = request
+        .app_data::<web::Data<AppState>>()
+        .map(|state| state.settings.limits.max_header_bytes)
+        .unwrap_or(usize::MAX);
+    let size: usize = request
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    if size > limit {
+        tracing::warn!(
+            size,
+            limit,
+            path = request.path(),
+            "request headers too large"
+        );
+        return Ok(request
+            .error_response(ApiError::HeadersTooLarge { limit })
+            .map_into_right_body());
+    }
+    next.call(request)
+        .await
+        .map(ServiceResponse::map_into_left_body)
+}
+
+/// Around the whole API: once a request is answered, [`audit::record`] remembers it.
+pub async fn observe_request(
+    request: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = std::time::Instant::now();
+    let state = request.app_data::<web::Data<AppState>>().cloned();
+    let http_method = request.method().to_string();
+    let path = request.path().to_owned();
+    let peer = request.peer_addr().map(|a| a.ip().to_string());
+    let response = next.call(request).await?;
+    let Some(state) = state else {
+        return Ok(response);
+    };
+    let status = response.status();
+    let principal = response.request().extensions().get::<Principal>().cloned();
+    let error = response
+        .response()
+        .error()
+        .and_then(|e| e.as_error::<ApiError>());
+    let refusal = error.and_then(ApiError::refusal);
+    let failure = error
+        .filter(|_| status.is_server_error())
+        .map(|e| error_chain(e));
+    audit::record(
+        &state.recorder,
+        &state.metrics,
+        principal.as_ref(),
+        refusal,
+        &Exchange {
+            http_method: &http_method,
+            path: &path,
+            peer,
+            status: status.as_u16(),
+            elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
+            failure,
+        },
+    );
+    Ok(response)
+}
+
+/// An error and its causes, for the log.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text
+}
+
+/// On every authenticated scope: puts the [`Principal`] into the request, or answers with the
+/// refusal.
+pub async fn require_principal(
+    request: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    let Some(state) = request.app_data::<web::Data<AppState>>() else {
+        return Ok(request
+            .error_response(ApiError::Internal("application state missing".into()))
+            .map_into_right_body());
+    };
+    let connection = request
+        .conn_data::<ConnectionIdentity>()
+        .cloned()
+        .unwrap_or(ConnectionIdentity::Anonymous);
+    let outcome = authenticate(&state.registry.snapshot(), &connection, request.headers());
+    match outcome {
+        Ok(principal) => {
+            request.extensions_mut().insert(principal);
+            next.call(request)
+                .await
+                .map(ServiceResponse::map_into_left_body)
+        }
+        Err(refusal) => Ok(request
+            .error_response(ApiError::Refused(refusal))
+            .map_into_right_body()),
+    }
+}

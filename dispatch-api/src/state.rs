@@ -1,0 +1,32 @@
+//! [`AppState`]: what every handler and middleware can reach, built once by `startup`.
+
+use std::sync::Arc;
+
+use sqlx::SqlitePool;
+use time::OffsetDateTime;
+
+use crate::configuration::Settings;
+use crate::plans::{PlanLimits, PlanStore};
+use crate::registry::Registry;
+use crate::storage::recorder::Recorder;
+use crate::telemetry::Metrics;
+use crate::tls::ReloadableTls;
+
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    pub registry: Arc<Registry>,
+    pub plans: PlanStore,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    pub pool: SqlitePool,
+    pub plan_limits: PlanLimits,
+    pub tls: Arc<ReloadableTls>,
+}
+
+impl AppState {
+    /// The start of the migration evidence window, in unix seconds.
+    pub fn evidence_since(&self) -> i64 {
+        OffsetDateTime::now_utc().unix_timestamp()
+            - self.settings.migration.evidence_window_secs as i64
+    }
+}

@@ -1,0 +1,323 @@
+//! What the listener's TLS is made of, read from files in one go: the server's chain and key
+//! (PEM or PKCS#12), the client CA bundle and the CRLs. Every failure names the file at fault;
+//! a reload that fails keeps the old material (see [`super::ReloadableTls::reload`]).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::crypto::CryptoProvider;
+use rustls::server::WebPkiClientVerifier;
+use rustls::server::danger::ClientCertVerifier;
+use rustls::sign::CertifiedKey;
+use rustls::{Error as RustlsError, RootCertStore};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
+use secrecy::{ExposeSecret, SecretString};
+use time::OffsetDateTime;
+
+use crate::configuration::{ClientAuth, TlsSettings};
+use crate::identity::PeerCertificate;
+
+/// Why TLS material could not be loaded. Each variant names the file or setting at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum MaterialError {
+    #[error("configuration: {0}")]
+    Settings(&'static str),
+    #[error("{what} `{}`", path.display())]
+    File {
+        path: PathBuf,
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{what} `{}`: {detail}", path.display())]
+    Pem {
+        path: PathBuf,
+        what: &'static str,
+        detail: String,
+    },
+    #[error("the private key `{}` does not match the certificate `{}`", key.display(), cert.display())]
+    KeyMismatch { cert: PathBuf, key: PathBuf },
+    #[error("the server certificate `{}` expired at {not_after}", path.display())]
+    CertificateExpired { path: PathBuf, not_after: String },
+    #[error("the client verifier from `{}`", path.display())]
+    Verifier {
+        path: PathBuf,
+        #[source]
+        source: rustls::server::VerifierBuilderError,
+    },
+    #[error("TLS setup")]
+    Rustls(#[source] RustlsError),
+}
+
+/// Private key material must be readable by its owner only; anything else is worth a warning
+/// that names the file (the service still starts: the mount may be outside its control).
+fn warn_if_exposed(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(metadata) = std::fs::metadata(path)
+            && metadata.permissions().mode() & 0o077 != 0
+        {
+            tracing::warn!(
+                file = %path.display(),
+                mode = format!("{:o}", metadata.permissions().mode() & 0o777),
+                "private key material is readable by group or others; chmod 600 it"
+            );
+        }
+    }
+}
+
+fn read_file(path: &Path, what: &'static str) -> Result<Vec<u8>, MaterialError> {
+    std::fs::read(path).map_err(|source| MaterialError::File {
+        path: path.to_owned(),
+        what,
+        source,
+    })
+}
+
+fn pem_error(path: &Path, what: &'static str, detail: impl std::fmt::Display) -> MaterialError {
+    MaterialError::Pem {
+        path: path.to_owned(),
+        what,
+        detail: detail.to_string(),
+    }
+}
+
+/// Reads every certificate of a PEM file, naming the file on any failure.
+fn load_certificates(
+    path: &Path,
+    what: &'static str,
+) -> Result<Vec<CertificateDer<'static>>, MaterialError> {
+    let bytes = read_file(path, what)?;
+    let certs = CertificateDer::pem_slice_iter(&bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| pem_error(path, what, e))?;
+    if certs.is_empty() {
+        return Err(pem_error(path, what, "no CERTIFICATE block found"));
+    }
+    Ok(certs)
+}
+
+fn load_crls(
+    paths: &[PathBuf],
+) -> Result<Vec<CertificateRevocationListDer<'static>>, MaterialError> {
+    const WHAT: &str = "certificate revocation list";
+    let mut crls = Vec::new();
+    for path in paths {
+        let bytes = read_file(path, WHAT)?;
+        if bytes.starts_with(b"-----BEGIN") {
+            let parsed = CertificateRevocationListDer::pem_slice_iter(&bytes)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| pem_error(path, WHAT, e))?;
+            if parsed.is_empty() {
+                return Err(pem_error(path, WHAT, "no X509 CRL block found"));
+            }
+            crls.extend(parsed);
+        } else {
+            // DER: check it parses now rather than in the first handshake.
+            use x509_parser::prelude::FromDer;
+            x509_parser::revocation_list::CertificateRevocationList::from_der(&bytes)
+                .map_err(|e| pem_error(path, WHAT, format!("not a PEM or DER CRL: {e}")))?;
+            crls.push(CertificateRevocationListDer::from(bytes));
+        }
+    }
+    Ok(crls)
+}
+
+/// The server's chain and key, and the files they came from (for error messages).
+struct ServerKey {
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    cert_path: PathBuf,
+    key_path: PathBuf,
+}
+
+/// The server's certificate chain and key, from PEM files or a PKCS#12 file.
+fn load_server_key(settings: &TlsSettings) -> Result<ServerKey, MaterialError> {
+    match (
+        &settings.cert_file,
+        &settings.key_file,
+        &settings.pkcs12_file,
+    ) {
+        (Some(cert_file), Some(key_file), None) => {
+            let chain = load_certificates(cert_file, "server certificate")?;
+            warn_if_exposed(key_file);
+            let bytes = read_file(key_file, "server private key")?;
+            let key = PrivateKeyDer::from_pem_slice(&bytes)
+                .map_err(|e| pem_error(key_file, "server private key", e))?;
+            Ok(ServerKey {
+                chain,
+                key,
+                cert_path: cert_file.clone(),
+                key_path: key_file.clone(),
+            })
+        }
+        (None, None, Some(p12)) => load_pkcs12(settings, p12),
+        _ => Err(MaterialError::Settings(
+            "set tls.cert_file and tls.key_file (PEM), or tls.pkcs12_file and tls.pkcs12_password_file",
+        )),
+    }
+}
+
+fn load_pkcs12(settings: &TlsSettings, p12: &Path) -> Result<ServerKey, MaterialError> {
+    const WHAT: &str = "server PKCS#12 file";
+    let password_file = settings
+        .pkcs12_password_file
+        .as_ref()
+        .ok_or(MaterialError::Settings(
+            "tls.pkcs12_file needs tls.pkcs12_password_file (a file holding the password)",
+        ))?;
+    let password = std::fs::read_to_string(password_file)
+        .map(|p| SecretString::from(p.trim_end_matches(['\n', '\r']).to_owned()))
+        .map_err(|source| MaterialError::File {
+            path: password_file.clone(),
+            what: "PKCS#12 password file",
+            source,
+        })?;
+    warn_if_exposed(p12);
+    warn_if_exposed(password_file);
+    let bytes = read_file(p12, WHAT)?;
+    let store = p12_keystore::KeyStore::from_pkcs12(
+        &bytes,
+        password.expose_secret(),
+        p12_keystore::Pkcs12ImportPolicy::Strict,
+    )
+    .map_err(|e| {
+        pem_error(
+            p12,
+            WHAT,
+            format!(
+                "cannot open it with the password from `{}`: {e}",
+                password_file.display()
+            ),
+        )
+    })?;
+    let (_, entry) = store.private_key_chain().ok_or_else(|| {
+        pem_error(
+            p12,
+            WHAT,
+            "it holds no private key with a certificate chain",
+        )
+    })?;
+    let chain: Vec<CertificateDer<'static>> = entry
+        .certs()
+        .iter()
+        .map(|c| CertificateDer::from(c.as_der().to_vec()))
+        .collect();
+    if chain.is_empty() {
+        return Err(pem_error(p12, WHAT, "it holds no certificate"));
+    }
+    let key = PrivateKeyDer::try_from(entry.key().as_der().to_vec())
+        .map_err(|e| pem_error(p12, WHAT, e))?;
+    Ok(ServerKey {
+        chain,
+        key,
+        cert_path: p12.to_owned(),
+        key_path: p12.to_owned(),
+    })
+}
+
+/// A CA of the client bundle, for expiry metrics and warnings.
+#[derive(Debug, Clone)]
+pub struct CaInfo {
+    pub subject: String,
+    pub not_after: OffsetDateTime,
+}
+
+/// Everything the listener's TLS is made of, loaded and checked together.
+pub struct TlsMaterial {
+    pub key: Arc<CertifiedKey>,
+    pub server_not_after: OffsetDateTime,
+    pub server_subject: String,
+    pub cas: Vec<CaInfo>,
+    pub(super) verifier: Arc<dyn ClientCertVerifier>,
+    /// Digest of the CA bundle and CRL bytes: a change means a change of trust.
+    pub(super) trust_digest: Vec<u8>,
+}
+
+impl TlsMaterial {
+    pub fn load(
+        settings: &TlsSettings,
+        provider: &Arc<CryptoProvider>,
+    ) -> Result<Self, MaterialError> {
+        let ServerKey {
+            chain,
+            key,
+            cert_path,
+            key_path,
+        } = load_server_key(settings)?;
+        let leaf = PeerCertificate::from_der(&chain[0])
+            .map_err(|detail| pem_error(&cert_path, "server certificate", detail))?;
+        if leaf.not_after <= OffsetDateTime::now_utc() {
+            return Err(MaterialError::CertificateExpired {
+                path: cert_path,
+                not_after: leaf.not_after.to_string(),
+            });
+        }
+        let key = CertifiedKey::from_der(chain, key, provider).map_err(|e| match e {
+            RustlsError::InconsistentKeys(_) => MaterialError::KeyMismatch {
+                cert: cert_path.clone(),
+                key: key_path.clone(),
+            },
+            other => pem_error(&key_path, "server private key", other),
+        })?;
+
+        let ca_path = &settings.client_ca_file;
+        let ca_certs = load_certificates(ca_path, "client CA bundle")?;
+        let mut roots = RootCertStore::empty();
+        let mut cas = Vec::new();
+        for ca in &ca_certs {
+            let info = PeerCertificate::from_der(ca)
+                .map_err(|d| pem_error(ca_path, "client CA bundle", d))?;
+            cas.push(CaInfo {
+                subject: info.subject.to_string(),
+                not_after: info.not_after,
+            });
+            roots
+                .add(ca.clone())
+                .map_err(|e| pem_error(ca_path, "client CA bundle", e))?;
+        }
+        let crls = load_crls(&settings.crl_files)?;
+        let mut trust = ring::digest::Context::new(&ring::digest::SHA256);
+        ca_certs.iter().for_each(|c| trust.update(c));
+        crls.iter().for_each(|c| trust.update(c));
+        // Revocation: the leaf is checked against the CRLs of its issuer. A CA with no CRL file
+        // is not checked (unknown status is allowed); an expired CRL fails handshakes (fail
+        // closed, as nginx does): renew CRLs before their nextUpdate.
+        let mut builder =
+            WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                .with_crls(crls)
+                .only_check_end_entity_revocation()
+                .allow_unknown_revocation_status()
+                .enforce_revocation_expiration();
+        if settings.client_auth == ClientAuth::Optional {
+            // A missing certificate passes the handshake (API-key clients); a presented
+            // certificate that fails verification still aborts it: no fallback to a key.
+            builder = builder.allow_unauthenticated();
+        }
+        let verifier = builder.build().map_err(|source| MaterialError::Verifier {
+            path: ca_path.clone(),
+            source,
+        })?;
+        Ok(Self {
+            key: Arc::new(key),
+            server_not_after: leaf.not_after,
+            server_subject: leaf.subject.to_string(),
+            cas,
+            verifier,
+            trust_digest: trust.finish().as_ref().to_vec(),
+        })
+    }
+}
+
+/// SHA-256 over the path and contents of every TLS file (missing files count as empty), so a
+/// Kubernetes symlink swap, an in-place rewrite or a new file all count as a change.
+pub(super) fn files_digest(settings: &TlsSettings) -> Vec<u8> {
+    let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
+    for path in settings.files() {
+        digest.update(path.as_os_str().as_encoded_bytes());
+        digest.update(&std::fs::read(path).unwrap_or_default());
+    }
+    digest.finish().as_ref().to_vec()
+}

@@ -1,0 +1,83 @@
+//! Keeps the TLS material current: polls the files (every `tls.reload_interval_secs`), reloads
+//! on SIGHUP, and warns once a day about certificates inside the expiry window.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use time::OffsetDateTime;
+
+use super::ReloadableTls;
+
+/// Runs until the process ends (the application aborts it on shutdown).
+pub async fn watch(tls: Arc<ReloadableTls>) {
+    let interval = Duration::from_secs(tls.settings.reload_interval_secs.max(1));
+    let polling = tls.settings.reload_interval_secs > 0;
+    #[cfg(unix)]
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let mut warned: HashMap<String, Instant> = HashMap::new();
+    loop {
+        #[cfg(unix)]
+        let signalled = async {
+            match hangup.as_mut() {
+                Some(signal) => {
+                    signal.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let signalled = std::future::pending::<()>();
+        tokio::select! {
+            _ = signalled => {
+                tracing::info!("SIGHUP: reloading TLS files");
+                tls.reload(true);
+            }
+            _ = tokio::time::sleep(interval) => {
+                if polling {
+                    tls.reload(false);
+                }
+            }
+        }
+        tls.publish_expiry();
+        warn_expiring(&tls, &mut warned);
+    }
+}
+
+fn warn_expiring(tls: &ReloadableTls, warned: &mut HashMap<String, Instant>) {
+    const DAY: Duration = Duration::from_secs(24 * 3600);
+    let window = time::Duration::days(tls.settings.expiry_warning_days as i64);
+    let now = OffsetDateTime::now_utc();
+    let material = tls.material.load();
+    let mut items = vec![(
+        format!("server certificate {}", material.server_subject),
+        material.server_not_after,
+    )];
+    items.extend(
+        material
+            .cas
+            .iter()
+            .map(|ca| (format!("client CA {}", ca.subject), ca.not_after)),
+    );
+    items.extend(
+        tls.metrics
+            .client_certificates()
+            .into_iter()
+            .map(|(client, not_after)| {
+                (
+                    format!("last certificate of client {client}"),
+                    OffsetDateTime::from_unix_timestamp(not_after).unwrap_or(now),
+                )
+            }),
+    );
+    for (what, not_after) in items {
+        if not_after - now > window {
+            continue;
+        }
+        let due = warned.get(&what).is_none_or(|at| at.elapsed() >= DAY);
+        if due {
+            tracing::warn!(certificate = what, not_after = %not_after, days_left = (not_after - now).whole_days(), "certificate expires soon");
+            warned.insert(what, Instant::now());
+        }
+    }
+}
