@@ -97,7 +97,9 @@ pub struct TimeWindow {
 }
 
 impl Plan {
-    /// Validates a request into a plan, collecting every problem rather than the first.
+    /// Validates a request into a plan, collecting every problem rather than the first; except
+    /// that a plan with no stops or too many is refused without reading each stop, so an
+    /// oversized plan costs bounded work.
     pub fn parse(request: PlanRequest, limits: PlanLimits) -> Result<Self, Vec<FieldError>> {
         let mut errors = Vec::new();
         let mut field = |pointer: &str, result: Result<PlanToken, String>| match result {
