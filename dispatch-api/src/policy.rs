@@ -85,3 +85,74 @@ authorized_extractor!(
     Operator,
     Permission::Administer
 );
+
+#[cfg(test)]
+mod tests {
+    //! The decision table of [`authorize`]: every permission × scope set × method × disabled.
+    //! The expected answers are the rules of [`Permission`], written out row by row.
+
+    use std::collections::BTreeSet;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::registry::{Client, ClientName, MigrationMode};
+
+    fn principal(scopes: &[Scope], method: AuthMethod) -> Principal {
+        Principal {
+            client: Arc::new(Client {
+                name: ClientName::parse("caller").unwrap(),
+                mode: MigrationMode::Dual,
+                scopes: scopes.iter().copied().collect::<BTreeSet<_>>(),
+                disabled: false,
+                bindings: vec![],
+                api_key: None,
+            }),
+            method,
+            certificate: None,
+            retired_key_presented: false,
+        }
+    }
+
+    #[test]
+    fn every_row_of_the_authorization_decision_table() {
+        use AuthMethod::{ApiKey, Certificate};
+        use Permission::{Administer, Identify, SubmitPlans};
+        use Scope::{Admin, PlansSubmit};
+        // (permission, scopes, method, allowed)
+        let table: &[(Permission, &[Scope], AuthMethod, bool)] = &[
+            (Identify, &[], ApiKey, true),
+            (Identify, &[], Certificate, true),
+            (Identify, &[Admin], ApiKey, true),
+            (SubmitPlans, &[], ApiKey, false),
+            (SubmitPlans, &[], Certificate, false),
+            (SubmitPlans, &[PlansSubmit], ApiKey, true),
+            (SubmitPlans, &[PlansSubmit], Certificate, true),
+            (SubmitPlans, &[Admin], Certificate, false),
+            (SubmitPlans, &[Admin], ApiKey, false),
+            (SubmitPlans, &[PlansSubmit, Admin], ApiKey, true),
+            (SubmitPlans, &[PlansSubmit, Admin], Certificate, true),
+            (Administer, &[], Certificate, false),
+            (Administer, &[PlansSubmit], Certificate, false),
+            (Administer, &[PlansSubmit], ApiKey, false),
+            (Administer, &[Admin], Certificate, true),
+            // Fail closed: no key ever reaches the admin API, whatever its client's scopes.
+            (Administer, &[Admin], ApiKey, false),
+            (Administer, &[PlansSubmit, Admin], Certificate, true),
+            (Administer, &[PlansSubmit, Admin], ApiKey, false),
+        ];
+        for (permission, scopes, method, allowed) in table {
+            let answer = authorize(&principal(scopes, *method), *permission);
+            assert_eq!(
+                answer.is_ok(),
+                *allowed,
+                "{permission:?} for scopes {scopes:?} over {method:?}"
+            );
+            if let Err(error) = answer {
+                let refusal = error.refusal().expect("a denial is a refusal");
+                assert_eq!(refusal.reason, ReasonCode::PolicyDenied);
+                assert_eq!(refusal.client.as_deref(), Some("caller"));
+                assert_eq!(refusal.method, Some(*method));
+            }
+        }
+    }
+}

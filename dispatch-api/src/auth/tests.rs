@@ -208,6 +208,17 @@ fn a_refusal_names_the_client_only_when_a_credential_proved_it() {
     .unwrap_err();
     assert_eq!(mismatch.client.as_deref(), Some("alpha"));
     assert_eq!(mismatch.detail["key_client"], "beta");
+    // A certificate refusal tells the operator which certificate it was.
+    let stranger = cert("stranger");
+    let unmapped = authenticate(
+        &snapshot,
+        &ConnectionIdentity::Certificate(stranger.clone()),
+        &headers(Key::Absent),
+    )
+    .unwrap_err();
+    assert_eq!(unmapped.detail["subject"], "CN=stranger");
+    assert_eq!(unmapped.detail["issuer"], ISSUER);
+    assert_eq!(unmapped.detail["fingerprint"], stranger.fingerprint.to_string());
 }
 
 #[test]
@@ -230,4 +241,29 @@ fn a_key_in_a_header_of_surrounding_spaces_is_the_same_key_and_an_overlong_one_i
         authenticate(&snapshot, &connection(Connection::NoCertificate), &long).unwrap_err();
     assert_eq!(refusal.reason, ReasonCode::KeyInvalid);
     assert_eq!(refusal.detail["key"], "malformed header");
+}
+
+#[test]
+fn every_reason_code_has_its_stable_name_and_status() {
+    use actix_web::http::StatusCode;
+    // (code, stable name, status): 401 when the caller is not accepted, 403 when it is but may
+    // not do this.
+    let table = [
+        (ReasonCode::NoCredentials, "no_credentials", StatusCode::UNAUTHORIZED),
+        (ReasonCode::KeyInvalid, "key_invalid", StatusCode::UNAUTHORIZED),
+        (ReasonCode::KeyRetired, "key_retired", StatusCode::UNAUTHORIZED),
+        (ReasonCode::MethodNotAllowed, "method_not_allowed", StatusCode::UNAUTHORIZED),
+        (ReasonCode::CertUnmapped, "cert_unmapped", StatusCode::UNAUTHORIZED),
+        (ReasonCode::IssuerNotAllowed, "issuer_not_allowed", StatusCode::UNAUTHORIZED),
+        (ReasonCode::CertRevoked, "cert_revoked", StatusCode::UNAUTHORIZED),
+        (ReasonCode::CredentialMismatch, "credential_mismatch", StatusCode::UNAUTHORIZED),
+        (ReasonCode::ClientDisabled, "client_disabled", StatusCode::FORBIDDEN),
+        (ReasonCode::PolicyDenied, "policy_denied", StatusCode::FORBIDDEN),
+    ];
+    for (code, name, status) in table {
+        assert_eq!(code.as_str(), name);
+        // The serialised form (audit detail, JSON) is the same stable name.
+        assert_eq!(serde_json::to_value(code).unwrap(), name);
+        assert_eq!(code.status(), status, "{name}");
+    }
 }

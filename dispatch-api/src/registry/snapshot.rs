@@ -77,10 +77,6 @@ impl RegistrySnapshot {
         self.clients.values()
     }
 
-    pub fn is_revoked(&self, fingerprint: &Fingerprint) -> bool {
-        self.revoked.contains(fingerprint)
-    }
-
     /// The client whose key this is, if any. Looked up by hash (SHA-256 of a long random key, so
     /// the lookup's timing says nothing useful about the key); `matches` compares the stored hash
     /// again in constant time, which keeps the comparison itself free of early exits.

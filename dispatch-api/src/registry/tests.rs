@@ -112,3 +112,17 @@ fn api_keys_are_found_by_hash() {
             .is_none()
     );
 }
+
+#[test]
+fn the_snapshot_finds_each_client_by_name_and_lists_them_all() {
+    let snap = RegistrySnapshot::new(
+        vec![client("a", by_cn("a", "CN=CA")), client("b", by_cn("b", "CN=CA"))],
+        HashSet::new(),
+    );
+    let a = ClientName::parse("a").unwrap();
+    assert_eq!(snap.client(&a).unwrap().name, a);
+    assert!(snap.client(&ClientName::parse("c").unwrap()).is_none());
+    let mut names: Vec<_> = snap.clients().map(|c| c.name.as_str().to_owned()).collect();
+    names.sort();
+    assert_eq!(names, ["a", "b"]);
+}
