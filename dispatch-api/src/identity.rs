@@ -351,6 +351,40 @@ mod tests {
     }
 
     #[test]
+    fn spiffe_ids_are_bounded_and_carry_no_query_or_fragment() {
+        let prefix = "spiffe://d/";
+        let longest = format!("{prefix}{}", "a".repeat(2048 - prefix.len()));
+        assert_eq!(SpiffeId::parse(&longest).unwrap().as_str(), longest);
+        assert!(SpiffeId::parse(&format!("{longest}a")).is_err());
+        assert!(SpiffeId::parse("spiffe://d/w?x=1").is_err());
+        assert!(SpiffeId::parse("spiffe://d/w#part").is_err());
+    }
+
+    #[test]
+    fn names_and_fingerprints_print_as_written() {
+        let name = DistinguishedName::parse("CN=a, O=b").unwrap();
+        assert_eq!(name.to_string(), "CN=a, O=b");
+        assert_eq!(format!("{name:?}"), "DistinguishedName(CN=a, O=b)");
+        let fingerprint = Fingerprint::of_der(b"x");
+        assert_eq!(
+            format!("{fingerprint:?}"),
+            format!("Fingerprint({fingerprint})")
+        );
+        assert_eq!(fingerprint.to_string().len(), 64);
+    }
+
+    #[test]
+    fn equal_names_hash_alike_and_different_names_do_not() {
+        use std::hash::{BuildHasher, RandomState};
+        let hasher = RandomState::new();
+        let a = DistinguishedName::parse("CN=a, O=b").unwrap();
+        let same = DistinguishedName::parse("O=b,CN=a").unwrap();
+        let other = DistinguishedName::parse("CN=c, O=b").unwrap();
+        assert_eq!(hasher.hash_one(&a), hasher.hash_one(&same));
+        assert_ne!(hasher.hash_one(&a), hasher.hash_one(&other));
+    }
+
+    #[test]
     fn arbitrary_bytes_are_an_error_not_a_panic() {
         assert!(PeerCertificate::from_der(b"not a certificate").is_err());
         assert!(PeerCertificate::from_der(&[]).is_err());

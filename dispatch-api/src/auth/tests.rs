@@ -218,7 +218,10 @@ fn a_refusal_names_the_client_only_when_a_credential_proved_it() {
     .unwrap_err();
     assert_eq!(unmapped.detail["subject"], "CN=stranger");
     assert_eq!(unmapped.detail["issuer"], ISSUER);
-    assert_eq!(unmapped.detail["fingerprint"], stranger.fingerprint.to_string());
+    assert_eq!(
+        unmapped.detail["fingerprint"],
+        stranger.fingerprint.to_string()
+    );
 }
 
 #[test]
@@ -249,16 +252,56 @@ fn every_reason_code_has_its_stable_name_and_status() {
     // (code, stable name, status): 401 when the caller is not accepted, 403 when it is but may
     // not do this.
     let table = [
-        (ReasonCode::NoCredentials, "no_credentials", StatusCode::UNAUTHORIZED),
-        (ReasonCode::KeyInvalid, "key_invalid", StatusCode::UNAUTHORIZED),
-        (ReasonCode::KeyRetired, "key_retired", StatusCode::UNAUTHORIZED),
-        (ReasonCode::MethodNotAllowed, "method_not_allowed", StatusCode::UNAUTHORIZED),
-        (ReasonCode::CertUnmapped, "cert_unmapped", StatusCode::UNAUTHORIZED),
-        (ReasonCode::IssuerNotAllowed, "issuer_not_allowed", StatusCode::UNAUTHORIZED),
-        (ReasonCode::CertRevoked, "cert_revoked", StatusCode::UNAUTHORIZED),
-        (ReasonCode::CredentialMismatch, "credential_mismatch", StatusCode::UNAUTHORIZED),
-        (ReasonCode::ClientDisabled, "client_disabled", StatusCode::FORBIDDEN),
-        (ReasonCode::PolicyDenied, "policy_denied", StatusCode::FORBIDDEN),
+        (
+            ReasonCode::NoCredentials,
+            "no_credentials",
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            ReasonCode::KeyInvalid,
+            "key_invalid",
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            ReasonCode::KeyRetired,
+            "key_retired",
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            ReasonCode::MethodNotAllowed,
+            "method_not_allowed",
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            ReasonCode::CertUnmapped,
+            "cert_unmapped",
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            ReasonCode::IssuerNotAllowed,
+            "issuer_not_allowed",
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            ReasonCode::CertRevoked,
+            "cert_revoked",
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            ReasonCode::CredentialMismatch,
+            "credential_mismatch",
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            ReasonCode::ClientDisabled,
+            "client_disabled",
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            ReasonCode::PolicyDenied,
+            "policy_denied",
+            StatusCode::FORBIDDEN,
+        ),
     ];
     for (code, name, status) in table {
         assert_eq!(code.as_str(), name);

@@ -81,15 +81,8 @@ async fn flip_to_mtls_after_a_certificate_request_is_200_and_audited() {
             .status,
         202
     );
-    let report = app.admin(Request::get("/admin/migration")).await.json();
-    let row = report["clients"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "route-worker")
-        .unwrap()
-        .clone();
-    assert_eq!(row["ready_for_mtls"], true, "{report}");
+    let row = app.migration_row("route-worker").await;
+    assert_eq!(row["ready_for_mtls"], true, "{row}");
     assert_eq!(row["usage"]["certificate"]["requests_in_window"], 1);
     let flip = json!({ "mode": "mtls", "reason": "certificate deployed" });
     let response = app

@@ -302,14 +302,7 @@ async fn expiry_gauges_show_the_lifetimes_of_known_certificates() {
         .await;
     assert!(close(client, 3_600), "route-worker: {client}");
     // The migration report shows the client's certificate expiry too.
-    let report = app.admin(Request::get("/admin/migration")).await.json();
-    let row = report["clients"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "route-worker")
-        .unwrap()
-        .clone();
+    let row = app.migration_row("route-worker").await;
     assert!(
         row["usage"]["certificate"]["last_certificate_not_after"].is_string(),
         "{row}"

@@ -1,5 +1,7 @@
 //! Every route × every kind of principal × every migration mode of route-worker, checked
-//! against the policy, so no route is reachable by a principal that should not reach it.
+//! against the policy, so no route is reachable by a principal that should not reach it. The
+//! principals include clients that hold more than one credential or scope: an admin client in
+//! `dual` mode (its key must never reach `/admin`), a client with both scopes, a disabled admin.
 
 use e2e::devpki::{LeafSpec, Usage};
 use e2e::{Identity, Request, TestApp, spawn_app};
@@ -13,11 +15,20 @@ enum Permission {
     Administer,
 }
 
+/// What the policy sees of an authenticated principal.
 #[derive(Clone, Copy, Debug, PartialEq)]
-enum Scope {
-    None,
-    Plans,
-    Admin,
+struct Who {
+    plans: bool,
+    admin: bool,
+    over_certificate: bool,
+}
+
+const fn who(plans: bool, admin: bool, over_certificate: bool) -> Who {
+    Who {
+        plans,
+        admin,
+        over_certificate,
+    }
 }
 
 enum Credential {
@@ -30,8 +41,8 @@ struct Principal {
     name: &'static str,
     credential: Credential,
     /// What the policy says this principal is, given route-worker's mode: None = not
-    /// authenticated; Some((scope, over a certificate)).
-    oracle: fn(&str) -> Option<(Scope, bool)>,
+    /// authenticated.
+    oracle: fn(&str) -> Option<Who>,
 }
 
 fn routes() -> Vec<(
@@ -91,7 +102,47 @@ fn routes() -> Vec<(
     ]
 }
 
-fn principals(app: &TestApp) -> Vec<Principal> {
+/// The clients of the extra principals, registered through the admin API: an admin client in
+/// `dual` mode with a key, a client with both scopes in `dual` mode with a key, and a disabled
+/// admin client. Returns their keys.
+async fn register_multi_credential_clients(app: &TestApp) -> [String; 2] {
+    let mut keys = Vec::new();
+    for (name, scopes) in [
+        ("deputy", json!(["admin"])),
+        ("all-rounder", json!(["plans:submit", "admin"])),
+    ] {
+        let response = app
+            .admin(Request::post("/admin/clients").json(&json!({
+                "name": name,
+                "mode": "dual",
+                "scopes": scopes,
+                "bindings": [{ "issuer": e2e::devpki::DEV_CA_SUBJECT, "subject_cn": name }],
+                "issue_api_key": true,
+                "reason": "authz walk",
+            })))
+            .await;
+        assert_eq!(response.status, 201, "{}", response.text());
+        keys.push(response.json()["api_key"].as_str().unwrap().to_owned());
+    }
+    let response = app
+        .admin(Request::post("/admin/clients").json(&json!({
+            "name": "retired-admin",
+            "mode": "mtls",
+            "scopes": ["admin"],
+            "bindings": [{ "issuer": e2e::devpki::DEV_CA_SUBJECT, "subject_cn": "retired-admin" }],
+            "reason": "authz walk",
+        })))
+        .await;
+    assert_eq!(response.status, 201, "{}", response.text());
+    let disable = json!({ "disabled": true, "reason": "authz walk" });
+    let response = app
+        .admin(Request::put("/admin/clients/retired-admin/disabled").json(&disable))
+        .await;
+    assert_eq!(response.status, 200, "{}", response.text());
+    [keys.remove(0), keys.remove(0)]
+}
+
+fn principals(app: &TestApp, [deputy_key, all_rounder_key]: [String; 2]) -> Vec<Principal> {
     let partner_spec = LeafSpec::workload("route-worker", Duration::hours(1));
     vec![
         Principal {
@@ -102,12 +153,12 @@ fn principals(app: &TestApp) -> Vec<Principal> {
         Principal {
             name: "route-worker key",
             credential: Credential::Key(app.key("route-worker").into()),
-            oracle: |mode| (mode != "mtls").then_some((Scope::Plans, false)),
+            oracle: |mode| (mode != "mtls").then_some(who(true, false, false)),
         },
         Principal {
             name: "route-worker certificate",
             credential: Credential::Cert(app.pki.workload("route-worker")),
-            oracle: |mode| (mode != "api_key").then_some((Scope::Plans, true)),
+            oracle: |mode| (mode != "api_key").then_some(who(true, false, true)),
         },
         Principal {
             name: "retired key",
@@ -125,7 +176,7 @@ fn principals(app: &TestApp) -> Vec<Principal> {
                 &app.pki.ca,
                 &LeafSpec::new("no-scope", Usage::Client, Duration::hours(1)),
             )),
-            oracle: |_| Some((Scope::None, true)),
+            oracle: |_| Some(who(false, false, true)),
         },
         Principal {
             name: "unregistered certificate",
@@ -140,23 +191,50 @@ fn principals(app: &TestApp) -> Vec<Principal> {
         Principal {
             name: "operator certificate",
             credential: Credential::Cert(app.operator.clone()),
-            oracle: |_| Some((Scope::Admin, true)),
+            oracle: |_| Some(who(false, true, true)),
+        },
+        Principal {
+            name: "admin client's key",
+            credential: Credential::Key(deputy_key),
+            oracle: |_| Some(who(false, true, false)),
+        },
+        Principal {
+            name: "admin client's certificate",
+            credential: Credential::Cert(app.pki.workload("deputy")),
+            oracle: |_| Some(who(false, true, true)),
+        },
+        Principal {
+            name: "plans and admin client's key",
+            credential: Credential::Key(all_rounder_key),
+            oracle: |_| Some(who(true, true, false)),
+        },
+        Principal {
+            name: "plans and admin client's certificate",
+            credential: Credential::Cert(app.pki.workload("all-rounder")),
+            oracle: |_| Some(who(true, true, true)),
+        },
+        Principal {
+            name: "disabled admin client's certificate",
+            credential: Credential::Cert(app.pki.workload("retired-admin")),
+            // Authenticated, then refused as disabled (403) on every route.
+            oracle: |_| Some(who(false, false, true)),
         },
     ]
 }
 
-fn permitted(identity: (Scope, bool), permission: Permission) -> bool {
+fn permitted(who: Who, permission: Permission) -> bool {
     match permission {
         Permission::Identify => true,
-        Permission::SubmitPlans => identity.0 == Scope::Plans,
-        Permission::Administer => identity.0 == Scope::Admin && identity.1,
+        Permission::SubmitPlans => who.plans,
+        Permission::Administer => who.admin && who.over_certificate,
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_route_answers_every_principal_as_the_policy_says_in_every_mode() {
     let app = spawn_app().await;
-    let principals = principals(&app);
+    let keys = register_multi_credential_clients(&app).await;
+    let principals = principals(&app, keys);
     let mut checked = 0;
     for mode in ["api_key", "dual", "mtls"] {
         let flip = json!({ "mode": mode, "reason": "authz walk", "force": true });
@@ -181,8 +259,10 @@ async fn every_route_answers_every_principal_as_the_policy_says_in_every_mode() 
                     Credential::Cert(cert) => Some(cert),
                 };
                 let status = app.request(identity, request).await.unwrap().status;
+                let disabled = principal.name.starts_with("disabled");
                 let expected = match (principal.oracle)(mode) {
                     None => "401",
+                    Some(_) if disabled => "403",
                     Some(who) if permitted(who, permission) => "allowed",
                     Some(_) => "403",
                 };
@@ -201,4 +281,53 @@ async fn every_route_answers_every_principal_as_the_policy_says_in_every_mode() 
         }
     }
     assert_eq!(checked, 3 * routes().len() * principals.len());
+}
+
+/// The admin API is for certificates only: an admin-scoped client that still holds a valid key
+/// (mode `dual`) is refused with that key on every admin route, as `policy_denied`, and served
+/// on the same routes with its certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_clients_valid_key_is_refused_on_every_admin_route_and_its_certificate_is_served()
+{
+    let app = spawn_app().await;
+    let [deputy_key, _] = register_multi_credential_clients(&app).await;
+    let deputy = app.pki.workload("deputy");
+    let admin_routes: Vec<_> = routes()
+        .into_iter()
+        .filter(|(.., permission)| *permission == Permission::Administer)
+        .collect();
+    assert!(admin_routes.len() >= 9);
+    for (method, path, body, _) in &admin_routes {
+        let request = || {
+            let request = Request::new(method, path);
+            match body {
+                Some(body) => request.json(body),
+                None => request,
+            }
+        };
+        let refused = app
+            .request(None, request().api_key(&deputy_key))
+            .await
+            .unwrap();
+        refused.assert_problem(403, "forbidden");
+        assert_eq!(
+            refused.json()["reason"],
+            "policy_denied",
+            "{method} {path} with the admin client's key"
+        );
+        let served = app.request(Some(&deputy), request()).await.unwrap();
+        assert!(
+            served.status < 400,
+            "{method} {path} with the admin client's certificate: {} {}",
+            served.status,
+            served.text()
+        );
+    }
+    // Each refusal is in the audit log under the client's name.
+    let audit = app.audit(Some("deputy")).await;
+    let denied = audit
+        .iter()
+        .filter(|event| event["reason"] == "policy_denied")
+        .count();
+    assert_eq!(denied, admin_routes.len(), "{audit:#?}");
 }

@@ -1,7 +1,7 @@
 //! TLS and authentication failures, each with the sentence and exit code an operator acts on.
 
 use e2e::devpki::{LeafSpec, Usage};
-use e2e::process::{WorkerConfig, run_worker_async, write_stops};
+use e2e::worker::{WorkerConfig, run_worker_async, write_stops};
 use e2e::{PreparedApp, spawn_app};
 use time::{Duration, OffsetDateTime};
 
@@ -15,11 +15,7 @@ async fn wrong_server_identity_is_refused_with_the_names_the_certificate_carries
     prepared.settings.tls.key_file = Some(issued.key_file);
     let app = prepared.start().await;
     let dir = tempfile::tempdir().unwrap();
-    let mut worker = WorkerConfig::new(
-        format!("https://localhost:{}", app.https_port),
-        &app.pki.ca_file,
-        dir.path(),
-    );
+    let mut worker = app.worker_config(dir.path());
     let worker_cert = app.pki.workload("route-worker");
     worker.cert = Some((worker_cert.cert_file, worker_cert.key_file));
     let run = run_worker_async(&worker.write(dir.path()), &["whoami"]).await;
@@ -40,11 +36,8 @@ async fn server_certificate_from_another_ca_is_refused() {
     std::fs::write(&other_ca, &app.pki.untrusted_ca.cert_pem).unwrap();
     let key = dir.path().join("key");
     std::fs::write(&key, app.key("route-worker")).unwrap();
-    let mut worker = WorkerConfig::new(
-        format!("https://localhost:{}", app.https_port),
-        &other_ca,
-        dir.path(),
-    );
+    let mut worker = app.worker_config(dir.path());
+    worker.ca_file = other_ca;
     worker.api_key_file = Some(key);
     let run = run_worker_async(&worker.write(dir.path()), &["whoami"]).await;
     assert_eq!(run.code, 3, "{run:?}");
@@ -63,11 +56,7 @@ async fn the_workers_expired_certificate_is_refused_with_exit_code_3() {
     spec.not_after = OffsetDateTime::now_utc() - Duration::days(1);
     let expired = app.pki.issue(&app.pki.ca, &spec);
     let dir = tempfile::tempdir().unwrap();
-    let mut worker = WorkerConfig::new(
-        format!("https://localhost:{}", app.https_port),
-        &app.pki.ca_file,
-        dir.path(),
-    );
+    let mut worker = app.worker_config(dir.path());
     worker.cert = Some((expired.cert_file, expired.key_file));
     let stops = write_stops(dir.path(), "stops.csv");
     let run = run_worker_async(
@@ -94,11 +83,7 @@ async fn a_retired_key_is_refused_and_not_retried() {
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("key");
     std::fs::write(&key, app.key("retired")).unwrap();
-    let mut worker = WorkerConfig::new(
-        format!("https://localhost:{}", app.https_port),
-        &app.pki.ca_file,
-        dir.path(),
-    );
+    let mut worker = app.worker_config(dir.path());
     worker.api_key_file = Some(key);
     worker.max_attempts = 5;
     let stops = write_stops(dir.path(), "stops.csv");
@@ -122,11 +107,7 @@ async fn an_unregistered_certificate_gets_the_register_sentence() {
     let app = spawn_app().await;
     let stranger = app.pki.workload("stranger");
     let dir = tempfile::tempdir().unwrap();
-    let mut worker = WorkerConfig::new(
-        format!("https://localhost:{}", app.https_port),
-        &app.pki.ca_file,
-        dir.path(),
-    );
+    let mut worker = app.worker_config(dir.path());
     worker.cert = Some((stranger.cert_file, stranger.key_file));
     let run = run_worker_async(&worker.write(dir.path()), &["whoami"]).await;
     assert_eq!(run.code, 3, "{run:?}");

@@ -3,7 +3,7 @@
 use std::time::Duration as StdDuration;
 
 use e2e::devpki::LeafSpec;
-use e2e::process::{WorkerConfig, WorkerProcess, wait_for_file};
+use e2e::worker::{WorkerProcess, wait_for_file};
 use e2e::{Request, TestApp, replace_file, spawn_app};
 use time::Duration;
 
@@ -42,11 +42,7 @@ async fn the_worker_picks_up_its_renewed_certificate_without_a_restart() {
     let key_file = dir.path().join("route-worker.key");
     std::fs::copy(&first.cert_file, &cert_file).unwrap();
     std::fs::copy(&first.key_file, &key_file).unwrap();
-    let mut worker = WorkerConfig::new(
-        format!("https://localhost:{}", app.https_port),
-        &app.pki.ca_file,
-        &inbox,
-    );
+    let mut worker = app.worker_config(&inbox);
     worker.cert = Some((cert_file.clone(), key_file.clone()));
     worker.tls_extra = "reload_interval_secs = 1".into();
     worker.keep_alive_secs = 1;
@@ -101,11 +97,7 @@ async fn a_broken_renewal_keeps_the_workers_current_certificate() {
     let key_file = dir.path().join("route-worker.key");
     std::fs::copy(&first.cert_file, &cert_file).unwrap();
     std::fs::copy(&first.key_file, &key_file).unwrap();
-    let mut worker = WorkerConfig::new(
-        format!("https://localhost:{}", app.https_port),
-        &app.pki.ca_file,
-        &inbox,
-    );
+    let mut worker = app.worker_config(&inbox);
     worker.cert = Some((cert_file.clone(), key_file.clone()));
     worker.tls_extra = "reload_interval_secs = 1".into();
     worker.keep_alive_secs = 1;
@@ -144,17 +136,13 @@ async fn the_worker_accepts_a_pkcs12_certificate() {
     e2e::write_pkcs12(&cert.cert_file, &cert.key_file, &pfx, "worker-pass");
     let password = dir.path().join("p12-password");
     std::fs::write(&password, "worker-pass").unwrap();
-    let mut worker = WorkerConfig::new(
-        format!("https://localhost:{}", app.https_port),
-        &app.pki.ca_file,
-        dir.path(),
-    );
+    let mut worker = app.worker_config(dir.path());
     worker.tls_extra = format!(
         "pkcs12_file = \"{}\"\npkcs12_password_file = \"{}\"",
         pfx.display(),
         password.display()
     );
-    let run = e2e::process::run_worker_async(&worker.write(dir.path()), &["whoami"]).await;
+    let run = e2e::worker::run_worker_async(&worker.write(dir.path()), &["whoami"]).await;
     assert_eq!(run.code, 0, "{run:?}");
     let seen: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(seen["certificate"]["fingerprint_sha256"], cert.fingerprint);

@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
-use e2e::process::{WorkerConfig, run_worker_async, write_stops};
+use e2e::worker::{WorkerConfig, run_worker_async, write_stops};
 use e2e::{PreparedApp, TestPki, free_port};
 use rustls_pki_types::pem::PemObject;
 
@@ -115,7 +115,7 @@ fn one_team_stops(dir: &std::path::Path) -> std::path::PathBuf {
 async fn submit_against(
     statuses: Vec<u16>,
     max_attempts: u32,
-) -> (e2e::process::WorkerRun, Vec<String>) {
+) -> (e2e::worker::WorkerRun, Vec<String>) {
     let dir = tempfile::tempdir().unwrap();
     let pki = TestPki::new(dir.path());
     let server = FaultyServer::start(&pki, statuses);

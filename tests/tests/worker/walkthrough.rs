@@ -2,7 +2,8 @@
 
 use std::path::Path;
 
-use e2e::process::{ServerProcess, WorkerConfig, dev_pki_server, run_worker, write_stops};
+use e2e::process::{ServerProcess, dev_pki_server};
+use e2e::worker::{WorkerConfig, run_worker, write_stops};
 use e2e::{Connection, Identity, Request, connect};
 use serde_json::{Value, json};
 
@@ -97,13 +98,7 @@ async fn the_migration_walkthrough_from_key_to_required_client_certificates() {
     let (_, report) = operator
         .call(server.https_port, Request::get("/admin/migration"))
         .await;
-    let row = report["clients"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "route-worker")
-        .unwrap()
-        .clone();
+    let row = e2e::migration_row(&report, "route-worker");
     assert_eq!(row["ready_for_mtls"], true, "{report}");
     assert_eq!(report["all_clients_mtls"], false);
 

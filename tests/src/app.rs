@@ -1,0 +1,359 @@
+//! dispatch-api in process: built with `Application::build` on port 0 with SQLite in a temp
+//! file and the generated PKI, plus the requests and admin reads tests make of it.
+
+use std::collections::HashMap;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use dispatch_api::configuration::{
+    BootstrapSettings, ClientAuth, DatabaseSettings, LimitSettings, MigrationSettings,
+    ServerSettings, Settings, TelemetrySettings, TlsSettings,
+};
+use dispatch_api::startup::Application;
+use serde_json::Value;
+
+use crate::http::{Connection, Request, Response, connect, ops_get};
+use crate::pki::{Identity, TestPki};
+use crate::worker::WorkerConfig;
+
+/// The clients every test app starts with (bootstrap file), and their API keys.
+pub const CLIENTS: &str = include_str!("clients.toml");
+
+pub const KEYED_CLIENTS: [&str; 4] = ["route-worker", "key-only", "retired", "no-scope"];
+
+/// A running dispatch-api.
+pub struct TestApp {
+    pub https_port: u16,
+    pub ops_port: u16,
+    pub settings: Settings,
+    pub pki: Arc<TestPki>,
+    pub keys: HashMap<&'static str, String>,
+    pub operator: Identity,
+    pub state: actix_web::web::Data<dispatch_api::state::AppState>,
+    handles: Vec<actix_web::dev::ServerHandle>,
+    task: Option<tokio::task::JoinHandle<io::Result<()>>>,
+    _dir: Arc<tempfile::TempDir>,
+}
+
+pub fn test_settings(dir: &Path, pki: &TestPki) -> Settings {
+    Settings {
+        server: ServerSettings {
+            host: "127.0.0.1".into(),
+            port: 0,
+            ops_host: "127.0.0.1".into(),
+            ops_port: 0,
+            workers: Some(1),
+            shutdown_grace_secs: 1,
+            max_connections: 1000,
+            tls_handshake_timeout_ms: 3000,
+            client_request_timeout_ms: 5000,
+            keep_alive_secs: 5,
+        },
+        tls: TlsSettings {
+            cert_file: Some(pki.server_cert.clone()),
+            key_file: Some(pki.server_key.clone()),
+            pkcs12_file: None,
+            pkcs12_password_file: None,
+            reload_interval_secs: 1,
+            expiry_warning_days: 14,
+            session_resumption: true,
+            client_ca_file: pki.client_ca_bundle.clone(),
+            client_auth: ClientAuth::Optional,
+            crl_files: vec![],
+        },
+        database: DatabaseSettings {
+            path: dir.join("dispatch.db"),
+            busy_timeout_ms: 5000,
+            max_connections: 4,
+            max_size_bytes: None,
+            synchronous: Default::default(),
+        },
+        bootstrap: BootstrapSettings {
+            clients_file: Some(dir.join("clients.toml")),
+            secrets_dir: None,
+        },
+        migration: MigrationSettings::default(),
+        limits: LimitSettings {
+            max_body_bytes: 64 * 1024,
+            max_header_bytes: 16 * 1024,
+            max_stops: 50,
+            record_queue: 10_000,
+        },
+        telemetry: TelemetrySettings::default(),
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Starts an app after `customize` has adjusted the default test settings.
+pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
+    let mut prepared = PreparedApp::new();
+    customize(&mut prepared.settings);
+    prepared.start().await
+}
+
+/// Everything a test app needs, made before it starts: so a test can hand out the PKI and the
+/// keys first (a worker that starts before its server, say).
+pub struct PreparedApp {
+    pub settings: Settings,
+    pub pki: Arc<TestPki>,
+    pub keys: HashMap<&'static str, String>,
+    dir: Arc<tempfile::TempDir>,
+}
+
+impl PreparedApp {
+    pub fn new() -> Self {
+        let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+        let pki = Arc::new(TestPki::new(dir.path()));
+        let mut clients = CLIENTS.to_owned();
+        let mut keys = HashMap::new();
+        for name in KEYED_CLIENTS {
+            let key = devpki::generate_api_key().unwrap();
+            clients = clients.replace(&format!("{{{name}}}"), &devpki::api_key_sha256(&key));
+            keys.insert(name, key);
+        }
+        std::fs::write(dir.path().join("clients.toml"), clients).unwrap();
+        let settings = test_settings(dir.path(), &pki);
+        Self {
+            settings,
+            pki,
+            keys,
+            dir,
+        }
+    }
+
+    /// The bootstrap clients file the app will read (tests may append clients to it).
+    pub fn clients_file(&self) -> PathBuf {
+        self.dir.path().join("clients.toml")
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes a client's API key to a file (as a mounted secret) and returns its path.
+    pub fn key_file(&self, client: &str) -> PathBuf {
+        let path = self.dir.path().join(format!("{client}.api-key"));
+        devpki::write_file(&path, &self.keys[client], true, true).unwrap();
+        path
+    }
+
+    pub async fn start(self) -> TestApp {
+        let operator = self.pki.operator();
+        start(self.settings, self.pki, self.keys, operator, self.dir).await
+    }
+}
+
+impl Default for PreparedApp {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+async fn start(
+    settings: Settings,
+    pki: Arc<TestPki>,
+    keys: HashMap<&'static str, String>,
+    operator: Identity,
+    dir: Arc<tempfile::TempDir>,
+) -> TestApp {
+    let app = Application::build(settings.clone())
+        .await
+        .expect("the app starts");
+    let handles = app.handles().to_vec();
+    let state = app.state();
+    let (https_port, ops_port) = (app.https_port(), app.ops_port());
+    let task = tokio::spawn(app.run_until_stopped());
+    TestApp {
+        https_port,
+        ops_port,
+        settings,
+        pki,
+        keys,
+        operator,
+        state,
+        handles,
+        task: Some(task),
+        _dir: dir,
+    }
+}
+
+impl TestApp {
+    /// Stops the app gracefully (flushing its records) and starts it again on the same
+    /// database and files.
+    pub async fn restart(mut self) -> TestApp {
+        self.stop().await;
+        let mut settings = self.settings.clone();
+        settings.server.port = 0;
+        start(
+            settings,
+            self.pki.clone(),
+            self.keys.clone(),
+            self.operator.clone(),
+            self._dir.clone(),
+        )
+        .await
+    }
+
+    pub async fn stop(&mut self) {
+        for handle in &self.handles {
+            handle.stop(true).await;
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+
+    pub fn key(&self, client: &str) -> &str {
+        &self.keys[client]
+    }
+
+    /// Writes a client's API key to a file (as a mounted secret) and returns its path.
+    pub fn key_file(&self, client: &str) -> PathBuf {
+        let path = self._dir.path().join(format!("{client}.api-key"));
+        devpki::write_file(&path, &self.keys[client], true, true).unwrap();
+        path
+    }
+
+    /// Opens a new TLS connection, presenting `identity` if given. Trusts only the test CA.
+    pub async fn connect(&self, identity: Option<&Identity>) -> io::Result<Connection> {
+        connect(self.https_port, &self.pki.ca_file, identity, "localhost").await
+    }
+
+    /// One request on a fresh connection.
+    pub async fn request(
+        &self,
+        identity: Option<&Identity>,
+        request: Request,
+    ) -> io::Result<Response> {
+        self.connect(identity).await?.send(request).await
+    }
+
+    /// A request as the operator (admin API), panicking on transport errors.
+    pub async fn admin(&self, request: Request) -> Response {
+        self.request(Some(&self.operator), request)
+            .await
+            .expect("admin request")
+    }
+
+    /// The newest audit events (read through the admin API, which flushes the buffer first).
+    pub async fn audit(&self, client: Option<&str>) -> Vec<Value> {
+        let path = match client {
+            Some(c) => format!("/admin/audit?client={c}&limit=1000"),
+            None => "/admin/audit?limit=1000".into(),
+        };
+        let response = self.admin(Request::get(&path)).await;
+        assert_eq!(response.status, 200, "audit: {}", response.text());
+        response.json()["events"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The reason codes of refusals in the audit log, newest first.
+    pub async fn refusal_reasons(&self) -> Vec<String> {
+        self.audit(None)
+            .await
+            .iter()
+            .filter(|e| e["kind"] == "auth_refused")
+            .filter_map(|e| e["reason"].as_str().map(str::to_owned))
+            .collect()
+    }
+
+    /// Asserts that the newest refusal in the audit log has this reason.
+    pub async fn assert_last_refusal(&self, reason: &str) {
+        let reasons = self.refusal_reasons().await;
+        assert_eq!(
+            reasons.first().map(String::as_str),
+            Some(reason),
+            "refusals: {reasons:?}"
+        );
+    }
+
+    /// A plain-HTTP GET on the operations listener.
+    pub async fn ops_get(&self, path: &str) -> Response {
+        ops_get(self.ops_port, path).await
+    }
+
+    /// The value of one metric sample from `/metrics` (0 when absent).
+    pub async fn metric(&self, sample: &str) -> f64 {
+        let text = self.ops_get("/metrics").await.text();
+        text.lines()
+            .find_map(|line| {
+                line.strip_prefix(sample)
+                    .and_then(|rest| rest.trim().parse().ok())
+            })
+            .unwrap_or(0.0)
+    }
+
+    /// Waits (up to 15 s) until a metric sample reaches `at_least`.
+    pub async fn wait_for_metric(&self, sample: &str, at_least: f64) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        loop {
+            let value = self.metric(sample).await;
+            if value >= at_least {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{sample} stayed at {value}, expected {at_least}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn plan_count(&self) -> i64 {
+        sqlx::query_scalar("SELECT COUNT(*) FROM plans")
+            .fetch_one(&self.state.pool)
+            .await
+            .expect("count query")
+    }
+
+    /// A client's row in the migration report (`/admin/migration`).
+    pub async fn migration_row(&self, client: &str) -> Value {
+        let report = self.admin(Request::get("/admin/migration")).await.json();
+        migration_row(&report, client)
+    }
+
+    /// route-worker settings for this app: its URL, the test CA and `input_dir` (no credential).
+    pub fn worker_config(&self, input_dir: &Path) -> WorkerConfig {
+        WorkerConfig::new(
+            format!("https://localhost:{}", self.https_port),
+            &self.pki.ca_file,
+            input_dir,
+        )
+    }
+}
+
+/// A client's row in a migration report (`/admin/migration` JSON); panics when it is missing.
+pub fn migration_row(report: &Value, client: &str) -> Value {
+    report["clients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == client)
+        .unwrap_or_else(|| panic!("no row for {client} in the migration report: {report}"))
+        .clone()
+}
+
+/// A valid plan with `stops` stops.
+pub fn plan(route_id: &str, stops: usize) -> Value {
+    let stops: Vec<Value> = (0..stops)
+        .map(|i| {
+            serde_json::json!({
+                "id": format!("stop-{i}"),
+                "latitude": 52.0 + i as f64 * 0.01,
+                "longitude": 4.0 + i as f64 * 0.01,
+            })
+        })
+        .collect();
+    serde_json::json!({ "route_id": route_id, "team": "north", "planned_date": "2026-11-23", "stops": stops })
+}
+
+/// POST a plan.
+pub fn submit(plan: &Value) -> Request {
+    Request::post("/api/dispatch-plans").json(plan)
+}
