@@ -385,6 +385,48 @@ mod tests {
     }
 
     #[test]
+    fn a_certificate_yields_its_spiffe_ids_and_dns_names() {
+        use devpki::{CertificateAuthority, LeafSpec};
+        let ca = CertificateAuthority::dev(time::Duration::days(1)).unwrap();
+        let workload = ca
+            .issue(&LeafSpec::workload(
+                "route-worker",
+                time::Duration::hours(1),
+            ))
+            .unwrap();
+        let cert = PeerCertificate::from_der(&workload.der).unwrap();
+        assert_eq!(cert.common_names, ["route-worker"]);
+        let ids: Vec<_> = cert.spiffe_ids.iter().map(SpiffeId::as_str).collect();
+        assert_eq!(
+            ids,
+            [format!("spiffe://{}/route-worker", devpki::TRUST_DOMAIN)]
+        );
+        let server = ca
+            .issue(&LeafSpec::server(time::Duration::hours(1)))
+            .unwrap();
+        let cert = PeerCertificate::from_der(&server.der).unwrap();
+        assert!(
+            cert.dns_names.contains(&"localhost".to_owned()),
+            "{:?}",
+            cert.dns_names
+        );
+        assert!(cert.spiffe_ids.is_empty());
+    }
+
+    #[test]
+    fn auth_methods_have_stable_names_that_parse_back() {
+        for (method, name) in [
+            (AuthMethod::ApiKey, "api_key"),
+            (AuthMethod::Certificate, "certificate"),
+        ] {
+            assert_eq!(method.as_str(), name);
+            assert_eq!(AuthMethod::parse(name), Some(method));
+            assert_eq!(serde_json::to_value(method).unwrap(), name);
+        }
+        assert_eq!(AuthMethod::parse("password"), None);
+    }
+
+    #[test]
     fn arbitrary_bytes_are_an_error_not_a_panic() {
         assert!(PeerCertificate::from_der(b"not a certificate").is_err());
         assert!(PeerCertificate::from_der(&[]).is_err());

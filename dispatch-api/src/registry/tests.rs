@@ -116,7 +116,10 @@ fn api_keys_are_found_by_hash() {
 #[test]
 fn the_snapshot_finds_each_client_by_name_and_lists_them_all() {
     let snap = RegistrySnapshot::new(
-        vec![client("a", by_cn("a", "CN=CA")), client("b", by_cn("b", "CN=CA"))],
+        vec![
+            client("a", by_cn("a", "CN=CA")),
+            client("b", by_cn("b", "CN=CA")),
+        ],
         HashSet::new(),
     );
     let a = ClientName::parse("a").unwrap();
@@ -125,4 +128,14 @@ fn the_snapshot_finds_each_client_by_name_and_lists_them_all() {
     let mut names: Vec<_> = snap.clients().map(|c| c.name.as_str().to_owned()).collect();
     names.sort();
     assert_eq!(names, ["a", "b"]);
+}
+
+#[test]
+fn client_names_are_one_to_64_safe_characters() {
+    assert!(ClientName::parse("").is_err());
+    assert!(ClientName::parse(&"a".repeat(64)).is_ok());
+    assert!(ClientName::parse(&"a".repeat(65)).is_err());
+    assert!(ClientName::parse("route-worker_2.b").is_ok());
+    assert!(ClientName::parse("route worker").is_err());
+    assert!(ClientName::parse("a/b").is_err());
 }
