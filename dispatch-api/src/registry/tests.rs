@@ -139,3 +139,62 @@ fn client_names_are_one_to_64_safe_characters() {
     assert!(ClientName::parse("route worker").is_err());
     assert!(ClientName::parse("a/b").is_err());
 }
+
+#[test]
+fn modes_and_scopes_have_stable_names_that_parse_back() {
+    for mode in [
+        MigrationMode::ApiKey,
+        MigrationMode::Dual,
+        MigrationMode::Mtls,
+    ] {
+        assert_eq!(MigrationMode::parse(mode.as_str()), Ok(mode));
+        assert_eq!(serde_json::to_value(mode).unwrap(), mode.as_str());
+    }
+    assert_eq!(MigrationMode::ApiKey.as_str(), "api_key");
+    for scope in [Scope::PlansSubmit, Scope::Admin] {
+        assert_eq!(Scope::parse(scope.as_str()), Ok(scope));
+        assert_eq!(serde_json::to_value(scope).unwrap(), scope.as_str());
+    }
+    assert_eq!(Scope::PlansSubmit.as_str(), "plans:submit");
+}
+
+#[test]
+fn a_binding_turns_back_into_the_spec_it_was_parsed_from() {
+    let spec = CertBindingSpec {
+        issuer: Some("CN=CA, O=Org".into()),
+        subject_cn: Some("w".into()),
+        spiffe_id: Some("spiffe://d/w".into()),
+        fingerprints: vec!["ab".repeat(32)],
+    };
+    let back = CertBinding::parse(&spec).unwrap().to_spec();
+    assert_eq!(back.issuer, spec.issuer);
+    assert_eq!(back.subject_cn, spec.subject_cn);
+    assert_eq!(back.spiffe_id, spec.spiffe_id);
+    assert_eq!(back.fingerprints, spec.fingerprints);
+}
+
+#[test]
+fn a_binding_names_a_certificate_only_by_what_it_binds() {
+    // Two bindings of one client: a pinned CN under "CN=CA", a SPIFFE ID under "CN=Other CA".
+    let presented = cert("b", "CN=CA", Some("spiffe://d/w"));
+    let pinned = CertBindingSpec {
+        issuer: Some("CN=CA".into()),
+        subject_cn: Some("a".into()),
+        fingerprints: vec![presented.fingerprint.to_string()],
+        ..Default::default()
+    };
+    let by_spiffe = CertBindingSpec {
+        issuer: Some("CN=Other CA".into()),
+        spiffe_id: Some("spiffe://d/w".into()),
+        ..Default::default()
+    };
+    let mut two = client("w", pinned);
+    two.bindings.push(CertBinding::parse(&by_spiffe).unwrap());
+    let snap = RegistrySnapshot::new(vec![two], HashSet::new());
+    // Found through its SPIFFE ID, whose binding expects another issuer; the pinned binding
+    // names CN=a, not this certificate (CN=b), whatever its pins say.
+    assert_eq!(
+        snap.client_for_certificate(&presented).unwrap_err(),
+        CertMatchFailure::IssuerNotAllowed
+    );
+}
