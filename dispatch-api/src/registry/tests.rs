@@ -198,3 +198,12 @@ fn a_binding_names_a_certificate_only_by_what_it_binds() {
         CertMatchFailure::IssuerNotAllowed
     );
 }
+
+#[test]
+fn debug_output_shows_names_and_never_a_key_hash() {
+    assert_eq!(format!("{:?}", ClientName::parse("w").unwrap()), "\"w\"");
+    let hash = ApiKeyHash::of(&SecretString::from("a-key".to_owned()));
+    let shown = format!("{hash:?}");
+    assert_eq!(shown, "ApiKeyHash(..)");
+    assert!(!shown.contains(&hash.to_hex()[..8]));
+}
