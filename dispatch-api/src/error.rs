@@ -38,7 +38,7 @@ pub enum ApiError {
     },
     #[error("the idempotency key was already used for a different request")]
     IdempotencyKeyReused,
-    #[error("storage is unavailable: {0}")]
+    #[error("storage is unavailable")]
     Unavailable(#[source] StorageError),
     #[error("internal error: {0}")]
     Internal(String),

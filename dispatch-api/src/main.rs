@@ -40,12 +40,10 @@ async fn main() -> ExitCode {
 }
 
 fn fail(error: &dyn std::error::Error) -> ExitCode {
-    let mut message = format!("dispatch-api: cannot start: {error}");
-    let mut source = error.source();
-    while let Some(cause) = source {
-        message.push_str(&format!(": {cause}"));
-        source = cause.source();
-    }
+    let message = format!(
+        "dispatch-api: cannot start: {}",
+        telemetry::error_chain(error)
+    );
     eprintln!("{message}");
     tracing::error!("{message}");
     ExitCode::from(2)

@@ -223,3 +223,14 @@ impl Default for Metrics {
         Self::new()
     }
 }
+
+/// An error and its causes, `outer: cause: cause`, for a log line or a start-up message.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text
+}

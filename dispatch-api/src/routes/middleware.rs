@@ -12,6 +12,7 @@ use crate::auth::{Principal, authenticate};
 use crate::error::ApiError;
 use crate::identity::ConnectionIdentity;
 use crate::state::AppState;
+use crate::telemetry;
 
 /// actix bounds the request head it will buffer; this bounds what the API accepts
 /// (`limits.max_header_bytes`), as a 431 problem.
@@ -67,7 +68,7 @@ pub async fn observe_request(
     let refusal = error.and_then(ApiError::refusal);
     let failure = error
         .filter(|_| status.is_server_error())
-        .map(|e| error_chain(e));
+        .map(|e| telemetry::error_chain(e));
     audit::record(
         &state.recorder,
         &state.metrics,
@@ -83,17 +84,6 @@ pub async fn observe_request(
         },
     );
     Ok(response)
-}
-
-/// An error and its causes, for the log.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(&format!(": {cause}"));
-        source = cause.source();
-    }
-    text
 }
 
 /// On every authenticated scope: puts the [`Principal`] into the request, or answers with the
