@@ -175,7 +175,19 @@ pub fn write_crl(
 
 /// Writes the next dev CA (same name, new key) as `ca-next.pem`/`ca-next.key`.
 pub fn write_next_ca(dir: &Path, lifetime: Duration) -> Result<Vec<PathBuf>, PkiError> {
-    let ca = CertificateAuthority::dev(lifetime)?;
+    // A name of its own: two CAs of one name in a bundle leave every binding that names it
+    // ambiguous (dispatch-api refuses them unless the key is pinned).
+    let now = time::OffsetDateTime::now_utc();
+    let name = format!(
+        "Dispatch Dev Internal CA {:04}-{:02}-{:02}T{:02}{:02}{:02}Z",
+        now.year(),
+        u8::from(now.month()),
+        now.day(),
+        now.hour(),
+        now.minute(),
+        now.second()
+    );
+    let ca = CertificateAuthority::new(&name, "Dispatch Dev", lifetime)?;
     let (cert, key) = (dir.join("ca-next.pem"), dir.join("ca-next.key"));
     write_file(&cert, &ca.cert_pem, false, false)?;
     write_file(&key, &ca.key_pem, true, false)?;

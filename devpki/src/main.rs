@@ -64,8 +64,9 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Create the next CA for a rollover (`ca-next.pem`/`.key`): same name, new key. Put both CAs
-    /// in the client CA bundle, reissue leaves with `reissue --ca ca-next`, then drop the old CA.
+    /// Create the next CA for a rollover (`ca-next.pem`/`.key`): a new key and a name of its own
+    /// (dated). Add a binding naming it to each client, put both CAs in the client CA bundle,
+    /// reissue leaves with `reissue --ca ca-next`, then drop the old CA.
     NextCa {
         #[arg(long, default_value = ".dev-pki")]
         dir: PathBuf,

@@ -137,7 +137,7 @@ fn record_evidence(recorder: &Recorder, principal: &Principal) {
         certificate: principal
             .certificate
             .as_ref()
-            .map(|c| (c.fingerprint, c.not_after.unix_timestamp())),
+            .map(|c| (c.leaf.fingerprint, c.not_after.unix_timestamp())),
     });
     if principal.retired_key_presented {
         tracing::warn!(client = %principal.client.name, "an mtls client sent its retired API key beside its certificate");

@@ -4,8 +4,12 @@
 //! calls it is `routes::middleware::require_principal`.
 //!
 //! Order of decisions:
-//! 1. A verified certificate decides. It must be bound to a registered client; an API key sent
-//!    alongside that belongs to a different client is `credential_mismatch`.
+//! 1. A verified certificate decides. On every request, not only in the handshake, it must be
+//!    inside the validity of every certificate of its path (`cert_expired`), no certificate of
+//!    the path may be revoked by a CRL or the deny list (`cert_revoked`), and it must be bound
+//!    to exactly one registered client (`cert_unmapped`, `issuer_not_allowed`,
+//!    `cert_ambiguous`). An API key sent alongside that belongs to a different client is
+//!    `credential_mismatch`.
 //! 2. Without a certificate, the `X-Api-Key` header is hashed and looked up. A key in the query
 //!    string is never read.
 //! 3. The client's migration mode is enforced on every request, so a flip applies to the next
@@ -19,15 +23,18 @@ use secrecy::SecretString;
 use serde::Serialize;
 use serde_json::json;
 
-use crate::identity::{AuthMethod, ConnectionIdentity, PeerCertificate};
+use time::OffsetDateTime;
+
+use crate::identity::{AuthMethod, ConnectionIdentity, VerifiedCertificate};
 use crate::registry::{ApiKeyHash, CertMatchFailure, Client, MigrationMode, RegistrySnapshot};
+use crate::tls::{RevocationFailure, Trust};
 
 /// Who is calling: a registered client, how it proved it, and (for certificates) what it showed.
 #[derive(Debug, Clone)]
 pub struct Principal {
     pub client: Arc<Client>,
     pub method: AuthMethod,
-    pub certificate: Option<Arc<PeerCertificate>>,
+    pub certificate: Option<Arc<VerifiedCertificate>>,
     /// The certificate authenticated an `mtls` client that also sent its own, retired, key:
     /// accepted (the certificate decides) but raised as an alert.
     pub retired_key_presented: bool,
@@ -44,6 +51,9 @@ pub enum ReasonCode {
     MethodNotAllowed,
     CertUnmapped,
     IssuerNotAllowed,
+    CertAmbiguous,
+    CertExpired,
+    CertUnreadable,
     CertRevoked,
     CredentialMismatch,
     ClientDisabled,
@@ -59,6 +69,9 @@ impl ReasonCode {
             Self::MethodNotAllowed => "method_not_allowed",
             Self::CertUnmapped => "cert_unmapped",
             Self::IssuerNotAllowed => "issuer_not_allowed",
+            Self::CertAmbiguous => "cert_ambiguous",
+            Self::CertExpired => "cert_expired",
+            Self::CertUnreadable => "cert_unreadable",
             Self::CertRevoked => "cert_revoked",
             Self::CredentialMismatch => "credential_mismatch",
             Self::ClientDisabled => "client_disabled",
@@ -115,29 +128,52 @@ fn read_key_header(headers: &HeaderMap) -> KeyHeader {
     }
 }
 
-/// Decides who the caller is. Pure: the snapshot, the connection and the headers in, an answer
-/// out; its decision table is tested row by row below.
+/// Decides who the caller is. Pure: the snapshot, the trust (CA bundle and CRLs), the
+/// connection, the headers and the time in, an answer out; its decision table is tested row by
+/// row below.
 pub fn authenticate(
     snapshot: &RegistrySnapshot,
+    trust: &Trust,
     connection: &ConnectionIdentity,
     headers: &HeaderMap,
+    now: OffsetDateTime,
 ) -> Result<Principal, Box<Refusal>> {
     let key = read_key_header(headers);
     match connection {
         ConnectionIdentity::Certificate(cert) => {
-            let client = snapshot.client_for_certificate(cert).map_err(|failure| {
-                let reason = match failure {
-                    CertMatchFailure::Revoked => ReasonCode::CertRevoked,
-                    CertMatchFailure::Unmapped => ReasonCode::CertUnmapped,
-                    CertMatchFailure::IssuerNotAllowed => ReasonCode::IssuerNotAllowed,
-                };
+            let certificate_refusal = |reason| {
                 refusal(
                     reason,
                     None,
                     Some(AuthMethod::Certificate),
                     certificate_detail(cert),
                 )
-            })?;
+            };
+            if now < cert.not_before || now > cert.not_after {
+                return Err(certificate_refusal(ReasonCode::CertExpired));
+            }
+            if let Err(failure) = trust.check_revocation(cert, now) {
+                let mut refused = certificate_refusal(ReasonCode::CertRevoked);
+                refused.detail["revocation"] = match failure {
+                    RevocationFailure::Revoked { fingerprint } => {
+                        json!({ "revoked_by_crl": fingerprint })
+                    }
+                    RevocationFailure::CrlExpired { crl } => {
+                        json!({ "crl_past_next_update": crl.display().to_string() })
+                    }
+                };
+                return Err(refused);
+            }
+            let client = snapshot
+                .client_for_certificate(cert, trust.issuers())
+                .map_err(|failure| {
+                    certificate_refusal(match failure {
+                        CertMatchFailure::Revoked => ReasonCode::CertRevoked,
+                        CertMatchFailure::Unmapped => ReasonCode::CertUnmapped,
+                        CertMatchFailure::IssuerNotAllowed => ReasonCode::IssuerNotAllowed,
+                        CertMatchFailure::Ambiguous => ReasonCode::CertAmbiguous,
+                    })
+                })?;
             let mut retired_key_presented = false;
             match &key {
                 KeyHeader::Present(secret) => {
@@ -167,8 +203,18 @@ pub fn authenticate(
                 retired_key_presented,
             })
         }
+        ConnectionIdentity::Unverified { kind, detail } => Err(refusal(
+            match *kind {
+                "revoked" | "expired_crl" => ReasonCode::CertRevoked,
+                "expired" | "not_yet_valid" => ReasonCode::CertExpired,
+                _ => ReasonCode::IssuerNotAllowed,
+            },
+            None,
+            Some(AuthMethod::Certificate),
+            json!({ "certificate": detail }),
+        )),
         ConnectionIdentity::Unreadable(why) => Err(refusal(
-            ReasonCode::CertUnmapped,
+            ReasonCode::CertUnreadable,
             None,
             Some(AuthMethod::Certificate),
             json!({ "certificate": why }),
@@ -248,12 +294,16 @@ fn refusal(
     })
 }
 
-pub fn certificate_detail(cert: &PeerCertificate) -> serde_json::Value {
+/// What the operator needs to fix a binding: the names as printed (escaped, RFC 4514, in DER
+/// order), the key that signed the leaf, and the URI SANs.
+pub fn certificate_detail(cert: &VerifiedCertificate) -> serde_json::Value {
     json!({
-        "subject": cert.subject.as_str(),
-        "issuer": cert.issuer.as_str(),
-        "fingerprint": cert.fingerprint.to_string(),
-        "spiffe_ids": cert.spiffe_ids,
+        "subject": cert.leaf.subject.as_str(),
+        "issuer": cert.leaf.issuer.as_str(),
+        "issuer_spki_sha256": cert.issuer_spki,
+        "fingerprint": cert.leaf.fingerprint.to_string(),
+        "uri_sans": cert.leaf.uri_sans,
+        "not_after": cert.not_after.unix_timestamp(),
     })
 }
 

@@ -191,6 +191,16 @@ impl From<RegistryError> for ApiError {
                 title: "Client already registered",
                 detail: format!("a client named `{name}` is already registered"),
             },
+            RegistryError::BindingConflict { .. } => ApiError::Conflict {
+                kind: "binding-conflict",
+                title: "Certificate binding overlaps another client's",
+                detail: error.to_string(),
+            },
+            RegistryError::AmbiguousIssuer { .. } => ApiError::Conflict {
+                kind: "ambiguous-issuer",
+                title: "Issuer stands for more than one CA key",
+                detail: error.to_string(),
+            },
             RegistryError::Storage(e) => e.into(),
         }
     }

@@ -1,18 +1,14 @@
-//! What a peer proved: the certificate it presented, parsed once per connection in
-//! `on_connect` ([`record_peer_identity`]), as data rather than strings.
+//! What a peer proved, as data rather than strings: the certificate it presented and the path
+//! the TLS layer verified it on (`tls::record_peer_identity`, once per connection), names
+//! compared as encoded, fingerprints and key hashes.
 
-use std::any::Any;
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
-use actix_tls::accept::rustls_0_23::TlsStream;
-use actix_web::dev::Extensions;
-use actix_web::rt::net::TcpStream;
 use serde::{Serialize, Serializer};
 use time::OffsetDateTime;
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
-
-use crate::telemetry::Metrics;
 
 /// SHA-256 of a certificate's DER encoding. Shown and accepted as lowercase hex; colons and
 /// upper case are accepted on input because that is how `openssl x509 -fingerprint` prints it.
@@ -56,18 +52,31 @@ impl Serialize for Fingerprint {
     }
 }
 
-/// An X.500 distinguished name compared by its attributes, not by how a tool happened to print
-/// it: `CN=a, O=b`, `O=b,CN=a` and `o = b, cn = a` are the same name. Bindings are written by
-/// people (or copied from `openssl x509 -issuer` or `/api/whoami`), so this matters.
+/// An X.500 distinguished name, compared RDN by RDN as its DER encoding has it: the same
+/// attributes in the same order with the same values. Never compared as printed text, which
+/// is ambiguous: a one-attribute name `CN=a\, O=b` printed without escaping looks exactly like
+/// the two-attribute `CN=a, O=b`.
+///
+/// Written names (bindings, copied from `openssl x509 -noout -issuer` or from `/api/whoami`)
+/// are read in the same order, most significant first, with RFC 4514 escapes: `C=DE, O=Acme,
+/// CN=Acme CA`. Attribute types are case-insensitive (`cn`, `commonName`, `2.5.4.3`); values are
+/// exact. Inside a multi-valued RDN (`OU=a+CN=b`), order does not matter, as in DER (a SET).
 #[derive(Clone)]
 pub struct DistinguishedName {
     display: String,
-    canonical: String,
+    rdns: Vec<Vec<Attribute>>,
+}
+
+/// One attribute of a name: its type as a dotted OID and its value as text.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct Attribute {
+    oid: String,
+    value: String,
 }
 
 impl PartialEq for DistinguishedName {
     fn eq(&self, other: &Self) -> bool {
-        self.canonical == other.canonical
+        self.rdns == other.rdns
     }
 }
 
@@ -75,53 +84,153 @@ impl Eq for DistinguishedName {}
 
 impl std::hash::Hash for DistinguishedName {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.canonical.hash(state);
+        self.rdns.hash(state);
     }
 }
 
+/// Short names of the attribute types people write, and their OIDs.
+const ATTRIBUTE_NAMES: &[(&str, &str)] = &[
+    ("CN", "2.5.4.3"),
+    ("SERIALNUMBER", "2.5.4.5"),
+    ("C", "2.5.4.6"),
+    ("L", "2.5.4.7"),
+    ("ST", "2.5.4.8"),
+    ("STREET", "2.5.4.9"),
+    ("O", "2.5.4.10"),
+    ("OU", "2.5.4.11"),
+    ("DC", "0.9.2342.19200300.100.1.25"),
+    ("UID", "0.9.2342.19200300.100.1.1"),
+    ("EMAILADDRESS", "1.2.840.113549.1.9.1"),
+];
+
+fn attribute_oid(key: &str) -> Result<String, String> {
+    let upper = key.to_ascii_uppercase();
+    let alias = match upper.as_str() {
+        "COMMONNAME" => "CN",
+        "ORGANIZATIONNAME" => "O",
+        "ORGANIZATIONALUNITNAME" => "OU",
+        "COUNTRYNAME" => "C",
+        "LOCALITYNAME" => "L",
+        "STATEORPROVINCENAME" | "S" => "ST",
+        "DOMAINCOMPONENT" => "DC",
+        "USERID" => "UID",
+        "E" => "EMAILADDRESS",
+        other => other,
+    };
+    if let Some((_, oid)) = ATTRIBUTE_NAMES.iter().find(|(name, _)| *name == alias) {
+        return Ok((*oid).to_owned());
+    }
+    let dotted = !key.is_empty()
+        && key.split('.').count() > 1
+        && key
+            .split('.')
+            .all(|arc| !arc.is_empty() && arc.bytes().all(|b| b.is_ascii_digit()));
+    if dotted {
+        Ok(key.to_owned())
+    } else {
+        Err(format!(
+            "`{key}` is not an attribute type this service knows (CN, O, OU, C, L, ST, DC, ... or a dotted OID)"
+        ))
+    }
+}
+
+fn attribute_label(oid: &str) -> &str {
+    ATTRIBUTE_NAMES
+        .iter()
+        .find(|(_, known)| *known == oid)
+        .map_or(oid, |(name, _)| match *name {
+            "SERIALNUMBER" => "serialNumber",
+            "EMAILADDRESS" => "emailAddress",
+            other => other,
+        })
+}
+
 impl DistinguishedName {
+    /// Reads a written name (see the type's documentation for the form).
     pub fn parse(text: &str) -> Result<Self, String> {
-        let mut attributes = Vec::new();
-        for part in split_unescaped(text, &[',', '+', '/']) {
-            let part = part.trim();
-            if part.is_empty() {
-                continue;
+        let trimmed = text.trim();
+        // `openssl x509 -nameopt compat` prints `/C=DE/O=Acme/CN=Acme CA`.
+        let (body, separator) = match trimmed.strip_prefix('/') {
+            Some(rest) => (rest, '/'),
+            None => (trimmed, ','),
+        };
+        let mut rdns = Vec::new();
+        for rdn in split_unescaped(body, separator) {
+            if rdn.trim().is_empty() {
+                return Err(format!("`{text}` has an empty part"));
             }
-            let (key, value) = part
-                .split_once('=')
-                .ok_or_else(|| format!("`{part}` in `{text}` is not of the form KEY=value"))?;
-            let key = canonical_attribute(key.trim());
-            attributes.push(format!("{key}={}", value.trim()));
+            let mut attributes = Vec::new();
+            for part in split_unescaped(rdn, '+') {
+                let (key, value) = part.split_once('=').ok_or_else(|| {
+                    format!("`{}` in `{text}` is not of the form KEY=value", part.trim())
+                })?;
+                attributes.push(Attribute {
+                    oid: attribute_oid(key.trim())?,
+                    value: unescape(value.trim())
+                        .map_err(|e| format!("`{}` in `{text}`: {e}", part.trim()))?,
+                });
+            }
+            attributes.sort();
+            rdns.push(attributes);
         }
-        if attributes.is_empty() {
+        if rdns.is_empty() {
             return Err(format!("`{text}` names no attributes"));
         }
-        attributes.sort();
         Ok(Self {
-            display: text.trim().to_owned(),
-            canonical: attributes.join(","),
+            display: trimmed.to_owned(),
+            rdns,
         })
+    }
+
+    /// The name of a certificate, from its DER structure. Values that are not strings are kept
+    /// as `#` and the hex of their encoding (RFC 4514), so they compare exactly too.
+    pub fn from_x509(name: &x509_parser::x509::X509Name<'_>) -> Self {
+        let rdns: Vec<Vec<Attribute>> = name
+            .iter_rdn()
+            .map(|rdn| {
+                let mut attributes: Vec<Attribute> = rdn
+                    .iter()
+                    .map(|attribute| Attribute {
+                        oid: attribute.attr_type().to_id_string(),
+                        value: attribute.as_str().map_or_else(
+                            |_| format!("#{}", hex::encode(attribute.attr_value().as_bytes())),
+                            str::to_owned,
+                        ),
+                    })
+                    .collect();
+                attributes.sort();
+                attributes
+            })
+            .collect();
+        let display = rdns
+            .iter()
+            .map(|rdn| {
+                rdn.iter()
+                    .map(|a| format!("{}={}", attribute_label(&a.oid), escape(&a.value)))
+                    .collect::<Vec<_>>()
+                    .join("+")
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        Self { display, rdns }
     }
 
     pub fn as_str(&self) -> &str {
         &self.display
     }
-}
 
-fn canonical_attribute(key: &str) -> String {
-    match key.to_ascii_uppercase().as_str() {
-        "COMMONNAME" | "2.5.4.3" => "CN".into(),
-        "ORGANIZATIONNAME" | "2.5.4.10" => "O".into(),
-        "ORGANIZATIONALUNITNAME" | "2.5.4.11" => "OU".into(),
-        "COUNTRYNAME" | "2.5.4.6" => "C".into(),
-        "LOCALITYNAME" | "2.5.4.7" => "L".into(),
-        "STATEORPROVINCENAME" | "2.5.4.8" => "ST".into(),
-        other => other.to_owned(),
+    /// Every value of an attribute type (such as all CNs), in order.
+    fn values_of<'a>(&'a self, oid: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.rdns
+            .iter()
+            .flatten()
+            .filter(move |a| a.oid == oid)
+            .map(|a| a.value.as_str())
     }
 }
 
-/// Splits on any of `separators` unless escaped with a backslash (RFC 4514).
-fn split_unescaped<'a>(text: &'a str, separators: &[char]) -> Vec<&'a str> {
+/// Splits on `separator` unless escaped with a backslash (RFC 4514).
+fn split_unescaped(text: &str, separator: char) -> Vec<&str> {
     let mut parts = Vec::new();
     let mut start = 0;
     let mut escaped = false;
@@ -130,13 +239,55 @@ fn split_unescaped<'a>(text: &'a str, separators: &[char]) -> Vec<&'a str> {
             escaped = false;
         } else if c == '\\' {
             escaped = true;
-        } else if separators.contains(&c) {
+        } else if c == separator {
             parts.push(&text[start..index]);
             start = index + c.len_utf8();
         }
     }
     parts.push(&text[start..]);
     parts
+}
+
+/// Undoes RFC 4514 escapes: `\,` and the like, and `\2C` hex pairs.
+fn unescape(value: &str) -> Result<String, String> {
+    let mut bytes = Vec::with_capacity(value.len());
+    let mut chars = value.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            let mut buffer = [0u8; 4];
+            bytes.extend_from_slice(c.encode_utf8(&mut buffer).as_bytes());
+            continue;
+        }
+        match chars.next() {
+            Some(h)
+                if h.is_ascii_hexdigit() && chars.peek().is_some_and(char::is_ascii_hexdigit) =>
+            {
+                let l = chars.next().unwrap_or('0');
+                let pair = format!("{h}{l}");
+                bytes.push(u8::from_str_radix(&pair, 16).map_err(|e| e.to_string())?);
+            }
+            Some(other) => {
+                let mut buffer = [0u8; 4];
+                bytes.extend_from_slice(other.encode_utf8(&mut buffer).as_bytes());
+            }
+            None => return Err("a trailing backslash escapes nothing".into()),
+        }
+    }
+    String::from_utf8(bytes).map_err(|_| "the escaped bytes are not UTF-8".into())
+}
+
+/// RFC 4514 escaping, so that a value holding `, O=` prints as one value.
+fn escape(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for (index, c) in value.chars().enumerate() {
+        let edge =
+            index == 0 && matches!(c, ' ' | '#') || index + 1 == value.chars().count() && c == ' ';
+        if edge || matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 impl fmt::Display for DistinguishedName {
@@ -179,8 +330,46 @@ impl SpiffeId {
     }
 }
 
-/// The leaf certificate a client presented, reduced to what identity decisions need. Parsed once
-/// per connection (in `on_connect`), not once per request.
+/// SHA-256 of a SubjectPublicKeyInfo (the whole DER SEQUENCE), which names a CA's key
+/// whatever its certificate says: `openssl x509 -noout -pubkey | openssl pkey -pubin -outform
+/// der | sha256sum` prints it. Shown and accepted as hex like [`Fingerprint`].
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SpkiHash([u8; 32]);
+
+impl SpkiHash {
+    pub fn of_der(spki: &[u8]) -> Self {
+        Self(Fingerprint::of_der(spki).0)
+    }
+
+    pub fn parse(text: &str) -> Result<Self, String> {
+        Fingerprint::parse(text)
+            .map(|f| Self(f.0))
+            .map_err(|e| e.replace("fingerprint", "SPKI hash"))
+    }
+}
+
+impl fmt::Display for SpkiHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for SpkiHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SpkiHash({self})")
+    }
+}
+
+impl Serialize for SpkiHash {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+const COMMON_NAME: &str = "2.5.4.3";
+
+/// One certificate, reduced to what identity decisions need. Reading it proves nothing: only a
+/// [`VerifiedCertificate`] (the TLS layer's verified path) can identify a client.
 #[derive(Debug, Clone, Serialize)]
 pub struct PeerCertificate {
     pub fingerprint: Fingerprint,
@@ -188,39 +377,36 @@ pub struct PeerCertificate {
     pub issuer: DistinguishedName,
     /// Every CN in the subject, in order (a subject may have none or several).
     pub common_names: Vec<String>,
+    /// Every URI SAN as written, SPIFFE or not (an X.509-SVID has exactly one).
+    pub uri_sans: Vec<String>,
+    /// The URI SANs that are SPIFFE IDs.
     pub spiffe_ids: Vec<SpiffeId>,
     pub dns_names: Vec<String>,
     pub serial: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub not_before: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
     pub not_after: OffsetDateTime,
 }
 
 impl PeerCertificate {
-    /// Parses a DER certificate. The TLS layer has already verified the chain; this only reads.
+    /// Parses a DER certificate. This only reads; it verifies nothing.
     pub fn from_der(der: &[u8]) -> Result<Self, String> {
         let (_, cert) = X509Certificate::from_der(der)
             .map_err(|e| format!("the certificate could not be parsed: {e}"))?;
-        let text = |name: &x509_parser::x509::X509Name<'_>| {
-            let shown = name.to_string();
-            DistinguishedName::parse(&shown).or_else(|_| {
-                // An empty or exotic name still gets a stable, comparable form.
-                Ok::<_, String>(DistinguishedName {
-                    display: shown.clone(),
-                    canonical: shown,
-                })
-            })
-        };
-        let common_names = cert
-            .subject()
-            .iter_common_name()
-            .filter_map(|cn| cn.as_str().ok().map(str::to_owned))
-            .collect();
+        let subject = DistinguishedName::from_x509(cert.subject());
+        let common_names = subject.values_of(COMMON_NAME).map(str::to_owned).collect();
+        let mut uri_sans = Vec::new();
         let mut spiffe_ids = Vec::new();
         let mut dns_names = Vec::new();
-        if let Ok(Some(san)) = cert.subject_alternative_name() {
+        let san = cert
+            .subject_alternative_name()
+            .map_err(|e| format!("the subjectAltName extension could not be parsed: {e}"))?;
+        if let Some(san) = san {
             for name in &san.value.general_names {
                 match name {
                     GeneralName::URI(uri) => {
+                        uri_sans.push((*uri).to_owned());
                         if let Ok(id) = SpiffeId::parse(uri) {
                             spiffe_ids.push(id);
                         }
@@ -230,18 +416,100 @@ impl PeerCertificate {
                 }
             }
         }
-        let not_after = OffsetDateTime::from_unix_timestamp(cert.validity().not_after.timestamp())
-            .map_err(|e| format!("the certificate's notAfter is out of range: {e}"))?;
+        let time = |t: x509_parser::time::ASN1Time, what: &str| {
+            OffsetDateTime::from_unix_timestamp(t.timestamp())
+                .map_err(|e| format!("the certificate's {what} is out of range: {e}"))
+        };
         Ok(Self {
             fingerprint: Fingerprint::of_der(der),
-            subject: text(cert.subject())?,
-            issuer: text(cert.issuer())?,
+            issuer: DistinguishedName::from_x509(cert.issuer()),
+            subject,
             common_names,
+            uri_sans,
             spiffe_ids,
             dns_names,
             serial: cert.raw_serial_as_string(),
-            not_after,
+            not_before: time(cert.validity().not_before, "notBefore")?,
+            not_after: time(cert.validity().not_after, "notAfter")?,
         })
+    }
+}
+
+/// A certificate of a verified path other than the trust anchor: the leaf or an intermediate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainLink {
+    pub fingerprint: Fingerprint,
+    /// The serial as encoded (the DER INTEGER's content), as CRLs list it.
+    pub serial: Vec<u8>,
+    pub issuer: DistinguishedName,
+    /// The key that signed this certificate in the verified path, hashed and as DER (to
+    /// check the signature of that key's CRL).
+    pub signer_spki: SpkiHash,
+    pub signer_spki_der: Arc<[u8]>,
+}
+
+/// A client certificate with the path the TLS layer verified it on. This, not the printed
+/// issuer, is what a binding is matched against: the issuer's name as encoded AND the key that
+/// actually signed the leaf.
+#[derive(Debug, Clone)]
+pub struct VerifiedCertificate {
+    pub leaf: PeerCertificate,
+    /// SHA-256 of the SPKI of the CA that signed the leaf in the verified path.
+    pub issuer_spki: SpkiHash,
+    /// The leaf first, then the intermediates of the path up to (not including) the anchor.
+    pub links: Vec<ChainLink>,
+    /// The fingerprint of the trust anchor the path ends at (a certificate of the bundle).
+    pub anchor: Fingerprint,
+    /// The window in which every certificate of the path is valid: checked on every request.
+    pub not_before: OffsetDateTime,
+    pub not_after: OffsetDateTime,
+}
+
+impl VerifiedCertificate {
+    /// Every certificate of the path, anchor included, by fingerprint (for the deny list).
+    pub fn fingerprints(&self) -> impl Iterator<Item = &Fingerprint> {
+        self.links
+            .iter()
+            .map(|link| &link.fingerprint)
+            .chain(std::iter::once(&self.anchor))
+    }
+}
+
+/// What the client CA bundle holds, by subject: which keys a name stands for. A binding that
+/// names an issuer without pinning its key is matched against these (see
+/// `registry::CertBinding`), so that a CA elsewhere in the bundle cannot mint an intermediate
+/// that copies the name.
+#[derive(Debug, Clone, Default)]
+pub struct IssuerIndex {
+    by_subject: HashMap<DistinguishedName, Vec<SpkiHash>>,
+    count: usize,
+}
+
+impl IssuerIndex {
+    pub fn new(cas: impl IntoIterator<Item = (DistinguishedName, SpkiHash)>) -> Self {
+        let mut index = Self::default();
+        for (subject, spki) in cas {
+            let keys = index.by_subject.entry(subject).or_default();
+            if !keys.contains(&spki) {
+                keys.push(spki);
+            }
+            index.count += 1;
+        }
+        index
+    }
+
+    /// The keys of the bundle's CAs with this name.
+    pub fn keys_named(&self, name: &DistinguishedName) -> &[SpkiHash] {
+        self.by_subject.get(name).map_or(&[], Vec::as_slice)
+    }
+
+    /// How many certificates the bundle holds.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
     }
 }
 
@@ -250,8 +518,11 @@ impl PeerCertificate {
 pub enum ConnectionIdentity {
     /// No TLS client certificate was presented (allowed in `optional` mode).
     Anonymous,
-    /// A certificate that chained to the client CA bundle (the handshake checked that).
-    Certificate(Arc<PeerCertificate>),
+    /// A certificate on a path the TLS layer verified.
+    Certificate(Arc<VerifiedCertificate>),
+    /// A resumed session whose certificate no longer verifies under the current trust (`kind`
+    /// as in the handshake-failure metric); never authenticates.
+    Unverified { kind: &'static str, detail: String },
     /// The handshake accepted a certificate that we could not read; never authenticates.
     Unreadable(String),
 }
@@ -281,54 +552,106 @@ impl AuthMethod {
     }
 }
 
-/// `HttpServer::on_connect`: stores what the TLS layer proved about the peer in connection data.
-/// The leaf is the FIRST certificate of the peer chain.
-pub fn record_peer_identity(connection: &dyn Any, data: &mut Extensions, metrics: &Metrics) {
-    let Some(tls) = connection.downcast_ref::<TlsStream<TcpStream>>() else {
-        return;
-    };
-    metrics.handshake(match tls.get_ref().1.handshake_kind() {
-        Some(rustls::HandshakeKind::Resumed) => "resumed",
-        _ => "full",
-    });
-    let identity = match tls
-        .get_ref()
-        .1
-        .peer_certificates()
-        .and_then(|chain| chain.first())
-    {
-        None => ConnectionIdentity::Anonymous,
-        Some(leaf) => match PeerCertificate::from_der(leaf) {
-            Ok(cert) => ConnectionIdentity::Certificate(Arc::new(cert)),
-            Err(reason) => ConnectionIdentity::Unreadable(reason),
-        },
-    };
-    data.insert(identity);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn distinguished_names_compare_by_attributes_not_by_spelling() {
+    fn distinguished_names_compare_rdn_by_rdn_in_order_not_by_spelling() {
         let a = DistinguishedName::parse("CN=Dispatch CA, O=Acme").unwrap();
-        let b = DistinguishedName::parse("O=Acme,CN=Dispatch CA").unwrap();
-        let c = DistinguishedName::parse("o = Acme , commonName = Dispatch CA").unwrap();
-        assert_eq!(a, b);
-        assert_eq!(a, c);
+        let spaced = DistinguishedName::parse("cn = Dispatch CA ,organizationName=Acme").unwrap();
+        let oid = DistinguishedName::parse("2.5.4.3=Dispatch CA, 2.5.4.10=Acme").unwrap();
+        let slashed = DistinguishedName::parse("/CN=Dispatch CA/O=Acme").unwrap();
+        assert_eq!(a, spaced);
+        assert_eq!(a, oid);
+        assert_eq!(a, slashed);
+        // Another order is another name, as it is in DER.
+        assert_ne!(
+            a,
+            DistinguishedName::parse("O=Acme, CN=Dispatch CA").unwrap()
+        );
         assert_ne!(a, DistinguishedName::parse("CN=Other CA, O=Acme").unwrap());
+        // Values are exact.
+        assert_ne!(
+            a,
+            DistinguishedName::parse("CN=dispatch ca, O=Acme").unwrap()
+        );
+        // Inside one multi-valued RDN, order does not matter (a SET).
+        assert_eq!(
+            DistinguishedName::parse("OU=a+CN=b, O=c").unwrap(),
+            DistinguishedName::parse("CN=b+OU=a, O=c").unwrap()
+        );
     }
 
     #[test]
-    fn escaped_commas_stay_inside_a_value() {
-        let a = DistinguishedName::parse(r"CN=Dispatch\, Inc, O=Acme").unwrap();
-        assert_eq!(a.canonical, r"CN=Dispatch\, Inc,O=Acme");
+    fn a_one_attribute_look_alike_is_not_the_two_attribute_name() {
+        let two = DistinguishedName::parse("CN=Interop Issuing CA, O=Interop").unwrap();
+        let one = DistinguishedName::parse(r"CN=Interop Issuing CA\, O=Interop").unwrap();
+        assert_ne!(two, one);
+        let hex = DistinguishedName::parse(r"CN=Interop Issuing CA\2C O=Interop").unwrap();
+        assert_eq!(one, hex);
+    }
+
+    #[test]
+    fn names_read_from_der_print_escaped_and_parse_back_to_the_same_name() {
+        use rcgen::{CertificateParams, DnType, KeyPair};
+        let mut params = CertificateParams::default();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "Interop Issuing CA, O=Interop");
+        let key = KeyPair::generate().unwrap();
+        let der = params.self_signed(&key).unwrap().der().to_vec();
+        let cert = PeerCertificate::from_der(&der).unwrap();
+        assert_eq!(cert.subject.as_str(), r"CN=Interop Issuing CA\, O=Interop");
+        assert_eq!(cert.common_names, ["Interop Issuing CA, O=Interop"]);
+        assert_eq!(
+            DistinguishedName::parse(cert.subject.as_str()).unwrap(),
+            cert.subject
+        );
+        assert_ne!(
+            DistinguishedName::parse("CN=Interop Issuing CA, O=Interop").unwrap(),
+            cert.subject
+        );
+    }
+
+    #[test]
+    fn unknown_attribute_types_and_dangling_escapes_are_refused() {
+        assert!(DistinguishedName::parse("XYZ=a").is_err());
+        assert!(DistinguishedName::parse("CN=a\\").is_err());
+        assert!(DistinguishedName::parse("CN=a,,O=b").is_err());
+        assert!(DistinguishedName::parse("1.2.3.4=a").is_ok());
+    }
+
+    #[test]
+    fn spki_hashes_parse_like_fingerprints() {
+        let hash = SpkiHash::of_der(b"key");
+        assert_eq!(SpkiHash::parse(&hash.to_string()).unwrap(), hash);
+        assert!(SpkiHash::parse("abcd").unwrap_err().contains("SPKI hash"));
+    }
+
+    #[test]
+    fn the_issuer_index_counts_every_ca_and_lists_keys_by_name() {
+        let a = DistinguishedName::parse("CN=A").unwrap();
+        let b = DistinguishedName::parse("CN=B").unwrap();
+        let index = IssuerIndex::new([
+            (a.clone(), SpkiHash::of_der(b"1")),
+            (a.clone(), SpkiHash::of_der(b"2")),
+            (b.clone(), SpkiHash::of_der(b"3")),
+        ]);
+        assert_eq!(index.len(), 3);
+        assert_eq!(index.keys_named(&a).len(), 2);
+        assert_eq!(index.keys_named(&b), [SpkiHash::of_der(b"3")]);
+        assert!(
+            index
+                .keys_named(&DistinguishedName::parse("CN=C").unwrap())
+                .is_empty()
+        );
     }
 
     #[test]
     fn empty_distinguished_name_is_refused() {
         assert!(DistinguishedName::parse(" , ").is_err());
+        assert!(DistinguishedName::parse("").is_err());
     }
 
     #[test]
@@ -378,7 +701,7 @@ mod tests {
         use std::hash::{BuildHasher, RandomState};
         let hasher = RandomState::new();
         let a = DistinguishedName::parse("CN=a, O=b").unwrap();
-        let same = DistinguishedName::parse("O=b,CN=a").unwrap();
+        let same = DistinguishedName::parse("cn = a,o=b").unwrap();
         let other = DistinguishedName::parse("CN=c, O=b").unwrap();
         assert_eq!(hasher.hash_one(&a), hasher.hash_one(&same));
         assert_ne!(hasher.hash_one(&a), hasher.hash_one(&other));

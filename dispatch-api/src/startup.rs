@@ -19,7 +19,7 @@ use crate::storage::OpenError;
 use crate::storage::recorder::{Recorder, RecorderSettings};
 use crate::telemetry::Metrics;
 use crate::tls::MaterialError;
-use crate::{identity, routes, storage, tls};
+use crate::{routes, storage, tls};
 
 /// Why the service could not start. Each variant names the file or setting at fault; `main`
 /// prints the whole chain of causes.
@@ -33,6 +33,13 @@ pub enum StartupError {
     Database(#[from] OpenError),
     #[error("bootstrap clients file")]
     Bootstrap(#[from] BootstrapError),
+    /// Registered bindings whose issuer the client CA bundle (`tls.client_ca_file`) leaves
+    /// ambiguous: they could never match, so the service does not start with them.
+    #[error("certificate bindings against `{}`: {}", ca_file.display(), problems.join("; "))]
+    AmbiguousIssuers {
+        ca_file: std::path::PathBuf,
+        problems: Vec<String>,
+    },
     #[error("cannot listen on {address}")]
     Bind {
         address: String,
@@ -69,8 +76,22 @@ impl Application {
                 })?;
         if let Some(path) = &settings.bootstrap.clients_file {
             BootstrapFile::read(path)?
-                .apply(path, settings.bootstrap.secrets_dir.as_deref(), &registry)
+                .apply(
+                    path,
+                    settings.bootstrap.secrets_dir.as_deref(),
+                    &registry,
+                    reloadable_tls.material().trust.issuers(),
+                )
                 .await?;
+        }
+        let problems = registry
+            .snapshot()
+            .ambiguous_issuers(reloadable_tls.material().trust.issuers());
+        if !problems.is_empty() {
+            return Err(StartupError::AmbiguousIssuers {
+                ca_file: settings.tls.client_ca_file.clone(),
+                problems,
+            });
         }
         let (recorder, recorder_task) = Recorder::start(
             pool.clone(),
@@ -108,7 +129,7 @@ impl Application {
             .port();
         let max_body = settings.limits.max_body_bytes;
         let api_state = state.clone();
-        let connection_metrics = state.metrics.clone();
+        let connection_tls = reloadable_tls.clone();
         let mut https = HttpServer::new(move || {
             App::new()
                 .app_data(api_state.clone())
@@ -127,7 +148,7 @@ impl Application {
                 .default_service(web::to(routes::not_found))
         })
         .on_connect(move |connection, data| {
-            identity::record_peer_identity(connection, data, &connection_metrics)
+            tls::record_peer_identity(connection, data, &connection_tls)
         })
         .max_connections(settings.server.max_connections)
         .client_request_timeout(Duration::from_millis(

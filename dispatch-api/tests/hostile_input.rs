@@ -9,6 +9,7 @@ use dispatch_api::auth::authenticate;
 use dispatch_api::identity::{ConnectionIdentity, PeerCertificate};
 use dispatch_api::plans::{Plan, PlanLimits, PlanRequest};
 use dispatch_api::registry::RegistrySnapshot;
+use dispatch_api::tls::Trust;
 use proptest::prelude::*;
 
 const LIMITS: PlanLimits = PlanLimits { max_stops: 20 };
@@ -114,7 +115,7 @@ proptest! {
                 headers.append(HeaderName::from_static("x-api-key"), value);
             }
         }
-        let refusal = authenticate(&RegistrySnapshot::default(), &ConnectionIdentity::Anonymous, &headers).unwrap_err();
+        let refusal = authenticate(&RegistrySnapshot::default(), &Trust::empty(), &ConnectionIdentity::Anonymous, &headers, time::OffsetDateTime::now_utc()).unwrap_err();
         prop_assert!(matches!(refusal.reason, ReasonCode::NoCredentials | ReasonCode::KeyInvalid));
     }
 

@@ -4,6 +4,7 @@ use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 use dispatch_api::auth::authenticate;
 use dispatch_api::identity::ConnectionIdentity;
 use dispatch_api::registry::RegistrySnapshot;
+use dispatch_api::tls::Trust;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -13,5 +14,5 @@ fuzz_target!(|data: &[u8]| {
             headers.append(HeaderName::from_static("x-api-key"), value);
         }
     }
-    assert!(authenticate(&RegistrySnapshot::default(), &ConnectionIdentity::Anonymous, &headers).is_err());
+    assert!(authenticate(&RegistrySnapshot::default(), &Trust::empty(), &ConnectionIdentity::Anonymous, &headers, time::OffsetDateTime::now_utc()).is_err());
 });

@@ -7,10 +7,11 @@ use std::collections::{BTreeSet, HashSet};
 use actix_web::http::header::{HeaderName, HeaderValue};
 
 use super::*;
-use crate::identity::{DistinguishedName, Fingerprint};
+use crate::identity::VerifiedCertificate;
 use crate::registry::{CertBinding, CertBindingSpec, ClientName, Scope};
+use crate::tls::testing::{CA, TEST_CA, leaf, trust, verified};
 
-const ISSUER: &str = "CN=Test CA";
+const ISSUER: &str = TEST_CA;
 const ALPHA_KEY: &str = "alpha-key-0123456789abcdef0123456789abcdef";
 const BETA_KEY: &str = "beta-key-0123456789abcdef0123456789abcdef";
 const UNKNOWN_KEY: &str = "nobody-key-0123456789abcdef0123456789abcdef";
@@ -36,17 +37,24 @@ enum Key {
     Unknown,
 }
 
-fn cert(cn: &str) -> Arc<PeerCertificate> {
-    Arc::new(PeerCertificate {
-        fingerprint: Fingerprint::of_der(cn.as_bytes()),
-        subject: DistinguishedName::parse(&format!("CN={cn}")).unwrap(),
-        issuer: DistinguishedName::parse(ISSUER).unwrap(),
-        common_names: vec![cn.to_owned()],
-        spiffe_ids: vec![],
-        dns_names: vec![],
-        serial: "01".into(),
-        not_after: time::OffsetDateTime::now_utc() + time::Duration::days(1),
-    })
+/// A leaf of the test CA with this CN, verified by the bundle of that CA.
+fn cert(cn: &str) -> Arc<VerifiedCertificate> {
+    verified(&trust(&[&CA], &[]), &leaf(&CA, cn, &[]), &[]).unwrap()
+}
+
+/// `authenticate` with the test CA's trust, now.
+fn authenticate(
+    snapshot: &RegistrySnapshot,
+    connection: &ConnectionIdentity,
+    headers: &HeaderMap,
+) -> Result<Principal, Box<Refusal>> {
+    super::authenticate(
+        snapshot,
+        &trust(&[&CA], &[]),
+        connection,
+        headers,
+        OffsetDateTime::now_utc(),
+    )
 }
 
 fn client(name: &str, key: &str, mode: MigrationMode, disabled: bool) -> Client {
@@ -115,9 +123,8 @@ fn expected(connection: Connection, key: Key, mode: MigrationMode, disabled: boo
     use AuthMethod::{ApiKey, Certificate};
     use MigrationMode::Mtls;
     match connection {
-        Connection::Unreadable | Connection::UnregisteredCertificate => {
-            Err(ReasonCode::CertUnmapped)
-        }
+        Connection::Unreadable => Err(ReasonCode::CertUnreadable),
+        Connection::UnregisteredCertificate => Err(ReasonCode::CertUnmapped),
         // The certificate decides; another client's key beside it is a mismatch, checked
         // before the client's own state.
         Connection::Certificate if key == Key::Another => Err(ReasonCode::CredentialMismatch),
@@ -220,7 +227,11 @@ fn a_refusal_names_the_client_only_when_a_credential_proved_it() {
     assert_eq!(unmapped.detail["issuer"], ISSUER);
     assert_eq!(
         unmapped.detail["fingerprint"],
-        stranger.fingerprint.to_string()
+        stranger.leaf.fingerprint.to_string()
+    );
+    assert_eq!(
+        unmapped.detail["issuer_spki_sha256"],
+        stranger.issuer_spki.to_string()
     );
 }
 
@@ -283,6 +294,21 @@ fn every_reason_code_has_its_stable_name_and_status() {
             StatusCode::UNAUTHORIZED,
         ),
         (
+            ReasonCode::CertAmbiguous,
+            "cert_ambiguous",
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            ReasonCode::CertExpired,
+            "cert_expired",
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            ReasonCode::CertUnreadable,
+            "cert_unreadable",
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
             ReasonCode::CertRevoked,
             "cert_revoked",
             StatusCode::UNAUTHORIZED,
@@ -309,4 +335,103 @@ fn every_reason_code_has_its_stable_name_and_status() {
         assert_eq!(serde_json::to_value(code).unwrap(), name);
         assert_eq!(code.status(), status, "{name}");
     }
+}
+
+#[test]
+fn a_certificate_past_its_not_after_is_cert_expired_on_the_next_request() {
+    let snapshot = snapshot(MigrationMode::Dual, false);
+    let alpha = cert("alpha");
+    let connection = ConnectionIdentity::Certificate(alpha.clone());
+    let trust = trust(&[&CA], &[]);
+    let at = |now| {
+        super::authenticate(&snapshot, &trust, &connection, &headers(Key::Absent), now)
+            .map(|p| p.client.name.to_string())
+            .map_err(|r| r.reason)
+    };
+    assert_eq!(at(alpha.not_after), Ok("alpha".to_owned()));
+    assert_eq!(
+        at(alpha.not_after + time::Duration::seconds(1)),
+        Err(ReasonCode::CertExpired)
+    );
+    assert_eq!(
+        at(alpha.not_before - time::Duration::seconds(1)),
+        Err(ReasonCode::CertExpired)
+    );
+    // Its own key does not rescue it: the certificate decides.
+    let refused = super::authenticate(
+        &snapshot,
+        &trust,
+        &connection,
+        &headers(Key::Own),
+        alpha.not_after + time::Duration::seconds(1),
+    )
+    .unwrap_err();
+    assert_eq!(refused.reason, ReasonCode::CertExpired);
+}
+
+#[test]
+fn a_crl_loaded_after_the_handshake_refuses_the_next_request_of_the_connection() {
+    let snapshot = snapshot(MigrationMode::Dual, false);
+    let issued = leaf(&CA, "alpha", &[]);
+    let before = trust(&[&CA], &[]);
+    let alpha = verified(&before, &issued, &[]).unwrap();
+    let connection = ConnectionIdentity::Certificate(alpha);
+    let now = OffsetDateTime::now_utc();
+    let crl = CA
+        .revocation_list(&[issued.serial.clone()], time::Duration::days(1))
+        .unwrap();
+    let after = trust(&[&CA], &[crl]);
+    let refused = super::authenticate(&snapshot, &after, &connection, &headers(Key::Absent), now)
+        .unwrap_err();
+    assert_eq!(refused.reason, ReasonCode::CertRevoked);
+    assert!(
+        super::authenticate(&snapshot, &before, &connection, &headers(Key::Absent), now).is_ok()
+    );
+}
+
+#[test]
+fn a_resumed_session_that_no_longer_verifies_never_authenticates() {
+    let snapshot = snapshot(MigrationMode::Dual, false);
+    for (kind, reason) in [
+        ("expired", ReasonCode::CertExpired),
+        ("not_yet_valid", ReasonCode::CertExpired),
+        ("revoked", ReasonCode::CertRevoked),
+        ("expired_crl", ReasonCode::CertRevoked),
+        ("untrusted_issuer", ReasonCode::IssuerNotAllowed),
+    ] {
+        let connection = ConnectionIdentity::Unverified {
+            kind,
+            detail: kind.into(),
+        };
+        let refused = authenticate(&snapshot, &connection, &headers(Key::Own)).unwrap_err();
+        assert_eq!(refused.reason, reason, "{kind}");
+    }
+}
+
+#[test]
+fn a_certificate_bound_to_two_clients_is_cert_ambiguous() {
+    let mut beta = client("beta", BETA_KEY, MigrationMode::Dual, false);
+    beta.bindings = vec![
+        CertBinding::parse(&CertBindingSpec {
+            issuer: Some(ISSUER.into()),
+            spiffe_id: Some("spiffe://d/alpha".into()),
+            ..Default::default()
+        })
+        .unwrap(),
+    ];
+    let snapshot = RegistrySnapshot::new(
+        vec![client("alpha", ALPHA_KEY, MigrationMode::Dual, false), beta],
+        HashSet::new(),
+    );
+    let trust = trust(&[&CA], &[]);
+    let both = verified(&trust, &leaf(&CA, "alpha", &["spiffe://d/alpha"]), &[]).unwrap();
+    let refused = super::authenticate(
+        &snapshot,
+        &trust,
+        &ConnectionIdentity::Certificate(both),
+        &headers(Key::Absent),
+        OffsetDateTime::now_utc(),
+    )
+    .unwrap_err();
+    assert_eq!(refused.reason, ReasonCode::CertAmbiguous);
 }

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::identity::IssuerIndex;
+
 use super::{
     ApiKeyHash, CertBinding, CertBindingSpec, Client, ClientName, MigrationMode, Registry,
     RegistryError, Scope,
@@ -70,6 +72,7 @@ impl BootstrapFile {
         path: &Path,
         secrets_dir: Option<&Path>,
         registry: &Registry,
+        issuers: &IssuerIndex,
     ) -> Result<Vec<ClientName>, BootstrapError> {
         let snapshot = registry.snapshot();
         let absent = self
@@ -79,7 +82,7 @@ impl BootstrapFile {
             .map(|entry| entry.to_client(path, secrets_dir))
             .collect::<Result<Vec<_>, _>>()?;
         drop(snapshot);
-        registry.register_all(&absent, None).await?;
+        registry.register_all(&absent, None, issuers).await?;
         let added: Vec<ClientName> = absent.into_iter().map(|c| c.name).collect();
         if !added.is_empty() {
             tracing::info!(

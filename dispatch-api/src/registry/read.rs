@@ -15,7 +15,7 @@ use crate::identity::Fingerprint;
 pub(super) async fn read_snapshot(pool: &SqlitePool) -> Result<RegistrySnapshot, sqlx::Error> {
     let mut bindings: HashMap<String, Vec<CertBinding>> = HashMap::new();
     for row in sqlx::query(
-        "SELECT client, issuer, subject_cn, spiffe_id, fingerprints FROM cert_bindings ORDER BY id",
+        "SELECT client, issuer, issuer_spki_sha256, subject_cn, spiffe_id, fingerprints FROM cert_bindings ORDER BY id",
     )
     .fetch_all(pool)
     .await?
@@ -24,6 +24,7 @@ pub(super) async fn read_snapshot(pool: &SqlitePool) -> Result<RegistrySnapshot,
         let fingerprints: String = row.try_get("fingerprints")?;
         let spec = CertBindingSpec {
             issuer: row.try_get("issuer")?,
+            issuer_spki_sha256: row.try_get("issuer_spki_sha256")?,
             subject_cn: row.try_get("subject_cn")?,
             spiffe_id: row.try_get("spiffe_id")?,
             fingerprints: fingerprints.split_whitespace().map(str::to_owned).collect(),

@@ -4,17 +4,21 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use super::{ApiKeyHash, Client, ClientName};
-use crate::identity::{Fingerprint, PeerCertificate, SpiffeId};
+use super::{ApiKeyHash, CertBinding, Client, ClientName, Verdict};
+use crate::identity::{Fingerprint, IssuerIndex, VerifiedCertificate};
 
 /// Why a certificate did not identify a client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CertMatchFailure {
+    /// A certificate of its path (leaf, intermediate or anchor) is on the deny list.
     Revoked,
     /// No binding names this certificate (or its pins exclude it).
     Unmapped,
-    /// A binding names it, but expects another issuer.
+    /// A binding names it, but expects another issuer (name or key).
     IssuerNotAllowed,
+    /// It carries several CNs or URI SANs where a binding needs one, or it matches more than
+    /// one client: never first-wins.
+    Ambiguous,
 }
 
 /// An immutable view of the registry, indexed for the request path.
@@ -23,7 +27,8 @@ pub struct RegistrySnapshot {
     clients: HashMap<ClientName, Arc<Client>>,
     by_key: HashMap<ApiKeyHash, Arc<Client>>,
     by_cn: HashMap<String, Vec<Arc<Client>>>,
-    by_spiffe: HashMap<SpiffeId, Vec<Arc<Client>>>,
+    /// By SPIFFE ID as written, to look up each URI SAN of a certificate.
+    by_uri: HashMap<String, Vec<Arc<Client>>>,
     by_fingerprint: HashMap<Fingerprint, Vec<Arc<Client>>>,
     revoked: HashSet<Fingerprint>,
 }
@@ -49,8 +54,8 @@ impl RegistrySnapshot {
                 }
                 if let Some(id) = &binding.spiffe_id {
                     snapshot
-                        .by_spiffe
-                        .entry(id.clone())
+                        .by_uri
+                        .entry(id.as_str().to_owned())
                         .or_default()
                         .push(client.clone());
                 }
@@ -86,42 +91,71 @@ impl RegistrySnapshot {
             .filter(|c| c.api_key.is_some_and(|h| h.matches(hash)))
     }
 
-    /// The client a verified certificate is bound to.
+    /// The one client a verified certificate is bound to.
     pub fn client_for_certificate(
         &self,
-        cert: &PeerCertificate,
+        cert: &VerifiedCertificate,
+        issuers: &IssuerIndex,
     ) -> Result<&Arc<Client>, CertMatchFailure> {
-        if self.revoked.contains(&cert.fingerprint) {
+        if cert.fingerprints().any(|f| self.revoked.contains(f)) {
             return Err(CertMatchFailure::Revoked);
         }
-        let candidates = cert
+        let leaf = &cert.leaf;
+        let candidates = leaf
             .common_names
             .iter()
             .filter_map(|cn| self.by_cn.get(cn))
-            .chain(
-                cert.spiffe_ids
-                    .iter()
-                    .filter_map(|id| self.by_spiffe.get(id)),
-            )
-            .chain(self.by_fingerprint.get(&cert.fingerprint))
+            .chain(leaf.uri_sans.iter().filter_map(|uri| self.by_uri.get(uri)))
+            .chain(self.by_fingerprint.get(&leaf.fingerprint))
             .flatten();
-        let mut failure = CertMatchFailure::Unmapped;
+        let mut matched: Vec<&Arc<Client>> = Vec::new();
+        let mut ambiguous = false;
+        let mut wrong_issuer = false;
         for client in candidates {
-            for binding in client.bindings.iter().filter(|b| b.names(cert)) {
-                if binding
-                    .issuer
-                    .as_ref()
-                    .is_some_and(|issuer| *issuer != cert.issuer)
-                {
-                    failure = CertMatchFailure::IssuerNotAllowed;
-                } else if binding.fingerprints.is_empty()
-                    || binding.fingerprints.contains(&cert.fingerprint)
-                {
-                    return Ok(client);
+            for binding in &client.bindings {
+                match binding.judge(cert, issuers) {
+                    Verdict::Matches => {
+                        if !matched.iter().any(|c| c.name == client.name) {
+                            matched.push(client);
+                        }
+                    }
+                    Verdict::Ambiguous => ambiguous = true,
+                    Verdict::WrongIssuer => wrong_issuer = true,
+                    Verdict::NoMatch => {}
                 }
-                // Otherwise: named correctly, but not one of the pinned certificates.
             }
         }
-        Err(failure)
+        match (ambiguous, matched.as_slice()) {
+            (false, [only]) => Ok(only),
+            (false, []) if wrong_issuer => Err(CertMatchFailure::IssuerNotAllowed),
+            (false, []) => Err(CertMatchFailure::Unmapped),
+            _ => Err(CertMatchFailure::Ambiguous),
+        }
+    }
+
+    /// Every binding whose issuer is ambiguous under `issuers`, as `client: why`.
+    pub fn ambiguous_issuers(&self, issuers: &IssuerIndex) -> Vec<String> {
+        let mut problems: Vec<String> = self
+            .clients
+            .values()
+            .flat_map(|client| {
+                client
+                    .bindings
+                    .iter()
+                    .filter_map(|b| b.check_issuer(issuers).err())
+                    .map(|why| format!("client `{}`: {why}", client.name))
+            })
+            .collect();
+        problems.sort();
+        problems
+    }
+
+    /// The first binding of another client that `binding` would overlap, if any.
+    pub fn overlapping(&self, client: &ClientName, binding: &CertBinding) -> Option<&ClientName> {
+        self.clients
+            .values()
+            .filter(|other| other.name != *client)
+            .find(|other| other.bindings.iter().any(|b| b.overlaps(binding)))
+            .map(|other| &other.name)
     }
 }

@@ -8,7 +8,7 @@ use sqlx::{Row, SqlitePool};
 
 use super::read::read_snapshot;
 use super::{ApiKeyHash, Client, ClientName, MigrationMode, RegistrySnapshot, Scope};
-use crate::identity::Fingerprint;
+use crate::identity::{Fingerprint, IssuerIndex};
 use crate::storage::StorageError;
 use crate::storage::recorder::{AuditEvent, AuditKind};
 
@@ -19,6 +19,14 @@ pub enum RegistryError {
     NotFound(String),
     #[error("a client named `{0}` is already registered")]
     AlreadyExists(String),
+    /// A binding of `client` would name certificates that `other` is bound to already.
+    #[error(
+        "a certificate binding of `{client}` overlaps one of `{other}`: one certificate would name both"
+    )]
+    BindingConflict { client: String, other: String },
+    /// A binding's issuer could stand for more than one CA key.
+    #[error("client `{client}`: {detail}")]
+    AmbiguousIssuer { client: String, detail: String },
     #[error(transparent)]
     Storage(#[from] StorageError),
 }
@@ -64,9 +72,10 @@ impl Registry {
         &self,
         client: &Client,
         change: Option<Change<'_>>,
+        issuers: &IssuerIndex,
     ) -> Result<bool, RegistryError> {
         Ok(self
-            .register_all(std::slice::from_ref(client), change)
+            .register_all(std::slice::from_ref(client), change, issuers)
             .await?
             == 1)
     }
@@ -74,12 +83,45 @@ impl Registry {
     /// Registers every client that does not exist yet, in one transaction with one snapshot
     /// swap (bootstrap files may hold many); returns how many were added. Bootstrap calls this
     /// with `change = None`; it never overwrites, so a restart cannot undo an operator's flip.
+    ///
+    /// Refused as a whole when a binding's issuer is ambiguous under `issuers` (the current
+    /// client CA bundle), or when a binding overlaps another client's, registered or new.
     pub async fn register_all(
         &self,
         clients: &[Client],
         change: Option<Change<'_>>,
+        issuers: &IssuerIndex,
     ) -> Result<usize, RegistryError> {
         let _guard = self.writes.lock().await;
+        let snapshot = self.snapshot();
+        let absent: Vec<&Client> = clients
+            .iter()
+            .filter(|c| snapshot.client(&c.name).is_none())
+            .collect();
+        for (index, client) in absent.iter().enumerate() {
+            for binding in &client.bindings {
+                binding
+                    .check_issuer(issuers)
+                    .map_err(|detail| RegistryError::AmbiguousIssuer {
+                        client: client.name.to_string(),
+                        detail,
+                    })?;
+                let other = snapshot.overlapping(&client.name, binding).or_else(|| {
+                    absent[index + 1..]
+                        .iter()
+                        .filter(|other| other.name != client.name)
+                        .find(|other| other.bindings.iter().any(|b| b.overlaps(binding)))
+                        .map(|other| &other.name)
+                });
+                if let Some(other) = other {
+                    return Err(RegistryError::BindingConflict {
+                        client: client.name.to_string(),
+                        other: other.to_string(),
+                    });
+                }
+            }
+        }
+        drop(snapshot);
         let added = self
             .insert_absent(clients, change.as_ref())
             .await
@@ -121,10 +163,11 @@ impl Registry {
             added += 1;
             for binding in &client.bindings {
                 sqlx::query(
-                    "INSERT INTO cert_bindings (client, issuer, subject_cn, spiffe_id, fingerprints) VALUES (?, ?, ?, ?, ?)",
+                    "INSERT INTO cert_bindings (client, issuer, issuer_spki_sha256, subject_cn, spiffe_id, fingerprints) VALUES (?, ?, ?, ?, ?, ?)",
                 )
                 .bind(client.name.as_str())
                 .bind(binding.issuer.as_ref().map(|i| i.as_str().to_owned()))
+                .bind(binding.issuer_spki.map(|k| k.to_string()))
                 .bind(binding.subject_cn.as_deref())
                 .bind(binding.spiffe_id.as_ref().map(|s| s.as_str().to_owned()))
                 .bind(binding.fingerprints.iter().map(Fingerprint::to_string).collect::<Vec<_>>().join(" "))

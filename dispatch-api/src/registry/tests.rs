@@ -1,23 +1,31 @@
 //! Binding and snapshot rules, without a database.
 
 use std::collections::HashSet;
+use std::sync::LazyLock;
+
+use devpki::CertificateAuthority;
 
 use super::*;
+use crate::identity::IssuerIndex;
+use crate::tls::testing::{CA, TEST_CA, leaf, trust, verified};
 
-fn cert(cn: &str, issuer: &str, spiffe: Option<&str>) -> PeerCertificate {
-    PeerCertificate {
-        fingerprint: Fingerprint::of_der(format!("{cn}{issuer}").as_bytes()),
-        subject: DistinguishedName::parse(&format!("CN={cn}")).unwrap(),
-        issuer: DistinguishedName::parse(issuer).unwrap(),
-        common_names: vec![cn.to_owned()],
-        spiffe_ids: spiffe
-            .map(|s| SpiffeId::parse(s).unwrap())
-            .into_iter()
-            .collect(),
-        dns_names: vec![],
-        serial: "01".into(),
-        not_after: time::OffsetDateTime::now_utc(),
-    }
+/// The second CA of the bundle in these tests.
+static OTHER: LazyLock<CertificateAuthority> = LazyLock::new(|| {
+    CertificateAuthority::new("Other CA", "Test", time::Duration::days(1)).unwrap()
+});
+const OTHER_CA: &str = "CN=Other CA, O=Test";
+
+/// The issuer index of a bundle of both CAs.
+fn issuers() -> IssuerIndex {
+    trust(&[&CA, &OTHER], &[]).issuers().clone()
+}
+
+/// A verified leaf with this CN (and SPIFFE ID) issued by the CA named `issuer`.
+fn cert(cn: &str, issuer: &str, spiffe: Option<&str>) -> VerifiedCertificate {
+    let ca: &CertificateAuthority = if issuer == OTHER_CA { &OTHER } else { &CA };
+    let issued = leaf(ca, cn, &spiffe.into_iter().collect::<Vec<_>>());
+    let verified = verified(&trust(&[&CA, &OTHER], &[]), &issued, &[]).unwrap();
+    (*verified).clone()
 }
 
 fn client(name: &str, binding: CertBindingSpec) -> Client {
@@ -52,50 +60,52 @@ fn a_binding_by_name_requires_an_issuer() {
 #[test]
 fn san_uri_binding_matches_the_spiffe_id() {
     let spec = CertBindingSpec {
-        issuer: Some("CN=CA".into()),
+        issuer: Some(TEST_CA.into()),
         spiffe_id: Some("spiffe://d/w".into()),
         ..Default::default()
     };
     let snap = RegistrySnapshot::new(vec![client("w", spec)], HashSet::new());
-    let found = snap.client_for_certificate(&cert("other-cn", "CN=CA", Some("spiffe://d/w")));
+    let found =
+        snap.client_for_certificate(&cert("other-cn", TEST_CA, Some("spiffe://d/w")), &issuers());
     assert_eq!(found.unwrap().name.as_str(), "w");
-    let missing = snap.client_for_certificate(&cert("other-cn", "CN=CA", Some("spiffe://d/x")));
+    let missing =
+        snap.client_for_certificate(&cert("other-cn", TEST_CA, Some("spiffe://d/x")), &issuers());
     assert_eq!(missing.unwrap_err(), CertMatchFailure::Unmapped);
 }
 
 #[test]
 fn same_name_from_another_issuer_is_issuer_not_allowed() {
-    let snap = RegistrySnapshot::new(vec![client("w", by_cn("w", "CN=CA"))], HashSet::new());
+    let snap = RegistrySnapshot::new(vec![client("w", by_cn("w", TEST_CA))], HashSet::new());
     let err = snap
-        .client_for_certificate(&cert("w", "CN=Other CA", None))
+        .client_for_certificate(&cert("w", OTHER_CA, None), &issuers())
         .unwrap_err();
     assert_eq!(err, CertMatchFailure::IssuerNotAllowed);
 }
 
 #[test]
 fn pinned_fingerprints_exclude_other_certificates_with_the_same_name() {
-    let good = cert("w", "CN=CA", None);
-    let mut spec = by_cn("w", "CN=CA");
-    spec.fingerprints = vec![good.fingerprint.to_string()];
+    let good = cert("w", TEST_CA, None);
+    let mut spec = by_cn("w", TEST_CA);
+    spec.fingerprints = vec![good.leaf.fingerprint.to_string()];
     let snap = RegistrySnapshot::new(vec![client("w", spec)], HashSet::new());
-    assert!(snap.client_for_certificate(&good).is_ok());
-    let mut renewed = cert("w", "CN=CA", None);
-    renewed.fingerprint = Fingerprint::of_der(b"another");
+    assert!(snap.client_for_certificate(&good, &issuers()).is_ok());
+    let renewed = cert("w", TEST_CA, None);
     assert_eq!(
-        snap.client_for_certificate(&renewed).unwrap_err(),
+        snap.client_for_certificate(&renewed, &issuers())
+            .unwrap_err(),
         CertMatchFailure::Unmapped
     );
 }
 
 #[test]
 fn revoked_fingerprint_wins_over_a_matching_binding() {
-    let c = cert("w", "CN=CA", None);
+    let c = cert("w", TEST_CA, None);
     let snap = RegistrySnapshot::new(
-        vec![client("w", by_cn("w", "CN=CA"))],
-        HashSet::from([c.fingerprint]),
+        vec![client("w", by_cn("w", TEST_CA))],
+        HashSet::from([c.leaf.fingerprint]),
     );
     assert_eq!(
-        snap.client_for_certificate(&c).unwrap_err(),
+        snap.client_for_certificate(&c, &issuers()).unwrap_err(),
         CertMatchFailure::Revoked
     );
 }
@@ -103,7 +113,7 @@ fn revoked_fingerprint_wins_over_a_matching_binding() {
 #[test]
 fn api_keys_are_found_by_hash() {
     let key = generate_api_key();
-    let mut c = client("w", by_cn("w", "CN=CA"));
+    let mut c = client("w", by_cn("w", TEST_CA));
     c.api_key = Some(ApiKeyHash::of(&key));
     let snap = RegistrySnapshot::new(vec![c], HashSet::new());
     assert!(snap.client_for_key(&ApiKeyHash::of(&key)).is_some());
@@ -117,8 +127,8 @@ fn api_keys_are_found_by_hash() {
 fn the_snapshot_finds_each_client_by_name_and_lists_them_all() {
     let snap = RegistrySnapshot::new(
         vec![
-            client("a", by_cn("a", "CN=CA")),
-            client("b", by_cn("b", "CN=CA")),
+            client("a", by_cn("a", TEST_CA)),
+            client("b", by_cn("b", TEST_CA)),
         ],
         HashSet::new(),
     );
@@ -162,12 +172,14 @@ fn modes_and_scopes_have_stable_names_that_parse_back() {
 fn a_binding_turns_back_into_the_spec_it_was_parsed_from() {
     let spec = CertBindingSpec {
         issuer: Some("CN=CA, O=Org".into()),
+        issuer_spki_sha256: Some("cd".repeat(32)),
         subject_cn: Some("w".into()),
         spiffe_id: Some("spiffe://d/w".into()),
         fingerprints: vec!["ab".repeat(32)],
     };
     let back = CertBinding::parse(&spec).unwrap().to_spec();
     assert_eq!(back.issuer, spec.issuer);
+    assert_eq!(back.issuer_spki_sha256, spec.issuer_spki_sha256);
     assert_eq!(back.subject_cn, spec.subject_cn);
     assert_eq!(back.spiffe_id, spec.spiffe_id);
     assert_eq!(back.fingerprints, spec.fingerprints);
@@ -175,16 +187,16 @@ fn a_binding_turns_back_into_the_spec_it_was_parsed_from() {
 
 #[test]
 fn a_binding_names_a_certificate_only_by_what_it_binds() {
-    // Two bindings of one client: a pinned CN under "CN=CA", a SPIFFE ID under "CN=Other CA".
-    let presented = cert("b", "CN=CA", Some("spiffe://d/w"));
+    // Two bindings of one client: a pinned CN under TEST_CA, a SPIFFE ID under OTHER_CA.
+    let presented = cert("b", TEST_CA, Some("spiffe://d/w"));
     let pinned = CertBindingSpec {
-        issuer: Some("CN=CA".into()),
+        issuer: Some(TEST_CA.into()),
         subject_cn: Some("a".into()),
-        fingerprints: vec![presented.fingerprint.to_string()],
+        fingerprints: vec![presented.leaf.fingerprint.to_string()],
         ..Default::default()
     };
     let by_spiffe = CertBindingSpec {
-        issuer: Some("CN=Other CA".into()),
+        issuer: Some(OTHER_CA.into()),
         spiffe_id: Some("spiffe://d/w".into()),
         ..Default::default()
     };
@@ -194,7 +206,8 @@ fn a_binding_names_a_certificate_only_by_what_it_binds() {
     // Found through its SPIFFE ID, whose binding expects another issuer; the pinned binding
     // names CN=a, not this certificate (CN=b), whatever its pins say.
     assert_eq!(
-        snap.client_for_certificate(&presented).unwrap_err(),
+        snap.client_for_certificate(&presented, &issuers())
+            .unwrap_err(),
         CertMatchFailure::IssuerNotAllowed
     );
 }
@@ -206,4 +219,300 @@ fn debug_output_shows_names_and_never_a_key_hash() {
     let shown = format!("{hash:?}");
     assert_eq!(shown, "ApiKeyHash(..)");
     assert!(!shown.contains(&hash.to_hex()[..8]));
+}
+
+fn spki_of(ca: &CertificateAuthority) -> SpkiHash {
+    *trust(&[ca], &[])
+        .issuers()
+        .keys_named(&DistinguishedName::from_x509(
+            x509_parser::parse_x509_certificate(&ca.cert_der())
+                .unwrap()
+                .1
+                .subject(),
+        ))
+        .first()
+        .unwrap()
+}
+
+#[test]
+fn a_second_ca_in_the_bundle_signing_an_intermediate_that_copies_the_issuers_name_is_not_the_issuer()
+ {
+    let rogue_root =
+        CertificateAuthority::new("Partner Root", "Partner", time::Duration::days(1)).unwrap();
+    // The partner's intermediate bears the exact name of the real issuing CA.
+    let forged = rogue_root
+        .intermediate("Test CA", "Test", time::Duration::days(1))
+        .unwrap();
+    let bundle = trust(&[&CA, &rogue_root], &[]);
+    let operator = leaf(&forged, "operator", &[]);
+    let presented =
+        verified(&bundle, &operator, &[&forged]).expect("a valid chain to a trusted root");
+    assert_eq!(
+        presented.leaf.issuer.as_str(),
+        TEST_CA,
+        "the printed issuer is identical"
+    );
+    let snap = RegistrySnapshot::new(
+        vec![client("operator", by_cn("operator", TEST_CA))],
+        HashSet::new(),
+    );
+    assert_eq!(
+        snap.client_for_certificate(&presented, bundle.issuers())
+            .unwrap_err(),
+        CertMatchFailure::IssuerNotAllowed
+    );
+    // The real CA's leaf of the same name is the client.
+    let real = verified(&bundle, &leaf(&CA, "operator", &[]), &[]).unwrap();
+    assert!(snap.client_for_certificate(&real, bundle.issuers()).is_ok());
+}
+
+#[test]
+fn a_one_attribute_look_alike_issuer_name_does_not_match() {
+    let look_alike = CertificateAuthority::new("Test CA, O=Test", "", time::Duration::days(1));
+    // rcgen writes O= even when empty; the point is the CN holding ", O=Test".
+    let look_alike = look_alike.unwrap();
+    let bundle = trust(&[&CA, &look_alike], &[]);
+    let presented = verified(&bundle, &leaf(&look_alike, "w", &[]), &[]).unwrap();
+    assert!(
+        presented
+            .leaf
+            .issuer
+            .as_str()
+            .starts_with(r"CN=Test CA\, O=Test")
+    );
+    let snap = RegistrySnapshot::new(vec![client("w", by_cn("w", TEST_CA))], HashSet::new());
+    assert_eq!(
+        snap.client_for_certificate(&presented, bundle.issuers())
+            .unwrap_err(),
+        CertMatchFailure::IssuerNotAllowed
+    );
+}
+
+#[test]
+fn a_certificate_with_two_cns_is_ambiguous_for_a_cn_binding() {
+    let mut presented = cert("w", TEST_CA, None);
+    presented.leaf.common_names = vec!["w".into(), "operator".into()];
+    let snap = RegistrySnapshot::new(vec![client("w", by_cn("w", TEST_CA))], HashSet::new());
+    assert_eq!(
+        snap.client_for_certificate(&presented, &issuers())
+            .unwrap_err(),
+        CertMatchFailure::Ambiguous
+    );
+}
+
+#[test]
+fn a_certificate_with_two_uri_sans_is_ambiguous_for_a_spiffe_binding() {
+    let issued = leaf(&CA, "w", &["spiffe://d/w", "spiffe://d/operator"]);
+    let bundle = trust(&[&CA, &OTHER], &[]);
+    let presented = verified(&bundle, &issued, &[]).unwrap();
+    let spec = CertBindingSpec {
+        issuer: Some(TEST_CA.into()),
+        spiffe_id: Some("spiffe://d/w".into()),
+        ..Default::default()
+    };
+    let snap = RegistrySnapshot::new(vec![client("w", spec)], HashSet::new());
+    assert_eq!(
+        snap.client_for_certificate(&presented, bundle.issuers())
+            .unwrap_err(),
+        CertMatchFailure::Ambiguous
+    );
+}
+
+#[test]
+fn a_certificate_that_matches_two_clients_is_ambiguous_never_first_wins() {
+    let by_id = CertBindingSpec {
+        issuer: Some(TEST_CA.into()),
+        spiffe_id: Some("spiffe://d/b".into()),
+        ..Default::default()
+    };
+    let snap = RegistrySnapshot::new(
+        vec![client("a", by_cn("a", TEST_CA)), client("b", by_id)],
+        HashSet::new(),
+    );
+    let both = cert("a", TEST_CA, Some("spiffe://d/b"));
+    assert_eq!(
+        snap.client_for_certificate(&both, &issuers()).unwrap_err(),
+        CertMatchFailure::Ambiguous
+    );
+}
+
+#[test]
+fn a_binding_with_a_cn_and_a_spiffe_id_needs_both() {
+    let spec = CertBindingSpec {
+        issuer: Some(TEST_CA.into()),
+        subject_cn: Some("w".into()),
+        spiffe_id: Some("spiffe://d/w".into()),
+        ..Default::default()
+    };
+    let snap = RegistrySnapshot::new(vec![client("w", spec)], HashSet::new());
+    for (cn, id, found) in [
+        ("w", Some("spiffe://d/w"), true),
+        ("w", None, false),
+        ("x", Some("spiffe://d/w"), false),
+        ("w", Some("spiffe://d/x"), false),
+    ] {
+        let answer = snap.client_for_certificate(&cert(cn, TEST_CA, id), &issuers());
+        assert_eq!(answer.is_ok(), found, "CN {cn}, URI {id:?}");
+    }
+}
+
+#[test]
+fn two_same_named_cas_are_told_apart_by_the_pinned_key() {
+    let twin = CertificateAuthority::new("Test CA", "Test", time::Duration::days(1)).unwrap();
+    let bundle = trust(&[&CA, &twin], &[]);
+    let mut spec = by_cn("w", TEST_CA);
+    spec.issuer_spki_sha256 = Some(spki_of(&twin).to_string());
+    let snap = RegistrySnapshot::new(vec![client("w", spec)], HashSet::new());
+    let from_twin = verified(&bundle, &leaf(&twin, "w", &[]), &[]).unwrap();
+    let from_ca = verified(&bundle, &leaf(&CA, "w", &[]), &[]).unwrap();
+    assert!(
+        snap.client_for_certificate(&from_twin, bundle.issuers())
+            .is_ok()
+    );
+    assert_eq!(
+        snap.client_for_certificate(&from_ca, bundle.issuers())
+            .unwrap_err(),
+        CertMatchFailure::IssuerNotAllowed
+    );
+    // Unpinned, the name stands for two keys: it never matches, and is refused up front.
+    let unpinned = CertBinding::parse(&by_cn("w", TEST_CA)).unwrap();
+    let why = unpinned.check_issuer(bundle.issuers()).unwrap_err();
+    assert!(why.contains(&spki_of(&twin).to_string()), "{why}");
+    assert!(why.contains(&spki_of(&CA).to_string()), "{why}");
+    let snap = RegistrySnapshot::new(vec![client("w", by_cn("w", TEST_CA))], HashSet::new());
+    assert_eq!(
+        snap.client_for_certificate(&from_ca, bundle.issuers())
+            .unwrap_err(),
+        CertMatchFailure::IssuerNotAllowed
+    );
+    assert_eq!(snap.ambiguous_issuers(bundle.issuers()).len(), 1);
+}
+
+#[test]
+fn an_issuer_outside_a_bundle_of_several_cas_must_be_pinned() {
+    let intermediate = CA
+        .intermediate("Issuing CA", "Test", time::Duration::days(1))
+        .unwrap();
+    let binding = CertBinding::parse(&by_cn("w", "CN=Issuing CA, O=Test")).unwrap();
+    // Under a bundle of one CA, its intermediates can only come from that CA.
+    let alone = trust(&[&CA], &[]);
+    assert!(binding.check_issuer(alone.issuers()).is_ok());
+    let presented = verified(&alone, &leaf(&intermediate, "w", &[]), &[&intermediate]).unwrap();
+    let snap = RegistrySnapshot::new(
+        vec![client("w", by_cn("w", "CN=Issuing CA, O=Test"))],
+        HashSet::new(),
+    );
+    assert!(
+        snap.client_for_certificate(&presented, alone.issuers())
+            .is_ok()
+    );
+    // With a second CA in the bundle, the name alone is not enough.
+    let two = trust(&[&CA, &OTHER], &[]);
+    assert!(binding.check_issuer(two.issuers()).is_err());
+    let presented = verified(&two, &leaf(&intermediate, "w", &[]), &[&intermediate]).unwrap();
+    assert_eq!(
+        snap.client_for_certificate(&presented, two.issuers())
+            .unwrap_err(),
+        CertMatchFailure::IssuerNotAllowed
+    );
+    let mut pinned = by_cn("w", "CN=Issuing CA, O=Test");
+    pinned.issuer_spki_sha256 = Some(presented.issuer_spki.to_string());
+    let snap = RegistrySnapshot::new(vec![client("w", pinned)], HashSet::new());
+    assert!(
+        snap.client_for_certificate(&presented, two.issuers())
+            .is_ok()
+    );
+}
+
+#[test]
+fn an_intermediate_on_the_deny_list_takes_its_leaves_with_it() {
+    let intermediate = CA
+        .intermediate("Issuing CA", "Test", time::Duration::days(1))
+        .unwrap();
+    let bundle = trust(&[&CA], &[]);
+    let presented = verified(&bundle, &leaf(&intermediate, "w", &[]), &[&intermediate]).unwrap();
+    let snap = RegistrySnapshot::new(
+        vec![client("w", by_cn("w", "CN=Issuing CA, O=Test"))],
+        HashSet::from([Fingerprint::of_der(&intermediate.cert_der())]),
+    );
+    assert_eq!(
+        snap.client_for_certificate(&presented, bundle.issuers())
+            .unwrap_err(),
+        CertMatchFailure::Revoked
+    );
+}
+
+#[test]
+fn overlapping_bindings_are_the_same_name_from_the_same_issuer_or_the_same_pinned_certificate() {
+    let parse = |spec: CertBindingSpec| CertBinding::parse(&spec).unwrap();
+    let pins = |spec: CertBindingSpec, pins: &[&str]| CertBindingSpec {
+        fingerprints: pins.iter().map(|p| p.repeat(32)).collect(),
+        ..spec
+    };
+    let keyed = |spec: CertBindingSpec, key: &str| CertBindingSpec {
+        issuer_spki_sha256: Some(key.repeat(32)),
+        ..spec
+    };
+    let spiffe = |id: &str| CertBindingSpec {
+        issuer: Some(TEST_CA.into()),
+        spiffe_id: Some(id.into()),
+        ..Default::default()
+    };
+    let pin_only = |pin: &str| CertBindingSpec {
+        fingerprints: vec![pin.repeat(32)],
+        ..Default::default()
+    };
+    let table = [
+        (by_cn("w", TEST_CA), by_cn("w", TEST_CA), true),
+        (by_cn("w", TEST_CA), by_cn("x", TEST_CA), false),
+        (by_cn("w", TEST_CA), by_cn("w", OTHER_CA), false),
+        (spiffe("spiffe://d/w"), spiffe("spiffe://d/w"), true),
+        (by_cn("w", TEST_CA), spiffe("spiffe://d/w"), false),
+        (
+            pins(by_cn("w", TEST_CA), &["aa"]),
+            pins(by_cn("w", TEST_CA), &["bb"]),
+            false,
+        ),
+        (
+            pins(by_cn("w", TEST_CA), &["aa"]),
+            by_cn("w", TEST_CA),
+            true,
+        ),
+        (
+            keyed(by_cn("w", TEST_CA), "aa"),
+            keyed(by_cn("w", TEST_CA), "bb"),
+            false,
+        ),
+        (keyed(by_cn("w", TEST_CA), "aa"), by_cn("w", TEST_CA), true),
+        (pin_only("aa"), pin_only("aa"), true),
+        (pin_only("aa"), pin_only("bb"), false),
+        (pin_only("aa"), pins(by_cn("w", TEST_CA), &["aa"]), true),
+        (pin_only("aa"), by_cn("w", TEST_CA), false),
+    ];
+    for (index, (a, b, overlap)) in table.into_iter().enumerate() {
+        let (a, b) = (parse(a), parse(b));
+        assert_eq!(a.overlaps(&b), overlap, "row {index}: {a:?} / {b:?}");
+        assert_eq!(b.overlaps(&a), overlap, "row {index} reversed");
+    }
+    let snap = RegistrySnapshot::new(vec![client("w", by_cn("w", TEST_CA))], HashSet::new());
+    let same = parse(by_cn("w", TEST_CA));
+    assert_eq!(
+        snap.overlapping(&ClientName::parse("x").unwrap(), &same)
+            .map(ClientName::as_str),
+        Some("w")
+    );
+    assert_eq!(
+        snap.overlapping(&ClientName::parse("w").unwrap(), &same),
+        None
+    );
+}
+
+#[test]
+fn an_issuer_key_pin_needs_the_issuer_name() {
+    let spec = CertBindingSpec {
+        issuer_spki_sha256: Some("ab".repeat(32)),
+        fingerprints: vec!["cd".repeat(32)],
+        ..Default::default()
+    };
+    assert!(CertBinding::parse(&spec).is_err());
 }

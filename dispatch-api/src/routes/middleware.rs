@@ -101,7 +101,13 @@ pub async fn require_principal(
         .conn_data::<ConnectionIdentity>()
         .cloned()
         .unwrap_or(ConnectionIdentity::Anonymous);
-    let outcome = authenticate(&state.registry.snapshot(), &connection, request.headers());
+    let outcome = authenticate(
+        &state.registry.snapshot(),
+        &state.tls.material().trust,
+        &connection,
+        request.headers(),
+        time::OffsetDateTime::now_utc(),
+    );
     match outcome {
         Ok(principal) => {
             request.extensions_mut().insert(principal);

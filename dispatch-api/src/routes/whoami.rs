@@ -11,17 +11,24 @@ pub async fn whoami(
     state: web::Data<AppState>,
 ) -> HttpResponse {
     let client = &principal.client;
-    let certificate = principal.certificate.as_ref().map(|cert| {
+    let certificate = principal.certificate.as_ref().map(|verified| {
+        let cert = &verified.leaf;
         json!({
             "subject": cert.subject.as_str(),
             "issuer": cert.issuer.as_str(),
+            // Paste into a binding's issuer_spki_sha256 to pin the key that signed this leaf.
+            "issuer_spki_sha256": verified.issuer_spki,
             "common_names": cert.common_names,
+            "uri_sans": cert.uri_sans,
             "spiffe_ids": cert.spiffe_ids,
             "dns_names": cert.dns_names,
             "serial": cert.serial,
             "fingerprint_sha256": cert.fingerprint.to_string(),
+            "chain_fingerprints_sha256": verified.fingerprints().map(ToString::to_string).collect::<Vec<_>>(),
             "not_after": super::rfc3339(cert.not_after.unix_timestamp()),
-            "seconds_until_expiry": (cert.not_after - time::OffsetDateTime::now_utc()).whole_seconds(),
+            // The earliest notAfter of the path: when this identity stops being accepted.
+            "valid_until": super::rfc3339(verified.not_after.unix_timestamp()),
+            "seconds_until_expiry": (verified.not_after - time::OffsetDateTime::now_utc()).whole_seconds(),
         })
     });
     HttpResponse::Ok().json(json!({

@@ -5,17 +5,16 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use rustls::Error as RustlsError;
 use rustls::crypto::CryptoProvider;
-use rustls::server::WebPkiClientVerifier;
-use rustls::server::danger::ClientCertVerifier;
 use rustls::sign::CertifiedKey;
-use rustls::{Error as RustlsError, RootCertStore};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 use secrecy::{ExposeSecret, SecretString};
 use time::OffsetDateTime;
 
-use crate::configuration::{ClientAuth, TlsSettings};
+use super::trust::Trust;
+use crate::configuration::TlsSettings;
 use crate::identity::PeerCertificate;
 
 /// Why TLS material could not be loaded. Each variant names the file or setting at fault.
@@ -40,12 +39,6 @@ pub enum MaterialError {
     KeyMismatch { cert: PathBuf, key: PathBuf },
     #[error("the server certificate `{}` expired at {not_after}", path.display())]
     CertificateExpired { path: PathBuf, not_after: String },
-    #[error("the client verifier from `{}`", path.display())]
-    Verifier {
-        path: PathBuf,
-        #[source]
-        source: rustls::server::VerifierBuilderError,
-    },
     #[error("TLS setup")]
     Rustls(#[source] RustlsError),
 }
@@ -99,9 +92,8 @@ fn load_certificates(
     Ok(certs)
 }
 
-fn load_crls(
-    paths: &[PathBuf],
-) -> Result<Vec<CertificateRevocationListDer<'static>>, MaterialError> {
+/// Every CRL of the files, PEM or DER, each with the file it came from (parsed in `Trust`).
+fn load_crls(paths: &[PathBuf]) -> Result<Vec<(PathBuf, Vec<u8>)>, MaterialError> {
     const WHAT: &str = "certificate revocation list";
     let mut crls = Vec::new();
     for path in paths {
@@ -113,13 +105,9 @@ fn load_crls(
             if parsed.is_empty() {
                 return Err(pem_error(path, WHAT, "no X509 CRL block found"));
             }
-            crls.extend(parsed);
+            crls.extend(parsed.into_iter().map(|crl| (path.clone(), crl.to_vec())));
         } else {
-            // DER: check it parses now rather than in the first handshake.
-            use x509_parser::prelude::FromDer;
-            x509_parser::revocation_list::CertificateRevocationList::from_der(&bytes)
-                .map_err(|e| pem_error(path, WHAT, format!("not a PEM or DER CRL: {e}")))?;
-            crls.push(CertificateRevocationListDer::from(bytes));
+            crls.push((path.clone(), bytes));
         }
     }
     Ok(crls)
@@ -218,20 +206,13 @@ fn load_pkcs12(settings: &TlsSettings, p12: &Path) -> Result<ServerKey, Material
     })
 }
 
-/// A CA of the client bundle, for expiry metrics and warnings.
-#[derive(Debug, Clone)]
-pub struct CaInfo {
-    pub subject: String,
-    pub not_after: OffsetDateTime,
-}
-
 /// Everything the listener's TLS is made of, loaded and checked together.
 pub struct TlsMaterial {
     pub key: Arc<CertifiedKey>,
     pub server_not_after: OffsetDateTime,
     pub server_subject: String,
-    pub cas: Vec<CaInfo>,
-    pub(super) verifier: Arc<dyn ClientCertVerifier>,
+    /// The client CA bundle and CRLs: who can complete a handshake, and as whom.
+    pub trust: Arc<Trust>,
     /// Digest of the CA bundle and CRL bytes: a change means a change of trust.
     pub(super) trust_digest: Vec<u8>,
 }
@@ -265,48 +246,22 @@ impl TlsMaterial {
 
         let ca_path = &settings.client_ca_file;
         let ca_certs = load_certificates(ca_path, "client CA bundle")?;
-        let mut roots = RootCertStore::empty();
-        let mut cas = Vec::new();
-        for ca in &ca_certs {
-            let info = PeerCertificate::from_der(ca)
-                .map_err(|d| pem_error(ca_path, "client CA bundle", d))?;
-            cas.push(CaInfo {
-                subject: info.subject.to_string(),
-                not_after: info.not_after,
-            });
-            roots
-                .add(ca.clone())
-                .map_err(|e| pem_error(ca_path, "client CA bundle", e))?;
-        }
         let crls = load_crls(&settings.crl_files)?;
-        let mut trust = ring::digest::Context::new(&ring::digest::SHA256);
-        ca_certs.iter().for_each(|c| trust.update(c));
-        crls.iter().for_each(|c| trust.update(c));
-        // Revocation: the leaf is checked against the CRLs of its issuer. A CA with no CRL file
-        // is not checked (unknown status is allowed); an expired CRL fails handshakes (fail
-        // closed, as nginx does): renew CRLs before their nextUpdate.
-        let mut builder =
-            WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-                .with_crls(crls)
-                .only_check_end_entity_revocation()
-                .allow_unknown_revocation_status()
-                .enforce_revocation_expiration();
-        if settings.client_auth == ClientAuth::Optional {
-            // A missing certificate passes the handshake (API-key clients); a presented
-            // certificate that fails verification still aborts it: no fallback to a key.
-            builder = builder.allow_unauthenticated();
-        }
-        let verifier = builder.build().map_err(|source| MaterialError::Verifier {
-            path: ca_path.clone(),
-            source,
-        })?;
+        let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
+        ca_certs.iter().for_each(|c| digest.update(c));
+        crls.iter().for_each(|(_, c)| digest.update(c));
+        let trust = Trust::load(
+            ca_path,
+            &ca_certs,
+            crls,
+            provider.signature_verification_algorithms,
+        )?;
         Ok(Self {
             key: Arc::new(key),
             server_not_after: leaf.not_after,
             server_subject: leaf.subject.to_string(),
-            cas,
-            verifier,
-            trust_digest: trust.finish().as_ref().to_vec(),
+            trust: Arc::new(trust),
+            trust_digest: digest.finish().as_ref().to_vec(),
         })
     }
 }

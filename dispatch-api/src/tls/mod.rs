@@ -10,7 +10,11 @@
 //! CRLs), sessions made under the old trust cannot be resumed.
 
 mod material;
+mod peer;
 mod resumption;
+#[cfg(test)]
+pub(crate) mod testing;
+mod trust;
 mod verifier;
 mod watch;
 
@@ -24,7 +28,9 @@ use rustls::server::{ProducesTickets, ResolvesServerCert, ServerSessionMemoryCac
 use rustls::sign::CertifiedKey;
 use time::OffsetDateTime;
 
-pub use material::{CaInfo, MaterialError, TlsMaterial};
+pub use material::{MaterialError, TlsMaterial};
+pub use peer::{ConnectionOpened, record_peer_identity};
+pub use trust::{BundleCa, RevocationFailure, Trust};
 pub use watch::watch;
 
 use crate::configuration::TlsSettings;
@@ -163,10 +169,10 @@ impl ReloadableTls {
             &material.server_subject,
             (material.server_not_after - now).whole_seconds(),
         );
-        for ca in &material.cas {
+        for ca in material.trust.cas() {
             self.metrics.set_certificate_expiry(
                 "client_ca",
-                &ca.subject,
+                ca.subject.as_str(),
                 (ca.not_after - now).whole_seconds(),
             );
         }

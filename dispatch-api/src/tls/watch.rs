@@ -55,7 +55,8 @@ fn warn_expiring(tls: &ReloadableTls, warned: &mut HashMap<String, Instant>) {
     )];
     items.extend(
         material
-            .cas
+            .trust
+            .cas()
             .iter()
             .map(|ca| (format!("client CA {}", ca.subject), ca.not_after)),
     );

@@ -79,6 +79,7 @@ pub async fn register_client(
                 actor: &actor,
                 reason,
             }),
+            state.tls.material().trust.issuers(),
         )
         .await?
     {

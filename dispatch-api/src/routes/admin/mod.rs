@@ -44,7 +44,7 @@ pub use revocations::{list_revocations, revoke_certificate};
 /// The operator's name for the audit log: the client name and the certificate subject.
 pub(crate) fn actor(principal: &Principal) -> String {
     match &principal.certificate {
-        Some(cert) => format!("{} ({})", principal.client.name, cert.subject),
+        Some(cert) => format!("{} ({})", principal.client.name, cert.leaf.subject),
         None => principal.client.name.to_string(),
     }
 }
