@@ -26,6 +26,14 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(ring::digest::digest(&ring::digest::SHA256, bytes))
 }
 
+/// SHA-256 of a certificate's SubjectPublicKeyInfo, hex: what a binding's
+/// `issuer_spki_sha256` pins (`openssl x509 -noout -pubkey | openssl pkey -pubin -outform der
+/// | sha256sum` prints the same).
+pub fn spki_sha256(cert_der: &[u8]) -> Option<String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(cert_der).ok()?;
+    Some(sha256_hex(cert.public_key().raw))
+}
+
 /// Writes a file; private material (`secret = true`) gets mode 0600 from the moment it exists.
 pub fn write_file(
     path: &Path,

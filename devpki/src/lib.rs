@@ -11,7 +11,7 @@ pub use authority::{CertificateAuthority, Issued, LeafSpec, PkiError, Usage};
 pub use dev::{
     DevPkiLayout, InitOptions, dev_leaves, reissue_leaves, write_crl, write_dev_pki, write_next_ca,
 };
-pub use files::{api_key_sha256, generate_api_key, sha256_hex, write_file};
+pub use files::{api_key_sha256, generate_api_key, sha256_hex, spki_sha256, write_file};
 
 /// The trust domain of the dev SPIFFE IDs.
 pub const TRUST_DOMAIN: &str = "dispatch.internal";

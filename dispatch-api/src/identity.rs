@@ -503,6 +503,18 @@ impl IssuerIndex {
         self.by_subject.get(name).map_or(&[], Vec::as_slice)
     }
 
+    /// A CA of the bundle whose name holds the same attributes in another order: what an
+    /// operator probably meant when a written issuer matches no CA.
+    pub fn reordered(&self, name: &DistinguishedName) -> Option<&DistinguishedName> {
+        let mut wanted: Vec<&Attribute> = name.rdns.iter().flatten().collect();
+        wanted.sort();
+        self.by_subject.keys().find(|subject| {
+            let mut attributes: Vec<&Attribute> = subject.rdns.iter().flatten().collect();
+            attributes.sort();
+            attributes == wanted
+        })
+    }
+
     /// How many certificates the bundle holds.
     pub fn len(&self) -> usize {
         self.count

@@ -79,7 +79,10 @@ fn every_module_uses_only_modules_listed_before_it_in_lib_rs() {
     for (position, module) in order.iter().enumerate() {
         let files = files_of(module);
         assert!(!files.is_empty(), "module `{module}` has no source file");
-        for file in files {
+        // A unit-test module (`tests.rs`) may build its inputs with a higher layer: the
+        // registry's binding tests verify real certificates with `tls::Trust`. The rule is
+        // about the code that ships.
+        for file in files.into_iter().filter(|f| !f.ends_with("tests.rs")) {
             let text = std::fs::read_to_string(&file).unwrap();
             for used in crate_references(&text) {
                 match order.iter().position(|m| *m == used) {

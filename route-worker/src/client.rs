@@ -189,7 +189,10 @@ impl DispatchClient {
             (_, "method_not_allowed") => {
                 "this client is in api_key mode on the server: an operator must move it to dual before it may use its certificate".to_owned()
             }
-            (_, "cert_revoked") => "the server has revoked this certificate: get a new one".to_owned(),
+            (_, "cert_revoked") => "the server has revoked this certificate (or a CA certificate of its chain): get a new one".to_owned(),
+            (_, "cert_expired") => "this client's certificate has expired (or is not valid yet): renew it; the worker picks up the new files by itself".to_owned(),
+            (_, "cert_ambiguous") => "this certificate names more than one client to the server (several CNs or URI SANs, or bindings of two clients): issue one with a single name".to_owned(),
+            (_, "cert_unreadable") => "the server could not read this certificate: reissue it with a standard X.509 encoding".to_owned(),
             (_, "credential_mismatch") => "the API key belongs to another client than the certificate: fix auth.api_key_file".to_owned(),
             (_, "client_disabled") => "this client is disabled on the server".to_owned(),
             (_, "policy_denied") => "this client may not do this (for plans it needs the plans:submit scope)".to_owned(),

@@ -295,6 +295,11 @@ impl CertBinding {
         if self.issuer_spki.is_some() {
             return Ok(());
         }
+        if let Some(meant) = issuers.reordered(issuer).filter(|meant| *meant != issuer) {
+            return Err(format!(
+                "the issuer `{issuer}` names no CA of the client CA bundle; `{meant}` is one: names compare attribute by attribute in the order the certificate encodes them (as `openssl x509 -noout -issuer` and /api/whoami print them)"
+            ));
+        }
         match issuers.keys_named(issuer) {
             [_] => Ok(()),
             [] if issuers.len() <= 1 => Ok(()),

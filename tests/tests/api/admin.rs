@@ -210,7 +210,7 @@ async fn rotating_a_key_returns_it_once_and_retires_the_old_one() {
 #[tokio::test]
 async fn registering_a_client_binds_its_certificate() {
     let app = spawn_app().await;
-    let register = json!({
+    let mut register = json!({
         "name": "billing",
         "mode": "dual",
         "scopes": ["plans:submit"],
@@ -218,6 +218,20 @@ async fn registering_a_client_binds_its_certificate() {
         "issue_api_key": true,
         "reason": "new service",
     });
+    // Names compare RDN by RDN in the encoded order: the reversed spelling is another name, and
+    // the refusal says which CA of the bundle was probably meant.
+    let reversed = app
+        .admin(Request::post("/admin/clients").json(&register))
+        .await;
+    reversed.assert_problem(409, "ambiguous-issuer");
+    assert!(
+        reversed
+            .text()
+            .contains("CN=Dispatch Dev Internal CA, O=Dispatch Dev"),
+        "{}",
+        reversed.text()
+    );
+    register["bindings"][0]["issuer"] = json!("cn = Dispatch Dev Internal CA ,o=Dispatch Dev");
     let response = app
         .admin(Request::post("/admin/clients").json(&register))
         .await;

@@ -4,6 +4,7 @@
 mod admin;
 mod authentication;
 mod handshake;
+mod identity;
 mod interop;
 mod lifecycle;
 mod listener;

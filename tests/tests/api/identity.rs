@@ -1,0 +1,553 @@
+//! A certificate identifies exactly one registered client, only while it is valid and
+//! unrevoked, on every request: forged issuers, ambiguous certificates, overlapping bindings,
+//! expiry and revocation on open connections, and CA rollovers.
+
+use std::process::Command;
+use std::sync::Arc;
+
+use e2e::devpki::{self, CertificateAuthority, LeafSpec, Usage};
+use e2e::{Identity, PreparedApp, Request, TestApp, connect_with, replace_file, spawn_app};
+use rustls_pki_types::CertificateDer;
+use serde_json::json;
+use time::{Duration, OffsetDateTime};
+
+const RELOADED: &str = "dispatch_tls_reloads_total{outcome=\"ok\"}";
+
+/// An identity whose chain is a leaf of `ca` and then `intermediates`.
+fn identity(
+    ca: &CertificateAuthority,
+    spec: &LeafSpec,
+    intermediates: &[&CertificateAuthority],
+) -> Identity {
+    let issued = ca.issue(spec).unwrap();
+    let mut id = e2e::identity_from_pem(&issued.cert_pem, &issued.key_pem);
+    id.chain.extend(
+        intermediates
+            .iter()
+            .map(|i| CertificateDer::from(i.cert_der())),
+    );
+    id
+}
+
+/// The reason code of the last refusal, after the request that caused it.
+async fn refused_as(app: &TestApp, id: &Identity, path: &str, status: u16, reason: &str) {
+    let response = app.request(Some(id), Request::get(path)).await.unwrap();
+    assert_eq!(response.status, status, "{path}: {}", response.text());
+    app.assert_last_refusal(reason).await;
+}
+
+#[tokio::test]
+async fn a_second_ca_in_the_bundle_signing_an_intermediate_that_copies_the_issuing_cas_name_cannot_act_as_any_bound_client()
+ {
+    let app = spawn_app().await;
+    // The partner CA is trusted (it is in the bundle); its intermediate copies the dev CA's
+    // name exactly, so the leaf's printed issuer is the one every binding names.
+    let forged = app
+        .pki
+        .second_ca
+        .intermediate(
+            "Dispatch Dev Internal CA",
+            "Dispatch Dev",
+            Duration::days(1),
+        )
+        .unwrap();
+    let admin = identity(
+        &forged,
+        &LeafSpec::new("operator", Usage::Client, Duration::hours(1)),
+        &[&forged],
+    );
+    let worker = identity(
+        &forged,
+        &LeafSpec::workload("route-worker", Duration::hours(1)),
+        &[&forged],
+    );
+    refused_as(&app, &admin, "/admin/clients", 401, "issuer_not_allowed").await;
+    refused_as(&app, &admin, "/api/whoami", 401, "issuer_not_allowed").await;
+    refused_as(&app, &worker, "/api/whoami", 401, "issuer_not_allowed").await;
+    // The real operator is served.
+    let real = app
+        .request(Some(&app.operator), Request::get("/admin/clients"))
+        .await
+        .unwrap();
+    assert_eq!(real.status, 200);
+}
+
+#[tokio::test]
+async fn a_one_attribute_look_alike_issuer_name_does_not_match() {
+    let app = spawn_app().await;
+    let look_alike = app
+        .pki
+        .second_ca
+        .intermediate(
+            "Dispatch Dev Internal CA, O=Dispatch Dev",
+            "Partner",
+            Duration::days(1),
+        )
+        .unwrap();
+    let admin = identity(
+        &look_alike,
+        &LeafSpec::new("operator", Usage::Client, Duration::hours(1)),
+        &[&look_alike],
+    );
+    refused_as(&app, &admin, "/admin/clients", 401, "issuer_not_allowed").await;
+}
+
+/// A client certificate made by openssl from the dev CA, with this subject (`/CN=a/CN=b`).
+fn openssl_leaf(app: &TestApp, subject: &str) -> Identity {
+    let dir = tempfile::tempdir().unwrap().keep();
+    let ca_cert = dir.join("ca.pem");
+    let ca_key = dir.join("ca.key");
+    std::fs::write(&ca_cert, &app.pki.ca.cert_pem).unwrap();
+    std::fs::write(&ca_key, &app.pki.ca.key_pem).unwrap();
+    let (key, csr, cert, ext) = (
+        dir.join("leaf.key"),
+        dir.join("leaf.csr"),
+        dir.join("leaf.pem"),
+        dir.join("ext.cnf"),
+    );
+    std::fs::write(
+        &ext,
+        "extendedKeyUsage=clientAuth\nkeyUsage=digitalSignature\n",
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .output()
+            .expect("openssl is installed");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-new",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        key.to_str().unwrap(),
+        "-subj",
+        subject,
+        "-out",
+        csr.to_str().unwrap(),
+    ]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        csr.to_str().unwrap(),
+        "-CA",
+        ca_cert.to_str().unwrap(),
+        "-CAkey",
+        ca_key.to_str().unwrap(),
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        ext.to_str().unwrap(),
+        "-out",
+        cert.to_str().unwrap(),
+    ]);
+    e2e::identity_from_files(&cert, &key)
+}
+
+#[tokio::test]
+async fn a_certificate_with_two_cns_is_cert_ambiguous() {
+    let app = spawn_app().await;
+    let two = openssl_leaf(&app, "/CN=no-scope/CN=operator");
+    refused_as(&app, &two, "/admin/clients", 401, "cert_ambiguous").await;
+    refused_as(&app, &two, "/api/whoami", 401, "cert_ambiguous").await;
+    // The same tool with one CN is served: the refusal is about the two names.
+    let one = openssl_leaf(&app, "/CN=operator");
+    let response = app
+        .request(Some(&one), Request::get("/admin/clients"))
+        .await
+        .unwrap();
+    assert_eq!(response.status, 200, "{}", response.text());
+}
+
+#[tokio::test]
+async fn a_certificate_with_two_uri_sans_is_cert_ambiguous() {
+    let app = spawn_app().await;
+    let mut spec = LeafSpec::workload("worker-x", Duration::hours(1));
+    spec.uris = vec![
+        "spiffe://dispatch.internal/route-worker".into(),
+        "spiffe://dispatch.internal/operator".into(),
+    ];
+    let two = identity(&app.pki.ca, &spec, &[]);
+    refused_as(&app, &two, "/api/whoami", 401, "cert_ambiguous").await;
+}
+
+#[tokio::test]
+async fn a_certificate_that_matches_two_clients_is_cert_ambiguous() {
+    let app = spawn_app().await;
+    // CN=no-scope names the client `no-scope`; its SPIFFE ID names `route-worker`.
+    let mut spec = LeafSpec::workload("no-scope", Duration::hours(1));
+    spec.uris = vec!["spiffe://dispatch.internal/route-worker".into()];
+    let both = identity(&app.pki.ca, &spec, &[]);
+    refused_as(&app, &both, "/api/whoami", 401, "cert_ambiguous").await;
+}
+
+#[tokio::test]
+async fn an_overlapping_binding_is_refused_at_registration() {
+    let app = spawn_app().await;
+    let register = json!({
+        "name": "second-operator",
+        "mode": "mtls",
+        "scopes": ["admin"],
+        "bindings": [{ "issuer": "CN=Dispatch Dev Internal CA, O=Dispatch Dev", "subject_cn": "operator" }],
+        "reason": "copy of the operator",
+    });
+    let response = app
+        .admin(Request::post("/admin/clients").json(&register))
+        .await;
+    response.assert_problem(409, "binding-conflict");
+    assert!(response.text().contains("operator"), "{}", response.text());
+    assert_eq!(
+        app.admin(Request::get("/admin/clients/second-operator"))
+            .await
+            .status,
+        404
+    );
+}
+
+#[tokio::test]
+async fn an_overlapping_binding_is_refused_at_bootstrap() {
+    let prepared = PreparedApp::new();
+    let mut clients = std::fs::read_to_string(prepared.clients_file()).unwrap();
+    clients.push_str(
+        "\n[[clients]]\nname = \"impostor\"\nmode = \"mtls\"\nscopes = [\"admin\"]\n[[clients.bindings]]\nissuer = \"CN=Dispatch Dev Internal CA, O=Dispatch Dev\"\nsubject_cn = \"operator\"\n",
+    );
+    std::fs::write(prepared.clients_file(), clients).unwrap();
+    let error = dispatch_api::startup::Application::build(prepared.settings.clone())
+        .await
+        .err()
+        .expect("start-up refuses overlapping bindings");
+    let chain = dispatch_api::telemetry::error_chain(&error);
+    assert!(
+        chain.contains("impostor") && chain.contains("overlaps"),
+        "{chain}"
+    );
+}
+
+#[tokio::test]
+async fn an_ambiguous_issuer_stops_start_up_with_both_cas_named() {
+    let prepared = PreparedApp::new();
+    // A second CA of the very same name in the bundle: every unpinned binding is ambiguous.
+    let twin = CertificateAuthority::dev(Duration::days(1)).unwrap();
+    std::fs::write(
+        &prepared.pki.client_ca_bundle,
+        format!("{}{}", prepared.pki.ca.cert_pem, twin.cert_pem),
+    )
+    .unwrap();
+    let error = dispatch_api::startup::Application::build(prepared.settings.clone())
+        .await
+        .err()
+        .expect("start-up refuses an ambiguous issuer");
+    let chain = dispatch_api::telemetry::error_chain(&error);
+    let first = devpki::spki_sha256(&prepared.pki.ca.cert_der()).unwrap();
+    let second = devpki::spki_sha256(&twin.cert_der()).unwrap();
+    assert!(chain.contains(&first) && chain.contains(&second), "{chain}");
+    assert!(chain.contains("issuer_spki_sha256"), "{chain}");
+}
+
+/// A route-worker certificate valid for `seconds` more.
+fn short_lived(app: &TestApp, seconds: i64) -> (Identity, OffsetDateTime) {
+    let mut spec = LeafSpec::workload("route-worker", Duration::hours(1));
+    spec.not_after = OffsetDateTime::now_utc() + Duration::seconds(seconds);
+    let id = identity(&app.pki.ca, &spec, &[]);
+    (id, spec.not_after)
+}
+
+async fn sleep_past(instant: OffsetDateTime) {
+    let wait = instant - OffsetDateTime::now_utc() + Duration::milliseconds(1500);
+    if wait.is_positive() {
+        tokio::time::sleep(wait.unsigned_abs()).await;
+    }
+}
+
+#[tokio::test]
+async fn a_certificate_that_expires_while_its_keep_alive_connection_is_open_is_refused_on_the_next_request_with_cert_expired()
+ {
+    let app = spawn_app().await;
+    let (worker, not_after) = short_lived(&app, 3);
+    let mut connection = app.connect(Some(&worker)).await.unwrap();
+    let before = connection.send(Request::get("/api/whoami")).await.unwrap();
+    assert_eq!(before.status, 200, "{}", before.text());
+    sleep_past(not_after).await;
+    let after = connection.send(Request::get("/api/whoami")).await.unwrap();
+    assert_eq!(after.status, 401, "{}", after.text());
+    assert_eq!(after.json()["reason"], "cert_expired");
+    app.assert_last_refusal("cert_expired").await;
+}
+
+#[tokio::test]
+async fn a_session_resumed_after_the_certificate_expired_does_not_authenticate_it() {
+    let app = spawn_app().await;
+    let (worker, not_after) = short_lived(&app, 3);
+    let config = Arc::new(e2e::client_config(&app.pki.ca_file, Some(&worker)));
+    let mut first = connect_with(app.https_port, config.clone(), "localhost")
+        .await
+        .unwrap();
+    assert_eq!(
+        first
+            .send(Request::get("/api/whoami"))
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    drop(first);
+    sleep_past(not_after).await;
+    let mut resumed = connect_with(app.https_port, config, "localhost")
+        .await
+        .unwrap();
+    assert!(
+        resumed.resumed,
+        "the second connection resumes the first one's session"
+    );
+    let response = resumed.send(Request::get("/api/whoami")).await.unwrap();
+    assert_eq!(response.status, 401, "{}", response.text());
+    app.assert_last_refusal("cert_expired").await;
+}
+
+#[tokio::test]
+async fn a_crl_dropped_in_while_a_connection_is_open_refuses_that_connections_next_request() {
+    let mut prepared = PreparedApp::new();
+    let crl_file = prepared.dir().join("dev-ca.crl.pem");
+    std::fs::write(
+        &crl_file,
+        prepared
+            .pki
+            .ca
+            .revocation_list(&[], Duration::days(1))
+            .unwrap(),
+    )
+    .unwrap();
+    prepared.settings.tls.crl_files = vec![crl_file.clone()];
+    let issued = prepared
+        .pki
+        .ca
+        .issue(&LeafSpec::workload("route-worker", Duration::hours(1)))
+        .unwrap();
+    let app = prepared.start().await;
+    let worker = e2e::identity_from_pem(&issued.cert_pem, &issued.key_pem);
+    let mut open = app.connect(Some(&worker)).await.unwrap();
+    assert_eq!(
+        open.send(Request::get("/api/whoami")).await.unwrap().status,
+        200
+    );
+    replace_file(
+        &crl_file,
+        app.pki
+            .ca
+            .revocation_list(std::slice::from_ref(&issued.serial), Duration::days(1))
+            .unwrap()
+            .as_bytes(),
+    );
+    app.wait_for_metric(RELOADED, 1.0).await;
+    let response = open.send(Request::get("/api/whoami")).await.unwrap();
+    assert_eq!(response.status, 401, "{}", response.text());
+    app.assert_last_refusal("cert_revoked").await;
+}
+
+/// A client `issued` bound to an intermediate of the dev CA, pinned by the intermediate's key
+/// (the bundle holds two CAs, so the name alone would be refused).
+async fn register_under(app: &TestApp, intermediate: &CertificateAuthority) {
+    let spki = devpki::spki_sha256(&intermediate.cert_der()).unwrap();
+    let register = json!({
+        "name": "issued",
+        "mode": "mtls",
+        "scopes": ["plans:submit"],
+        "bindings": [{ "issuer": "CN=Issuing CA, O=Dispatch Dev", "issuer_spki_sha256": spki, "subject_cn": "issued" }],
+        "reason": "a client under the issuing CA",
+    });
+    let response = app
+        .admin(Request::post("/admin/clients").json(&register))
+        .await;
+    assert_eq!(response.status, 201, "{}", response.text());
+}
+
+#[tokio::test]
+async fn an_intermediate_on_the_deny_list_takes_all_its_leaves_with_it() {
+    let app = spawn_app().await;
+    let intermediate = app
+        .pki
+        .ca
+        .intermediate("Issuing CA", "Dispatch Dev", Duration::days(1))
+        .unwrap();
+    register_under(&app, &intermediate).await;
+    let leaf = identity(
+        &intermediate,
+        &LeafSpec::new("issued", Usage::Client, Duration::hours(1)),
+        &[&intermediate],
+    );
+    let mut open = app.connect(Some(&leaf)).await.unwrap();
+    let whoami = open.send(Request::get("/api/whoami")).await.unwrap();
+    assert_eq!(whoami.status, 200, "{}", whoami.text());
+    assert_eq!(
+        whoami.json()["certificate"]["issuer_spki_sha256"],
+        devpki::spki_sha256(&intermediate.cert_der()).unwrap()
+    );
+    let denied = app
+        .admin(Request::post("/admin/revocations").json(&json!({
+            "fingerprint": devpki::sha256_hex(&intermediate.cert_der()),
+            "reason": "intermediate key compromised",
+        })))
+        .await;
+    assert_eq!(denied.status, 201, "{}", denied.text());
+    let response = open.send(Request::get("/api/whoami")).await.unwrap();
+    assert_eq!(response.status, 401, "{}", response.text());
+    app.assert_last_refusal("cert_revoked").await;
+    let another = identity(
+        &intermediate,
+        &LeafSpec::new("issued", Usage::Client, Duration::hours(1)),
+        &[&intermediate],
+    );
+    refused_as(&app, &another, "/api/whoami", 401, "cert_revoked").await;
+}
+
+#[tokio::test]
+async fn an_intermediate_in_its_roots_crl_takes_all_its_leaves_with_it() {
+    let mut prepared = PreparedApp::new();
+    let intermediate = prepared
+        .pki
+        .ca
+        .intermediate("Issuing CA", "Dispatch Dev", Duration::days(1))
+        .unwrap();
+    let serial = {
+        let der = intermediate.cert_der();
+        let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+        cert.raw_serial().to_vec()
+    };
+    let crl_file = prepared.dir().join("dev-ca.crl.pem");
+    std::fs::write(
+        &crl_file,
+        prepared
+            .pki
+            .ca
+            .revocation_list(&[], Duration::days(1))
+            .unwrap(),
+    )
+    .unwrap();
+    prepared.settings.tls.crl_files = vec![crl_file.clone()];
+    let app = prepared.start().await;
+    register_under(&app, &intermediate).await;
+    let leaf = identity(
+        &intermediate,
+        &LeafSpec::new("issued", Usage::Client, Duration::hours(1)),
+        &[&intermediate],
+    );
+    assert_eq!(
+        app.request(Some(&leaf), Request::get("/api/whoami"))
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    replace_file(
+        &crl_file,
+        app.pki
+            .ca
+            .revocation_list(&[serial], Duration::days(1))
+            .unwrap()
+            .as_bytes(),
+    );
+    app.wait_for_metric(RELOADED, 1.0).await;
+    let refused = app.request(Some(&leaf), Request::get("/api/whoami")).await;
+    let error = refused
+        .expect_err("the handshake refuses a leaf under a revoked intermediate")
+        .to_string();
+    assert!(error.contains("CertificateRevoked"), "{error}");
+}
+
+#[tokio::test]
+async fn a_rollover_with_a_crl_for_each_of_two_same_named_cas_serves_both_cas_valid_leaves_and_refuses_both_cas_revoked_ones()
+ {
+    let mut prepared = PreparedApp::new();
+    let old = &prepared.pki.ca;
+    let next = CertificateAuthority::dev(Duration::days(2)).unwrap();
+    let issue = |ca: &CertificateAuthority, cn: &str| {
+        ca.issue(&LeafSpec::new(cn, Usage::Client, Duration::hours(1)))
+            .unwrap()
+    };
+    let (old_kept, old_revoked) = (issue(old, "rolling"), issue(old, "rolling"));
+    let (next_kept, next_revoked) = (issue(&next, "rolling"), issue(&next, "rolling"));
+    let crl = |ca: &CertificateAuthority, serial: &[u8], name: &str| {
+        let path = prepared.dir().join(name);
+        std::fs::write(
+            &path,
+            ca.revocation_list(&[serial.to_vec()], Duration::days(1))
+                .unwrap(),
+        )
+        .unwrap();
+        path
+    };
+    prepared.settings.tls.crl_files = vec![
+        crl(old, &old_revoked.serial, "old.crl.pem"),
+        crl(&next, &next_revoked.serial, "next.crl.pem"),
+    ];
+    std::fs::write(
+        &prepared.pki.client_ca_bundle,
+        format!("{}{}", old.cert_pem, next.cert_pem),
+    )
+    .unwrap();
+    // Both CAs bear one name, so every binding pins the key it means: one per CA.
+    let pin = |ca: &CertificateAuthority| devpki::spki_sha256(&ca.cert_der()).unwrap();
+    let name = "CN=Dispatch Dev Internal CA, O=Dispatch Dev";
+    let clients = format!(
+        "[[clients]]\nname = \"operator\"\nmode = \"mtls\"\nscopes = [\"admin\"]\n\
+         [[clients.bindings]]\nissuer = \"{name}\"\nissuer_spki_sha256 = \"{}\"\nsubject_cn = \"operator\"\n\
+         [[clients]]\nname = \"rolling\"\nmode = \"mtls\"\nscopes = [\"plans:submit\"]\n\
+         [[clients.bindings]]\nissuer = \"{name}\"\nissuer_spki_sha256 = \"{}\"\nsubject_cn = \"rolling\"\n\
+         [[clients.bindings]]\nissuer = \"{name}\"\nissuer_spki_sha256 = \"{}\"\nsubject_cn = \"rolling\"\n",
+        pin(old),
+        pin(old),
+        pin(&next),
+    );
+    std::fs::write(prepared.clients_file(), clients).unwrap();
+    let app = prepared.start().await;
+    for (issued, served) in [
+        (&old_kept, true),
+        (&next_kept, true),
+        (&old_revoked, false),
+        (&next_revoked, false),
+    ] {
+        let id = e2e::identity_from_pem(&issued.cert_pem, &issued.key_pem);
+        let answer = app.request(Some(&id), Request::get("/api/whoami")).await;
+        match served {
+            true => {
+                let response = answer.unwrap();
+                assert_eq!(response.status, 200, "{}", response.text());
+                assert_eq!(response.json()["client"], "rolling");
+            }
+            false => {
+                let error = answer
+                    .expect_err("a revoked leaf fails the handshake")
+                    .to_string();
+                assert!(error.contains("CertificateRevoked"), "{error}");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn whoami_shows_the_issuers_key_hash_to_paste_into_a_binding() {
+    let app = spawn_app().await;
+    let response = app
+        .request(Some(&app.operator), Request::get("/api/whoami"))
+        .await
+        .unwrap();
+    let certificate = &response.json()["certificate"];
+    assert_eq!(
+        certificate["issuer_spki_sha256"],
+        devpki::spki_sha256(&app.pki.ca.cert_der()).unwrap()
+    );
+    assert_eq!(
+        certificate["issuer"],
+        "CN=Dispatch Dev Internal CA, O=Dispatch Dev"
+    );
+}
