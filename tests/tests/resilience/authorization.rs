@@ -144,6 +144,22 @@ async fn register_multi_credential_clients(app: &TestApp) -> [String; 2] {
 
 fn principals(app: &TestApp, [deputy_key, all_rounder_key]: [String; 2]) -> Vec<Principal> {
     let partner_spec = LeafSpec::workload("route-worker", Duration::hours(1));
+    // The partner CA (trusted) signs an intermediate that copies the dev CA's name exactly.
+    let forged = app
+        .pki
+        .second_ca
+        .intermediate("Dispatch Dev Internal CA", "Dispatch Dev", Duration::days(1))
+        .unwrap();
+    let mut forged_operator = app.pki.issue(
+        &forged,
+        &LeafSpec::new("operator", Usage::Client, Duration::hours(1)),
+    );
+    forged_operator
+        .chain
+        .push(rustls_pki_types::CertificateDer::from(forged.cert_der()));
+    // CN no-scope and route-worker's SPIFFE ID: two clients at once.
+    let mut both_spec = LeafSpec::workload("no-scope", Duration::hours(1));
+    both_spec.uris = vec!["spiffe://dispatch.internal/route-worker".into()];
     vec![
         Principal {
             name: "nothing",
@@ -186,6 +202,18 @@ fn principals(app: &TestApp, [deputy_key, all_rounder_key]: [String; 2]) -> Vec<
         Principal {
             name: "partner-CA certificate with route-worker's name",
             credential: Credential::Cert(app.pki.issue(&app.pki.second_ca, &partner_spec)),
+            oracle: |_| None,
+        },
+        Principal {
+            name: "operator's name under a partner intermediate copying the dev CA's name",
+            credential: Credential::Cert(forged_operator),
+            // issuer_not_allowed
+            oracle: |_| None,
+        },
+        Principal {
+            name: "certificate naming two clients",
+            credential: Credential::Cert(app.pki.issue(&app.pki.ca, &both_spec)),
+            // cert_ambiguous
             oracle: |_| None,
         },
         Principal {
