@@ -378,7 +378,10 @@ fn a_crl_loaded_after_the_handshake_refuses_the_next_request_of_the_connection()
     let connection = ConnectionIdentity::Certificate(alpha);
     let now = OffsetDateTime::now_utc();
     let crl = CA
-        .revocation_list(&[issued.serial.clone()], time::Duration::days(1))
+        .revocation_list(
+            std::slice::from_ref(&issued.serial),
+            time::Duration::days(1),
+        )
         .unwrap();
     let after = trust(&[&CA], &[crl]);
     let refused = super::authenticate(&snapshot, &after, &connection, &headers(Key::Absent), now)

@@ -496,7 +496,10 @@ mod tests {
         let revoked = leaf(&intermediate, "w", &[]);
         let kept = leaf(&intermediate, "x", &[]);
         let crl = intermediate
-            .revocation_list(&[revoked.serial.clone()], time::Duration::days(1))
+            .revocation_list(
+                std::slice::from_ref(&revoked.serial),
+                time::Duration::days(1),
+            )
             .unwrap();
         let bundle = trust(&[&CA], &[crl]);
         assert_eq!(
@@ -512,10 +515,16 @@ mod tests {
         let (ca_revoked, ca_kept) = (leaf(&CA, "a", &[]), leaf(&CA, "b", &[]));
         let (twin_revoked, twin_kept) = (leaf(&twin, "c", &[]), leaf(&twin, "d", &[]));
         let crls = [
-            CA.revocation_list(&[ca_revoked.serial.clone()], time::Duration::days(1))
-                .unwrap(),
-            twin.revocation_list(&[twin_revoked.serial.clone()], time::Duration::days(1))
-                .unwrap(),
+            CA.revocation_list(
+                std::slice::from_ref(&ca_revoked.serial),
+                time::Duration::days(1),
+            )
+            .unwrap(),
+            twin.revocation_list(
+                std::slice::from_ref(&twin_revoked.serial),
+                time::Duration::days(1),
+            )
+            .unwrap(),
         ];
         // In either order of the bundle and of the CRLs.
         for (cas, crls) in [
@@ -602,7 +611,10 @@ mod tests {
             bundle.recall(&key).unwrap().leaf.fingerprint,
             path.leaf.fingerprint
         );
-        assert_ne!(key, chain_key(&issued.der, &[issued.der.clone()]));
+        assert_ne!(
+            key,
+            chain_key(&issued.der, std::slice::from_ref(&issued.der))
+        );
     }
 
     #[test]

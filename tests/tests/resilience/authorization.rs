@@ -148,7 +148,11 @@ fn principals(app: &TestApp, [deputy_key, all_rounder_key]: [String; 2]) -> Vec<
     let forged = app
         .pki
         .second_ca
-        .intermediate("Dispatch Dev Internal CA", "Dispatch Dev", Duration::days(1))
+        .intermediate(
+            "Dispatch Dev Internal CA",
+            "Dispatch Dev",
+            Duration::days(1),
+        )
         .unwrap();
     let mut forged_operator = app.pki.issue(
         &forged,
