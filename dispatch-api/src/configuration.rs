@@ -118,6 +118,10 @@ pub struct TlsSettings {
     /// TLS session resumption (stateless tickets and a session cache; both renewed on any trust
     /// change).
     pub session_resumption: bool,
+    /// A connection older than this is closed after its current response (HTTP/1.1
+    /// `Connection: close`), so that every client eventually does a full handshake against
+    /// the current trust. 0: no limit.
+    pub max_connection_age_secs: u64,
 }
 
 impl Default for TlsSettings {
@@ -133,6 +137,7 @@ impl Default for TlsSettings {
             reload_interval_secs: 5,
             expiry_warning_days: 14,
             session_resumption: true,
+            max_connection_age_secs: 3600,
         }
     }
 }

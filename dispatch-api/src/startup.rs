@@ -13,7 +13,9 @@ use crate::configuration::{ConfigError, Settings};
 use crate::error::ApiError;
 use crate::plans::{PlanLimits, PlanStore};
 use crate::registry::{BootstrapError, BootstrapFile, Registry};
-use crate::routes::middleware::{observe_request, reject_oversized_headers};
+use crate::routes::middleware::{
+    close_aged_connections, observe_request, reject_oversized_headers,
+};
 use crate::state::AppState;
 use crate::storage::OpenError;
 use crate::storage::recorder::{Recorder, RecorderSettings};
@@ -141,6 +143,7 @@ impl Application {
                     web::QueryConfig::default()
                         .error_handler(|e, _| ApiError::BadRequest(e.to_string()).into()),
                 )
+                .wrap(from_fn(close_aged_connections))
                 .wrap(from_fn(observe_request))
                 // Outermost: an oversized request head is refused before anything else runs.
                 .wrap(from_fn(reject_oversized_headers))

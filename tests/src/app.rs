@@ -61,6 +61,7 @@ pub fn test_settings(dir: &Path, pki: &TestPki) -> Settings {
             client_ca_file: pki.client_ca_bundle.clone(),
             client_auth: ClientAuth::Optional,
             crl_files: vec![],
+            max_connection_age_secs: 3600,
         },
         database: DatabaseSettings {
             path: dir.join("dispatch.db"),

@@ -13,6 +13,7 @@ use crate::error::ApiError;
 use crate::identity::ConnectionIdentity;
 use crate::state::AppState;
 use crate::telemetry;
+use crate::tls::ConnectionOpened;
 
 /// actix bounds the request head it will buffer; this bounds what the API accepts
 /// (`limits.max_header_bytes`), as a 431 problem.
@@ -119,4 +120,29 @@ pub async fn require_principal(
             .error_response(ApiError::Refused(refusal))
             .map_into_right_body()),
     }
+}
+
+/// Past `tls.max_connection_age_secs`, a connection is closed after its current response, so
+/// that every client eventually does a full handshake against the current trust. HTTP/1.1 gets
+/// `Connection: close`; actix-web offers no per-connection GOAWAY, so an HTTP/2 connection is
+/// not closed by this (identity is still checked on each of its requests).
+pub async fn close_aged_connections(
+    request: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let max_age = request
+        .app_data::<web::Data<AppState>>()
+        .map_or(0, |state| state.settings.tls.max_connection_age_secs);
+    let aged = max_age > 0
+        && request
+            .conn_data::<ConnectionOpened>()
+            .is_some_and(|opened| opened.0.elapsed() >= std::time::Duration::from_secs(max_age));
+    let mut response = next.call(request).await?;
+    if aged {
+        response
+            .response_mut()
+            .head_mut()
+            .set_connection_type(actix_web::http::ConnectionType::Close);
+    }
+    Ok(response)
 }

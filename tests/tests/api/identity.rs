@@ -551,3 +551,26 @@ async fn whoami_shows_the_issuers_key_hash_to_paste_into_a_binding() {
         "CN=Dispatch Dev Internal CA, O=Dispatch Dev"
     );
 }
+
+#[tokio::test]
+async fn connections_older_than_the_max_age_are_closed_after_their_current_response() {
+    let app = e2e::spawn_app_with(|settings| settings.tls.max_connection_age_secs = 1).await;
+    let mut connection = app.connect(Some(&app.operator)).await.unwrap();
+    let young = connection.send(Request::get("/api/whoami")).await.unwrap();
+    assert_eq!(young.status, 200);
+    assert_ne!(young.header("connection"), Some("close"));
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    let aged = connection.send(Request::get("/api/whoami")).await.unwrap();
+    assert_eq!(aged.status, 200, "the current request is answered");
+    assert_eq!(aged.header("connection"), Some("close"));
+    assert!(
+        connection.send(Request::get("/api/whoami")).await.is_err(),
+        "the server closed the connection after that response"
+    );
+    // A new connection is served.
+    let fresh = app
+        .request(Some(&app.operator), Request::get("/api/whoami"))
+        .await
+        .unwrap();
+    assert_eq!(fresh.status, 200);
+}
