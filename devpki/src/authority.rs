@@ -104,6 +104,32 @@ pub(crate) fn random_serial() -> Result<SerialNumber, PkiError> {
     Ok(SerialNumber::from_slice(&bytes))
 }
 
+/// The parameters of a CA certificate (root or intermediate): subject CN and O, may sign
+/// certificates and CRLs, valid from a minute ago for `lifetime`.
+fn ca_params(
+    common_name: &str,
+    organization: &str,
+    lifetime: Duration,
+) -> Result<CertificateParams, PkiError> {
+    let mut params = CertificateParams::default();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, common_name);
+    params
+        .distinguished_name
+        .push(DnType::OrganizationName, organization);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    params.not_before = OffsetDateTime::now_utc() - Duration::minutes(1);
+    params.not_after = OffsetDateTime::now_utc() + lifetime;
+    params.serial_number = Some(random_serial()?);
+    Ok(params)
+}
+
 impl CertificateAuthority {
     /// A new self-signed root with the given subject CN and organisation.
     pub fn new(
@@ -111,22 +137,7 @@ impl CertificateAuthority {
         organization: &str,
         lifetime: Duration,
     ) -> Result<Self, PkiError> {
-        let mut params = CertificateParams::default();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, common_name);
-        params
-            .distinguished_name
-            .push(DnType::OrganizationName, organization);
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        params.not_before = OffsetDateTime::now_utc() - Duration::minutes(1);
-        params.not_after = OffsetDateTime::now_utc() + lifetime;
-        params.serial_number = Some(random_serial()?);
+        let params = ca_params(common_name, organization, lifetime)?;
         let key = KeyPair::generate()?;
         let cert = params.self_signed(&key)?;
         let key_pem = key.serialize_pem();
@@ -145,22 +156,7 @@ impl CertificateAuthority {
         organization: &str,
         lifetime: Duration,
     ) -> Result<Self, PkiError> {
-        let mut params = CertificateParams::default();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, common_name);
-        params
-            .distinguished_name
-            .push(DnType::OrganizationName, organization);
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        params.not_before = OffsetDateTime::now_utc() - Duration::minutes(1);
-        params.not_after = OffsetDateTime::now_utc() + lifetime;
-        params.serial_number = Some(random_serial()?);
+        let mut params = ca_params(common_name, organization, lifetime)?;
         params.use_authority_key_identifier_extension = true;
         let key = KeyPair::generate()?;
         let cert = params.signed_by(&key, &self.issuer)?;
@@ -174,12 +170,10 @@ impl CertificateAuthority {
 
     /// The DER of this CA's certificate.
     pub fn cert_der(&self) -> Vec<u8> {
-        let body: String = self
-            .cert_pem
-            .lines()
-            .filter(|line| !line.starts_with("-----"))
-            .collect();
-        decode_base64(&body)
+        x509_parser::pem::parse_x509_pem(self.cert_pem.as_bytes())
+            .expect("rcgen wrote this PEM")
+            .1
+            .contents
     }
 
     /// The dev CA (`CN=Dispatch Dev Internal CA, O=Dispatch Dev`).
@@ -261,30 +255,4 @@ impl CertificateAuthority {
         };
         Ok(params.signed_by(&self.issuer)?.pem()?)
     }
-}
-
-/// Standard base64 (PEM bodies), without a crate for twenty lines.
-fn decode_base64(text: &str) -> Vec<u8> {
-    let value = |c: u8| -> Option<u32> {
-        Some(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        } as u32)
-    };
-    let mut out = Vec::with_capacity(text.len() * 3 / 4);
-    let mut buffer = 0u32;
-    let mut bits = 0;
-    for c in text.bytes().filter_map(value) {
-        buffer = (buffer << 6) | c;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((buffer >> bits) as u8);
-        }
-    }
-    out
 }

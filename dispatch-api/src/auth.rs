@@ -158,7 +158,7 @@ pub fn authenticate(
                     RevocationFailure::Revoked { fingerprint } => {
                         json!({ "revoked_by_crl": fingerprint })
                     }
-                    RevocationFailure::CrlExpired { crl } => {
+                    RevocationFailure::CrlExpired { crl, .. } => {
                         json!({ "crl_past_next_update": crl.display().to_string() })
                     }
                 };

@@ -109,7 +109,8 @@ pub struct TlsSettings {
     /// Required: empty means unset.
     pub client_ca_file: PathBuf,
     pub client_auth: ClientAuth,
-    /// CRLs (PEM or DER) checked in the handshake.
+    /// CRLs (PEM or DER), each applied to the certificates its signing key issued: checked in
+    /// the handshake and again on every request.
     pub crl_files: Vec<PathBuf>,
     /// How often the files above are checked for changes (0: only on SIGHUP).
     pub reload_interval_secs: u64,

@@ -24,14 +24,18 @@ impl Fingerprint {
     }
 
     pub fn parse(text: &str) -> Result<Self, String> {
-        let compact: String = text.trim().chars().filter(|c| *c != ':').collect();
-        let bytes = hex::decode(&compact)
-            .map_err(|_| format!("`{text}` is not a hex SHA-256 fingerprint"))?;
-        let bytes: [u8; 32] = bytes
-            .try_into()
-            .map_err(|_| format!("`{text}` is not 32 bytes long (a SHA-256 fingerprint)"))?;
-        Ok(Self(bytes))
+        parse_sha256(text, "fingerprint").map(Self)
     }
+}
+
+/// A SHA-256 as hex, colons and upper case allowed (as `openssl ... -fingerprint` prints it).
+fn parse_sha256(text: &str, what: &str) -> Result<[u8; 32], String> {
+    let compact: String = text.trim().chars().filter(|c| *c != ':').collect();
+    let bytes =
+        hex::decode(&compact).map_err(|_| format!("`{text}` is not a hex SHA-256 {what}"))?;
+    bytes
+        .try_into()
+        .map_err(|_| format!("`{text}` is not 32 bytes long (a SHA-256 {what})"))
 }
 
 impl fmt::Display for Fingerprint {
@@ -342,9 +346,7 @@ impl SpkiHash {
     }
 
     pub fn parse(text: &str) -> Result<Self, String> {
-        Fingerprint::parse(text)
-            .map(|f| Self(f.0))
-            .map_err(|e| e.replace("fingerprint", "SPKI hash"))
+        parse_sha256(text, "SPKI hash").map(Self)
     }
 }
 

@@ -135,6 +135,20 @@ impl PreparedApp {
         self.dir.path()
     }
 
+    /// Starts with an empty CRL of the dev CA (so that tests can swap in one that revokes);
+    /// returns the file.
+    pub fn with_empty_crl(&mut self) -> PathBuf {
+        let crl_file = self.dir().join("dev-ca.crl.pem");
+        let crl = self
+            .pki
+            .ca
+            .revocation_list(&[], time::Duration::days(1))
+            .unwrap();
+        std::fs::write(&crl_file, crl).unwrap();
+        self.settings.tls.crl_files = vec![crl_file.clone()];
+        crl_file
+    }
+
     /// Writes a client's API key to a file (as a mounted secret) and returns its path.
     pub fn key_file(&self, client: &str) -> PathBuf {
         let path = self.dir.path().join(format!("{client}.api-key"));

@@ -90,6 +90,25 @@ impl TestPki {
         self.issue(&self.ca, &LeafSpec::workload(name, Duration::hours(1)))
     }
 
+    /// An intermediate under the second (partner) CA, trusted because that CA is in the
+    /// bundle, whose name copies the dev CA's exactly: what a forger would make.
+    pub fn forged_intermediate(&self) -> CertificateAuthority {
+        self.second_ca
+            .intermediate(
+                "Dispatch Dev Internal CA",
+                "Dispatch Dev",
+                Duration::days(1),
+            )
+            .expect("forged intermediate")
+    }
+
+    /// A leaf of `ca` followed in its chain by `ca`'s own certificate (an intermediate).
+    pub fn issue_under(&self, ca: &CertificateAuthority, spec: &LeafSpec) -> Identity {
+        let mut id = self.issue(ca, spec);
+        id.chain.push(CertificateDer::from(ca.cert_der()));
+        id
+    }
+
     pub fn operator(&self) -> Identity {
         self.issue(
             &self.ca,

@@ -6,11 +6,10 @@ use std::any::Any;
 use actix_tls::accept::rustls_0_23::TlsStream;
 use actix_web::dev::Extensions;
 use actix_web::rt::net::TcpStream;
-use rustls_pki_types::UnixTime;
 use time::OffsetDateTime;
 
 use super::ReloadableTls;
-use super::trust::chain_key;
+use super::trust::{chain_key, unix_time};
 use super::verifier::handshake_failure_kind;
 use crate::identity::{ConnectionIdentity, PeerCertificate};
 
@@ -47,20 +46,14 @@ pub fn record_peer_identity(connection: &dyn Any, data: &mut Extensions, tls: &R
         None => match PeerCertificate::from_der(leaf) {
             Err(reason) => ConnectionIdentity::Unreadable(reason),
             Ok(parsed) => {
-                let now = OffsetDateTime::now_utc().clamp(parsed.not_before, parsed.not_after);
-                let at = UnixTime::since_unix_epoch(std::time::Duration::from_secs(
-                    now.unix_timestamp().max(0) as u64,
-                ));
-                match trust.verify(leaf, intermediates, at) {
+                let at = OffsetDateTime::now_utc().clamp(parsed.not_before, parsed.not_after);
+                match trust.verify(leaf, intermediates, unix_time(at)) {
                     Ok(verified) => ConnectionIdentity::Certificate(verified),
                     Err(error) => {
                         let kind = handshake_failure_kind(&super::verifier::rustls_error(error));
                         ConnectionIdentity::Unverified {
                             kind,
-                            detail: format!(
-                                "the session's certificate no longer verifies: {}",
-                                kind
-                            ),
+                            detail: format!("the session's certificate no longer verifies: {kind}"),
                         }
                     }
                 }

@@ -36,7 +36,8 @@ pub struct BundleCa {
     pub spki: SpkiHash,
     pub fingerprint: Fingerprint,
     pub not_after: OffsetDateTime,
-    anchor: TrustAnchor<'static>,
+    /// The SubjectPublicKeyInfo as DER, to check the signatures of this CA's CRLs.
+    spki_der: Vec<u8>,
 }
 
 /// A certificate revocation list as loaded.
@@ -56,24 +57,34 @@ pub enum RevocationFailure {
     /// A certificate of the path is listed in the CRL of the key that signed it.
     Revoked { fingerprint: Fingerprint },
     /// The CRL of a key of the path is past its nextUpdate: fail closed until it is renewed.
-    CrlExpired { crl: PathBuf },
+    CrlExpired {
+        crl: PathBuf,
+        next_update: OffsetDateTime,
+    },
 }
 
 impl RevocationFailure {
     fn to_webpki(&self, now: UnixTime) -> webpki::Error {
         match self {
             Self::Revoked { .. } => webpki::Error::CertRevoked,
-            Self::CrlExpired { .. } => webpki::Error::CrlExpired {
+            Self::CrlExpired { next_update, .. } => webpki::Error::CrlExpired {
                 time: now,
-                next_update: now,
+                next_update: unix_time(*next_update),
             },
         }
     }
 }
 
+pub(super) fn unix_time(at: OffsetDateTime) -> UnixTime {
+    UnixTime::since_unix_epoch(std::time::Duration::from_secs(
+        at.unix_timestamp().max(0).unsigned_abs(),
+    ))
+}
+
 /// The trust of the listener: CA bundle, CRLs and what was verified under them.
 pub struct Trust {
     cas: Vec<BundleCa>,
+    /// The same CAs as webpki takes them, in the same order as `cas`.
     anchors: Vec<TrustAnchor<'static>>,
     issuers: IssuerIndex,
     crls: Vec<Crl>,
@@ -110,24 +121,25 @@ impl Trust {
             detail,
         };
         let mut cas = Vec::new();
+        let mut anchors = Vec::new();
         for der in ca_certs {
             let info = PeerCertificate::from_der(der).map_err(&fail)?;
-            let (_, parsed) = x509_parser::certificate::X509Certificate::from_der(der)
-                .map_err(|e| fail(e.to_string()))?;
             let anchor = webpki::anchor_from_trusted_cert(der)
                 .map_err(|e| fail(format!("`{}` is not a usable CA: {e}", info.subject)))?
                 .to_owned();
+            let spki_der = wrap_sequence(anchor.subject_public_key_info.as_ref());
             cas.push(BundleCa {
                 subject: info.subject,
-                spki: SpkiHash::of_der(parsed.public_key().raw),
+                spki: SpkiHash::of_der(&spki_der),
                 fingerprint: info.fingerprint,
                 not_after: info.not_after,
-                anchor,
+                spki_der,
             });
+            anchors.push(anchor);
         }
         let issuers = IssuerIndex::new(cas.iter().map(|ca| (ca.subject.clone(), ca.spki)));
         let mut trust = Self {
-            anchors: cas.iter().map(|ca| ca.anchor.clone()).collect(),
+            anchors,
             cas,
             issuers,
             crls: Vec::new(),
@@ -180,13 +192,11 @@ impl Trust {
         };
         let index = self.crls.len();
         let named: Vec<&BundleCa> = self.cas.iter().filter(|ca| ca.subject == issuer).collect();
-        let mut signers = Vec::new();
-        for ca in &named {
-            let spki = ca.anchor.subject_public_key_info.as_ref();
-            if crl_signed_by(&crl, &wrap_sequence(spki)) {
-                signers.push(ca.spki);
-            }
-        }
+        let signers: Vec<SpkiHash> = named
+            .iter()
+            .filter(|ca| crl_signed_by(&crl, &ca.spki_der))
+            .map(|ca| ca.spki)
+            .collect();
         if !named.is_empty() && signers.is_empty() {
             return Err(fail(format!(
                 "it names `{issuer}` as its issuer, but no CA of that name in the bundle signed it"
@@ -233,8 +243,9 @@ impl Trust {
         let leaf = PeerCertificate::from_der(end_entity).map_err(|_| webpki::Error::BadDer)?;
         let cert = webpki::EndEntityCert::try_from(end_entity)?;
         let found = std::cell::RefCell::new(None);
-        let at = OffsetDateTime::from_unix_timestamp(now.as_secs() as i64)
+        let at = OffsetDateTime::from_unix_timestamp(now.as_secs().try_into().unwrap_or(i64::MAX))
             .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+        // Called by webpki for each candidate path; the first one that passes is the one.
         let check = |path: &webpki::VerifiedPath<'_>| {
             let verified = self.describe(path, &leaf)?;
             self.check_revocation(&verified, at)
@@ -255,59 +266,58 @@ impl Trust {
         Ok(Arc::new(verified))
     }
 
-    /// The path as data: each certificate with the key that signed it.
+    /// The path as data: each certificate with the key that signed it (the next certificate
+    /// up the path; the anchor for the last one).
     fn describe(
         &self,
         path: &webpki::VerifiedPath<'_>,
         leaf: &PeerCertificate,
     ) -> Result<VerifiedCertificate, webpki::Error> {
-        let anchor = path.anchor();
-        let anchor_spki_der = wrap_sequence(anchor.subject_public_key_info.as_ref());
-        let anchor_fingerprint = self
-            .cas
+        // webpki hands back one of our own anchors.
+        let anchor = self
+            .anchors
             .iter()
-            .find(|ca| {
-                ca.anchor.subject_public_key_info == anchor.subject_public_key_info
-                    && ca.anchor.subject == anchor.subject
+            .position(|a| std::ptr::eq(a, path.anchor()))
+            .map(|index| &self.cas[index])
+            .ok_or(webpki::Error::UnknownIssuer)?;
+        let intermediates = path
+            .intermediate_certificates()
+            .map(|cert| {
+                PeerCertificate::from_der(&cert.der())
+                    .map(|parsed| (cert, parsed))
+                    .map_err(|_| webpki::Error::BadDer)
             })
-            .map_or_else(
-                || Fingerprint::of_der(&anchor_spki_der),
-                |ca| ca.fingerprint,
-            );
-        // The leaf, then each intermediate up the path: each is signed by the next one, the
-        // last by the anchor.
-        let mut certs: Vec<(&webpki::Cert<'_>, PeerCertificate)> =
-            vec![(path.end_entity(), leaf.clone())];
-        for intermediate in path.intermediate_certificates() {
-            let parsed = PeerCertificate::from_der(&intermediate.der())
-                .map_err(|_| webpki::Error::BadDer)?;
-            certs.push((intermediate, parsed));
-        }
-        let mut links = Vec::with_capacity(certs.len());
-        let mut not_before = leaf.not_before;
-        let mut not_after = leaf.not_after;
-        for (index, (cert, parsed)) in certs.iter().enumerate() {
-            let signer_der = match certs.get(index + 1) {
-                Some((signer, _)) => signer.subject_public_key_info().as_ref().to_vec(),
-                None => anchor_spki_der.clone(),
-            };
-            not_before = not_before.max(parsed.not_before);
-            not_after = not_after.min(parsed.not_after);
-            links.push(ChainLink {
+            .collect::<Result<Vec<_>, _>>()?;
+        let signers = intermediates
+            .iter()
+            .map(|(cert, _)| cert.subject_public_key_info().as_ref().to_vec())
+            .chain(std::iter::once(anchor.spki_der.clone()));
+        let certs = std::iter::once((&**path.end_entity(), leaf))
+            .chain(intermediates.iter().map(|(cert, parsed)| (*cert, parsed)));
+        let links: Vec<ChainLink> = certs
+            .zip(signers)
+            .map(|((cert, parsed), signer)| ChainLink {
                 fingerprint: parsed.fingerprint,
                 serial: cert.serial().to_vec(),
                 issuer: parsed.issuer.clone(),
-                signer_spki: SpkiHash::of_der(&signer_der),
-                signer_spki_der: signer_der.into(),
-            });
-        }
+                signer_spki: SpkiHash::of_der(&signer),
+                signer_spki_der: signer.into(),
+            })
+            .collect();
+        let parsed = || std::iter::once(leaf).chain(intermediates.iter().map(|(_, p)| p));
         Ok(VerifiedCertificate {
             issuer_spki: links[0].signer_spki,
             leaf: leaf.clone(),
             links,
-            anchor: anchor_fingerprint,
-            not_before,
-            not_after,
+            anchor: anchor.fingerprint,
+            not_before: parsed()
+                .map(|c| c.not_before)
+                .max()
+                .unwrap_or(leaf.not_before),
+            not_after: parsed()
+                .map(|c| c.not_after)
+                .min()
+                .unwrap_or(leaf.not_after),
         })
     }
 
@@ -327,9 +337,10 @@ impl Trust {
                 continue;
             };
             let crl = &self.crls[index];
-            if crl.next_update.is_some_and(|next| next < now) {
+            if let Some(next_update) = crl.next_update.filter(|next| *next < now) {
                 return Err(RevocationFailure::CrlExpired {
                     crl: crl.path.clone(),
+                    next_update,
                 });
             }
             if crl.revoked.contains(&link.serial) {

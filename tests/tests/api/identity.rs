@@ -7,27 +7,10 @@ use std::sync::Arc;
 
 use e2e::devpki::{self, CertificateAuthority, LeafSpec, Usage};
 use e2e::{Identity, PreparedApp, Request, TestApp, connect_with, replace_file, spawn_app};
-use rustls_pki_types::CertificateDer;
 use serde_json::json;
 use time::{Duration, OffsetDateTime};
 
 const RELOADED: &str = "dispatch_tls_reloads_total{outcome=\"ok\"}";
-
-/// An identity whose chain is a leaf of `ca` and then `intermediates`.
-fn identity(
-    ca: &CertificateAuthority,
-    spec: &LeafSpec,
-    intermediates: &[&CertificateAuthority],
-) -> Identity {
-    let issued = ca.issue(spec).unwrap();
-    let mut id = e2e::identity_from_pem(&issued.cert_pem, &issued.key_pem);
-    id.chain.extend(
-        intermediates
-            .iter()
-            .map(|i| CertificateDer::from(i.cert_der())),
-    );
-    id
-}
 
 /// The reason code of the last refusal, after the request that caused it.
 async fn refused_as(app: &TestApp, id: &Identity, path: &str, status: u16, reason: &str) {
@@ -51,15 +34,13 @@ async fn a_second_ca_in_the_bundle_signing_an_intermediate_that_copies_the_issui
             Duration::days(1),
         )
         .unwrap();
-    let admin = identity(
+    let admin = app.pki.issue_under(
         &forged,
         &LeafSpec::new("operator", Usage::Client, Duration::hours(1)),
-        &[&forged],
     );
-    let worker = identity(
+    let worker = app.pki.issue_under(
         &forged,
         &LeafSpec::workload("route-worker", Duration::hours(1)),
-        &[&forged],
     );
     refused_as(&app, &admin, "/admin/clients", 401, "issuer_not_allowed").await;
     refused_as(&app, &admin, "/api/whoami", 401, "issuer_not_allowed").await;
@@ -84,17 +65,17 @@ async fn a_one_attribute_look_alike_issuer_name_does_not_match() {
             Duration::days(1),
         )
         .unwrap();
-    let admin = identity(
+    let admin = app.pki.issue_under(
         &look_alike,
         &LeafSpec::new("operator", Usage::Client, Duration::hours(1)),
-        &[&look_alike],
     );
     refused_as(&app, &admin, "/admin/clients", 401, "issuer_not_allowed").await;
 }
 
 /// A client certificate made by openssl from the dev CA, with this subject (`/CN=a/CN=b`).
 fn openssl_leaf(app: &TestApp, subject: &str) -> Identity {
-    let dir = tempfile::tempdir().unwrap().keep();
+    // Inside the app's directory, removed with it.
+    let dir = tempfile::tempdir_in(&app.pki.dir).unwrap().keep();
     let ca_cert = dir.join("ca.pem");
     let ca_key = dir.join("ca.key");
     std::fs::write(&ca_cert, &app.pki.ca.cert_pem).unwrap();
@@ -177,7 +158,7 @@ async fn a_certificate_with_two_uri_sans_is_cert_ambiguous() {
         "spiffe://dispatch.internal/route-worker".into(),
         "spiffe://dispatch.internal/operator".into(),
     ];
-    let two = identity(&app.pki.ca, &spec, &[]);
+    let two = app.pki.issue(&app.pki.ca, &spec);
     refused_as(&app, &two, "/api/whoami", 401, "cert_ambiguous").await;
 }
 
@@ -187,7 +168,7 @@ async fn a_certificate_that_matches_two_clients_is_cert_ambiguous() {
     // CN=no-scope names the client `no-scope`; its SPIFFE ID names `route-worker`.
     let mut spec = LeafSpec::workload("no-scope", Duration::hours(1));
     spec.uris = vec!["spiffe://dispatch.internal/route-worker".into()];
-    let both = identity(&app.pki.ca, &spec, &[]);
+    let both = app.pki.issue(&app.pki.ca, &spec);
     refused_as(&app, &both, "/api/whoami", 401, "cert_ambiguous").await;
 }
 
@@ -258,7 +239,7 @@ async fn an_ambiguous_issuer_stops_start_up_with_both_cas_named() {
 fn short_lived(app: &TestApp, seconds: i64) -> (Identity, OffsetDateTime) {
     let mut spec = LeafSpec::workload("route-worker", Duration::hours(1));
     spec.not_after = OffsetDateTime::now_utc() + Duration::seconds(seconds);
-    let id = identity(&app.pki.ca, &spec, &[]);
+    let id = app.pki.issue(&app.pki.ca, &spec);
     (id, spec.not_after)
 }
 
@@ -317,17 +298,7 @@ async fn a_session_resumed_after_the_certificate_expired_does_not_authenticate_i
 #[tokio::test]
 async fn a_crl_dropped_in_while_a_connection_is_open_refuses_that_connections_next_request() {
     let mut prepared = PreparedApp::new();
-    let crl_file = prepared.dir().join("dev-ca.crl.pem");
-    std::fs::write(
-        &crl_file,
-        prepared
-            .pki
-            .ca
-            .revocation_list(&[], Duration::days(1))
-            .unwrap(),
-    )
-    .unwrap();
-    prepared.settings.tls.crl_files = vec![crl_file.clone()];
+    let crl_file = prepared.with_empty_crl();
     let issued = prepared
         .pki
         .ca
@@ -380,10 +351,9 @@ async fn an_intermediate_on_the_deny_list_takes_all_its_leaves_with_it() {
         .intermediate("Issuing CA", "Dispatch Dev", Duration::days(1))
         .unwrap();
     register_under(&app, &intermediate).await;
-    let leaf = identity(
+    let leaf = app.pki.issue_under(
         &intermediate,
         &LeafSpec::new("issued", Usage::Client, Duration::hours(1)),
-        &[&intermediate],
     );
     let mut open = app.connect(Some(&leaf)).await.unwrap();
     let whoami = open.send(Request::get("/api/whoami")).await.unwrap();
@@ -402,10 +372,9 @@ async fn an_intermediate_on_the_deny_list_takes_all_its_leaves_with_it() {
     let response = open.send(Request::get("/api/whoami")).await.unwrap();
     assert_eq!(response.status, 401, "{}", response.text());
     app.assert_last_refusal("cert_revoked").await;
-    let another = identity(
+    let another = app.pki.issue_under(
         &intermediate,
         &LeafSpec::new("issued", Usage::Client, Duration::hours(1)),
-        &[&intermediate],
     );
     refused_as(&app, &another, "/api/whoami", 401, "cert_revoked").await;
 }
@@ -423,23 +392,12 @@ async fn an_intermediate_in_its_roots_crl_takes_all_its_leaves_with_it() {
         let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
         cert.raw_serial().to_vec()
     };
-    let crl_file = prepared.dir().join("dev-ca.crl.pem");
-    std::fs::write(
-        &crl_file,
-        prepared
-            .pki
-            .ca
-            .revocation_list(&[], Duration::days(1))
-            .unwrap(),
-    )
-    .unwrap();
-    prepared.settings.tls.crl_files = vec![crl_file.clone()];
+    let crl_file = prepared.with_empty_crl();
     let app = prepared.start().await;
     register_under(&app, &intermediate).await;
-    let leaf = identity(
+    let leaf = app.pki.issue_under(
         &intermediate,
         &LeafSpec::new("issued", Usage::Client, Duration::hours(1)),
-        &[&intermediate],
     );
     assert_eq!(
         app.request(Some(&leaf), Request::get("/api/whoami"))

@@ -133,17 +133,7 @@ async fn ca_rollover_without_a_restart() {
 #[tokio::test]
 async fn a_crl_that_revokes_route_workers_certificate_refuses_its_new_connections_only() {
     let mut prepared = PreparedApp::new();
-    let crl_file = prepared.dir().join("dev-ca.crl.pem");
-    std::fs::write(
-        &crl_file,
-        prepared
-            .pki
-            .ca
-            .revocation_list(&[], Duration::days(1))
-            .unwrap(),
-    )
-    .unwrap();
-    prepared.settings.tls.crl_files = vec![crl_file.clone()];
+    let crl_file = prepared.with_empty_crl();
     let spec = LeafSpec::workload("route-worker", Duration::hours(1));
     let issued = prepared.pki.ca.issue(&spec).unwrap();
     let app = prepared.start().await;

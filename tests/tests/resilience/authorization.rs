@@ -145,22 +145,10 @@ async fn register_multi_credential_clients(app: &TestApp) -> [String; 2] {
 fn principals(app: &TestApp, [deputy_key, all_rounder_key]: [String; 2]) -> Vec<Principal> {
     let partner_spec = LeafSpec::workload("route-worker", Duration::hours(1));
     // The partner CA (trusted) signs an intermediate that copies the dev CA's name exactly.
-    let forged = app
-        .pki
-        .second_ca
-        .intermediate(
-            "Dispatch Dev Internal CA",
-            "Dispatch Dev",
-            Duration::days(1),
-        )
-        .unwrap();
-    let mut forged_operator = app.pki.issue(
-        &forged,
+    let forged_operator = app.pki.issue_under(
+        &app.pki.forged_intermediate(),
         &LeafSpec::new("operator", Usage::Client, Duration::hours(1)),
     );
-    forged_operator
-        .chain
-        .push(rustls_pki_types::CertificateDer::from(forged.cert_der()));
     // CN no-scope and route-worker's SPIFFE ID: two clients at once.
     let mut both_spec = LeafSpec::workload("no-scope", Duration::hours(1));
     both_spec.uris = vec!["spiffe://dispatch.internal/route-worker".into()];
