@@ -40,9 +40,9 @@ enum Credential {
 struct Principal {
     name: &'static str,
     credential: Credential,
-    /// What the policy says this principal is, given route-worker's mode: None = not
-    /// authenticated.
-    oracle: fn(&str) -> Option<Who>,
+    /// What the policy says this principal is, given route-worker's mode; or, when it is not
+    /// authenticated, the reason code its 401 carries (none for a stranger).
+    oracle: fn(&str) -> Result<Who, Option<&'static str>>,
 }
 
 fn routes() -> Vec<(
@@ -156,27 +156,33 @@ fn principals(app: &TestApp, [deputy_key, all_rounder_key]: [String; 2]) -> Vec<
         Principal {
             name: "nothing",
             credential: Credential::Nothing,
-            oracle: |_| None,
+            oracle: |_| Err(None),
         },
         Principal {
             name: "route-worker key",
             credential: Credential::Key(app.key("route-worker").into()),
-            oracle: |mode| (mode != "mtls").then_some(who(true, false, false)),
+            oracle: |mode| match mode {
+                "mtls" => Err(Some("key_retired")),
+                _ => Ok(who(true, false, false)),
+            },
         },
         Principal {
             name: "route-worker certificate",
             credential: Credential::Cert(app.pki.workload("route-worker")),
-            oracle: |mode| (mode != "api_key").then_some(who(true, false, true)),
+            oracle: |mode| match mode {
+                "api_key" => Err(Some("method_not_allowed")),
+                _ => Ok(who(true, false, true)),
+            },
         },
         Principal {
             name: "retired key",
             credential: Credential::Key(app.key("retired").into()),
-            oracle: |_| None,
+            oracle: |_| Err(Some("key_retired")),
         },
         Principal {
             name: "unknown key",
             credential: Credential::Key(e2e::devpki::generate_api_key().unwrap()),
-            oracle: |_| None,
+            oracle: |_| Err(None),
         },
         Principal {
             name: "no-scope certificate",
@@ -184,60 +190,58 @@ fn principals(app: &TestApp, [deputy_key, all_rounder_key]: [String; 2]) -> Vec<
                 &app.pki.ca,
                 &LeafSpec::new("no-scope", Usage::Client, Duration::hours(1)),
             )),
-            oracle: |_| Some(who(false, false, true)),
+            oracle: |_| Ok(who(false, false, true)),
         },
         Principal {
             name: "unregistered certificate",
             credential: Credential::Cert(app.pki.workload("stranger")),
-            oracle: |_| None,
+            oracle: |_| Err(Some("cert_unmapped")),
         },
         Principal {
             name: "partner-CA certificate with route-worker's name",
             credential: Credential::Cert(app.pki.issue(&app.pki.second_ca, &partner_spec)),
-            oracle: |_| None,
+            oracle: |_| Err(Some("issuer_not_allowed")),
         },
         Principal {
             name: "operator's name under a partner intermediate copying the dev CA's name",
             credential: Credential::Cert(forged_operator),
-            // issuer_not_allowed
-            oracle: |_| None,
+            oracle: |_| Err(Some("issuer_not_allowed")),
         },
         Principal {
             name: "certificate naming two clients",
             credential: Credential::Cert(app.pki.issue(&app.pki.ca, &both_spec)),
-            // cert_ambiguous
-            oracle: |_| None,
+            oracle: |_| Err(Some("cert_ambiguous")),
         },
         Principal {
             name: "operator certificate",
             credential: Credential::Cert(app.operator.clone()),
-            oracle: |_| Some(who(false, true, true)),
+            oracle: |_| Ok(who(false, true, true)),
         },
         Principal {
             name: "admin client's key",
             credential: Credential::Key(deputy_key),
-            oracle: |_| Some(who(false, true, false)),
+            oracle: |_| Ok(who(false, true, false)),
         },
         Principal {
             name: "admin client's certificate",
             credential: Credential::Cert(app.pki.workload("deputy")),
-            oracle: |_| Some(who(false, true, true)),
+            oracle: |_| Ok(who(false, true, true)),
         },
         Principal {
             name: "plans and admin client's key",
             credential: Credential::Key(all_rounder_key),
-            oracle: |_| Some(who(true, true, false)),
+            oracle: |_| Ok(who(true, true, false)),
         },
         Principal {
             name: "plans and admin client's certificate",
             credential: Credential::Cert(app.pki.workload("all-rounder")),
-            oracle: |_| Some(who(true, true, true)),
+            oracle: |_| Ok(who(true, true, true)),
         },
         Principal {
             name: "disabled admin client's certificate",
             credential: Credential::Cert(app.pki.workload("retired-admin")),
             // Authenticated, then refused as disabled (403) on every route.
-            oracle: |_| Some(who(false, false, true)),
+            oracle: |_| Ok(who(false, false, true)),
         },
     ]
 }
@@ -278,13 +282,24 @@ async fn every_route_answers_every_principal_as_the_policy_says_in_every_mode() 
                     }
                     Credential::Cert(cert) => Some(cert),
                 };
-                let status = app.request(identity, request).await.unwrap().status;
+                let response = app.request(identity, request).await.unwrap();
+                let status = response.status;
                 let disabled = principal.name.starts_with("disabled");
                 let expected = match (principal.oracle)(mode) {
-                    None => "401",
-                    Some(_) if disabled => "403",
-                    Some(who) if permitted(who, permission) => "allowed",
-                    Some(_) => "403",
+                    Err(reason) => {
+                        if status == 401 {
+                            assert_eq!(
+                                response.json()["reason"].as_str(),
+                                reason,
+                                "{method} {path} as {} in mode {mode}",
+                                principal.name
+                            );
+                        }
+                        "401"
+                    }
+                    Ok(_) if disabled => "403",
+                    Ok(who) if permitted(who, permission) => "allowed",
+                    Ok(_) => "403",
                 };
                 let actual = match status {
                     401 => "401",
