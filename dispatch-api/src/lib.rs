@@ -11,7 +11,7 @@ pub mod configuration;
 /// Logs and metrics only.
 pub mod telemetry;
 
-/// What a peer proved: the verified certificate, parsed once per connection.
+/// What a peer proved: names as encoded, key hashes, the verified path (as data).
 pub mod identity;
 
 /// The database: pool, migrations, storage errors and file-system faults, the batched recorder.
@@ -23,10 +23,10 @@ pub mod registry;
 /// The plan domain types, validation, and the durable group-commit writer.
 pub mod plans;
 
-/// The listener's TLS: material, client verification, resumption, reload.
+/// The listener's TLS: material, trust (verified paths, CRLs), resumption, reload.
 pub mod tls;
 
-/// Connection + headers + snapshot → `Principal` or `Refusal` (pure, table-tested).
+/// Connection + headers + snapshot + trust + time → `Principal` or `Refusal` (pure, table-tested).
 pub mod auth;
 
 /// `ApiError` → `application/problem+json`: the web layer's mapping of every domain error.

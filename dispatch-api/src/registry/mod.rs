@@ -343,6 +343,19 @@ impl CertBinding {
     }
 }
 
+/// The first of `clients`, other than `client`, with a binding that overlaps `binding`.
+fn first_overlap<'a>(
+    clients: impl IntoIterator<Item = &'a Client>,
+    client: &ClientName,
+    binding: &CertBinding,
+) -> Option<&'a ClientName> {
+    clients
+        .into_iter()
+        .filter(|other| other.name != *client)
+        .find(|other| other.bindings.iter().any(|b| b.overlaps(binding)))
+        .map(|other| &other.name)
+}
+
 /// SHA-256 of an API key. Keys are long random values, so a fast hash is the right tool (a
 /// password hash would only slow every request); the raw key is never stored.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]

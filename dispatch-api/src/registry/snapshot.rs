@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use super::{ApiKeyHash, CertBinding, Client, ClientName, Verdict};
+use super::{ApiKeyHash, CertBinding, Client, ClientName, Verdict, first_overlap};
 use crate::identity::{Fingerprint, IssuerIndex, VerifiedCertificate};
 
 /// Why a certificate did not identify a client.
@@ -152,10 +152,6 @@ impl RegistrySnapshot {
 
     /// The first binding of another client that `binding` would overlap, if any.
     pub fn overlapping(&self, client: &ClientName, binding: &CertBinding) -> Option<&ClientName> {
-        self.clients
-            .values()
-            .filter(|other| other.name != *client)
-            .find(|other| other.bindings.iter().any(|b| b.overlaps(binding)))
-            .map(|other| &other.name)
+        first_overlap(self.clients.values().map(|c| &**c), client, binding)
     }
 }

@@ -7,7 +7,9 @@ use arc_swap::{ArcSwap, Guard};
 use sqlx::{Row, SqlitePool};
 
 use super::read::read_snapshot;
-use super::{ApiKeyHash, Client, ClientName, MigrationMode, RegistrySnapshot, Scope};
+use super::{
+    ApiKeyHash, Client, ClientName, MigrationMode, RegistrySnapshot, Scope, first_overlap,
+};
 use crate::identity::{Fingerprint, IssuerIndex};
 use crate::storage::StorageError;
 use crate::storage::recorder::{AuditEvent, AuditKind};
@@ -107,11 +109,7 @@ impl Registry {
                         detail,
                     })?;
                 let other = snapshot.overlapping(&client.name, binding).or_else(|| {
-                    absent[index + 1..]
-                        .iter()
-                        .filter(|other| other.name != client.name)
-                        .find(|other| other.bindings.iter().any(|b| b.overlaps(binding)))
-                        .map(|other| &other.name)
+                    first_overlap(absent[index + 1..].iter().copied(), &client.name, binding)
                 });
                 if let Some(other) = other {
                     return Err(RegistryError::BindingConflict {
