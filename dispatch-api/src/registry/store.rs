@@ -109,7 +109,7 @@ impl Registry {
                         detail,
                     })?;
                 let other = snapshot.overlapping(&client.name, binding).or_else(|| {
-                    first_overlap(absent[index + 1..].iter().copied(), &client.name, binding)
+                    first_overlap(absent[..index].iter().copied(), &client.name, binding)
                 });
                 if let Some(other) = other {
                     return Err(RegistryError::BindingConflict {

@@ -516,3 +516,113 @@ fn an_issuer_key_pin_needs_the_issuer_name() {
     };
     assert!(CertBinding::parse(&spec).is_err());
 }
+
+/// A registry on a fresh SQLite file (the directory lives as long as the registry is used).
+async fn registry() -> (tempfile::TempDir, Registry) {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = crate::configuration::DatabaseSettings {
+        path: dir.path().join("registry.db"),
+        ..Default::default()
+    };
+    let pool = crate::storage::connect(&settings).await.unwrap();
+    (dir, Registry::load(pool).await.unwrap())
+}
+
+#[tokio::test]
+async fn registering_adds_each_absent_client_once_and_counts_what_it_added() {
+    let (_dir, registry) = registry().await;
+    let issuers = trust(&[&CA], &[]).issuers().clone();
+    let batch = [
+        client("a", by_cn("a", TEST_CA)),
+        client("b", by_cn("b", TEST_CA)),
+    ];
+    assert_eq!(
+        registry.register_all(&batch, None, &issuers).await.unwrap(),
+        2
+    );
+    assert_eq!(
+        registry.register_all(&batch, None, &issuers).await.unwrap(),
+        0
+    );
+    let more = [
+        client("a", by_cn("a", TEST_CA)),
+        client("c", by_cn("c", TEST_CA)),
+    ];
+    assert_eq!(
+        registry.register_all(&more, None, &issuers).await.unwrap(),
+        1
+    );
+    assert!(!registry.register(&batch[0], None, &issuers).await.unwrap());
+    assert!(
+        registry
+            .register(&client("d", by_cn("d", TEST_CA)), None, &issuers)
+            .await
+            .unwrap()
+    );
+    let snapshot = registry.snapshot();
+    let mut names: Vec<_> = snapshot.clients().map(|c| c.name.to_string()).collect();
+    names.sort();
+    assert_eq!(names, ["a", "b", "c", "d"]);
+}
+
+#[tokio::test]
+async fn a_batch_with_a_binding_that_overlaps_another_clients_is_refused_whole() {
+    let (_dir, registry) = registry().await;
+    let issuers = trust(&[&CA], &[]).issuers().clone();
+    // Within the batch: the later client names the earlier one.
+    let batch = [
+        client("a", by_cn("x", TEST_CA)),
+        client("b", by_cn("x", TEST_CA)),
+    ];
+    match registry.register_all(&batch, None, &issuers).await {
+        Err(RegistryError::BindingConflict { client, other }) => {
+            assert_eq!((client.as_str(), other.as_str()), ("b", "a"));
+        }
+        other => panic!("expected a binding conflict, got {other:?}"),
+    }
+    assert_eq!(
+        registry.snapshot().clients().count(),
+        0,
+        "nothing of the batch stays"
+    );
+    // Against a registered client.
+    assert_eq!(
+        registry
+            .register_all(&batch[..1], None, &issuers)
+            .await
+            .unwrap(),
+        1
+    );
+    match registry.register(&batch[1], None, &issuers).await {
+        Err(RegistryError::BindingConflict { client, other }) => {
+            assert_eq!((client.as_str(), other.as_str()), ("b", "a"));
+        }
+        other => panic!("expected a binding conflict, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn registering_a_binding_whose_issuer_is_ambiguous_is_refused() {
+    let (_dir, registry) = registry().await;
+    let twin = CertificateAuthority::new("Test CA", "Test", time::Duration::days(1)).unwrap();
+    let issuers = trust(&[&CA, &twin], &[]).issuers().clone();
+    let refused = registry
+        .register(&client("a", by_cn("a", TEST_CA)), None, &issuers)
+        .await;
+    assert!(
+        matches!(refused, Err(RegistryError::AmbiguousIssuer { ref client, .. }) if client == "a"),
+        "{refused:?}"
+    );
+    let mut pinned = by_cn("a", TEST_CA);
+    pinned.issuer_spki_sha256 = Some(spki_of(&twin).to_string());
+    assert!(
+        registry
+            .register(&client("a", pinned), None, &issuers)
+            .await
+            .unwrap()
+    );
+    // The pin is stored and read back.
+    let snapshot = registry.snapshot();
+    let stored = snapshot.client(&ClientName::parse("a").unwrap()).unwrap();
+    assert_eq!(stored.bindings[0].issuer_spki, Some(spki_of(&twin)));
+}
