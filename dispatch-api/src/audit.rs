@@ -7,7 +7,7 @@ use serde_json::json;
 use time::OffsetDateTime;
 
 use crate::auth::{Principal, ReasonCode, Refusal};
-use crate::storage::recorder::{AuditEvent, AuditKind, Recorder, UsageEvent};
+use crate::storage::recorder::{AuditEvent, AuditKind, CertificateSeen, Recorder, UsageEvent};
 use crate::telemetry::Metrics;
 
 /// The parts of a request and its answer that are logged beside the caller.
@@ -134,10 +134,11 @@ fn record_evidence(recorder: &Recorder, principal: &Principal) {
         client: principal.client.name.to_string(),
         method: principal.method,
         at: OffsetDateTime::now_utc().unix_timestamp(),
-        certificate: principal
-            .certificate
-            .as_ref()
-            .map(|c| (c.leaf.fingerprint, c.not_after.unix_timestamp())),
+        certificate: principal.certificate.as_ref().map(|c| CertificateSeen {
+            fingerprint: c.leaf.fingerprint,
+            not_after: c.not_after.unix_timestamp(),
+            issuer_spki: c.issuer_spki,
+        }),
     });
     if principal.retired_key_presented {
         tracing::warn!(client = %principal.client.name, "an mtls client sent its retired API key beside its certificate");

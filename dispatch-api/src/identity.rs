@@ -124,8 +124,7 @@ fn attribute_oid(key: &str) -> Result<String, String> {
     if let Some((_, oid)) = ATTRIBUTE_NAMES.iter().find(|(name, _)| *name == alias) {
         return Ok((*oid).to_owned());
     }
-    let dotted = !key.is_empty()
-        && key.split('.').count() > 1
+    let dotted = key.contains('.')
         && key
             .split('.')
             .all(|arc| !arc.is_empty() && arc.bytes().all(|b| b.is_ascii_digit()));
@@ -634,6 +633,9 @@ mod tests {
         assert!(DistinguishedName::parse("CN=a\\").is_err());
         assert!(DistinguishedName::parse("CN=a,,O=b").is_err());
         assert!(DistinguishedName::parse("1.2.3.4=a").is_ok());
+        for not_an_oid in ["5=a", "1..2=a", ".1=a", "1.x=a"] {
+            assert!(DistinguishedName::parse(not_an_oid).is_err(), "{not_an_oid}");
+        }
     }
 
     #[test]

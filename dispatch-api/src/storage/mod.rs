@@ -316,6 +316,8 @@ pub struct MethodUsage {
     pub last_seen: Option<i64>,
     pub last_certificate_fingerprint: Option<String>,
     pub last_certificate_not_after: Option<i64>,
+    /// The key of the CA that signed the last certificate (for `issuer_spki_sha256`).
+    pub last_certificate_issuer_spki_sha256: Option<String>,
 }
 
 /// Usage per client and method; `since` bounds the windowed counts.
@@ -354,7 +356,8 @@ async fn read_usage(pool: &SqlitePool, since: i64) -> Result<UsageByClient, sqlx
     }
     // The certificate last seen from each client (for its expiry).
     let certs = sqlx::query(
-        "SELECT client, last_cert_fingerprint, last_cert_not_after FROM client_usage u \
+        "SELECT client, last_cert_fingerprint, last_cert_not_after, last_cert_issuer_spki \
+         FROM client_usage u \
          WHERE method = 'certificate' AND last_cert_fingerprint IS NOT NULL AND last_seen = \
            (SELECT MAX(last_seen) FROM client_usage v WHERE v.client = u.client AND v.method = 'certificate')",
     )
@@ -368,6 +371,7 @@ async fn read_usage(pool: &SqlitePool, since: i64) -> Result<UsageByClient, sqlx
         {
             entry.last_certificate_fingerprint = row.try_get("last_cert_fingerprint")?;
             entry.last_certificate_not_after = row.try_get("last_cert_not_after")?;
+            entry.last_certificate_issuer_spki_sha256 = row.try_get("last_cert_issuer_spki")?;
         }
     }
     Ok(usage)

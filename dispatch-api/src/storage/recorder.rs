@@ -13,7 +13,7 @@ use serde::Serialize;
 use sqlx::SqlitePool;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::identity::{AuthMethod, Fingerprint};
+use crate::identity::{AuthMethod, Fingerprint, SpkiHash};
 use crate::telemetry::Metrics;
 
 /// One authenticated request, for the migration report.
@@ -22,7 +22,17 @@ pub struct UsageEvent {
     pub client: String,
     pub method: AuthMethod,
     pub at: i64,
-    pub certificate: Option<(Fingerprint, i64)>,
+    pub certificate: Option<CertificateSeen>,
+}
+
+/// The certificate a request was authenticated with, as the migration report shows it.
+#[derive(Debug, Clone, Copy)]
+pub struct CertificateSeen {
+    pub fingerprint: Fingerprint,
+    /// Unix seconds: when the identity stops being accepted (the earliest notAfter of its path).
+    pub not_after: i64,
+    /// The key of the CA that signed it.
+    pub issuer_spki: SpkiHash,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -228,7 +238,7 @@ struct UsageTotals {
     count: i64,
     first_seen: i64,
     last_seen: i64,
-    certificate: Option<(Fingerprint, i64)>,
+    certificate: Option<CertificateSeen>,
 }
 
 #[derive(Default)]
@@ -247,8 +257,8 @@ impl Batch {
             return;
         }
         for ((client, _, _), totals) in &self.usage {
-            if let Some((_, not_after)) = totals.certificate {
-                metrics.record_client_certificate(client, not_after);
+            if let Some(seen) = totals.certificate {
+                metrics.record_client_certificate(client, seen.not_after);
             }
         }
         let records = self.len() as u64;
@@ -267,13 +277,15 @@ impl Batch {
         for ((client, method, hour), totals) in &self.usage {
             sqlx::query(
                 "INSERT INTO client_usage (client, method, hour, request_count, first_seen, last_seen, \
-                 last_cert_fingerprint, last_cert_not_after) VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
+                 last_cert_fingerprint, last_cert_not_after, last_cert_issuer_spki) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
                  ON CONFLICT (client, method, hour) DO UPDATE SET \
                  request_count = request_count + excluded.request_count, \
                  first_seen = min(first_seen, excluded.first_seen), \
                  last_seen = max(last_seen, excluded.last_seen), \
                  last_cert_fingerprint = coalesce(excluded.last_cert_fingerprint, last_cert_fingerprint), \
-                 last_cert_not_after = coalesce(excluded.last_cert_not_after, last_cert_not_after)",
+                 last_cert_not_after = coalesce(excluded.last_cert_not_after, last_cert_not_after), \
+                 last_cert_issuer_spki = coalesce(excluded.last_cert_issuer_spki, last_cert_issuer_spki)",
             )
             .bind(client)
             .bind(method.as_str())
@@ -281,8 +293,9 @@ impl Batch {
             .bind(totals.count)
             .bind(totals.first_seen)
             .bind(totals.last_seen)
-            .bind(totals.certificate.map(|(f, _)| f.to_string()))
-            .bind(totals.certificate.map(|(_, not_after)| not_after))
+            .bind(totals.certificate.map(|c| c.fingerprint.to_string()))
+            .bind(totals.certificate.map(|c| c.not_after))
+            .bind(totals.certificate.map(|c| c.issuer_spki.to_string()))
             .execute(&mut *tx)
             .await?;
         }

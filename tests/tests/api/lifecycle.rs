@@ -311,6 +311,12 @@ async fn expiry_gauges_show_the_lifetimes_of_known_certificates() {
         row["usage"]["certificate"]["last_certificate_not_after"].is_string(),
         "{row}"
     );
+    // And the key of the CA that signed it, to paste into a binding's issuer_spki_sha256.
+    assert_eq!(
+        row["usage"]["certificate"]["last_certificate_issuer_spki_sha256"],
+        e2e::devpki::spki_sha256(&app.pki.ca.cert_der()).unwrap(),
+        "{row}"
+    );
 }
 
 #[tokio::test]

@@ -88,6 +88,7 @@ pub(crate) fn usage_view(usage: Option<&Usage>) -> Value {
             "last_seen": u.last_seen.and_then(crate::routes::rfc3339),
             "last_certificate_fingerprint": u.last_certificate_fingerprint,
             "last_certificate_not_after": u.last_certificate_not_after.and_then(crate::routes::rfc3339),
+            "last_certificate_issuer_spki_sha256": u.last_certificate_issuer_spki_sha256,
         })
     };
     json!({ "api_key": method(AuthMethod::ApiKey), "certificate": method(AuthMethod::Certificate) })
