@@ -634,7 +634,10 @@ mod tests {
         assert!(DistinguishedName::parse("CN=a,,O=b").is_err());
         assert!(DistinguishedName::parse("1.2.3.4=a").is_ok());
         for not_an_oid in ["5=a", "1..2=a", ".1=a", "1.x=a"] {
-            assert!(DistinguishedName::parse(not_an_oid).is_err(), "{not_an_oid}");
+            assert!(
+                DistinguishedName::parse(not_an_oid).is_err(),
+                "{not_an_oid}"
+            );
         }
     }
 

@@ -213,7 +213,7 @@ impl Application {
             server_certificate_not_after = %reloadable_tls.material().server_not_after,
             "dispatch-api listening"
         );
-        let tls_watch = tokio::spawn(tls::watch(reloadable_tls));
+        let tls_watch = tokio::spawn(tls::watch(reloadable_tls, state.registry.clone()));
         Ok(Self {
             https_port,
             ops_port,

@@ -111,13 +111,14 @@ impl ReloadableTls {
     }
 
     /// Reloads if any TLS file changed since the last look (or always, with `force`). Broken
-    /// new files are logged and counted, and the old material stays in service.
-    pub fn reload(&self, force: bool) {
+    /// new files are logged and counted, and the old material stays in service. Returns
+    /// whether the trust (CA bundle or CRLs) changed.
+    pub fn reload(&self, force: bool) -> bool {
         let digest = files_digest(&self.settings);
         {
             let mut last = self.files_digest.lock().unwrap_or_else(|e| e.into_inner());
             if !force && *last == digest {
-                return;
+                return false;
             }
             // Remember what we saw, good or bad: a broken file is reported once, not every poll.
             *last = digest;
@@ -137,10 +138,12 @@ impl ReloadableTls {
                 self.material.store(Arc::new(material));
                 self.metrics.tls_reload("ok");
                 self.publish_expiry();
+                trust_changed
             }
             Err(error) => {
                 self.metrics.tls_reload("rejected");
                 tracing::error!(error = %error, "TLS files changed but cannot be used; the previous certificates stay in service");
+                false
             }
         }
     }

@@ -8,9 +8,11 @@ use std::time::{Duration, Instant};
 use time::OffsetDateTime;
 
 use super::ReloadableTls;
+use crate::registry::Registry;
 
-/// Runs until the process ends (the application aborts it on shutdown).
-pub async fn watch(tls: Arc<ReloadableTls>) {
+/// Runs until the process ends (the application aborts it on shutdown). `registry` is read
+/// after a change of trust, to name the bindings the new CA bundle leaves ambiguous.
+pub async fn watch(tls: Arc<ReloadableTls>, registry: Arc<Registry>) {
     let interval = Duration::from_secs(tls.settings.reload_interval_secs.max(1));
     let polling = tls.settings.reload_interval_secs > 0;
     #[cfg(unix)]
@@ -28,19 +30,32 @@ pub async fn watch(tls: Arc<ReloadableTls>) {
         };
         #[cfg(not(unix))]
         let signalled = std::future::pending::<()>();
-        tokio::select! {
+        let trust_changed = tokio::select! {
             _ = signalled => {
                 tracing::info!("SIGHUP: reloading TLS files");
-                tls.reload(true);
+                tls.reload(true)
             }
-            _ = tokio::time::sleep(interval) => {
-                if polling {
-                    tls.reload(false);
-                }
-            }
+            _ = tokio::time::sleep(interval) => polling && tls.reload(false),
+        };
+        if trust_changed {
+            warn_ambiguous_bindings(&tls, &registry);
         }
         tls.publish_expiry();
         warn_expiring(&tls, &mut warned);
+    }
+}
+
+/// Start-up refuses bindings whose issuer the bundle leaves ambiguous; a new bundle can make
+/// them so while serving. They then match nothing (`issuer_not_allowed`): say which, and why.
+fn warn_ambiguous_bindings(tls: &ReloadableTls, registry: &Registry) {
+    let problems = registry
+        .snapshot()
+        .ambiguous_issuers(tls.material().trust.issuers());
+    for problem in problems {
+        tracing::error!(
+            binding = problem,
+            "after the CA bundle changed, this binding matches no certificate until its issuer's key is pinned"
+        );
     }
 }
 
