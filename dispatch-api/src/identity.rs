@@ -282,10 +282,11 @@ fn unescape(value: &str) -> Result<String, String> {
 /// RFC 4514 escaping, so that a value holding `, O=` prints as one value.
 fn escape(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
+    let last = value.chars().count().saturating_sub(1);
     for (index, c) in value.chars().enumerate() {
-        let edge =
-            index == 0 && matches!(c, ' ' | '#') || index + 1 == value.chars().count() && c == ' ';
-        if edge || matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';') {
+        let leading = index == 0 && matches!(c, ' ' | '#');
+        let trailing = index == last && c == ' ';
+        if leading || trailing || matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';') {
             out.push('\\');
         }
         out.push(c);
@@ -628,6 +629,28 @@ mod tests {
     }
 
     #[test]
+    fn values_are_escaped_as_rfc_4514_says_and_read_back() {
+        for (value, printed) in [
+            (" lead", r"\ lead"),
+            ("#hash", r"\#hash"),
+            ("trail ", r"trail\ "),
+            ("in # side", "in # side"),
+            ("a,b+c;d", r"a\,b\+c\;d"),
+            (r#"q"<>\"#, r#"q\"\<\>\\"#),
+            ("", ""),
+        ] {
+            assert_eq!(escape(value), printed, "{value:?}");
+            if !value.is_empty() {
+                assert_eq!(unescape(printed).unwrap(), value, "{printed:?}");
+            }
+        }
+        // An escaped character followed by a hex digit is still one escaped character.
+        assert_eq!(unescape(r"a\,Bc").unwrap(), "a,Bc");
+        assert_eq!(unescape(r"\2Cx").unwrap(), ",x");
+        assert!(unescape(r"\ff").is_err(), "a lone 0xff byte is not UTF-8");
+    }
+
+    #[test]
     fn unknown_attribute_types_and_dangling_escapes_are_refused() {
         assert!(DistinguishedName::parse("XYZ=a").is_err());
         assert!(DistinguishedName::parse("CN=a\\").is_err());
@@ -713,6 +736,9 @@ mod tests {
             format!("Fingerprint({fingerprint})")
         );
         assert_eq!(fingerprint.to_string().len(), 64);
+        let key = SpkiHash::of_der(b"k");
+        assert_eq!(format!("{key:?}"), format!("SpkiHash({key})"));
+        assert_eq!(serde_json::to_value(key).unwrap(), key.to_string());
     }
 
     #[test]

@@ -142,7 +142,7 @@ impl DispatchClient {
                     if status.is_success() {
                         return Ok(Reply { headers, body });
                     }
-                    (self.http_failure(status, &body), retry_after)
+                    (http_failure(status, &body), retry_after)
                 }
                 Err(error) => (self.transport_failure(&error), None),
             };
@@ -173,46 +173,6 @@ impl DispatchClient {
             .unwrap_or(0)
             .min(self.retry.max_backoff_ms);
         Duration::from_millis(jittered.max(floor))
-    }
-
-    fn http_failure(&self, status: StatusCode, problem: &Value) -> WorkerError {
-        if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
-            return WorkerError::Transient(format!("the server answered {status}"));
-        }
-        let reason = problem["reason"].as_str().unwrap_or_default();
-        let sentence = match (status.as_u16(), reason) {
-            (_, "key_retired") => "the server says this client's API key is retired: configure the client certificate".to_owned(),
-            (_, "cert_unmapped") => {
-                "the server does not recognise this certificate: register its subject or SPIFFE ID".to_owned()
-            }
-            (_, "issuer_not_allowed") => "the server knows this certificate's name but not from this issuer: check the client's binding".to_owned(),
-            (_, "method_not_allowed") => {
-                "this client is in api_key mode on the server: an operator must move it to dual before it may use its certificate".to_owned()
-            }
-            (_, "cert_revoked") => "the server has revoked this certificate (or a CA certificate of its chain): get a new one".to_owned(),
-            (_, "cert_expired") => "this client's certificate has expired (or is not valid yet): renew it; the worker picks up the new files by itself".to_owned(),
-            (_, "cert_ambiguous") => "this certificate names more than one client to the server (several CNs or URI SANs, or bindings of two clients): issue one with a single name".to_owned(),
-            (_, "cert_unreadable") => "the server could not read this certificate: reissue it with a standard X.509 encoding".to_owned(),
-            (_, "credential_mismatch") => "the API key belongs to another client than the certificate: fix auth.api_key_file".to_owned(),
-            (_, "client_disabled") => "this client is disabled on the server".to_owned(),
-            (_, "policy_denied") => "this client may not do this (for plans it needs the plans:submit scope)".to_owned(),
-            (401, _) => "the server did not accept our credentials: check auth.api_key_file or configure the client certificate".to_owned(),
-            (422, _) if problem["errors"].is_array() => format!(
-                "the server refused the plan: {}",
-                problem["errors"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|e| format!("{} {}", e["pointer"].as_str().unwrap_or(""), e["detail"].as_str().unwrap_or("")))
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            ),
-            _ => format!(
-                "the server refused the request ({status}): {}",
-                problem["detail"].as_str().or(problem["title"].as_str()).unwrap_or("no detail")
-            ),
-        };
-        WorkerError::Refused(sentence)
     }
 
     fn transport_failure(&self, error: &SendRequestError) -> WorkerError {
@@ -285,6 +245,48 @@ struct Reply {
 
 /// Finds the rustls error inside awc's error, wherever the handshake or a later read put it
 /// (with TLS 1.3 the server's verdict on our certificate arrives with the first response).
+/// What a refusal tells the operator: a sentence per reason code the server sends, so the
+/// worker's log says what to fix rather than a status number.
+fn http_failure(status: StatusCode, problem: &Value) -> WorkerError {
+    if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+        return WorkerError::Transient(format!("the server answered {status}"));
+    }
+    let reason = problem["reason"].as_str().unwrap_or_default();
+    let sentence = match (status.as_u16(), reason) {
+        (_, "key_retired") => "the server says this client's API key is retired: configure the client certificate".to_owned(),
+        (_, "cert_unmapped") => {
+            "the server does not recognise this certificate: register its subject or SPIFFE ID".to_owned()
+        }
+        (_, "issuer_not_allowed") => "the server knows this certificate's name but not from this issuer: check the client's binding".to_owned(),
+        (_, "method_not_allowed") => {
+            "this client is in api_key mode on the server: an operator must move it to dual before it may use its certificate".to_owned()
+        }
+        (_, "cert_revoked") => "the server has revoked this certificate (or a CA certificate of its chain): get a new one".to_owned(),
+        (_, "cert_expired") => "this client's certificate has expired (or is not valid yet): renew it; the worker picks up the new files by itself".to_owned(),
+        (_, "cert_ambiguous") => "this certificate names more than one client to the server (several CNs or URI SANs, or bindings of two clients): issue one with a single name".to_owned(),
+        (_, "cert_unreadable") => "the server could not read this certificate: reissue it with a standard X.509 encoding".to_owned(),
+        (_, "credential_mismatch") => "the API key belongs to another client than the certificate: fix auth.api_key_file".to_owned(),
+        (_, "client_disabled") => "this client is disabled on the server".to_owned(),
+        (_, "policy_denied") => "this client may not do this (for plans it needs the plans:submit scope)".to_owned(),
+        (401, _) => "the server did not accept our credentials: check auth.api_key_file or configure the client certificate".to_owned(),
+        (422, _) if problem["errors"].is_array() => format!(
+            "the server refused the plan: {}",
+            problem["errors"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|e| format!("{} {}", e["pointer"].as_str().unwrap_or(""), e["detail"].as_str().unwrap_or("")))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ),
+        _ => format!(
+            "the server refused the request ({status}): {}",
+            problem["detail"].as_str().or(problem["title"].as_str()).unwrap_or("no detail")
+        ),
+    };
+    WorkerError::Refused(sentence)
+}
+
 fn tls_error(error: &SendRequestError) -> Option<&rustls::Error> {
     match error {
         SendRequestError::Connect(ConnectError::Io(e)) | SendRequestError::Send(e) => inside_io(e),
@@ -311,4 +313,86 @@ fn find_in_chain<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a
         current = e.source();
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn sentence(status: u16, problem: Value) -> WorkerError {
+        http_failure(StatusCode::from_u16(status).unwrap(), &problem)
+    }
+
+    #[test]
+    fn every_reason_code_gets_its_own_advice() {
+        let table = [
+            ("key_retired", "API key is retired"),
+            ("cert_unmapped", "does not recognise this certificate"),
+            ("issuer_not_allowed", "not from this issuer"),
+            ("method_not_allowed", "api_key mode"),
+            ("cert_revoked", "revoked this certificate"),
+            ("cert_expired", "certificate has expired"),
+            ("cert_ambiguous", "names more than one client"),
+            ("cert_unreadable", "could not read this certificate"),
+            ("credential_mismatch", "belongs to another client"),
+            ("client_disabled", "disabled on the server"),
+            ("policy_denied", "may not do this"),
+        ];
+        for (reason, advice) in table {
+            for status in [401, 403] {
+                match sentence(status, json!({ "reason": reason })) {
+                    WorkerError::Refused(text) => {
+                        assert!(text.contains(advice), "{reason}: {text}")
+                    }
+                    other => panic!("{reason}: {other:?}"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn refusals_without_a_reason_are_explained_by_status_and_plan_errors_by_pointer() {
+        use WorkerError::Refused;
+        let Refused(unknown) = sentence(401, json!({})) else {
+            panic!()
+        };
+        assert!(
+            unknown.contains("did not accept our credentials"),
+            "{unknown}"
+        );
+        let Refused(plan) = sentence(
+            422,
+            json!({ "errors": [{ "pointer": "/stops/0", "detail": "too far" }] }),
+        ) else {
+            panic!()
+        };
+        assert_eq!(plan, "the server refused the plan: /stops/0 too far");
+        let Refused(other) = sentence(422, json!({ "title": "Invalid plan" })) else {
+            panic!()
+        };
+        assert!(
+            other.contains("(422 Unprocessable Entity): Invalid plan"),
+            "{other}"
+        );
+        let Refused(detail) = sentence(404, json!({ "title": "t", "detail": "d" })) else {
+            panic!()
+        };
+        assert!(detail.ends_with(": d"), "{detail}");
+    }
+
+    #[test]
+    fn too_many_requests_and_server_errors_are_transient() {
+        for status in [429, 500, 503] {
+            assert!(
+                matches!(
+                    sentence(status, json!({ "reason": "key_retired" })),
+                    WorkerError::Transient(_)
+                ),
+                "{status}"
+            );
+        }
+        assert!(matches!(sentence(400, json!({})), WorkerError::Refused(_)));
+    }
 }

@@ -163,3 +163,178 @@ impl ClientCertVerifier for CurrentVerifier {
             .supported_schemes()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{CA, leaf};
+    use super::*;
+    use crate::configuration::TlsSettings;
+    use crate::telemetry::Metrics;
+
+    /// A verifier over real files (the test CA as the bundle), with this client-auth mode.
+    fn verifier(client_auth: ClientAuth) -> (tempfile::TempDir, CurrentVerifier) {
+        let dir = tempfile::tempdir().unwrap();
+        let server = CA
+            .issue(&devpki::LeafSpec::server(time::Duration::hours(1)))
+            .unwrap();
+        let write = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            path
+        };
+        let settings = TlsSettings {
+            cert_file: Some(write("server.pem", &server.cert_pem)),
+            key_file: Some(write("server.key", &server.key_pem)),
+            client_ca_file: write("ca.pem", &CA.cert_pem),
+            client_auth,
+            ..TlsSettings::default()
+        };
+        let tls = ReloadableTls::load(&settings, Arc::new(Metrics::new())).unwrap();
+        (dir, CurrentVerifier(tls))
+    }
+
+    #[test]
+    fn the_verifier_asks_every_client_and_requires_a_certificate_only_when_configured() {
+        let (_dir, optional) = verifier(ClientAuth::Optional);
+        assert!(optional.offer_client_auth());
+        assert!(!optional.client_auth_mandatory());
+        let (_dir, required) = verifier(ClientAuth::Required);
+        assert!(required.client_auth_mandatory());
+        assert!(required.root_hint_subjects().is_empty());
+        assert_eq!(
+            required.supported_verify_schemes(),
+            super::super::provider()
+                .signature_verification_algorithms
+                .supported_schemes()
+        );
+        assert!(!required.supported_verify_schemes().is_empty());
+        assert_eq!(format!("{required:?}"), "CurrentVerifier");
+    }
+
+    #[test]
+    fn a_verified_chain_is_remembered_for_on_connect_and_a_refused_one_is_counted() {
+        let (_dir, verifier) = verifier(ClientAuth::Optional);
+        let issued = leaf(&CA, "w", &[]);
+        let der = CertificateDer::from(issued.der.clone());
+        verifier
+            .verify_client_cert(&der, &[], UnixTime::now())
+            .unwrap();
+        let trust = verifier.0.material().trust.clone();
+        let remembered = trust
+            .recall(&chain_key(&issued.der, &[] as &[Vec<u8>]))
+            .unwrap();
+        assert_eq!(remembered.leaf.common_names, ["w"]);
+        let stranger =
+            devpki::CertificateAuthority::new("Stranger", "X", time::Duration::days(1)).unwrap();
+        let refused = leaf(&stranger, "w", &[]);
+        let error = verifier
+            .verify_client_cert(&CertificateDer::from(refused.der), &[], UnixTime::now())
+            .unwrap_err();
+        assert_eq!(handshake_failure_kind(&error), "untrusted_issuer");
+        let text = verifier.0.metrics.encode();
+        assert!(
+            text.contains("dispatch_tls_handshake_failures_total{kind=\"untrusted_issuer\"} 1"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn every_handshake_failure_has_its_stable_kind() {
+        use CertificateError as C;
+        let when = UnixTime::now();
+        let table: Vec<(RustlsError, &str)> = vec![
+            (C::UnknownIssuer.into(), "untrusted_issuer"),
+            (C::Expired.into(), "expired"),
+            (
+                C::ExpiredContext {
+                    time: when,
+                    not_after: when,
+                }
+                .into(),
+                "expired",
+            ),
+            (C::NotValidYet.into(), "not_yet_valid"),
+            (
+                C::NotValidYetContext {
+                    time: when,
+                    not_before: when,
+                }
+                .into(),
+                "not_yet_valid",
+            ),
+            (C::InvalidPurpose.into(), "wrong_key_usage"),
+            (C::Revoked.into(), "revoked"),
+            (
+                C::UnknownRevocationStatus.into(),
+                "unknown_revocation_status",
+            ),
+            (C::ExpiredRevocationList.into(), "expired_crl"),
+            (
+                C::ExpiredRevocationListContext {
+                    time: when,
+                    next_update: when,
+                }
+                .into(),
+                "expired_crl",
+            ),
+            (C::BadSignature.into(), "bad_signature"),
+            (C::BadEncoding.into(), "bad_encoding"),
+            (C::NotValidForName.into(), "invalid_certificate"),
+            (RustlsError::DecryptError, "other"),
+        ];
+        for (error, kind) in table {
+            assert_eq!(handshake_failure_kind(&error), kind, "{error:?}");
+        }
+    }
+
+    #[test]
+    fn webpki_refusals_map_to_the_certificate_errors_rustls_would_send() {
+        use webpki::Error as E;
+        let when = UnixTime::now();
+        let kinds = [
+            (E::BadDer, "bad_encoding"),
+            (E::BadDerTime, "bad_encoding"),
+            (
+                E::CertNotValidYet {
+                    time: when,
+                    not_before: when,
+                },
+                "not_yet_valid",
+            ),
+            (
+                E::CertExpired {
+                    time: when,
+                    not_after: when,
+                },
+                "expired",
+            ),
+            (E::InvalidCertValidity, "expired"),
+            (E::UnknownIssuer, "untrusted_issuer"),
+            (E::CertRevoked, "revoked"),
+            (
+                E::CrlExpired {
+                    time: when,
+                    next_update: when,
+                },
+                "expired_crl",
+            ),
+            (E::InvalidSignatureForPublicKey, "bad_signature"),
+            (E::CaUsedAsEndEntity, "invalid_certificate"),
+        ];
+        for (error, kind) in kinds {
+            let mapped = rustls_error(error.clone());
+            assert_eq!(
+                handshake_failure_kind(&mapped),
+                kind,
+                "{error:?} -> {mapped:?}"
+            );
+        }
+        #[allow(deprecated)]
+        let eku = rustls_error(E::RequiredEkuNotFound);
+        assert_eq!(handshake_failure_kind(&eku), "wrong_key_usage");
+        assert!(matches!(
+            rustls_error(E::TrailingData(webpki::DerTypeId::Certificate)),
+            RustlsError::InvalidCertificate(CertificateError::BadEncoding)
+        ));
+    }
+}
