@@ -518,12 +518,8 @@ impl IssuerIndex {
     }
 
     /// How many certificates the bundle holds.
-    pub fn len(&self) -> usize {
+    pub fn ca_count(&self) -> usize {
         self.count
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.count == 0
     }
 }
 
@@ -680,7 +676,21 @@ mod tests {
             (a.clone(), SpkiHash::of_der(b"2")),
             (b.clone(), SpkiHash::of_der(b"3")),
         ]);
-        assert_eq!(index.len(), 3);
+        assert_eq!(index.ca_count(), 3);
+        // A written name with the attributes of a CA in another order points at that CA.
+        let ab = DistinguishedName::parse("CN=A, O=X").unwrap();
+        let ordered = IssuerIndex::new([(ab.clone(), SpkiHash::of_der(b"4"))]);
+        let reversed = DistinguishedName::parse("O=X, CN=A").unwrap();
+        assert_eq!(ordered.reordered(&reversed), Some(&ab));
+        assert_eq!(ordered.reordered(&ab), Some(&ab));
+        assert_eq!(
+            ordered.reordered(&DistinguishedName::parse("O=X, CN=B").unwrap()),
+            None
+        );
+        assert_eq!(
+            ordered.reordered(&DistinguishedName::parse("CN=A").unwrap()),
+            None
+        );
         assert_eq!(index.keys_named(&a).len(), 2);
         assert_eq!(index.keys_named(&b), [SpkiHash::of_der(b"3")]);
         assert!(

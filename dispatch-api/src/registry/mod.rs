@@ -231,11 +231,7 @@ impl CertBinding {
     /// needs both.
     pub(crate) fn judge(&self, cert: &VerifiedCertificate, issuers: &IssuerIndex) -> Verdict {
         let leaf = &cert.leaf;
-        if !self.names_a_subject() {
-            if !self.fingerprints.contains(&leaf.fingerprint) {
-                return Verdict::NoMatch;
-            }
-        } else {
+        if self.names_a_subject() {
             let cn_named = self
                 .subject_cn
                 .as_ref()
@@ -253,14 +249,15 @@ impl CertBinding {
                 return Verdict::Ambiguous;
             }
         }
+        // Pins (a pin-only binding has nothing else) narrow it to exact certificates; a
+        // certificate they exclude is not named by this binding, whatever its issuer.
+        if !self.fingerprints.is_empty() && !self.fingerprints.contains(&leaf.fingerprint) {
+            return Verdict::NoMatch;
+        }
         if let Some(issuer) = &self.issuer
             && !self.issuer_signed(issuer, cert, issuers)
         {
             return Verdict::WrongIssuer;
-        }
-        if !self.fingerprints.is_empty() && !self.fingerprints.contains(&leaf.fingerprint) {
-            // Named correctly, but not one of the pinned certificates.
-            return Verdict::NoMatch;
         }
         Verdict::Matches
     }
@@ -279,7 +276,7 @@ impl CertBinding {
             (Some(pin), _) => cert.issuer_spki == pin,
             (None, [only]) => cert.issuer_spki == *only,
             // An intermediate outside the bundle: its path can only end at the bundle's one CA.
-            (None, []) => issuers.len() == 1,
+            (None, []) => issuers.ca_count() == 1,
             // Several CAs of this name: refused at start-up and registration; never matches.
             (None, _) => false,
         }
@@ -302,10 +299,10 @@ impl CertBinding {
         }
         match issuers.keys_named(issuer) {
             [_] => Ok(()),
-            [] if issuers.len() <= 1 => Ok(()),
+            [] if issuers.ca_count() <= 1 => Ok(()),
             [] => Err(format!(
                 "the issuer `{issuer}` is not a CA of the client CA bundle, which holds {} CAs: any of them could sign an intermediate of that name. Pin the issuing CA's key with issuer_spki_sha256",
-                issuers.len()
+                issuers.ca_count()
             )),
             keys => Err(format!(
                 "the issuer `{issuer}` is ambiguous: {} CAs of the client CA bundle bear that name (SPKI SHA-256 {}). Pin one with issuer_spki_sha256",
