@@ -349,6 +349,7 @@ fn a_certificate_past_its_not_after_is_cert_expired_on_the_next_request() {
             .map_err(|r| r.reason)
     };
     assert_eq!(at(alpha.not_after), Ok("alpha".to_owned()));
+    assert_eq!(at(alpha.not_before), Ok("alpha".to_owned()));
     assert_eq!(
         at(alpha.not_after + time::Duration::seconds(1)),
         Err(ReasonCode::CertExpired)

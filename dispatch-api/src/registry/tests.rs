@@ -626,3 +626,37 @@ async fn registering_a_binding_whose_issuer_is_ambiguous_is_refused() {
     let stored = snapshot.client(&ClientName::parse("a").unwrap()).unwrap();
     assert_eq!(stored.bindings[0].issuer_spki, Some(spki_of(&twin)));
 }
+
+#[tokio::test]
+async fn the_bootstrap_file_registers_absent_clients_and_says_which() {
+    let (dir, registry) = registry().await;
+    let issuers = trust(&[&CA], &[]).issuers().clone();
+    let path = dir.path().join("clients.toml");
+    let hash = "ab".repeat(32);
+    std::fs::write(dir.path().join("w.sha256"), format!("{hash}\n")).unwrap();
+    std::fs::write(
+        &path,
+        format!(
+            "[[clients]]\nname = \"w\"\nmode = \"dual\"\napi_key_sha256_file = \"w.sha256\"\n\
+             [[clients.bindings]]\nissuer = \"{TEST_CA}\"\nsubject_cn = \"w\"\n"
+        ),
+    )
+    .unwrap();
+    let file = BootstrapFile::read(&path).unwrap();
+    let added = file
+        .apply(&path, Some(dir.path()), &registry, &issuers)
+        .await
+        .unwrap();
+    assert_eq!(added, [ClientName::parse("w").unwrap()]);
+    let snapshot = registry.snapshot();
+    let w = snapshot.client(&ClientName::parse("w").unwrap()).unwrap();
+    assert_eq!(w.api_key.map(ApiKeyHash::to_hex), Some(hash));
+    assert_eq!(w.mode, MigrationMode::Dual);
+    drop(snapshot);
+    // Never twice: a restart does not undo an operator's changes.
+    let again = file
+        .apply(&path, Some(dir.path()), &registry, &issuers)
+        .await
+        .unwrap();
+    assert!(again.is_empty());
+}
