@@ -385,7 +385,16 @@ fn two_same_named_cas_are_told_apart_by_the_pinned_key() {
             .unwrap_err(),
         CertMatchFailure::IssuerNotAllowed
     );
-    assert_eq!(snap.ambiguous_issuers(bundle.issuers()).len(), 1);
+    let problems = snap.ambiguous_issuers(bundle.issuers());
+    assert_eq!(problems.len(), 1);
+    assert!(
+        problems[0].starts_with("client `w`: ") && problems[0].contains("ambiguous"),
+        "{problems:?}"
+    );
+    assert!(
+        snap.ambiguous_issuers(trust(&[&CA], &[]).issuers())
+            .is_empty()
+    );
 }
 
 #[test]
