@@ -237,9 +237,20 @@ impl CertificateAuthority {
         lifetime: Duration,
     ) -> Result<String, PkiError> {
         let now = OffsetDateTime::now_utc();
+        self.revocation_list_between(revoked_serials, now - Duration::minutes(1), now + lifetime)
+    }
+
+    /// A CRL (PEM) with the given thisUpdate and nextUpdate (for tests of which CRL counts).
+    pub fn revocation_list_between(
+        &self,
+        revoked_serials: &[Vec<u8>],
+        this_update: OffsetDateTime,
+        next_update: OffsetDateTime,
+    ) -> Result<String, PkiError> {
+        let now = OffsetDateTime::now_utc();
         let params = rcgen::CertificateRevocationListParams {
-            this_update: now - Duration::minutes(1),
-            next_update: now + lifetime,
+            this_update,
+            next_update,
             crl_number: random_serial()?,
             issuing_distribution_point: None,
             revoked_certs: revoked_serials

@@ -572,6 +572,63 @@ mod tests {
     }
 
     #[test]
+    fn of_two_crls_of_one_ca_the_newer_counts_and_on_a_tie_the_first() {
+        let (x, y) = (leaf(&CA, "x", &[]), leaf(&CA, "y", &[]));
+        let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
+        let crl = |serial: &[u8], this_update| {
+            CA.revocation_list_between(
+                &[serial.to_vec()],
+                this_update,
+                now + time::Duration::days(1),
+            )
+            .unwrap()
+        };
+        let older = crl(&x.serial, now - time::Duration::hours(2));
+        let newer = crl(&y.serial, now - time::Duration::hours(1));
+        for crls in [
+            [older.clone(), newer.clone()],
+            [newer.clone(), older.clone()],
+        ] {
+            let bundle = trust(&[&CA], &crls);
+            assert!(
+                verified(&bundle, &x, &[]).is_ok(),
+                "the older CRL does not count"
+            );
+            assert_eq!(
+                verified(&bundle, &y, &[]).unwrap_err(),
+                webpki::Error::CertRevoked
+            );
+        }
+        let tie = crl(&y.serial, now - time::Duration::hours(2));
+        let bundle = trust(&[&CA], &[older, tie]);
+        assert_eq!(
+            verified(&bundle, &x, &[]).unwrap_err(),
+            webpki::Error::CertRevoked
+        );
+        assert!(verified(&bundle, &y, &[]).is_ok());
+    }
+
+    #[test]
+    fn a_crl_is_good_up_to_its_next_update_and_not_a_second_longer() {
+        let issued = leaf(&CA, "w", &[]);
+        let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
+        let next_update = now + time::Duration::hours(1);
+        let crl = CA
+            .revocation_list_between(&[], now - time::Duration::minutes(1), next_update)
+            .unwrap();
+        let bundle = trust(&[&CA], &[crl]);
+        let path = verified(&bundle, &issued, &[]).unwrap();
+        assert!(bundle.check_revocation(&path, next_update).is_ok());
+        assert_eq!(
+            bundle.check_revocation(&path, next_update + time::Duration::seconds(1)),
+            Err(RevocationFailure::CrlExpired {
+                crl: "test.crl".into(),
+                next_update
+            })
+        );
+    }
+
+    #[test]
     fn an_expired_crl_fails_closed_for_the_certificates_its_ca_signed() {
         let issued = leaf(&CA, "w", &[]);
         let crl = CA.revocation_list(&[], time::Duration::days(1)).unwrap();
@@ -609,7 +666,9 @@ mod tests {
         let path = verified(&bundle, &issued, &[]).unwrap();
         let key = chain_key(&issued.der, &[] as &[Vec<u8>]);
         assert!(bundle.recall(&key).is_none());
+        bundle.remember([0; 32], path.clone());
         bundle.remember(key, path.clone());
+        assert!(bundle.recall(&[0; 32]).is_some(), "both are remembered");
         assert_eq!(
             bundle.recall(&key).unwrap().leaf.fingerprint,
             path.leaf.fingerprint
@@ -618,6 +677,14 @@ mod tests {
             key,
             chain_key(&issued.der, std::slice::from_ref(&issued.der))
         );
+        // Bounded: when full, it starts over (a miss costs a verification in on_connect).
+        for n in 0..RECENT_PATHS {
+            let mut other = [1; 32];
+            other[..8].copy_from_slice(&(n as u64).to_be_bytes());
+            bundle.remember(other, path.clone());
+        }
+        assert!(bundle.recall(&key).is_none());
+        assert!(bundle.recent.lock().unwrap().len() < RECENT_PATHS);
     }
 
     #[test]
