@@ -118,7 +118,11 @@ impl Trust {
             let anchor = webpki::anchor_from_trusted_cert(der)
                 .map_err(|e| fail(format!("`{}` is not a usable CA: {e}", info.subject)))?
                 .to_owned();
-            let spki_der = wrap_sequence(anchor.subject_public_key_info.as_ref());
+            // The whole SPKI SEQUENCE (a trust anchor keeps only its contents).
+            let spki_der = webpki::EndEntityCert::try_from(der)
+                .map_err(|e| fail(format!("`{}` is not a usable CA: {e}", info.subject)))?
+                .subject_public_key_info()
+                .to_vec();
             cas.push(BundleCa {
                 subject: info.subject,
                 spki: SpkiHash::of_der(&spki_der),
@@ -413,25 +417,6 @@ fn crl_signed_by(crl: &CertificateRevocationList<'_>, spki_der: &[u8]) -> bool {
         .is_ok_and(|(_, spki)| crl.verify_signature(&spki).is_ok())
 }
 
-/// Wraps SPKI content (as a webpki trust anchor holds it) back into its DER SEQUENCE.
-fn wrap_sequence(content: &[u8]) -> Vec<u8> {
-    let mut out = vec![0x30];
-    let len = content.len();
-    if len < 0x80 {
-        out.push(len as u8);
-    } else {
-        let bytes: Vec<u8> = len
-            .to_be_bytes()
-            .into_iter()
-            .skip_while(|b| *b == 0)
-            .collect();
-        out.push(0x80 | bytes.len() as u8);
-        out.extend(bytes);
-    }
-    out.extend_from_slice(content);
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use devpki::CertificateAuthority;
@@ -685,14 +670,5 @@ mod tests {
         }
         assert!(bundle.recall(&key).is_none());
         assert!(bundle.recent.lock().unwrap().len() < RECENT_PATHS);
-    }
-
-    #[test]
-    fn spki_content_is_wrapped_back_into_its_sequence() {
-        assert_eq!(wrap_sequence(&[1, 2]), [0x30, 2, 1, 2]);
-        let long = vec![7u8; 300];
-        let wrapped = wrap_sequence(&long);
-        assert_eq!(&wrapped[..4], &[0x30, 0x82, 0x01, 0x2c]);
-        assert_eq!(wrapped.len(), 304);
     }
 }
