@@ -104,7 +104,8 @@ pub(crate) fn random_serial() -> Result<SerialNumber, PkiError> {
     Ok(SerialNumber::from_slice(&bytes))
 }
 
-/// The parameters of a CA certificate (root or intermediate): subject CN and O, may sign
+/// The parameters of a CA certificate (root or intermediate): subject CN and O (none when
+/// empty), may sign
 /// certificates and CRLs, valid from a minute ago for `lifetime`.
 fn ca_params(
     common_name: &str,
@@ -115,9 +116,11 @@ fn ca_params(
     params
         .distinguished_name
         .push(DnType::CommonName, common_name);
-    params
-        .distinguished_name
-        .push(DnType::OrganizationName, organization);
+    if !organization.is_empty() {
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, organization);
+    }
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     params.key_usages = vec![
         KeyUsagePurpose::KeyCertSign,

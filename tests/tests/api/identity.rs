@@ -2,11 +2,14 @@
 //! unrevoked, on every request: forged issuers, ambiguous certificates, overlapping bindings,
 //! expiry and revocation on open connections, and CA rollovers.
 
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
 
 use e2e::devpki::{self, CertificateAuthority, LeafSpec, Usage};
 use e2e::{Identity, PreparedApp, Request, TestApp, connect_with, replace_file, spawn_app};
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
 use serde_json::json;
 use time::{Duration, OffsetDateTime};
 
@@ -56,41 +59,67 @@ async fn a_second_ca_in_the_bundle_signing_an_intermediate_that_copies_the_issui
 #[tokio::test]
 async fn a_one_attribute_look_alike_issuer_name_does_not_match() {
     let app = spawn_app().await;
-    let look_alike = app
-        .pki
-        .second_ca
-        .intermediate(
-            "Dispatch Dev Internal CA, O=Dispatch Dev",
-            "Partner",
-            Duration::days(1),
-        )
-        .unwrap();
-    let admin = app.pki.issue_under(
-        &look_alike,
-        &LeafSpec::new("operator", Usage::Client, Duration::hours(1)),
+    // One CN whose value is "Dispatch Dev Internal CA, O=Dispatch Dev": printed without
+    // escaping, it reads exactly like the dev CA's two-attribute name. Made by openssl, under
+    // the partner CA (trusted, in the bundle).
+    let (intermediate, intermediate_key) = openssl_issue(
+        &app,
+        (&app.pki.second_ca.cert_pem, &app.pki.second_ca.key_pem),
+        "/CN=Dispatch Dev Internal CA, O=Dispatch Dev",
+        CA_EXTENSIONS,
     );
+    let (leaf, key) = openssl_issue(
+        &app,
+        (
+            &std::fs::read_to_string(&intermediate).unwrap(),
+            &std::fs::read_to_string(&intermediate_key).unwrap(),
+        ),
+        "/CN=operator",
+        CLIENT_EXTENSIONS,
+    );
+    let mut admin = e2e::identity_from_files(&leaf, &key);
+    admin
+        .chain
+        .push(CertificateDer::from_pem_file(&intermediate).unwrap());
     refused_as(&app, &admin, "/admin/clients", 401, "issuer_not_allowed").await;
+    let events = app.audit(None).await;
+    let refusal = events
+        .iter()
+        .find(|e| e["reason"] == "issuer_not_allowed")
+        .expect("the refusal is audited");
+    assert_eq!(
+        refusal["detail"]["issuer"], r"CN=Dispatch Dev Internal CA\, O=Dispatch Dev",
+        "the refusal shows the one attribute, escaped: {refusal}"
+    );
 }
 
-/// A client certificate made by openssl from the dev CA, with this subject (`/CN=a/CN=b`).
-fn openssl_leaf(app: &TestApp, subject: &str) -> Identity {
+const CLIENT_EXTENSIONS: &str = "extendedKeyUsage=clientAuth\nkeyUsage=digitalSignature\n";
+const CA_EXTENSIONS: &str =
+    "basicConstraints=critical,CA:true\nkeyUsage=critical,keyCertSign,cRLSign\n";
+
+/// A certificate made by openssl: a new RSA key, this subject (`/CN=a/CN=b`) and these
+/// extensions, signed by the CA given as (certificate PEM, key PEM). Returns the files.
+fn openssl_issue(
+    app: &TestApp,
+    (ca_cert_pem, ca_key_pem): (&str, &str),
+    subject: &str,
+    extensions: &str,
+) -> (PathBuf, PathBuf) {
     // Inside the app's directory, removed with it.
     let dir = tempfile::tempdir_in(&app.pki.dir).unwrap().keep();
-    let ca_cert = dir.join("ca.pem");
-    let ca_key = dir.join("ca.key");
-    std::fs::write(&ca_cert, &app.pki.ca.cert_pem).unwrap();
-    std::fs::write(&ca_key, &app.pki.ca.key_pem).unwrap();
-    let (key, csr, cert, ext) = (
-        dir.join("leaf.key"),
-        dir.join("leaf.csr"),
-        dir.join("leaf.pem"),
-        dir.join("ext.cnf"),
+    let file = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let ca_cert = file("ca.pem", ca_cert_pem);
+    let ca_key = file("ca.key", ca_key_pem);
+    let ext = file("ext.cnf", extensions);
+    let (key, csr, cert) = (
+        dir.join("cert.key"),
+        dir.join("cert.csr"),
+        dir.join("cert.pem"),
     );
-    std::fs::write(
-        &ext,
-        "extendedKeyUsage=clientAuth\nkeyUsage=digitalSignature\n",
-    )
-    .unwrap();
     let run = |args: &[&str]| {
         let out = Command::new("openssl")
             .args(args)
@@ -102,6 +131,7 @@ fn openssl_leaf(app: &TestApp, subject: &str) -> Identity {
             String::from_utf8_lossy(&out.stderr)
         );
     };
+    let path = |p: &PathBuf| p.to_str().unwrap().to_owned();
     run(&[
         "req",
         "-new",
@@ -109,29 +139,40 @@ fn openssl_leaf(app: &TestApp, subject: &str) -> Identity {
         "rsa:2048",
         "-nodes",
         "-keyout",
-        key.to_str().unwrap(),
+        &path(&key),
         "-subj",
         subject,
         "-out",
-        csr.to_str().unwrap(),
+        &path(&csr),
     ]);
     run(&[
         "x509",
         "-req",
         "-in",
-        csr.to_str().unwrap(),
+        &path(&csr),
         "-CA",
-        ca_cert.to_str().unwrap(),
+        &path(&ca_cert),
         "-CAkey",
-        ca_key.to_str().unwrap(),
+        &path(&ca_key),
         "-CAcreateserial",
         "-days",
         "1",
         "-extfile",
-        ext.to_str().unwrap(),
+        &path(&ext),
         "-out",
-        cert.to_str().unwrap(),
+        &path(&cert),
     ]);
+    (cert, key)
+}
+
+/// A client certificate made by openssl from the dev CA, with this subject (`/CN=a/CN=b`).
+fn openssl_leaf(app: &TestApp, subject: &str) -> Identity {
+    let (cert, key) = openssl_issue(
+        app,
+        (&app.pki.ca.cert_pem, &app.pki.ca.key_pem),
+        subject,
+        CLIENT_EXTENSIONS,
+    );
     e2e::identity_from_files(&cert, &key)
 }
 
