@@ -520,14 +520,19 @@ fn an_issuer_key_pin_needs_the_issuer_name() {
     assert!(CertBinding::parse(&spec).is_err());
 }
 
+/// A pool on the registry database of `dir`.
+async fn pool_in(dir: &std::path::Path) -> sqlx::SqlitePool {
+    let settings = crate::configuration::DatabaseSettings {
+        path: dir.join("registry.db"),
+        ..Default::default()
+    };
+    crate::storage::connect(&settings).await.unwrap()
+}
+
 /// A registry on a fresh SQLite file (the directory lives as long as the registry is used).
 async fn registry() -> (tempfile::TempDir, Registry) {
     let dir = tempfile::tempdir().unwrap();
-    let settings = crate::configuration::DatabaseSettings {
-        path: dir.path().join("registry.db"),
-        ..Default::default()
-    };
-    let pool = crate::storage::connect(&settings).await.unwrap();
+    let pool = pool_in(dir.path()).await;
     (dir, Registry::load(pool).await.unwrap())
 }
 
@@ -662,4 +667,124 @@ async fn the_bootstrap_file_registers_absent_clients_and_says_which() {
         .await
         .unwrap();
     assert!(again.is_empty());
+}
+
+#[tokio::test]
+async fn admin_writes_reach_the_snapshot_at_once_and_the_database_for_good() {
+    let (dir, registry) = registry().await;
+    let issuers = trust(&[&CA], &[]).issuers().clone();
+    let (first, second) = (generate_api_key(), generate_api_key());
+    let mut w = client("w", by_cn("w", TEST_CA));
+    w.scopes = BTreeSet::from([Scope::PlansSubmit, Scope::Admin]);
+    w.api_key = Some(ApiKeyHash::of(&first));
+    assert!(registry.register(&w, None, &issuers).await.unwrap());
+    let name = ClientName::parse("w").unwrap();
+    let change = || Change {
+        actor: "op",
+        reason: "test",
+    };
+    let before = registry
+        .set_mode(&name, MigrationMode::Mtls, change())
+        .await
+        .unwrap();
+    assert_eq!(before, MigrationMode::Dual);
+    registry.set_disabled(&name, true, change()).await.unwrap();
+    registry
+        .set_api_key(&name, Some(ApiKeyHash::of(&second)), change())
+        .await
+        .unwrap();
+    {
+        let snapshot = registry.snapshot();
+        let now = snapshot.client(&name).unwrap();
+        assert_eq!(now.mode, MigrationMode::Mtls);
+        assert!(now.disabled);
+        assert!(snapshot.client_for_key(&ApiKeyHash::of(&second)).is_some());
+        assert!(snapshot.client_for_key(&ApiKeyHash::of(&first)).is_none());
+    }
+    registry.set_disabled(&name, false, change()).await.unwrap();
+    registry.set_api_key(&name, None, change()).await.unwrap();
+    assert!(!registry.snapshot().client(&name).unwrap().disabled);
+    assert!(registry.snapshot().client(&name).unwrap().api_key.is_none());
+    let stranger = ClientName::parse("nobody").unwrap();
+    assert!(matches!(
+        registry
+            .set_mode(&stranger, MigrationMode::Dual, change())
+            .await,
+        Err(RegistryError::NotFound(_))
+    ));
+    // The deny list: once, then already there.
+    let denied = cert("w", TEST_CA, None);
+    assert!(
+        registry
+            .revoke(denied.leaf.fingerprint, change())
+            .await
+            .unwrap()
+    );
+    assert!(
+        !registry
+            .revoke(denied.leaf.fingerprint, change())
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        registry
+            .snapshot()
+            .client_for_certificate(&denied, &issuers)
+            .unwrap_err(),
+        CertMatchFailure::Revoked
+    );
+    let listed = registry.revocations().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        listed[0]["fingerprint"],
+        denied.leaf.fingerprint.to_string()
+    );
+    assert_eq!(listed[0]["revoked_by"], "op");
+    let at = listed[0]["revoked_at"].as_i64().unwrap();
+    assert!(
+        (at - time::OffsetDateTime::now_utc().unix_timestamp()).abs() < 60,
+        "{at}"
+    );
+
+    // A registry opened afresh on the same file reads it all back.
+    let again = Registry::load(pool_in(dir.path()).await).await.unwrap();
+    let snapshot = again.snapshot();
+    let stored = snapshot.client(&name).unwrap();
+    assert_eq!(stored.mode, MigrationMode::Mtls);
+    assert!(!stored.disabled);
+    assert!(stored.api_key.is_none());
+    assert_eq!(
+        stored.scopes,
+        BTreeSet::from([Scope::PlansSubmit, Scope::Admin])
+    );
+    assert_eq!(stored.bindings, w.bindings);
+    assert_eq!(
+        snapshot
+            .client_for_certificate(&denied, &issuers)
+            .unwrap_err(),
+        CertMatchFailure::Revoked
+    );
+    // Every change left its audit event, with who and why.
+    let events = crate::storage::list_audit(&pool_in(dir.path()).await, Some("w"), 100)
+        .await
+        .unwrap();
+    let reasons: Vec<&str> = events.iter().map(|e| e.reason.as_str()).collect();
+    for reason in [
+        "client_registered",
+        "mode_changed",
+        "client_disabled_changed",
+        "api_key_rotated",
+        "api_key_removed",
+    ] {
+        assert!(reasons.contains(&reason), "{reason} in {reasons:?}");
+    }
+    let flip = events.iter().find(|e| e.reason == "mode_changed").unwrap();
+    assert_eq!(
+        (
+            flip.before.as_deref(),
+            flip.after.as_deref(),
+            flip.actor.as_deref()
+        ),
+        (Some("dual"), Some("mtls"), Some("op"))
+    );
 }
