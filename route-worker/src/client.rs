@@ -154,25 +154,10 @@ impl DispatchClient {
                 }
                 return Err(error);
             }
-            let delay = self.backoff(attempt, retry_after);
+            let delay = backoff(&self.retry, attempt, retry_after);
             tracing::warn!(what, attempt, of = attempts, delay_ms = delay.as_millis() as u64, error = %error, "retrying");
             actix_rt::time::sleep(delay).await;
         }
-    }
-
-    /// Exponential backoff with full jitter, capped; a server's Retry-After is a floor.
-    fn backoff(&self, attempt: u32, retry_after: Option<u64>) -> Duration {
-        let cap = self
-            .retry
-            .initial_backoff_ms
-            .saturating_mul(1u64 << (attempt - 1).min(20))
-            .min(self.retry.max_backoff_ms);
-        let jittered = fastrand::u64(0..=cap);
-        let floor = retry_after
-            .map(|s| s * 1000)
-            .unwrap_or(0)
-            .min(self.retry.max_backoff_ms);
-        Duration::from_millis(jittered.max(floor))
     }
 
     fn transport_failure(&self, error: &SendRequestError) -> WorkerError {
@@ -245,6 +230,20 @@ struct Reply {
 
 /// Finds the rustls error inside awc's error, wherever the handshake or a later read put it
 /// (with TLS 1.3 the server's verdict on our certificate arrives with the first response).
+/// Exponential backoff with full jitter, capped; a server's Retry-After is a floor.
+fn backoff(retry: &RetrySettings, attempt: u32, retry_after: Option<u64>) -> Duration {
+    let cap = retry
+        .initial_backoff_ms
+        .saturating_mul(1u64 << (attempt - 1).min(20))
+        .min(retry.max_backoff_ms);
+    let jittered = fastrand::u64(0..=cap);
+    let floor = retry_after
+        .map(|s| s.saturating_mul(1000))
+        .unwrap_or(0)
+        .min(retry.max_backoff_ms);
+    Duration::from_millis(jittered.max(floor))
+}
+
 /// What a refusal tells the operator: a sentence per reason code the server sends, so the
 /// worker's log says what to fix rather than a status number.
 fn http_failure(status: StatusCode, problem: &Value) -> WorkerError {
@@ -380,6 +379,53 @@ mod tests {
             panic!()
         };
         assert!(detail.ends_with(": d"), "{detail}");
+    }
+
+    #[test]
+    fn backoff_grows_by_doubling_up_to_its_cap_with_full_jitter_and_honours_retry_after() {
+        let retry = RetrySettings {
+            max_attempts: 8,
+            initial_backoff_ms: 100,
+            max_backoff_ms: 1_000,
+        };
+        // The largest of many draws comes close to the cap of the attempt, never past it.
+        let most = |attempt, retry_after| {
+            (0..400)
+                .map(|_| backoff(&retry, attempt, retry_after).as_millis() as u64)
+                .max()
+                .unwrap()
+        };
+        for (attempt, cap) in [
+            (1, 100),
+            (2, 200),
+            (3, 400),
+            (4, 800),
+            (5, 1_000),
+            (30, 1_000),
+        ] {
+            let largest = most(attempt, None);
+            assert!(
+                largest <= cap && largest > cap * 3 / 4,
+                "attempt {attempt}: {largest}"
+            );
+        }
+        let least = (0..400)
+            .map(|_| backoff(&retry, 1, None).as_millis() as u64)
+            .min()
+            .unwrap();
+        assert!(least < 25, "full jitter starts near zero: {least}");
+        // Retry-After is a floor, itself capped.
+        assert!(backoff(&retry, 1, Some(0)) <= Duration::from_millis(100));
+        assert_eq!(
+            (0..50).map(|_| backoff(&retry, 1, Some(9))).min().unwrap(),
+            Duration::from_millis(1_000)
+        );
+        let floor = RetrySettings {
+            max_backoff_ms: 60_000,
+            ..retry
+        };
+        assert!(backoff(&floor, 1, Some(2)) >= Duration::from_secs(2));
+        assert!(backoff(&floor, 1, Some(2)) <= Duration::from_secs(2));
     }
 
     #[test]
