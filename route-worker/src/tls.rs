@@ -365,3 +365,153 @@ pub fn client_config(
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok((config, identity))
 }
+
+#[cfg(test)]
+mod tests {
+    use devpki::{CertificateAuthority, LeafSpec};
+
+    use super::*;
+
+    fn ca() -> CertificateAuthority {
+        CertificateAuthority::new("Worker Test CA", "Test", time::Duration::days(1)).unwrap()
+    }
+
+    /// Writes a fresh route-worker certificate of `ca` (valid for `lifetime`) over the pair.
+    fn write_pair(
+        ca: &CertificateAuthority,
+        dir: &Path,
+        lifetime: time::Duration,
+    ) -> (PathBuf, PathBuf, Vec<u8>) {
+        let mut spec = LeafSpec::workload("route-worker", time::Duration::hours(1));
+        spec.not_after = time::OffsetDateTime::now_utc() + lifetime;
+        let issued = ca.issue(&spec).unwrap();
+        let (cert, key) = (dir.join("worker.pem"), dir.join("worker.key"));
+        std::fs::write(&cert, &issued.cert_pem).unwrap();
+        std::fs::write(&key, &issued.key_pem).unwrap();
+        (cert, key, issued.der)
+    }
+
+    fn presented(identity: &ClientIdentity) -> Vec<u8> {
+        identity.resolve(&[], &[]).unwrap().cert[0].to_vec()
+    }
+
+    #[test]
+    fn the_identity_files_are_a_pem_pair_a_pkcs12_pair_or_none() {
+        let path = |p: &str| Some(PathBuf::from(p));
+        let settings = |cert, key, p12, password| ClientTlsSettings {
+            cert_file: cert,
+            key_file: key,
+            pkcs12_file: p12,
+            pkcs12_password_file: password,
+            ..ClientTlsSettings::default()
+        };
+        assert!(matches!(
+            IdentityFiles::from_settings(&settings(None, None, None, None)),
+            Ok(None)
+        ));
+        let pem = IdentityFiles::from_settings(&settings(path("c"), path("k"), None, None));
+        assert!(matches!(pem, Ok(Some(IdentityFiles::Pem { .. }))));
+        assert_eq!(pem.unwrap().unwrap().describe(), "`c` and `k`");
+        let p12 = IdentityFiles::from_settings(&settings(None, None, path("f"), path("p")));
+        assert!(matches!(p12, Ok(Some(IdentityFiles::Pkcs12 { .. }))));
+        assert_eq!(p12.unwrap().unwrap().describe(), "`f` and `p`");
+        for half in [
+            settings(path("c"), None, None, None),
+            settings(None, path("k"), None, None),
+            settings(path("c"), path("k"), path("f"), path("p")),
+            settings(None, None, path("f"), None),
+        ] {
+            assert!(matches!(
+                IdentityFiles::from_settings(&half),
+                Err(WorkerError::Config(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn certificate_files_must_hold_a_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key, _) = write_pair(&ca(), dir.path(), time::Duration::hours(1));
+        assert_eq!(certificates(&cert, "x").unwrap().len(), 1);
+        let Err(WorkerError::Config(none)) = certificates(&key, "the client certificate") else {
+            panic!("a key file holds no certificate")
+        };
+        assert!(none.contains("holds no certificate"), "{none}");
+        let Err(WorkerError::Config(missing)) = certificates(&dir.path().join("no"), "x") else {
+            panic!("a missing file is an error")
+        };
+        assert!(missing.contains("cannot read"), "{missing}");
+    }
+
+    #[test]
+    fn not_after_is_read_from_the_leaf() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, _, der) = write_pair(&ca(), dir.path(), time::Duration::hours(3));
+        let expected = x509_parser::parse_x509_certificate(&der)
+            .unwrap()
+            .1
+            .validity()
+            .not_after
+            .timestamp();
+        assert_eq!(not_after(&CertificateDer::from(der)), Some(expected));
+        assert_eq!(not_after(&CertificateDer::from(vec![1, 2, 3])), None);
+        assert!(std::fs::metadata(cert).is_ok());
+    }
+
+    #[test]
+    fn a_renewed_certificate_is_presented_and_old_sessions_are_forgotten_but_a_broken_or_expired_one_is_not()
+     {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = ca();
+        let (cert, key, first) = write_pair(&ca, dir.path(), time::Duration::hours(1));
+        let files = IdentityFiles::Pem {
+            cert: cert.clone(),
+            key,
+        };
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let identity = ClientIdentity::load(files.clone(), provider, 14).unwrap();
+        assert!(identity.has_certs());
+        assert_eq!(presented(&identity), first);
+        assert!(format!("{identity:?}").contains("worker.pem"));
+        let server = ServerName::try_from("localhost").unwrap();
+        identity
+            .sessions
+            .set_kx_hint(server.clone(), NamedGroup::X25519);
+        assert_eq!(identity.sessions.kx_hint(&server), Some(NamedGroup::X25519));
+
+        // Unchanged files: nothing happens (the session store keeps its hint).
+        identity.reload_if_changed();
+        assert_eq!(identity.sessions.kx_hint(&server), Some(NamedGroup::X25519));
+
+        // Renewed: presented from now on; sessions of the old identity are gone.
+        let before = files.digest();
+        let (_, _, second) = write_pair(&ca, dir.path(), time::Duration::hours(2));
+        assert_ne!(files.digest(), before);
+        identity.reload_if_changed();
+        assert_eq!(presented(&identity), second);
+        assert_eq!(identity.sessions.kx_hint(&server), None);
+
+        // Broken: the current one stays.
+        std::fs::write(&cert, "-----BEGIN CERTIFICATE-----\nbroken\n").unwrap();
+        identity.reload_if_changed();
+        assert_eq!(presented(&identity), second);
+
+        // Already expired: the current one stays.
+        write_pair(&ca, dir.path(), time::Duration::seconds(-60));
+        identity.reload_if_changed();
+        assert_eq!(presented(&identity), second);
+    }
+
+    #[test]
+    fn the_session_store_delegates_to_the_current_cache() {
+        let sessions = SessionsOfThisIdentity::new();
+        let server = ServerName::try_from("localhost").unwrap();
+        assert_eq!(sessions.kx_hint(&server), None);
+        sessions.set_kx_hint(server.clone(), NamedGroup::secp256r1);
+        assert_eq!(sessions.kx_hint(&server), Some(NamedGroup::secp256r1));
+        assert!(sessions.tls12_session(&server).is_none());
+        assert!(sessions.take_tls13_ticket(&server).is_none());
+        sessions.forget();
+        assert_eq!(sessions.kx_hint(&server), None);
+    }
+}
