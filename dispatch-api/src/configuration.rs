@@ -235,6 +235,15 @@ pub struct LimitSettings {
     pub max_stops: usize,
     /// Usage/audit records held in memory before new ones are dropped (and counted).
     pub record_queue: usize,
+    /// The longest wait for the next piece of a request body (nginx's `client_body_timeout`);
+    /// past it the request gets 408.
+    pub body_timeout_secs: u64,
+    /// Once an answer is ready, the unread rest of a request body is read and discarded, up to
+    /// this many bytes within `drain_secs` (nginx's lingering close), so that early answers
+    /// (401, 413, ...) reach clients whole; past either bound the connection is closed
+    /// (HTTP/1.1) or the stream ended with NO_ERROR after the answer (HTTP/2).
+    pub drain_bytes: usize,
+    pub drain_secs: u64,
 }
 
 impl Default for LimitSettings {
@@ -244,6 +253,9 @@ impl Default for LimitSettings {
             max_header_bytes: 16 * 1024,
             max_stops: 500,
             record_queue: 65_536,
+            body_timeout_secs: 10,
+            drain_bytes: 1024 * 1024,
+            drain_secs: 5,
         }
     }
 }

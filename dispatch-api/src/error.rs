@@ -22,6 +22,8 @@ pub enum ApiError {
     BadRequest(String),
     #[error("the request body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    #[error("the client sent no more of the request body within {secs} s")]
+    BodyTimeout { secs: u64 },
     #[error("the request body must be application/json")]
     UnsupportedMediaType,
     #[error("the request headers are larger than {limit} bytes")]
@@ -71,6 +73,7 @@ impl ApiError {
             Self::InvalidPlan(_) => ("invalid-plan", "The plan is invalid"),
             Self::BadRequest(_) => ("malformed-request", "The request is malformed"),
             Self::PayloadTooLarge { .. } => ("payload-too-large", "The request body is too large"),
+            Self::BodyTimeout { .. } => ("body-timeout", "The request body did not arrive in time"),
             Self::UnsupportedMediaType => ("unsupported-media-type", "Unsupported media type"),
             Self::HeadersTooLarge { .. } => ("headers-too-large", "Request headers too large"),
             Self::NotFound => ("not-found", "Not found"),
@@ -139,6 +142,7 @@ impl ResponseError for ApiError {
             Self::InvalidPlan(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::NotFound => StatusCode::NOT_FOUND,

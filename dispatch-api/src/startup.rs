@@ -14,7 +14,7 @@ use crate::error::ApiError;
 use crate::plans::{PlanLimits, PlanStore};
 use crate::registry::{BootstrapError, BootstrapFile, Registry};
 use crate::routes::middleware::{
-    close_aged_connections, observe_request, reject_oversized_headers,
+    bound_request_body, close_aged_connections, observe_request, reject_oversized_headers,
 };
 use crate::state::AppState;
 use crate::storage::OpenError;
@@ -130,12 +130,13 @@ impl Application {
             })?
             .port();
         let max_body = settings.limits.max_body_bytes;
+        let body_timeout_secs = settings.limits.body_timeout_secs;
         let api_state = state.clone();
         let connection_tls = reloadable_tls.clone();
         let mut https = HttpServer::new(move || {
             App::new()
                 .app_data(api_state.clone())
-                .app_data(routes::json_config(max_body))
+                .app_data(routes::json_config(max_body, body_timeout_secs))
                 .app_data(
                     web::PathConfig::default().error_handler(|_, _| ApiError::NotFound.into()),
                 )
@@ -145,8 +146,11 @@ impl Application {
                 )
                 .wrap(from_fn(close_aged_connections))
                 .wrap(from_fn(observe_request))
-                // Outermost: an oversized request head is refused before anything else runs.
+                // An oversized request head is refused before anything else runs.
                 .wrap(from_fn(reject_oversized_headers))
+                // Outermost: every answer, refusals included, waits for the unread body
+                // (bounded) so that it reaches the client whole.
+                .wrap(from_fn(bound_request_body))
                 .configure(routes::api_routes)
                 .default_service(web::to(routes::not_found))
         })

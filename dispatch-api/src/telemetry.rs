@@ -78,6 +78,7 @@ pub struct Metrics {
     handshake_failures: Family<KindLabels, Counter>,
     handshakes: Family<KindLabels, Counter>,
     pub recorder_dropped: Counter,
+    request_bodies: Family<OutcomeLabels, Counter>,
     tls_reloads: Family<OutcomeLabels, Counter>,
     certificate_expiry: Family<CertificateLabels, Gauge<i64, AtomicI64>>,
     /// notAfter (unix seconds) of the last certificate seen from each client.
@@ -92,6 +93,7 @@ impl Metrics {
         let handshake_failures = Family::<KindLabels, Counter>::default();
         let handshakes = Family::<KindLabels, Counter>::default();
         let recorder_dropped = Counter::default();
+        let request_bodies = Family::<OutcomeLabels, Counter>::default();
         let tls_reloads = Family::<OutcomeLabels, Counter>::default();
         let certificate_expiry = Family::<CertificateLabels, Gauge<i64, AtomicI64>>::default();
         registry.register(
@@ -120,6 +122,13 @@ impl Metrics {
             recorder_dropped.clone(),
         );
         registry.register(
+            "request_bodies_unread",
+            "Request bodies not read to their end by a handler: drained (the rest read and \
+             discarded so the answer arrives whole), cut (past limits.drain_bytes or drain_secs: \
+             connection closed), or timed_out (limits.body_timeout_secs: 408)",
+            request_bodies.clone(),
+        );
+        registry.register(
             "tls_reloads",
             "Reloads of the TLS files: ok, or rejected (the old material stayed in service)",
             tls_reloads.clone(),
@@ -136,6 +145,7 @@ impl Metrics {
             handshake_failures,
             handshakes,
             recorder_dropped,
+            request_bodies,
             tls_reloads,
             certificate_expiry,
             client_certificates: Default::default(),
@@ -169,6 +179,14 @@ impl Metrics {
     pub fn handshake(&self, kind: &str) {
         self.handshakes
             .get_or_create(&KindLabels { kind: kind.into() })
+            .inc();
+    }
+
+    pub fn request_body_unread(&self, outcome: &str) {
+        self.request_bodies
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.into(),
+            })
             .inc();
     }
 

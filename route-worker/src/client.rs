@@ -56,7 +56,10 @@ impl DispatchClient {
             .timeout(timeout)
             .handshake_timeout(timeout)
             .conn_keep_alive(Duration::from_secs(settings.server.keep_alive_secs));
+        // No redirects: awc would carry the API key and the plan to wherever a Location points,
+        // another host or plain http:// included. dispatch-api never redirects; a 3xx is an error.
         let http = awc::Client::builder()
+            .disable_redirects()
             .connector(connector)
             .timeout(timeout)
             .finish();
@@ -124,101 +127,31 @@ impl DispatchClient {
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<awc::ClientResponse, SendRequestError>>,
     {
-        let attempts = self.retry.max_attempts.max(1);
         let mut attempt = 0;
         loop {
             attempt += 1;
             let (error, retry_after) = match send().await {
                 Ok(mut response) => {
                     let status = response.status();
-                    let retry_after = response
-                        .headers()
-                        .get("retry-after")
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.parse::<u64>().ok());
+                    let retry_after = retry_after_secs(response.headers());
                     let headers = response.headers().clone();
                     let bytes = response.body().limit(1 << 20).await.unwrap_or_default();
                     let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
                     if status.is_success() {
                         return Ok(Reply { headers, body });
                     }
-                    (http_failure(status, &body), retry_after)
+                    let location = headers.get("location").and_then(|v| v.to_str().ok());
+                    (http_failure(status, &body, location), retry_after)
                 }
-                Err(error) => (self.transport_failure(&error), None),
+                Err(error) => (transport_failure(&error, &self.base_url, &self.host), None),
             };
-            if !error.is_transient() || attempt >= attempts {
-                if error.is_transient() {
-                    return Err(WorkerError::Transient(format!(
-                        "{what}: gave up after {attempt} attempts: {error}"
-                    )));
-                }
-                return Err(error);
-            }
+            let error = match after_failure(what, error, attempt, &self.retry) {
+                Next::GiveUp(error) => return Err(error),
+                Next::Retry(error) => error,
+            };
             let delay = backoff(&self.retry, attempt, retry_after);
-            tracing::warn!(what, attempt, of = attempts, delay_ms = delay.as_millis() as u64, error = %error, "retrying");
+            tracing::warn!(what, attempt, of = self.retry.max_attempts, delay_ms = delay.as_millis() as u64, error = %error, "retrying");
             actix_rt::time::sleep(delay).await;
-        }
-    }
-
-    fn transport_failure(&self, error: &SendRequestError) -> WorkerError {
-        if let Some(tls) = tls_error(error) {
-            return WorkerError::Refused(self.tls_sentence(tls));
-        }
-        let detail = match error {
-            SendRequestError::Connect(ConnectError::Io(e))
-                if e.kind() == io::ErrorKind::ConnectionRefused =>
-            {
-                format!(
-                    "cannot connect to {}: connection refused (is dispatch-api running?)",
-                    self.base_url
-                )
-            }
-            SendRequestError::Connect(e) => format!("cannot connect to {}: {e}", self.base_url),
-            SendRequestError::Timeout => format!("{} did not answer in time", self.base_url),
-            other => format!("the request to {} failed: {other}", self.base_url),
-        };
-        WorkerError::Transient(detail)
-    }
-
-    fn tls_sentence(&self, error: &rustls::Error) -> String {
-        match error {
-            rustls::Error::InvalidCertificate(CertificateError::NotValidForNameContext {
-                presented,
-                ..
-            }) => format!(
-                "the server's certificate is not valid for {} (it names {})",
-                self.host,
-                presented.join(", ")
-            ),
-            rustls::Error::InvalidCertificate(CertificateError::NotValidForName) => {
-                format!("the server's certificate is not valid for {}", self.host)
-            }
-            rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer) => {
-                "the server's certificate was not issued by the configured CA (tls.ca_file)"
-                    .to_owned()
-            }
-            rustls::Error::InvalidCertificate(
-                CertificateError::Expired | CertificateError::ExpiredContext { .. },
-            ) => "the server's certificate has expired".to_owned(),
-            rustls::Error::InvalidCertificate(other) => {
-                format!("the server's certificate is not acceptable: {other}")
-            }
-            rustls::Error::AlertReceived(AlertDescription::CertificateRequired) => {
-                "the server requires a client certificate: configure tls.cert_file and tls.key_file"
-                    .to_owned()
-            }
-            rustls::Error::AlertReceived(
-                alert @ (AlertDescription::BadCertificate
-                | AlertDescription::CertificateExpired
-                | AlertDescription::CertificateRevoked
-                | AlertDescription::UnknownCA
-                | AlertDescription::UnsupportedCertificate
-                | AlertDescription::CertificateUnknown
-                | AlertDescription::AccessDenied),
-            ) => format!(
-                "the server refused our certificate (expired? revoked? wrong CA?): alert {alert:?}"
-            ),
-            other => format!("the TLS handshake with {} failed: {other}", self.host),
         }
     }
 }
@@ -228,8 +161,97 @@ struct Reply {
     body: Value,
 }
 
-/// Finds the rustls error inside awc's error, wherever the handshake or a later read put it
-/// (with TLS 1.3 the server's verdict on our certificate arrives with the first response).
+/// What to do after a failed attempt: try again while the failure is transient and attempts
+/// remain (at least one attempt is always made), otherwise give up with the failure, saying how
+/// many attempts a transient one took.
+enum Next {
+    Retry(WorkerError),
+    GiveUp(WorkerError),
+}
+
+fn after_failure(what: &str, error: WorkerError, attempt: u32, retry: &RetrySettings) -> Next {
+    if !error.is_transient() {
+        return Next::GiveUp(error);
+    }
+    if attempt >= retry.max_attempts.max(1) {
+        return Next::GiveUp(WorkerError::Transient(format!(
+            "{what}: gave up after {attempt} attempts: {error}"
+        )));
+    }
+    Next::Retry(error)
+}
+
+/// A `Retry-After` in seconds (the form dispatch-api sends); an HTTP date is ignored.
+fn retry_after_secs(headers: &awc::http::header::HeaderMap) -> Option<u64> {
+    headers
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+}
+
+/// A failure before any answer: a TLS refusal (not transient) or a connection failure (transient).
+fn transport_failure(error: &SendRequestError, base_url: &str, host: &str) -> WorkerError {
+    if let Some(tls) = tls_error(error) {
+        return WorkerError::Refused(tls_sentence(tls, host));
+    }
+    let detail = match error {
+        SendRequestError::Connect(ConnectError::Io(e))
+            if e.kind() == io::ErrorKind::ConnectionRefused =>
+        {
+            format!(
+                "cannot connect to {}: connection refused (is dispatch-api running?)",
+                base_url
+            )
+        }
+        SendRequestError::Connect(e) => format!("cannot connect to {}: {e}", base_url),
+        SendRequestError::Timeout => format!("{} did not answer in time", base_url),
+        other => format!("the request to {} failed: {other}", base_url),
+    };
+    WorkerError::Transient(detail)
+}
+
+/// What a TLS failure means for the operator, in a sentence naming the file or party at fault.
+fn tls_sentence(error: &rustls::Error, host: &str) -> String {
+    match error {
+        rustls::Error::InvalidCertificate(CertificateError::NotValidForNameContext {
+            presented,
+            ..
+        }) => format!(
+            "the server's certificate is not valid for {} (it names {})",
+            host,
+            presented.join(", ")
+        ),
+        rustls::Error::InvalidCertificate(CertificateError::NotValidForName) => {
+            format!("the server's certificate is not valid for {}", host)
+        }
+        rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer) => {
+            "the server's certificate was not issued by the configured CA (tls.ca_file)".to_owned()
+        }
+        rustls::Error::InvalidCertificate(
+            CertificateError::Expired | CertificateError::ExpiredContext { .. },
+        ) => "the server's certificate has expired".to_owned(),
+        rustls::Error::InvalidCertificate(other) => {
+            format!("the server's certificate is not acceptable: {other}")
+        }
+        rustls::Error::AlertReceived(AlertDescription::CertificateRequired) => {
+            "the server requires a client certificate: configure tls.cert_file and tls.key_file"
+                .to_owned()
+        }
+        rustls::Error::AlertReceived(
+            alert @ (AlertDescription::BadCertificate
+            | AlertDescription::CertificateExpired
+            | AlertDescription::CertificateRevoked
+            | AlertDescription::UnknownCA
+            | AlertDescription::UnsupportedCertificate
+            | AlertDescription::CertificateUnknown
+            | AlertDescription::AccessDenied),
+        ) => format!(
+            "the server refused our certificate (expired? revoked? wrong CA?): alert {alert:?}"
+        ),
+        other => format!("the TLS handshake with {} failed: {other}", host),
+    }
+}
+
 /// Exponential backoff with full jitter, capped; a server's Retry-After is a floor.
 fn backoff(retry: &RetrySettings, attempt: u32, retry_after: Option<u64>) -> Duration {
     let cap = retry
@@ -246,9 +268,16 @@ fn backoff(retry: &RetrySettings, attempt: u32, retry_after: Option<u64>) -> Dur
 
 /// What a refusal tells the operator: a sentence per reason code the server sends, so the
 /// worker's log says what to fix rather than a status number.
-fn http_failure(status: StatusCode, problem: &Value) -> WorkerError {
+fn http_failure(status: StatusCode, problem: &Value, location: Option<&str>) -> WorkerError {
     if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
         return WorkerError::Transient(format!("the server answered {status}"));
+    }
+    if status.is_redirection() {
+        return WorkerError::Refused(format!(
+            "the server answered {status} to {}: route-worker follows no redirect (it would carry \
+             the API key and the plan there); set server.url to dispatch-api's own address",
+            location.unwrap_or("no Location")
+        ));
     }
     let reason = problem["reason"].as_str().unwrap_or_default();
     let sentence = match (status.as_u16(), reason) {
@@ -286,6 +315,8 @@ fn http_failure(status: StatusCode, problem: &Value) -> WorkerError {
     WorkerError::Refused(sentence)
 }
 
+/// Finds the rustls error inside awc's error, wherever the handshake or a later read put it
+/// (with TLS 1.3 the server's verdict on our certificate arrives with the first response).
 fn tls_error(error: &SendRequestError) -> Option<&rustls::Error> {
     match error {
         SendRequestError::Connect(ConnectError::Io(e)) | SendRequestError::Send(e) => inside_io(e),
@@ -321,7 +352,30 @@ mod tests {
     use super::*;
 
     fn sentence(status: u16, problem: Value) -> WorkerError {
-        http_failure(StatusCode::from_u16(status).unwrap(), &problem)
+        http_failure(StatusCode::from_u16(status).unwrap(), &problem, None)
+    }
+
+    #[test]
+    fn a_redirect_is_a_refusal_that_names_its_location() {
+        for status in [301, 302, 307, 308] {
+            let refusal = http_failure(
+                StatusCode::from_u16(status).unwrap(),
+                &Value::Null,
+                Some("http://elsewhere.example/api"),
+            );
+            let WorkerError::Refused(sentence) = refusal else {
+                panic!("{status}: {refusal:?}")
+            };
+            assert!(
+                sentence
+                    .contains("to http://elsewhere.example/api: route-worker follows no redirect"),
+                "{sentence}"
+            );
+        }
+        let WorkerError::Refused(bare) = sentence(302, Value::Null) else {
+            panic!()
+        };
+        assert!(bare.contains("302 Found to no Location"), "{bare}");
     }
 
     #[test]
@@ -440,5 +494,209 @@ mod tests {
             );
         }
         assert!(matches!(sentence(400, json!({})), WorkerError::Refused(_)));
+    }
+
+    fn retry(max_attempts: u32) -> RetrySettings {
+        RetrySettings {
+            max_attempts,
+            initial_backoff_ms: 100,
+            max_backoff_ms: 1_000,
+        }
+    }
+
+    #[test]
+    fn transient_failures_are_retried_until_the_attempts_run_out_and_refusals_never_are() {
+        use WorkerError::{Refused, Transient};
+        let transient = || Transient("503".into());
+        // (attempt, max_attempts, failure) -> retried?
+        for (attempt, max, retried) in [(1, 3, true), (2, 3, true), (3, 3, false), (4, 3, false)] {
+            let next = after_failure("submit plan", transient(), attempt, &retry(max));
+            assert_eq!(
+                matches!(next, Next::Retry(_)),
+                retried,
+                "{attempt} of {max}"
+            );
+        }
+        // Zero attempts configured still means one attempt, and no retry.
+        assert!(matches!(
+            after_failure("x", transient(), 1, &retry(0)),
+            Next::GiveUp(_)
+        ));
+        let Next::GiveUp(Transient(gave_up)) =
+            after_failure("submit plan", transient(), 3, &retry(3))
+        else {
+            panic!("a transient failure on the last attempt gives up as transient")
+        };
+        assert_eq!(gave_up, "submit plan: gave up after 3 attempts: 503");
+        let Next::GiveUp(Refused(refused)) = after_failure("x", Refused("no".into()), 1, &retry(5))
+        else {
+            panic!("a refusal is given up at once, unchanged")
+        };
+        assert_eq!(refused, "no");
+        let Next::Retry(Transient(kept)) = after_failure("x", transient(), 1, &retry(2)) else {
+            panic!()
+        };
+        assert_eq!(kept, "503");
+    }
+
+    #[test]
+    fn retry_after_is_read_in_seconds_and_a_date_is_ignored() {
+        use awc::http::header::{HeaderMap, HeaderName, HeaderValue};
+        let with = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                HeaderName::from_static("retry-after"),
+                HeaderValue::from_str(value).unwrap(),
+            );
+            retry_after_secs(&headers)
+        };
+        assert_eq!(with("7"), Some(7));
+        assert_eq!(with(" 2 "), Some(2));
+        assert_eq!(with("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+        assert_eq!(retry_after_secs(&HeaderMap::new()), None);
+    }
+
+    fn in_io(error: rustls::Error) -> io::Error {
+        io::Error::new(io::ErrorKind::InvalidData, error)
+    }
+
+    #[test]
+    fn a_tls_failure_is_a_refusal_found_wherever_awc_put_it_and_other_failures_are_transient() {
+        use WorkerError::{Refused, Transient};
+        let unknown = || rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer);
+        let base = "https://dispatch:8443";
+        for error in [
+            SendRequestError::Connect(ConnectError::Io(in_io(unknown()))),
+            SendRequestError::Send(in_io(unknown())),
+            SendRequestError::Response(in_io(unknown()).into()),
+        ] {
+            let Refused(sentence) = transport_failure(&error, base, "dispatch") else {
+                panic!("{error:?} is a refusal")
+            };
+            assert!(sentence.contains("tls.ca_file"), "{sentence}");
+        }
+        let cases = [
+            (
+                SendRequestError::Connect(ConnectError::Io(
+                    io::ErrorKind::ConnectionRefused.into(),
+                )),
+                "cannot connect to https://dispatch:8443: connection refused (is dispatch-api running?)",
+            ),
+            (
+                SendRequestError::Connect(ConnectError::Timeout),
+                "cannot connect to https://dispatch:8443: ",
+            ),
+            (
+                SendRequestError::Timeout,
+                "https://dispatch:8443 did not answer in time",
+            ),
+            (
+                SendRequestError::Send(io::ErrorKind::BrokenPipe.into()),
+                "the request to https://dispatch:8443 failed: ",
+            ),
+        ];
+        for (error, start) in cases {
+            let Transient(detail) = transport_failure(&error, base, "dispatch") else {
+                panic!("{error:?} is transient")
+            };
+            assert!(detail.starts_with(start), "{detail}");
+        }
+        assert!(tls_error(&SendRequestError::Timeout).is_none());
+        assert!(tls_error(&SendRequestError::Send(io::Error::other("plain"))).is_none());
+    }
+
+    #[test]
+    fn each_tls_failure_names_what_to_fix() {
+        use rustls::pki_types::ServerName;
+        let table: Vec<(rustls::Error, &str)> = vec![
+            (
+                rustls::Error::InvalidCertificate(CertificateError::NotValidForNameContext {
+                    expected: ServerName::try_from("dispatch").unwrap(),
+                    presented: vec!["DnsName(\"other\")".into(), "IpAddress(1.2.3.4)".into()],
+                }),
+                "not valid for dispatch (it names DnsName(\"other\"), IpAddress(1.2.3.4))",
+            ),
+            (
+                rustls::Error::InvalidCertificate(CertificateError::NotValidForName),
+                "the server's certificate is not valid for dispatch",
+            ),
+            (
+                rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer),
+                "not issued by the configured CA (tls.ca_file)",
+            ),
+            (
+                rustls::Error::InvalidCertificate(CertificateError::Expired),
+                "the server's certificate has expired",
+            ),
+            (
+                rustls::Error::InvalidCertificate(CertificateError::BadSignature),
+                "the server's certificate is not acceptable: ",
+            ),
+            (
+                rustls::Error::AlertReceived(AlertDescription::CertificateRequired),
+                "configure tls.cert_file and tls.key_file",
+            ),
+            (
+                rustls::Error::AlertReceived(AlertDescription::CertificateRevoked),
+                "the server refused our certificate (expired? revoked? wrong CA?): alert CertificateRevoked",
+            ),
+            (
+                rustls::Error::AlertReceived(AlertDescription::UnknownCA),
+                "alert UnknownCA",
+            ),
+            (
+                rustls::Error::AlertReceived(AlertDescription::HandshakeFailure),
+                "the TLS handshake with dispatch failed: ",
+            ),
+        ];
+        for (error, expected) in table {
+            let sentence = tls_sentence(&error, "dispatch");
+            assert!(sentence.contains(expected), "{error:?}: {sentence}");
+        }
+    }
+
+    fn client(max_attempts: u32) -> DispatchClient {
+        DispatchClient {
+            http: awc::Client::default(),
+            base_url: "https://dispatch:8443".into(),
+            host: "dispatch".into(),
+            api_key: None,
+            retry: RetrySettings {
+                max_attempts,
+                initial_backoff_ms: 1,
+                max_backoff_ms: 2,
+            },
+        }
+    }
+
+    #[actix_rt::test]
+    async fn the_retry_loop_sends_as_many_attempts_as_configured_and_a_refusal_once() {
+        use std::cell::Cell;
+        let sent = Cell::new(0);
+        let timeout = client(3)
+            .with_retries("submit plan", || {
+                sent.set(sent.get() + 1);
+                async { Err(SendRequestError::Timeout) }
+            })
+            .await;
+        assert_eq!(sent.get(), 3);
+        let Err(WorkerError::Transient(message)) = timeout else {
+            panic!("{:?}", timeout.err())
+        };
+        assert!(
+            message.starts_with("submit plan: gave up after 3 attempts: "),
+            "{message}"
+        );
+
+        sent.set(0);
+        let refused = client(3)
+            .with_retries("submit plan", || {
+                sent.set(sent.get() + 1);
+                let unknown = rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer);
+                async move { Err(SendRequestError::Send(in_io(unknown))) }
+            })
+            .await;
+        assert_eq!(sent.get(), 1);
+        assert!(matches!(refused, Err(WorkerError::Refused(_))));
     }
 }

@@ -214,6 +214,25 @@ impl ClientSessionStore for SessionsOfThisIdentity {
     }
 }
 
+/// Where our certificate stands against the expiry warning window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expiry {
+    Expired,
+    Soon { seconds_left: i64 },
+    Fine,
+}
+
+fn expiry(not_after: i64, now: i64, warning_window_secs: i64) -> Expiry {
+    let seconds_left = not_after - now;
+    if seconds_left <= 0 {
+        Expiry::Expired
+    } else if seconds_left < warning_window_secs {
+        Expiry::Soon { seconds_left }
+    } else {
+        Expiry::Fine
+    }
+}
+
 /// This worker's certificate, swappable while connections are made.
 pub struct ClientIdentity {
     sessions: Arc<SessionsOfThisIdentity>,
@@ -289,21 +308,25 @@ impl ClientIdentity {
 
     /// Warns when our certificate has expired or is inside the warning window: the server would
     /// refuse it, and this sentence is easier to act on than a handshake alert.
-    pub fn warn_if_expiring(&self) {
-        let left = self.not_after.load(std::sync::atomic::Ordering::Relaxed)
-            - time::OffsetDateTime::now_utc().unix_timestamp();
-        if left <= 0 {
-            tracing::warn!(
+    pub fn warn_if_expiring(&self) -> Expiry {
+        let state = expiry(
+            self.not_after.load(std::sync::atomic::Ordering::Relaxed),
+            time::OffsetDateTime::now_utc().unix_timestamp(),
+            self.warning_window_secs,
+        );
+        match state {
+            Expiry::Expired => tracing::warn!(
                 files = self.files.describe(),
                 "our client certificate has EXPIRED: the server will refuse it; renew it"
-            );
-        } else if left < self.warning_window_secs {
-            tracing::warn!(
+            ),
+            Expiry::Soon { seconds_left } => tracing::warn!(
                 files = self.files.describe(),
-                seconds_left = left,
+                seconds_left,
                 "our client certificate expires soon; renew it"
-            );
+            ),
+            Expiry::Fine => {}
         }
+        state
     }
 
     /// Checks for renewed files every `interval` (and warns about expiry once a day), forever.
@@ -513,5 +536,123 @@ mod tests {
         assert!(sessions.take_tls13_ticket(&server).is_none());
         sessions.forget();
         assert_eq!(sessions.kx_hint(&server), None);
+    }
+
+    #[test]
+    fn expiry_is_judged_against_the_warning_window() {
+        let day = 86_400;
+        for (not_after, expected) in [
+            (1_000 - 1, Expiry::Expired),
+            (1_000, Expiry::Expired),
+            (1_001, Expiry::Soon { seconds_left: 1 }),
+            (
+                1_000 + day - 1,
+                Expiry::Soon {
+                    seconds_left: day - 1,
+                },
+            ),
+            (1_000 + day, Expiry::Fine),
+        ] {
+            assert_eq!(expiry(not_after, 1_000, day), expected, "{not_after}");
+        }
+    }
+
+    #[test]
+    fn the_loaded_identity_reports_where_it_stands() {
+        let ca = ca();
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key, _) = write_pair(&ca, dir.path(), time::Duration::hours(1));
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let load = |days| {
+            let files = IdentityFiles::Pem {
+                cert: cert.clone(),
+                key: key.clone(),
+            };
+            ClientIdentity::load(files, provider.clone(), days).unwrap()
+        };
+        assert_eq!(load(0).warn_if_expiring(), Expiry::Fine);
+        assert!(matches!(
+            load(1).warn_if_expiring(),
+            Expiry::Soon { seconds_left } if seconds_left > 3_500 && seconds_left <= 3_600
+        ));
+    }
+
+    /// One full TLS exchange in memory between a client of `sessions` and `server`.
+    fn handshake(
+        client: &Arc<ClientConfig>,
+        server: &Arc<rustls::ServerConfig>,
+    ) -> rustls::HandshakeKind {
+        let name = ServerName::try_from("localhost").unwrap();
+        let mut client = rustls::ClientConnection::new(client.clone(), name).unwrap();
+        let mut server = rustls::ServerConnection::new(server.clone()).unwrap();
+        loop {
+            let mut to_server = Vec::new();
+            while client.wants_write() {
+                client.write_tls(&mut to_server).unwrap();
+            }
+            let mut to_client = Vec::new();
+            let mut input = &to_server[..];
+            while !input.is_empty() {
+                server.read_tls(&mut input).unwrap();
+                server.process_new_packets().unwrap();
+            }
+            while server.wants_write() {
+                server.write_tls(&mut to_client).unwrap();
+            }
+            let mut input = &to_client[..];
+            while !input.is_empty() {
+                client.read_tls(&mut input).unwrap();
+                client.process_new_packets().unwrap();
+            }
+            if to_server.is_empty() && to_client.is_empty() {
+                return client.handshake_kind().unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn sessions_are_stored_resumed_and_forgotten_in_tls13_and_tls12() {
+        use rustls::HandshakeKind::{Full, Resumed};
+        let ca = ca();
+        let issued = ca
+            .issue(&LeafSpec::server(time::Duration::hours(1)))
+            .unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
+            let server = rustls::ServerConfig::builder_with_provider(provider.clone())
+                .with_protocol_versions(&[version])
+                .unwrap()
+                .with_no_client_auth()
+                .with_single_cert(
+                    vec![CertificateDer::from(issued.der.clone())],
+                    PrivateKeyDer::from_pem_slice(issued.key_pem.as_bytes()).unwrap(),
+                )
+                .unwrap();
+            let mut roots = RootCertStore::empty();
+            roots.add(CertificateDer::from(ca.cert_der())).unwrap();
+            let mut client = ClientConfig::builder_with_provider(provider.clone())
+                .with_protocol_versions(&[version])
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            let sessions = Arc::new(SessionsOfThisIdentity::new());
+            client.resumption = Resumption::store(sessions.clone());
+            let (client, server) = (Arc::new(client), Arc::new(server));
+            let kinds = [handshake(&client, &server), handshake(&client, &server)];
+            assert_eq!(kinds, [Full, Resumed], "{version:?}");
+            sessions.forget();
+            assert_eq!(
+                handshake(&client, &server),
+                Full,
+                "{version:?} after forget"
+            );
+            if version == &rustls::version::TLS12 {
+                let name = ServerName::try_from("localhost").unwrap();
+                assert!(sessions.tls12_session(&name).is_some());
+                sessions.remove_tls12_session(&name);
+                assert!(sessions.tls12_session(&name).is_none());
+                assert_eq!(handshake(&client, &server), Full, "TLS 1.2 after remove");
+            }
+        }
     }
 }

@@ -80,6 +80,7 @@ pub fn test_settings(dir: &Path, pki: &TestPki) -> Settings {
             max_header_bytes: 16 * 1024,
             max_stops: 50,
             record_queue: 10_000,
+            ..LimitSettings::default()
         },
         telemetry: TelemetrySettings::default(),
     }

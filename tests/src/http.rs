@@ -189,6 +189,13 @@ pub async fn connect_with(
 
 impl Connection {
     pub async fn send(&mut self, request: Request) -> io::Result<Response> {
+        let sent = request.body.len();
+        self.send_partial(request, sent).await
+    }
+
+    /// Sends the request head (with the whole body's Content-Length) and only the first `sent`
+    /// bytes of the body, then waits for the answer: a client that stops mid-body.
+    pub async fn send_partial(&mut self, request: Request, sent: usize) -> io::Result<Response> {
         let mut head = format!(
             "{} {} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n",
             request.method,
@@ -200,7 +207,7 @@ impl Connection {
         }
         head.push_str("\r\n");
         let mut bytes = head.into_bytes();
-        bytes.extend_from_slice(&request.body);
+        bytes.extend_from_slice(&request.body[..sent]);
         self.stream.write_all(&bytes).await?;
         self.stream.flush().await?;
         self.read_response().await
@@ -242,6 +249,15 @@ impl Connection {
             }
             self.fill().await?;
         }
+    }
+
+    /// Whether the server closed this connection (end of stream or reset) within `wait`.
+    pub async fn closed_within(&mut self, wait: std::time::Duration) -> bool {
+        let mut chunk = [0u8; 64];
+        matches!(
+            tokio::time::timeout(wait, self.stream.read(&mut chunk)).await,
+            Ok(Ok(0)) | Ok(Err(_))
+        )
     }
 
     async fn fill(&mut self) -> io::Result<()> {

@@ -7,6 +7,7 @@
 //! - [`app`]: dispatch-api in process ([`TestApp`], [`PreparedApp`]) and what tests ask of it.
 //! - [`http`]: requests, responses and connections (TLS and plain).
 //! - [`process`]: the dispatch-api binary as a process, with its logs and config dir.
+//! - [`stock`]: curl and Python's httpx (HTTP/2 and HTTP/1.1) driving a running app.
 //! - [`worker`]: the route-worker binary: its config, runs and a long-running process.
 
 pub use devpki;
@@ -15,6 +16,7 @@ pub mod app;
 pub mod http;
 pub mod pki;
 pub mod process;
+pub mod stock;
 pub mod worker;
 
 pub use app::{

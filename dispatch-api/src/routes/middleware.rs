@@ -1,5 +1,6 @@
-//! The middleware of the HTTPS listener, outermost first: the header-size limit, the request
-//! observer (audit, metrics, log line), and authentication on the `/api` and `/admin` scopes.
+//! The middleware of the HTTPS listener, outermost first: the request body's bounds (read
+//! timeout, drain before the answer), the header-size limit, the request observer (audit,
+//! metrics, log line), and authentication on the `/api` and `/admin` scopes.
 //! Each is a thin adapter from actix to a module that decides: `auth`, `audit`.
 
 use actix_web::body::{EitherBody, MessageBody};
@@ -7,6 +8,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{HttpMessage, web};
 
+use super::body::{BodyOutcome, WatchedBody};
 use crate::audit::{self, Exchange};
 use crate::auth::{Principal, authenticate};
 use crate::error::ApiError;
@@ -14,6 +16,48 @@ use crate::identity::ConnectionIdentity;
 use crate::state::AppState;
 use crate::telemetry;
 use crate::tls::ConnectionOpened;
+
+/// Outermost: the handlers read the body through a [`WatchedBody`] (a read timeout between
+/// chunks), and once the answer is ready, the unread rest of the body is drained within
+/// `limits.drain_bytes` and `limits.drain_secs` so the client receives the answer whole (see
+/// `routes::body`). Past the bound, an HTTP/1.1 connection is closed after the answer.
+pub async fn bound_request_body(
+    mut request: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let Some(state) = request.app_data::<web::Data<AppState>>().cloned() else {
+        return next.call(request).await;
+    };
+    let limits = &state.settings.limits;
+    let body = WatchedBody::new(
+        request.take_payload(),
+        std::time::Duration::from_secs(limits.body_timeout_secs),
+    );
+    request.set_payload(body.payload());
+    let mut response = next.call(request).await?;
+    let (outcome, discarded) = body
+        .drain(
+            limits.drain_bytes,
+            std::time::Duration::from_secs(limits.drain_secs),
+        )
+        .await;
+    let label = match outcome {
+        BodyOutcome::Ended if discarded > 0 => Some("drained"),
+        BodyOutcome::Ended => None,
+        BodyOutcome::TimedOut => Some("timed_out"),
+        BodyOutcome::Cut => Some("cut"),
+    };
+    if let Some(label) = label {
+        state.metrics.request_body_unread(label);
+    }
+    if outcome != BodyOutcome::Ended {
+        response
+            .response_mut()
+            .head_mut()
+            .set_connection_type(actix_web::http::ConnectionType::Close);
+    }
+    Ok(response)
+}
 
 /// actix bounds the request head it will buffer; this bounds what the API accepts
 /// (`limits.max_header_bytes`), as a 431 problem.

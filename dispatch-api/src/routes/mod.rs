@@ -2,6 +2,7 @@
 //! listener ([`api_routes`]); `startup` mounts it.
 
 pub mod admin;
+pub mod body;
 pub mod middleware;
 pub mod ops;
 pub mod plans;
@@ -33,7 +34,7 @@ pub fn rfc3339(unix: i64) -> Option<String> {
 }
 
 /// JSON bodies: bounded, and every failure a problem response.
-pub fn json_config(limit: usize) -> web::JsonConfig {
+pub fn json_config(limit: usize, body_timeout_secs: u64) -> web::JsonConfig {
     use actix_web::error::JsonPayloadError;
     web::JsonConfig::default()
         .limit(limit)
@@ -44,6 +45,9 @@ pub fn json_config(limit: usize) -> web::JsonConfig {
                     ApiError::PayloadTooLarge { limit }
                 }
                 JsonPayloadError::ContentType => ApiError::UnsupportedMediaType,
+                JsonPayloadError::Payload(e) if body::is_timeout(&e) => ApiError::BodyTimeout {
+                    secs: body_timeout_secs,
+                },
                 JsonPayloadError::Deserialize(e) => {
                     ApiError::BadRequest(format!("the body is not a valid plan: {e}"))
                 }

@@ -9,3 +9,4 @@ mod interop;
 mod lifecycle;
 mod listener;
 mod plans;
+mod stock_clients;

@@ -100,3 +100,72 @@ async fn oversized_request_headers_are_refused_without_harm() {
         .unwrap();
     assert_eq!(ok.status, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_sending_its_body_gets_408_and_nothing_is_stored() {
+    let app = spawn_app_with(|s| s.limits.body_timeout_secs = 1).await;
+    let body = e2e::plan("slow-body", 3).to_string().into_bytes();
+    let mut connection = app.connect(None).await.unwrap();
+    let request = Request::post("/api/dispatch-plans")
+        .raw_body("application/json", body.clone())
+        .api_key(app.key("route-worker"));
+    let response = connection.send_partial(request, 10).await.unwrap();
+    response.assert_problem(408, "body-timeout");
+    assert!(
+        connection.closed_within(Duration::from_secs(5)).await,
+        "the connection is closed after a body timeout"
+    );
+    assert_eq!(
+        app.metric("dispatch_request_bodies_unread_total{outcome=\"timed_out\"}")
+            .await,
+        1.0
+    );
+    assert_eq!(app.plan_count().await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_body_within_the_drain_bound_is_read_and_the_connection_stays_usable() {
+    let app = spawn_app_with(|s| s.limits.drain_bytes = 200_000).await;
+    let mut connection = app.connect(None).await.unwrap();
+    // Anonymous: refused before the body is read; the body is then drained.
+    let refused = connection
+        .send(
+            Request::post("/api/dispatch-plans").raw_body("application/json", vec![b'x'; 150_000]),
+        )
+        .await
+        .unwrap();
+    refused.assert_problem(401, "unauthenticated");
+    let next = connection
+        .send(Request::get("/api/whoami").api_key(app.key("route-worker")))
+        .await
+        .unwrap();
+    assert_eq!(
+        next.status, 200,
+        "the same connection serves the next request"
+    );
+    assert_eq!(
+        app.metric("dispatch_request_bodies_unread_total{outcome=\"drained\"}")
+            .await,
+        1.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_body_past_the_drain_bound_gets_its_answer_then_the_connection_is_closed() {
+    let app = spawn_app_with(|s| s.limits.drain_bytes = 100_000).await;
+    let mut connection = app.connect(None).await.unwrap();
+    let refused = connection
+        .send(
+            Request::post("/api/dispatch-plans").raw_body("application/json", vec![b'x'; 150_000]),
+        )
+        .await
+        .unwrap();
+    refused.assert_problem(401, "unauthenticated");
+    assert_eq!(refused.header("connection"), Some("close"));
+    assert!(connection.closed_within(Duration::from_secs(5)).await);
+    assert_eq!(
+        app.metric("dispatch_request_bodies_unread_total{outcome=\"cut\"}")
+            .await,
+        1.0
+    );
+}
