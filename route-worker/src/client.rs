@@ -16,6 +16,9 @@ use crate::configuration::{RetrySettings, WorkerSettings};
 use crate::error::WorkerError;
 use crate::routing::PlanBody;
 
+/// The most of an answer's body read: a problem document or a plan receipt is far smaller.
+const MAX_ANSWER_BYTES: usize = 1024 * 1024;
+
 pub struct DispatchClient {
     http: awc::Client,
     base_url: String,
@@ -135,7 +138,11 @@ impl DispatchClient {
                     let status = response.status();
                     let retry_after = retry_after_secs(response.headers());
                     let headers = response.headers().clone();
-                    let bytes = response.body().limit(1 << 20).await.unwrap_or_default();
+                    let bytes = response
+                        .body()
+                        .limit(MAX_ANSWER_BYTES)
+                        .await
+                        .unwrap_or_default();
                     let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
                     if status.is_success() {
                         return Ok(Reply { headers, body });
@@ -581,6 +588,10 @@ mod tests {
                     io::ErrorKind::ConnectionRefused.into(),
                 )),
                 "cannot connect to https://dispatch:8443: connection refused (is dispatch-api running?)",
+            ),
+            (
+                SendRequestError::Connect(ConnectError::Io(io::ErrorKind::TimedOut.into())),
+                "cannot connect to https://dispatch:8443: timed out",
             ),
             (
                 SendRequestError::Connect(ConnectError::Timeout),

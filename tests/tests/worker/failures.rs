@@ -138,3 +138,81 @@ async fn a_missing_api_key_file_is_a_configuration_error() {
     assert_eq!(run.code, 2, "{run:?}");
     assert!(run.stderr.contains("no-such-key"), "{run:?}");
 }
+
+/// An HTTPS server (the test CA's server certificate) that answers every request with
+/// `307 Temporary Redirect` to `location`; returns its port.
+async fn redirecting_server(app: &e2e::TestApp, location: String) -> u16 {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let chain = CertificateDer::pem_file_iter(&app.settings.tls.cert_file.clone().unwrap())
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let key = PrivateKeyDer::from_pem_file(app.settings.tls.key_file.clone().unwrap()).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            let location = location.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && tls.read(&mut byte).await.unwrap_or(0) == 1 {
+                    head.push(byte[0]);
+                }
+                let answer = format!(
+                    "HTTP/1.1 307 Temporary Redirect\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+                let _ = tls.write_all(answer.as_bytes()).await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirect_is_never_followed_and_its_location_is_named() {
+    let app = spawn_app().await;
+    // The redirect points at the real server: following it would succeed (and carry the key).
+    let target = format!("https://localhost:{}/api/whoami", app.https_port);
+    let port = redirecting_server(&app, target.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("key");
+    std::fs::write(&key, app.key("route-worker")).unwrap();
+    let mut worker = app.worker_config(dir.path());
+    worker.url = format!("https://localhost:{port}");
+    worker.api_key_file = Some(key);
+    let run = run_worker_async(&worker.write(dir.path()), &["whoami"]).await;
+    assert_eq!(run.code, 3, "{run:?}");
+    assert!(
+        run.stderr.contains(&format!(
+            "307 Temporary Redirect to {target}: route-worker follows no redirect"
+        )),
+        "{run:?}"
+    );
+    assert_eq!(
+        app.metric(
+            "dispatch_requests_total{client=\"route-worker\",method=\"api_key\",outcome=\"ok\"}"
+        )
+        .await,
+        0.0,
+        "nothing reached the real server"
+    );
+}
