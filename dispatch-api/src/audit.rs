@@ -2,24 +2,116 @@
 //! evidence (which method each client really used), refusals and alerts for the audit log,
 //! request and refusal metrics, and one structured log line. Called by the request observer
 //! (`routes::middleware::observe_request`); writes go through the buffered [`Recorder`].
+//!
+//! What a request can make the service keep is bounded: refusals of callers we cannot name are
+//! counted per hour rather than written one by one ([`is_counted`]); request text (the path)
+//! is clipped to [`MAX_TEXT`] bytes in audit rows and logs; refusal log lines are rate-limited,
+//! each line that follows a quiet spell saying how many were suppressed.
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use serde_json::json;
 use time::OffsetDateTime;
 
 use crate::auth::{Principal, ReasonCode, Refusal};
-use crate::storage::recorder::{AuditEvent, AuditKind, CertificateSeen, Recorder, UsageEvent};
+use crate::storage::recorder::{
+    AuditEvent, AuditKind, CertificateSeen, Recorder, RefusalSeen, UsageEvent,
+};
 use crate::telemetry::Metrics;
+
+/// The most bytes of request text (a path) kept in an audit row or a log line.
+pub const MAX_TEXT: usize = 256;
+
+/// Refusal log lines per second, at most; the rest are counted and reported by the next line.
+pub const REFUSAL_LINES_PER_SECOND: u64 = 20;
 
 /// The parts of a request and its answer that are logged beside the caller.
 pub struct Exchange<'a> {
     pub http_method: &'a str,
     pub path: &'a str,
-    pub peer: Option<String>,
+    pub peer: Option<IpAddr>,
     pub status: u16,
     pub elapsed_ms: f64,
     /// The cause of a server-side failure (5xx), for the log only.
     pub failure: Option<String>,
 }
+
+/// Refusals of callers we cannot name: added up per hour, reason and source, not a row each,
+/// so that anonymous traffic cannot grow the database. Refusals of known clients (a retired
+/// key, a credential mismatch, a disabled client, ...) stay individual rows: they are alerts.
+pub fn is_counted(reason: ReasonCode) -> bool {
+    matches!(
+        reason,
+        ReasonCode::NoCredentials
+            | ReasonCode::KeyInvalid
+            | ReasonCode::CertUnmapped
+            | ReasonCode::IssuerNotAllowed
+    )
+}
+
+/// `text` cut to at most [`MAX_TEXT`] bytes on a character boundary, marked with `…` when cut.
+pub fn clip(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.len() <= MAX_TEXT {
+        return text.into();
+    }
+    let mut end = MAX_TEXT - '…'.len_utf8();
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end]).into()
+}
+
+/// Where an anonymous caller comes from, coarse enough that one client counts once: its /24
+/// (IPv4) or /64 (IPv6).
+pub fn network(peer: Option<IpAddr>) -> String {
+    match peer {
+        Some(IpAddr::V4(ip)) => {
+            let [a, b, c, _] = ip.octets();
+            format!("{a}.{b}.{c}.0/24")
+        }
+        Some(IpAddr::V6(ip)) => {
+            let s = ip.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        None => "unknown".to_owned(),
+    }
+}
+
+/// A budget of log lines per second, shared by all workers.
+pub struct LogBudget {
+    per_second: u64,
+    second: AtomicI64,
+    used: AtomicU64,
+    suppressed: AtomicU64,
+}
+
+impl LogBudget {
+    pub const fn new(per_second: u64) -> Self {
+        Self {
+            per_second,
+            second: AtomicI64::new(i64::MIN),
+            used: AtomicU64::new(0),
+            suppressed: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether a line may be written in `second` (unix seconds); if so, how many were
+    /// suppressed since the last line written.
+    pub fn take(&self, second: i64) -> Option<u64> {
+        if self.second.swap(second, Ordering::Relaxed) != second {
+            self.used.store(0, Ordering::Relaxed);
+        }
+        if self.used.fetch_add(1, Ordering::Relaxed) < self.per_second {
+            Some(self.suppressed.swap(0, Ordering::Relaxed))
+        } else {
+            self.suppressed.fetch_add(1, Ordering::Relaxed);
+            None
+        }
+    }
+}
+
+static REFUSAL_LINES: LogBudget = LogBudget::new(REFUSAL_LINES_PER_SECOND);
 
 /// How a request ended, as a metric label.
 fn outcome(refused: bool, status: u16) -> &'static str {
@@ -57,25 +149,39 @@ pub fn record(
     if let Some(principal) = principal {
         record_evidence(recorder, principal);
     }
+    let path = clip(exchange.path);
+    let peer = exchange.peer.map(|ip| ip.to_string());
     if let Some(refusal) = refusal {
         metrics.refusal(refusal.reason.as_str());
-        let mut event = AuditEvent::new(AuditKind::AuthRefused, refusal.reason.as_str());
-        event.client = refusal.client.clone();
-        event.method = refusal.method;
         let mut detail = refusal.detail.clone();
-        detail["path"] = json!(exchange.path);
-        detail["peer"] = json!(exchange.peer);
-        event.detail = detail;
-        recorder.audit(event);
+        detail["path"] = json!(path);
+        detail["peer"] = json!(peer);
+        if is_counted(refusal.reason) {
+            recorder.refusal(RefusalSeen {
+                reason: refusal.reason.as_str(),
+                source: refusal
+                    .client
+                    .clone()
+                    .unwrap_or_else(|| network(exchange.peer)),
+                at: OffsetDateTime::now_utc().unix_timestamp(),
+                detail,
+            });
+        } else {
+            let mut event = AuditEvent::new(AuditKind::AuthRefused, refusal.reason.as_str());
+            event.client = refusal.client.clone();
+            event.method = refusal.method;
+            event.detail = detail;
+            recorder.audit(event);
+        }
     }
     let Exchange {
         http_method,
-        path,
-        peer,
         status,
         elapsed_ms,
         failure,
+        ..
     } = exchange;
+    let path = path.as_ref();
     if refusal.is_some_and(|r| r.reason == ReasonCode::KeyRetired) {
         // A retired key in use may be a leaked key.
         tracing::warn!(
@@ -89,18 +195,21 @@ pub fn record(
             "ALERT: a retired API key was used"
         );
     } else if refusal.is_some() {
-        tracing::warn!(
-            client,
-            auth = method_label,
-            outcome,
-            reason,
-            http.method = http_method,
-            path,
-            peer,
-            status,
-            elapsed_ms,
-            "request refused"
-        );
+        if let Some(suppressed) = REFUSAL_LINES.take(OffsetDateTime::now_utc().unix_timestamp()) {
+            tracing::warn!(
+                client,
+                auth = method_label,
+                outcome,
+                reason,
+                http.method = http_method,
+                path,
+                peer,
+                status,
+                elapsed_ms,
+                suppressed,
+                "request refused"
+            );
+        }
     } else if let Some(failure) = failure {
         tracing::error!(
             client,
@@ -146,5 +255,72 @@ fn record_evidence(recorder: &Recorder, principal: &Principal) {
         event.client = Some(principal.client.name.to_string());
         event.method = Some(principal.method);
         recorder.audit(event);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_of_callers_we_cannot_name_are_counted_and_those_of_known_clients_are_rows() {
+        use ReasonCode::*;
+        let table = [
+            (NoCredentials, true),
+            (KeyInvalid, true),
+            (CertUnmapped, true),
+            (IssuerNotAllowed, true),
+            (KeyRetired, false),
+            (MethodNotAllowed, false),
+            (CertAmbiguous, false),
+            (CertExpired, false),
+            (CertUnreadable, false),
+            (CertRevoked, false),
+            (CredentialMismatch, false),
+            (ClientDisabled, false),
+            (PolicyDenied, false),
+        ];
+        for (reason, counted) in table {
+            assert_eq!(is_counted(reason), counted, "{reason:?}");
+        }
+    }
+
+    #[test]
+    fn request_text_is_clipped_to_256_bytes_on_a_character_boundary() {
+        assert_eq!(clip("/api/whoami"), "/api/whoami");
+        let exact = "a".repeat(MAX_TEXT);
+        assert_eq!(clip(&exact), exact.as_str());
+        let long = "b".repeat(MAX_TEXT + 1);
+        let clipped = clip(&long);
+        assert_eq!(clipped.len(), MAX_TEXT);
+        assert!(clipped.ends_with('…'));
+        // Multi-byte characters are never split.
+        let wide = "é".repeat(MAX_TEXT);
+        let clipped = clip(&wide);
+        assert!(clipped.len() <= MAX_TEXT && clipped.len() > MAX_TEXT - 4);
+        assert!(clipped.ends_with("é…"));
+    }
+
+    #[test]
+    fn an_anonymous_caller_counts_by_its_network() {
+        let v4: IpAddr = "203.0.113.77".parse().unwrap();
+        assert_eq!(network(Some(v4)), "203.0.113.0/24");
+        let v6: IpAddr = "2001:db8:aa:bb:1:2:3:4".parse().unwrap();
+        assert_eq!(network(Some(v6)), "2001:db8:aa:bb::/64");
+        assert_eq!(network(None), "unknown");
+    }
+
+    #[test]
+    fn the_log_budget_allows_so_many_lines_a_second_and_reports_what_it_suppressed() {
+        let budget = LogBudget::new(2);
+        assert_eq!(budget.take(100), Some(0));
+        assert_eq!(budget.take(100), Some(0));
+        assert_eq!(budget.take(100), None);
+        assert_eq!(budget.take(100), None);
+        // A new second: the first line says two were suppressed.
+        assert_eq!(budget.take(101), Some(2));
+        assert_eq!(budget.take(101), Some(0));
+        assert_eq!(budget.take(101), None);
+        assert_eq!(budget.take(102), Some(1));
     }
 }

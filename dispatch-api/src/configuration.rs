@@ -39,6 +39,7 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub bootstrap: BootstrapSettings,
     pub migration: MigrationSettings,
+    pub audit: AuditSettings,
     pub limits: LimitSettings,
     pub telemetry: TelemetrySettings,
 }
@@ -123,6 +124,11 @@ pub struct TlsSettings {
     /// `Connection: close`), so that every client eventually does a full handshake against
     /// the current trust. 0: no limit.
     pub max_connection_age_secs: u64,
+    /// The most certificates a client may present (its own and the intermediates it sends).
+    /// A longer chain is refused before any signature is checked (handshake failure kind
+    /// `chain_too_long`), so that a stranger cannot make each handshake spend webpki's whole
+    /// signature budget.
+    pub max_client_chain: usize,
 }
 
 impl Default for TlsSettings {
@@ -139,6 +145,7 @@ impl Default for TlsSettings {
             expiry_warning_days: 14,
             session_resumption: true,
             max_connection_age_secs: 3600,
+            max_client_chain: 4,
         }
     }
 }
@@ -218,6 +225,20 @@ pub struct MigrationSettings {
     pub evidence_window_secs: u64,
 }
 
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditSettings {
+    /// Audit rows and refusal counts older than this are deleted (hourly, and at start);
+    /// 0 keeps them for ever.
+    pub retention_days: u64,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        Self { retention_days: 90 }
+    }
+}
+
 impl Default for MigrationSettings {
     fn default() -> Self {
         Self {
@@ -235,6 +256,8 @@ pub struct LimitSettings {
     pub max_stops: usize,
     /// Usage/audit records held in memory before new ones are dropped (and counted).
     pub record_queue: usize,
+    /// And the bytes those records may hold together.
+    pub record_queue_bytes: usize,
     /// The longest wait for the next piece of a request body (nginx's `client_body_timeout`);
     /// past it the request gets 408.
     pub body_timeout_secs: u64,
@@ -253,6 +276,7 @@ impl Default for LimitSettings {
             max_header_bytes: 16 * 1024,
             max_stops: 500,
             record_queue: 65_536,
+            record_queue_bytes: 16 * 1024 * 1024,
             body_timeout_secs: 10,
             drain_bytes: 1024 * 1024,
             drain_secs: 5,

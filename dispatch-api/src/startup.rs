@@ -99,8 +99,12 @@ impl Application {
             pool.clone(),
             RecorderSettings {
                 queue: settings.limits.record_queue,
+                queue_bytes: settings.limits.record_queue_bytes,
                 batch: 512,
                 interval: Duration::from_millis(500),
+                retention: (settings.audit.retention_days > 0)
+                    .then(|| Duration::from_secs(settings.audit.retention_days * 86_400)),
+                max_database_bytes: settings.database.max_size_bytes,
             },
             metrics.clone(),
         );

@@ -31,6 +31,8 @@ pub struct TestApp {
     pub keys: HashMap<&'static str, String>,
     pub operator: Identity,
     pub state: actix_web::web::Data<dispatch_api::state::AppState>,
+    /// Refusal counters by reason as `assert_last_refusal` last read them.
+    refusals_seen: std::sync::Mutex<HashMap<String, f64>>,
     handles: Vec<actix_web::dev::ServerHandle>,
     task: Option<tokio::task::JoinHandle<io::Result<()>>>,
     _dir: Arc<tempfile::TempDir>,
@@ -62,6 +64,7 @@ pub fn test_settings(dir: &Path, pki: &TestPki) -> Settings {
             client_auth: ClientAuth::Optional,
             crl_files: vec![],
             max_connection_age_secs: 3600,
+            max_client_chain: 4,
         },
         database: DatabaseSettings {
             path: dir.join("dispatch.db"),
@@ -75,6 +78,7 @@ pub fn test_settings(dir: &Path, pki: &TestPki) -> Settings {
             secrets_dir: None,
         },
         migration: MigrationSettings::default(),
+        audit: Default::default(),
         limits: LimitSettings {
             max_body_bytes: 64 * 1024,
             max_header_bytes: 16 * 1024,
@@ -191,6 +195,7 @@ async fn start(
         keys,
         operator,
         state,
+        refusals_seen: Default::default(),
         handles,
         task: Some(task),
         _dir: dir,
@@ -269,7 +274,7 @@ impl TestApp {
             .unwrap_or_default()
     }
 
-    /// The reason codes of refusals in the audit log, newest first.
+    /// The reason codes of refusals in the audit log (refusals of known clients), newest first.
     pub async fn refusal_reasons(&self) -> Vec<String> {
         self.audit(None)
             .await
@@ -279,14 +284,40 @@ impl TestApp {
             .collect()
     }
 
-    /// Asserts that the newest refusal in the audit log has this reason.
+    /// The counted refusals (of callers the service cannot name), most recently seen first.
+    pub async fn refusal_counts(&self) -> Vec<Value> {
+        let response = self.admin(Request::get("/admin/refusals?limit=1000")).await;
+        assert_eq!(response.status, 200, "refusals: {}", response.text());
+        response.json()["refusals"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Asserts that, since the last call, the service refused a request with this reason code
+    /// (read from `dispatch_auth_refusals_total`, which covers counted and individual refusals
+    /// alike and is updated before the answer is sent).
     pub async fn assert_last_refusal(&self, reason: &str) {
-        let reasons = self.refusal_reasons().await;
-        assert_eq!(
-            reasons.first().map(String::as_str),
-            Some(reason),
-            "refusals: {reasons:?}"
+        let text = self.ops_get("/metrics").await.text();
+        let now: HashMap<String, f64> = text
+            .lines()
+            .filter_map(|line| line.strip_prefix("dispatch_auth_refusals_total{reason=\""))
+            .filter_map(|rest| {
+                let (name, value) = rest.split_once("\"} ")?;
+                Some((name.to_owned(), value.trim().parse().ok()?))
+            })
+            .collect();
+        let mut seen = self.refusals_seen.lock().unwrap();
+        let increased: Vec<&String> = now
+            .iter()
+            .filter(|(name, count)| seen.get(*name).copied().unwrap_or(0.0) < **count)
+            .map(|(name, _)| name)
+            .collect();
+        assert!(
+            increased.iter().any(|name| name.as_str() == reason),
+            "expected a `{reason}` refusal; refused since the last check: {increased:?}"
         );
+        *seen = now;
     }
 
     /// A plain-HTTP GET on the operations listener.

@@ -99,7 +99,7 @@ pub async fn observe_request(
     let state = request.app_data::<web::Data<AppState>>().cloned();
     let http_method = request.method().to_string();
     let path = request.path().to_owned();
-    let peer = request.peer_addr().map(|a| a.ip().to_string());
+    let peer = request.peer_addr().map(|a| a.ip());
     let response = next.call(request).await?;
     let Some(state) = state else {
         return Ok(response);

@@ -128,6 +128,11 @@ pub fn api_routes(config: &mut web::ServiceConfig) {
                         .route(web::get().to(admin::list_audit))
                         .default_service(not_allowed()),
                 )
+                .service(
+                    web::resource("/refusals")
+                        .route(web::get().to(admin::list_refusals))
+                        .default_service(not_allowed()),
+                )
                 .default_service(web::to(not_found)),
         );
 }

@@ -264,6 +264,50 @@ pub struct AuditRecord {
     pub detail: serde_json::Value,
 }
 
+/// Refusals of callers the service cannot name, counted per hour, reason and source.
+#[derive(Debug, Serialize)]
+pub struct RefusalCount {
+    pub hour: i64,
+    pub reason: String,
+    pub source: String,
+    pub count: i64,
+    pub first_seen: i64,
+    pub last_seen: i64,
+    pub last_detail: serde_json::Value,
+}
+
+/// The most recently seen refusal counts first, optionally of one reason.
+pub async fn list_refusal_counts(
+    pool: &SqlitePool,
+    reason: Option<&str>,
+    limit: i64,
+) -> Result<Vec<RefusalCount>, StorageError> {
+    let rows = sqlx::query(
+        "SELECT hour, reason, source, count, first_seen, last_seen, last_detail FROM refusal_counts \
+         WHERE (?1 IS NULL OR reason = ?1) ORDER BY last_seen DESC, hour DESC LIMIT ?2",
+    )
+    .bind(reason)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+    .map_err(StorageError::database)?;
+    rows.into_iter()
+        .map(|row| {
+            let detail: String = row.try_get("last_detail")?;
+            Ok(RefusalCount {
+                hour: row.try_get("hour")?,
+                reason: row.try_get("reason")?,
+                source: row.try_get("source")?,
+                count: row.try_get("count")?,
+                first_seen: row.try_get("first_seen")?,
+                last_seen: row.try_get("last_seen")?,
+                last_detail: serde_json::from_str(&detail).unwrap_or_default(),
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(StorageError::database)
+}
+
 /// The newest audit events first, optionally for one client.
 pub async fn list_audit(
     pool: &SqlitePool,

@@ -2,10 +2,19 @@
 //!
 //! The request path never waits for the database. Usage is added up in memory under a short
 //! lock (one entry per client, method and hour, so it is bounded by the registry) and taken by
-//! the writer task on its tick: no message, no thread wake-up per request. Audit events are
-//! `try_send`ed into a bounded queue; those that do not fit are counted as dropped.
+//! the writer task on its tick: no message, no thread wake-up per request. Refusals of callers
+//! we cannot name are added up the same way, per reason, source and hour (bounded: past
+//! [`MAX_REFUSAL_SOURCES`] new sources share one `other` entry), so a flood of anonymous
+//! requests costs a counter, not a row each. Audit events are `try_send`ed into a queue bounded
+//! in count and in bytes; those that do not fit are counted as dropped.
+//!
+//! The space the audit log takes is bounded three ways: old rows are pruned
+//! ([`RecorderSettings::retention`]); under a database size cap, audit rows stop being written
+//! once the file reaches [`AUDIT_SHARE_OF_CAP`] of it, so the rest stays for plans; and the
+//! counted refusals above.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -67,7 +76,40 @@ pub struct AuditEvent {
     pub detail: serde_json::Value,
 }
 
+/// A refusal of a caller we cannot name (no credentials, an unknown key, a certificate no
+/// client is bound to): added up, not written one by one.
+#[derive(Debug, Clone)]
+pub struct RefusalSeen {
+    pub reason: &'static str,
+    /// The client the refusal names, or the caller's network (`203.0.113.0/24`, `/64` for IPv6).
+    pub source: String,
+    pub at: i64,
+    /// What the last one of the hour showed (path, issuer, ...), already clipped.
+    pub detail: serde_json::Value,
+}
+
+/// New sources beyond this many in memory share one `other` entry until the next write.
+pub const MAX_REFUSAL_SOURCES: usize = 4096;
+
+/// Under `database.max_size_bytes`, audit rows are written only while the file is below this
+/// share of the cap (in tenths): the last tenth is kept for plans.
+pub const AUDIT_SHARE_OF_CAP: i64 = 9;
+
+/// Audit rows written between two checks of the file's size under a cap.
+const AUDIT_CHUNK: usize = 16;
+
 impl AuditEvent {
+    /// Roughly what the event holds in memory and on disk, for the queue's byte bound.
+    fn weight(&self) -> usize {
+        let text = |t: &Option<String>| t.as_ref().map_or(0, String::len);
+        64 + self.reason.len()
+            + text(&self.client)
+            + text(&self.actor)
+            + text(&self.before)
+            + text(&self.after)
+            + self.detail.to_string().len()
+    }
+
     pub fn new(kind: AuditKind, reason: impl Into<String>) -> Self {
         Self {
             at: time::OffsetDateTime::now_utc().unix_timestamp(),
@@ -105,7 +147,7 @@ impl AuditEvent {
 }
 
 enum Record {
-    Audit(AuditEvent),
+    Audit(AuditEvent, usize),
     Flush(oneshot::Sender<()>),
 }
 
@@ -113,16 +155,27 @@ enum Record {
 #[derive(Clone)]
 pub struct Recorder {
     queue: mpsc::Sender<Record>,
+    queued_bytes: Arc<AtomicUsize>,
+    max_queued_bytes: usize,
     usage: Arc<Mutex<UsageTotalsByKey>>,
+    refusals: Arc<Mutex<RefusalTotalsByKey>>,
     metrics: Arc<Metrics>,
 }
 
 type UsageTotalsByKey = HashMap<(String, AuthMethod, i64), UsageTotals>;
+type RefusalTotalsByKey = HashMap<(&'static str, String, i64), RefusalTotals>;
 
 pub struct RecorderSettings {
+    /// Audit events queued, at most.
     pub queue: usize,
+    /// And at most this many bytes of them.
+    pub queue_bytes: usize,
     pub batch: usize,
     pub interval: Duration,
+    /// Audit rows and refusal counts older than this are deleted (checked hourly, and at start).
+    pub retention: Option<Duration>,
+    /// `database.max_size_bytes`, if set: audit rows keep out of its last tenth.
+    pub max_database_bytes: Option<u64>,
 }
 
 impl Recorder {
@@ -132,23 +185,39 @@ impl Recorder {
         settings: RecorderSettings,
         metrics: Arc<Metrics>,
     ) -> (Self, tokio::task::JoinHandle<()>) {
-        let (queue, receiver) = mpsc::channel(settings.queue);
+        let (queue, receiver) = mpsc::channel(settings.queue.max(1));
         let usage = Arc::new(Mutex::new(HashMap::new()));
+        let refusals = Arc::new(Mutex::new(HashMap::new()));
+        let queued_bytes = Arc::new(AtomicUsize::new(0));
+        let max_queued_bytes = settings.queue_bytes;
         let handle = tokio::spawn(write_loop(
             pool,
             receiver,
-            usage.clone(),
+            Totals {
+                usage: usage.clone(),
+                refusals: refusals.clone(),
+                queued_bytes: queued_bytes.clone(),
+            },
             settings,
             metrics.clone(),
         ));
         (
             Self {
                 queue,
+                queued_bytes,
+                max_queued_bytes,
                 usage,
+                refusals,
                 metrics,
             },
             handle,
         )
+    }
+
+    /// Adds one refusal of a caller we cannot name to its hour's count.
+    pub fn refusal(&self, seen: RefusalSeen) {
+        let mut refusals = self.refusals.lock().unwrap_or_else(|e| e.into_inner());
+        add_refusal(&mut refusals, seen);
     }
 
     pub fn usage(&self, event: UsageEvent) {
@@ -157,14 +226,15 @@ impl Recorder {
     }
 
     pub fn audit(&self, event: AuditEvent) {
-        self.offer(Record::Audit(event));
-    }
-
-    fn offer(&self, record: Record) {
-        if self.queue.try_send(record).is_err() {
+        let weight = event.weight();
+        let queued = self.queued_bytes.fetch_add(weight, Ordering::Relaxed);
+        if queued + weight > self.max_queued_bytes
+            || self.queue.try_send(Record::Audit(event, weight)).is_err()
+        {
+            self.queued_bytes.fetch_sub(weight, Ordering::Relaxed);
             self.metrics.recorder_dropped.inc();
             tracing::warn!(
-                "usage/audit queue full: a record was dropped (see recorder_dropped_total)"
+                "audit queue full: a record was dropped (see dispatch_recorder_dropped_total)"
             );
         }
     }
@@ -178,23 +248,42 @@ impl Recorder {
     }
 }
 
+/// What the request path adds up in memory and the writer takes.
+struct Totals {
+    usage: Arc<Mutex<UsageTotalsByKey>>,
+    refusals: Arc<Mutex<RefusalTotalsByKey>>,
+    queued_bytes: Arc<AtomicUsize>,
+}
+
 async fn write_loop(
     pool: SqlitePool,
     mut queue: mpsc::Receiver<Record>,
-    usage: Arc<Mutex<UsageTotalsByKey>>,
+    totals: Totals,
     settings: RecorderSettings,
     metrics: Arc<Metrics>,
 ) {
-    let mut batch = Batch::default();
+    let mut batch = Batch {
+        audit_page_limit: settings
+            .max_database_bytes
+            .map(|bytes| (bytes / 4096) as i64 * AUDIT_SHARE_OF_CAP / 10),
+        ..Batch::default()
+    };
     let mut tick = tokio::time::interval(settings.interval);
+    let mut prune_tick = tokio::time::interval(Duration::from_secs(3600));
     let take_usage = |batch: &mut Batch| {
-        let mut usage = usage.lock().unwrap_or_else(|e| e.into_inner());
+        let mut usage = totals.usage.lock().unwrap_or_else(|e| e.into_inner());
         std::mem::swap(&mut batch.usage, &mut usage);
+        drop(usage);
+        let mut refusals = totals.refusals.lock().unwrap_or_else(|e| e.into_inner());
+        std::mem::swap(&mut batch.refusals, &mut refusals);
     };
     loop {
         tokio::select! {
             record = queue.recv() => match record {
-                Some(Record::Audit(event)) => batch.audit.push(event),
+                Some(Record::Audit(event, weight)) => {
+                    totals.queued_bytes.fetch_sub(weight, Ordering::Relaxed);
+                    batch.audit.push(event);
+                }
                 Some(Record::Flush(done)) => {
                     take_usage(&mut batch);
                     batch.write(&pool, &metrics).await;
@@ -209,6 +298,11 @@ async fn write_loop(
             _ = tick.tick() => {
                 take_usage(&mut batch);
                 batch.write(&pool, &metrics).await;
+            }
+            _ = prune_tick.tick(), if settings.retention.is_some() => {
+                if let Some(retention) = settings.retention {
+                    prune(&pool, retention).await;
+                }
             }
         }
         if batch.len() >= settings.batch {
@@ -233,6 +327,56 @@ fn add_usage(usage: &mut UsageTotalsByKey, event: UsageEvent) {
     }
 }
 
+/// Deletes audit rows and refusal counts older than `retention`.
+async fn prune(pool: &SqlitePool, retention: Duration) {
+    let before = time::OffsetDateTime::now_utc().unix_timestamp() - retention.as_secs() as i64;
+    let result = async {
+        let events = sqlx::query("DELETE FROM audit_events WHERE at < ?")
+            .bind(before)
+            .execute(pool)
+            .await?
+            .rows_affected();
+        let counts = sqlx::query("DELETE FROM refusal_counts WHERE last_seen < ?")
+            .bind(before)
+            .execute(pool)
+            .await?
+            .rows_affected();
+        Ok::<_, sqlx::Error>(events + counts)
+    }
+    .await;
+    match result {
+        Ok(0) => {}
+        Ok(rows) => tracing::info!(rows, "pruned audit rows past audit.retention_days"),
+        Err(error) => {
+            tracing::warn!(error = %error, "pruning old audit rows failed; retried in an hour")
+        }
+    }
+}
+
+fn add_refusal(refusals: &mut RefusalTotalsByKey, seen: RefusalSeen) {
+    let hour = seen.at - seen.at.rem_euclid(3600);
+    let mut key = (seen.reason, seen.source, hour);
+    if refusals.len() >= MAX_REFUSAL_SOURCES && !refusals.contains_key(&key) {
+        key.1 = "other".to_owned();
+    }
+    let totals = refusals.entry(key).or_insert(RefusalTotals {
+        first_seen: seen.at,
+        ..RefusalTotals::default()
+    });
+    totals.count += 1;
+    totals.first_seen = totals.first_seen.min(seen.at);
+    totals.last_seen = totals.last_seen.max(seen.at);
+    totals.last_detail = seen.detail;
+}
+
+#[derive(Default)]
+struct RefusalTotals {
+    count: i64,
+    first_seen: i64,
+    last_seen: i64,
+    last_detail: serde_json::Value,
+}
+
 #[derive(Default)]
 struct UsageTotals {
     count: i64,
@@ -244,12 +388,16 @@ struct UsageTotals {
 #[derive(Default)]
 struct Batch {
     usage: UsageTotalsByKey,
+    refusals: RefusalTotalsByKey,
     audit: Vec<AuditEvent>,
+    /// Pages the database may have before audit rows stop being written (see
+    /// [`AUDIT_SHARE_OF_CAP`]).
+    audit_page_limit: Option<i64>,
 }
 
 impl Batch {
     fn len(&self) -> usize {
-        self.usage.len() + self.audit.len()
+        self.usage.len() + self.refusals.len() + self.audit.len()
     }
 
     async fn write(&mut self, pool: &SqlitePool, metrics: &Metrics) {
@@ -262,17 +410,18 @@ impl Batch {
             }
         }
         let records = self.len() as u64;
-        if let Err(error) = self.try_write(pool).await {
+        if let Err(error) = self.try_write(pool, metrics).await {
             crate::storage::file_faults::note(&error);
             // Usage and audit records are best effort by design; a lost batch is counted.
             metrics.recorder_dropped.inc_by(records);
             tracing::error!(error = %error, records, "writing usage and audit records failed; they were dropped");
         }
         self.usage.clear();
+        self.refusals.clear();
         self.audit.clear();
     }
 
-    async fn try_write(&self, pool: &SqlitePool) -> Result<(), sqlx::Error> {
+    async fn try_write(&self, pool: &SqlitePool, metrics: &Metrics) -> Result<(), sqlx::Error> {
         let mut tx = pool.begin().await?;
         for ((client, method, hour), totals) in &self.usage {
             sqlx::query(
@@ -299,9 +448,124 @@ impl Batch {
             .execute(&mut *tx)
             .await?;
         }
-        for event in &self.audit {
-            event.insert(&mut tx).await?;
+        // Refusal counts are bounded by hours x reasons x sources: always written.
+        for ((reason, source, hour), totals) in &self.refusals {
+            sqlx::query(
+                "INSERT INTO refusal_counts (hour, reason, source, count, first_seen, last_seen, last_detail) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT (hour, reason, source) DO UPDATE SET \
+                 count = count + excluded.count, \
+                 first_seen = min(first_seen, excluded.first_seen), \
+                 last_seen = max(last_seen, excluded.last_seen), \
+                 last_detail = excluded.last_detail",
+            )
+            .bind(hour)
+            .bind(reason)
+            .bind(source)
+            .bind(totals.count)
+            .bind(totals.first_seen)
+            .bind(totals.last_seen)
+            .bind(totals.last_detail.to_string())
+            .execute(&mut *tx)
+            .await?;
+        }
+        // Under a size cap, audit rows are written in small chunks, each only while the file is
+        // below its share of the cap: the overshoot is one chunk, well inside the tenth kept
+        // for plans.
+        let mut written = 0;
+        for chunk in self.audit.chunks(AUDIT_CHUNK) {
+            if let Some(limit) = self.audit_page_limit {
+                let pages: i64 = sqlx::query_scalar("SELECT page_count FROM pragma_page_count()")
+                    .fetch_one(&mut *tx)
+                    .await?;
+                if pages >= limit {
+                    break;
+                }
+            }
+            for event in chunk {
+                event.insert(&mut tx).await?;
+            }
+            written += chunk.len();
+        }
+        let held_back = self.audit.len() - written;
+        if held_back > 0 {
+            metrics.recorder_dropped.inc_by(held_back as u64);
+            tracing::error!(
+                dropped = held_back,
+                "the database is near database.max_size_bytes: audit rows are not written, the \
+                 rest is kept for plans (prune the audit log or raise the cap)"
+            );
         }
         tx.commit().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(detail_bytes: usize) -> AuditEvent {
+        let mut event = AuditEvent::new(AuditKind::Alert, "test");
+        event.detail = serde_json::json!({ "path": "p".repeat(detail_bytes) });
+        event
+    }
+
+    #[tokio::test]
+    async fn the_audit_queue_is_bounded_in_bytes_and_drops_are_counted() {
+        let pool = SqlitePool::connect("sqlite::memory:").await.unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let (recorder, _writer) = Recorder::start(
+            pool,
+            RecorderSettings {
+                queue: 1000,
+                queue_bytes: 10_000,
+                batch: 512,
+                interval: Duration::from_secs(3600),
+                retention: None,
+                max_database_bytes: None,
+            },
+            metrics.clone(),
+        );
+        recorder.audit(event(1_000));
+        assert_eq!(metrics.recorder_dropped.get(), 0);
+        recorder.audit(event(20_000));
+        assert_eq!(
+            metrics.recorder_dropped.get(),
+            1,
+            "larger than the whole bound"
+        );
+    }
+
+    #[test]
+    fn refusals_add_up_per_reason_source_and_hour_and_new_sources_past_the_bound_share_one() {
+        let mut refusals = RefusalTotalsByKey::new();
+        let seen = |source: &str, at: i64| RefusalSeen {
+            reason: "no_credentials",
+            source: source.to_owned(),
+            at,
+            detail: serde_json::json!({ "path": format!("/{at}") }),
+        };
+        add_refusal(&mut refusals, seen("10.0.0.0/24", 7_200));
+        add_refusal(&mut refusals, seen("10.0.0.0/24", 7_300));
+        add_refusal(&mut refusals, seen("10.0.0.0/24", 10_900));
+        let first = &refusals[&("no_credentials", "10.0.0.0/24".to_owned(), 7_200)];
+        assert_eq!(
+            (first.count, first.first_seen, first.last_seen),
+            (2, 7_200, 7_300)
+        );
+        assert_eq!(first.last_detail["path"], "/7300");
+        assert_eq!(refusals.len(), 2, "another hour is another count");
+        for i in 0..MAX_REFUSAL_SOURCES {
+            add_refusal(&mut refusals, seen(&format!("net-{i}"), 7_200));
+        }
+        assert_eq!(refusals.len(), MAX_REFUSAL_SOURCES + 1);
+        let other = &refusals[&("no_credentials", "other".to_owned(), 7_200)];
+        assert_eq!(other.count, 2);
+        // A source already counted keeps its own entry.
+        add_refusal(&mut refusals, seen("10.0.0.0/24", 7_201));
+        assert_eq!(
+            refusals[&("no_credentials", "10.0.0.0/24".to_owned(), 7_200)].count,
+            3
+        );
     }
 }

@@ -39,10 +39,35 @@ pub fn handshake_failure_kind(error: &RustlsError) -> &'static str {
             | CertificateError::ExpiredRevocationListContext { .. } => "expired_crl",
             CertificateError::BadSignature => "bad_signature",
             CertificateError::BadEncoding => "bad_encoding",
+            CertificateError::Other(other) if other.0.downcast_ref::<ChainTooLong>().is_some() => {
+                "chain_too_long"
+            }
             _ => "invalid_certificate",
         },
         _ => "other",
     }
+}
+
+/// A client chain longer than `tls.max_client_chain`, refused before any signature is checked.
+#[derive(Debug, thiserror::Error)]
+#[error("the client presented {presented} certificates; tls.max_client_chain allows {limit}")]
+pub struct ChainTooLong {
+    pub presented: usize,
+    pub limit: usize,
+}
+
+/// Refuses a chain of more than `limit` certificates (the leaf and the intermediates sent).
+pub(super) fn check_chain_length(
+    intermediates: &[CertificateDer<'_>],
+    limit: usize,
+) -> Result<(), RustlsError> {
+    let presented = 1 + intermediates.len();
+    if presented > limit {
+        return Err(RustlsError::InvalidCertificate(CertificateError::Other(
+            rustls::OtherError(Arc::new(ChainTooLong { presented, limit })),
+        )));
+    }
+    Ok(())
 }
 
 /// rustls' error for a webpki refusal, as rustls' own verifier maps it (so the TLS alert a
@@ -104,6 +129,17 @@ impl ClientCertVerifier for CurrentVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, RustlsError> {
+        if let Err(error) = check_chain_length(intermediates, self.0.settings.max_client_chain) {
+            self.0
+                .metrics
+                .handshake_failure(handshake_failure_kind(&error));
+            tracing::warn!(
+                kind = "chain_too_long",
+                error = %error,
+                "client certificate refused in the TLS handshake"
+            );
+            return Err(error);
+        }
         let trust = self.0.material.load().trust.clone();
         match trust.verify(end_entity, intermediates, now) {
             Ok(verified) => {
@@ -170,6 +206,34 @@ mod tests {
     use super::*;
     use crate::configuration::TlsSettings;
     use crate::telemetry::Metrics;
+
+    #[test]
+    fn a_chain_longer_than_the_limit_is_refused_as_chain_too_long() {
+        let certificate = CertificateDer::from(vec![0u8]);
+        for (intermediates, limit, refused) in
+            [(0, 1, false), (3, 4, false), (4, 4, true), (1, 1, true)]
+        {
+            let chain = vec![certificate.clone(); intermediates];
+            let outcome = check_chain_length(&chain, limit);
+            assert_eq!(
+                outcome.is_err(),
+                refused,
+                "{intermediates} intermediates, limit {limit}"
+            );
+            if let Err(error) = outcome {
+                assert_eq!(handshake_failure_kind(&error), "chain_too_long");
+                let RustlsError::InvalidCertificate(CertificateError::Other(other)) = &error else {
+                    panic!("{error:?}")
+                };
+                let expected = format!("presented {} certificates", intermediates + 1);
+                assert!(other.0.to_string().contains(&expected), "{other:?}");
+            }
+        }
+        let other = RustlsError::InvalidCertificate(CertificateError::Other(rustls::OtherError(
+            Arc::new(std::io::Error::other("x")),
+        )));
+        assert_eq!(handshake_failure_kind(&other), "invalid_certificate");
+    }
 
     /// A verifier over real files (the test CA as the bundle), with this client-auth mode.
     fn verifier(client_auth: ClientAuth) -> (tempfile::TempDir, CurrentVerifier) {

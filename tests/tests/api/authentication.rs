@@ -101,6 +101,12 @@ async fn unknown_key_is_401_key_invalid() {
     // The refusal names neither the key nor anything that would reconstruct it.
     let events = app.audit(None).await;
     assert!(!events.iter().any(|e| e.to_string().contains(&unknown)));
+    let counts = app.refusal_counts().await;
+    assert!(
+        counts.iter().any(|c| c["reason"] == "key_invalid"),
+        "{counts:?}"
+    );
+    assert!(!counts.iter().any(|c| c.to_string().contains(&unknown)));
 }
 
 #[tokio::test]

@@ -69,3 +69,49 @@ async fn certificate_without_the_client_auth_usage_fails_the_handshake() {
     assert!(error.contains("UnsupportedCertificate"), "{error}");
     assert_handshake_failure_counted(&app, "wrong_key_usage").await;
 }
+
+#[tokio::test]
+async fn a_chain_longer_than_max_client_chain_is_refused_before_any_signature_is_checked() {
+    let app = spawn_app().await;
+    // The dev CA -> four intermediates -> a leaf: five certificates presented, one too many.
+    let mut cas = vec![];
+    let mut issuer = app
+        .pki
+        .ca
+        .intermediate("Level 1", "Dispatch Dev", Duration::days(1))
+        .unwrap();
+    for level in 2..=4 {
+        let next = issuer
+            .intermediate(&format!("Level {level}"), "Dispatch Dev", Duration::days(1))
+            .unwrap();
+        cas.push(issuer);
+        issuer = next;
+    }
+    cas.push(issuer);
+    let mut identity = app.pki.issue(
+        cas.last().unwrap(),
+        &LeafSpec::workload("deep", Duration::hours(1)),
+    );
+    for ca in cas.iter().rev() {
+        identity.chain.push(ca.cert_der().into());
+    }
+    assert_eq!(identity.chain.len(), 5);
+    refused_handshake(&app, &identity).await;
+    assert_handshake_failure_counted(&app, "chain_too_long").await;
+
+    // Four certificates (the leaf of level 3 and its three intermediates) are within the bound:
+    // the handshake completes and the request is judged (no client is bound to it).
+    let mut within = app
+        .pki
+        .issue(&cas[2], &LeafSpec::workload("deep", Duration::hours(1)));
+    for ca in cas[..3].iter().rev() {
+        within.chain.push(ca.cert_der().into());
+    }
+    assert_eq!(within.chain.len(), 4);
+    let response = app
+        .request(Some(&within), Request::get("/api/whoami"))
+        .await
+        .unwrap();
+    assert_eq!(response.status, 401, "{}", response.text());
+    app.assert_last_refusal("cert_unmapped").await;
+}

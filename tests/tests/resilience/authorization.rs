@@ -74,6 +74,7 @@ fn routes() -> Vec<(
         ),
         ("GET", "/admin/migration", None, Permission::Administer),
         ("GET", "/admin/audit", None, Permission::Administer),
+        ("GET", "/admin/refusals", None, Permission::Administer),
         ("GET", "/admin/revocations", None, Permission::Administer),
         (
             "POST",

@@ -3,6 +3,7 @@
 
 mod authorization;
 mod crash;
+mod flood;
 mod limits;
 mod read_only;
 mod secrets;

@@ -145,7 +145,7 @@ async fn redirecting_server(app: &e2e::TestApp, location: String) -> u16 {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let chain = CertificateDer::pem_file_iter(&app.settings.tls.cert_file.clone().unwrap())
+    let chain = CertificateDer::pem_file_iter(app.settings.tls.cert_file.clone().unwrap())
         .unwrap()
         .map(Result::unwrap)
         .collect();

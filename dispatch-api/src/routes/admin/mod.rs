@@ -38,7 +38,7 @@ mod revocations;
 use crate::storage::{self, MethodUsage};
 pub use clients::{get_client, list_clients, register_client, set_disabled, set_mode};
 pub use keys::{remove_api_key, rotate_api_key};
-pub use reports::{list_audit, migration_report};
+pub use reports::{list_audit, list_refusals, migration_report};
 pub use revocations::{list_revocations, revoke_certificate};
 
 /// The operator's name for the audit log: the client name and the certificate subject.

@@ -1,4 +1,4 @@
-//! What the operator reads: the migration report and the audit log.
+//! What the operator reads: the migration report, the audit log and the refusal counts.
 
 use super::*;
 use clients::ready_for_mtls;
@@ -63,4 +63,35 @@ pub async fn list_audit(
         })
         .collect();
     Ok(HttpResponse::Ok().json(json!({ "events": events })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefusalQuery {
+    reason: Option<String>,
+    limit: Option<i64>,
+}
+
+/// Refusals of callers the service cannot name (no credentials, unknown keys, unbound
+/// certificates), counted per hour, reason and source, the most recently seen first; each with
+/// what the last one showed (path, issuer, subject).
+pub async fn list_refusals(
+    _: Operator,
+    query: web::Query<RefusalQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    state.recorder.flush().await;
+    let limit = query.limit.unwrap_or(100).clamp(1, 1000);
+    let counts = storage::list_refusal_counts(&state.pool, query.reason.as_deref(), limit).await?;
+    let counts: Vec<Value> = counts
+        .into_iter()
+        .map(|c| {
+            let mut v = serde_json::to_value(&c).unwrap_or_default();
+            v["hour"] = json!(crate::routes::rfc3339(c.hour));
+            v["first_seen"] = json!(crate::routes::rfc3339(c.first_seen));
+            v["last_seen"] = json!(crate::routes::rfc3339(c.last_seen));
+            v
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({ "refusals": counts })))
 }
