@@ -39,6 +39,16 @@ if not isinstance(worker_deps, dict) or worker_deps.get("dispatch-api", {}).get(
 api_deps = api.get("depends_on", {})
 if not isinstance(api_deps, dict) or api_deps.get("pki", {}).get("condition") != "service_completed_successfully":
     problems.append("dispatch-api: does not wait for the pki one-shot")
+# Every published port is on the host's loopback only (the HTTPS listener and the plain-HTTP
+# operations listener alike).
+for name, service in services.items():
+    for port in service.get("ports", []):
+        text = port if isinstance(port, str) else f"{port.get('host_ip', '')}:{port.get('published')}:{port.get('target')}"
+        if not text.startswith("127.0.0.1:"):
+            problems.append(f"{name}: port {text} is published beyond the host's 127.0.0.1")
+pki_env = services.get("pki", {}).get("environment", {})
+if isinstance(pki_env, dict) and str(pki_env.get("OPERATOR_UID", "")).endswith(":-0}"):
+    problems.append("pki: OPERATOR_UID defaults to root; the operator's files must belong to the invoking user")
 if problems:
     print("docker-compose.yml:\n  " + "\n  ".join(problems))
     sys.exit(1)

@@ -8,7 +8,10 @@
 set -eu
 PKI=/pki
 OWNER=10001:10001
-OPERATOR_OWNER=${OPERATOR_UID:-0}:${OPERATOR_GID:-0}
+# The operator's files belong to the owner of the checkout (the compose file, mounted at
+# /owner-reference) unless OPERATOR_UID/OPERATOR_GID are set; root only as a last resort.
+reference_owner() { stat -c "$1" /owner-reference 2>/dev/null || echo 0; }
+OPERATOR_OWNER=${OPERATOR_UID:-$(reference_owner %u)}:${OPERATOR_GID:-$(reference_owner %g)}
 
 put() { # put FILE DIR MODE OWNER
   cp "$PKI/$1" "$2/$1"

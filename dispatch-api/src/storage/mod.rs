@@ -50,6 +50,12 @@ pub enum OpenError {
         #[source]
         source: std::io::Error,
     },
+    #[error("database `{}`: making it readable by this user only (0600)", path.display())]
+    Permissions {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("database `{}`", path.display())]
     Connect {
         path: PathBuf,
@@ -95,6 +101,10 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<SqlitePool, OpenErro
             source,
         })?;
     }
+    owner_only(path).map_err(|source| OpenError::Permissions {
+        path: path.clone(),
+        source,
+    })?;
     let connect_failed = |source| OpenError::Connect {
         path: path.clone(),
         source,
@@ -123,6 +133,28 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<SqlitePool, OpenErro
             source,
         })?;
     Ok(pool)
+}
+
+/// Creates the database file readable and writable by this user only, or narrows an existing
+/// one to that: it holds API-key hashes and the audit log. SQLite gives its WAL and shared-memory
+/// files the database file's permissions, so they follow.
+fn owner_only(path: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)?;
+    let mode = file.metadata()?.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        file.set_permissions(std::fs::Permissions::from_mode(mode & 0o700))?;
+        tracing::warn!(
+            path = %path.display(),
+            was = format!("{mode:o}"),
+            "the database was readable by others; narrowed it to its owner"
+        );
+    }
+    Ok(())
 }
 
 /// The pragmas of every connection, the pool's and the plan writer's, so both write with the
