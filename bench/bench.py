@@ -21,6 +21,9 @@ import urllib.request
 
 QUICK = "--quick" in sys.argv
 PROVIDERS = "--providers" in sys.argv
+# --flood: only the flood figure (it is also part of the full run).
+FLOOD_ONLY = "--flood" in sys.argv
+FLOOD_SECONDS = int(os.environ.get("FLOOD_SECONDS", 10 if QUICK else 60))
 RUNS = int(os.environ.get("RUNS", 3 if QUICK else 5))
 SECONDS = int(os.environ.get("BENCH_SECONDS", 5 if QUICK else 10))
 CONNECTIONS = int(os.environ.get("CONNECTIONS", 50))
@@ -235,8 +238,9 @@ http {{
     return {name: Server(proc, port, pids, f"nginx/{name}") for name, port in ports.items()}
 
 
-def oha(server, *, cert=True, key=False, new_connections=False):
-    args = ["oha", "-z", f"{SECONDS}s", "-c", str(CONNECTIONS), "--no-tui", "--output-format", "json",
+def oha(server, *, cert=True, key=False, new_connections=False, seconds=None, connections=None):
+    seconds = seconds or SECONDS
+    args = ["oha", "-z", f"{seconds}s", "-c", str(connections or CONNECTIONS), "--no-tui", "--output-format", "json",
             "-m", "POST", "-H", "content-type: application/json", "-D", os.path.join(work, "plan.json"),
             "--cacert", pki("ca.pem")]
     if cert:
@@ -247,7 +251,7 @@ def oha(server, *, cert=True, key=False, new_connections=False):
         args += ["--disable-keepalive"]
     args.append(f"https://localhost:{server.port}/api/dispatch-plans")
     before = server.cpu_ticks()
-    out = subprocess.run(args, capture_output=True, text=True, timeout=SECONDS + 60)
+    out = subprocess.run(args, capture_output=True, text=True, timeout=seconds + 60)
     cpu = (server.cpu_ticks() - before) / TICKS
     if out.returncode != 0:
         raise SystemExit(f"oha failed: {out.stderr[-2000:]}")
@@ -259,7 +263,7 @@ def oha(server, *, cert=True, key=False, new_connections=False):
         raise SystemExit(f"{server.name}: only {ok}/{total} answers were 202: {codes}")
     percentiles = result.get("latencyPercentiles", {})
     return {
-        "rps": ok / SECONDS if not result["summary"].get("requestsPerSec") else result["summary"]["requestsPerSec"],
+        "rps": ok / seconds if not result["summary"].get("requestsPerSec") else result["summary"]["requestsPerSec"],
         "p50_ms": (percentiles.get("p50") or 0) * 1000,
         "p99_ms": (percentiles.get("p99") or 0) * 1000,
         "cpu_ms_per_req": cpu * 1000 / max(ok, 1),
@@ -291,8 +295,81 @@ def handshake_ceiling():
     return cores / (2 * per_side)
 
 
+def rss_mb(server):
+    for line in open(f"/proc/{server.proc.pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def database_bytes(path):
+    return sum(os.path.getsize(path + suffix) for suffix in ("", "-wal") if os.path.exists(path + suffix))
+
+
+def flood():
+    """Anonymous requests with 8 KiB paths from 50 connections beside a worker-like client
+    submitting plans over 4 keep-alive mTLS connections: the plans' rate and p99 with and without
+    the flood (runs alternating), and what the flood costs in database bytes and memory."""
+    print(f"\nflood ({FLOOD_SECONDS}s per run; plans over 4 mTLS connections; the flood: anonymous "
+          f"GETs with 8 KiB paths over 50 connections):", flush=True)
+    database = os.path.join(work, "flood.db")
+    server = start_dispatch("flood", database=database)
+    path = "/api/" + "A" * 8192
+    flood_args = ["oha", "-z", f"{FLOOD_SECONDS}s", "-c", "50", "--no-tui", "--output-format", "json",
+                  "--cacert", pki("ca.pem"), f"https://localhost:{server.port}{path}"]
+    plans = dict(cert=True, seconds=FLOOD_SECONDS, connections=4)
+    log = os.path.join(work, "flood.log")
+    quiet, loud, refused = [], [], 0
+    quiet_bytes = quiet_plans = loud_bytes = loud_plans = log_bytes = 0
+    rss_growth = 0.0
+    for run in range(2):
+        for flooded in ([False, True] if run % 2 == 0 else [True, False]):
+            db_before, rss_before, log_before = database_bytes(database), rss_mb(server), os.path.getsize(log)
+            attacker = flooded and subprocess.Popen(flood_args, stdout=subprocess.PIPE,
+                                                    stderr=subprocess.DEVNULL, text=True)
+            sample = oha(server, **plans)
+            if attacker:
+                result = json.loads(attacker.communicate(timeout=FLOOD_SECONDS + 60)[0])
+                codes = result.get("statusCodeDistribution", {})
+                if set(codes) - {"401"}:
+                    raise SystemExit(f"the flood got answers other than 401: {codes}")
+                refused += codes.get("401", 0)
+            # Let the recorder write its last batch before measuring the file.
+            time.sleep(1.5)
+            grown = database_bytes(database) - db_before
+            stored = sample["rps"] * FLOOD_SECONDS
+            if flooded:
+                loud.append(sample)
+                loud_bytes, loud_plans = loud_bytes + grown, loud_plans + stored
+                log_bytes += os.path.getsize(log) - log_before
+                rss_growth = max(rss_growth, rss_mb(server) - rss_before)
+            else:
+                quiet.append(sample)
+                quiet_bytes, quiet_plans = quiet_bytes + grown, quiet_plans + stored
+    (qr, _, _), (lr, _, _) = summary(quiet, "rps"), summary(loud, "rps")
+    (qp, _, _), (lp, _, _) = summary(quiet, "p99_ms"), summary(loud, "p99_ms")
+    print(f"  plans alone                    {qr:>8.0f} plans/s, p99 {qp:.1f} ms", flush=True)
+    print(f"  plans beside the flood         {lr:>8.0f} plans/s, p99 {lp:.1f} ms "
+          f"({lr / qr - 1:+.1%} plans/s)", flush=True)
+    # The database grows with the plans stored meanwhile; what the flood adds is the rest.
+    per_plan = quiet_bytes / max(quiet_plans, 1)
+    flood_bytes = max(loud_bytes - per_plan * loud_plans, 0)
+    per_million = flood_bytes / max(refused, 1) * 1_000_000
+    print(f"  the flood: {refused} refusals (401) in {2 * FLOOD_SECONDS}s ({refused / (2 * FLOOD_SECONDS):.0f}/s); "
+          f"database growth beyond the plans stored meanwhile {flood_bytes / 1024:.0f} KiB "
+          f"({per_million / 1024 / 1024:.2f} MiB per million refusals); log growth "
+          f"{log_bytes / 1024:.0f} KiB with the plans' lines; server RSS growth during a flood run "
+          f"{rss_growth:.1f} MiB (peak {server.peak_rss_mb():.0f} MiB)", flush=True)
+    stop(server)
+
+
 def main():
     setup_pki()
+    if FLOOD_ONLY:
+        print(f"machine: {os.cpu_count()} cores; load generator oha on the same machine; "
+              f"dispatch-api synchronous={DURABILITY}", flush=True)
+        flood()
+        return
     print(f"machine: {os.cpu_count()} cores; {RUNS} runs x {SECONDS}s per figure, {CONNECTIONS} connections; "
           f"load generator oha on the same machine; dispatch-api synchronous={DURABILITY}", flush=True)
     resumed = start_dispatch("resume", resumption=True)
@@ -339,6 +416,7 @@ def main():
             proc.send_signal(signal.SIGQUIT)
 
     stop(resumed)
+    flood()
     if PROVIDERS:
         compare_providers()
     if not QUICK:
