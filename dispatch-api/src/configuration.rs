@@ -223,6 +223,9 @@ pub struct BootstrapSettings {
 pub struct MigrationSettings {
     /// A move to `mtls` needs a certificate-authenticated request within this window.
     pub evidence_window_secs: u64,
+    /// ...and no request authenticated by the client's API key for this long: one instance
+    /// with its certificate does not make a fleet that still sends keys ready. 0: not required.
+    pub quiet_period_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -243,6 +246,7 @@ impl Default for MigrationSettings {
     fn default() -> Self {
         Self {
             evidence_window_secs: 24 * 3600,
+            quiet_period_secs: 3600,
         }
     }
 }

@@ -205,6 +205,11 @@ impl From<RegistryError> for ApiError {
                 title: "Issuer stands for more than one CA key",
                 detail: error.to_string(),
             },
+            RegistryError::LastAdmin { .. } => ApiError::Conflict {
+                kind: "last-admin",
+                title: "The last way into /admin",
+                detail: error.to_string(),
+            },
             RegistryError::Storage(e) => e.into(),
         }
     }

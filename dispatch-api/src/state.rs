@@ -29,4 +29,10 @@ impl AppState {
         OffsetDateTime::now_utc().unix_timestamp()
             - self.settings.migration.evidence_window_secs as i64
     }
+
+    /// Since when a client must not have used its API key to be ready for `mtls`.
+    pub fn quiet_since(&self) -> i64 {
+        OffsetDateTime::now_utc().unix_timestamp()
+            - self.settings.migration.quiet_period_secs as i64
+    }
 }

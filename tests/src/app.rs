@@ -77,7 +77,12 @@ pub fn test_settings(dir: &Path, pki: &TestPki) -> Settings {
             clients_file: Some(dir.join("clients.toml")),
             secrets_dir: None,
         },
-        migration: MigrationSettings::default(),
+        // No quiet period unless a test is about it: most tests flip a client right after it
+        // used its key.
+        migration: MigrationSettings {
+            quiet_period_secs: 0,
+            ..MigrationSettings::default()
+        },
         audit: Default::default(),
         limits: LimitSettings {
             max_body_bytes: 64 * 1024,

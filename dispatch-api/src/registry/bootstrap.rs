@@ -75,12 +75,33 @@ impl BootstrapFile {
         issuers: &IssuerIndex,
     ) -> Result<Vec<ClientName>, BootstrapError> {
         let snapshot = registry.snapshot();
-        let absent = self
-            .clients
-            .iter()
-            .filter(|entry| snapshot.client(&entry.name).is_none())
-            .map(|entry| entry.to_client(path, secrets_dir))
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut absent = Vec::new();
+        for entry in &self.clients {
+            let Some(stored) = snapshot.client(&entry.name) else {
+                absent.push(entry.to_client(path, secrets_dir)?);
+                continue;
+            };
+            // An entry of a registered client is only compared: an unreadable one (a secrets
+            // file since removed, say) does not stop the start.
+            match entry.to_client(path, secrets_dir) {
+                Err(error) => tracing::warn!(
+                    error = %error,
+                    "cannot compare the clients file with the registered client"
+                ),
+                Ok(wanted) => {
+                    let fields = differing_fields(stored, &wanted);
+                    if !fields.is_empty() {
+                        tracing::warn!(
+                            file = %path.display(),
+                            client = %entry.name,
+                            fields = fields.join(", "),
+                            "the clients file differs from the registered client; the file is \
+                             not applied to existing clients: change them through the admin API"
+                        );
+                    }
+                }
+            }
+        }
         drop(snapshot);
         registry.register_all(&absent, None, issuers).await?;
         let added: Vec<ClientName> = absent.into_iter().map(|c| c.name).collect();
@@ -92,6 +113,23 @@ impl BootstrapFile {
         }
         Ok(added)
     }
+}
+
+/// The fields in which a clients-file entry differs from the stored client. The migration mode
+/// and the disabled switch are left out: the operator changes them through the admin API on
+/// purpose, so the file's first value is expected to be stale.
+pub fn differing_fields(stored: &Client, file: &Client) -> Vec<&'static str> {
+    let mut fields = Vec::new();
+    if stored.scopes != file.scopes {
+        fields.push("scopes");
+    }
+    if stored.bindings != file.bindings {
+        fields.push("bindings");
+    }
+    if stored.api_key != file.api_key {
+        fields.push("api_key_sha256");
+    }
+    fields
 }
 
 impl BootstrapClient {

@@ -414,5 +414,29 @@ pub struct Client {
     pub api_key: Option<ApiKeyHash>,
 }
 
+impl Client {
+    /// Whether this client can reach `/admin`: enabled, with the `admin` scope, and able to
+    /// authenticate by certificate (not in `api_key` mode, with a binding). Admin never takes a
+    /// key, so this is the only way in.
+    pub fn administers(&self) -> bool {
+        !self.disabled
+            && self.scopes.contains(&Scope::Admin)
+            && self.mode != MigrationMode::ApiKey
+            && !self.bindings.is_empty()
+    }
+}
+
+/// Whether changing `before` into `after` would leave nobody able to administer: `before`
+/// could, `after` cannot, and no other client of `clients` can.
+pub fn locks_out<'a>(
+    before: &Client,
+    after: &Client,
+    mut clients: impl Iterator<Item = &'a Client>,
+) -> bool {
+    before.administers()
+        && !after.administers()
+        && !clients.any(|c| c.name != before.name && c.administers())
+}
+
 #[cfg(test)]
 mod tests;

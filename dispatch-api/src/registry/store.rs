@@ -8,7 +8,8 @@ use sqlx::{Row, SqlitePool};
 
 use super::read::read_snapshot;
 use super::{
-    ApiKeyHash, Client, ClientName, MigrationMode, RegistrySnapshot, Scope, first_overlap,
+    ApiKeyHash, CertBinding, Client, ClientName, MigrationMode, RegistrySnapshot, Scope,
+    first_overlap, locks_out,
 };
 use crate::identity::{Fingerprint, IssuerIndex};
 use crate::storage::StorageError;
@@ -29,6 +30,14 @@ pub enum RegistryError {
     /// A binding's issuer could stand for more than one CA key.
     #[error("client `{client}`: {detail}")]
     AmbiguousIssuer { client: String, detail: String },
+    /// The change would leave no enabled client with the `admin` scope that can authenticate by
+    /// certificate: nobody could reach `/admin` again.
+    #[error(
+        "`{client}` is the last client that can reach /admin (enabled, admin scope, a certificate \
+         binding, not in api_key mode); this change would lock every operator out. Give another \
+         client that access first"
+    )]
+    LastAdmin { client: String },
     #[error(transparent)]
     Storage(#[from] StorageError),
 }
@@ -38,6 +47,32 @@ pub struct Registry {
     snapshot: ArcSwap<RegistrySnapshot>,
     /// Serialises admin writes so that each snapshot swap follows its own write.
     writes: tokio::sync::Mutex<()>,
+}
+
+async fn insert_binding(
+    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    client: &ClientName,
+    binding: &CertBinding,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO cert_bindings (client, issuer, issuer_spki_sha256, subject_cn, spiffe_id, fingerprints) VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(client.as_str())
+    .bind(binding.issuer.as_ref().map(|i| i.as_str().to_owned()))
+    .bind(binding.issuer_spki.map(|k| k.to_string()))
+    .bind(binding.subject_cn.as_deref())
+    .bind(binding.spiffe_id.as_ref().map(|s| s.as_str().to_owned()))
+    .bind(
+        binding
+            .fingerprints
+            .iter()
+            .map(Fingerprint::to_string)
+            .collect::<Vec<_>>()
+            .join(" "),
+    )
+    .execute(&mut **tx)
+    .await
+    .map(|_| ())
 }
 
 /// Who made an admin change and why: recorded with the change.
@@ -160,17 +195,7 @@ impl Registry {
             }
             added += 1;
             for binding in &client.bindings {
-                sqlx::query(
-                    "INSERT INTO cert_bindings (client, issuer, issuer_spki_sha256, subject_cn, spiffe_id, fingerprints) VALUES (?, ?, ?, ?, ?, ?)",
-                )
-                .bind(client.name.as_str())
-                .bind(binding.issuer.as_ref().map(|i| i.as_str().to_owned()))
-                .bind(binding.issuer_spki.map(|k| k.to_string()))
-                .bind(binding.subject_cn.as_deref())
-                .bind(binding.spiffe_id.as_ref().map(|s| s.as_str().to_owned()))
-                .bind(binding.fingerprints.iter().map(Fingerprint::to_string).collect::<Vec<_>>().join(" "))
-                .execute(&mut *tx)
-                .await?;
+                insert_binding(&mut tx, &client.name, binding).await?;
             }
             if let Some(hash) = client.api_key {
                 sqlx::query(
@@ -209,7 +234,13 @@ impl Registry {
             name,
             "mode_changed",
             change,
-            |before| (before.mode.as_str().to_owned(), mode.as_str().to_owned()),
+            |client| client.mode = mode,
+            |before, after| {
+                (
+                    before.mode.as_str().to_owned(),
+                    after.mode.as_str().to_owned(),
+                )
+            },
             async |tx| {
                 sqlx::query("UPDATE clients SET mode = ?, updated_at = ? WHERE name = ?")
                     .bind(mode.as_str())
@@ -235,7 +266,8 @@ impl Registry {
             name,
             "client_disabled_changed",
             change,
-            |before| (describe(before.disabled), describe(disabled)),
+            |client| client.disabled = disabled,
+            |before, after| (describe(before.disabled), describe(after.disabled)),
             async |tx| {
                 sqlx::query("UPDATE clients SET disabled = ?, updated_at = ? WHERE name = ?")
                     .bind(disabled)
@@ -267,7 +299,13 @@ impl Registry {
             name,
             reason,
             change,
-            |before| (describe(before.api_key.is_some()), describe(key.is_some())),
+            |client| client.api_key = key,
+            |before, after| {
+                (
+                    describe(before.api_key.is_some()),
+                    describe(after.api_key.is_some()),
+                )
+            },
             async |tx| {
                 sqlx::query("DELETE FROM api_keys WHERE client = ?")
                     .bind(name.as_str())
@@ -290,24 +328,98 @@ impl Registry {
         .map(|_| ())
     }
 
+    /// Replaces a client's certificate bindings. Refused when a binding's issuer is ambiguous,
+    /// when one overlaps another client's, or when it would lock every operator out.
+    pub async fn set_bindings(
+        &self,
+        name: &ClientName,
+        bindings: Vec<CertBinding>,
+        change: Change<'_>,
+        issuers: &IssuerIndex,
+    ) -> Result<(), RegistryError> {
+        {
+            let snapshot = self.snapshot();
+            for (index, binding) in bindings.iter().enumerate() {
+                binding
+                    .check_issuer(issuers)
+                    .map_err(|detail| RegistryError::AmbiguousIssuer {
+                        client: name.to_string(),
+                        detail,
+                    })?;
+                if let Some(other) = snapshot.overlapping(name, binding) {
+                    return Err(RegistryError::BindingConflict {
+                        client: name.to_string(),
+                        other: other.to_string(),
+                    });
+                }
+                if bindings[..index].contains(binding) {
+                    return Err(RegistryError::BindingConflict {
+                        client: name.to_string(),
+                        other: name.to_string(),
+                    });
+                }
+            }
+        }
+        let describe = |bindings: &[CertBinding]| {
+            serde_json::to_string(
+                &bindings
+                    .iter()
+                    .map(CertBinding::to_spec)
+                    .collect::<Vec<_>>(),
+            )
+            .unwrap_or_default()
+        };
+        let written = bindings.clone();
+        self.update_client(
+            name,
+            "bindings_changed",
+            change,
+            |client| client.bindings = bindings,
+            |before, after| (describe(&before.bindings), describe(&after.bindings)),
+            async |tx| {
+                sqlx::query("DELETE FROM cert_bindings WHERE client = ?")
+                    .bind(name.as_str())
+                    .execute(&mut **tx)
+                    .await?;
+                for binding in &written {
+                    insert_binding(tx, name, binding).await?;
+                }
+                Ok(())
+            },
+        )
+        .await
+        .map(|_| ())
+    }
+
     /// One admin change to an existing client, with its audit event, in one transaction.
+    /// `apply` makes the client as it will be, to describe the change and to refuse one that
+    /// would lock every operator out.
     async fn update_client(
         &self,
         name: &ClientName,
         reason: &str,
         change: Change<'_>,
-        describe: impl FnOnce(&Client) -> (String, String),
+        apply: impl FnOnce(&mut Client),
+        describe: impl FnOnce(&Client, &Client) -> (String, String),
         write: impl AsyncFnOnce(
             &mut sqlx::Transaction<'static, sqlx::Sqlite>,
         ) -> Result<(), sqlx::Error>,
     ) -> Result<Client, RegistryError> {
         let _guard = self.writes.lock().await;
-        let before = self
-            .snapshot()
+        let snapshot = self.snapshot();
+        let before = snapshot
             .client(name)
             .map(|c| Client::clone(c))
             .ok_or_else(|| RegistryError::NotFound(name.to_string()))?;
-        let (was, will_be) = describe(&before);
+        let mut after = before.clone();
+        apply(&mut after);
+        if locks_out(&before, &after, snapshot.clients().map(|c| &**c)) {
+            return Err(RegistryError::LastAdmin {
+                client: name.to_string(),
+            });
+        }
+        drop(snapshot);
+        let (was, will_be) = describe(&before, &after);
         let mut event = AuditEvent::new(AuditKind::AdminChange, reason);
         event.client = Some(name.to_string());
         event.actor = Some(change.actor.to_owned());

@@ -683,6 +683,14 @@ async fn admin_writes_reach_the_snapshot_at_once_and_the_database_for_good() {
         actor: "op",
         reason: "test",
     };
+    // `w` is the only way into /admin: disabling it is refused until another admin exists.
+    assert!(matches!(
+        registry.set_disabled(&name, true, change()).await,
+        Err(RegistryError::LastAdmin { .. })
+    ));
+    let mut keeper = client("keeper", by_cn("keeper", TEST_CA));
+    keeper.scopes = BTreeSet::from([Scope::Admin]);
+    assert!(registry.register(&keeper, None, &issuers).await.unwrap());
     let before = registry
         .set_mode(&name, MigrationMode::Mtls, change())
         .await
@@ -786,5 +794,77 @@ async fn admin_writes_reach_the_snapshot_at_once_and_the_database_for_good() {
             flip.actor.as_deref()
         ),
         (Some("dual"), Some("mtls"), Some("op"))
+    );
+}
+
+#[test]
+fn only_an_enabled_admin_reachable_by_certificate_administers() {
+    let admin = || {
+        let mut c = client("operator", by_cn("operator", TEST_CA));
+        c.scopes = BTreeSet::from([Scope::Admin]);
+        c.mode = MigrationMode::Mtls;
+        c
+    };
+    assert!(admin().administers());
+    type Change = fn(&mut Client);
+    let variants: [(&str, Change); 4] = [
+        ("disabled", |c| c.disabled = true),
+        ("no admin scope", |c| {
+            c.scopes = BTreeSet::from([Scope::PlansSubmit])
+        }),
+        ("api_key mode", |c| c.mode = MigrationMode::ApiKey),
+        ("no binding", |c| c.bindings.clear()),
+    ];
+    for (what, change) in variants {
+        let mut c = admin();
+        change(&mut c);
+        assert!(!c.administers(), "{what}");
+    }
+    let mut dual = admin();
+    dual.mode = MigrationMode::Dual;
+    assert!(dual.administers(), "dual accepts its certificate");
+}
+
+#[test]
+fn a_change_locks_out_only_when_it_takes_the_last_way_into_admin() {
+    let mut operator = client("operator", by_cn("operator", TEST_CA));
+    operator.scopes = BTreeSet::from([Scope::Admin]);
+    let mut disabled = operator.clone();
+    disabled.disabled = true;
+    let mut deputy = client("deputy", by_cn("deputy", TEST_CA));
+    deputy.scopes = BTreeSet::from([Scope::Admin]);
+    let worker = client("worker", by_cn("worker", TEST_CA));
+    // Alone (with a worker): taking the operator's way in is refused.
+    assert!(locks_out(
+        &operator,
+        &disabled,
+        [&operator, &worker].into_iter()
+    ));
+    // With a deputy it is not; nor is a change that keeps the way in.
+    assert!(!locks_out(
+        &operator,
+        &disabled,
+        [&operator, &deputy].into_iter()
+    ));
+    assert!(!locks_out(&operator, &operator, [&operator].into_iter()));
+    // A client that could not administer before cannot lock anyone out.
+    assert!(!locks_out(&disabled, &disabled, [&disabled].into_iter()));
+    // The stored copy of the client itself does not count as another way in.
+    assert!(locks_out(&operator, &disabled, [&operator].into_iter()));
+}
+
+#[test]
+fn a_clients_file_entry_differs_in_scopes_bindings_and_key_but_not_in_mode_or_disabled() {
+    let stored = client("worker", by_cn("worker", TEST_CA));
+    let mut file = stored.clone();
+    file.mode = MigrationMode::ApiKey;
+    file.disabled = true;
+    assert!(bootstrap::differing_fields(&stored, &file).is_empty());
+    file.scopes.insert(Scope::Admin);
+    file.bindings = vec![CertBinding::parse(&by_cn("worker-2", TEST_CA)).unwrap()];
+    file.api_key = Some(ApiKeyHash::of(&generate_api_key()));
+    assert_eq!(
+        bootstrap::differing_fields(&stored, &file),
+        ["scopes", "bindings", "api_key_sha256"]
     );
 }

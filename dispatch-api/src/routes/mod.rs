@@ -107,6 +107,11 @@ pub fn api_routes(config: &mut web::ServiceConfig) {
                         .default_service(not_allowed()),
                 )
                 .service(
+                    web::resource("/clients/{name}/bindings")
+                        .route(web::put().to(admin::set_bindings))
+                        .default_service(not_allowed()),
+                )
+                .service(
                     web::resource("/clients/{name}/api-key")
                         .route(web::post().to(admin::rotate_api_key))
                         .route(web::delete().to(admin::remove_api_key))

@@ -8,5 +8,6 @@ mod identity;
 mod interop;
 mod lifecycle;
 mod listener;
+mod lockout;
 mod plans;
 mod stock_clients;

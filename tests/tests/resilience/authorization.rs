@@ -90,6 +90,15 @@ fn routes() -> Vec<(
         ),
         (
             "PUT",
+            "/admin/clients/no-scope/bindings",
+            Some(json!({
+                "bindings": [{"issuer": "CN=Dispatch Dev Internal CA, O=Dispatch Dev", "subject_cn": "no-scope"}],
+                "reason": "authz walk",
+            })),
+            Permission::Administer,
+        ),
+        (
+            "PUT",
             "/admin/clients/no-scope/mode",
             Some(json!({"mode": "dual", "reason": "authz walk"})),
             Permission::Administer,

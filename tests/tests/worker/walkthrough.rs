@@ -94,12 +94,22 @@ async fn the_migration_walkthrough_from_key_to_required_client_certificates() {
     let run = run_worker(&with_cert.write(dir.path()), &["submit", stops]);
     assert_eq!(run.code, 0, "{run:?}");
 
-    // 4. The migration report shows it ready.
-    let (_, report) = operator
-        .call(server.https_port, Request::get("/admin/migration"))
-        .await;
-    let row = e2e::migration_row(&report, "route-worker");
-    assert_eq!(row["ready_for_mtls"], true, "{report}");
+    // 4. The migration report shows it ready once its key has been quiet for the quiet period
+    // (1 s in this test's config): until then it says the key is still in use.
+    let mut waited = 0;
+    let report = loop {
+        let (_, report) = operator
+            .call(server.https_port, Request::get("/admin/migration"))
+            .await;
+        if e2e::migration_row(&report, "route-worker")["ready_for_mtls"] == true {
+            break report;
+        }
+        let because = e2e::migration_row(&report, "route-worker")["not_ready_because"].to_string();
+        assert!(because.contains("API key was used"), "{report}");
+        waited += 1;
+        assert!(waited <= 30, "never ready: {report}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
     assert_eq!(report["all_clients_mtls"], false);
 
     // 5. The operator moves it to mtls.

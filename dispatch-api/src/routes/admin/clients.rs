@@ -1,4 +1,4 @@
-//! Clients: list, read, register, and the operator's switches (mode, disabled).
+//! Clients: list, read, register, and the operator's switches (mode, disabled, bindings).
 
 use super::*;
 
@@ -120,15 +120,15 @@ pub async fn set_mode(
     }
     if body.mode == MigrationMode::Mtls && !body.force {
         let usage = usage(&state).await?;
-        if !ready_for_mtls(usage.get(name.as_str()), state.evidence_since()) {
+        let missing = not_ready_for_mtls(usage.get(name.as_str()), &state);
+        if !missing.is_empty() {
             return Err(ApiError::Conflict {
                 kind: "migration-not-ready",
-                title: "No recent certificate use",
+                title: "Not ready for mtls",
                 detail: format!(
-                    "`{name}` has made no certificate-authenticated request in the last {} seconds; \
-                     moving it to mtls now could cut it off. Deploy its certificate, check \
-                     /admin/migration, or set \"force\": true",
-                    state.settings.migration.evidence_window_secs
+                    "`{name}`: {}; moving it to mtls now could cut it off. Deploy its \
+                     certificate everywhere, check /admin/migration, or set \"force\": true",
+                    missing.join("; ")
                 ),
             });
         }
@@ -155,11 +155,46 @@ pub async fn set_mode(
         .json(json!({ "client": name.as_str(), "before": before, "after": body.mode })))
 }
 
-pub(super) fn ready_for_mtls(usage: Option<&Usage>, since: i64) -> bool {
-    usage
-        .and_then(|u| u.get(AuthMethod::Certificate.as_str()))
-        .and_then(|u| u.last_seen)
-        .is_some_and(|seen| seen >= since)
+/// What a client still lacks before `mtls` can be switched on without cutting it off (empty:
+/// ready): a certificate-authenticated request within the evidence window, and no request with
+/// its API key within the quiet period.
+pub(super) fn not_ready_for_mtls(usage: Option<&Usage>, state: &AppState) -> Vec<String> {
+    readiness_gaps(
+        usage,
+        state.evidence_since(),
+        state.quiet_since(),
+        &state.settings.migration,
+    )
+}
+
+fn readiness_gaps(
+    usage: Option<&Usage>,
+    evidence_since: i64,
+    quiet_since: i64,
+    settings: &crate::configuration::MigrationSettings,
+) -> Vec<String> {
+    let last = |method: AuthMethod| {
+        usage
+            .and_then(|u| u.get(method.as_str()))
+            .and_then(|u| u.last_seen)
+    };
+    let mut gaps = Vec::new();
+    if last(AuthMethod::Certificate).is_none_or(|seen| seen < evidence_since) {
+        gaps.push(format!(
+            "no certificate-authenticated request in the last {} s",
+            settings.evidence_window_secs
+        ));
+    }
+    if settings.quiet_period_secs > 0
+        && let Some(seen) = last(AuthMethod::ApiKey).filter(|seen| *seen >= quiet_since)
+    {
+        gaps.push(format!(
+            "its API key was used within the last {} s (last at {})",
+            settings.quiet_period_secs,
+            crate::routes::rfc3339(seen).unwrap_or_default()
+        ));
+    }
+    gaps
 }
 
 #[derive(Deserialize)]
@@ -190,4 +225,109 @@ pub async fn set_disabled(
         )
         .await?;
     Ok(HttpResponse::Ok().json(json!({ "client": name.as_str(), "disabled": body.disabled })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetBindings {
+    bindings: Vec<CertBindingSpec>,
+    reason: String,
+}
+
+/// Replaces a client's certificate bindings (to fix an issuer, pin an issuer key, or move a
+/// client to a new CA). Refused like registration when a binding is ambiguous or overlaps
+/// another client's (409), and when it would leave no way into /admin (409 `last-admin`).
+pub async fn set_bindings(
+    Operator(principal): Operator,
+    name: web::Path<String>,
+    body: web::Json<SetBindings>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let name = client_name(&name)?;
+    let reason = required_reason(&body.reason)?;
+    let bindings = body
+        .bindings
+        .iter()
+        .map(CertBinding::parse)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(ApiError::BadRequest)?;
+    let actor = actor(&principal);
+    state
+        .registry
+        .set_bindings(
+            &name,
+            bindings,
+            Change {
+                actor: &actor,
+                reason,
+            },
+            state.tls.material().trust.issuers(),
+        )
+        .await?;
+    let usage = usage(&state).await?;
+    let client = state
+        .registry
+        .snapshot()
+        .client(&name)
+        .cloned()
+        .ok_or(ApiError::NotFound)?;
+    Ok(HttpResponse::Ok().json(client_view(&client, usage.get(name.as_str()))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::configuration::MigrationSettings;
+    use crate::storage::MethodUsage;
+
+    fn used(certificate: Option<i64>, key: Option<i64>) -> Usage {
+        let mut usage = Usage::new();
+        for (method, seen) in [
+            (AuthMethod::Certificate, certificate),
+            (AuthMethod::ApiKey, key),
+        ] {
+            if let Some(seen) = seen {
+                usage.insert(
+                    method.as_str(),
+                    MethodUsage {
+                        requests_in_window: 1,
+                        last_seen: Some(seen),
+                        last_certificate_fingerprint: None,
+                        last_certificate_not_after: None,
+                        last_certificate_issuer_spki_sha256: None,
+                    },
+                );
+            }
+        }
+        usage
+    }
+
+    #[test]
+    fn ready_for_mtls_needs_certificate_evidence_and_a_quiet_key() {
+        let settings = MigrationSettings {
+            evidence_window_secs: 100,
+            quiet_period_secs: 10,
+        };
+        // now = 1000: evidence since 900, quiet since 990.
+        let gaps = |usage: Option<Usage>| readiness_gaps(usage.as_ref(), 900, 990, &settings);
+        assert_eq!(gaps(Some(used(Some(950), None))), Vec::<String>::new());
+        assert_eq!(gaps(Some(used(Some(900), Some(989)))), Vec::<String>::new());
+        let no_evidence = gaps(Some(used(Some(899), None)));
+        assert_eq!(no_evidence.len(), 1);
+        assert!(no_evidence[0].contains("no certificate-authenticated request in the last 100 s"));
+        let noisy_key = gaps(Some(used(Some(995), Some(990))));
+        assert_eq!(noisy_key.len(), 1);
+        assert!(
+            noisy_key[0].contains("API key was used within the last 10 s"),
+            "{noisy_key:?}"
+        );
+        assert_eq!(gaps(None).len(), 1);
+        assert_eq!(gaps(Some(used(None, Some(999)))).len(), 2);
+        // A quiet period of 0 asks only for the evidence.
+        let lenient = MigrationSettings {
+            quiet_period_secs: 0,
+            ..settings
+        };
+        assert!(readiness_gaps(Some(&used(Some(950), Some(999))), 900, 1000, &lenient).is_empty());
+    }
 }

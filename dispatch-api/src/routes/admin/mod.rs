@@ -6,11 +6,16 @@
 //! - `GET  /admin/clients/{name}`               one client
 //! - `PUT  /admin/clients/{name}/mode`          set the migration mode (`reason`, `force`)
 //! - `PUT  /admin/clients/{name}/disabled`      disable or enable a client
+//! - `PUT  /admin/clients/{name}/bindings`      replace the certificate bindings
 //! - `POST /admin/clients/{name}/api-key`       rotate the key (returned once)
 //! - `DELETE /admin/clients/{name}/api-key`     remove the key
 //! - `GET|POST /admin/revocations`              the certificate deny list
 //! - `GET  /admin/migration`                    the migration report
-//! - `GET  /admin/audit?client=&limit=`         refusals, alerts and admin changes
+//! - `GET  /admin/audit?client=&limit=`         refusals of known clients, alerts, admin changes
+//! - `GET  /admin/refusals?reason=&limit=`      counted refusals of callers without a name
+//!
+//! A change that would leave no client able to reach `/admin` (enabled, `admin` scope, a
+//! certificate binding, not in `api_key` mode) is refused with 409 `last-admin`.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -36,7 +41,9 @@ mod reports;
 mod revocations;
 
 use crate::storage::{self, MethodUsage};
-pub use clients::{get_client, list_clients, register_client, set_disabled, set_mode};
+pub use clients::{
+    get_client, list_clients, register_client, set_bindings, set_disabled, set_mode,
+};
 pub use keys::{remove_api_key, rotate_api_key};
 pub use reports::{list_audit, list_refusals, migration_report};
 pub use revocations::{list_revocations, revoke_certificate};

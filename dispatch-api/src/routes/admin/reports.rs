@@ -1,7 +1,7 @@
 //! What the operator reads: the migration report, the audit log and the refusal counts.
 
 use super::*;
-use clients::ready_for_mtls;
+use clients::not_ready_for_mtls;
 
 /// Per client: mode, use of each method over the window, readiness for `mtls`; and whether
 /// every client is on `mtls`, so that the listener can require certificates.
@@ -10,30 +10,43 @@ pub async fn migration_report(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let usage = usage(&state).await?;
-    let since = state.evidence_since();
     let snapshot = state.registry.snapshot();
     let mut clients: Vec<_> = snapshot.clients().collect();
     clients.sort_by(|a, b| a.name.cmp(&b.name));
-    let active: Vec<_> = clients.iter().filter(|c| !c.disabled).collect();
-    let all_mtls = active.iter().all(|c| c.mode == MigrationMode::Mtls);
+    // Every client counts for switching the listener to `required`, disabled ones too:
+    // re-enabling one that is not on mtls would otherwise cut it off without warning.
+    let not_on_mtls: Vec<&str> = clients
+        .iter()
+        .filter(|c| c.mode != MigrationMode::Mtls)
+        .map(|c| c.name.as_str())
+        .collect();
+    let all_mtls = not_on_mtls.is_empty();
     let rows: Vec<Value> = clients
         .iter()
         .map(|c| {
             let u = usage.get(c.name.as_str());
+            let gaps = if c.mode == MigrationMode::Mtls {
+                vec![]
+            } else {
+                not_ready_for_mtls(u, &state)
+            };
             json!({
                 "name": c.name.as_str(),
                 "mode": c.mode,
                 "disabled": c.disabled,
                 "usage": usage_view(u),
-                "ready_for_mtls": c.mode == MigrationMode::Mtls || ready_for_mtls(u, since),
+                "ready_for_mtls": gaps.is_empty(),
+                "not_ready_because": gaps,
             })
         })
         .collect();
     let client_auth = state.settings.tls.client_auth;
     Ok(HttpResponse::Ok().json(json!({
         "window_secs": state.settings.migration.evidence_window_secs,
+        "quiet_period_secs": state.settings.migration.quiet_period_secs,
         "clients": rows,
         "all_clients_mtls": all_mtls,
+        "not_on_mtls": not_on_mtls,
         "listener_client_auth": if client_auth == ClientAuth::Required { "required" } else { "optional" },
         "ready_for_required_client_auth": all_mtls,
     })))
