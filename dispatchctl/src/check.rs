@@ -1,0 +1,322 @@
+//! `dispatchctl check`: a preflight of the live service, as Linkerd's `linkerd check` does it:
+//! each check printed with ✓ or ✗, exit 0 only when none failed. The checks are a pure function
+//! of what the service reports, so they are tested as a table.
+//!
+//! Checked: the server's certificate chain and each CA of the bundle are not expiring within
+//! the warning window; each client's last certificate neither; with `ops_url`, the recorder has
+//! dropped nothing (and handshake failures by kind are shown). The migration's own state
+//! (clients still using keys, whether the listener can require certificates) is shown for
+//! information, and checked with `--required` (before switching `client_auth` to `required`).
+
+use serde_json::Value;
+
+/// One line of the report: `ok` is `None` for information that is not a check.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Check {
+    pub ok: Option<bool>,
+    pub text: String,
+}
+
+impl Check {
+    fn pass(text: String) -> Self {
+        Self {
+            ok: Some(true),
+            text,
+        }
+    }
+    fn fail(text: String) -> Self {
+        Self {
+            ok: Some(false),
+            text,
+        }
+    }
+    fn info(text: String) -> Self {
+        Self { ok: None, text }
+    }
+}
+
+/// What `check` looked at.
+pub struct Observed<'a> {
+    pub now: i64,
+    pub warning_days: u64,
+    /// (subject, notAfter) of the server's chain, leaf first.
+    pub server_chain: Vec<(String, i64)>,
+    /// (subject, notAfter) of each CA in `tls.ca_file`.
+    pub cas: Vec<(String, i64)>,
+    /// `/admin/clients`.
+    pub clients: &'a Value,
+    /// `/admin/migration`.
+    pub migration: &'a Value,
+    /// `/metrics` of the operations listener, when `server.ops_url` is set.
+    pub metrics: Option<&'a str>,
+    /// `--required`: the migration must be complete.
+    pub required: bool,
+}
+
+fn days_left(now: i64, not_after: i64) -> i64 {
+    (not_after - now).div_euclid(86_400)
+}
+
+fn expiry(what: &str, now: i64, not_after: i64, warning_days: u64) -> Check {
+    let left = not_after - now;
+    if left <= 0 {
+        Check::fail(format!("{what} has expired"))
+    } else if left < warning_days as i64 * 86_400 {
+        Check::fail(format!(
+            "{what} expires in {} days (within the {warning_days}-day window): renew it",
+            days_left(now, not_after)
+        ))
+    } else {
+        Check::pass(format!(
+            "{what} is valid for {} more days",
+            days_left(now, not_after)
+        ))
+    }
+}
+
+/// The value of a metric sample in Prometheus text, summed over label sets.
+fn metric_sum<'m>(metrics: &'m str, name: &str) -> (f64, Vec<(&'m str, f64)>) {
+    let mut total = 0.0;
+    let mut parts = Vec::new();
+    for line in metrics.lines().filter(|l| !l.starts_with('#')) {
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
+        let (labels, value) = match rest.strip_prefix('{') {
+            Some(labelled) => match labelled.split_once("} ") {
+                Some((labels, value)) => (labels, value),
+                None => continue,
+            },
+            None => match rest.strip_prefix(' ') {
+                Some(value) => ("", value),
+                None => continue,
+            },
+        };
+        if let Ok(value) = value.trim().parse::<f64>() {
+            total += value;
+            parts.push((labels, value));
+        }
+    }
+    (total, parts)
+}
+
+pub fn checks(seen: &Observed<'_>) -> Vec<Check> {
+    let mut out = Vec::new();
+    for (i, (subject, not_after)) in seen.server_chain.iter().enumerate() {
+        let what = if i == 0 {
+            format!("the server certificate ({subject})")
+        } else {
+            format!("the server's intermediate CA ({subject})")
+        };
+        out.push(expiry(&what, seen.now, *not_after, seen.warning_days));
+    }
+    for (subject, not_after) in &seen.cas {
+        out.push(expiry(
+            &format!("the CA {subject}"),
+            seen.now,
+            *not_after,
+            seen.warning_days,
+        ));
+    }
+    let clients: Vec<&Value> = seen.clients["clients"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .collect();
+    for client in &clients {
+        let name = client["name"].as_str().unwrap_or_default();
+        let Some(not_after) = client["usage"]["certificate"]["last_certificate_not_after"]
+            .as_str()
+            .and_then(|t| {
+                time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
+            })
+        else {
+            continue;
+        };
+        out.push(expiry(
+            &format!("{name}'s last certificate"),
+            seen.now,
+            not_after.unix_timestamp(),
+            seen.warning_days,
+        ));
+    }
+    let keyed: Vec<&str> = clients
+        .iter()
+        .filter(|c| {
+            c["usage"]["api_key"]["requests_in_window"]
+                .as_i64()
+                .unwrap_or(0)
+                > 0
+        })
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    let keys = if keyed.is_empty() {
+        Check::pass("no client used an API key in the evidence window".into())
+    } else {
+        let text = format!("clients still using API keys: {}", keyed.join(", "));
+        if seen.required {
+            Check::fail(text)
+        } else {
+            Check::info(text)
+        }
+    };
+    out.push(keys);
+    let not_on_mtls: Vec<&str> = seen.migration["not_on_mtls"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    let switch = if seen.migration["ready_for_required_client_auth"] == true {
+        Check::pass("every client is on mtls: the listener can require certificates".into())
+    } else {
+        let text = format!(
+            "the listener cannot require certificates yet: not on mtls: {}",
+            not_on_mtls.join(", ")
+        );
+        if seen.required {
+            Check::fail(text)
+        } else {
+            Check::info(text)
+        }
+    };
+    out.push(switch);
+    match seen.metrics {
+        None => out.push(Check::info(
+            "server.ops_url is not set: recorder drops and handshake failures not read".into(),
+        )),
+        Some(metrics) => {
+            let (dropped, _) = metric_sum(metrics, "dispatch_recorder_dropped_total");
+            out.push(if dropped == 0.0 {
+                Check::pass("the recorder has dropped no usage or audit record".into())
+            } else {
+                Check::fail(format!(
+                    "the recorder dropped {dropped} usage or audit records (queue full, database \
+                     failing or near its size cap)"
+                ))
+            });
+            let (failures, kinds) = metric_sum(metrics, "dispatch_tls_handshake_failures_total");
+            let kinds: Vec<String> = kinds
+                .iter()
+                .map(|(labels, n)| {
+                    format!(
+                        "{} {n}",
+                        labels.trim_start_matches("kind=").trim_matches('"')
+                    )
+                })
+                .collect();
+            out.push(Check::info(if failures == 0.0 {
+                "no client certificate refused in a handshake since the server started".into()
+            } else {
+                format!(
+                    "client certificates refused in handshakes since the server started: {}",
+                    kinds.join(", ")
+                )
+            }));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    const NOW: i64 = 1_000_000_000;
+    const DAY: i64 = 86_400;
+
+    fn observed<'a>(
+        clients: &'a Value,
+        migration: &'a Value,
+        metrics: Option<&'a str>,
+    ) -> Observed<'a> {
+        Observed {
+            now: NOW,
+            warning_days: 14,
+            server_chain: vec![("CN=dispatch-api".into(), NOW + 90 * DAY)],
+            cas: vec![("CN=Dev CA".into(), NOW + 365 * DAY)],
+            clients,
+            migration,
+            metrics,
+            required: false,
+        }
+    }
+
+    fn failed(checks: &[Check]) -> Vec<String> {
+        checks
+            .iter()
+            .filter(|c| c.ok == Some(false))
+            .map(|c| c.text.clone())
+            .collect()
+    }
+
+    #[test]
+    fn a_healthy_service_mid_migration_passes_and_shows_the_migration_as_information() {
+        let clients = json!({"clients": [
+            {"name": "w", "usage": {"api_key": {"requests_in_window": 2}, "certificate": {}}}
+        ]});
+        let migration = json!({"not_on_mtls": ["w"], "ready_for_required_client_auth": false});
+        let checks = checks(&observed(&clients, &migration, None));
+        assert!(failed(&checks).is_empty(), "{checks:?}");
+        assert!(
+            checks
+                .iter()
+                .any(|c| c.ok.is_none() && c.text == "clients still using API keys: w")
+        );
+        assert!(
+            checks
+                .iter()
+                .any(|c| c.ok.is_none() && c.text.contains("not on mtls: w"))
+        );
+        // With --required the same state fails.
+        let mut strict = observed(&clients, &migration, None);
+        strict.required = true;
+        assert_eq!(failed(&super::checks(&strict)).len(), 2);
+    }
+
+    #[test]
+    fn certificates_expired_or_inside_the_window_fail_and_name_themselves() {
+        let clients = json!({"clients": [
+            {"name": "w", "usage": {"api_key": {}, "certificate": {"last_certificate_not_after": "2001-09-09T01:46:40Z"}}}
+        ]});
+        let migration = json!({"ready_for_required_client_auth": true});
+        let mut seen = observed(&clients, &migration, None);
+        seen.server_chain = vec![("CN=dispatch-api".into(), NOW + 3 * DAY)];
+        seen.cas = vec![
+            ("CN=Old CA".into(), NOW - 1),
+            ("CN=New CA".into(), NOW + 14 * DAY),
+        ];
+        let failures = failed(&checks(&seen));
+        assert_eq!(
+            failures,
+            [
+                "the server certificate (CN=dispatch-api) expires in 3 days (within the 14-day window): renew it",
+                "the CA CN=Old CA has expired",
+                "w's last certificate has expired",
+            ],
+            "the CA with exactly 14 days left passes"
+        );
+    }
+
+    #[test]
+    fn recorder_drops_fail_and_handshake_failures_are_shown_by_kind() {
+        let clients = json!({"clients": []});
+        let migration = json!({"ready_for_required_client_auth": true});
+        let metrics = "# HELP x\ndispatch_recorder_dropped_total 3\n\
+                       dispatch_tls_handshake_failures_total{kind=\"expired\"} 2\n\
+                       dispatch_tls_handshake_failures_total{kind=\"untrusted_issuer\"} 1\n";
+        let checks = checks(&observed(&clients, &migration, Some(metrics)));
+        assert_eq!(failed(&checks).len(), 1);
+        assert!(failed(&checks)[0].contains("dropped 3"));
+        assert!(
+            checks
+                .iter()
+                .any(|c| c.text.ends_with("expired 2, untrusted_issuer 1")),
+            "{checks:?}"
+        );
+        let quiet = "dispatch_recorder_dropped_total 0\n";
+        assert!(failed(&super::checks(&observed(&clients, &migration, Some(quiet)))).is_empty());
+    }
+}

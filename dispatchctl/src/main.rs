@@ -1,0 +1,392 @@
+//! dispatchctl: status, the migration switches, keys, bindings, revocations, the audit log and
+//! a preflight check, over dispatch-api's admin API with the operator's certificate.
+//!
+//! Exit codes: 0 done, 1 `check` found a failing check, 2 configuration, 3 refused by the
+//! server (the problem's type and detail are printed), 4 the server could not be reached.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use dispatchctl::api::{self, Admin, CtlError};
+use dispatchctl::check::{self, Observed};
+use dispatchctl::configuration::Settings;
+use dispatchctl::status::{self, Paint};
+use serde_json::{Value, json};
+
+#[derive(Parser)]
+#[command(version, about = "The operator's command line for dispatch-api")]
+struct Cli {
+    /// Settings file (TOML); default: ./dispatchctl.toml if present. Then DISPATCHCTL_* env.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// dispatch-api's URL (server.url).
+    #[arg(long, global = true)]
+    url: Option<String>,
+    /// The internal CA bundle (tls.ca_file).
+    #[arg(long, global = true)]
+    ca: Option<PathBuf>,
+    /// The operator's certificate (tls.cert_file).
+    #[arg(long, global = true)]
+    cert: Option<PathBuf>,
+    /// The operator's key (tls.key_file).
+    #[arg(long, global = true)]
+    key: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Every client: mode, scopes, key and certificate use, readiness (and why not).
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Move a client to api_key, dual or mtls.
+    Mode {
+        client: String,
+        mode: String,
+        #[arg(long)]
+        reason: String,
+        /// Move to mtls without the evidence (the server says what is missing otherwise).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Disable a client: every request of it is refused.
+    Disable {
+        client: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Enable a disabled client.
+    Enable {
+        client: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Rotate (a new key, printed once) or delete a client's API key.
+    Key {
+        action: KeyAction,
+        client: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Show a client's certificate bindings, or replace them with `--set` (a JSON array).
+    Bindings {
+        client: String,
+        /// e.g. '[{"issuer": "CN=Dev CA, O=Dev", "subject_cn": "worker"}]'
+        #[arg(long, requires = "reason")]
+        set: Option<String>,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Put a certificate (SHA-256 fingerprint) on the deny list; effective on the next request.
+    Revoke {
+        fingerprint: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// The audit log, newest last; `--follow` keeps printing new events.
+    Audit {
+        #[arg(long)]
+        client: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[arg(long)]
+        follow: bool,
+    },
+    /// A preflight of the live service: ✓/✗ per check, exit 0 only when all pass.
+    Check {
+        /// Also require the migration to be complete (before switching to client_auth = required).
+        #[arg(long)]
+        required: bool,
+        /// Certificates expiring within this many days fail (check.warning_days).
+        #[arg(long)]
+        warning_days: Option<u64>,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum KeyAction {
+    Rotate,
+    Delete,
+}
+
+#[actix_rt::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(code) => ExitCode::from(code),
+        Err(error) => {
+            eprintln!("dispatchctl: {error}");
+            ExitCode::from(error.exit_code())
+        }
+    }
+}
+
+fn settings(cli: &Cli) -> Result<Settings, CtlError> {
+    let mut settings = Settings::load(cli.config.as_deref())?;
+    if let Some(url) = &cli.url {
+        settings.server.url = url.clone();
+    }
+    if let Some(ca) = &cli.ca {
+        settings.tls.ca_file = ca.clone();
+    }
+    if let Some(cert) = &cli.cert {
+        settings.tls.cert_file = Some(cert.clone());
+    }
+    if let Some(key) = &cli.key {
+        settings.tls.key_file = Some(key.clone());
+    }
+    Ok(settings)
+}
+
+fn print(value: &Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_default()
+    );
+}
+
+fn paint() -> Paint {
+    Paint(std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none())
+}
+
+async fn run(cli: Cli) -> Result<u8, CtlError> {
+    let mut settings = settings(&cli)?;
+    let admin = Admin::new(&settings)?;
+    match cli.command {
+        Command::Status { json } => {
+            let clients = admin.get("/admin/clients").await?;
+            let migration = admin.get("/admin/migration").await?;
+            let rows = status::rows(&clients, &migration);
+            if json {
+                print(&json!({ "clients": rows, "migration": migration }));
+            } else {
+                print!("{}", status::table(&rows, &migration, paint()));
+            }
+        }
+        Command::Mode {
+            client,
+            mode,
+            reason,
+            force,
+        } => {
+            let answer = admin
+                .put(
+                    &format!("/admin/clients/{client}/mode"),
+                    json!({"mode": mode, "reason": reason, "force": force}),
+                )
+                .await?;
+            println!(
+                "{client}: {} -> {}",
+                answer["before"].as_str().unwrap_or("?"),
+                answer["after"].as_str().unwrap_or("?")
+            );
+        }
+        command @ (Command::Disable { .. } | Command::Enable { .. }) => {
+            let disabled = matches!(command, Command::Disable { .. });
+            let (Command::Disable { client, reason } | Command::Enable { client, reason }) =
+                command
+            else {
+                unreachable!("matched above")
+            };
+            admin
+                .put(
+                    &format!("/admin/clients/{client}/disabled"),
+                    json!({"disabled": disabled, "reason": reason}),
+                )
+                .await?;
+            println!(
+                "{client}: {}",
+                if disabled { "disabled" } else { "enabled" }
+            );
+        }
+        Command::Key {
+            action,
+            client,
+            reason,
+        } => {
+            let path = format!("/admin/clients/{client}/api-key");
+            match action {
+                KeyAction::Rotate => {
+                    let answer = admin.post(&path, json!({"reason": reason})).await?;
+                    // The key itself goes to stdout alone, for `> file`; the note to stderr.
+                    eprintln!("{client}: new API key (shown once; only its SHA-256 is stored):");
+                    println!("{}", answer["api_key"].as_str().unwrap_or_default());
+                }
+                KeyAction::Delete => {
+                    admin.delete(&path, json!({"reason": reason})).await?;
+                    println!("{client}: API key removed");
+                }
+            }
+        }
+        Command::Bindings {
+            client,
+            set,
+            reason,
+        } => {
+            let path = format!("/admin/clients/{client}");
+            let answer = match set {
+                None => admin.get(&path).await?,
+                Some(text) => {
+                    let bindings: Value = serde_json::from_str(&text).map_err(|e| {
+                        CtlError::Config(format!("--set must be a JSON array of bindings: {e}"))
+                    })?;
+                    admin
+                        .put(
+                            &format!("{path}/bindings"),
+                            json!({"bindings": bindings, "reason": reason}),
+                        )
+                        .await?
+                }
+            };
+            print(&answer["bindings"]);
+        }
+        Command::Revoke {
+            fingerprint,
+            reason,
+        } => {
+            let answer = admin
+                .post(
+                    "/admin/revocations",
+                    json!({"fingerprint": fingerprint, "reason": reason}),
+                )
+                .await?;
+            print(&answer);
+        }
+        Command::Audit {
+            client,
+            limit,
+            follow,
+        } => audit(&admin, client.as_deref(), limit, follow).await?,
+        Command::Check {
+            required,
+            warning_days,
+        } => {
+            if let Some(days) = warning_days {
+                settings.check.warning_days = days;
+            }
+            return check(&admin, &settings, required).await;
+        }
+    }
+    Ok(0)
+}
+
+fn audit_line(event: &Value) -> String {
+    let field = |key: &str| event[key].as_str().unwrap_or("-").to_owned();
+    let mut line = format!(
+        "{} {:13} {:28} client={} actor={}",
+        field("at"),
+        field("kind"),
+        field("reason"),
+        field("client"),
+        field("actor")
+    );
+    if event["before"].is_string() || event["after"].is_string() {
+        line += &format!(" {} -> {}", field("before"), field("after"));
+    }
+    if let Some(note) = event["detail"]["note"].as_str() {
+        line += &format!(" note={note:?}");
+    }
+    line
+}
+
+async fn audit(
+    admin: &Admin,
+    client: Option<&str>,
+    limit: u32,
+    follow: bool,
+) -> Result<(), CtlError> {
+    let path = |limit: u32| match client {
+        Some(c) => format!("/admin/audit?client={c}&limit={limit}"),
+        None => format!("/admin/audit?limit={limit}"),
+    };
+    let mut last_id = i64::MIN;
+    let mut limit = limit;
+    loop {
+        let answer = admin.get(&path(limit)).await?;
+        let mut events: Vec<&Value> = answer["events"].as_array().into_iter().flatten().collect();
+        events.reverse();
+        for event in events {
+            let id = event["id"].as_i64().unwrap_or(i64::MIN);
+            if id > last_id {
+                println!("{}", audit_line(event));
+                last_id = id;
+            }
+        }
+        if !follow {
+            return Ok(());
+        }
+        limit = 1000;
+        actix_rt::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+async fn check(admin: &Admin, settings: &Settings, required: bool) -> Result<u8, CtlError> {
+    let clients = admin.get("/admin/clients").await?;
+    let migration = admin.get("/admin/migration").await?;
+    let chain = api::server_chain(settings).await?;
+    let cas = api::ca_certificates(settings)?;
+    let metrics = match &settings.server.ops_url {
+        Some(url) => Some(ops_metrics(url).await?),
+        None => None,
+    };
+    let described = |certs: &[rustls_pki_types::CertificateDer<'static>]| {
+        certs
+            .iter()
+            .filter_map(|c| api::not_after(c))
+            .map(|(not_after, subject)| (subject, not_after))
+            .collect::<Vec<_>>()
+    };
+    let seen = Observed {
+        now: time::OffsetDateTime::now_utc().unix_timestamp(),
+        warning_days: settings.check.warning_days,
+        server_chain: described(&chain),
+        cas: described(&cas),
+        clients: &clients,
+        migration: &migration,
+        metrics: metrics.as_deref(),
+        required,
+    };
+    let paint = paint();
+    let results = check::checks(&seen);
+    for result in &results {
+        let mark = match result.ok {
+            Some(true) => paint.green("✓"),
+            Some(false) => paint.red("✗"),
+            None => "•".to_owned(),
+        };
+        println!("{mark} {}", result.text);
+    }
+    let failed = results.iter().filter(|c| c.ok == Some(false)).count();
+    if failed > 0 {
+        println!("{failed} check(s) failed");
+        return Ok(1);
+    }
+    println!("all checks passed");
+    Ok(0)
+}
+
+/// `/metrics` of the operations listener (plain HTTP on a trusted network, like Prometheus).
+async fn ops_metrics(url: &str) -> Result<String, CtlError> {
+    let client = awc::Client::builder()
+        .disable_redirects()
+        .timeout(Duration::from_secs(10))
+        .finish();
+    let target = format!("{}/metrics", url.trim_end_matches('/'));
+    let mut response = client
+        .get(&target)
+        .send()
+        .await
+        .map_err(|e| CtlError::Unreachable(format!("{target}: {e}")))?;
+    let body = response
+        .body()
+        .limit(8 * 1024 * 1024)
+        .await
+        .map_err(|e| CtlError::Unreachable(format!("{target}: {e}")))?;
+    Ok(String::from_utf8_lossy(&body).into_owned())
+}

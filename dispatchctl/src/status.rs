@@ -1,0 +1,230 @@
+//! `dispatchctl status`: one row per client from `/admin/clients` (the client's mode, scopes,
+//! key and certificate use in the evidence window with their last-seen times, the expiry of its
+//! last certificate) joined with `/admin/migration` (readiness and why not).
+
+use serde_json::{Value, json};
+
+/// The rows of the status table, as `--json` prints them.
+pub fn rows(clients: &Value, migration: &Value) -> Vec<Value> {
+    let readiness = |name: &str| {
+        migration["clients"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|row| row["name"] == name)
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    clients["clients"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|client| {
+            let name = client["name"].as_str().unwrap_or_default();
+            let ready = readiness(name);
+            let usage = &client["usage"];
+            json!({
+                "name": name,
+                "mode": client["mode"],
+                "disabled": client["disabled"],
+                "scopes": client["scopes"],
+                "key_requests": usage["api_key"]["requests_in_window"],
+                "key_last_seen": usage["api_key"]["last_seen"],
+                "certificate_requests": usage["certificate"]["requests_in_window"],
+                "certificate_last_seen": usage["certificate"]["last_seen"],
+                "certificate_not_after": usage["certificate"]["last_certificate_not_after"],
+                "ready_for_mtls": ready["ready_for_mtls"],
+                "not_ready_because": ready["not_ready_because"],
+            })
+        })
+        .collect()
+}
+
+/// ANSI colours, only on a terminal (and never with `NO_COLOR`).
+#[derive(Clone, Copy)]
+pub struct Paint(pub bool);
+
+impl Paint {
+    fn wrap(self, code: &str, text: &str) -> String {
+        if self.0 {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_owned()
+        }
+    }
+    pub fn green(self, text: &str) -> String {
+        self.wrap("32", text)
+    }
+    pub fn red(self, text: &str) -> String {
+        self.wrap("31", text)
+    }
+    pub fn yellow(self, text: &str) -> String {
+        self.wrap("33", text)
+    }
+}
+
+fn text(value: &Value) -> String {
+    match value {
+        Value::Null => "-".into(),
+        Value::String(s) => s.clone(),
+        Value::Array(items) => items.iter().map(text).collect::<Vec<_>>().join(","),
+        other => other.to_string(),
+    }
+}
+
+/// The table people read. Colour marks readiness; the columns line up on the plain text.
+pub fn table(rows: &[Value], migration: &Value, paint: Paint) -> String {
+    let header = [
+        "CLIENT",
+        "MODE",
+        "SCOPES",
+        "KEY USE",
+        "KEY LAST",
+        "CERT USE",
+        "CERT LAST",
+        "CERT EXPIRES",
+        "READY",
+    ];
+    let cells: Vec<[String; 9]> = rows
+        .iter()
+        .map(|row| {
+            let mode = if row["disabled"] == true {
+                format!("{} (disabled)", text(&row["mode"]))
+            } else {
+                text(&row["mode"])
+            };
+            let ready = if row["mode"] == "mtls" {
+                "done".to_owned()
+            } else if row["ready_for_mtls"] == true {
+                "yes".to_owned()
+            } else {
+                format!("no: {}", text(&row["not_ready_because"]).replace(",", "; "))
+            };
+            [
+                text(&row["name"]),
+                mode,
+                text(&row["scopes"]),
+                text(&row["key_requests"]),
+                text(&row["key_last_seen"]),
+                text(&row["certificate_requests"]),
+                text(&row["certificate_last_seen"]),
+                text(&row["certificate_not_after"]),
+                ready,
+            ]
+        })
+        .collect();
+    let widths: Vec<usize> = (0..header.len())
+        .map(|i| {
+            cells
+                .iter()
+                .map(|c| c[i].chars().count())
+                .chain([header[i].len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |cells: &[String]| {
+        cells
+            .iter()
+            .enumerate()
+            .map(|(i, cell)| {
+                if i + 1 == cells.len() {
+                    cell.clone()
+                } else {
+                    format!("{cell:width$}", width = widths[i])
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("  ")
+    };
+    let mut out = line(&header.map(str::to_owned)) + "\n";
+    for row in &cells {
+        let mut row = row.clone();
+        let ready = row[8].clone();
+        row[8] = match ready.as_str() {
+            "done" | "yes" => paint.green(&ready),
+            _ => paint.yellow(&ready),
+        };
+        // Only the last column is coloured: it is not padded, so the escapes move nothing.
+        out += &line(&row);
+        out += "\n";
+    }
+    let required = if migration["ready_for_required_client_auth"] == true {
+        paint.green("every client is on mtls: the listener can require certificates")
+    } else {
+        paint.red(&format!(
+            "not on mtls yet: {}",
+            text(&migration["not_on_mtls"])
+        ))
+    };
+    out += &format!(
+        "listener client_auth: {}; {required}\n",
+        text(&migration["listener_client_auth"])
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inputs() -> (Value, Value) {
+        let clients = json!({"clients": [
+            {"name": "route-worker", "mode": "dual", "disabled": false, "scopes": ["plans:submit"],
+             "usage": {"api_key": {"requests_in_window": 3, "last_seen": "2026-11-23T00:00:00Z"},
+                       "certificate": {"requests_in_window": 1, "last_seen": "2026-11-23T00:01:00Z",
+                                       "last_certificate_not_after": "2026-11-24T00:00:00Z"}}},
+            {"name": "operator", "mode": "mtls", "disabled": false, "scopes": ["admin"],
+             "usage": {"api_key": {"requests_in_window": 0}, "certificate": {"requests_in_window": 9}}},
+        ]});
+        let migration = json!({
+            "clients": [
+                {"name": "route-worker", "ready_for_mtls": false,
+                 "not_ready_because": ["its API key was used within the last 3600 s"]},
+                {"name": "operator", "ready_for_mtls": true, "not_ready_because": []},
+            ],
+            "not_on_mtls": ["route-worker"],
+            "ready_for_required_client_auth": false,
+            "listener_client_auth": "optional",
+        });
+        (clients, migration)
+    }
+
+    #[test]
+    fn rows_join_each_clients_use_with_its_readiness() {
+        let (clients, migration) = inputs();
+        let rows = rows(&clients, &migration);
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0]["name"], "route-worker");
+        assert_eq!(rows[0]["key_requests"], 3);
+        assert_eq!(rows[0]["certificate_not_after"], "2026-11-24T00:00:00Z");
+        assert_eq!(rows[0]["ready_for_mtls"], false);
+        assert_eq!(rows[1]["ready_for_mtls"], true);
+    }
+
+    #[test]
+    fn the_table_lines_up_says_why_a_client_is_not_ready_and_what_blocks_required() {
+        let (clients, migration) = inputs();
+        let table = table(&rows(&clients, &migration), &migration, Paint(false));
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(lines[0].starts_with("CLIENT"), "{table}");
+        assert!(lines[1].starts_with("route-worker  dual"), "{table}");
+        assert!(
+            lines[1].ends_with("no: its API key was used within the last 3600 s"),
+            "{table}"
+        );
+        assert!(lines[2].starts_with("operator      mtls"), "{table}");
+        assert!(lines[2].ends_with("done"), "{table}");
+        assert_eq!(
+            lines[0].find("MODE"),
+            lines[1].find("dual"),
+            "columns line up: {table}"
+        );
+        assert!(
+            lines[3].contains("not on mtls yet: route-worker"),
+            "{table}"
+        );
+        let coloured = super::table(&rows(&clients, &migration), &migration, Paint(true));
+        assert!(coloured.contains("\x1b[32mdone\x1b[0m"));
+    }
+}

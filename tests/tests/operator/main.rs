@@ -1,0 +1,352 @@
+//! dispatchctl against the real server (in process, port 0, the generated PKI), as an operator
+//! would drive it: the status table, each switch, keys, bindings, revocations, the audit log
+//! and the preflight check; and that it never talks to a server it cannot verify.
+
+use std::path::Path;
+
+use e2e::{Request, TestApp, plan, spawn_app, submit};
+use serde_json::Value;
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs dispatchctl with the operator's certificate and the test CA, configured through the
+/// environment as a deployment would.
+async fn ctl(app: &TestApp, args: &[&str]) -> Run {
+    ctl_with(app, &app.pki.ca_file, args).await
+}
+
+async fn ctl_with(app: &TestApp, ca: &Path, args: &[&str]) -> Run {
+    let output = tokio::process::Command::new(e2e::process::binary("dispatchctl"))
+        .args(args)
+        .env(
+            "DISPATCHCTL_SERVER__URL",
+            format!("https://localhost:{}", app.https_port),
+        )
+        .env(
+            "DISPATCHCTL_SERVER__OPS_URL",
+            format!("http://127.0.0.1:{}", app.ops_port),
+        )
+        .env("DISPATCHCTL_TLS__CA_FILE", ca)
+        .env("DISPATCHCTL_TLS__CERT_FILE", &app.operator.cert_file)
+        .env("DISPATCHCTL_TLS__KEY_FILE", &app.operator.key_file)
+        .env("NO_COLOR", "1")
+        .output()
+        .await
+        .expect("dispatchctl runs (scripts/test builds it)");
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_shows_every_client_with_mode_key_use_and_why_it_is_not_ready() {
+    let app = spawn_app().await;
+    let key = app.key("route-worker").to_owned();
+    assert_eq!(
+        app.request(None, submit(&plan("by-key", 1)).api_key(&key))
+            .await
+            .unwrap()
+            .status,
+        202
+    );
+    let run = ctl(&app, &["status"]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let row = run
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("route-worker "))
+        .expect("a row per client");
+    assert!(row.contains("dual"), "{row}");
+    assert!(
+        row.contains("no: no certificate-authenticated request"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .lines()
+            .any(|l| l.starts_with("operator ") && l.ends_with("done"))
+    );
+    assert!(run.stdout.contains("not on mtls yet: "), "{}", run.stdout);
+
+    let json = ctl(&app, &["status", "--json"]).await;
+    assert_eq!(json.code, 0, "{}", json.stderr);
+    let parsed: Value = serde_json::from_str(&json.stdout).unwrap();
+    let worker = parsed["clients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "route-worker")
+        .unwrap();
+    assert_eq!(worker["key_requests"], 1);
+    assert_eq!(worker["ready_for_mtls"], false);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mode_flips_a_client_and_the_audit_log_shows_the_reason() {
+    let app = spawn_app().await;
+    let run = ctl(
+        &app,
+        &["mode", "key-only", "dual", "--reason", "certificate issued"],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.stdout.trim(), "key-only: api_key -> dual");
+    let audit = ctl(&app, &["audit", "--client", "key-only"]).await;
+    assert_eq!(audit.code, 0, "{}", audit.stderr);
+    let line = audit
+        .stdout
+        .lines()
+        .find(|l| l.contains("mode_changed"))
+        .expect("the change is in the audit log");
+    assert!(line.contains("api_key -> dual"), "{line}");
+    assert!(line.contains("note=\"certificate issued\""), "{line}");
+    assert!(line.contains("actor=operator"), "{line}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_change_prints_the_servers_reason_and_exits_3() {
+    let app = spawn_app().await;
+    let run = ctl(&app, &["mode", "no-scope", "mtls", "--reason", "too early"]).await;
+    assert_eq!(run.code, 3, "{}", run.stdout);
+    assert!(
+        run.stderr.contains("409: migration-not-ready")
+            && run.stderr.contains("no certificate-authenticated request"),
+        "{}",
+        run.stderr
+    );
+    let locked = ctl(&app, &["disable", "operator", "--reason", "oops"]).await;
+    assert_eq!(locked.code, 3);
+    assert!(
+        locked.stderr.contains("409: last-admin"),
+        "{}",
+        locked.stderr
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disable_and_enable_switch_a_client_off_and_on() {
+    let app = spawn_app().await;
+    let key = app.key("key-only").to_owned();
+    let run = ctl(&app, &["disable", "key-only", "--reason", "incident"]).await;
+    assert_eq!((run.code, run.stdout.trim()), (0, "key-only: disabled"));
+    let refused = app
+        .request(None, Request::get("/api/whoami").api_key(&key))
+        .await
+        .unwrap();
+    assert_eq!(refused.status, 403);
+    let run = ctl(&app, &["enable", "key-only", "--reason", "resolved"]).await;
+    assert_eq!((run.code, run.stdout.trim()), (0, "key-only: enabled"));
+    let served = app
+        .request(None, Request::get("/api/whoami").api_key(&key))
+        .await
+        .unwrap();
+    assert_eq!(served.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_rotate_prints_the_new_key_once_and_key_delete_retires_it() {
+    let app = spawn_app().await;
+    let run = ctl(&app, &["key", "rotate", "key-only", "--reason", "yearly"]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let new_key = run.stdout.trim().to_owned();
+    assert!(new_key.starts_with("dk_"), "{new_key}");
+    assert!(run.stderr.contains("shown once"));
+    let served = app
+        .request(None, Request::get("/api/whoami").api_key(&new_key))
+        .await
+        .unwrap();
+    assert_eq!(served.status, 200);
+    let old = app
+        .request(
+            None,
+            Request::get("/api/whoami").api_key(app.key("key-only")),
+        )
+        .await
+        .unwrap();
+    assert_eq!(old.status, 401);
+    let run = ctl(
+        &app,
+        &[
+            "key",
+            "delete",
+            "key-only",
+            "--reason",
+            "on certificates now",
+        ],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let gone = app
+        .request(None, Request::get("/api/whoami").api_key(&new_key))
+        .await
+        .unwrap();
+    assert_eq!(gone.status, 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bindings_are_shown_and_replaced() {
+    let app = spawn_app().await;
+    let shown = ctl(&app, &["bindings", "key-only"]).await;
+    assert_eq!(shown.code, 0, "{}", shown.stderr);
+    let bindings: Value = serde_json::from_str(&shown.stdout).unwrap();
+    assert_eq!(bindings[0]["subject_cn"], "key-only");
+    let set = r#"[{"issuer": "CN=Dispatch Dev Internal CA, O=Dispatch Dev", "subject_cn": "key-only-2"}]"#;
+    let run = ctl(
+        &app,
+        &[
+            "bindings",
+            "key-only",
+            "--set",
+            set,
+            "--reason",
+            "new certificate name",
+        ],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let replaced: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(replaced[0]["subject_cn"], "key-only-2");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoke_denies_a_certificate_on_its_next_request() {
+    let app = spawn_app().await;
+    let worker = app.pki.workload("route-worker");
+    let run = ctl(
+        &app,
+        &["revoke", &worker.fingerprint, "--reason", "key leaked"],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let refused = app
+        .request(Some(&worker), Request::get("/api/whoami"))
+        .await
+        .unwrap();
+    assert_eq!(refused.status, 401);
+    app.assert_last_refusal("cert_revoked").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_passes_on_a_healthy_service_and_fails_naming_what_expires_within_the_window() {
+    let app = spawn_app().await;
+    // The test PKI's certificates live a day or two: with no warning window they pass...
+    let run = ctl(&app, &["check", "--warning-days", "0"]).await;
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout
+            .contains("✓ the server certificate (CN=dispatch-api"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("✓ the recorder has dropped no"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.ends_with("all checks passed\n"),
+        "{}",
+        run.stdout
+    );
+    // ...and the default window of 14 days catches them.
+    let strict = ctl(&app, &["check"]).await;
+    assert_eq!(strict.code, 1, "{}", strict.stdout);
+    assert!(
+        strict.stdout.lines().any(
+            |l| l.starts_with("✗ the server certificate (CN=dispatch-api")
+                && l.contains("renew it")
+        ),
+        "{}",
+        strict.stdout
+    );
+    // Before the switch to `required`: the migration must be complete.
+    let required = ctl(&app, &["check", "--required", "--warning-days", "0"]).await;
+    assert_eq!(required.code, 1, "{}", required.stdout);
+    assert!(
+        required
+            .stdout
+            .contains("✗ the listener cannot require certificates yet: not on mtls: "),
+        "{}",
+        required.stdout
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_the_configured_ca_did_not_sign_is_never_talked_to() {
+    let app = spawn_app().await;
+    let dir = tempfile::tempdir().unwrap();
+    let other = dir.path().join("other-ca.pem");
+    std::fs::write(&other, &app.pki.untrusted_ca.cert_pem).unwrap();
+    let run = ctl_with(&app, &other, &["status"]).await;
+    assert_eq!(run.code, 4, "{}", run.stdout);
+    assert!(
+        run.stderr.to_lowercase().contains("unknown issuer")
+            || run.stderr.contains("UnknownIssuer"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_without_the_operators_certificate_are_refused_with_exit_code_2() {
+    let app = spawn_app().await;
+    let output = tokio::process::Command::new(e2e::process::binary("dispatchctl"))
+        .arg("status")
+        .env(
+            "DISPATCHCTL_SERVER__URL",
+            format!("https://localhost:{}", app.https_port),
+        )
+        .env("DISPATCHCTL_TLS__CA_FILE", &app.pki.ca_file)
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("tls.cert_file and tls.key_file"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_follow_prints_changes_as_they_happen() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let app = spawn_app().await;
+    let mut follower = tokio::process::Command::new(e2e::process::binary("dispatchctl"))
+        .args(["audit", "--follow"])
+        .env(
+            "DISPATCHCTL_SERVER__URL",
+            format!("https://localhost:{}", app.https_port),
+        )
+        .env("DISPATCHCTL_TLS__CA_FILE", &app.pki.ca_file)
+        .env("DISPATCHCTL_TLS__CERT_FILE", &app.operator.cert_file)
+        .env("DISPATCHCTL_TLS__KEY_FILE", &app.operator.key_file)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(follower.stdout.take().unwrap()).lines();
+    // Once it is following, an operator changes something.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let run = ctl(
+        &app,
+        &["mode", "no-scope", "api_key", "--reason", "followed"],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let seen = tokio::time::timeout(std::time::Duration::from_secs(15), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.contains("mode_changed") && line.contains("note=\"followed\"") {
+                return line;
+            }
+        }
+        panic!("the follower stopped")
+    })
+    .await
+    .expect("the change is printed within 15 s");
+    assert!(seen.contains("client=no-scope"), "{seen}");
+    follower.kill().await.unwrap();
+}
