@@ -1,4 +1,4 @@
-# One image for both services (dispatch-api, route-worker) and the dev PKI tool.
+# One image for both services (dispatch-api, route-worker), the dev PKI tool and dispatchctl.
 # No certificate, key, API key or database is in any layer: they are mounted at run time
 # (see docker-compose.yml), and .dockerignore keeps local PKI and data directories out of the
 # build context. Builds offline from `vendor/` when present (CI makes it with `cargo vendor`).
@@ -13,9 +13,9 @@ COPY . .
 RUN if [ -d vendor ]; then \
       mkdir -p .cargo && printf '[source.crates-io]\nreplace-with = "vendored"\n[source.vendored]\ndirectory = "vendor"\n' > .cargo/config.toml; \
     fi \
- && cargo build --release --locked --bin dispatch-api --bin route-worker --bin devpki \
+ && cargo build --release --locked --bin dispatch-api --bin route-worker --bin devpki --bin dispatchctl \
  && mkdir -p /out \
- && cp target/release/dispatch-api target/release/route-worker target/release/devpki /out/
+ && cp target/release/dispatch-api target/release/route-worker target/release/devpki target/release/dispatchctl /out/
 
 FROM ${RUNTIME_IMAGE}
 RUN groupadd --system --gid 10001 dispatch \
