@@ -2,6 +2,8 @@
 //! would drive it: the status table, each switch, keys, bindings, revocations, the audit log
 //! and the preflight check; and that it never talks to a server it cannot verify.
 
+mod observability;
+
 use std::path::Path;
 
 use e2e::{Request, TestApp, plan, spawn_app, submit};
