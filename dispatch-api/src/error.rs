@@ -116,9 +116,9 @@ impl ApiError {
     }
 }
 
-/// The RFC 9457 body.
-#[derive(Serialize)]
-struct Problem<'a> {
+/// The RFC 9457 body of every error answer (`application/problem+json`).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Problem<'a> {
     #[serde(rename = "type")]
     kind: String,
     title: &'a str,

@@ -5,11 +5,16 @@ use dispatch_api::configuration::Settings;
 use dispatch_api::startup::Application;
 use dispatch_api::telemetry;
 
-/// `dispatch-api` serves; `dispatch-api healthcheck` probes a running instance's `/readyz`.
+/// `dispatch-api` serves; `dispatch-api healthcheck` probes a running instance's `/readyz`;
+/// `dispatch-api openapi` prints the OpenAPI document.
 /// Settings come from `$DISPATCH_CONFIG_DIR` (default `config`), environment `$DISPATCH_ENV`
 /// (default `local`), and `DISPATCH_<SECTION>__<KEY>` variables.
 #[actix_web::main]
 async fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some("openapi") {
+        print!("{}", dispatch_api::routes::openapi::document());
+        return ExitCode::SUCCESS;
+    }
     let config_dir = std::env::var_os("DISPATCH_CONFIG_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| "config".into());

@@ -202,6 +202,7 @@ impl Application {
                 .route("/healthz", web::get().to(routes::ops::healthz))
                 .route("/readyz", web::get().to(routes::ops::readyz))
                 .route("/metrics", web::get().to(routes::ops::metrics))
+                .route("/openapi.json", web::get().to(routes::openapi::serve))
                 .default_service(web::to(routes::not_found))
         })
         .workers(1)

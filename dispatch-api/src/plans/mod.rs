@@ -16,7 +16,7 @@ pub struct PlanLimits {
 
 /// A plan exactly as the client sent it. Unknown fields are refused so that a typo in a field
 /// name is an error, not a silently dropped value.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PlanRequest {
     pub route_id: String,
@@ -25,7 +25,7 @@ pub struct PlanRequest {
     pub stops: Vec<StopRequest>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StopRequest {
     pub id: String,
@@ -35,7 +35,7 @@ pub struct StopRequest {
     pub time_window: Option<TimeWindowRequest>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TimeWindowRequest {
     pub start: String,
@@ -43,7 +43,7 @@ pub struct TimeWindowRequest {
 }
 
 /// One reason a plan is invalid, pointing at the field (JSON Pointer, RFC 6901).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct FieldError {
     pub pointer: String,
     pub detail: String,

@@ -69,7 +69,7 @@ impl<'de> Deserialize<'de> for ClientName {
 }
 
 /// Where a client is in its move from the shared key to mTLS.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum MigrationMode {
     /// Only the API key is accepted (the starting point).
@@ -100,7 +100,19 @@ impl MigrationMode {
 }
 
 /// A permission a client holds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 pub enum Scope {
     #[serde(rename = "plans:submit")]
     PlansSubmit,
@@ -146,7 +158,7 @@ pub struct CertBinding {
 }
 
 /// A binding as written in the bootstrap file or sent to the admin API.
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CertBindingSpec {
     pub issuer: Option<String>,

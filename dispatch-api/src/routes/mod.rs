@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod body;
 pub mod middleware;
+pub mod openapi;
 pub mod ops;
 pub mod plans;
 pub mod whoami;

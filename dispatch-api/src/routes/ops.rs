@@ -11,10 +11,22 @@ use serde_json::json;
 use crate::state::AppState;
 use crate::storage;
 
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    responses((status = 200, description = "the process is up (always 200 while it serves)"))
+)]
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    responses((status = 200, description = "200 when the database takes writes and TLS material is loaded; 503 with the reason otherwise"))
+)]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     // The probe sees locks and lost files; a recent failed plan write also covers a full
     // database, which a probe that writes nothing cannot see.
@@ -37,6 +49,12 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses((status = 200, description = "Prometheus metrics (OpenMetrics text)"))
+)]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     state.tls.publish_expiry();
     HttpResponse::Ok()

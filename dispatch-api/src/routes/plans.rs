@@ -13,6 +13,25 @@ pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
 
 /// Validates, stores durably, and only then answers 202. A repeated `Idempotency-Key` with the
 /// same plan returns the first plan's id and stores nothing; with another plan it is refused.
+#[utoipa::path(
+    post,
+    path = "/api/dispatch-plans",
+    tag = "plans",
+    request_body = crate::plans::PlanRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "repeating a plan with the same key returns the stored one")),
+    responses(
+        (status = 202, description = "stored durably, then acknowledged; `Location` names it", body = Object),
+        (status = 400, description = "malformed request (a missing `reason`, say)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "not authenticated (the problem's `reason` says why, for callers we know)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "authenticated, but this client may not do this (`policy_denied`, `client_disabled`)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 408, description = "the body stopped arriving", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "body too large", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "not application/json", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "invalid plan (`errors` point at the fields) or idempotency key reused", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "storage unavailable; retry after Retry-After", body = crate::error::Problem, content_type = "application/problem+json")
+    ),
+    security(("mutual_tls" = []), ("api_key" = []))
+)]
 pub async fn submit_plan(
     PlanSubmitter(principal): PlanSubmitter,
     request: HttpRequest,
@@ -66,6 +85,20 @@ fn idempotency_key(request: &HttpRequest) -> Result<Option<String>, ApiError> {
 
 /// A plan, for the client that submitted it. Another client gets the same 404 as for a plan
 /// that does not exist, so ids reveal nothing.
+#[utoipa::path(
+    get,
+    path = "/api/dispatch-plans/{id}",
+    tag = "plans",
+    params(("id" = String, Path, description = "the plan's id")),
+    responses(
+        (status = 200, description = "the stored plan", body = Object),
+        (status = 401, description = "not authenticated (the problem's `reason` says why, for callers we know)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "authenticated, but this client may not do this (`policy_denied`, `client_disabled`)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such plan", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "storage unavailable; retry after Retry-After", body = crate::error::Problem, content_type = "application/problem+json")
+    ),
+    security(("mutual_tls" = []), ("api_key" = []))
+)]
 pub async fn get_plan(
     PlanSubmitter(principal): PlanSubmitter,
     id: web::Path<String>,

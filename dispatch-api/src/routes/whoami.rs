@@ -6,6 +6,17 @@ use serde_json::json;
 use crate::policy::Authenticated;
 use crate::state::AppState;
 
+#[utoipa::path(
+    get,
+    path = "/api/whoami",
+    tag = "identity",
+    responses(
+        (status = 200, description = "how the server sees the caller: client, method, mode, scopes, certificate and issuer key", body = Object),
+        (status = 401, description = "not authenticated (the problem's `reason` says why, for callers we know)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "authenticated, but this client may not do this (`policy_denied`, `client_disabled`)", body = crate::error::Problem, content_type = "application/problem+json")
+    ),
+    security(("mutual_tls" = []), ("api_key" = []))
+)]
 pub async fn whoami(
     Authenticated(principal): Authenticated,
     state: web::Data<AppState>,

@@ -112,3 +112,12 @@ async fn every_metric_the_alerts_and_the_dashboard_query_is_exported_by_the_serv
         "queried but not exported: {missing:?}; exported: {exported:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operations_listener_serves_the_checked_in_openapi_document() {
+    let app = spawn_app().await;
+    let served = app.ops_get("/openapi.json").await;
+    assert_eq!(served.status, 200);
+    let checked_in = std::fs::read_to_string(ops_dir().join("../openapi.json")).unwrap();
+    assert_eq!(served.text(), checked_in);
+}

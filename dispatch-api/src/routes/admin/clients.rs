@@ -2,6 +2,18 @@
 
 use super::*;
 
+#[utoipa::path(
+    get,
+    path = "/admin/clients",
+    tag = "admin",
+    responses(
+        (status = 200, description = "every client with mode, scopes, bindings and use", body = Object),
+        (status = 401, description = "no operator certificate", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "not an admin client over a certificate (a key never works here)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "storage unavailable; retry after Retry-After", body = crate::error::Problem, content_type = "application/problem+json")
+    ),
+    security(("mutual_tls" = []))
+)]
 pub async fn list_clients(
     _: Operator,
     state: web::Data<AppState>,
@@ -17,6 +29,20 @@ pub async fn list_clients(
     Ok(HttpResponse::Ok().json(json!({ "clients": views })))
 }
 
+#[utoipa::path(
+    get,
+    path = "/admin/clients/{name}",
+    tag = "admin",
+    params(("name" = String, Path, description = "the client's name")),
+    responses(
+        (status = 200, description = "one client", body = Object),
+        (status = 404, description = "no such client", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no operator certificate", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "not an admin client over a certificate (a key never works here)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "storage unavailable; retry after Retry-After", body = crate::error::Problem, content_type = "application/problem+json")
+    ),
+    security(("mutual_tls" = []))
+)]
 pub async fn get_client(
     _: Operator,
     name: web::Path<String>,
@@ -33,7 +59,7 @@ pub async fn get_client(
     Ok(HttpResponse::Ok().json(client_view(&client, usage.get(name.as_str()))))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterClient {
     name: String,
@@ -48,6 +74,21 @@ pub struct RegisterClient {
     reason: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/admin/clients",
+    tag = "admin",
+    request_body = RegisterClient,
+    responses(
+        (status = 201, description = "registered (201); an issued key is in this answer only", body = Object),
+        (status = 400, description = "malformed request (a missing `reason`, say)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`client-exists`, `binding-conflict` or `ambiguous-issuer`", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no operator certificate", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "not an admin client over a certificate (a key never works here)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "storage unavailable; retry after Retry-After", body = crate::error::Problem, content_type = "application/problem+json")
+    ),
+    security(("mutual_tls" = []))
+)]
 pub async fn register_client(
     Operator(principal): Operator,
     body: web::Json<RegisterClient>,
@@ -95,7 +136,7 @@ pub async fn register_client(
         .json(view))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetMode {
     mode: MigrationMode,
@@ -105,8 +146,26 @@ pub struct SetMode {
     force: bool,
 }
 
-/// Moving to `mtls` is refused (409) unless the client made a certificate-authenticated request
-/// within the evidence window, so nobody is cut off by surprise. Moving back is always allowed.
+/// Moving to `mtls` is refused (409) unless the client is ready: a certificate-authenticated
+/// request within the evidence window and its key unused for the quiet period, so nobody is cut
+/// off by surprise. Moving back is always allowed; no move may lock every operator out.
+#[utoipa::path(
+    put,
+    path = "/admin/clients/{name}/mode",
+    tag = "admin",
+    request_body = SetMode,
+    params(("name" = String, Path, description = "the client's name")),
+    responses(
+        (status = 200, description = "`{before, after}`", body = Object),
+        (status = 400, description = "malformed request (a missing `reason`, say)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such client", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`migration-not-ready` (the detail says what is missing) or `last-admin`", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no operator certificate", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "not an admin client over a certificate (a key never works here)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "storage unavailable; retry after Retry-After", body = crate::error::Problem, content_type = "application/problem+json")
+    ),
+    security(("mutual_tls" = []))
+)]
 pub async fn set_mode(
     Operator(principal): Operator,
     name: web::Path<String>,
@@ -197,13 +256,30 @@ fn readiness_gaps(
     gaps
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetDisabled {
     disabled: bool,
     reason: String,
 }
 
+#[utoipa::path(
+    put,
+    path = "/admin/clients/{name}/disabled",
+    tag = "admin",
+    request_body = SetDisabled,
+    params(("name" = String, Path, description = "the client's name")),
+    responses(
+        (status = 200, description = "`{client, disabled}`", body = Object),
+        (status = 400, description = "malformed request (a missing `reason`, say)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such client", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`last-admin`", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no operator certificate", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "not an admin client over a certificate (a key never works here)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "storage unavailable; retry after Retry-After", body = crate::error::Problem, content_type = "application/problem+json")
+    ),
+    security(("mutual_tls" = []))
+)]
 pub async fn set_disabled(
     Operator(principal): Operator,
     name: web::Path<String>,
@@ -227,7 +303,7 @@ pub async fn set_disabled(
     Ok(HttpResponse::Ok().json(json!({ "client": name.as_str(), "disabled": body.disabled })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetBindings {
     bindings: Vec<CertBindingSpec>,
@@ -237,6 +313,23 @@ pub struct SetBindings {
 /// Replaces a client's certificate bindings (to fix an issuer, pin an issuer key, or move a
 /// client to a new CA). Refused like registration when a binding is ambiguous or overlaps
 /// another client's (409), and when it would leave no way into /admin (409 `last-admin`).
+#[utoipa::path(
+    put,
+    path = "/admin/clients/{name}/bindings",
+    tag = "admin",
+    request_body = SetBindings,
+    params(("name" = String, Path, description = "the client's name")),
+    responses(
+        (status = 200, description = "the client with its new bindings", body = Object),
+        (status = 400, description = "malformed request (a missing `reason`, say)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such client", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`binding-conflict`, `ambiguous-issuer` or `last-admin`", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no operator certificate", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "not an admin client over a certificate (a key never works here)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "storage unavailable; retry after Retry-After", body = crate::error::Problem, content_type = "application/problem+json")
+    ),
+    security(("mutual_tls" = []))
+)]
 pub async fn set_bindings(
     Operator(principal): Operator,
     name: web::Path<String>,

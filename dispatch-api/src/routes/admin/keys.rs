@@ -2,13 +2,29 @@
 
 use super::*;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KeyChange {
     reason: String,
 }
 
 /// Issues a new key, replacing the old one at once. The key is in this response only.
+#[utoipa::path(
+    post,
+    path = "/admin/clients/{name}/api-key",
+    tag = "admin",
+    request_body = KeyChange,
+    params(("name" = String, Path, description = "the client's name")),
+    responses(
+        (status = 200, description = "the new key, in this answer only", body = Object),
+        (status = 400, description = "malformed request (a missing `reason`, say)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such client", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no operator certificate", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "not an admin client over a certificate (a key never works here)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "storage unavailable; retry after Retry-After", body = crate::error::Problem, content_type = "application/problem+json")
+    ),
+    security(("mutual_tls" = []))
+)]
 pub async fn rotate_api_key(
     Operator(principal): Operator,
     name: web::Path<String>,
@@ -37,6 +53,22 @@ pub async fn rotate_api_key(
     })))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/admin/clients/{name}/api-key",
+    tag = "admin",
+    request_body = KeyChange,
+    params(("name" = String, Path, description = "the client's name")),
+    responses(
+        (status = 200, description = "removed", body = Object),
+        (status = 400, description = "malformed request (a missing `reason`, say)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such client", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no operator certificate", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "not an admin client over a certificate (a key never works here)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "storage unavailable; retry after Retry-After", body = crate::error::Problem, content_type = "application/problem+json")
+    ),
+    security(("mutual_tls" = []))
+)]
 pub async fn remove_api_key(
     Operator(principal): Operator,
     name: web::Path<String>,

@@ -35,10 +35,10 @@ use crate::registry::{
 };
 use crate::state::AppState;
 
-mod clients;
-mod keys;
-mod reports;
-mod revocations;
+pub(crate) mod clients;
+pub(crate) mod keys;
+pub(crate) mod reports;
+pub(crate) mod revocations;
 
 use crate::storage::{self, MethodUsage};
 pub use clients::{

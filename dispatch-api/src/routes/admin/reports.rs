@@ -5,6 +5,18 @@ use clients::not_ready_for_mtls;
 
 /// Per client: mode, use of each method over the window, readiness for `mtls`; and whether
 /// every client is on `mtls`, so that the listener can require certificates.
+#[utoipa::path(
+    get,
+    path = "/admin/migration",
+    tag = "admin",
+    responses(
+        (status = 200, description = "per client: mode, use per method, readiness and why not; whether the listener can require certificates", body = Object),
+        (status = 401, description = "no operator certificate", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "not an admin client over a certificate (a key never works here)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "storage unavailable; retry after Retry-After", body = crate::error::Problem, content_type = "application/problem+json")
+    ),
+    security(("mutual_tls" = []))
+)]
 pub async fn migration_report(
     _: Operator,
     state: web::Data<AppState>,
@@ -59,6 +71,19 @@ pub struct AuditQuery {
     limit: Option<i64>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/admin/audit",
+    tag = "admin",
+    params(("client" = Option<String>, Query, description = "one client only"), ("limit" = Option<i64>, Query, description = "1 to 1000, default 100")),
+    responses(
+        (status = 200, description = "refusals of known clients, alerts and admin changes, newest first", body = Object),
+        (status = 401, description = "no operator certificate", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "not an admin client over a certificate (a key never works here)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "storage unavailable; retry after Retry-After", body = crate::error::Problem, content_type = "application/problem+json")
+    ),
+    security(("mutual_tls" = []))
+)]
 pub async fn list_audit(
     _: Operator,
     query: web::Query<AuditQuery>,
@@ -88,6 +113,19 @@ pub struct RefusalQuery {
 /// Refusals of callers the service cannot name (no credentials, unknown keys, unbound
 /// certificates), counted per hour, reason and source, the most recently seen first; each with
 /// what the last one showed (path, issuer, subject).
+#[utoipa::path(
+    get,
+    path = "/admin/refusals",
+    tag = "admin",
+    params(("reason" = Option<String>, Query, description = "one reason code only"), ("limit" = Option<i64>, Query, description = "1 to 1000, default 100")),
+    responses(
+        (status = 200, description = "refusals of callers without a name, counted per hour, reason and source", body = Object),
+        (status = 401, description = "no operator certificate", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "not an admin client over a certificate (a key never works here)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "storage unavailable; retry after Retry-After", body = crate::error::Problem, content_type = "application/problem+json")
+    ),
+    security(("mutual_tls" = []))
+)]
 pub async fn list_refusals(
     _: Operator,
     query: web::Query<RefusalQuery>,

@@ -2,7 +2,7 @@
 
 use super::*;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Revoke {
     fingerprint: String,
@@ -10,6 +10,20 @@ pub struct Revoke {
 }
 
 /// Adds a certificate fingerprint to the deny list, effective on the next request.
+#[utoipa::path(
+    post,
+    path = "/admin/revocations",
+    tag = "admin",
+    request_body = Revoke,
+    responses(
+        (status = 200, description = "on the deny list from the next request on (201; 200 if it was already)", body = Object),
+        (status = 400, description = "malformed request (a missing `reason`, say)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no operator certificate", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "not an admin client over a certificate (a key never works here)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "storage unavailable; retry after Retry-After", body = crate::error::Problem, content_type = "application/problem+json")
+    ),
+    security(("mutual_tls" = []))
+)]
 pub async fn revoke_certificate(
     Operator(principal): Operator,
     body: web::Json<Revoke>,
@@ -36,6 +50,18 @@ pub async fn revoke_certificate(
     Ok(HttpResponse::build(status).json(json!({ "fingerprint": fingerprint, "revoked": true })))
 }
 
+#[utoipa::path(
+    get,
+    path = "/admin/revocations",
+    tag = "admin",
+    responses(
+        (status = 200, description = "the deny list", body = Object),
+        (status = 401, description = "no operator certificate", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "not an admin client over a certificate (a key never works here)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "storage unavailable; retry after Retry-After", body = crate::error::Problem, content_type = "application/problem+json")
+    ),
+    security(("mutual_tls" = []))
+)]
 pub async fn list_revocations(
     _: Operator,
     state: web::Data<AppState>,

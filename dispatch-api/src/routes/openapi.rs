@@ -1,0 +1,146 @@
+//! The OpenAPI 3.1 document of both listeners, generated from the handlers' annotations. Served
+//! at `/openapi.json` on the operations listener and checked in as `openapi.json`: the test
+//! `the_checked_in_openapi_document_is_the_generated_one` fails when they differ
+//! (`UPDATE_OPENAPI=1` rewrites the file).
+
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use super::{admin, ops, plans, whoami};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "dispatch-api",
+        description = "Route plans over one HTTPS listener that serves API-key and mutual-TLS clients side by side, \
+                       and the admin API that moves each client from its key to its certificate. Errors are \
+                       RFC 9457 problem documents with stable `type` values (`urn:dispatch-api:problem:...`). \
+                       The operations listener (plain HTTP, bound to 127.0.0.1 by default) serves /healthz, /readyz, \
+                       /metrics and this document."
+    ),
+    paths(
+        plans::submit_plan,
+        plans::get_plan,
+        whoami::whoami,
+        admin::clients::list_clients,
+        admin::clients::get_client,
+        admin::clients::register_client,
+        admin::clients::set_mode,
+        admin::clients::set_disabled,
+        admin::clients::set_bindings,
+        admin::keys::rotate_api_key,
+        admin::keys::remove_api_key,
+        admin::revocations::revoke_certificate,
+        admin::revocations::list_revocations,
+        admin::reports::migration_report,
+        admin::reports::list_audit,
+        admin::reports::list_refusals,
+        ops::healthz,
+        ops::readyz,
+        ops::metrics,
+    ),
+    modifiers(&SecuritySchemes),
+    tags(
+        (name = "plans", description = "route plans: stored durably before 202"),
+        (name = "identity", description = "how the server sees the caller"),
+        (name = "admin", description = "the operator's API: admin scope, over a client certificate only"),
+        (name = "operations", description = "the operations listener"),
+    )
+)]
+pub struct ApiDoc;
+
+/// The two ways in: a client certificate (mutual TLS) and, during the migration, an API key.
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "mutual_tls",
+            SecurityScheme::MutualTls {
+                description: Some(
+                    "a client certificate bound to one registered client (admin: the only way)"
+                        .into(),
+                ),
+                extensions: None,
+            },
+        );
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "X-Api-Key",
+                "a client's API key, while the client is in api_key or dual mode",
+            ))),
+        );
+    }
+}
+
+/// The document as served and checked in.
+pub fn document() -> String {
+    ApiDoc::openapi()
+        .to_pretty_json()
+        .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+        + "\n"
+}
+
+/// `GET /openapi.json` on the operations listener.
+pub async fn serve() -> actix_web::HttpResponse {
+    actix_web::HttpResponse::Ok()
+        .content_type("application/json")
+        .body(document())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_checked_in_openapi_document_is_the_generated_one() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../openapi.json");
+        let generated = document();
+        if std::env::var_os("UPDATE_OPENAPI").is_some() {
+            std::fs::write(&path, &generated).unwrap();
+        }
+        let checked_in = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            checked_in == generated,
+            "openapi.json differs from the handlers' annotations: run \
+             `UPDATE_OPENAPI=1 cargo test -p dispatch-api openapi` and commit the file"
+        );
+    }
+
+    #[test]
+    fn every_route_of_both_listeners_is_documented_with_its_method() {
+        let document: serde_json::Value = serde_json::from_str(&document()).unwrap();
+        let paths = &document["paths"];
+        for (method, path) in [
+            ("post", "/api/dispatch-plans"),
+            ("get", "/api/dispatch-plans/{id}"),
+            ("get", "/api/whoami"),
+            ("get", "/admin/clients"),
+            ("post", "/admin/clients"),
+            ("get", "/admin/clients/{name}"),
+            ("put", "/admin/clients/{name}/mode"),
+            ("put", "/admin/clients/{name}/disabled"),
+            ("put", "/admin/clients/{name}/bindings"),
+            ("post", "/admin/clients/{name}/api-key"),
+            ("delete", "/admin/clients/{name}/api-key"),
+            ("get", "/admin/revocations"),
+            ("post", "/admin/revocations"),
+            ("get", "/admin/migration"),
+            ("get", "/admin/audit"),
+            ("get", "/admin/refusals"),
+            ("get", "/healthz"),
+            ("get", "/readyz"),
+            ("get", "/metrics"),
+        ] {
+            assert!(
+                paths[path][method].is_object(),
+                "{method} {path} is not documented"
+            );
+        }
+        assert_eq!(document["openapi"], "3.1.0");
+        assert!(document["components"]["schemas"]["PlanRequest"].is_object());
+        assert!(document["components"]["securitySchemes"]["mutual_tls"].is_object());
+    }
+}
