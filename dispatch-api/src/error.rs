@@ -210,6 +210,11 @@ impl From<RegistryError> for ApiError {
                 title: "The last way into /admin",
                 detail: error.to_string(),
             },
+            RegistryError::OwnCertificate { .. } => ApiError::Conflict {
+                kind: "last-admin",
+                title: "The certificate you are using",
+                detail: error.to_string(),
+            },
             RegistryError::Storage(e) => e.into(),
         }
     }

@@ -6,12 +6,13 @@ use std::sync::Arc;
 use arc_swap::{ArcSwap, Guard};
 use sqlx::{Row, SqlitePool};
 
+use super::Verdict;
 use super::read::read_snapshot;
 use super::{
     ApiKeyHash, CertBinding, Client, ClientName, MigrationMode, RegistrySnapshot, Scope,
     first_overlap, locks_out,
 };
-use crate::identity::{Fingerprint, IssuerIndex};
+use crate::identity::{Fingerprint, IssuerIndex, VerifiedCertificate};
 use crate::storage::StorageError;
 use crate::storage::recorder::{AuditEvent, AuditKind};
 
@@ -38,6 +39,12 @@ pub enum RegistryError {
          client that access first"
     )]
     LastAdmin { client: String },
+    /// A revocation of a certificate of the chain the operator is using right now.
+    #[error(
+        "`{fingerprint}` is a certificate of the chain you are using: revoking it would lock you \
+         out (and, for a CA, every client it issued). Revoke it with another operator's certificate"
+    )]
+    OwnCertificate { fingerprint: String },
     #[error(transparent)]
     Storage(#[from] StorageError),
 }
@@ -47,6 +54,30 @@ pub struct Registry {
     snapshot: ArcSwap<RegistrySnapshot>,
     /// Serialises admin writes so that each snapshot swap follows its own write.
     writes: tokio::sync::Mutex<()>,
+}
+
+/// Whether `after` (the operator's own client as the change would leave it) no longer lets the
+/// operator's certificate in as an administrator, while no other client can administer: a
+/// binding that no longer names the certificate, say, which `locks_out` cannot see.
+fn takes_own_way_in(snapshot: &RegistrySnapshot, change: &Change<'_>, after: &Client) -> bool {
+    let Some((certificate, issuers)) = change.operator else {
+        return false;
+    };
+    let own = snapshot
+        .client_for_certificate(certificate, issuers)
+        .is_ok_and(|client| client.name == after.name);
+    if !own {
+        return false;
+    }
+    let still_in = after.administers()
+        && after
+            .bindings
+            .iter()
+            .any(|b| b.judge(certificate, issuers) == Verdict::Matches);
+    !still_in
+        && !snapshot
+            .clients()
+            .any(|c| c.name != after.name && c.administers())
 }
 
 async fn insert_binding(
@@ -79,6 +110,10 @@ async fn insert_binding(
 pub struct Change<'a> {
     pub actor: &'a str,
     pub reason: &'a str,
+    /// The operator's verified certificate and the issuers it was judged against, when the
+    /// change comes through the admin API: a change that would take the operator's own way in
+    /// (and leave no other) is refused.
+    pub operator: Option<(&'a VerifiedCertificate, &'a IssuerIndex)>,
 }
 
 impl Registry {
@@ -235,6 +270,7 @@ impl Registry {
             "mode_changed",
             change,
             |client| client.mode = mode,
+            |_| Ok(()),
             |before, after| {
                 (
                     before.mode.as_str().to_owned(),
@@ -267,6 +303,7 @@ impl Registry {
             "client_disabled_changed",
             change,
             |client| client.disabled = disabled,
+            |_| Ok(()),
             |before, after| (describe(before.disabled), describe(after.disabled)),
             async |tx| {
                 sqlx::query("UPDATE clients SET disabled = ?, updated_at = ? WHERE name = ?")
@@ -300,6 +337,7 @@ impl Registry {
             reason,
             change,
             |client| client.api_key = key,
+            |_| Ok(()),
             |before, after| {
                 (
                     describe(before.api_key.is_some()),
@@ -337,29 +375,6 @@ impl Registry {
         change: Change<'_>,
         issuers: &IssuerIndex,
     ) -> Result<(), RegistryError> {
-        {
-            let snapshot = self.snapshot();
-            for (index, binding) in bindings.iter().enumerate() {
-                binding
-                    .check_issuer(issuers)
-                    .map_err(|detail| RegistryError::AmbiguousIssuer {
-                        client: name.to_string(),
-                        detail,
-                    })?;
-                if let Some(other) = snapshot.overlapping(name, binding) {
-                    return Err(RegistryError::BindingConflict {
-                        client: name.to_string(),
-                        other: other.to_string(),
-                    });
-                }
-                if bindings[..index].contains(binding) {
-                    return Err(RegistryError::BindingConflict {
-                        client: name.to_string(),
-                        other: name.to_string(),
-                    });
-                }
-            }
-        }
         let describe = |bindings: &[CertBinding]| {
             serde_json::to_string(
                 &bindings
@@ -370,11 +385,33 @@ impl Registry {
             .unwrap_or_default()
         };
         let written = bindings.clone();
+        let checked = bindings.clone();
         self.update_client(
             name,
             "bindings_changed",
             change,
             |client| client.bindings = bindings,
+            |snapshot| {
+                for (index, binding) in checked.iter().enumerate() {
+                    binding.check_issuer(issuers).map_err(|detail| {
+                        RegistryError::AmbiguousIssuer {
+                            client: name.to_string(),
+                            detail,
+                        }
+                    })?;
+                    let other = snapshot
+                        .overlapping(name, binding)
+                        .map(ClientName::to_string)
+                        .or_else(|| checked[..index].contains(binding).then(|| name.to_string()));
+                    if let Some(other) = other {
+                        return Err(RegistryError::BindingConflict {
+                            client: name.to_string(),
+                            other,
+                        });
+                    }
+                }
+                Ok(())
+            },
             |before, after| (describe(&before.bindings), describe(&after.bindings)),
             async |tx| {
                 sqlx::query("DELETE FROM cert_bindings WHERE client = ?")
@@ -400,20 +437,26 @@ impl Registry {
         reason: &str,
         change: Change<'_>,
         apply: impl FnOnce(&mut Client),
+        validate: impl FnOnce(&RegistrySnapshot) -> Result<(), RegistryError>,
         describe: impl FnOnce(&Client, &Client) -> (String, String),
         write: impl AsyncFnOnce(
             &mut sqlx::Transaction<'static, sqlx::Sqlite>,
         ) -> Result<(), sqlx::Error>,
     ) -> Result<Client, RegistryError> {
         let _guard = self.writes.lock().await;
+        // Judge against what is stored, not a snapshot an earlier failed refresh left stale.
+        self.refresh().await?;
         let snapshot = self.snapshot();
         let before = snapshot
             .client(name)
             .map(|c| Client::clone(c))
             .ok_or_else(|| RegistryError::NotFound(name.to_string()))?;
+        validate(&snapshot)?;
         let mut after = before.clone();
         apply(&mut after);
-        if locks_out(&before, &after, snapshot.clients().map(|c| &**c)) {
+        if locks_out(&before, &after, snapshot.clients().map(|c| &**c))
+            || takes_own_way_in(&snapshot, &change, &after)
+        {
             return Err(RegistryError::LastAdmin {
                 client: name.to_string(),
             });
@@ -444,6 +487,13 @@ impl Registry {
         fingerprint: Fingerprint,
         change: Change<'_>,
     ) -> Result<bool, RegistryError> {
+        if let Some((certificate, _)) = change.operator
+            && certificate.fingerprints().any(|f| *f == fingerprint)
+        {
+            return Err(RegistryError::OwnCertificate {
+                fingerprint: fingerprint.to_string(),
+            });
+        }
         let _guard = self.writes.lock().await;
         let mut event = AuditEvent::new(AuditKind::AdminChange, "certificate_revoked");
         event.actor = Some(change.actor.to_owned());

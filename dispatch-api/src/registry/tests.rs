@@ -682,6 +682,7 @@ async fn admin_writes_reach_the_snapshot_at_once_and_the_database_for_good() {
     let change = || Change {
         actor: "op",
         reason: "test",
+        operator: None,
     };
     // `w` is the only way into /admin: disabling it is refused until another admin exists.
     assert!(matches!(

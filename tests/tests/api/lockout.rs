@@ -281,3 +281,47 @@ fn a_clients_file_that_differs_from_the_stored_client_is_logged_naming_the_field
     );
     second.stop();
 }
+
+#[tokio::test]
+async fn rebinding_the_operators_own_client_so_its_certificate_no_longer_matches_is_refused_as_last_admin()
+ {
+    let app = spawn_app().await;
+    // A typo: the binding stays, but no longer names the operator's certificate.
+    let response = put(
+        &app,
+        "/admin/clients/operator/bindings",
+        json!({"bindings": [{"issuer": DEV_CA, "subject_cn": "operater"}], "reason": "typo"}),
+    )
+    .await;
+    response.assert_problem(409, "last-admin");
+    assert_eq!(app.admin(Request::get("/admin/clients")).await.status, 200);
+    // A rebinding that still names the operator's certificate is fine.
+    let kept = put(
+        &app,
+        "/admin/clients/operator/bindings",
+        json!({"bindings": [{"issuer": DEV_CA, "subject_cn": "operator"}], "reason": "same"}),
+    )
+    .await;
+    assert_eq!(kept.status, 200, "{}", kept.text());
+}
+
+#[tokio::test]
+async fn revoking_a_certificate_of_the_operators_own_chain_is_refused_as_last_admin() {
+    let app = spawn_app().await;
+    let ca_fingerprint = e2e::devpki::sha256_hex(&app.pki.ca.cert_der());
+    for fingerprint in [app.operator.fingerprint.clone(), ca_fingerprint] {
+        let response = app
+            .admin(
+                Request::post("/admin/revocations")
+                    .json(&json!({"fingerprint": fingerprint, "reason": "oops"})),
+            )
+            .await;
+        response.assert_problem(409, "last-admin");
+        assert!(
+            response.text().contains("the chain you are using"),
+            "{}",
+            response.text()
+        );
+    }
+    assert_eq!(app.admin(Request::get("/admin/clients")).await.status, 200);
+}

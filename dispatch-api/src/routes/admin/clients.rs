@@ -112,14 +112,12 @@ pub async fn register_client(
         api_key: key.as_ref().map(ApiKeyHash::of),
     };
     let actor = actor(&principal);
+    let material = arc_swap::Guard::into_inner(state.tls.material());
     if !state
         .registry
         .register(
             &client,
-            Some(Change {
-                actor: &actor,
-                reason,
-            }),
+            Some(change(&actor, reason, &principal, &material)),
             state.tls.material().trust.issuers(),
         )
         .await?
@@ -193,6 +191,7 @@ pub async fn set_mode(
         }
     }
     let actor = actor(&principal);
+    let material = arc_swap::Guard::into_inner(state.tls.material());
     let change_reason = if body.force {
         format!("{reason} (forced)")
     } else {
@@ -203,10 +202,7 @@ pub async fn set_mode(
         .set_mode(
             &name,
             body.mode,
-            Change {
-                actor: &actor,
-                reason: &change_reason,
-            },
+            change(&actor, &change_reason, &principal, &material),
         )
         .await?;
     tracing::info!(client = %name, before = before.as_str(), after = body.mode.as_str(), actor, "migration mode changed");
@@ -289,15 +285,13 @@ pub async fn set_disabled(
     let name = client_name(&name)?;
     let reason = required_reason(&body.reason)?;
     let actor = actor(&principal);
+    let material = arc_swap::Guard::into_inner(state.tls.material());
     state
         .registry
         .set_disabled(
             &name,
             body.disabled,
-            Change {
-                actor: &actor,
-                reason,
-            },
+            change(&actor, reason, &principal, &material),
         )
         .await?;
     Ok(HttpResponse::Ok().json(json!({ "client": name.as_str(), "disabled": body.disabled })))
@@ -345,15 +339,13 @@ pub async fn set_bindings(
         .collect::<Result<Vec<_>, _>>()
         .map_err(ApiError::BadRequest)?;
     let actor = actor(&principal);
+    let material = arc_swap::Guard::into_inner(state.tls.material());
     state
         .registry
         .set_bindings(
             &name,
             bindings,
-            Change {
-                actor: &actor,
-                reason,
-            },
+            change(&actor, reason, &principal, &material),
             state.tls.material().trust.issuers(),
         )
         .await?;

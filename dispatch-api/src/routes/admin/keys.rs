@@ -35,15 +35,13 @@ pub async fn rotate_api_key(
     let reason = required_reason(&body.reason)?;
     let key = generate_api_key();
     let actor = actor(&principal);
+    let material = arc_swap::Guard::into_inner(state.tls.material());
     state
         .registry
         .set_api_key(
             &name,
             Some(ApiKeyHash::of(&key)),
-            Change {
-                actor: &actor,
-                reason,
-            },
+            change(&actor, reason, &principal, &material),
         )
         .await?;
     Ok(HttpResponse::Ok().json(json!({
@@ -78,16 +76,10 @@ pub async fn remove_api_key(
     let name = client_name(&name)?;
     let reason = required_reason(&body.reason)?;
     let actor = actor(&principal);
+    let material = arc_swap::Guard::into_inner(state.tls.material());
     state
         .registry
-        .set_api_key(
-            &name,
-            None,
-            Change {
-                actor: &actor,
-                reason,
-            },
-        )
+        .set_api_key(&name, None, change(&actor, reason, &principal, &material))
         .await?;
     Ok(HttpResponse::Ok().json(json!({ "client": name.as_str(), "has_api_key": false })))
 }

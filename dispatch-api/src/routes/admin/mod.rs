@@ -34,6 +34,7 @@ use crate::registry::{
     RegistryError, Scope, generate_api_key,
 };
 use crate::state::AppState;
+use crate::tls::TlsMaterial;
 
 pub(crate) mod clients;
 pub(crate) mod keys;
@@ -47,6 +48,24 @@ pub use clients::{
 pub use keys::{remove_api_key, rotate_api_key};
 pub use reports::{list_audit, list_refusals, migration_report};
 pub use revocations::{list_revocations, revoke_certificate};
+
+/// An admin change by this operator: who, why, and the certificate they are using, so that no
+/// change can take the operator's own way in while leaving no other.
+pub(crate) fn change<'a>(
+    actor: &'a str,
+    reason: &'a str,
+    principal: &'a Principal,
+    material: &'a TlsMaterial,
+) -> Change<'a> {
+    Change {
+        actor,
+        reason,
+        operator: principal
+            .certificate
+            .as_deref()
+            .map(|certificate| (certificate, material.trust.issuers())),
+    }
+}
 
 /// The operator's name for the audit log: the client name and the certificate subject.
 pub(crate) fn actor(principal: &Principal) -> String {

@@ -32,15 +32,10 @@ pub async fn revoke_certificate(
     let fingerprint = Fingerprint::parse(&body.fingerprint).map_err(ApiError::BadRequest)?;
     let reason = required_reason(&body.reason)?;
     let actor = actor(&principal);
+    let material = arc_swap::Guard::into_inner(state.tls.material());
     let added = state
         .registry
-        .revoke(
-            fingerprint,
-            Change {
-                actor: &actor,
-                reason,
-            },
-        )
+        .revoke(fingerprint, change(&actor, reason, &principal, &material))
         .await?;
     let status = if added {
         actix_web::http::StatusCode::CREATED
