@@ -19,9 +19,7 @@ use crate::storage::recorder::{
     AuditEvent, AuditKind, CertificateSeen, Recorder, RefusalSeen, UsageEvent,
 };
 use crate::telemetry::Metrics;
-
-/// The most bytes of request text (a path) kept in an audit row or a log line.
-pub const MAX_TEXT: usize = 256;
+pub use crate::telemetry::{MAX_TEXT, clip};
 
 /// Refusal log lines per second, at most; the rest are counted and reported by the next line.
 pub const REFUSAL_LINES_PER_SECOND: u64 = 20;
@@ -48,18 +46,6 @@ pub fn is_counted(reason: ReasonCode) -> bool {
             | ReasonCode::CertUnmapped
             | ReasonCode::IssuerNotAllowed
     )
-}
-
-/// `text` cut to at most [`MAX_TEXT`] bytes on a character boundary, marked with `…` when cut.
-pub fn clip(text: &str) -> std::borrow::Cow<'_, str> {
-    if text.len() <= MAX_TEXT {
-        return text.into();
-    }
-    let mut end = MAX_TEXT - '…'.len_utf8();
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &text[..end]).into()
 }
 
 /// Where an anonymous caller comes from, coarse enough that one client counts once: its /24

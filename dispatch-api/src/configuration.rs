@@ -28,6 +28,11 @@ pub enum ConfigError {
     Invalid(#[from] config::ConfigError),
     #[error("configuration: `{0}` must be set")]
     Missing(&'static str),
+    #[error("configuration: `{key}` {rule}")]
+    OutOfRange {
+        key: &'static str,
+        rule: &'static str,
+    },
 }
 
 // No `deny_unknown_fields` at the top: `DISPATCH_CONFIG_DIR` and `DISPATCH_ENV` share the prefix.
@@ -346,7 +351,32 @@ impl Settings {
         if settings.tls.client_ca_file.as_os_str().is_empty() {
             return Err(ConfigError::Missing("tls.client_ca_file"));
         }
+        settings.check_ranges()?;
         Ok(settings)
+    }
+
+    /// Values that parse but cannot work, refused naming the key.
+    pub fn check_ranges(&self) -> Result<(), ConfigError> {
+        let out = |key, rule| Err(ConfigError::OutOfRange { key, rule });
+        if self.limits.body_timeout_secs == 0 {
+            return out(
+                "limits.body_timeout_secs",
+                "must be at least 1 (every body would time out)",
+            );
+        }
+        if self.tls.max_client_chain == 0 {
+            return out(
+                "tls.max_client_chain",
+                "must be at least 1 (no client certificate could pass)",
+            );
+        }
+        if self.migration.quiet_period_secs > self.migration.evidence_window_secs {
+            return out(
+                "migration.quiet_period_secs",
+                "must not exceed migration.evidence_window_secs (key use older than the window is not read)",
+            );
+        }
+        Ok(())
     }
 }
 
@@ -368,6 +398,29 @@ mod tests {
     }
 
     const MINIMAL: &str = "[tls]\nclient_ca_file = \"ca.pem\"\n";
+
+    #[test]
+    fn values_that_cannot_work_are_refused_naming_the_key() {
+        for (section, key) in [
+            (
+                "[limits]\nbody_timeout_secs = 0\n",
+                "limits.body_timeout_secs",
+            ),
+            ("[tls]\nmax_client_chain = 0\n", "tls.max_client_chain"),
+            (
+                "[migration]\nevidence_window_secs = 60\nquiet_period_secs = 61\n",
+                "migration.quiet_period_secs",
+            ),
+        ] {
+            let text = format!("{MINIMAL}{section}").replace(
+                "[tls]\nclient_ca_file = \"ca.pem\"\n[tls]\n",
+                "[tls]\nclient_ca_file = \"ca.pem\"\n",
+            );
+            let error = load(&text, &[], "local").unwrap_err().to_string();
+            assert!(error.contains(key), "{error}");
+        }
+        assert!(load(MINIMAL, &[], "local").is_ok());
+    }
 
     #[test]
     fn a_minimal_file_loads_every_default() {
@@ -402,7 +455,7 @@ mod tests {
         let settings = load(&format!("{MINIMAL}[migration]\n"), &[], "local").unwrap();
         assert_eq!(settings.migration.evidence_window_secs, 86_400);
         let settings = load(
-            &format!("{MINIMAL}[migration]\nevidence_window_secs = 60\n"),
+            &format!("{MINIMAL}[migration]\nevidence_window_secs = 60\nquiet_period_secs = 30\n"),
             &[],
             "local",
         )

@@ -71,6 +71,22 @@ struct CertificateLabels {
     name: String,
 }
 
+/// The most bytes of caller-chosen text (a path, a certificate subject) kept in an audit row or
+/// a log line.
+pub const MAX_TEXT: usize = 256;
+
+/// `text` cut to at most [`MAX_TEXT`] bytes on a character boundary, marked with `…` when cut.
+pub fn clip(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.len() <= MAX_TEXT {
+        return text.into();
+    }
+    let mut end = MAX_TEXT - '…'.len_utf8();
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end]).into()
+}
+
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,

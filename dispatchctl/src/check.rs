@@ -186,8 +186,14 @@ pub fn checks(seen: &Observed<'_>) -> Vec<Check> {
             "server.ops_url is not set: recorder drops and handshake failures not read".into(),
         )),
         Some(metrics) => {
-            let (dropped, _) = metric_sum(metrics, "dispatch_recorder_dropped_total");
-            out.push(if dropped == 0.0 {
+            let (dropped, samples) = metric_sum(metrics, "dispatch_recorder_dropped_total");
+            out.push(if samples.is_empty() {
+                Check::fail(
+                    "dispatch_recorder_dropped_total is not in /metrics: is server.ops_url \
+                     dispatch-api's operations listener?"
+                        .into(),
+                )
+            } else if dropped == 0.0 {
                 Check::pass("the recorder has dropped no usage or audit record".into())
             } else {
                 Check::fail(format!(
@@ -318,5 +324,12 @@ mod tests {
         );
         let quiet = "dispatch_recorder_dropped_total 0\n";
         assert!(failed(&super::checks(&observed(&clients, &migration, Some(quiet)))).is_empty());
+        // Metrics from something else: the check cannot pass by not finding its metric.
+        let elsewhere = "go_goroutines 12\n";
+        let checks = super::checks(&observed(&clients, &migration, Some(elsewhere)));
+        assert!(
+            failed(&checks)[0].contains("is not in /metrics"),
+            "{checks:?}"
+        );
     }
 }

@@ -383,6 +383,12 @@ async fn ops_metrics(url: &str) -> Result<String, CtlError> {
         .send()
         .await
         .map_err(|e| CtlError::Unreachable(format!("{target}: {e}")))?;
+    if !response.status().is_success() {
+        return Err(CtlError::Unreachable(format!(
+            "{target}: answered {}",
+            response.status()
+        )));
+    }
     let body = response
         .body()
         .limit(8 * 1024 * 1024)

@@ -269,8 +269,10 @@ impl Registry {
             name,
             "mode_changed",
             change,
-            |client| client.mode = mode,
-            |_| Ok(()),
+            |_, client| {
+                client.mode = mode;
+                Ok(())
+            },
             |before, after| {
                 (
                     before.mode.as_str().to_owned(),
@@ -302,8 +304,10 @@ impl Registry {
             name,
             "client_disabled_changed",
             change,
-            |client| client.disabled = disabled,
-            |_| Ok(()),
+            |_, client| {
+                client.disabled = disabled;
+                Ok(())
+            },
             |before, after| (describe(before.disabled), describe(after.disabled)),
             async |tx| {
                 sqlx::query("UPDATE clients SET disabled = ?, updated_at = ? WHERE name = ?")
@@ -336,8 +340,10 @@ impl Registry {
             name,
             reason,
             change,
-            |client| client.api_key = key,
-            |_| Ok(()),
+            |_, client| {
+                client.api_key = key;
+                Ok(())
+            },
             |before, after| {
                 (
                     describe(before.api_key.is_some()),
@@ -390,8 +396,7 @@ impl Registry {
             name,
             "bindings_changed",
             change,
-            |client| client.bindings = bindings,
-            |snapshot| {
+            |snapshot, client| {
                 for (index, binding) in checked.iter().enumerate() {
                     binding.check_issuer(issuers).map_err(|detail| {
                         RegistryError::AmbiguousIssuer {
@@ -410,6 +415,7 @@ impl Registry {
                         });
                     }
                 }
+                client.bindings = bindings;
                 Ok(())
             },
             |before, after| (describe(&before.bindings), describe(&after.bindings)),
@@ -429,15 +435,14 @@ impl Registry {
     }
 
     /// One admin change to an existing client, with its audit event, in one transaction.
-    /// `apply` makes the client as it will be, to describe the change and to refuse one that
-    /// would lock every operator out.
+    /// `apply` checks the change against the current snapshot and makes the client as it will
+    /// be, to describe the change and to refuse one that would lock every operator out.
     async fn update_client(
         &self,
         name: &ClientName,
         reason: &str,
         change: Change<'_>,
-        apply: impl FnOnce(&mut Client),
-        validate: impl FnOnce(&RegistrySnapshot) -> Result<(), RegistryError>,
+        apply: impl FnOnce(&RegistrySnapshot, &mut Client) -> Result<(), RegistryError>,
         describe: impl FnOnce(&Client, &Client) -> (String, String),
         write: impl AsyncFnOnce(
             &mut sqlx::Transaction<'static, sqlx::Sqlite>,
@@ -451,9 +456,8 @@ impl Registry {
             .client(name)
             .map(|c| Client::clone(c))
             .ok_or_else(|| RegistryError::NotFound(name.to_string()))?;
-        validate(&snapshot)?;
         let mut after = before.clone();
-        apply(&mut after);
+        apply(&snapshot, &mut after)?;
         if locks_out(&before, &after, snapshot.clients().map(|c| &**c))
             || takes_own_way_in(&snapshot, &change, &after)
         {

@@ -869,3 +869,87 @@ fn a_clients_file_entry_differs_in_scopes_bindings_and_key_but_not_in_mode_or_di
         ["scopes", "bindings", "api_key_sha256"]
     );
 }
+
+#[tokio::test]
+async fn bindings_are_replaced_on_disk_and_in_the_snapshot_unless_they_overlap_or_lock_out() {
+    let (dir, registry) = registry().await;
+    let issuers = trust(&[&CA], &[]).issuers().clone();
+    let mut admin = client("op", by_cn("op", TEST_CA));
+    admin.scopes = BTreeSet::from([Scope::Admin]);
+    admin.mode = MigrationMode::Mtls;
+    for c in [
+        admin,
+        client("a", by_cn("a", TEST_CA)),
+        client("b", by_cn("b", TEST_CA)),
+    ] {
+        assert!(registry.register(&c, None, &issuers).await.unwrap());
+    }
+    let change = || Change {
+        actor: "op",
+        reason: "test",
+        operator: None,
+    };
+    let a = ClientName::parse("a").unwrap();
+    let renamed = vec![CertBinding::parse(&by_cn("a-2", TEST_CA)).unwrap()];
+    registry
+        .set_bindings(&a, renamed.clone(), change(), &issuers)
+        .await
+        .unwrap();
+    assert_eq!(registry.snapshot().client(&a).unwrap().bindings, renamed);
+    let reread = Registry::load(pool_in(dir.path()).await).await.unwrap();
+    assert_eq!(reread.snapshot().client(&a).unwrap().bindings, renamed);
+    // b's name is taken.
+    let overlapping = vec![CertBinding::parse(&by_cn("b", TEST_CA)).unwrap()];
+    assert!(matches!(
+        registry
+            .set_bindings(&a, overlapping, change(), &issuers)
+            .await,
+        Err(RegistryError::BindingConflict { .. })
+    ));
+    // A binding that no longer names the operator's own certificate, with no other admin.
+    let operator = cert("op", TEST_CA, None);
+    let op = ClientName::parse("op").unwrap();
+    let typo = vec![CertBinding::parse(&by_cn("oq", TEST_CA)).unwrap()];
+    let by_operator = Change {
+        actor: "op",
+        reason: "typo",
+        operator: Some((&operator, &issuers)),
+    };
+    assert!(matches!(
+        registry
+            .set_bindings(&op, typo, by_operator, &issuers)
+            .await,
+        Err(RegistryError::LastAdmin { .. })
+    ));
+    assert_eq!(
+        registry.snapshot().client(&op).unwrap().bindings[0]
+            .subject_cn
+            .as_deref(),
+        Some("op")
+    );
+}
+
+#[tokio::test]
+async fn a_revocation_of_the_operators_own_chain_is_refused() {
+    let (_dir, registry) = registry().await;
+    let issuers = trust(&[&CA], &[]).issuers().clone();
+    let operator = cert("op", TEST_CA, None);
+    let by_operator = || Change {
+        actor: "op",
+        reason: "oops",
+        operator: Some((&operator, &issuers)),
+    };
+    for own in operator.fingerprints().copied().collect::<Vec<_>>() {
+        assert!(matches!(
+            registry.revoke(own, by_operator()).await,
+            Err(RegistryError::OwnCertificate { .. })
+        ));
+    }
+    let other = cert("someone-else", TEST_CA, None);
+    assert!(
+        registry
+            .revoke(other.leaf.fingerprint, by_operator())
+            .await
+            .unwrap()
+    );
+}

@@ -78,7 +78,7 @@ pub async fn reject_oversized_headers(
         tracing::warn!(
             size,
             limit,
-            path = request.path(),
+            path = %crate::telemetry::clip(request.path()),
             "request headers too large"
         );
         return Ok(request

@@ -154,6 +154,19 @@ fn owner_only(path: &std::path::Path) -> std::io::Result<()> {
             "the database was readable by others; narrowed it to its owner"
         );
     }
+    // WAL and shared-memory files an older version left behind keep their own permissions.
+    for suffix in ["-wal", "-shm"] {
+        let companion = std::path::PathBuf::from(format!("{}{suffix}", path.display()));
+        if let Ok(metadata) = std::fs::metadata(&companion) {
+            let mode = metadata.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                std::fs::set_permissions(
+                    &companion,
+                    std::fs::Permissions::from_mode(mode & 0o700),
+                )?;
+            }
+        }
+    }
     Ok(())
 }
 

@@ -13,7 +13,7 @@
 //! once the file reaches [`AUDIT_SHARE_OF_CAP`] of it, so the rest stays for plans; and the
 //! counted refusals above.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -88,7 +88,8 @@ pub struct RefusalSeen {
     pub detail: serde_json::Value,
 }
 
-/// New sources beyond this many in memory share one `other` entry until the next write.
+/// New (reason, source) pairs beyond this many in one hour share one `other` entry: anonymous
+/// callers from many networks cannot add rows without bound.
 pub const MAX_REFUSAL_SOURCES: usize = 4096;
 
 /// Under `database.max_size_bytes`, audit rows are written only while the file is below this
@@ -158,8 +159,17 @@ pub struct Recorder {
     queued_bytes: Arc<AtomicUsize>,
     max_queued_bytes: usize,
     usage: Arc<Mutex<UsageTotalsByKey>>,
-    refusals: Arc<Mutex<RefusalTotalsByKey>>,
+    refusals: Arc<Mutex<RefusalBook>>,
     metrics: Arc<Metrics>,
+}
+
+/// The counted refusals not yet written, and the (reason, source) pairs seen this hour (kept
+/// across writes, so the bound holds per hour, not per write).
+#[derive(Default)]
+struct RefusalBook {
+    totals: RefusalTotalsByKey,
+    hour: i64,
+    sources: HashSet<(&'static str, String)>,
 }
 
 type UsageTotalsByKey = HashMap<(String, AuthMethod, i64), UsageTotals>;
@@ -187,7 +197,7 @@ impl Recorder {
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let (queue, receiver) = mpsc::channel(settings.queue.max(1));
         let usage = Arc::new(Mutex::new(HashMap::new()));
-        let refusals = Arc::new(Mutex::new(HashMap::new()));
+        let refusals = Arc::new(Mutex::new(RefusalBook::default()));
         let queued_bytes = Arc::new(AtomicUsize::new(0));
         let max_queued_bytes = settings.queue_bytes;
         let handle = tokio::spawn(write_loop(
@@ -216,8 +226,8 @@ impl Recorder {
 
     /// Adds one refusal of a caller we cannot name to its hour's count.
     pub fn refusal(&self, seen: RefusalSeen) {
-        let mut refusals = self.refusals.lock().unwrap_or_else(|e| e.into_inner());
-        add_refusal(&mut refusals, seen);
+        let mut book = self.refusals.lock().unwrap_or_else(|e| e.into_inner());
+        add_refusal(&mut book, seen);
     }
 
     pub fn usage(&self, event: UsageEvent) {
@@ -251,7 +261,7 @@ impl Recorder {
 /// What the request path adds up in memory and the writer takes.
 struct Totals {
     usage: Arc<Mutex<UsageTotalsByKey>>,
-    refusals: Arc<Mutex<RefusalTotalsByKey>>,
+    refusals: Arc<Mutex<RefusalBook>>,
     queued_bytes: Arc<AtomicUsize>,
 }
 
@@ -274,8 +284,8 @@ async fn write_loop(
         let mut usage = totals.usage.lock().unwrap_or_else(|e| e.into_inner());
         std::mem::swap(&mut batch.usage, &mut usage);
         drop(usage);
-        let mut refusals = totals.refusals.lock().unwrap_or_else(|e| e.into_inner());
-        std::mem::swap(&mut batch.refusals, &mut refusals);
+        let mut book = totals.refusals.lock().unwrap_or_else(|e| e.into_inner());
+        std::mem::swap(&mut batch.refusals, &mut book.totals);
     };
     loop {
         tokio::select! {
@@ -327,42 +337,64 @@ fn add_usage(usage: &mut UsageTotalsByKey, event: UsageEvent) {
     }
 }
 
-/// Deletes audit rows and refusal counts older than `retention`.
+/// Deletes audit rows and refusal counts older than `retention`, a few thousand rows per short
+/// transaction, so that a large backlog never holds SQLite's write lock long enough to delay
+/// plans.
 async fn prune(pool: &SqlitePool, retention: Duration) {
+    const BATCH: i64 = 5000;
     let before = time::OffsetDateTime::now_utc().unix_timestamp() - retention.as_secs() as i64;
-    let result = async {
-        let events = sqlx::query("DELETE FROM audit_events WHERE at < ?")
-            .bind(before)
-            .execute(pool)
-            .await?
-            .rows_affected();
-        let counts = sqlx::query("DELETE FROM refusal_counts WHERE last_seen < ?")
-            .bind(before)
-            .execute(pool)
-            .await?
-            .rows_affected();
-        Ok::<_, sqlx::Error>(events + counts)
-    }
-    .await;
-    match result {
-        Ok(0) => {}
-        Ok(rows) => tracing::info!(rows, "pruned audit rows past audit.retention_days"),
-        Err(error) => {
-            tracing::warn!(error = %error, "pruning old audit rows failed; retried in an hour")
+    let mut pruned = 0;
+    for statement in [
+        "DELETE FROM audit_events WHERE rowid IN \
+         (SELECT rowid FROM audit_events WHERE at < ? LIMIT ?)",
+        "DELETE FROM refusal_counts WHERE rowid IN \
+         (SELECT rowid FROM refusal_counts WHERE last_seen < ? LIMIT ?)",
+    ] {
+        loop {
+            match sqlx::query(statement)
+                .bind(before)
+                .bind(BATCH)
+                .execute(pool)
+                .await
+            {
+                Ok(done) if done.rows_affected() > 0 => {
+                    pruned += done.rows_affected();
+                    tokio::task::yield_now().await;
+                }
+                Ok(_) => break,
+                Err(error) => {
+                    tracing::warn!(error = %error, "pruning old audit rows failed; retried in an hour");
+                    return;
+                }
+            }
         }
+    }
+    if pruned > 0 {
+        tracing::info!(rows = pruned, "pruned audit rows past audit.retention_days");
     }
 }
 
-fn add_refusal(refusals: &mut RefusalTotalsByKey, seen: RefusalSeen) {
+fn add_refusal(book: &mut RefusalBook, seen: RefusalSeen) {
     let hour = seen.at - seen.at.rem_euclid(3600);
-    let mut key = (seen.reason, seen.source, hour);
-    if refusals.len() >= MAX_REFUSAL_SOURCES && !refusals.contains_key(&key) {
-        key.1 = "other".to_owned();
+    if hour != book.hour {
+        book.hour = hour;
+        book.sources.clear();
     }
-    let totals = refusals.entry(key).or_insert(RefusalTotals {
-        first_seen: seen.at,
-        ..RefusalTotals::default()
-    });
+    let mut source = seen.source;
+    if !book.sources.contains(&(seen.reason, source.clone())) {
+        if book.sources.len() >= MAX_REFUSAL_SOURCES {
+            source = "other".to_owned();
+        } else {
+            book.sources.insert((seen.reason, source.clone()));
+        }
+    }
+    let totals = book
+        .totals
+        .entry((seen.reason, source, hour))
+        .or_insert(RefusalTotals {
+            first_seen: seen.at,
+            ..RefusalTotals::default()
+        });
     totals.count += 1;
     totals.first_seen = totals.first_seen.min(seen.at);
     totals.last_seen = totals.last_seen.max(seen.at);
@@ -410,18 +442,32 @@ impl Batch {
             }
         }
         let records = self.len() as u64;
-        if let Err(error) = self.try_write(pool, metrics).await {
-            crate::storage::file_faults::note(&error);
-            // Usage and audit records are best effort by design; a lost batch is counted.
-            metrics.recorder_dropped.inc_by(records);
-            tracing::error!(error = %error, records, "writing usage and audit records failed; they were dropped");
+        match self.try_write(pool).await {
+            Ok(0) => {}
+            Ok(held_back) => {
+                metrics.recorder_dropped.inc_by(held_back as u64);
+                tracing::error!(
+                    dropped = held_back,
+                    "the database is near database.max_size_bytes: audit rows and refusal counts \
+                     are not written, the rest is kept for plans (prune the audit log or raise \
+                     the cap)"
+                );
+            }
+            Err(error) => {
+                crate::storage::file_faults::note(&error);
+                // Usage and audit records are best effort by design; a lost batch is counted.
+                metrics.recorder_dropped.inc_by(records);
+                tracing::error!(error = %error, records, "writing usage and audit records failed; they were dropped");
+            }
         }
         self.usage.clear();
         self.refusals.clear();
         self.audit.clear();
     }
 
-    async fn try_write(&self, pool: &SqlitePool, metrics: &Metrics) -> Result<(), sqlx::Error> {
+    /// Writes the batch; returns how many refusal counts and audit rows were held back by the
+    /// size cap.
+    async fn try_write(&self, pool: &SqlitePool) -> Result<usize, sqlx::Error> {
         let mut tx = pool.begin().await?;
         for ((client, method, hour), totals) in &self.usage {
             sqlx::query(
@@ -448,55 +494,69 @@ impl Batch {
             .execute(&mut *tx)
             .await?;
         }
-        // Refusal counts are bounded by hours x reasons x sources: always written.
-        for ((reason, source, hour), totals) in &self.refusals {
-            sqlx::query(
-                "INSERT INTO refusal_counts (hour, reason, source, count, first_seen, last_seen, last_detail) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?) \
-                 ON CONFLICT (hour, reason, source) DO UPDATE SET \
-                 count = count + excluded.count, \
-                 first_seen = min(first_seen, excluded.first_seen), \
-                 last_seen = max(last_seen, excluded.last_seen), \
-                 last_detail = excluded.last_detail",
-            )
-            .bind(hour)
-            .bind(reason)
-            .bind(source)
-            .bind(totals.count)
-            .bind(totals.first_seen)
-            .bind(totals.last_seen)
-            .bind(totals.last_detail.to_string())
-            .execute(&mut *tx)
-            .await?;
-        }
-        // Under a size cap, audit rows are written in small chunks, each only while the file is
-        // below its share of the cap: the overshoot is one chunk, well inside the tenth kept
-        // for plans.
+        // Under a size cap, refusal counts and audit rows are written in small chunks, each only
+        // while the file's used pages are below their share of the cap: the overshoot is one
+        // chunk, well inside the tenth kept for plans. Freed pages count as free.
         let mut written = 0;
+        let refusals: Vec<_> = self.refusals.iter().collect();
+        let mut room = true;
+        for chunk in refusals.chunks(AUDIT_CHUNK) {
+            room = room && self.below_audit_limit(&mut tx).await?;
+            if !room {
+                break;
+            }
+            for ((reason, source, hour), totals) in chunk {
+                sqlx::query(
+                    "INSERT INTO refusal_counts (hour, reason, source, count, first_seen, last_seen, last_detail) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?) \
+                     ON CONFLICT (hour, reason, source) DO UPDATE SET \
+                     count = count + excluded.count, \
+                     first_seen = min(first_seen, excluded.first_seen), \
+                     last_seen = max(last_seen, excluded.last_seen), \
+                     last_detail = excluded.last_detail",
+                )
+                .bind(hour)
+                .bind(reason)
+                .bind(source)
+                .bind(totals.count)
+                .bind(totals.first_seen)
+                .bind(totals.last_seen)
+                .bind(totals.last_detail.to_string())
+                .execute(&mut *tx)
+                .await?;
+            }
+            written += chunk.len();
+        }
         for chunk in self.audit.chunks(AUDIT_CHUNK) {
-            if let Some(limit) = self.audit_page_limit {
-                let pages: i64 = sqlx::query_scalar("SELECT page_count FROM pragma_page_count()")
-                    .fetch_one(&mut *tx)
-                    .await?;
-                if pages >= limit {
-                    break;
-                }
+            room = room && self.below_audit_limit(&mut tx).await?;
+            if !room {
+                break;
             }
             for event in chunk {
                 event.insert(&mut tx).await?;
             }
             written += chunk.len();
         }
-        let held_back = self.audit.len() - written;
-        if held_back > 0 {
-            metrics.recorder_dropped.inc_by(held_back as u64);
-            tracing::error!(
-                dropped = held_back,
-                "the database is near database.max_size_bytes: audit rows are not written, the \
-                 rest is kept for plans (prune the audit log or raise the cap)"
-            );
-        }
-        tx.commit().await
+        let held_back = self.refusals.len() + self.audit.len() - written;
+        tx.commit().await?;
+        Ok(held_back)
+    }
+
+    /// Whether the database's used pages are below the audit share of the size cap (always,
+    /// without a cap).
+    async fn below_audit_limit(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    ) -> Result<bool, sqlx::Error> {
+        let Some(limit) = self.audit_page_limit else {
+            return Ok(true);
+        };
+        let used: i64 = sqlx::query_scalar(
+            "SELECT page_count - freelist_count FROM pragma_page_count(), pragma_freelist_count()",
+        )
+        .fetch_one(&mut **tx)
+        .await?;
+        Ok(used < limit)
     }
 }
 
@@ -537,35 +597,52 @@ mod tests {
     }
 
     #[test]
-    fn refusals_add_up_per_reason_source_and_hour_and_new_sources_past_the_bound_share_one() {
-        let mut refusals = RefusalTotalsByKey::new();
+    fn refusals_add_up_per_reason_source_and_hour_and_new_sources_past_the_hours_bound_share_one() {
+        let mut book = RefusalBook::default();
         let seen = |source: &str, at: i64| RefusalSeen {
             reason: "no_credentials",
             source: source.to_owned(),
             at,
             detail: serde_json::json!({ "path": format!("/{at}") }),
         };
-        add_refusal(&mut refusals, seen("10.0.0.0/24", 7_200));
-        add_refusal(&mut refusals, seen("10.0.0.0/24", 7_300));
-        add_refusal(&mut refusals, seen("10.0.0.0/24", 10_900));
-        let first = &refusals[&("no_credentials", "10.0.0.0/24".to_owned(), 7_200)];
+        add_refusal(&mut book, seen("10.0.0.0/24", 7_200));
+        add_refusal(&mut book, seen("10.0.0.0/24", 7_300));
+        let first = &book.totals[&("no_credentials", "10.0.0.0/24".to_owned(), 7_200)];
         assert_eq!(
             (first.count, first.first_seen, first.last_seen),
             (2, 7_200, 7_300)
         );
         assert_eq!(first.last_detail["path"], "/7300");
-        assert_eq!(refusals.len(), 2, "another hour is another count");
         for i in 0..MAX_REFUSAL_SOURCES {
-            add_refusal(&mut refusals, seen(&format!("net-{i}"), 7_200));
+            add_refusal(&mut book, seen(&format!("net-{i}"), 7_200));
         }
-        assert_eq!(refusals.len(), MAX_REFUSAL_SOURCES + 1);
-        let other = &refusals[&("no_credentials", "other".to_owned(), 7_200)];
-        assert_eq!(other.count, 2);
-        // A source already counted keeps its own entry.
-        add_refusal(&mut refusals, seen("10.0.0.0/24", 7_201));
+        // The writer takes the totals; the hour's sources stay, so the bound holds across writes.
+        let written = std::mem::take(&mut book.totals);
         assert_eq!(
-            refusals[&("no_credentials", "10.0.0.0/24".to_owned(), 7_200)].count,
-            3
+            written.len(),
+            MAX_REFUSAL_SOURCES + 1,
+            "the bound, and `other`"
+        );
+        assert_eq!(
+            written[&("no_credentials", "other".to_owned(), 7_200)].count,
+            1
+        );
+        add_refusal(&mut book, seen("net-new", 7_201));
+        assert!(
+            book.totals
+                .contains_key(&("no_credentials", "other".to_owned(), 7_200))
+        );
+        // A source already counted this hour keeps its own entry.
+        add_refusal(&mut book, seen("10.0.0.0/24", 7_202));
+        assert!(
+            book.totals
+                .contains_key(&("no_credentials", "10.0.0.0/24".to_owned(), 7_200))
+        );
+        // A new hour starts a new bound.
+        add_refusal(&mut book, seen("net-next-hour", 10_800));
+        assert!(
+            book.totals
+                .contains_key(&("no_credentials", "net-next-hour".to_owned(), 10_800))
         );
     }
 }

@@ -154,8 +154,12 @@ impl ClientCertVerifier for CurrentVerifier {
                 tracing::warn!(
                     kind,
                     error = %error,
-                    subject = presented.as_ref().map(|c| c.subject.to_string()),
-                    issuer = presented.as_ref().map(|c| c.issuer.to_string()),
+                    subject = presented
+                        .as_ref()
+                        .map(|c| crate::telemetry::clip(&c.subject.to_string()).into_owned()),
+                    issuer = presented
+                        .as_ref()
+                        .map(|c| crate::telemetry::clip(&c.issuer.to_string()).into_owned()),
                     fingerprint = presented.as_ref().map(|c| c.fingerprint.to_string()),
                     "client certificate refused in the TLS handshake"
                 );

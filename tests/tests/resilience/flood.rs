@@ -32,13 +32,14 @@ async fn anonymous_refusals_with_long_paths_are_counted_not_written_one_by_one()
         .iter()
         .filter(|c| c["reason"] == "no_credentials")
         .collect();
-    assert_eq!(
-        anonymous.len(),
-        1,
-        "one count for one hour and network: {counts:?}"
+    // One count per hour and network (two if the run crossed the top of an hour).
+    assert!(
+        (1..=2).contains(&anonymous.len()),
+        "one count per hour and network: {counts:?}"
     );
-    assert_eq!(anonymous[0]["count"], 500);
-    assert_eq!(anonymous[0]["source"], "127.0.0.0/24");
+    let total: i64 = anonymous.iter().map(|c| c["count"].as_i64().unwrap()).sum();
+    assert_eq!(total, 500);
+    assert!(anonymous.iter().all(|c| c["source"] == "127.0.0.0/24"));
     let path = anonymous[0]["last_detail"]["path"].as_str().unwrap();
     assert!(path.len() <= 256 && path.ends_with('…'), "{path}");
     assert!(
