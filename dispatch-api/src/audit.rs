@@ -208,7 +208,7 @@ pub fn record(
             elapsed_ms,
             "request failed"
         );
-    } else {
+    } else if *status < 400 {
         tracing::info!(
             client,
             auth = method_label,
@@ -217,6 +217,21 @@ pub fn record(
             path,
             status,
             elapsed_ms,
+            "request"
+        );
+    } else if let Some(suppressed) = REFUSAL_LINES.take(OffsetDateTime::now_utc().unix_timestamp())
+    {
+        // 4xx that are not refusals (404, 405, 413, ...): anyone can cause them, so they share
+        // the refusals' budget.
+        tracing::info!(
+            client,
+            auth = method_label,
+            outcome,
+            http.method = http_method,
+            path,
+            status,
+            elapsed_ms,
+            suppressed,
             "request"
         );
     }

@@ -17,7 +17,7 @@ use crate::error::WorkerError;
 use crate::routing::PlanBody;
 
 /// The most of an answer's body read: a problem document or a plan receipt is far smaller.
-const MAX_ANSWER_BYTES: usize = 1024 * 1024;
+const MAX_ANSWER_BYTES: usize = 1_048_576;
 
 pub struct DispatchClient {
     http: awc::Client,
