@@ -299,9 +299,9 @@ impl TestApp {
             .unwrap_or_default()
     }
 
-    /// Asserts that, since the last call, the service refused a request with this reason code
-    /// (read from `dispatch_auth_refusals_total`, which covers counted and individual refusals
-    /// alike and is updated before the answer is sent).
+    /// Asserts that every refusal since the last call (or since the start) had this reason code:
+    /// at least one, and none of another reason. Read from `dispatch_auth_refusals_total`, which
+    /// covers counted and individual refusals alike and is updated before the answer is sent.
     pub async fn assert_last_refusal(&self, reason: &str) {
         let text = self.ops_get("/metrics").await.text();
         let now: HashMap<String, f64> = text
@@ -319,8 +319,8 @@ impl TestApp {
             .map(|(name, _)| name)
             .collect();
         assert!(
-            increased.iter().any(|name| name.as_str() == reason),
-            "expected a `{reason}` refusal; refused since the last check: {increased:?}"
+            increased.len() == 1 && increased[0] == reason,
+            "expected only `{reason}` refusals; refused since the last check: {increased:?}"
         );
         *seen = now;
     }

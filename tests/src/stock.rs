@@ -45,6 +45,8 @@ pub struct Seen {
     /// curl's exit code for the transfer, or Python's exception; `None` when it went well.
     pub error: Option<String>,
     pub http_version: String,
+    /// The problem document's `type`, when the answer had one.
+    pub problem_type: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,7 +149,11 @@ async fn curl(
                 quoted(&format!("@{}", file.display()))
             ));
         }
-        config.push_str("silent\nshow-error\noutput = \"/dev/null\"\nmax-time = 30\n");
+        let output = dir.join(format!("answer-{i}"));
+        config.push_str(&format!(
+            "silent\nshow-error\noutput = {}\nmax-time = 30\n",
+            quoted(&output.display().to_string())
+        ));
         config.push_str("write-out = \"%{http_code} %{exitcode} %{http_version}\\n\"\n");
     }
     let config_file = dir.join("curl.config");
@@ -160,7 +166,12 @@ async fn curl(
         .expect("curl runs (CI installs it)");
     String::from_utf8_lossy(&output.stdout)
         .lines()
-        .map(|line| {
+        .enumerate()
+        .map(|(i, line)| {
+            let answer = std::fs::read(dir.join(format!("answer-{i}"))).unwrap_or_default();
+            let problem_type = serde_json::from_slice::<Value>(&answer)
+                .ok()
+                .and_then(|v| v["type"].as_str().map(str::to_owned));
             let mut parts = line.split(' ');
             let status = parts.next().unwrap_or("0").parse().unwrap_or(0);
             let exit = parts.next().unwrap_or("?");
@@ -173,6 +184,7 @@ async fn curl(
                     )
                 }),
                 http_version: parts.next().unwrap_or_default().to_owned(),
+                problem_type,
             }
         })
         .collect()
@@ -234,6 +246,7 @@ async fn python(
                 status: seen["status"].as_u64().unwrap_or(0) as u16,
                 error: seen["error"].as_str().map(str::to_owned),
                 http_version: seen["http_version"].as_str().unwrap_or_default().to_owned(),
+                problem_type: seen["type"].as_str().map(str::to_owned),
             }
         })
         .collect()

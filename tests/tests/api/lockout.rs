@@ -116,6 +116,7 @@ async fn bindings_can_be_replaced_and_the_change_is_audited_and_applies_at_once(
         .await
         .unwrap();
     assert_eq!(before.status, 401);
+    app.assert_last_refusal("cert_unmapped").await;
     let response = put(
         &app,
         "/admin/clients/key-only/bindings",

@@ -22,13 +22,15 @@ fn filler(i: usize) -> String {
 }
 
 /// Runs `request(i)` for i in 0..50 through every stock client and asserts that each answer
-/// arrived whole with `status`, over the protocol asked for.
+/// arrived whole with `status` and its problem document of type `kind`, over the protocol
+/// asked for.
 async fn every_client_receives_whole(
     app: &TestApp,
     identity: Option<&Identity>,
-    status: u16,
+    (status, kind): (u16, &str),
     request: impl Fn(usize) -> StockRequest,
 ) {
+    let want_type = format!("urn:dispatch-api:problem:{kind}");
     let requests: Vec<StockRequest> = (0..PER_CLIENT).map(request).collect();
     for client in EVERY_CLIENT {
         let seen = stock::run(app, client, identity, &requests).await;
@@ -46,6 +48,11 @@ async fn every_client_receives_whole(
             assert_eq!(seen.error, None, "{what}");
             assert_eq!(seen.status, status, "{what}");
             assert_eq!(seen.http_version, want_version, "{what}");
+            assert_eq!(
+                seen.problem_type.as_deref(),
+                Some(want_type.as_str()),
+                "{what}"
+            );
         }
     }
 }
@@ -57,14 +64,17 @@ fn json_post(path: &str, body: String) -> StockRequest {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_401_to_an_anonymous_request_with_a_body_reaches_curl_and_python_whole() {
     let app = spawn_app().await;
-    every_client_receives_whole(&app, None, 401, |i| json_post(PLANS, filler(i))).await;
+    every_client_receives_whole(&app, None, (401, "unauthenticated"), |i| {
+        json_post(PLANS, filler(i))
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_403_to_a_workers_admin_call_with_a_body_reaches_curl_and_python_whole() {
     let app = spawn_app().await;
     let key = app.key("route-worker").to_owned();
-    every_client_receives_whole(&app, None, 403, |i| {
+    every_client_receives_whole(&app, None, (403, "forbidden"), |i| {
         StockRequest::new("PUT", "/admin/clients/route-worker/mode", filler(i))
             .header("Content-Type", "application/json")
             .header("X-Api-Key", &key)
@@ -76,7 +86,7 @@ async fn every_403_to_a_workers_admin_call_with_a_body_reaches_curl_and_python_w
 async fn every_403_to_a_certificate_without_the_scope_reaches_curl_and_python_whole() {
     let app = spawn_app().await;
     let worker = app.pki.workload("route-worker");
-    every_client_receives_whole(&app, Some(&worker), 403, |i| {
+    every_client_receives_whole(&app, Some(&worker), (403, "forbidden"), |i| {
         StockRequest::new("PUT", "/admin/clients/key-only/disabled", filler(i))
             .header("Content-Type", "application/json")
     })
@@ -87,7 +97,7 @@ async fn every_403_to_a_certificate_without_the_scope_reaches_curl_and_python_wh
 async fn every_404_to_a_request_with_a_body_reaches_curl_and_python_whole() {
     let app = spawn_app().await;
     let key = app.key("route-worker").to_owned();
-    every_client_receives_whole(&app, None, 404, |i| {
+    every_client_receives_whole(&app, None, (404, "not-found"), |i| {
         json_post("/api/no-such-thing", filler(i)).header("X-Api-Key", &key)
     })
     .await;
@@ -97,7 +107,7 @@ async fn every_404_to_a_request_with_a_body_reaches_curl_and_python_whole() {
 async fn every_405_to_a_request_with_a_body_reaches_curl_and_python_whole() {
     let app = spawn_app().await;
     let key = app.key("route-worker").to_owned();
-    every_client_receives_whole(&app, None, 405, |i| {
+    every_client_receives_whole(&app, None, (405, "method-not-allowed"), |i| {
         StockRequest::new("PUT", PLANS, filler(i))
             .header("Content-Type", "application/json")
             .header("X-Api-Key", &key)
@@ -110,7 +120,7 @@ async fn every_413_to_a_body_past_the_limit_reaches_curl_and_python_whole() {
     let app = spawn_app().await;
     let key = app.key("route-worker").to_owned();
     let limit = app.settings.limits.max_body_bytes;
-    every_client_receives_whole(&app, None, 413, |i| {
+    every_client_receives_whole(&app, None, (413, "payload-too-large"), |i| {
         // From one byte past the limit to nearly ten times it.
         let bytes = [limit + 1, limit * 2, 300_000, 600_000][i % 4];
         json_post(PLANS, "x".repeat(bytes)).header("X-Api-Key", &key)
@@ -122,7 +132,7 @@ async fn every_413_to_a_body_past_the_limit_reaches_curl_and_python_whole() {
 async fn every_415_to_a_body_that_is_not_json_reaches_curl_and_python_whole() {
     let app = spawn_app().await;
     let key = app.key("route-worker").to_owned();
-    every_client_receives_whole(&app, None, 415, |i| {
+    every_client_receives_whole(&app, None, (415, "unsupported-media-type"), |i| {
         StockRequest::new("POST", PLANS, filler(i))
             .header("Content-Type", "text/plain")
             .header("X-Api-Key", &key)
@@ -135,7 +145,7 @@ async fn every_422_to_an_invalid_plan_reaches_curl_and_python_whole() {
     let app = spawn_app().await;
     let key = app.key("route-worker").to_owned();
     let max_stops = app.settings.limits.max_stops;
-    every_client_receives_whole(&app, None, 422, |i| {
+    every_client_receives_whole(&app, None, (422, "invalid-plan"), |i| {
         // Too many stops: from one past the limit to bodies near the 64 KiB limit.
         let stops = [max_stops + 1, 200, 500, 700][i % 4];
         let body = plan(&format!("too-long-{i}"), stops).to_string();
@@ -164,7 +174,7 @@ async fn every_503_of_a_full_database_reaches_curl_and_python_whole() {
         }
         filled += 1;
     }
-    every_client_receives_whole(&app, None, 503, |i| {
+    every_client_receives_whole(&app, None, (503, "unavailable"), |i| {
         json_post(PLANS, plan(&format!("late-{i}"), 50).to_string()).header("X-Api-Key", &key)
     })
     .await;
