@@ -270,10 +270,10 @@ pub struct LimitSettings {
     /// The longest wait for the next piece of a request body (nginx's `client_body_timeout`);
     /// past it the request gets 408.
     pub body_timeout_secs: u64,
-    /// Once an answer is ready, the unread rest of a request body is read and discarded, up to
-    /// this many bytes within `drain_secs` (nginx's lingering close), so that early answers
-    /// (401, 413, ...) reach clients whole; past either bound the connection is closed
-    /// (HTTP/1.1) or the stream ended with NO_ERROR after the answer (HTTP/2).
+    /// Once an answer is ready, the unread rest of a request body is read and discarded within
+    /// `drain_secs` (nginx's lingering close; over HTTP/1.1 also up to `drain_bytes`), so that
+    /// early answers (401, 413, ...) reach clients whole; past the bound the connection is
+    /// closed (HTTP/1.1) or the stream ended with NO_ERROR after the answer (HTTP/2).
     pub drain_bytes: usize,
     pub drain_secs: u64,
 }

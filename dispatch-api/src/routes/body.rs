@@ -3,8 +3,9 @@
 //! Two bounds nginx users know as `client_body_timeout` and `lingering_close`:
 //! - a read timeout between two chunks of the body (`limits.body_timeout_secs`): a client that
 //!   stops sending mid-body gets 408 instead of holding a connection and a worker's memory;
-//! - once an answer is ready, what is left of a body nobody read is read and discarded, up to
-//!   `limits.drain_bytes` within `limits.drain_secs`, before the answer goes out. An early
+//! - once an answer is ready, what is left of a body nobody read is read and discarded before
+//!   the answer goes out: within `limits.drain_secs`, and over HTTP/1.1 up to
+//!   `limits.drain_bytes` (HTTP/2 flow control paces the client, so its bound is time). An early
 //!   answer (401, 403, 404, 413, ...) then reaches the client whole: over HTTP/1.1 the client is
 //!   not cut off mid-upload, and over HTTP/2 the stream ends after the client's last DATA frame
 //!   rather than with a reset that some clients (curl 7.88 with nghttp2) report as a framing

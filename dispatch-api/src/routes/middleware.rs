@@ -18,9 +18,10 @@ use crate::telemetry;
 use crate::tls::ConnectionOpened;
 
 /// Outermost: the handlers read the body through a [`WatchedBody`] (a read timeout between
-/// chunks), and once the answer is ready, the unread rest of the body is drained within
-/// `limits.drain_bytes` and `limits.drain_secs` so the client receives the answer whole (see
-/// `routes::body`). Past the bound, an HTTP/1.1 connection is closed after the answer.
+/// chunks), and once the answer is ready, the unread rest of the body is drained (HTTP/1.1:
+/// within `limits.drain_bytes` and `limits.drain_secs`; HTTP/2: within `drain_secs`) so the
+/// client receives the answer whole (see `routes::body`). Past the bound, an HTTP/1.1
+/// connection is closed after the answer.
 pub async fn bound_request_body(
     mut request: ServiceRequest,
     next: Next<impl MessageBody>,
@@ -33,13 +34,18 @@ pub async fn bound_request_body(
         request.take_payload(),
         std::time::Duration::from_secs(limits.body_timeout_secs),
     );
+    // HTTP/2 paces the client by flow control, and a stream reset after an early answer is what
+    // stock clients lose the answer to (curl 7.88: error 92; httpx: a hang): read the rest within
+    // the time bound whatever its size. HTTP/1.1 has no such pacing: the byte bound holds too.
+    let max_bytes = if request.version() == actix_web::http::Version::HTTP_2 {
+        usize::MAX
+    } else {
+        limits.drain_bytes
+    };
     request.set_payload(body.payload());
     let mut response = next.call(request).await?;
     let (outcome, discarded) = body
-        .drain(
-            limits.drain_bytes,
-            std::time::Duration::from_secs(limits.drain_secs),
-        )
+        .drain(max_bytes, std::time::Duration::from_secs(limits.drain_secs))
         .await;
     let label = match outcome {
         BodyOutcome::Ended if discarded > 0 => Some("drained"),

@@ -179,3 +179,34 @@ async fn every_503_of_a_full_database_reaches_curl_and_python_whole() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_of_a_body_past_the_drain_bytes_still_reaches_http2_clients_whole() {
+    // HTTP/2 is bounded by time only: flow control paces the client, and a reset stream is what
+    // curl and httpx lose the answer to.
+    let app = spawn_app_with(|s| s.limits.drain_bytes = 100_000).await;
+    let requests: Vec<StockRequest> = (0..10)
+        .map(|i| {
+            json_post(
+                PLANS,
+                "x".repeat(if i % 2 == 0 { 300_000 } else { 1_500_000 }),
+            )
+        })
+        .collect();
+    for client in [Client::CurlHttp2, Client::PythonHttp2] {
+        for (i, seen) in stock::run(&app, client, None, &requests)
+            .await
+            .iter()
+            .enumerate()
+        {
+            let what = format!("{client:?}, request {i}: {seen:?}");
+            assert_eq!(seen.error, None, "{what}");
+            assert_eq!(seen.status, 401, "{what}");
+            assert_eq!(
+                seen.problem_type.as_deref(),
+                Some("urn:dispatch-api:problem:unauthenticated"),
+                "{what}"
+            );
+        }
+    }
+}
