@@ -140,7 +140,7 @@ impl Metrics {
         registry.register(
             "request_bodies_unread",
             "Request bodies not read to their end by a handler: drained (the rest read and \
-             discarded so the answer arrives whole), cut (past limits.drain_bytes or drain_secs: \
+             discarded so the answer arrives whole), cut (past limits.drain_bytes or drain_secs: HTTP/1.1 \
              connection closed), or timed_out (limits.body_timeout_secs: 408)",
             request_bodies.clone(),
         );

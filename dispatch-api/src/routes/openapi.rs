@@ -39,7 +39,7 @@ use super::{admin, ops, plans, whoami};
         ops::readyz,
         ops::metrics,
     ),
-    modifiers(&SecuritySchemes),
+    modifiers(&SecuritySchemes, &AdminErrors),
     tags(
         (name = "plans", description = "route plans: stored durably before 202"),
         (name = "identity", description = "how the server sees the caller"),
@@ -72,6 +72,54 @@ impl Modify for SecuritySchemes {
                 "a client's API key, while the client is in api_key or dual mode",
             ))),
         );
+    }
+}
+
+/// The answers every admin route can give whatever it does (401 without the operator's
+/// certificate, 403 for any other caller, 503 when storage fails): added here once rather
+/// than written into each handler's annotation.
+struct AdminErrors;
+
+impl Modify for AdminErrors {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let problem = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/problem+json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("Problem")))
+                        .build(),
+                )
+                .build()
+        };
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            if !path.starts_with("/admin/") {
+                continue;
+            }
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+            ];
+            for operation in operations.into_iter().flatten() {
+                let responses = &mut operation.responses.responses;
+                for (status, description) in [
+                    ("401", "no operator certificate"),
+                    (
+                        "403",
+                        "not an admin client over a certificate (a key never works here)",
+                    ),
+                    ("503", "storage unavailable; retry after Retry-After"),
+                ] {
+                    responses
+                        .entry(status.to_owned())
+                        .or_insert_with(|| problem(description).into());
+                }
+            }
+        }
     }
 }
 

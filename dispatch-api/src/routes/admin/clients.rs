@@ -7,10 +7,7 @@ use super::*;
     path = "/admin/clients",
     tag = "admin",
     responses(
-        (status = 200, description = "every client with mode, scopes, bindings and use", body = Object),
-        (status = 401, description = "no operator certificate", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "not an admin client over a certificate (a key never works here)", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "storage unavailable; retry after Retry-After", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 200, description = "every client with mode, scopes, bindings and use", body = Object)
     ),
     security(("mutual_tls" = []))
 )]
@@ -36,10 +33,7 @@ pub async fn list_clients(
     params(("name" = String, Path, description = "the client's name")),
     responses(
         (status = 200, description = "one client", body = Object),
-        (status = 404, description = "no such client", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "no operator certificate", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "not an admin client over a certificate (a key never works here)", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "storage unavailable; retry after Retry-After", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 404, description = "no such client", body = crate::error::Problem, content_type = "application/problem+json")
     ),
     security(("mutual_tls" = []))
 )]
@@ -82,10 +76,7 @@ pub struct RegisterClient {
     responses(
         (status = 201, description = "registered (201); an issued key is in this answer only", body = Object),
         (status = 400, description = "malformed request (a missing `reason`, say)", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`client-exists`, `binding-conflict` or `ambiguous-issuer`", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "no operator certificate", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "not an admin client over a certificate (a key never works here)", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "storage unavailable; retry after Retry-After", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 409, description = "`client-exists`, `binding-conflict` or `ambiguous-issuer`", body = crate::error::Problem, content_type = "application/problem+json")
     ),
     security(("mutual_tls" = []))
 )]
@@ -157,10 +148,7 @@ pub struct SetMode {
         (status = 200, description = "`{before, after}`", body = Object),
         (status = 400, description = "malformed request (a missing `reason`, say)", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "no such client", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`migration-not-ready` (the detail says what is missing) or `last-admin`", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "no operator certificate", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "not an admin client over a certificate (a key never works here)", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "storage unavailable; retry after Retry-After", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 409, description = "`migration-not-ready` (the detail says what is missing) or `last-admin`", body = crate::error::Problem, content_type = "application/problem+json")
     ),
     security(("mutual_tls" = []))
 )]
@@ -269,10 +257,7 @@ pub struct SetDisabled {
         (status = 200, description = "`{client, disabled}`", body = Object),
         (status = 400, description = "malformed request (a missing `reason`, say)", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "no such client", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`last-admin`", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "no operator certificate", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "not an admin client over a certificate (a key never works here)", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "storage unavailable; retry after Retry-After", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 409, description = "`last-admin`", body = crate::error::Problem, content_type = "application/problem+json")
     ),
     security(("mutual_tls" = []))
 )]
@@ -317,10 +302,7 @@ pub struct SetBindings {
         (status = 200, description = "the client with its new bindings", body = Object),
         (status = 400, description = "malformed request (a missing `reason`, say)", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "no such client", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`binding-conflict`, `ambiguous-issuer` or `last-admin`", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "no operator certificate", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "not an admin client over a certificate (a key never works here)", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "storage unavailable; retry after Retry-After", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 409, description = "`binding-conflict`, `ambiguous-issuer` or `last-admin`", body = crate::error::Problem, content_type = "application/problem+json")
     ),
     security(("mutual_tls" = []))
 )]

@@ -18,10 +18,7 @@ pub struct KeyChange {
     responses(
         (status = 200, description = "the new key, in this answer only", body = Object),
         (status = 400, description = "malformed request (a missing `reason`, say)", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "no such client", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "no operator certificate", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "not an admin client over a certificate (a key never works here)", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "storage unavailable; retry after Retry-After", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 404, description = "no such client", body = crate::error::Problem, content_type = "application/problem+json")
     ),
     security(("mutual_tls" = []))
 )]
@@ -60,10 +57,7 @@ pub async fn rotate_api_key(
     responses(
         (status = 200, description = "removed", body = Object),
         (status = 400, description = "malformed request (a missing `reason`, say)", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "no such client", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "no operator certificate", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "not an admin client over a certificate (a key never works here)", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "storage unavailable; retry after Retry-After", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 404, description = "no such client", body = crate::error::Problem, content_type = "application/problem+json")
     ),
     security(("mutual_tls" = []))
 )]

@@ -10,10 +10,7 @@ use clients::not_ready_for_mtls;
     path = "/admin/migration",
     tag = "admin",
     responses(
-        (status = 200, description = "per client: mode, use per method, readiness and why not; whether the listener can require certificates", body = Object),
-        (status = 401, description = "no operator certificate", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "not an admin client over a certificate (a key never works here)", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "storage unavailable; retry after Retry-After", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 200, description = "per client: mode, use per method, readiness and why not; whether the listener can require certificates", body = Object)
     ),
     security(("mutual_tls" = []))
 )]
@@ -77,10 +74,7 @@ pub struct AuditQuery {
     tag = "admin",
     params(("client" = Option<String>, Query, description = "one client only"), ("limit" = Option<i64>, Query, description = "1 to 1000, default 100")),
     responses(
-        (status = 200, description = "refusals of known clients, alerts and admin changes, newest first", body = Object),
-        (status = 401, description = "no operator certificate", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "not an admin client over a certificate (a key never works here)", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "storage unavailable; retry after Retry-After", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 200, description = "refusals of known clients, alerts and admin changes, newest first", body = Object)
     ),
     security(("mutual_tls" = []))
 )]
@@ -119,10 +113,7 @@ pub struct RefusalQuery {
     tag = "admin",
     params(("reason" = Option<String>, Query, description = "one reason code only"), ("limit" = Option<i64>, Query, description = "1 to 1000, default 100")),
     responses(
-        (status = 200, description = "refusals of callers without a name, counted per hour, reason and source", body = Object),
-        (status = 401, description = "no operator certificate", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "not an admin client over a certificate (a key never works here)", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "storage unavailable; retry after Retry-After", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 200, description = "refusals of callers without a name, counted per hour, reason and source", body = Object)
     ),
     security(("mutual_tls" = []))
 )]

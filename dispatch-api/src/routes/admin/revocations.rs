@@ -17,10 +17,7 @@ pub struct Revoke {
     request_body = Revoke,
     responses(
         (status = 200, description = "on the deny list from the next request on (201; 200 if it was already)", body = Object),
-        (status = 400, description = "malformed request (a missing `reason`, say)", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "no operator certificate", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "not an admin client over a certificate (a key never works here)", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "storage unavailable; retry after Retry-After", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 400, description = "malformed request (a missing `reason`, say)", body = crate::error::Problem, content_type = "application/problem+json")
     ),
     security(("mutual_tls" = []))
 )]
@@ -50,10 +47,7 @@ pub async fn revoke_certificate(
     path = "/admin/revocations",
     tag = "admin",
     responses(
-        (status = 200, description = "the deny list", body = Object),
-        (status = 401, description = "no operator certificate", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "not an admin client over a certificate (a key never works here)", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "storage unavailable; retry after Retry-After", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 200, description = "the deny list", body = Object)
     ),
     security(("mutual_tls" = []))
 )]
