@@ -125,9 +125,9 @@ pub struct TlsSettings {
     /// TLS session resumption (stateless tickets and a session cache; both renewed on any trust
     /// change).
     pub session_resumption: bool,
-    /// A connection older than this is closed after its current response (HTTP/1.1
-    /// `Connection: close`), so that every client eventually does a full handshake against
-    /// the current trust. 0: no limit.
+    /// A connection older than this is closed gracefully (HTTP/1.1 `Connection: close` after
+    /// its current response, HTTP/2 GOAWAY after its streams in flight), so that every client
+    /// eventually does a full handshake against the current trust. 0: no limit.
     pub max_connection_age_secs: u64,
     /// The most certificates a client may present (its own and the intermediates it sends).
     /// A longer chain is refused before any signature is checked (handshake failure kind

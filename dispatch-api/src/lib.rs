@@ -44,5 +44,8 @@ pub mod state;
 /// Handlers (one file per resource), middleware, the routing table.
 pub mod routes;
 
+/// The HTTPS listener: TLS, then HTTP/2 or HTTP/1.1, connections drained at their max age.
+pub mod listener;
+
 /// `Application::build`: the listeners and their scopes; `StartupError`.
 pub mod startup;

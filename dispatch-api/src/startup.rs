@@ -21,7 +21,7 @@ use crate::storage::OpenError;
 use crate::storage::recorder::{Recorder, RecorderSettings};
 use crate::telemetry::Metrics;
 use crate::tls::MaterialError;
-use crate::{routes, storage, tls};
+use crate::{listener, routes, storage, tls};
 
 /// Why the service could not start. Each variant names the file or setting at fault; `main`
 /// prints the whole chain of causes.
@@ -136,51 +136,37 @@ impl Application {
         let max_body = settings.limits.max_body_bytes;
         let body_timeout_secs = settings.limits.body_timeout_secs;
         let api_state = state.clone();
-        let connection_tls = reloadable_tls.clone();
-        let mut https = HttpServer::new(move || {
-            App::new()
-                .app_data(api_state.clone())
-                .app_data(routes::json_config(max_body, body_timeout_secs))
-                .app_data(
-                    web::PathConfig::default().error_handler(|_, _| ApiError::NotFound.into()),
-                )
-                .app_data(
-                    web::QueryConfig::default()
-                        .error_handler(|e, _| ApiError::BadRequest(e.to_string()).into()),
-                )
-                .wrap(from_fn(close_aged_connections))
-                .wrap(from_fn(observe_request))
-                // An oversized request head is refused before anything else runs.
-                .wrap(from_fn(reject_oversized_headers))
-                // Outermost: every answer, refusals included, waits for the unread body
-                // (bounded) so that it reaches the client whole.
-                .wrap(from_fn(bound_request_body))
-                .configure(routes::api_routes)
-                .default_service(web::to(routes::not_found))
-        })
-        .on_connect(move |connection, data| {
-            tls::record_peer_identity(connection, data, &connection_tls)
-        })
-        .max_connections(settings.server.max_connections)
-        .client_request_timeout(Duration::from_millis(
-            settings.server.client_request_timeout_ms,
-        ))
-        .tls_handshake_timeout(Duration::from_millis(
-            settings.server.tls_handshake_timeout_ms,
-        ))
-        .keep_alive(Duration::from_secs(settings.server.keep_alive_secs))
-        .shutdown_timeout(settings.server.shutdown_grace_secs)
-        .disable_signals();
-        if let Some(workers) = settings.server.workers {
-            https = https.workers(workers);
-        }
-        let https = https
-            .listen_rustls_0_23(listener, tls_config)
-            .map_err(|source| StartupError::Bind {
-                address: https_address,
-                source,
-            })?
-            .run();
+        let https = listener::serve(
+            listener,
+            tls_config,
+            &settings,
+            reloadable_tls.clone(),
+            move || {
+                App::new()
+                    .app_data(api_state.clone())
+                    .app_data(routes::json_config(max_body, body_timeout_secs))
+                    .app_data(
+                        web::PathConfig::default().error_handler(|_, _| ApiError::NotFound.into()),
+                    )
+                    .app_data(
+                        web::QueryConfig::default()
+                            .error_handler(|e, _| ApiError::BadRequest(e.to_string()).into()),
+                    )
+                    .wrap(from_fn(close_aged_connections))
+                    .wrap(from_fn(observe_request))
+                    // An oversized request head is refused before anything else runs.
+                    .wrap(from_fn(reject_oversized_headers))
+                    // Outermost: every answer, refusals included, waits for the unread body
+                    // (bounded) so that it reaches the client whole.
+                    .wrap(from_fn(bound_request_body))
+                    .configure(routes::api_routes)
+                    .default_service(web::to(routes::not_found))
+            },
+        )
+        .map_err(|source| StartupError::Bind {
+            address: https_address,
+            source,
+        })?;
 
         let ops_address = format!("{}:{}", settings.server.ops_host, settings.server.ops_port);
         let ops_listener =

@@ -187,6 +187,28 @@ pub async fn connect_with(
     })
 }
 
+/// An HTTP/2 connection (ALPN `h2`): the handle to open streams, and the connection's task,
+/// which ends when the connection does.
+pub async fn connect_h2(
+    port: u16,
+    ca_file: &Path,
+    identity: Option<&Identity>,
+) -> io::Result<(
+    h2::client::SendRequest<bytes::Bytes>,
+    tokio::task::JoinHandle<Result<(), h2::Error>>,
+)> {
+    let mut config = client_config(ca_file, identity);
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = TcpStream::connect(("127.0.0.1", port)).await?;
+    let name = ServerName::try_from("localhost").map_err(io::Error::other)?;
+    let tls = TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await?;
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (send, connection) = h2::client::handshake(tls).await.map_err(io::Error::other)?;
+    Ok((send, tokio::spawn(connection)))
+}
+
 impl Connection {
     pub async fn send(&mut self, request: Request) -> io::Result<Response> {
         let sent = request.body.len();

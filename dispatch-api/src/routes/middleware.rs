@@ -172,10 +172,9 @@ pub async fn require_principal(
     }
 }
 
-/// Past `tls.max_connection_age_secs`, a connection is closed after its current response, so
-/// that every client eventually does a full handshake against the current trust. HTTP/1.1 gets
-/// `Connection: close`; actix-web offers no per-connection GOAWAY, so an HTTP/2 connection is
-/// not closed by this (identity is still checked on each of its requests).
+/// Past `tls.max_connection_age_secs`, an HTTP/1.1 connection is closed after its current
+/// response (`Connection: close`), so that every client eventually does a full handshake
+/// against the current trust. HTTP/2 connections get a GOAWAY from `listener` instead.
 pub async fn close_aged_connections(
     request: ServiceRequest,
     next: Next<impl MessageBody>,

@@ -1,8 +1,6 @@
 //! `on_connect`: what the TLS layer proved about the peer, stored in connection data once per
 //! connection for every request on it to read.
 
-use std::any::Any;
-
 use actix_tls::accept::rustls_0_23::TlsStream;
 use actix_web::dev::Extensions;
 use actix_web::rt::net::TcpStream;
@@ -17,18 +15,19 @@ use crate::identity::{ConnectionIdentity, PeerCertificate};
 #[derive(Debug, Clone, Copy)]
 pub struct ConnectionOpened(pub std::time::Instant);
 
-/// `HttpServer::on_connect`: stores the peer's [`ConnectionIdentity`] and when it connected.
+/// Once per connection, before its first request: stores the peer's [`ConnectionIdentity`] and when it connected.
 ///
 /// After a full handshake the verifier has just verified the chain and left the path behind
 /// (`Trust::remember`). A resumed session never reaches the verifier: rustls restores the
 /// chain from the ticket, so the chain is verified again here with the CURRENT trust, at a
 /// time inside the leaf's validity; whether it is still valid, and not revoked, is decided on
 /// every request (`auth::authenticate`), so a resumption never outlives the certificate.
-pub fn record_peer_identity(connection: &dyn Any, data: &mut Extensions, tls: &ReloadableTls) {
+pub fn record_peer_identity(
+    stream: &TlsStream<TcpStream>,
+    data: &mut Extensions,
+    tls: &ReloadableTls,
+) {
     data.insert(ConnectionOpened(std::time::Instant::now()));
-    let Some(stream) = connection.downcast_ref::<TlsStream<TcpStream>>() else {
-        return;
-    };
     let session = stream.get_ref().1;
     let resumed = session.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
     tls.metrics

@@ -551,6 +551,164 @@ async fn whoami_shows_the_issuers_key_hash_to_paste_into_a_binding() {
     );
 }
 
+/// An HTTP/2 request on `send`, with the route-worker's key.
+fn h2_request(app: &TestApp, method: &str, path: &str) -> http::Request<()> {
+    h2_request_with(app.key("route-worker"), method, path)
+}
+
+fn h2_request_with(key: &str, method: &str, path: &str) -> http::Request<()> {
+    http::Request::builder()
+        .method(method)
+        .uri(format!("https://localhost{path}"))
+        .header("x-api-key", key)
+        .header("content-type", "application/json")
+        .body(())
+        .unwrap()
+}
+
+/// Sends a bodiless request and waits for its answer.
+async fn h2_get(
+    send: &h2::client::SendRequest<bytes::Bytes>,
+    request: http::Request<()>,
+) -> Result<http::StatusCode, h2::Error> {
+    let mut send = send.clone().ready().await?;
+    let (response, _) = send.send_request(request, true)?;
+    Ok(response.await?.status())
+}
+
+#[tokio::test]
+async fn an_http2_connection_older_than_the_max_age_gets_goaway_after_its_streams_in_flight() {
+    let app = e2e::spawn_app_with(|settings| settings.tls.max_connection_age_secs = 1).await;
+    let (send, connection) = e2e::http::connect_h2(app.https_port, &app.pki.ca_file, None)
+        .await
+        .unwrap();
+    let young = h2_get(&send, h2_request(&app, "GET", "/api/whoami")).await;
+    assert_eq!(young.unwrap(), 200);
+    // A plan whose body is still on its way when the connection comes of age.
+    let body = e2e::plan("r-aged", 2).to_string().into_bytes();
+    let (response, mut upload) = send
+        .clone()
+        .ready()
+        .await
+        .unwrap()
+        .send_request(h2_request(&app, "POST", "/api/dispatch-plans"), false)
+        .unwrap();
+    upload
+        .send_data(bytes::Bytes::copy_from_slice(&body[..10]), false)
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    upload
+        .send_data(bytes::Bytes::copy_from_slice(&body[10..]), true)
+        .unwrap();
+    let in_flight = response.await.expect("the stream in flight is answered");
+    assert_eq!(in_flight.status(), 202);
+    assert_eq!(app.plan_count().await, 1);
+    // The server said GOAWAY: the client opens no new stream on this connection.
+    let refused = h2_get(&send, h2_request(&app, "GET", "/api/whoami"))
+        .await
+        .expect_err("no new stream after the GOAWAY");
+    assert!(
+        refused.is_go_away() && refused.is_remote(),
+        "the server's GOAWAY: {refused}"
+    );
+    assert_eq!(refused.reason(), Some(h2::Reason::NO_ERROR));
+    drop(send);
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(5), connection)
+        .await
+        .expect("the connection ends")
+        .unwrap();
+    assert!(ended.is_ok(), "it ends without an error: {ended:?}");
+    // A new connection is served.
+    let (fresh, _) = e2e::http::connect_h2(app.https_port, &app.pki.ca_file, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        h2_get(&fresh, h2_request(&app, "GET", "/api/whoami"))
+            .await
+            .unwrap(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn curl_over_http2_moves_to_a_new_connection_when_the_old_one_comes_of_age() {
+    let app = e2e::spawn_app_with(|settings| settings.tls.max_connection_age_secs = 1).await;
+    let url = format!("https://localhost:{}/api/whoami", app.https_port);
+    // Six transfers, two a second, that curl would otherwise all send on one connection.
+    let output = tokio::process::Command::new("curl")
+        .args(["--silent", "--show-error", "--max-time", "20"])
+        .args(["--http2", "--rate", "2/s"])
+        .arg("--cacert")
+        .arg(&app.pki.ca_file)
+        .args([
+            "--header",
+            &format!("X-Api-Key: {}", app.key("route-worker")),
+        ])
+        .args([
+            "--write-out",
+            "%{http_version} %{http_code} %{num_connects}\n",
+        ])
+        .args((0..6).flat_map(|_| ["--output", "/dev/null", url.as_str()]))
+        .output()
+        .await
+        .expect("curl runs (CI installs it)");
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "every transfer succeeded: {report} {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let transfers: Vec<(&str, &str, u32)> = report
+        .lines()
+        .map(|line| {
+            let fields: Vec<&str> = line.split(' ').collect();
+            (fields[0], fields[1], fields[2].parse().unwrap())
+        })
+        .collect();
+    assert_eq!(transfers.len(), 6, "{report}");
+    assert!(
+        transfers
+            .iter()
+            .all(|(version, code, _)| *version == "2" && *code == "200"),
+        "{report}"
+    );
+    let connections: u32 = transfers.iter().map(|(_, _, connects)| connects).sum();
+    assert_eq!(
+        connections, 2,
+        "one connection, then one more after the GOAWAY: {report}"
+    );
+}
+
+#[tokio::test]
+async fn a_stopping_server_sends_goaway_to_its_http2_connections() {
+    let mut app = e2e::spawn_app().await;
+    let (send, _connection) = e2e::http::connect_h2(app.https_port, &app.pki.ca_file, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        h2_get(&send, h2_request(&app, "GET", "/api/whoami"))
+            .await
+            .unwrap(),
+        200
+    );
+    let key = app.key("route-worker").to_owned();
+    let goaway = async {
+        for _ in 0..100 {
+            match h2_get(&send, h2_request_with(&key, "GET", "/api/whoami")).await {
+                Ok(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+                Err(error) => return Some(error),
+            }
+        }
+        None
+    };
+    let ((), refused) = tokio::join!(app.stop(), goaway);
+    let refused = refused.expect("the stopping server's GOAWAY reached the client");
+    assert!(
+        refused.is_go_away() && refused.is_remote(),
+        "the server's GOAWAY, not a dropped connection: {refused}"
+    );
+}
+
 #[tokio::test]
 async fn connections_older_than_the_max_age_are_closed_after_their_current_response() {
     let app = e2e::spawn_app_with(|settings| settings.tls.max_connection_age_secs = 1).await;
