@@ -23,6 +23,9 @@ QUICK = "--quick" in sys.argv
 PROVIDERS = "--providers" in sys.argv
 # --flood: only the flood figure (it is also part of the full run).
 FLOOD_ONLY = "--flood" in sys.argv
+# --registry: only the registry-scale figure (a million registered clients; also in the full run).
+REGISTRY_ONLY = "--registry" in sys.argv
+REGISTRY_CLIENTS = int(os.environ.get("REGISTRY_CLIENTS", 1_000_000))
 FLOOD_SECONDS = int(os.environ.get("FLOOD_SECONDS", 10 if QUICK else 60))
 RUNS = int(os.environ.get("RUNS", 3 if QUICK else 5))
 SECONDS = int(os.environ.get("BENCH_SECONDS", 5 if QUICK else 10))
@@ -365,6 +368,11 @@ def flood():
 
 def main():
     setup_pki()
+    if REGISTRY_ONLY:
+        print(f"machine: {os.cpu_count()} cores; {RUNS} runs x {SECONDS}s per figure; load generator oha on the same "
+              f"machine; dispatch-api synchronous={DURABILITY}", flush=True)
+        registry_scale()
+        return
     if FLOOD_ONLY:
         print(f"machine: {os.cpu_count()} cores; load generator oha on the same machine; "
               f"dispatch-api synchronous={DURABILITY}", flush=True)
@@ -421,6 +429,83 @@ def main():
         compare_providers()
     if not QUICK:
         scaling()
+        registry_scale()
+
+
+def admin_put(server, path, body):
+    """An admin call with the operator's certificate, by Python's own ssl and http.client (the
+    server verified against the dev CA); returns (status, seconds it took)."""
+    import http.client
+    import ssl
+    context = ssl.create_default_context(cafile=pki("ca.pem"))
+    context.load_cert_chain(pki("operator.pem"), pki("operator.key"))
+    connection = http.client.HTTPSConnection("localhost", server.port, context=context, timeout=60)
+    started = time.perf_counter()
+    connection.request("PUT", path, json.dumps(body), {"content-type": "application/json"})
+    response = connection.getresponse()
+    response.read()
+    took = time.perf_counter() - started
+    connection.close()
+    return response.status, took
+
+
+def key_status(server):
+    """The status of route-worker's next request by API key."""
+    import http.client
+    import ssl
+    context = ssl.create_default_context(cafile=pki("ca.pem"))
+    connection = http.client.HTTPSConnection("localhost", server.port, context=context, timeout=60)
+    connection.request("GET", "/api/whoami", headers={"x-api-key": open(pki("route-worker.api-key")).read().strip()})
+    status = connection.getresponse().status
+    connection.close()
+    return status
+
+
+def rss_now_mb(server):
+    for line in open(f"/proc/{server.proc.pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def registry_scale():
+    """REGISTRY_CLIENTS registered clients (bulk-inserted, as a bulk bootstrap would): start-up
+    time, RSS, the time a flip (disable, enable) takes to reach the next request, and figure 1
+    against a server with 10 clients."""
+    count = REGISTRY_CLIENTS
+    print(f"\nregistry scale ({count:,} registered clients):", flush=True)
+    db = os.path.join(work, "clients.db")
+    stop(start_dispatch("clients", database=db))
+    issuer = "CN=Dispatch Dev Internal CA, O=Dispatch Dev"
+    started = time.perf_counter()
+    with sqlite3.connect(db) as conn:
+        numbers = ("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?) ")
+        conn.execute(numbers + "INSERT INTO clients (name, mode, scopes, disabled, created_at, updated_at) "
+                     "SELECT printf('bulk-%d', i), 'dual', 'plans:submit', 0, 0, 0 FROM n", (count,))
+        conn.execute(numbers + "INSERT INTO api_keys (client, key_sha256, created_at) "
+                     "SELECT printf('bulk-%d', i), lower(hex(randomblob(32))), 0 FROM n", (count,))
+        conn.execute(numbers + "INSERT INTO cert_bindings (client, issuer, subject_cn, fingerprints) "
+                     "SELECT printf('bulk-%d', i), ?, printf('bulk-%d', i), '' FROM n", (count, issuer))
+    print(f"  bulk insert of {count:,} clients (key and CN binding each): {time.perf_counter() - started:.1f} s", flush=True)
+    started = time.perf_counter()
+    server = start_dispatch("clients", database=db)
+    print(f"  start-up to ready: {time.perf_counter() - started:.2f} s; RSS {rss_now_mb(server):.0f} MiB", flush=True)
+    baseline = start_dispatch("registry-baseline")
+    print(f"  (10 clients: RSS {rss_now_mb(baseline):.0f} MiB)", flush=True)
+    for label, target in [("10 clients", baseline), (f"{count:,} clients", server)]:
+        flips = []
+        for disabled, expected in [(True, 403), (False, 200)] * 3:
+            status, took = admin_put(target, "/admin/clients/route-worker/disabled",
+                                     {"disabled": disabled, "reason": "bench: a flip"})
+            seen = key_status(target)
+            if status != 200 or (seen == 200) != (expected == 200):
+                raise SystemExit(f"flip on {label}: admin {status}, next request {seen}")
+            flips.append(took * 1000)
+        print(f"  a flip reaches the next request ({label}): median {statistics.median(flips):.1f} ms, "
+              f"max {max(flips):.1f} ms (admin call, answered after the snapshot swap)", flush=True)
+    print_change(f"figure 1 with {count:,} clients", *alternate(baseline, server), "10 clients")
+    stop(server)
+    stop(baseline)
 
 
 def alternate(baseline, other, options=None):

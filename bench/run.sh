@@ -3,9 +3,10 @@
 # Not a test: it measures and exits. Installs what it needs (nginx from Debian, oha from
 # crates.io), makes its PKI with devpki, builds release binaries, and stops every process it
 # started, even on failure. RUNS (default 5) runs of SECONDS (default 10) per figure.
-# Usage: bench/run.sh [--quick] [--providers] [--flood]
+# Usage: bench/run.sh [--quick] [--providers] [--flood] [--registry]
 #   --quick: 3 runs of 5 s, no scaling figures, a 10 s flood
 #   --flood: only the flood figure (anonymous 8 KiB-path requests beside plans; FLOOD_SECONDS)
+#   --registry: only the registry-scale figure (REGISTRY_CLIENTS, default a million)
 #   --providers: also ring against aws-lc-rs as the rustls provider (builds a second binary)
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -13,10 +13,40 @@ use crate::identity::Fingerprint;
 /// Reads every table into a fresh snapshot. Rows that no longer parse (edited by hand, say) are
 /// skipped with an error in the log rather than taking the service down.
 pub(super) async fn read_snapshot(pool: &SqlitePool) -> Result<RegistrySnapshot, sqlx::Error> {
+    let clients = read_clients(pool, None).await?;
+    let mut revoked = HashSet::new();
+    for row in sqlx::query("SELECT fingerprint FROM revoked_certificates")
+        .fetch_all(pool)
+        .await?
+    {
+        let text: String = row.try_get("fingerprint")?;
+        if let Ok(fingerprint) = Fingerprint::parse(&text) {
+            revoked.insert(fingerprint);
+        }
+    }
+    Ok(RegistrySnapshot::new(clients, revoked))
+}
+
+/// The client named `name` as stored, if it is (and parses).
+pub(super) async fn read_client(
+    pool: &SqlitePool,
+    name: &ClientName,
+) -> Result<Option<Client>, sqlx::Error> {
+    Ok(read_clients(pool, Some(name)).await?.pop())
+}
+
+/// Every client, or only the one named `only`, with its bindings and key.
+async fn read_clients(
+    pool: &SqlitePool,
+    only: Option<&ClientName>,
+) -> Result<Vec<Client>, sqlx::Error> {
+    let only = only.map(ClientName::as_str);
     let mut bindings: HashMap<String, Vec<CertBinding>> = HashMap::new();
     for row in sqlx::query(
-        "SELECT client, issuer, issuer_spki_sha256, subject_cn, spiffe_id, fingerprints FROM cert_bindings ORDER BY id",
+        "SELECT client, issuer, issuer_spki_sha256, subject_cn, spiffe_id, fingerprints FROM cert_bindings \
+         WHERE ?1 IS NULL OR client = ?1 ORDER BY id",
     )
+    .bind(only)
     .fetch_all(pool)
     .await?
     {
@@ -39,9 +69,11 @@ pub(super) async fn read_snapshot(pool: &SqlitePool) -> Result<RegistrySnapshot,
         }
     }
     let mut keys: HashMap<String, ApiKeyHash> = HashMap::new();
-    for row in sqlx::query("SELECT client, key_sha256 FROM api_keys")
-        .fetch_all(pool)
-        .await?
+    for row in
+        sqlx::query("SELECT client, key_sha256 FROM api_keys WHERE ?1 IS NULL OR client = ?1")
+            .bind(only)
+            .fetch_all(pool)
+            .await?
     {
         let client: String = row.try_get("client")?;
         let hash: String = row.try_get("key_sha256")?;
@@ -57,9 +89,12 @@ pub(super) async fn read_snapshot(pool: &SqlitePool) -> Result<RegistrySnapshot,
         }
     }
     let mut clients = Vec::new();
-    for row in sqlx::query("SELECT name, mode, scopes, disabled FROM clients")
-        .fetch_all(pool)
-        .await?
+    for row in sqlx::query(
+        "SELECT name, mode, scopes, disabled FROM clients WHERE ?1 IS NULL OR name = ?1",
+    )
+    .bind(only)
+    .fetch_all(pool)
+    .await?
     {
         let name: String = row.try_get("name")?;
         let mode: String = row.try_get("mode")?;
@@ -86,15 +121,5 @@ pub(super) async fn read_snapshot(pool: &SqlitePool) -> Result<RegistrySnapshot,
             ),
         }
     }
-    let mut revoked = HashSet::new();
-    for row in sqlx::query("SELECT fingerprint FROM revoked_certificates")
-        .fetch_all(pool)
-        .await?
-    {
-        let text: String = row.try_get("fingerprint")?;
-        if let Ok(fingerprint) = Fingerprint::parse(&text) {
-            revoked.insert(fingerprint);
-        }
-    }
-    Ok(RegistrySnapshot::new(clients, revoked))
+    Ok(clients)
 }

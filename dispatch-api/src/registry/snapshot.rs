@@ -1,7 +1,7 @@
 //! The registry as the request path sees it: an immutable snapshot, indexed by key hash and by
 //! what a certificate names, swapped atomically after each admin write.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use super::{ApiKeyHash, CertBinding, Client, ClientName, Verdict, first_overlap};
@@ -22,56 +22,128 @@ pub enum CertMatchFailure {
 }
 
 /// An immutable view of the registry, indexed for the request path.
-#[derive(Debug, Default)]
+///
+/// The maps are persistent (imbl): [`Self::with_client`] makes the next snapshot from this one
+/// in O(log n), sharing everything the change does not touch, so a flip costs the same with a
+/// million clients as with ten.
+#[derive(Debug, Default, Clone)]
 pub struct RegistrySnapshot {
-    clients: HashMap<ClientName, Arc<Client>>,
-    by_key: HashMap<ApiKeyHash, Arc<Client>>,
-    by_cn: HashMap<String, Vec<Arc<Client>>>,
+    clients: ImMap<ClientName, Arc<Client>>,
+    by_key: ImMap<ApiKeyHash, Arc<Client>>,
+    by_cn: ImMap<String, Vec<Arc<Client>>>,
     /// By SPIFFE ID as written, to look up each URI SAN of a certificate.
-    by_uri: HashMap<String, Vec<Arc<Client>>>,
-    by_fingerprint: HashMap<Fingerprint, Vec<Arc<Client>>>,
-    revoked: HashSet<Fingerprint>,
+    by_uri: ImMap<String, Vec<Arc<Client>>>,
+    /// Bindings that pin certificates and name no subject, by pinned fingerprint.
+    by_fingerprint: ImMap<Fingerprint, Vec<Arc<Client>>>,
+    /// Every binding that pins certificates, by pinned fingerprint: where overlaps are found.
+    by_pin: ImMap<Fingerprint, Vec<Arc<Client>>>,
+    revoked: imbl::HashSet<Fingerprint>,
+}
+
+type ImMap<K, V> = imbl::HashMap<K, V>;
+
+/// Adds `client` under `key`.
+fn add<K: std::hash::Hash + Eq + Clone>(
+    map: &mut ImMap<K, Vec<Arc<Client>>>,
+    key: K,
+    client: &Arc<Client>,
+) {
+    let entry = map.entry(key).or_default();
+    if !entry.iter().any(|c| c.name == client.name) {
+        entry.push(client.clone());
+    }
+}
+
+/// Takes the client named `name` out from under `key`, and the key with it once empty.
+fn remove<K: std::hash::Hash + Eq + Clone>(
+    map: &mut ImMap<K, Vec<Arc<Client>>>,
+    key: &K,
+    name: &ClientName,
+) {
+    if let Some(entry) = map.get_mut(key) {
+        entry.retain(|c| c.name != *name);
+        if entry.is_empty() {
+            map.remove(key);
+        }
+    }
 }
 
 impl RegistrySnapshot {
     pub fn new(clients: Vec<Client>, revoked: HashSet<Fingerprint>) -> Self {
         let mut snapshot = Self {
-            revoked,
+            revoked: revoked.into_iter().collect(),
             ..Self::default()
         };
         for client in clients {
-            let client = Arc::new(client);
-            if let Some(hash) = client.api_key {
-                snapshot.by_key.insert(hash, client.clone());
-            }
-            for binding in &client.bindings {
-                if let Some(cn) = &binding.subject_cn {
-                    snapshot
-                        .by_cn
-                        .entry(cn.clone())
-                        .or_default()
-                        .push(client.clone());
-                }
-                if let Some(id) = &binding.spiffe_id {
-                    snapshot
-                        .by_uri
-                        .entry(id.as_str().to_owned())
-                        .or_default()
-                        .push(client.clone());
-                }
-                if binding.subject_cn.is_none() && binding.spiffe_id.is_none() {
-                    for pin in &binding.fingerprints {
-                        snapshot
-                            .by_fingerprint
-                            .entry(*pin)
-                            .or_default()
-                            .push(client.clone());
-                    }
-                }
-            }
-            snapshot.clients.insert(client.name.clone(), client);
+            snapshot.insert(client);
         }
         snapshot
+    }
+
+    /// The next snapshot, with `client` as its name's entry (added or replaced) or, with
+    /// `None`, without the client named `name`.
+    pub fn with_client(&self, name: &ClientName, client: Option<Client>) -> Self {
+        let mut next = self.clone();
+        next.take_out(name);
+        if let Some(client) = client {
+            next.insert(client);
+        }
+        next
+    }
+
+    /// The next snapshot, with `fingerprint` on the deny list.
+    pub fn with_revoked(&self, fingerprint: Fingerprint) -> Self {
+        let mut next = self.clone();
+        next.revoked.insert(fingerprint);
+        next
+    }
+
+    /// Adds a client and its index entries (replacing one of the same name).
+    fn insert(&mut self, client: Client) {
+        self.take_out(&client.name);
+        let client = Arc::new(client);
+        if let Some(hash) = client.api_key {
+            self.by_key.insert(hash, client.clone());
+        }
+        for binding in &client.bindings {
+            if let Some(cn) = &binding.subject_cn {
+                add(&mut self.by_cn, cn.clone(), &client);
+            }
+            if let Some(id) = &binding.spiffe_id {
+                add(&mut self.by_uri, id.as_str().to_owned(), &client);
+            }
+            for pin in &binding.fingerprints {
+                add(&mut self.by_pin, *pin, &client);
+                if !binding.names_a_subject() {
+                    add(&mut self.by_fingerprint, *pin, &client);
+                }
+            }
+        }
+        self.clients.insert(client.name.clone(), client);
+    }
+
+    /// Removes the client named `name` and every index entry that leads to it.
+    fn take_out(&mut self, name: &ClientName) {
+        let Some(client) = self.clients.remove(name) else {
+            return;
+        };
+        if let Some(hash) = client.api_key
+            && self.by_key.get(&hash).is_some_and(|c| c.name == *name)
+        {
+            self.by_key.remove(&hash);
+        }
+        for binding in &client.bindings {
+            if let Some(cn) = &binding.subject_cn {
+                remove(&mut self.by_cn, cn, name);
+            }
+            if let Some(id) = &binding.spiffe_id {
+                remove(&mut self.by_uri, &id.as_str().to_owned(), name);
+            }
+            for pin in &binding.fingerprints {
+                remove(&mut self.by_pin, pin, name);
+                remove(&mut self.by_fingerprint, pin, name);
+            }
+        }
     }
 
     pub fn client(&self, name: &ClientName) -> Option<&Arc<Client>> {
@@ -150,8 +222,178 @@ impl RegistrySnapshot {
         problems
     }
 
-    /// The first binding of another client that `binding` would overlap, if any.
+    /// The first binding of another client that `binding` would overlap, if any. Only clients
+    /// that share a name or a pin with it can overlap it (`CertBinding::overlaps`), so only
+    /// those are looked at.
     pub fn overlapping(&self, client: &ClientName, binding: &CertBinding) -> Option<&ClientName> {
-        first_overlap(self.clients.values().map(|c| &**c), client, binding)
+        let candidates = binding
+            .subject_cn
+            .iter()
+            .filter_map(|cn| self.by_cn.get(cn))
+            .chain(
+                binding
+                    .spiffe_id
+                    .iter()
+                    .filter_map(|id| self.by_uri.get(id.as_str())),
+            )
+            .chain(
+                binding
+                    .fingerprints
+                    .iter()
+                    .filter_map(|pin| self.by_pin.get(pin)),
+            )
+            .flatten()
+            .map(|c| &**c);
+        first_overlap(candidates, client, binding)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::registry::{CertBindingSpec, MigrationMode, Scope};
+
+    const ISSUERS: [&str; 2] = ["CN=Issuing CA, O=Test", "CN=Other CA, O=Test"];
+
+    /// A binding from small pools of names and pins, so that clients share them often.
+    fn binding() -> impl Strategy<Value = CertBindingSpec> {
+        (
+            0..2usize,
+            proptest::option::of(0..3u8),
+            proptest::option::of(0..3u8),
+            proptest::collection::btree_set(0..3u8, 0..3),
+        )
+            .prop_filter_map(
+                "a binding names or pins something",
+                |(issuer, cn, uri, pins)| {
+                    let spec = CertBindingSpec {
+                        issuer: Some(ISSUERS[issuer].to_owned()),
+                        subject_cn: cn.map(|n| format!("cn-{n}")),
+                        spiffe_id: uri.map(|n| format!("spiffe://test/w{n}")),
+                        fingerprints: pins.iter().map(|p| format!("{p:064x}")).collect(),
+                        ..Default::default()
+                    };
+                    CertBinding::parse(&spec).is_ok().then_some(spec)
+                },
+            )
+    }
+
+    fn client() -> impl Strategy<Value = Client> {
+        (
+            0..5u8,
+            proptest::option::of(0..3u8),
+            proptest::collection::vec(binding(), 0..3),
+            any::<bool>(),
+        )
+            .prop_map(|(name, key, bindings, disabled)| Client {
+                name: ClientName::parse(&format!("c{name}")).unwrap(),
+                mode: MigrationMode::Dual,
+                scopes: BTreeSet::from([Scope::PlansSubmit]),
+                disabled,
+                bindings: bindings
+                    .iter()
+                    .map(|b| CertBinding::parse(b).unwrap())
+                    .collect(),
+                // Key hashes are unique in the database (`api_keys.key_sha256 UNIQUE`): each
+                // client draws from its own few.
+                api_key: key.map(|k| {
+                    let unique = u32::from(name) * 8 + u32::from(k);
+                    ApiKeyHash::parse_hex(&format!("{unique:064x}")).unwrap()
+                }),
+            })
+    }
+
+    /// Everything a snapshot holds, in order: each index entry with the whole client it leads
+    /// to (a stale copy of a client shows).
+    fn contents(snapshot: &RegistrySnapshot) -> Vec<String> {
+        let described = |c: &Arc<Client>| format!("{c:?} key={:?}", c.api_key.map(|k| k.to_hex()));
+        let mut lines: Vec<String> = snapshot
+            .clients
+            .iter()
+            .map(|(name, c)| format!("client {name} {}", described(c)))
+            .chain(
+                snapshot
+                    .by_key
+                    .iter()
+                    .map(|(k, c)| format!("key {} {}", k.to_hex(), described(c))),
+            )
+            .collect();
+        let mut list = |label: &str, key: String, clients: &Vec<Arc<Client>>| {
+            let mut named: Vec<String> = clients.iter().map(described).collect();
+            named.sort();
+            lines.push(format!("{label} {key} {named:?}"));
+        };
+        for (cn, clients) in &snapshot.by_cn {
+            list("cn", cn.clone(), clients);
+        }
+        for (uri, clients) in &snapshot.by_uri {
+            list("uri", uri.clone(), clients);
+        }
+        for (pin, clients) in &snapshot.by_fingerprint {
+            list("fingerprint", pin.to_string(), clients);
+        }
+        for (pin, clients) in &snapshot.by_pin {
+            list("pin", pin.to_string(), clients);
+        }
+        lines.extend(snapshot.revoked.iter().map(|f| format!("revoked {f}")));
+        lines.sort();
+        lines
+    }
+
+    proptest! {
+        /// Changed one client at a time (added, replaced, removed), a snapshot holds exactly what
+        /// one built from scratch with the final clients holds: no index entry left behind, none
+        /// missing, none leading to an old copy of a client.
+        #[test]
+        fn a_snapshot_changed_client_by_client_equals_one_built_from_scratch(
+            changes in proptest::collection::vec((0..5u8, proptest::option::of(client())), 1..12),
+        ) {
+            let mut incremental = RegistrySnapshot::default();
+            let mut stored: std::collections::BTreeMap<ClientName, Client> = Default::default();
+            for (name, change) in changes {
+                let name = match &change {
+                    Some(client) => client.name.clone(),
+                    None => ClientName::parse(&format!("c{name}")).unwrap(),
+                };
+                incremental = incremental.with_client(&name, change.clone());
+                match change {
+                    Some(client) => stored.insert(name, client),
+                    None => stored.remove(&name),
+                };
+            }
+            let rebuilt = RegistrySnapshot::new(stored.into_values().collect(), HashSet::new());
+            prop_assert_eq!(contents(&incremental), contents(&rebuilt));
+        }
+
+        /// The indexed search for an overlapping binding finds one exactly when a scan of every
+        /// client does.
+        #[test]
+        fn the_indexed_overlap_search_agrees_with_a_scan_of_every_client(
+            clients in proptest::collection::vec(client(), 0..6),
+            candidate in client(),
+        ) {
+            let snapshot = RegistrySnapshot::new(clients, HashSet::new());
+            for binding in &candidate.bindings {
+                let scanned =
+                    first_overlap(snapshot.clients().map(|c| &**c), &candidate.name, binding);
+                prop_assert_eq!(
+                    snapshot.overlapping(&candidate.name, binding).is_some(),
+                    scanned.is_some()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_revocation_is_added_to_the_next_snapshot_only() {
+        let before = RegistrySnapshot::default();
+        let fingerprint = Fingerprint::parse(&format!("{:064x}", 7)).unwrap();
+        let after = before.with_revoked(fingerprint);
+        assert!(after.revoked.contains(&fingerprint));
+        assert!(!before.revoked.contains(&fingerprint));
     }
 }

@@ -7,10 +7,9 @@ use arc_swap::{ArcSwap, Guard};
 use sqlx::{Row, SqlitePool};
 
 use super::Verdict;
-use super::read::read_snapshot;
+use super::read::{read_client, read_snapshot};
 use super::{
-    ApiKeyHash, CertBinding, Client, ClientName, MigrationMode, RegistrySnapshot, Scope,
-    first_overlap, locks_out,
+    ApiKeyHash, CertBinding, Client, ClientName, MigrationMode, RegistrySnapshot, Scope, locks_out,
 };
 use crate::identity::{Fingerprint, IssuerIndex, VerifiedCertificate};
 use crate::storage::StorageError;
@@ -139,6 +138,17 @@ impl Registry {
         Ok(())
     }
 
+    /// Reads one client as stored into the snapshot: a change costs the same whatever the
+    /// number of clients (no full read, no rebuild).
+    async fn reload_client(&self, name: &ClientName) -> Result<(), StorageError> {
+        let stored = read_client(&self.pool, name)
+            .await
+            .map_err(StorageError::database)?;
+        let next = self.snapshot().with_client(name, stored);
+        self.snapshot.store(Arc::new(next));
+        Ok(())
+    }
+
     /// Registers a client unless one of that name exists; returns whether it was added.
     pub async fn register(
         &self,
@@ -165,12 +175,15 @@ impl Registry {
         issuers: &IssuerIndex,
     ) -> Result<usize, RegistryError> {
         let _guard = self.writes.lock().await;
-        let snapshot = self.snapshot();
-        let absent: Vec<&Client> = clients
-            .iter()
-            .filter(|c| snapshot.client(&c.name).is_none())
-            .collect();
-        for (index, client) in absent.iter().enumerate() {
+        // The registry as it will be, grown one client at a time, so that each new client is
+        // checked against those registered and those before it in `clients`, through the
+        // indexes (a bootstrap file may hold a million).
+        let mut will_be = RegistrySnapshot::clone(&self.snapshot());
+        let mut absent = 0;
+        for client in clients {
+            if will_be.client(&client.name).is_some() {
+                continue;
+            }
             for binding in &client.bindings {
                 binding
                     .check_issuer(issuers)
@@ -178,23 +191,24 @@ impl Registry {
                         client: client.name.to_string(),
                         detail,
                     })?;
-                let other = snapshot.overlapping(&client.name, binding).or_else(|| {
-                    first_overlap(absent[..index].iter().copied(), &client.name, binding)
-                });
-                if let Some(other) = other {
+                if let Some(other) = will_be.overlapping(&client.name, binding) {
                     return Err(RegistryError::BindingConflict {
                         client: client.name.to_string(),
                         other: other.to_string(),
                     });
                 }
             }
+            will_be = will_be.with_client(&client.name, Some(client.clone()));
+            absent += 1;
         }
-        drop(snapshot);
         let added = self
             .insert_absent(clients, change.as_ref())
             .await
             .map_err(StorageError::database)?;
-        if added > 0 {
+        if added == absent {
+            self.snapshot.store(Arc::new(will_be));
+        } else {
+            // Another writer of the database got there first: read what is stored.
             self.refresh().await?;
         }
         Ok(added)
@@ -449,8 +463,8 @@ impl Registry {
         ) -> Result<(), sqlx::Error>,
     ) -> Result<Client, RegistryError> {
         let _guard = self.writes.lock().await;
-        // Judge against what is stored, not a snapshot an earlier failed refresh left stale.
-        self.refresh().await?;
+        // Judge against the client as stored, not as an earlier failed reload left it.
+        self.reload_client(name).await?;
         let snapshot = self.snapshot();
         let before = snapshot
             .client(name)
@@ -481,7 +495,7 @@ impl Registry {
         }
         .await
         .map_err(StorageError::database)?;
-        self.refresh().await?;
+        self.reload_client(name).await?;
         Ok(before)
     }
 
@@ -523,7 +537,8 @@ impl Registry {
         }
         .await
         .map_err(StorageError::database)?;
-        self.refresh().await?;
+        let next = self.snapshot().with_revoked(fingerprint);
+        self.snapshot.store(Arc::new(next));
         Ok(added)
     }
 
