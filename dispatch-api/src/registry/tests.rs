@@ -186,6 +186,28 @@ fn a_binding_turns_back_into_the_spec_it_was_parsed_from() {
 }
 
 #[test]
+fn a_binding_that_only_pins_identifies_the_pinned_certificate_and_no_other() {
+    let pinned = cert("anything", TEST_CA, None);
+    let other = cert("anything", TEST_CA, None);
+    let only_pins = CertBindingSpec {
+        fingerprints: vec![pinned.leaf.fingerprint.to_string()],
+        ..Default::default()
+    };
+    let snap = RegistrySnapshot::new(vec![client("w", only_pins)], HashSet::new());
+    assert_eq!(
+        snap.client_for_certificate(&pinned, &issuers())
+            .unwrap()
+            .name
+            .as_str(),
+        "w"
+    );
+    assert_eq!(
+        snap.client_for_certificate(&other, &issuers()).unwrap_err(),
+        CertMatchFailure::Unmapped
+    );
+}
+
+#[test]
 fn a_binding_names_a_certificate_only_by_what_it_binds() {
     // Two bindings of one client: a pinned CN under TEST_CA, a SPIFFE ID under OTHER_CA.
     let presented = cert("b", TEST_CA, Some("spiffe://d/w"));
@@ -571,6 +593,33 @@ async fn registering_adds_each_absent_client_once_and_counts_what_it_added() {
     let mut names: Vec<_> = snapshot.clients().map(|c| c.name.to_string()).collect();
     names.sort();
     assert_eq!(names, ["a", "b", "c", "d"]);
+}
+
+#[tokio::test]
+async fn a_client_another_writer_stored_meanwhile_is_read_as_stored_not_as_the_batch_says() {
+    let (dir, registry) = registry().await;
+    let issuers = trust(&[&CA], &[]).issuers().clone();
+    // Another writer of the database (a second process, say) stored `b` in api_key mode.
+    let other = pool_in(dir.path()).await;
+    sqlx::query(
+        "INSERT INTO clients (name, mode, scopes, disabled, created_at, updated_at) \
+         VALUES ('b', 'api_key', 'plans:submit', 0, 0, 0)",
+    )
+    .execute(&other)
+    .await
+    .unwrap();
+    let batch = [
+        client("a", by_cn("a", TEST_CA)),
+        client("b", by_cn("b", TEST_CA)),
+    ];
+    assert_eq!(
+        registry.register_all(&batch, None, &issuers).await.unwrap(),
+        1
+    );
+    let snapshot = registry.snapshot();
+    let stored = snapshot.client(&ClientName::parse("b").unwrap()).unwrap();
+    assert_eq!(stored.mode, MigrationMode::ApiKey, "as stored, not dual");
+    assert!(stored.bindings.is_empty(), "without the batch's binding");
 }
 
 #[tokio::test]
