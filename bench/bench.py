@@ -73,7 +73,7 @@ def setup_pki():
 
 
 def clients_file(count):
-    """route-worker (dual, key and SPIFFE binding) plus count-1 other registered clients."""
+    """route-worker (dual, key and SPIFFE binding), the operator, and count-2 other clients."""
     path = os.path.join(work, f"clients-{count}.toml")
     if os.path.exists(path):
         return path
@@ -83,7 +83,10 @@ def clients_file(count):
         f.write(f'[[clients]]\nname = "route-worker"\nmode = "dual"\nscopes = ["plans:submit"]\n'
                 f'api_key_sha256 = "{key_hash}"\n[[clients.bindings]]\nissuer = "{issuer}"\n'
                 f'spiffe_id = "spiffe://dispatch.internal/route-worker"\n')
-        for n in range(count - 1):
+        # The operator, for the admin calls of the registry figure.
+        f.write(f'[[clients]]\nname = "operator"\nmode = "mtls"\nscopes = ["admin"]\n'
+                f'[[clients.bindings]]\nissuer = "{issuer}"\nsubject_cn = "operator"\n')
+        for n in range(count - 2):
             f.write(f'[[clients]]\nname = "client-{n}"\nmode = "dual"\nscopes = ["plans:submit"]\n'
                     f'api_key_sha256 = "{os.urandom(32).hex()}"\n[[clients.bindings]]\nissuer = "{issuer}"\n'
                     f'subject_cn = "client-{n}"\n')

@@ -40,13 +40,18 @@ async fn read_clients(
     pool: &SqlitePool,
     only: Option<&ClientName>,
 ) -> Result<Vec<Client>, sqlx::Error> {
+    // Two forms of each query rather than `?1 IS NULL OR client = ?1`, which SQLite cannot
+    // answer from the index: one client is read by its key, not by a scan of a million.
     let only = only.map(ClientName::as_str);
+    let select = |all: &'static str, one: &'static str| match only {
+        Some(name) => sqlx::query(one).bind(name),
+        None => sqlx::query(all),
+    };
     let mut bindings: HashMap<String, Vec<CertBinding>> = HashMap::new();
-    for row in sqlx::query(
-        "SELECT client, issuer, issuer_spki_sha256, subject_cn, spiffe_id, fingerprints FROM cert_bindings \
-         WHERE ?1 IS NULL OR client = ?1 ORDER BY id",
+    for row in select(
+        "SELECT client, issuer, issuer_spki_sha256, subject_cn, spiffe_id, fingerprints FROM cert_bindings ORDER BY id",
+        "SELECT client, issuer, issuer_spki_sha256, subject_cn, spiffe_id, fingerprints FROM cert_bindings WHERE client = ?1 ORDER BY id",
     )
-    .bind(only)
     .fetch_all(pool)
     .await?
     {
@@ -69,11 +74,12 @@ async fn read_clients(
         }
     }
     let mut keys: HashMap<String, ApiKeyHash> = HashMap::new();
-    for row in
-        sqlx::query("SELECT client, key_sha256 FROM api_keys WHERE ?1 IS NULL OR client = ?1")
-            .bind(only)
-            .fetch_all(pool)
-            .await?
+    for row in select(
+        "SELECT client, key_sha256 FROM api_keys",
+        "SELECT client, key_sha256 FROM api_keys WHERE client = ?1",
+    )
+    .fetch_all(pool)
+    .await?
     {
         let client: String = row.try_get("client")?;
         let hash: String = row.try_get("key_sha256")?;
@@ -89,10 +95,10 @@ async fn read_clients(
         }
     }
     let mut clients = Vec::new();
-    for row in sqlx::query(
-        "SELECT name, mode, scopes, disabled FROM clients WHERE ?1 IS NULL OR name = ?1",
+    for row in select(
+        "SELECT name, mode, scopes, disabled FROM clients",
+        "SELECT name, mode, scopes, disabled FROM clients WHERE name = ?1",
     )
-    .bind(only)
     .fetch_all(pool)
     .await?
     {

@@ -23,48 +23,56 @@ pub enum CertMatchFailure {
 
 /// An immutable view of the registry, indexed for the request path.
 ///
-/// The maps are persistent (imbl): [`Self::with_client`] makes the next snapshot from this one
-/// in O(log n), sharing everything the change does not touch, so a flip costs the same with a
-/// million clients as with ten.
+/// The maps are persistent (rpds' hash tries): [`Self::with_client`] makes the next snapshot
+/// from this one in O(log n), sharing everything the change does not touch, so a flip costs
+/// the same with a million clients as with ten.
 #[derive(Debug, Default, Clone)]
 pub struct RegistrySnapshot {
-    clients: ImMap<ClientName, Arc<Client>>,
-    by_key: ImMap<ApiKeyHash, Arc<Client>>,
-    by_cn: ImMap<String, Vec<Arc<Client>>>,
+    clients: Trie<ClientName, Arc<Client>>,
+    by_key: Trie<ApiKeyHash, Arc<Client>>,
+    by_cn: Trie<String, Vec<Arc<Client>>>,
     /// By SPIFFE ID as written, to look up each URI SAN of a certificate.
-    by_uri: ImMap<String, Vec<Arc<Client>>>,
+    by_uri: Trie<String, Vec<Arc<Client>>>,
     /// Bindings that pin certificates and name no subject, by pinned fingerprint.
-    by_fingerprint: ImMap<Fingerprint, Vec<Arc<Client>>>,
+    by_fingerprint: Trie<Fingerprint, Vec<Arc<Client>>>,
     /// Every binding that pins certificates, by pinned fingerprint: where overlaps are found.
-    by_pin: ImMap<Fingerprint, Vec<Arc<Client>>>,
-    revoked: imbl::HashSet<Fingerprint>,
+    by_pin: Trie<Fingerprint, Vec<Arc<Client>>>,
+    revoked: rpds::HashTrieSetSync<Fingerprint>,
 }
 
-type ImMap<K, V> = imbl::HashMap<K, V>;
+type Trie<K, V> = rpds::HashTrieMapSync<K, V>;
 
 /// Adds `client` under `key`.
 fn add<K: std::hash::Hash + Eq + Clone>(
-    map: &mut ImMap<K, Vec<Arc<Client>>>,
+    map: &mut Trie<K, Vec<Arc<Client>>>,
     key: K,
     client: &Arc<Client>,
 ) {
-    let entry = map.entry(key).or_default();
-    if !entry.iter().any(|c| c.name == client.name) {
-        entry.push(client.clone());
+    let mut clients = map.get(&key).cloned().unwrap_or_default();
+    if !clients.iter().any(|c| c.name == client.name) {
+        clients.push(client.clone());
+        map.insert_mut(key, clients);
     }
 }
 
 /// Takes the client named `name` out from under `key`, and the key with it once empty.
 fn remove<K: std::hash::Hash + Eq + Clone>(
-    map: &mut ImMap<K, Vec<Arc<Client>>>,
+    map: &mut Trie<K, Vec<Arc<Client>>>,
     key: &K,
     name: &ClientName,
 ) {
-    if let Some(entry) = map.get_mut(key) {
-        entry.retain(|c| c.name != *name);
-        if entry.is_empty() {
-            map.remove(key);
-        }
+    let Some(clients) = map.get(key) else {
+        return;
+    };
+    let rest: Vec<Arc<Client>> = clients
+        .iter()
+        .filter(|c| c.name != *name)
+        .cloned()
+        .collect();
+    if rest.is_empty() {
+        map.remove_mut(key);
+    } else {
+        map.insert_mut(key.clone(), rest);
     }
 }
 
@@ -94,7 +102,7 @@ impl RegistrySnapshot {
     /// The next snapshot, with `fingerprint` on the deny list.
     pub fn with_revoked(&self, fingerprint: Fingerprint) -> Self {
         let mut next = self.clone();
-        next.revoked.insert(fingerprint);
+        next.revoked.insert_mut(fingerprint);
         next
     }
 
@@ -103,7 +111,7 @@ impl RegistrySnapshot {
         self.take_out(&client.name);
         let client = Arc::new(client);
         if let Some(hash) = client.api_key {
-            self.by_key.insert(hash, client.clone());
+            self.by_key.insert_mut(hash, client.clone());
         }
         for binding in &client.bindings {
             if let Some(cn) = &binding.subject_cn {
@@ -119,18 +127,19 @@ impl RegistrySnapshot {
                 }
             }
         }
-        self.clients.insert(client.name.clone(), client);
+        self.clients.insert_mut(client.name.clone(), client);
     }
 
     /// Removes the client named `name` and every index entry that leads to it.
     fn take_out(&mut self, name: &ClientName) {
-        let Some(client) = self.clients.remove(name) else {
+        let Some(client) = self.clients.get(name).cloned() else {
             return;
         };
+        self.clients.remove_mut(name);
         if let Some(hash) = client.api_key
             && self.by_key.get(&hash).is_some_and(|c| c.name == *name)
         {
-            self.by_key.remove(&hash);
+            self.by_key.remove_mut(&hash);
         }
         for binding in &client.bindings {
             if let Some(cn) = &binding.subject_cn {

@@ -125,7 +125,7 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<SqlitePool, OpenErro
         .connect_with(options)
         .await
         .map_err(connect_failed)?;
-    sqlx::migrate!("../migrations")
+    sqlx::migrate!("../migrations/sqlite")
         .run(&pool)
         .await
         .map_err(|source| OpenError::Migrate {
