@@ -126,8 +126,9 @@ pub struct TlsSettings {
     /// change).
     pub session_resumption: bool,
     /// A connection older than this is closed gracefully (HTTP/1.1 `Connection: close` after
-    /// its current response, HTTP/2 GOAWAY after its streams in flight), so that every client
-    /// eventually does a full handshake against the current trust. 0: no limit.
+    /// its current response, HTTP/2 GOAWAY once no stream has been in flight for 10 s), so
+    /// that every client eventually does a full handshake against the current trust. 0: no
+    /// limit.
     pub max_connection_age_secs: u64,
     /// The most certificates a client may present (its own and the intermediates it sends).
     /// A longer chain is refused before any signature is checked (handshake failure kind

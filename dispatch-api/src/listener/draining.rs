@@ -2,12 +2,21 @@
 //!
 //! actix-web closes an HTTP/1.1 connection after a response that says `Connection: close`
 //! (`routes::middleware::close_aged_connections` does that), but has no way to send an HTTP/2
-//! GOAWAY to one connection. So the listener puts this between TLS and the HTTP/2 server, and
-//! does what h2's own graceful shutdown does (RFC 9113 §6.8): a GOAWAY that refuses nothing yet
-//! and a PING; once the PING is acknowledged, every stream the client opened before it saw the
-//! GOAWAY has been read, and a second GOAWAY names the last of them. The streams in flight
-//! finish, the client opens its next ones on a new connection (a full handshake against the
-//! current trust), and closes this one. No request is cut off or run twice.
+//! GOAWAY to one connection. So the listener puts this between TLS and the HTTP/2 server.
+//! Once the deadline has passed and no stream has been in flight (every stream the client
+//! opened answered to its end, or reset) for the quiet time the deadline names, it sends a
+//! GOAWAY naming the last stream the client opened, and ends what the server reads: anything
+//! the client sends after that, a new stream included, never reaches the server, so a stream
+//! the GOAWAY refuses was not processed and the client may send it again on a new connection
+//! (RFC 9113 §6.8).
+//!
+//! Why not the two-step GOAWAY with a PING of §6.8, as h2's own graceful shutdown does: Python's
+//! h2 fails the connection on any frame after a GOAWAY, the PING included, and httpx over it
+//! (httpcore 0.16, as Debian ships it) then fails every later request on that client
+//! (encode/httpcore#1054). So an aged connection is closed only after it has been quiet longer
+//! than httpx keeps an idle connection (5 s): a client that sends more often is never cut, and
+//! one that was quiet that long has let the connection go. A connection that is never quiet
+//! stays open; its requests are still checked one by one.
 
 use std::future::Future;
 use std::io;
@@ -16,41 +25,46 @@ use std::task::{Context, Poll, ready};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::frames::{ANY_STREAM, Inbound, Outbound, goaway, ping};
+use super::frames::{Inbound, Outbound, goaway};
 
-/// Resolves when the connection should go: its age, or the server stopping.
-pub type Deadline = Pin<Box<dyn Future<Output = ()>>>;
+/// Resolves when the connection should go (its age, or the server stopping) to how long it must
+/// then have been quiet before the GOAWAY.
+pub type Deadline = Pin<Box<dyn Future<Output = std::time::Duration>>>;
 
-/// Our PING's payload. The server never sees its acknowledgement.
-const PING_PAYLOAD: [u8; 8] = *b"dispatch";
+/// How long, after the GOAWAY, what the client still sends is read and dropped before the
+/// server sees the end of the stream: closing a socket with unread bytes sends a reset, which
+/// can reach the client before it has read the GOAWAY.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     Serving,
-    /// The deadline passed: the first GOAWAY and the PING wait for the end of a frame.
-    Announcing,
-    /// Sent; waiting for the PING's acknowledgement.
-    Announced,
-    /// Acknowledged: the final GOAWAY waits for the end of a frame.
-    Closing,
+    /// The deadline passed: the GOAWAY waits for a moment with no stream in flight, between
+    /// two of the server's frames.
+    Draining,
+    /// The GOAWAY is queued or sent; the server reads nothing more.
     Closed,
 }
 
 pub struct Draining<T> {
     io: T,
-    /// Only HTTP/2 connections are read and written frame by frame.
+    /// Only HTTP/2 connections are watched frame by frame.
     http2: bool,
     deadline: Option<Deadline>,
     phase: Phase,
     outbound: Outbound,
     inbound: Inbound,
-    /// Bytes of our frames not yet written.
+    /// Streams the server's last write ended.
+    ended: Vec<u32>,
+    /// Bytes of the GOAWAY not yet written.
     injection: Vec<u8>,
     injected: usize,
     flush: bool,
-    /// Bytes read and passed by `inbound` that did not fit the caller's buffer.
-    readable: Vec<u8>,
-    delivered: usize,
+    /// Set once the GOAWAY is out: until then the client's bytes are dropped.
+    linger: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// How long the connection must be quiet before the GOAWAY, and the time it has been.
+    quiet_for: std::time::Duration,
+    quiet: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl<T> Draining<T> {
@@ -72,11 +86,13 @@ impl<T> Draining<T> {
             phase: Phase::Serving,
             outbound: Outbound::default(),
             inbound: Inbound::default(),
+            ended: Vec::new(),
             injection: Vec::new(),
             injected: 0,
             flush: false,
-            readable: Vec::new(),
-            delivered: 0,
+            linger: None,
+            quiet_for: std::time::Duration::ZERO,
+            quiet: None,
         }
     }
 
@@ -86,38 +102,41 @@ impl<T> Draining<T> {
 }
 
 impl<T: AsyncRead + AsyncWrite + Unpin> Draining<T> {
-    /// Moves on from `Serving` once the deadline passes, and queues our frames when the
-    /// server is between two of its own.
+    /// Moves on from `Serving` once the deadline passes, and queues the GOAWAY once no stream
+    /// has been in flight for the quiet time, between two of the server's frames.
     fn advance(&mut self, cx: &mut Context<'_>) {
         if self.phase == Phase::Serving
             && let Some(deadline) = self.deadline.as_mut()
-            && deadline.as_mut().poll(cx).is_ready()
+            && let Poll::Ready(quiet_for) = deadline.as_mut().poll(cx)
         {
             self.deadline = None;
-            self.phase = Phase::Announcing;
+            self.quiet_for = quiet_for;
+            self.phase = Phase::Draining;
         }
-        if self.inbound.acknowledged() && self.phase == Phase::Announced {
-            self.phase = Phase::Closing;
+        if self.phase != Phase::Draining {
+            return;
         }
-        if self.injection.is_empty() && self.outbound.may_insert() {
-            match self.phase {
-                Phase::Announcing => {
-                    self.injection.extend_from_slice(&goaway(ANY_STREAM));
-                    self.injection.extend_from_slice(&ping(PING_PAYLOAD));
-                    self.inbound.await_ack(PING_PAYLOAD);
-                    self.phase = Phase::Announced;
-                }
-                Phase::Closing => {
-                    self.injection
-                        .extend_from_slice(&goaway(self.inbound.last_stream()));
-                    self.phase = Phase::Closed;
-                }
-                Phase::Serving | Phase::Announced | Phase::Closed => {}
-            }
+        if !self.inbound.idle() {
+            // A stream in flight: the quiet time starts again once it has ended.
+            self.quiet = None;
+            return;
+        }
+        let quiet_for = self.quiet_for;
+        let quiet_long_enough = quiet_for.is_zero()
+            || self
+                .quiet
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep(quiet_for)))
+                .as_mut()
+                .poll(cx)
+                .is_ready();
+        if quiet_long_enough && self.outbound.may_insert() {
+            self.injection
+                .extend_from_slice(&goaway(self.inbound.last_stream()));
+            self.phase = Phase::Closed;
         }
     }
 
-    /// Writes our queued frames, then flushes them.
+    /// Writes the queued GOAWAY, then flushes it.
     fn poll_inject(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while self.injected < self.injection.len() {
             let n =
@@ -128,21 +147,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Draining<T> {
             self.injected += n;
             self.flush = true;
         }
-        self.injection.clear();
-        self.injected = 0;
         if self.flush {
             ready!(Pin::new(&mut self.io).poll_flush(cx))?;
             self.flush = false;
         }
         Poll::Ready(Ok(()))
-    }
-
-    /// The server's frames are written up to the end of a frame while one of ours waits.
-    fn writable_len(&self, buf: &[u8]) -> usize {
-        match self.phase {
-            Phase::Announcing | Phase::Closing => self.outbound.until_frame_end(buf),
-            Phase::Serving | Phase::Announced | Phase::Closed => buf.len(),
-        }
     }
 }
 
@@ -156,44 +165,33 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for Draining<T> {
         if !this.http2 {
             return Pin::new(&mut this.io).poll_read(cx, buf);
         }
-        // An idle connection is only ever read: the deadline is watched, and our frames
+        // An idle connection is only ever read: the deadline is watched, and the GOAWAY
         // written, from here too.
         this.advance(cx);
-        if let Poll::Ready(Err(error)) = this.poll_inject(cx) {
-            return Poll::Ready(Err(error));
-        }
-        if this.delivered < this.readable.len() {
-            let n = (this.readable.len() - this.delivered).min(buf.remaining());
-            buf.put_slice(&this.readable[this.delivered..this.delivered + n]);
-            this.delivered += n;
-            return Poll::Ready(Ok(()));
-        }
-        loop {
-            let before = buf.filled().len();
-            ready!(Pin::new(&mut this.io).poll_read(cx, buf))?;
-            if buf.filled().len() == before {
-                return Poll::Ready(Ok(())); // end of stream
-            }
-            this.readable.clear();
-            this.delivered = 0;
-            this.inbound
-                .feed(&buf.filled()[before..], &mut this.readable);
-            buf.set_filled(before);
-            let n = this.readable.len().min(buf.remaining());
-            buf.put_slice(&this.readable[..n]);
-            this.delivered = n;
-            if this.inbound.acknowledged() && this.phase == Phase::Announced {
-                this.advance(cx);
-                if let Poll::Ready(Err(error)) = this.poll_inject(cx) {
-                    return Poll::Ready(Err(error));
+        if this.phase == Phase::Closed {
+            // Once the GOAWAY is out, what the client sends after it (a stream the GOAWAY
+            // refuses, say) is dropped, never processed; the server reads the end of the
+            // stream when the client closes, or after LINGER.
+            ready!(this.poll_inject(cx))?;
+            let linger = this
+                .linger
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep(LINGER)));
+            let mut scratch = [0u8; 4096];
+            loop {
+                if linger.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Ok(()));
+                }
+                let mut dropped = ReadBuf::new(&mut scratch);
+                ready!(Pin::new(&mut this.io).poll_read(cx, &mut dropped))?;
+                if dropped.filled().is_empty() {
+                    return Poll::Ready(Ok(()));
                 }
             }
-            // Nothing for the server (a frame header held, or our PING's acknowledgement
-            // taken out): read on, since an empty read would mean the end of the stream.
-            if n > 0 {
-                return Poll::Ready(Ok(()));
-            }
         }
+        let before = buf.filled().len();
+        ready!(Pin::new(&mut this.io).poll_read(cx, buf))?;
+        this.inbound.observe(&buf.filled()[before..]);
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -209,9 +207,17 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Draining<T> {
         }
         this.advance(cx);
         ready!(this.poll_inject(cx))?;
-        let len = this.writable_len(buf);
+        // While draining, the server's frames go out one at a time, so that the GOAWAY can
+        // follow the frame that ends the last stream in flight.
+        let len = match this.phase {
+            Phase::Draining => this.outbound.until_frame_end(buf),
+            Phase::Serving | Phase::Closed => buf.len(),
+        };
         let n = ready!(Pin::new(&mut this.io).poll_write(cx, &buf[..len]))?;
-        this.outbound.advance(&buf[..n]);
+        this.outbound.advance(&buf[..n], &mut this.ended);
+        for stream in this.ended.drain(..) {
+            this.inbound.ended(stream);
+        }
         Poll::Ready(Ok(n))
     }
 
@@ -252,17 +258,18 @@ mod tests {
         (header[3], header[4], stream, payload)
     }
 
-    /// The deadline passes while the server is in the middle of a frame and the connection is
-    /// otherwise idle: our frames follow that frame, the acknowledgement never reaches the
-    /// server, and the final GOAWAY names the last stream the client opened.
+    /// The deadline passes while two streams are in flight and the server is in the middle of
+    /// a frame: no GOAWAY until the server has ended both, then one GOAWAY naming the last
+    /// stream, and the server reads nothing more (not the stream the client opened after).
     #[tokio::test]
-    async fn an_aged_http2_connection_gets_goaway_ping_then_goaway_naming_the_last_stream() {
+    async fn an_aged_http2_connection_gets_goaway_once_nothing_is_in_flight() {
         let (server_end, mut client) = duplex(1 << 16);
         let (fire, fired) = tokio::sync::oneshot::channel::<()>();
         let mut server = Draining::http2(
             server_end,
             Box::pin(async move {
                 let _ = fired.await;
+                Duration::ZERO
             }),
         );
         let settings = frame(0x4, 0, 0, &[0, 3, 0, 0, 0, 100]);
@@ -278,52 +285,57 @@ mod tests {
             .unwrap();
         let mut seen = vec![0; PREFACE.len() + 2 * 10];
         server.read_exact(&mut seen).await.unwrap();
-        // Half a DATA frame out, then the deadline.
+        // Half of stream 1's last DATA frame out, then the deadline.
         let data = frame(0x0, 0x1, 1, &[7; 30]);
         server.write_all(&data[..20]).await.unwrap();
         fire.send(()).unwrap();
         tokio::task::yield_now().await;
         server.write_all(&data[20..]).await.unwrap();
         server.flush().await.unwrap();
+        // Stream 3 is still in flight: the server answers it, and only then comes the GOAWAY.
+        let answer = frame(0x1, 0x5, 3, &[0x88]);
+        server.write_all(&answer).await.unwrap();
+        server.flush().await.unwrap();
         assert_eq!(
             next_frame(&mut client).await,
             (0x4, 0, 0, settings[9..].to_vec())
         );
         assert_eq!(next_frame(&mut client).await, (0x0, 0x1, 1, vec![7; 30]));
-        let first = next_frame(&mut client).await;
-        assert_eq!(first, (0x7, 0, 0, vec![0x7f, 0xff, 0xff, 0xff, 0, 0, 0, 0]));
-        let (kind, flags, _, payload) = next_frame(&mut client).await;
-        assert_eq!((kind, flags), (0x6, 0));
-        // The client opened stream 5 before it saw the GOAWAY, then acknowledges the PING.
+        assert_eq!(next_frame(&mut client).await, (0x1, 0x5, 3, vec![0x88]));
+        // The client opens stream 5 before it sees the GOAWAY; the server never reads it.
         client
             .write_all(&frame(0x1, 0x5, 5, &[0x82]))
             .await
             .unwrap();
-        client
-            .write_all(&frame(0x6, 0x1, 0, &payload))
-            .await
-            .unwrap();
-        // The server reads on (as an HTTP/2 server always does) until the client is gone.
         let mut rest = Vec::new();
         let (last, read) = tokio::time::timeout(Duration::from_secs(5), async {
-            tokio::join!(
-                async move {
-                    let last = next_frame(&mut client).await;
-                    drop(client);
-                    last
-                },
-                server.read_to_end(&mut rest)
-            )
+            tokio::join!(next_frame(&mut client), server.read_to_end(&mut rest))
         })
         .await
         .unwrap();
         read.unwrap();
-        assert_eq!(last, (0x7, 0, 0, vec![0, 0, 0, 5, 0, 0, 0, 0]));
-        assert_eq!(
-            rest,
-            frame(0x1, 0x5, 5, &[0x82]),
-            "the server reads stream 5, and nothing of the acknowledgement"
+        assert_eq!(last, (0x7, 0, 0, vec![0, 0, 0, 3, 0, 0, 0, 0]));
+        assert!(
+            rest.is_empty(),
+            "the server read nothing after the GOAWAY: {rest:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn an_http2_connection_before_its_deadline_passes_everything_through() {
+        let (server_end, mut client) = duplex(1 << 16);
+        let mut server = Draining::http2(server_end, Box::pin(std::future::pending()));
+        // (A deadline that never comes.)
+        let settings = frame(0x4, 0, 0, &[]);
+        server.write_all(&settings).await.unwrap();
+        client.write_all(PREFACE).await.unwrap();
+        let mut preface = vec![0; PREFACE.len()];
+        server.read_exact(&mut preface).await.unwrap();
+        server.flush().await.unwrap();
+        drop(server);
+        let mut out = Vec::new();
+        client.read_to_end(&mut out).await.unwrap();
+        assert_eq!(out, settings, "no GOAWAY");
     }
 
     #[tokio::test]

@@ -1,33 +1,24 @@
 //! Just enough of HTTP/2 framing (RFC 9113 §4.1) to close a connection gracefully from below
 //! the HTTP/2 server: where the server's frames end, so that a frame of ours never lands inside
-//! one of its; which streams the client opened; and the acknowledgement of our own PING, which
-//! the server never sent and must not see.
+//! one of its; which streams the client opened; and which of them are still in flight.
 //!
 //! Pure and byte-driven: a frame may arrive or leave split anywhere.
 
 /// The client connection preface, before its first frame.
 const PREFACE_LEN: usize = 24;
 const HEADER_LEN: usize = 9;
+const TYPE_DATA: u8 = 0x0;
 const TYPE_HEADERS: u8 = 0x1;
-const TYPE_PING: u8 = 0x6;
+const TYPE_RST_STREAM: u8 = 0x3;
 const TYPE_GOAWAY: u8 = 0x7;
-const FLAG_ACK: u8 = 0x1;
-/// The largest stream identifier: a first GOAWAY with it refuses nothing yet (§6.8).
-pub const ANY_STREAM: u32 = 0x7fff_ffff;
+const FLAG_END_STREAM: u8 = 0x1;
+const STREAM_MASK: u32 = 0x7fff_ffff;
 
 /// A GOAWAY frame, error code NO_ERROR.
 pub fn goaway(last_stream: u32) -> [u8; HEADER_LEN + 8] {
     let mut frame = [0; HEADER_LEN + 8];
     frame[..HEADER_LEN].copy_from_slice(&header(8, TYPE_GOAWAY, 0));
-    frame[HEADER_LEN..HEADER_LEN + 4].copy_from_slice(&(last_stream & ANY_STREAM).to_be_bytes());
-    frame
-}
-
-/// A PING frame (not an acknowledgement) carrying `payload`.
-pub fn ping(payload: [u8; 8]) -> [u8; HEADER_LEN + 8] {
-    let mut frame = [0; HEADER_LEN + 8];
-    frame[..HEADER_LEN].copy_from_slice(&header(8, TYPE_PING, 0));
-    frame[HEADER_LEN..].copy_from_slice(&payload);
+    frame[HEADER_LEN..HEADER_LEN + 4].copy_from_slice(&(last_stream & STREAM_MASK).to_be_bytes());
     frame
 }
 
@@ -42,7 +33,7 @@ fn payload_length(header: &[u8; HEADER_LEN]) -> usize {
 }
 
 fn stream_id(header: &[u8; HEADER_LEN]) -> u32 {
-    u32::from_be_bytes([header[5], header[6], header[7], header[8]]) & ANY_STREAM
+    u32::from_be_bytes([header[5], header[6], header[7], header[8]]) & STREAM_MASK
 }
 
 /// The server's side: where its frames end.
@@ -62,10 +53,11 @@ impl Outbound {
         self.frames > 0 && self.have == 0 && self.payload_left == 0
     }
 
-    /// Takes note of bytes the server wrote.
-    pub fn advance(&mut self, mut bytes: &[u8]) {
+    /// Takes note of bytes the server wrote; the streams they end (the server's last frame of
+    /// a stream, or its reset) are added to `ended`.
+    pub fn advance(&mut self, mut bytes: &[u8], ended: &mut Vec<u32>) {
         while !bytes.is_empty() {
-            bytes = self.step(bytes);
+            bytes = self.step(bytes, ended);
         }
     }
 
@@ -74,8 +66,9 @@ impl Outbound {
     pub fn until_frame_end(&self, bytes: &[u8]) -> usize {
         let mut probe = *self;
         let mut rest = bytes;
+        let mut ignored = Vec::new();
         while !rest.is_empty() {
-            rest = probe.step(rest);
+            rest = probe.step(rest, &mut ignored);
             if probe.have == 0 && probe.payload_left == 0 {
                 break;
             }
@@ -84,7 +77,7 @@ impl Outbound {
     }
 
     /// Consumes the bytes of one piece (header or payload) and returns the rest.
-    fn step<'a>(&mut self, bytes: &'a [u8]) -> &'a [u8] {
+    fn step<'a>(&mut self, bytes: &'a [u8], ended: &mut Vec<u32>) -> &'a [u8] {
         if self.payload_left > 0 {
             let n = self.payload_left.min(bytes.len());
             self.payload_left -= n;
@@ -97,24 +90,29 @@ impl Outbound {
             self.have = 0;
             self.frames += 1;
             self.payload_left = payload_length(&self.header);
+            let kind = self.header[3];
+            let ends = match kind {
+                TYPE_DATA | TYPE_HEADERS => self.header[4] & FLAG_END_STREAM != 0,
+                TYPE_RST_STREAM => true,
+                _ => false,
+            };
+            if ends {
+                ended.push(stream_id(&self.header));
+            }
         }
         &bytes[n..]
     }
 }
 
-/// The client's side: the streams it opened, and the acknowledgement of our PING, which is
-/// taken out of the bytes the server reads.
+/// The client's side: the streams it opened and which of them are still in flight.
 #[derive(Debug)]
 pub struct Inbound {
     preface_left: usize,
     header: [u8; HEADER_LEN],
     have: usize,
     payload_left: usize,
-    /// A PING acknowledgement being read, held back until its payload shows whose it is.
-    held: Vec<u8>,
-    awaited: Option<[u8; 8]>,
-    acknowledged: bool,
     last_stream: u32,
+    open: std::collections::HashSet<u32>,
 }
 
 impl Default for Inbound {
@@ -124,59 +122,39 @@ impl Default for Inbound {
             header: [0; HEADER_LEN],
             have: 0,
             payload_left: 0,
-            held: Vec::new(),
-            awaited: None,
-            acknowledged: false,
             last_stream: 0,
+            open: std::collections::HashSet::new(),
         }
     }
 }
 
 impl Inbound {
-    /// From now on, the acknowledgement of a PING with this payload is ours.
-    pub fn await_ack(&mut self, payload: [u8; 8]) {
-        self.awaited = Some(payload);
-    }
-
-    /// Whether our PING has been acknowledged: every stream the client opened before it saw
-    /// our GOAWAY has been read by now.
-    pub fn acknowledged(&self) -> bool {
-        self.acknowledged
-    }
-
     /// The highest stream the client opened.
     pub fn last_stream(&self) -> u32 {
         self.last_stream
     }
 
-    /// Reads `input` and appends to `out` what the server should read: all of it, except our
-    /// PING's acknowledgement. Frame headers are passed on once whole.
-    pub fn feed(&mut self, mut input: &[u8], out: &mut Vec<u8>) {
+    /// Whether every stream the client opened has ended.
+    pub fn idle(&self) -> bool {
+        self.open.is_empty()
+    }
+
+    /// The server ended `stream`.
+    pub fn ended(&mut self, stream: u32) {
+        self.open.remove(&stream);
+    }
+
+    /// Takes note of bytes the client sent.
+    pub fn observe(&mut self, mut input: &[u8]) {
         while !input.is_empty() {
             if self.preface_left > 0 {
                 let n = self.preface_left.min(input.len());
-                out.extend_from_slice(&input[..n]);
                 self.preface_left -= n;
                 input = &input[n..];
             } else if self.payload_left > 0 {
                 let n = self.payload_left.min(input.len());
-                let (piece, rest) = input.split_at(n);
-                input = rest;
                 self.payload_left -= n;
-                if self.held.is_empty() {
-                    out.extend_from_slice(piece);
-                    continue;
-                }
-                self.held.extend_from_slice(piece);
-                if self.payload_left == 0 {
-                    if Some(&self.held[HEADER_LEN..]) == self.awaited.as_ref().map(|p| &p[..]) {
-                        self.awaited = None;
-                        self.acknowledged = true;
-                    } else {
-                        out.extend_from_slice(&self.held);
-                    }
-                    self.held.clear();
-                }
+                input = &input[n..];
             } else {
                 let n = (HEADER_LEN - self.have).min(input.len());
                 self.header[self.have..self.have + n].copy_from_slice(&input[..n]);
@@ -185,31 +163,26 @@ impl Inbound {
                 if self.have == HEADER_LEN {
                     self.have = 0;
                     self.header_read();
-                    if self.held.is_empty() {
-                        out.extend_from_slice(&self.header);
-                    }
                 }
             }
         }
     }
 
     fn header_read(&mut self) {
-        let length = payload_length(&self.header);
-        let kind = self.header[3];
+        self.payload_left = payload_length(&self.header);
         let stream = stream_id(&self.header);
-        // Client-initiated streams are odd (§5.1.1).
-        if kind == TYPE_HEADERS && stream % 2 == 1 {
-            self.last_stream = self.last_stream.max(stream);
+        match self.header[3] {
+            // A new client-initiated stream is odd and higher than any before (§5.1.1); a
+            // HEADERS frame on an older one is its trailers.
+            TYPE_HEADERS if stream % 2 == 1 && stream > self.last_stream => {
+                self.last_stream = stream;
+                self.open.insert(stream);
+            }
+            TYPE_RST_STREAM => {
+                self.open.remove(&stream);
+            }
+            _ => {}
         }
-        let our_ack = self.awaited.is_some()
-            && kind == TYPE_PING
-            && self.header[4] & FLAG_ACK != 0
-            && length == 8
-            && stream == 0;
-        if our_ack {
-            self.held.extend_from_slice(&self.header);
-        }
-        self.payload_left = length;
     }
 }
 
@@ -233,25 +206,11 @@ mod tests {
     use super::testing::{PREFACE, frame};
     use super::*;
 
-    /// Feeds `input` to a fresh reader in pieces of `size` bytes.
-    fn read_in_pieces(inbound: &mut Inbound, input: &[u8], size: usize) -> Vec<u8> {
-        let mut out = Vec::new();
-        for piece in input.chunks(size) {
-            inbound.feed(piece, &mut out);
-        }
-        out
-    }
-
     #[test]
-    fn goaway_and_ping_frames_are_laid_out_as_rfc_9113_says() {
+    fn a_goaway_frame_is_laid_out_as_rfc_9113_says() {
         assert_eq!(
             goaway(7).to_vec(),
             frame(TYPE_GOAWAY, 0, 0, &[0, 0, 0, 7, 0, 0, 0, 0])
-        );
-        assert_eq!(goaway(ANY_STREAM)[9..13], [0x7f, 0xff, 0xff, 0xff]);
-        assert_eq!(
-            ping([1, 2, 3, 4, 5, 6, 7, 8]).to_vec(),
-            frame(TYPE_PING, 0, 0, &[1, 2, 3, 4, 5, 6, 7, 8])
         );
     }
 
@@ -263,32 +222,54 @@ mod tests {
         assert_eq!(outbound.until_frame_end(&settings), settings.len());
         for (written, may) in [(4, false), (9, false), (14, false), (15, true)] {
             let mut partial = Outbound::default();
-            partial.advance(&settings[..written]);
+            partial.advance(&settings[..written], &mut Vec::new());
             assert_eq!(partial.may_insert(), may, "after {written} bytes");
         }
-        outbound.advance(&settings);
+        outbound.advance(&settings, &mut Vec::new());
         assert!(outbound.may_insert());
     }
 
     #[test]
     fn the_frame_end_is_found_across_headers_and_payloads_split_anywhere() {
-        let data = frame(0x0, 0x1, 1, &[9; 20]);
-        let empty = frame(0x4, FLAG_ACK, 0, &[]);
+        let data = frame(TYPE_DATA, 0x1, 1, &[9; 20]);
+        let empty = frame(0x4, 0x1, 0, &[]);
         let stream: Vec<u8> = [data.clone(), empty.clone(), data.clone()].concat();
         for split in 0..stream.len() {
             let mut outbound = Outbound::default();
-            outbound.advance(&stream[..split]);
+            outbound.advance(&stream[..split], &mut Vec::new());
             let end = split + outbound.until_frame_end(&stream[split..]);
             let boundaries = [data.len(), data.len() + empty.len(), stream.len()];
             let expected = *boundaries.iter().find(|b| **b > split).unwrap();
             assert_eq!(end, expected, "from byte {split}");
-            outbound.advance(&stream[split..end]);
+            outbound.advance(&stream[split..end], &mut Vec::new());
             assert!(outbound.may_insert(), "at byte {end}");
         }
     }
 
     #[test]
-    fn the_highest_client_stream_is_that_of_the_last_headers_frame() {
+    fn the_server_ends_a_stream_with_end_stream_or_a_reset_and_nothing_else() {
+        let written = [
+            frame(TYPE_HEADERS, 0x4, 1, &[0x88]),
+            frame(TYPE_DATA, 0x0, 1, b"part"),
+            frame(TYPE_DATA, FLAG_END_STREAM, 1, b"end"),
+            frame(TYPE_HEADERS, 0x4 | FLAG_END_STREAM, 3, &[0x88]),
+            frame(TYPE_RST_STREAM, 0, 5, &[0, 0, 0, 8]),
+            // END_STREAM's bit on a frame type that has no such flag ends nothing.
+            frame(0x8, FLAG_END_STREAM, 7, &[0, 0, 1, 0]),
+        ]
+        .concat();
+        for size in [1, 4, 9, 100] {
+            let mut outbound = Outbound::default();
+            let mut ended = Vec::new();
+            for piece in written.chunks(size) {
+                outbound.advance(piece, &mut ended);
+            }
+            assert_eq!(ended, [1, 3, 5], "in pieces of {size}");
+        }
+    }
+
+    #[test]
+    fn a_stream_is_in_flight_from_the_clients_headers_until_it_ends() {
         let input = [
             PREFACE.to_vec(),
             frame(0x4, 0, 0, &[]),
@@ -297,59 +278,27 @@ mod tests {
             // Stream 9 only named by a PRIORITY frame, stream 2 even: neither was opened.
             frame(0x2, 0, 9, &[0, 0, 0, 0, 16]),
             frame(TYPE_HEADERS, 0x4, 2, &[0x82]),
-            frame(0x0, 0x1, 5, b"body"),
+            frame(TYPE_DATA, 0x1, 5, b"body"),
+            // Trailers on stream 1: not a new stream.
+            frame(TYPE_HEADERS, 0x5, 1, &[0x82]),
         ]
         .concat();
         for size in [1, 2, 5, 9, 64] {
             let mut inbound = Inbound::default();
-            let out = read_in_pieces(&mut inbound, &input, size);
-            assert_eq!(
-                out, input,
-                "everything reaches the server, in pieces of {size}"
-            );
+            for piece in input.chunks(size) {
+                inbound.observe(piece);
+            }
             assert_eq!(inbound.last_stream(), 5, "in pieces of {size}");
+            assert!(!inbound.idle());
+            inbound.ended(1);
+            assert!(!inbound.idle(), "stream 5 is still in flight");
+            inbound.ended(5);
+            assert!(inbound.idle());
         }
-    }
-
-    #[test]
-    fn the_ack_of_our_ping_is_taken_out_and_any_other_ping_passes() {
-        let ours = [0xd1, 0x5b, 0, 1, 2, 3, 4, 5];
-        let before = [PREFACE.to_vec(), frame(TYPE_HEADERS, 0x4, 3, &[0x82])].concat();
-        let theirs_ack = frame(TYPE_PING, FLAG_ACK, 0, &[7; 8]);
-        let client_ping = frame(TYPE_PING, 0, 0, &ours);
-        let our_ack = frame(TYPE_PING, FLAG_ACK, 0, &ours);
-        let after = frame(0x0, 0x1, 3, b"rest");
-        let input = [
-            before.clone(),
-            theirs_ack.clone(),
-            client_ping.clone(),
-            our_ack,
-            after.clone(),
-        ]
-        .concat();
-        for size in [1, 3, 8, 17, 100] {
-            let mut inbound = Inbound::default();
-            inbound.await_ack(ours);
-            let out = read_in_pieces(&mut inbound, &input, size);
-            let expected = [
-                before.clone(),
-                theirs_ack.clone(),
-                client_ping.clone(),
-                after.clone(),
-            ]
-            .concat();
-            assert_eq!(out, expected, "in pieces of {size}");
-            assert!(inbound.acknowledged(), "in pieces of {size}");
-        }
-    }
-
-    #[test]
-    fn an_ack_is_not_taken_while_no_ping_of_ours_is_out() {
-        let ours = [1; 8];
-        let input = [PREFACE.to_vec(), frame(TYPE_PING, FLAG_ACK, 0, &ours)].concat();
-        let mut inbound = Inbound::default();
-        let out = read_in_pieces(&mut inbound, &input, 4);
-        assert_eq!(out, input);
-        assert!(!inbound.acknowledged());
+        let mut reset = Inbound::default();
+        reset.observe(&[PREFACE.to_vec(), frame(TYPE_HEADERS, 0x4, 3, &[0x82])].concat());
+        assert!(!reset.idle());
+        reset.observe(&frame(TYPE_RST_STREAM, 0, 3, &[0, 0, 0, 8]));
+        assert!(reset.idle(), "the client's reset ends it too");
     }
 }

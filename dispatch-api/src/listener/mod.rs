@@ -106,7 +106,12 @@ where
         .map(actix_server::ServerBuilder::run)
 }
 
-/// When an HTTP/2 connection should go: at `max_age_secs` (0: never) or when the server stops.
+/// How long an aged HTTP/2 connection must have been quiet before its GOAWAY: longer than
+/// httpx keeps an idle connection (5 s), see `draining`.
+const QUIET_BEFORE_GOAWAY: Duration = Duration::from_secs(10);
+
+/// When an HTTP/2 connection should go, and how long it must then have been quiet: at
+/// `max_age_secs` (0: never), quiet for [`QUIET_BEFORE_GOAWAY`]; when the server stops, at once.
 fn deadline(max_age_secs: u64, stopping: actix_server::GracefulShutdownSignal) -> Deadline {
     Box::pin(async move {
         let aged = async {
@@ -116,8 +121,8 @@ fn deadline(max_age_secs: u64, stopping: actix_server::GracefulShutdownSignal) -
             tokio::time::sleep(Duration::from_secs(max_age_secs)).await;
         };
         tokio::select! {
-            () = aged => {}
-            () = stopping.notified() => {}
+            () = aged => QUIET_BEFORE_GOAWAY,
+            () = stopping.notified() => Duration::ZERO,
         }
     })
 }
