@@ -36,71 +36,86 @@ fn stream_id(header: &[u8; HEADER_LEN]) -> u32 {
     u32::from_be_bytes([header[5], header[6], header[7], header[8]]) & STREAM_MASK
 }
 
-/// The server's side: where its frames end.
+/// Frame headers out of a byte stream split anywhere: the reading both sides share.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Outbound {
+struct Reader {
     header: [u8; HEADER_LEN],
     have: usize,
     payload_left: usize,
-    /// Whole frame headers written: the first is the server's SETTINGS, which must precede any
-    /// frame of ours (§3.4).
-    frames: u64,
+}
+
+impl Reader {
+    /// Between two frames.
+    fn between(&self) -> bool {
+        self.have == 0 && self.payload_left == 0
+    }
+
+    /// Consumes one piece (of a header, or of a payload); returns the header it completes, if
+    /// any, and the rest of `bytes`.
+    fn step<'a>(&mut self, bytes: &'a [u8]) -> (Option<[u8; HEADER_LEN]>, &'a [u8]) {
+        if self.payload_left > 0 {
+            let n = self.payload_left.min(bytes.len());
+            self.payload_left -= n;
+            return (None, &bytes[n..]);
+        }
+        let n = (HEADER_LEN - self.have).min(bytes.len());
+        self.header[self.have..self.have + n].copy_from_slice(&bytes[..n]);
+        self.have += n;
+        if self.have < HEADER_LEN {
+            return (None, &bytes[n..]);
+        }
+        self.have = 0;
+        self.payload_left = payload_length(&self.header);
+        (Some(self.header), &bytes[n..])
+    }
+}
+
+/// The server's side: where its frames end, and which streams they end.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Outbound {
+    reader: Reader,
+    /// Whether the server's first frame (its SETTINGS, which must precede any frame of ours,
+    /// §3.4) has been written.
+    started: bool,
 }
 
 impl Outbound {
     /// Between two frames, after the server's first.
     pub fn may_insert(&self) -> bool {
-        self.frames > 0 && self.have == 0 && self.payload_left == 0
+        self.started && self.reader.between()
     }
 
     /// Takes note of bytes the server wrote; the streams they end (the server's last frame of
     /// a stream, or its reset) are added to `ended`.
     pub fn advance(&mut self, mut bytes: &[u8], ended: &mut Vec<u32>) {
         while !bytes.is_empty() {
-            bytes = self.step(bytes, ended);
+            let (header, rest) = self.reader.step(bytes);
+            bytes = rest;
+            let Some(header) = header else { continue };
+            self.started = true;
+            let ends = match header[3] {
+                TYPE_DATA | TYPE_HEADERS => header[4] & FLAG_END_STREAM != 0,
+                TYPE_RST_STREAM => true,
+                _ => false,
+            };
+            if ends {
+                ended.push(stream_id(&header));
+            }
         }
     }
 
     /// How many of `bytes` end the frame under way (or the next one, between frames): what
     /// may be written before a frame of ours goes in.
     pub fn until_frame_end(&self, bytes: &[u8]) -> usize {
-        let mut probe = *self;
+        let mut probe = self.reader;
         let mut rest = bytes;
-        let mut ignored = Vec::new();
         while !rest.is_empty() {
-            rest = probe.step(rest, &mut ignored);
-            if probe.have == 0 && probe.payload_left == 0 {
+            rest = probe.step(rest).1;
+            if probe.between() {
                 break;
             }
         }
         bytes.len() - rest.len()
-    }
-
-    /// Consumes the bytes of one piece (header or payload) and returns the rest.
-    fn step<'a>(&mut self, bytes: &'a [u8], ended: &mut Vec<u32>) -> &'a [u8] {
-        if self.payload_left > 0 {
-            let n = self.payload_left.min(bytes.len());
-            self.payload_left -= n;
-            return &bytes[n..];
-        }
-        let n = (HEADER_LEN - self.have).min(bytes.len());
-        self.header[self.have..self.have + n].copy_from_slice(&bytes[..n]);
-        self.have += n;
-        if self.have == HEADER_LEN {
-            self.have = 0;
-            self.frames += 1;
-            self.payload_left = payload_length(&self.header);
-            let kind = self.header[3];
-            let ends = match kind {
-                TYPE_DATA | TYPE_HEADERS => self.header[4] & FLAG_END_STREAM != 0,
-                TYPE_RST_STREAM => true,
-                _ => false,
-            };
-            if ends {
-                ended.push(stream_id(&self.header));
-            }
-        }
-        &bytes[n..]
     }
 }
 
@@ -108,9 +123,7 @@ impl Outbound {
 #[derive(Debug)]
 pub struct Inbound {
     preface_left: usize,
-    header: [u8; HEADER_LEN],
-    have: usize,
-    payload_left: usize,
+    reader: Reader,
     last_stream: u32,
     open: std::collections::HashSet<u32>,
 }
@@ -119,9 +132,7 @@ impl Default for Inbound {
     fn default() -> Self {
         Self {
             preface_left: PREFACE_LEN,
-            header: [0; HEADER_LEN],
-            have: 0,
-            payload_left: 0,
+            reader: Reader::default(),
             last_stream: 0,
             open: std::collections::HashSet::new(),
         }
@@ -146,32 +157,21 @@ impl Inbound {
 
     /// Takes note of bytes the client sent.
     pub fn observe(&mut self, mut input: &[u8]) {
+        let preface = self.preface_left.min(input.len());
+        self.preface_left -= preface;
+        input = &input[preface..];
         while !input.is_empty() {
-            if self.preface_left > 0 {
-                let n = self.preface_left.min(input.len());
-                self.preface_left -= n;
-                input = &input[n..];
-            } else if self.payload_left > 0 {
-                let n = self.payload_left.min(input.len());
-                self.payload_left -= n;
-                input = &input[n..];
-            } else {
-                let n = (HEADER_LEN - self.have).min(input.len());
-                self.header[self.have..self.have + n].copy_from_slice(&input[..n]);
-                self.have += n;
-                input = &input[n..];
-                if self.have == HEADER_LEN {
-                    self.have = 0;
-                    self.header_read();
-                }
+            let (header, rest) = self.reader.step(input);
+            input = rest;
+            if let Some(header) = header {
+                self.header_read(&header);
             }
         }
     }
 
-    fn header_read(&mut self) {
-        self.payload_left = payload_length(&self.header);
-        let stream = stream_id(&self.header);
-        match self.header[3] {
+    fn header_read(&mut self, header: &[u8; HEADER_LEN]) {
+        let stream = stream_id(header);
+        match header[3] {
             // A new client-initiated stream is odd and higher than any before (§5.1.1); a
             // HEADERS frame on an older one is its trailers.
             TYPE_HEADERS if stream % 2 == 1 && stream > self.last_stream => {
