@@ -178,7 +178,14 @@ impl TlsSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DatabaseSettings {
+    /// The SQLite file, when `url` is not set.
     pub path: PathBuf,
+    /// `sqlite://PATH` (the same as `path`) or `postgres://USER@HOST:PORT/DATABASE` for a
+    /// PostgreSQL server that several replicas share. The password never goes here: see
+    /// `password_file`.
+    pub url: Option<String>,
+    /// PostgreSQL: the file holding the password (a mounted secret), read at start.
+    pub password_file: Option<PathBuf>,
     pub busy_timeout_ms: u64,
     pub max_connections: u32,
     /// A cap on the database file's size: past it, writes fail (503) instead of filling the disk.
@@ -193,6 +200,8 @@ impl Default for DatabaseSettings {
     fn default() -> Self {
         Self {
             path: "data/dispatch.db".into(),
+            url: None,
+            password_file: None,
             busy_timeout_ms: 5_000,
             max_connections: 4,
             max_size_bytes: None,

@@ -58,6 +58,8 @@ pub struct Application {
     state: web::Data<AppState>,
     recorder_task: tokio::task::JoinHandle<()>,
     tls_watch: tokio::task::JoinHandle<()>,
+    /// Other replicas' registry changes (PostgreSQL); ends at once on SQLite.
+    registry_follower: tokio::task::JoinHandle<()>,
 }
 
 impl Application {
@@ -73,7 +75,8 @@ impl Application {
             Registry::load(pool.clone())
                 .await
                 .map_err(|source| OpenError::Registry {
-                    path: settings.database.path.clone(),
+                    location: storage::Location::of(&settings.database)
+                        .unwrap_or(storage::Location::Sqlite(settings.database.path.clone())),
                     source,
                 })?;
         if let Some(path) = &settings.bootstrap.clients_file {
@@ -209,6 +212,7 @@ impl Application {
             "dispatch-api listening"
         );
         let tls_watch = tokio::spawn(tls::watch(reloadable_tls, state.registry.clone()));
+        let registry_follower = tokio::spawn(crate::registry::follow_changes(state.registry.clone()));
         Ok(Self {
             https_port,
             ops_port,
@@ -217,6 +221,7 @@ impl Application {
             state,
             recorder_task,
             tls_watch,
+            registry_follower,
         })
     }
 
@@ -267,6 +272,7 @@ impl Application {
         self.state.recorder.flush().await;
         self.recorder_task.abort();
         self.tls_watch.abort();
+        self.registry_follower.abort();
         tracing::info!("dispatch-api stopped");
         Ok(())
     }

@@ -2,12 +2,12 @@
 
 use std::sync::Arc;
 
-use sqlx::SqlitePool;
 use time::OffsetDateTime;
 
 use crate::configuration::Settings;
 use crate::plans::{PlanLimits, PlanStore};
 use crate::registry::Registry;
+use crate::storage::Db;
 use crate::storage::recorder::Recorder;
 use crate::telemetry::Metrics;
 use crate::tls::ReloadableTls;
@@ -18,7 +18,7 @@ pub struct AppState {
     pub plans: PlanStore,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
-    pub pool: SqlitePool,
+    pub pool: Db,
     pub plan_limits: PlanLimits,
     pub tls: Arc<ReloadableTls>,
 }

@@ -11,6 +11,7 @@ use dispatch_api::configuration::{
     ServerSettings, Settings, TelemetrySettings, TlsSettings,
 };
 use dispatch_api::startup::Application;
+use dispatch_api::storage::Backend;
 use serde_json::Value;
 
 use crate::http::{Connection, Request, Response, connect, ops_get};
@@ -68,6 +69,8 @@ pub fn test_settings(dir: &Path, pki: &TestPki) -> Settings {
         },
         database: DatabaseSettings {
             path: dir.join("dispatch.db"),
+            url: None,
+            password_file: None,
             busy_timeout_ms: 5000,
             max_connections: 4,
             max_size_bytes: None,
@@ -358,10 +361,12 @@ impl TestApp {
     }
 
     pub async fn plan_count(&self) -> i64 {
-        sqlx::query_scalar("SELECT COUNT(*) FROM plans")
-            .fetch_one(&self.state.pool)
-            .await
-            .expect("count query")
+        const COUNT: &str = "SELECT COUNT(*) FROM plans";
+        match &self.state.pool {
+            Backend::Sqlite(pool) => sqlx::query_scalar(COUNT).fetch_one(pool).await,
+            Backend::Postgres(pool) => sqlx::query_scalar(COUNT).fetch_one(pool).await,
+        }
+        .expect("count query")
     }
 
     /// A client's row in the migration report (`/admin/migration`).

@@ -1,17 +1,22 @@
 //! Durable plan storage with group commit.
 //!
-//! One writer thread owns every plan write and its own SQLite connection (rusqlite, prepared
+//! SQLite: one writer thread owns every plan write and its own connection (rusqlite, prepared
 //! statements kept). It takes all plans waiting at that moment, stores them in ONE transaction
 //! and answers each caller only after the commit, so every 202 stands for a committed row while
 //! many concurrent plans share one fsync. A plain thread rather than sqlx's pool: sqlx sends each
 //! statement to its own worker thread and back, two thread switches per plan, which measured as
 //! the largest cost of a plan submission (see the README's performance section).
+//!
+//! PostgreSQL: one writer task per replica does the same with a pooled connection, so each
+//! replica commits its waiting plans together. An `Idempotency-Key` is unique in the table, so
+//! the same plan sent to two replicas at once is stored once: the second insert waits for the
+//! first's commit, finds the key taken, and answers with the first plan's id.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use rusqlite::{OptionalExtension, params};
-use sqlx::{Row, SqlitePool};
+use sqlx::{PgPool, Row};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
@@ -19,7 +24,7 @@ use super::Plan;
 use crate::configuration::DatabaseSettings;
 use crate::identity::AuthMethod;
 use crate::registry::ClientName;
-use crate::storage::{self, OpenError, StorageError, file_faults};
+use crate::storage::{self, Backend, Db, Location, OpenError, StorageError, file_faults, on_backend};
 
 /// How many waiting plans one transaction takes at most.
 const MAX_GROUP: usize = 256;
@@ -57,7 +62,7 @@ impl NewPlan {
     }
 }
 
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SubmitOutcome {
     Created(Uuid),
     /// The same idempotency key and body were seen before: this is the first plan's id.
@@ -74,7 +79,7 @@ struct Job {
 #[derive(Clone)]
 pub struct PlanStore {
     jobs: mpsc::Sender<Job>,
-    pool: SqlitePool,
+    pool: Db,
     health: Arc<WriteHealth>,
 }
 
@@ -102,26 +107,33 @@ pub struct StoredPlan {
 }
 
 impl PlanStore {
-    /// Opens the writer's connection and starts the writer thread. Reads go through `pool`.
-    pub fn start(
-        settings: &DatabaseSettings,
-        pool: SqlitePool,
-        queue: usize,
-    ) -> Result<Self, OpenError> {
-        let writer = Writer::open(settings).map_err(|source| OpenError::Writer {
-            path: settings.path.clone(),
-            source,
-        })?;
+    /// Starts the writer: on SQLite a thread with its own connection, on PostgreSQL a task on
+    /// the pool. Reads go through `pool`.
+    pub fn start(settings: &DatabaseSettings, pool: Db, queue: usize) -> Result<Self, OpenError> {
         let (jobs, receiver) = mpsc::channel(queue);
         let health = Arc::new(WriteHealth::default());
-        let thread_health = health.clone();
-        std::thread::Builder::new()
-            .name("plan-writer".into())
-            .spawn(move || writer.run(receiver, &thread_health))
-            .map_err(|source| OpenError::WriterThread {
-                path: settings.path.clone(),
-                source,
-            })?;
+        let writer_health = health.clone();
+        match (&pool, Location::of(settings)?) {
+            (Backend::Sqlite(_), Location::Sqlite(path)) => {
+                let location = Location::Sqlite(path.clone());
+                let writer = Writer::open(settings, path).map_err(|source| OpenError::Writer {
+                    location: location.clone(),
+                    source,
+                })?;
+                std::thread::Builder::new()
+                    .name("plan-writer".into())
+                    .spawn(move || writer.run(receiver, &writer_health))
+                    .map_err(|source| OpenError::WriterThread { location, source })?;
+            }
+            (Backend::Postgres(pool), _) => {
+                tokio::spawn(write_to_postgres(pool.clone(), receiver, writer_health));
+            }
+            (Backend::Sqlite(_), location) => {
+                return Err(OpenError::Url {
+                    reason: format!("names `{location}`, but the pool is SQLite's"),
+                });
+            }
+        }
         Ok(Self { jobs, pool, health })
     }
 
@@ -145,12 +157,13 @@ impl PlanStore {
         id: Uuid,
         client: &ClientName,
     ) -> Result<Option<StoredPlan>, StorageError> {
+        on_backend!(&self.pool, pool => {
         let row = sqlx::query(
-            "SELECT client, auth_method, received_at, body FROM plans WHERE id = ? AND client = ?",
+            "SELECT client, auth_method, received_at, body FROM plans WHERE id = $1 AND client = $2",
         )
         .bind(id.to_string())
         .bind(client.as_str())
-        .fetch_optional(&self.pool)
+        .fetch_optional(pool)
         .await
         .map_err(StorageError::database)?;
         row.map(|row| {
@@ -165,7 +178,112 @@ impl PlanStore {
         })
         .transpose()
         .map_err(StorageError::database)
+        })
     }
+}
+
+/// Answers every job of a group with its outcome, or all with the group's error.
+fn answer<E>(
+    group: &mut Vec<Job>,
+    written: Result<Vec<SubmitOutcome>, E>,
+    health: &WriteHealth,
+    error: impl FnOnce(E) -> StorageError,
+) {
+    match written {
+        Ok(outcomes) => {
+            health.0.store(0, Ordering::Relaxed);
+            for (job, outcome) in group.drain(..).zip(outcomes) {
+                let _ = job.reply.send(Ok(outcome));
+            }
+        }
+        Err(failure) => {
+            health.0.store(
+                time::OffsetDateTime::now_utc().unix_timestamp(),
+                Ordering::Relaxed,
+            );
+            let error = error(failure);
+            tracing::error!(error = %error, plans = group.len(), "storing plans failed; nothing was acknowledged");
+            for job in group.drain(..) {
+                let _ = job.reply.send(Err(error.clone()));
+            }
+        }
+    }
+}
+
+/// The PostgreSQL writer: takes every job waiting, commits them in one transaction, answers.
+async fn write_to_postgres(pool: PgPool, mut jobs: mpsc::Receiver<Job>, health: Arc<WriteHealth>) {
+    let mut group = Vec::with_capacity(MAX_GROUP);
+    while jobs.recv_many(&mut group, MAX_GROUP).await > 0 {
+        let written = write_group_to_postgres(&pool, &group).await;
+        answer(&mut group, written, &health, StorageError::database);
+    }
+}
+
+const INSERT_PLAN_PG: &str = "INSERT INTO plans (id, client, auth_method, route_id, team, \
+     planned_date, stop_count, body, idempotency_key, request_sha256, received_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+     ON CONFLICT (client, idempotency_key) DO NOTHING";
+
+async fn write_group_to_postgres(
+    pool: &PgPool,
+    group: &[Job],
+) -> Result<Vec<SubmitOutcome>, sqlx::Error> {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    // Keyed plans in key order: two replicas' groups that share keys then wait on each other's
+    // keys in the same order, never in a cycle (a deadlock would fail both groups).
+    let mut order: Vec<usize> = (0..group.len()).collect();
+    order.sort_by(|&a, &b| {
+        let key = |i: usize| (group[i].plan.client.as_str(), &group[i].plan.idempotency_key);
+        key(a).cmp(&key(b))
+    });
+    let mut outcomes = vec![SubmitOutcome::KeyReused; group.len()];
+    let mut tx = pool.begin().await?;
+    for index in order {
+        let plan = &group[index].plan;
+        let id = Uuid::now_v7();
+        let inserted = sqlx::query(INSERT_PLAN_PG)
+            .bind(id.to_string())
+            .bind(plan.client.as_str())
+            .bind(plan.method.as_str())
+            .bind(plan.plan.route_id.as_str())
+            .bind(plan.plan.team.as_str())
+            .bind(plan.plan.planned_date.to_string())
+            .bind(plan.plan.stops.len() as i64)
+            .bind(&plan.body)
+            .bind(&plan.idempotency_key)
+            .bind(&plan.request_sha256)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+            == 1;
+        outcomes[index] = if inserted {
+            SubmitOutcome::Created(id)
+        } else {
+            // The key is taken, by this group or by a commit of any replica.
+            let (earlier, hash): (String, String) = sqlx::query_as(
+                "SELECT id, request_sha256 FROM plans WHERE client = $1 AND idempotency_key = $2",
+            )
+            .bind(plan.client.as_str())
+            .bind(&plan.idempotency_key)
+            .fetch_one(&mut *tx)
+            .await?;
+            earlier_outcome(&earlier, &hash, plan)
+                .map_err(|e| sqlx::Error::Decode(Box::new(e)))?
+        };
+    }
+    tx.commit().await?;
+    Ok(outcomes)
+}
+
+/// The answer to a plan whose idempotency key an earlier plan holds: a replay of that plan when
+/// the bodies are the same, a refusal when they differ.
+fn earlier_outcome(id: &str, hash: &str, plan: &NewPlan) -> Result<SubmitOutcome, uuid::Error> {
+    Ok(if hash == plan.request_sha256 {
+        SubmitOutcome::Replayed(Uuid::parse_str(id)?)
+    } else {
+        SubmitOutcome::KeyReused
+    })
 }
 
 /// The writer thread's state: its settings and, while it works, its connection. After a
@@ -173,6 +291,7 @@ impl PlanStore {
 /// the file system as it is then (repaired and remounted, say).
 struct Writer {
     settings: DatabaseSettings,
+    path: std::path::PathBuf,
     connection: Option<rusqlite::Connection>,
 }
 
@@ -183,9 +302,10 @@ const INSERT_PLAN: &str = "INSERT INTO plans (id, client, auth_method, route_id,
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
 
 impl Writer {
-    fn open(settings: &DatabaseSettings) -> Result<Self, rusqlite::Error> {
+    fn open(settings: &DatabaseSettings, path: std::path::PathBuf) -> Result<Self, rusqlite::Error> {
         let mut writer = Self {
             settings: settings.clone(),
+            path,
             connection: None,
         };
         writer.connection()?;
@@ -195,7 +315,7 @@ impl Writer {
     /// The open connection, opening one with the pool's pragmas if needed.
     fn connection(&mut self) -> Result<&mut rusqlite::Connection, rusqlite::Error> {
         if self.connection.is_none() {
-            let connection = rusqlite::Connection::open(&self.settings.path)?;
+            let connection = rusqlite::Connection::open(&self.path)?;
             connection.busy_timeout(self.settings.busy_timeout())?;
             for (name, value) in storage::connection_pragmas(&self.settings) {
                 connection.pragma_update(None, name, value)?;
@@ -215,28 +335,15 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            match self.write_group(&group) {
-                Ok(outcomes) => {
-                    health.0.store(0, Ordering::Relaxed);
-                    for (job, outcome) in group.drain(..).zip(outcomes) {
-                        let _ = job.reply.send(Ok(outcome));
-                    }
-                }
-                Err(error) => {
-                    if file_faults::note_code(error.sqlite_error().map(|e| e.extended_code)) {
-                        self.connection = None;
-                    }
-                    health.0.store(
-                        time::OffsetDateTime::now_utc().unix_timestamp(),
-                        Ordering::Relaxed,
-                    );
-                    let error = StorageError::Write(Arc::new(error));
-                    tracing::error!(error = %error, plans = group.len(), "storing plans failed; nothing was acknowledged");
-                    for job in group.drain(..) {
-                        let _ = job.reply.send(Err(error.clone()));
-                    }
-                }
+            let written = self.write_group(&group);
+            if let Err(error) = &written
+                && file_faults::note_code(error.sqlite_error().map(|e| e.extended_code))
+            {
+                self.connection = None;
             }
+            answer(&mut group, written, health, |error| {
+                StorageError::Write(Arc::new(error))
+            });
         }
     }
 
@@ -256,17 +363,13 @@ impl Writer {
                         })
                         .optional()?;
                     if let Some((id, hash)) = earlier {
-                        outcomes.push(if hash == plan.request_sha256 {
-                            SubmitOutcome::Replayed(Uuid::parse_str(&id).map_err(|e| {
-                                rusqlite::Error::FromSqlConversionFailure(
-                                    0,
-                                    rusqlite::types::Type::Text,
-                                    Box::new(e),
-                                )
-                            })?)
-                        } else {
-                            SubmitOutcome::KeyReused
-                        });
+                        outcomes.push(earlier_outcome(&id, &hash, plan).map_err(|e| {
+                            rusqlite::Error::FromSqlConversionFailure(
+                                0,
+                                rusqlite::types::Type::Text,
+                                Box::new(e),
+                            )
+                        })?);
                         continue;
                     }
                 }

@@ -1,9 +1,11 @@
 //! Registered clients: their migration mode, scopes, certificate bindings and API key hashes.
 //!
-//! SQLite is the source of truth; the request path reads an immutable [`RegistrySnapshot`]
-//! swapped atomically after every admin write, so authentication never waits on the database.
+//! The database is the source of truth; the request path reads an immutable
+//! [`RegistrySnapshot`] swapped atomically after every admin write, so authentication never
+//! waits on the database. On PostgreSQL, replicas hear each other's writes ([`follow_changes`]).
 
 mod bootstrap;
+mod follow;
 mod read;
 mod snapshot;
 mod store;
@@ -16,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
 pub use bootstrap::{BootstrapClient, BootstrapError, BootstrapFile};
+pub use follow::follow_changes;
 pub use snapshot::{CertMatchFailure, RegistrySnapshot};
 pub use store::{Change, Registry, RegistryError};
 

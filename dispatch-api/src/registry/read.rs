@@ -2,47 +2,50 @@
 
 use std::collections::{HashMap, HashSet};
 
-use sqlx::{Row, SqlitePool};
+use sqlx::Row;
 
 use super::{
     ApiKeyHash, CertBinding, CertBindingSpec, Client, ClientName, MigrationMode, RegistrySnapshot,
     Scope,
 };
 use crate::identity::Fingerprint;
+use crate::storage::{Db, on_backend};
 
 /// Reads every table into a fresh snapshot. Rows that no longer parse (edited by hand, say) are
 /// skipped with an error in the log rather than taking the service down.
-pub(super) async fn read_snapshot(pool: &SqlitePool) -> Result<RegistrySnapshot, sqlx::Error> {
+pub(super) async fn read_snapshot(pool: &Db) -> Result<RegistrySnapshot, sqlx::Error> {
     let clients = read_clients(pool, None).await?;
-    let mut revoked = HashSet::new();
-    for row in sqlx::query("SELECT fingerprint FROM revoked_certificates")
-        .fetch_all(pool)
-        .await?
-    {
-        let text: String = row.try_get("fingerprint")?;
-        if let Ok(fingerprint) = Fingerprint::parse(&text) {
-            revoked.insert(fingerprint);
-        }
-    }
+    let revoked = read_revoked(pool).await?;
     Ok(RegistrySnapshot::new(clients, revoked))
+}
+
+/// The deny list.
+async fn read_revoked(pool: &Db) -> Result<HashSet<Fingerprint>, sqlx::Error> {
+    let texts: Vec<String> = on_backend!(pool, pool => {
+        sqlx::query_scalar("SELECT fingerprint FROM revoked_certificates")
+            .fetch_all(pool)
+            .await?
+    });
+    Ok(texts
+        .iter()
+        .filter_map(|text| Fingerprint::parse(text).ok())
+        .collect())
 }
 
 /// The client named `name` as stored, if it is (and parses).
 pub(super) async fn read_client(
-    pool: &SqlitePool,
+    pool: &Db,
     name: &ClientName,
 ) -> Result<Option<Client>, sqlx::Error> {
     Ok(read_clients(pool, Some(name)).await?.pop())
 }
 
 /// Every client, or only the one named `only`, with its bindings and key.
-async fn read_clients(
-    pool: &SqlitePool,
-    only: Option<&ClientName>,
-) -> Result<Vec<Client>, sqlx::Error> {
-    // Two forms of each query rather than `?1 IS NULL OR client = ?1`, which SQLite cannot
+async fn read_clients(pool: &Db, only: Option<&ClientName>) -> Result<Vec<Client>, sqlx::Error> {
+    // Two forms of each query rather than `$1 IS NULL OR client = $1`, which SQLite cannot
     // answer from the index: one client is read by its key, not by a scan of a million.
     let only = only.map(ClientName::as_str);
+    on_backend!(pool, pool => {
     let select = |all: &'static str, one: &'static str| match only {
         Some(name) => sqlx::query(one).bind(name),
         None => sqlx::query(all),
@@ -50,7 +53,7 @@ async fn read_clients(
     let mut bindings: HashMap<String, Vec<CertBinding>> = HashMap::new();
     for row in select(
         "SELECT client, issuer, issuer_spki_sha256, subject_cn, spiffe_id, fingerprints FROM cert_bindings ORDER BY id",
-        "SELECT client, issuer, issuer_spki_sha256, subject_cn, spiffe_id, fingerprints FROM cert_bindings WHERE client = ?1 ORDER BY id",
+        "SELECT client, issuer, issuer_spki_sha256, subject_cn, spiffe_id, fingerprints FROM cert_bindings WHERE client = $1 ORDER BY id",
     )
     .fetch_all(pool)
     .await?
@@ -76,7 +79,7 @@ async fn read_clients(
     let mut keys: HashMap<String, ApiKeyHash> = HashMap::new();
     for row in select(
         "SELECT client, key_sha256 FROM api_keys",
-        "SELECT client, key_sha256 FROM api_keys WHERE client = ?1",
+        "SELECT client, key_sha256 FROM api_keys WHERE client = $1",
     )
     .fetch_all(pool)
     .await?
@@ -97,7 +100,7 @@ async fn read_clients(
     let mut clients = Vec::new();
     for row in select(
         "SELECT name, mode, scopes, disabled FROM clients",
-        "SELECT name, mode, scopes, disabled FROM clients WHERE name = ?1",
+        "SELECT name, mode, scopes, disabled FROM clients WHERE name = $1",
     )
     .fetch_all(pool)
     .await?
@@ -128,4 +131,5 @@ async fn read_clients(
         }
     }
     Ok(clients)
+    })
 }

@@ -1,18 +1,19 @@
-//! The registry's SQLite tables and the snapshot the request path reads.
+//! The registry's tables and the snapshot the request path reads.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use arc_swap::{ArcSwap, Guard};
-use sqlx::{Row, SqlitePool};
+use sqlx::Row;
 
 use super::Verdict;
+use super::follow::Notice;
 use super::read::{read_client, read_snapshot};
 use super::{
     ApiKeyHash, CertBinding, Client, ClientName, MigrationMode, RegistrySnapshot, Scope, locks_out,
 };
 use crate::identity::{Fingerprint, IssuerIndex, VerifiedCertificate};
-use crate::storage::StorageError;
+use crate::storage::{Backend, Db, StorageError, Tx, on_backend};
 use crate::storage::recorder::{AuditEvent, AuditKind};
 
 /// Why a registry write did not happen.
@@ -49,7 +50,7 @@ pub enum RegistryError {
 }
 
 pub struct Registry {
-    pool: SqlitePool,
+    pool: Db,
     snapshot: ArcSwap<RegistrySnapshot>,
     /// Serialises admin writes so that each snapshot swap follows its own write.
     writes: tokio::sync::Mutex<()>,
@@ -80,12 +81,13 @@ fn takes_own_way_in(snapshot: &RegistrySnapshot, change: &Change<'_>, after: &Cl
 }
 
 async fn insert_binding(
-    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    tx: &mut Tx,
     client: &ClientName,
     binding: &CertBinding,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO cert_bindings (client, issuer, issuer_spki_sha256, subject_cn, spiffe_id, fingerprints) VALUES (?, ?, ?, ?, ?, ?)",
+    on_backend!(tx, tx => sqlx::query(
+        "INSERT INTO cert_bindings (client, issuer, issuer_spki_sha256, subject_cn, spiffe_id, fingerprints) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(client.as_str())
     .bind(binding.issuer.as_ref().map(|i| i.as_str().to_owned()))
@@ -102,7 +104,28 @@ async fn insert_binding(
     )
     .execute(&mut **tx)
     .await
-    .map(|_| ())
+    .map(|_| ()))
+}
+
+/// Records that the registry changed, in the change's own transaction: the version every
+/// replica compares its snapshot with, and on PostgreSQL a NOTIFY that the other replicas'
+/// followers hear when the transaction commits (never before, never for a rolled-back change).
+async fn announce(tx: &mut Tx, notice: Notice) -> Result<(), sqlx::Error> {
+    const BUMP: &str = "UPDATE registry_version SET version = version + 1 WHERE id = 1 RETURNING version";
+    match tx {
+        Backend::Sqlite(tx) => {
+            sqlx::query(BUMP).execute(&mut **tx).await?;
+        }
+        Backend::Postgres(tx) => {
+            let version: i64 = sqlx::query_scalar(BUMP).fetch_one(&mut **tx).await?;
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(super::follow::CHANNEL)
+                .bind(notice.payload(version))
+                .execute(&mut **tx)
+                .await?;
+        }
+    }
+    Ok(())
 }
 
 /// Who made an admin change and why: recorded with the change.
@@ -116,7 +139,7 @@ pub struct Change<'a> {
 }
 
 impl Registry {
-    pub async fn load(pool: SqlitePool) -> Result<Self, StorageError> {
+    pub async fn load(pool: Db) -> Result<Self, StorageError> {
         let snapshot = read_snapshot(&pool).await.map_err(StorageError::database)?;
         Ok(Self {
             pool,
@@ -130,7 +153,8 @@ impl Registry {
         self.snapshot.load()
     }
 
-    async fn refresh(&self) -> Result<(), StorageError> {
+    /// Reads every table into a new snapshot.
+    pub(super) async fn refresh(&self) -> Result<(), StorageError> {
         let snapshot = read_snapshot(&self.pool)
             .await
             .map_err(StorageError::database)?;
@@ -140,13 +164,23 @@ impl Registry {
 
     /// Reads one client as stored into the snapshot: a change costs the same whatever the
     /// number of clients (no full read, no rebuild).
-    async fn reload_client(&self, name: &ClientName) -> Result<(), StorageError> {
+    pub(super) async fn reload_client(&self, name: &ClientName) -> Result<(), StorageError> {
         let stored = read_client(&self.pool, name)
             .await
             .map_err(StorageError::database)?;
         let next = self.snapshot().with_client(name, stored);
         self.snapshot.store(Arc::new(next));
         Ok(())
+    }
+
+    /// Puts `fingerprint` on the snapshot's deny list (another replica revoked it).
+    pub(super) fn note_revoked(&self, fingerprint: Fingerprint) {
+        let next = self.snapshot().with_revoked(fingerprint);
+        self.snapshot.store(Arc::new(next));
+    }
+
+    pub(super) fn pool(&self) -> &Db {
+        &self.pool
     }
 
     /// Registers a client unless one of that name exists; returns whether it was added.
@@ -223,11 +257,11 @@ impl Registry {
     ) -> Result<usize, sqlx::Error> {
         let now = now();
         let mut tx = self.pool.begin().await?;
-        let mut added = 0;
+        let mut added = Vec::new();
         for client in clients {
-            let inserted = sqlx::query(
-                "INSERT INTO clients (name, mode, scopes, disabled, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?) \
-                 ON CONFLICT (name) DO NOTHING",
+            let inserted = on_backend!(&mut tx, tx => sqlx::query(
+                "INSERT INTO clients (name, mode, scopes, disabled, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (name) DO NOTHING",
             )
             .bind(client.name.as_str())
             .bind(client.mode.as_str())
@@ -235,26 +269,19 @@ impl Registry {
             .bind(client.disabled)
             .bind(now)
             .bind(now)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?
-            .rows_affected()
+            .rows_affected())
                 == 1;
             if !inserted {
                 continue;
             }
-            added += 1;
+            added.push(&client.name);
             for binding in &client.bindings {
                 insert_binding(&mut tx, &client.name, binding).await?;
             }
             if let Some(hash) = client.api_key {
-                sqlx::query(
-                    "INSERT INTO api_keys (client, key_sha256, created_at) VALUES (?, ?, ?)",
-                )
-                .bind(client.name.as_str())
-                .bind(hash.to_hex())
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
+                insert_api_key(&mut tx, &client.name, hash, now).await?;
             }
             let mut event = AuditEvent::new(AuditKind::AdminChange, "client_registered");
             event.client = Some(client.name.to_string());
@@ -268,8 +295,13 @@ impl Registry {
             }
             event.insert(&mut tx).await?;
         }
+        match added.as_slice() {
+            [] => {}
+            [one] => announce(&mut tx, Notice::Client((*one).clone())).await?,
+            _ => announce(&mut tx, Notice::All).await?,
+        }
         tx.commit().await?;
-        Ok(added)
+        Ok(added.len())
     }
 
     /// Sets a client's mode; returns the mode before. Takes effect on the next request.
@@ -294,13 +326,13 @@ impl Registry {
                 )
             },
             async |tx| {
-                sqlx::query("UPDATE clients SET mode = ?, updated_at = ? WHERE name = ?")
+                on_backend!(tx, tx => sqlx::query("UPDATE clients SET mode = $1, updated_at = $2 WHERE name = $3")
                     .bind(mode.as_str())
                     .bind(now())
                     .bind(name.as_str())
                     .execute(&mut **tx)
                     .await
-                    .map(|_| ())
+                    .map(|_| ()))
             },
         )
         .await
@@ -324,13 +356,13 @@ impl Registry {
             },
             |before, after| (describe(before.disabled), describe(after.disabled)),
             async |tx| {
-                sqlx::query("UPDATE clients SET disabled = ?, updated_at = ? WHERE name = ?")
+                on_backend!(tx, tx => sqlx::query("UPDATE clients SET disabled = $1, updated_at = $2 WHERE name = $3")
                     .bind(disabled)
                     .bind(now())
                     .bind(name.as_str())
                     .execute(&mut **tx)
                     .await
-                    .map(|_| ())
+                    .map(|_| ()))
             },
         )
         .await
@@ -365,19 +397,13 @@ impl Registry {
                 )
             },
             async |tx| {
-                sqlx::query("DELETE FROM api_keys WHERE client = ?")
+                on_backend!(&mut *tx, tx => sqlx::query("DELETE FROM api_keys WHERE client = $1")
                     .bind(name.as_str())
                     .execute(&mut **tx)
-                    .await?;
+                    .await
+                    .map(|_| ()))?;
                 if let Some(hash) = key {
-                    sqlx::query(
-                        "INSERT INTO api_keys (client, key_sha256, created_at) VALUES (?, ?, ?)",
-                    )
-                    .bind(name.as_str())
-                    .bind(hash.to_hex())
-                    .bind(now())
-                    .execute(&mut **tx)
-                    .await?;
+                    insert_api_key(tx, name, hash, now()).await?;
                 }
                 Ok(())
             },
@@ -434,10 +460,11 @@ impl Registry {
             },
             |before, after| (describe(&before.bindings), describe(&after.bindings)),
             async |tx| {
-                sqlx::query("DELETE FROM cert_bindings WHERE client = ?")
+                on_backend!(&mut *tx, tx => sqlx::query("DELETE FROM cert_bindings WHERE client = $1")
                     .bind(name.as_str())
                     .execute(&mut **tx)
-                    .await?;
+                    .await
+                    .map(|_| ()))?;
                 for binding in &written {
                     insert_binding(tx, name, binding).await?;
                 }
@@ -458,9 +485,7 @@ impl Registry {
         change: Change<'_>,
         apply: impl FnOnce(&RegistrySnapshot, &mut Client) -> Result<(), RegistryError>,
         describe: impl FnOnce(&Client, &Client) -> (String, String),
-        write: impl AsyncFnOnce(
-            &mut sqlx::Transaction<'static, sqlx::Sqlite>,
-        ) -> Result<(), sqlx::Error>,
+        write: impl AsyncFnOnce(&mut Tx) -> Result<(), sqlx::Error>,
     ) -> Result<Client, RegistryError> {
         let _guard = self.writes.lock().await;
         // Judge against the client as stored, not as an earlier failed reload left it.
@@ -491,6 +516,7 @@ impl Registry {
             let mut tx = self.pool.begin().await?;
             write(&mut tx).await?;
             event.insert(&mut tx).await?;
+            announce(&mut tx, Notice::Client(name.clone())).await?;
             tx.commit().await
         }
         .await
@@ -519,19 +545,22 @@ impl Registry {
         event.detail = serde_json::json!({ "note": change.reason });
         let added = async {
             let mut tx = self.pool.begin().await?;
-            let added = sqlx::query(
-            "INSERT INTO revoked_certificates (fingerprint, reason, revoked_by, revoked_at) VALUES (?, ?, ?, ?) \
-             ON CONFLICT (fingerprint) DO NOTHING",
-        )
-        .bind(fingerprint.to_string())
-        .bind(change.reason)
-        .bind(change.actor)
-        .bind(now())
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
+            let added = on_backend!(&mut tx, tx => sqlx::query(
+                "INSERT INTO revoked_certificates (fingerprint, reason, revoked_by, revoked_at) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (fingerprint) DO NOTHING",
+            )
+            .bind(fingerprint.to_string())
+            .bind(change.reason)
+            .bind(change.actor)
+            .bind(now())
+            .execute(&mut **tx)
+            .await?
+            .rows_affected())
+                == 1;
             event.insert(&mut tx).await?;
+            if added {
+                announce(&mut tx, Notice::Revoked(fingerprint)).await?;
+            }
             tx.commit().await?;
             Ok::<_, sqlx::Error>(added)
         }
@@ -543,22 +572,43 @@ impl Registry {
     }
 
     pub async fn revocations(&self) -> Result<Vec<serde_json::Value>, StorageError> {
-        let rows = sqlx::query("SELECT fingerprint, reason, revoked_by, revoked_at FROM revoked_certificates ORDER BY revoked_at")
-            .fetch_all(&self.pool)
+        on_backend!(&self.pool, pool => {
+            let rows = sqlx::query(
+                "SELECT fingerprint, reason, revoked_by, revoked_at FROM revoked_certificates ORDER BY revoked_at",
+            )
+            .fetch_all(pool)
             .await
             .map_err(StorageError::database)?;
-        rows.iter()
-            .map(|row| {
-                Ok(serde_json::json!({
-                    "fingerprint": row.try_get::<String, _>("fingerprint")?,
-                    "reason": row.try_get::<String, _>("reason")?,
-                    "revoked_by": row.try_get::<String, _>("revoked_by")?,
-                    "revoked_at": row.try_get::<i64, _>("revoked_at")?,
-                }))
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(StorageError::database)
+            rows.iter()
+                .map(|row| {
+                    Ok(serde_json::json!({
+                        "fingerprint": row.try_get::<String, _>("fingerprint")?,
+                        "reason": row.try_get::<String, _>("reason")?,
+                        "revoked_by": row.try_get::<String, _>("revoked_by")?,
+                        "revoked_at": row.try_get::<i64, _>("revoked_at")?,
+                    }))
+                })
+                .collect::<Result<_, sqlx::Error>>()
+                .map_err(StorageError::database)
+        })
     }
+}
+
+async fn insert_api_key(
+    tx: &mut Tx,
+    client: &ClientName,
+    hash: ApiKeyHash,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    on_backend!(tx, tx => sqlx::query(
+        "INSERT INTO api_keys (client, key_sha256, created_at) VALUES ($1, $2, $3)",
+    )
+    .bind(client.as_str())
+    .bind(hash.to_hex())
+    .bind(now)
+    .execute(&mut **tx)
+    .await
+    .map(|_| ()))
 }
 
 pub(super) fn now() -> i64 {

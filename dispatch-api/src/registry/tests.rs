@@ -543,7 +543,7 @@ fn an_issuer_key_pin_needs_the_issuer_name() {
 }
 
 /// A pool on the registry database of `dir`.
-async fn pool_in(dir: &std::path::Path) -> sqlx::SqlitePool {
+async fn pool_in(dir: &std::path::Path) -> crate::storage::Db {
     let settings = crate::configuration::DatabaseSettings {
         path: dir.join("registry.db"),
         ..Default::default()
@@ -605,7 +605,7 @@ async fn a_client_another_writer_stored_meanwhile_is_read_as_stored_not_as_the_b
         "INSERT INTO clients (name, mode, scopes, disabled, created_at, updated_at) \
          VALUES ('b', 'api_key', 'plans:submit', 0, 0, 0)",
     )
-    .execute(&other)
+    .execute(other.sqlite().unwrap())
     .await
     .unwrap();
     let batch = [

@@ -1,6 +1,11 @@
-//! SQLite through sqlx: the connection pool, embedded migrations, the storage errors and their
+//! The database through sqlx: SQLite (one file, the default) or PostgreSQL (shared by several
+//! replicas). The connection pool, embedded migrations per dialect, the storage errors and their
 //! fault bookkeeping, and the read queries the admin API needs. Writes live next to what they
 //! write (plans, registry, recorder).
+//!
+//! Both dialects run the same SQL text where they can (`$1` placeholders, `ON CONFLICT`,
+//! `CAST(... AS BIGINT)`): [`on_backend!`] compiles one query body once per driver, so a query
+//! cannot drift between them. The few statements that differ are written twice, side by side.
 
 pub mod recorder;
 
@@ -10,11 +15,118 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use serde::Serialize;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
-use sqlx::{Row, SqlitePool};
+use sqlx::{PgPool, Postgres, Row, Sqlite, SqlitePool, Transaction};
 
 use crate::configuration::{DatabaseSettings, Durability};
 use crate::identity::AuthMethod;
+
+/// One of each dialect: a pool, a transaction. Code that differs per dialect matches on it;
+/// code that does not runs through [`on_backend!`].
+#[derive(Clone, Debug)]
+pub enum Backend<S, P> {
+    Sqlite(S),
+    Postgres(P),
+}
+
+/// The service's database.
+pub type Db = Backend<SqlitePool, PgPool>;
+/// A transaction on it.
+pub type Tx = Backend<Transaction<'static, Sqlite>, Transaction<'static, Postgres>>;
+
+/// Runs `$body` with `$name` bound to the dialect's value, compiled once per dialect.
+macro_rules! on_backend {
+    ($value:expr, $name:ident => $body:expr) => {
+        match $value {
+            $crate::storage::Backend::Sqlite($name) => $body,
+            $crate::storage::Backend::Postgres($name) => $body,
+        }
+    };
+}
+pub(crate) use on_backend;
+
+impl Db {
+    pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
+        Ok(match self {
+            Backend::Sqlite(pool) => Backend::Sqlite(pool.begin().await?),
+            Backend::Postgres(pool) => Backend::Postgres(pool.begin().await?),
+        })
+    }
+
+    /// The SQLite pool, where the database is SQLite (its file-level checks).
+    pub fn sqlite(&self) -> Option<&SqlitePool> {
+        match self {
+            Backend::Sqlite(pool) => Some(pool),
+            Backend::Postgres(_) => None,
+        }
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        matches!(self, Backend::Postgres(_))
+    }
+}
+
+impl Tx {
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        on_backend!(self, tx => tx.commit().await)
+    }
+}
+
+/// Where the database is, as settings name it: the SQLite file, or the PostgreSQL server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Location {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+impl Location {
+    /// From `database.url`, else `database.path`. A PostgreSQL URL must not hold a password
+    /// (it would end up in logs and process listings): it comes from `database.password_file`.
+    pub fn of(settings: &DatabaseSettings) -> Result<Self, OpenError> {
+        let Some(url) = settings.url.as_deref() else {
+            return Ok(Self::Sqlite(settings.path.clone()));
+        };
+        let invalid = |reason: &str| OpenError::Url {
+            reason: reason.to_owned(),
+        };
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                return Err(invalid("`sqlite://` names no file"));
+            }
+            return Ok(Self::Sqlite(path.into()));
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let options = PgConnectOptions::from_str(url)
+                .map_err(|e| invalid(&format!("not a PostgreSQL URL: {e}")))?;
+            let userinfo = url.split_once("://").map_or("", |(_, rest)| {
+                rest.split_once('@').map_or("", |(userinfo, _)| userinfo)
+            });
+            if userinfo.contains(':') {
+                return Err(invalid(
+                    "holds a password; put it in the file database.password_file names",
+                ));
+            }
+            return Ok(Self::Postgres(format!(
+                "postgres://{}@{}:{}/{}",
+                options.get_username(),
+                options.get_host(),
+                options.get_port(),
+                options.get_database().unwrap_or(options.get_username()),
+            )));
+        }
+        Err(invalid("is neither sqlite://PATH nor postgres://..."))
+    }
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Sqlite(path) => write!(f, "{}", path.display()),
+            Self::Postgres(server) => f.write_str(server),
+        }
+    }
+}
 
 /// A storage failure while serving. Cheap to clone so that one failed group commit can answer
 /// every waiter.
@@ -41,9 +153,18 @@ impl StorageError {
     }
 }
 
-/// Why the database could not be opened at start-up; each variant names the file.
+/// Why the database could not be opened at start-up; each variant names the database (the
+/// file, or the PostgreSQL server without its password).
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
+    #[error("database.url {reason}")]
+    Url { reason: String },
+    #[error("database.password_file `{}`", path.display())]
+    PasswordFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("database directory `{}`", path.display())]
     Directory {
         path: PathBuf,
@@ -56,45 +177,95 @@ pub enum OpenError {
         #[source]
         source: std::io::Error,
     },
-    #[error("database `{}`", path.display())]
+    #[error("database `{location}`")]
     Connect {
-        path: PathBuf,
+        location: Location,
         #[source]
         source: sqlx::Error,
     },
-    #[error("database `{}`: applying the migrations", path.display())]
+    #[error("database `{location}`: applying the migrations")]
     Migrate {
-        path: PathBuf,
+        location: Location,
         #[source]
         source: sqlx::migrate::MigrateError,
     },
-    #[error("database `{}`: opening the plan writer's connection", path.display())]
+    #[error("database `{location}`: opening the plan writer's connection")]
     Writer {
-        path: PathBuf,
+        location: Location,
         #[source]
         source: rusqlite::Error,
     },
-    #[error("database `{}`: starting the plan writer", path.display())]
+    #[error("database `{location}`: starting the plan writer")]
     WriterThread {
-        path: PathBuf,
+        location: Location,
         #[source]
         source: std::io::Error,
     },
-    #[error("database `{}`: reading the client registry", path.display())]
+    #[error("database `{location}`: reading the client registry")]
     Registry {
-        path: PathBuf,
+        location: Location,
         #[source]
         source: StorageError,
     },
 }
 
-/// Opens (creating if needed) the database and applies the embedded migrations.
+/// Opens the database named by the settings and applies the embedded migrations of its dialect.
+pub async fn connect(settings: &DatabaseSettings) -> Result<Db, OpenError> {
+    match Location::of(settings)? {
+        Location::Sqlite(path) => connect_sqlite(settings, &path).await.map(Backend::Sqlite),
+        location @ Location::Postgres(_) => connect_postgres(settings, location)
+            .await
+            .map(Backend::Postgres),
+    }
+}
+
+/// PostgreSQL: `synchronous_commit = on` on every connection whatever the server's default, so a
+/// commit (and the 202 that follows it) is on the server's disk. sqlx's migrator holds an
+/// advisory lock while it migrates, so replicas starting at once apply each migration once.
+async fn connect_postgres(
+    settings: &DatabaseSettings,
+    location: Location,
+) -> Result<PgPool, OpenError> {
+    let url = settings.url.as_deref().unwrap_or_default();
+    let mut options = PgConnectOptions::from_str(url)
+        .map_err(|source| OpenError::Connect {
+            location: location.clone(),
+            source,
+        })?
+        .options([("synchronous_commit", "on")])
+        .application_name("dispatch-api");
+    if let Some(path) = &settings.password_file {
+        let password = std::fs::read_to_string(path).map_err(|source| OpenError::PasswordFile {
+            path: path.clone(),
+            source,
+        })?;
+        options = options.password(password.trim_end_matches(['\n', '\r']));
+    }
+    let pool = PgPoolOptions::new()
+        .max_connections(settings.max_connections)
+        .acquire_timeout(settings.busy_timeout())
+        .connect_with(options)
+        .await
+        .map_err(|source| OpenError::Connect {
+            location: location.clone(),
+            source,
+        })?;
+    sqlx::migrate!("../migrations/postgres")
+        .run(&pool)
+        .await
+        .map_err(|source| OpenError::Migrate { location, source })?;
+    Ok(pool)
+}
+
+/// Opens (creating if needed) the SQLite file and applies the embedded migrations.
 ///
 /// WAL with `synchronous = FULL` by default: a commit is on disk before a plan is acknowledged,
 /// which keeps acknowledged plans across a process crash and a power loss (`normal`: across a
 /// process crash only). Group commit keeps this cheap.
-pub async fn connect(settings: &DatabaseSettings) -> Result<SqlitePool, OpenError> {
-    let path = &settings.path;
+async fn connect_sqlite(
+    settings: &DatabaseSettings,
+    path: &std::path::Path,
+) -> Result<SqlitePool, OpenError> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|source| OpenError::Directory {
             path: parent.to_owned(),
@@ -102,11 +273,12 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<SqlitePool, OpenErro
         })?;
     }
     owner_only(path).map_err(|source| OpenError::Permissions {
-        path: path.clone(),
+        path: path.to_owned(),
         source,
     })?;
+    let location = Location::Sqlite(path.to_owned());
     let connect_failed = |source| OpenError::Connect {
-        path: path.clone(),
+        location: location.clone(),
         source,
     };
     let mut options = SqliteConnectOptions::from_str("sqlite:")
@@ -129,7 +301,7 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<SqlitePool, OpenErro
         .run(&pool)
         .await
         .map_err(|source| OpenError::Migrate {
-            path: path.clone(),
+            location: location.clone(),
             source,
         })?;
     Ok(pool)
@@ -271,23 +443,37 @@ pub mod file_faults {
     }
 }
 
-/// Whether a write could happen now: takes the write lock (`BEGIN IMMEDIATE`) and lets it go.
-/// Fails when the database is locked by someone else, read-only, or gone. Waits at most the
-/// busy timeout.
-pub async fn probe_writable(pool: &SqlitePool) -> Result<(), StorageError> {
+/// Whether a write could happen now. SQLite: takes the write lock (`BEGIN IMMEDIATE`) and lets
+/// it go, failing when the file is locked by someone else, read-only, or gone (waits at most the
+/// busy timeout). PostgreSQL: the server answers and is not a read-only standby.
+pub async fn probe_writable(db: &Db) -> Result<(), StorageError> {
     async {
-        let mut connection = pool.acquire().await?;
-        sqlx::query("BEGIN IMMEDIATE")
-            .execute(&mut *connection)
-            .await?;
-        sqlx::query("ROLLBACK").execute(&mut *connection).await?;
+        match db {
+            Backend::Sqlite(pool) => {
+                let mut connection = pool.acquire().await?;
+                sqlx::query("BEGIN IMMEDIATE")
+                    .execute(&mut *connection)
+                    .await?;
+                sqlx::query("ROLLBACK").execute(&mut *connection).await?;
+            }
+            Backend::Postgres(pool) => {
+                let read_only: String = sqlx::query_scalar("SHOW transaction_read_only")
+                    .fetch_one(pool)
+                    .await?;
+                if read_only != "off" {
+                    return Err(sqlx::Error::Protocol(
+                        "the PostgreSQL server is read-only (a standby?)".into(),
+                    ));
+                }
+            }
+        }
         Ok(())
     }
     .await
     .map_err(StorageError::database)
 }
 
-/// `PRAGMA integrity_check`: "ok" for a sound database file.
+/// SQLite's `PRAGMA integrity_check`: "ok" for a sound database file.
 pub async fn integrity_check(pool: &SqlitePool) -> Result<String, StorageError> {
     sqlx::query_scalar("PRAGMA integrity_check")
         .fetch_one(pool)
@@ -323,20 +509,21 @@ pub struct RefusalCount {
 
 /// The most recently seen refusal counts first, optionally of one reason.
 pub async fn list_refusal_counts(
-    pool: &SqlitePool,
+    db: &Db,
     reason: Option<&str>,
     limit: i64,
 ) -> Result<Vec<RefusalCount>, StorageError> {
-    let rows = sqlx::query(
-        "SELECT hour, reason, source, count, first_seen, last_seen, last_detail FROM refusal_counts \
-         WHERE (?1 IS NULL OR reason = ?1) ORDER BY last_seen DESC, hour DESC LIMIT ?2",
-    )
-    .bind(reason)
-    .bind(limit)
-    .fetch_all(pool)
-    .await
-    .map_err(StorageError::database)?;
-    rows.into_iter()
+    on_backend!(db, pool => {
+        let rows = sqlx::query(
+            "SELECT hour, reason, source, count, first_seen, last_seen, last_detail FROM refusal_counts \
+             WHERE ($1 IS NULL OR reason = $1) ORDER BY last_seen DESC, hour DESC LIMIT $2",
+        )
+        .bind(reason)
+        .bind(limit)
+        .fetch_all(pool)
+        .await
+        .map_err(StorageError::database)?;
+        rows.into_iter()
         .map(|row| {
             let detail: String = row.try_get("last_detail")?;
             Ok(RefusalCount {
@@ -351,49 +538,44 @@ pub async fn list_refusal_counts(
         })
         .collect::<Result<_, sqlx::Error>>()
         .map_err(StorageError::database)
+    })
 }
 
 /// The newest audit events first, optionally for one client.
 pub async fn list_audit(
-    pool: &SqlitePool,
+    db: &Db,
     client: Option<&str>,
     limit: i64,
 ) -> Result<Vec<AuditRecord>, StorageError> {
-    read_audit(pool, client, limit)
+    on_backend!(db, pool => {
+        let rows = sqlx::query(
+            "SELECT id, at, kind, reason, client, actor, method, before, after, detail FROM audit_events \
+             WHERE ($1 IS NULL OR client = $1) ORDER BY id DESC LIMIT $2",
+        )
+        .bind(client)
+        .bind(limit)
+        .fetch_all(pool)
         .await
-        .map_err(StorageError::database)
-}
-
-async fn read_audit(
-    pool: &SqlitePool,
-    client: Option<&str>,
-    limit: i64,
-) -> Result<Vec<AuditRecord>, sqlx::Error> {
-    let rows = sqlx::query(
-        "SELECT id, at, kind, reason, client, actor, method, before, after, detail FROM audit_events \
-         WHERE (?1 IS NULL OR client = ?1) ORDER BY id DESC LIMIT ?2",
-    )
-    .bind(client)
-    .bind(limit)
-    .fetch_all(pool)
-    .await?;
-    rows.into_iter()
-        .map(|row| {
-            let detail: String = row.try_get("detail")?;
-            Ok(AuditRecord {
-                id: row.try_get("id")?,
-                at: row.try_get("at")?,
-                kind: row.try_get("kind")?,
-                reason: row.try_get("reason")?,
-                client: row.try_get("client")?,
-                actor: row.try_get("actor")?,
-                method: row.try_get("method")?,
-                before: row.try_get("before")?,
-                after: row.try_get("after")?,
-                detail: serde_json::from_str(&detail).unwrap_or_default(),
+        .map_err(StorageError::database)?;
+        rows.into_iter()
+            .map(|row| {
+                let detail: String = row.try_get("detail")?;
+                Ok(AuditRecord {
+                    id: row.try_get("id")?,
+                    at: row.try_get("at")?,
+                    kind: row.try_get("kind")?,
+                    reason: row.try_get("reason")?,
+                    client: row.try_get("client")?,
+                    actor: row.try_get("actor")?,
+                    method: row.try_get("method")?,
+                    before: row.try_get("before")?,
+                    after: row.try_get("after")?,
+                    detail: serde_json::from_str(&detail).unwrap_or_default(),
+                })
             })
-        })
-        .collect()
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StorageError::database)
+    })
 }
 
 /// How one client used one method.
@@ -409,24 +591,20 @@ pub struct MethodUsage {
     pub last_certificate_issuer_spki_sha256: Option<String>,
 }
 
-/// Usage per client and method; `since` bounds the windowed counts.
-pub async fn usage_by_client(pool: &SqlitePool, since: i64) -> Result<UsageByClient, StorageError> {
-    read_usage(pool, since)
-        .await
-        .map_err(StorageError::database)
-}
-
 /// Per client name, per method name.
 pub type UsageByClient = BTreeMap<String, BTreeMap<&'static str, MethodUsage>>;
 
-async fn read_usage(pool: &SqlitePool, since: i64) -> Result<UsageByClient, sqlx::Error> {
+/// The body of [`usage_by_client`], once per dialect.
+macro_rules! read_usage {
+    ($pool:expr, $since:expr) => {
+        async {
     let rows = sqlx::query(
         "SELECT client, method, \
-           SUM(CASE WHEN last_seen >= ?1 THEN request_count ELSE 0 END) AS in_window, \
+           CAST(SUM(CASE WHEN last_seen >= $1 THEN request_count ELSE 0 END) AS BIGINT) AS in_window, \
            MAX(last_seen) AS last_seen FROM client_usage GROUP BY client, method",
     )
-    .bind(since)
-    .fetch_all(pool)
+    .bind($since)
+    .fetch_all($pool)
     .await?;
     let mut usage = UsageByClient::new();
     for row in rows {
@@ -450,7 +628,7 @@ async fn read_usage(pool: &SqlitePool, since: i64) -> Result<UsageByClient, sqlx
          WHERE method = 'certificate' AND last_cert_fingerprint IS NOT NULL AND last_seen = \
            (SELECT MAX(last_seen) FROM client_usage v WHERE v.client = u.client AND v.method = 'certificate')",
     )
-    .fetch_all(pool)
+    .fetch_all($pool)
     .await?;
     for row in certs {
         let client: String = row.try_get("client")?;
@@ -463,5 +641,14 @@ async fn read_usage(pool: &SqlitePool, since: i64) -> Result<UsageByClient, sqlx
             entry.last_certificate_issuer_spki_sha256 = row.try_get("last_cert_issuer_spki")?;
         }
     }
-    Ok(usage)
+    Ok::<_, sqlx::Error>(usage)
+        }
+        .await
+    };
+}
+
+/// Usage per client and method; `since` bounds the windowed counts. Every replica's counts
+/// are rows of the same table, so they add up here.
+pub async fn usage_by_client(db: &Db, since: i64) -> Result<UsageByClient, StorageError> {
+    on_backend!(db, pool => read_usage!(pool, since)).map_err(StorageError::database)
 }

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Serialize;
-use sqlx::SqlitePool;
+use super::{Backend, Db, Tx, on_backend};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::identity::{AuthMethod, Fingerprint, SpkiHash};
@@ -127,10 +127,10 @@ impl AuditEvent {
 
     /// Writes the event inside the caller's transaction (used for admin changes, which must be
     /// recorded together with the change itself).
-    pub async fn insert(&self, conn: &mut sqlx::SqliteConnection) -> Result<(), sqlx::Error> {
-        sqlx::query(
+    pub async fn insert(&self, tx: &mut Tx) -> Result<(), sqlx::Error> {
+        on_backend!(tx, tx => sqlx::query(
             "INSERT INTO audit_events (at, kind, reason, client, actor, method, before, after, detail) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(self.at)
         .bind(self.kind.as_str())
@@ -141,8 +141,9 @@ impl AuditEvent {
         .bind(self.before.as_deref())
         .bind(self.after.as_deref())
         .bind(self.detail.to_string())
-        .execute(conn)
-        .await?;
+        .execute(&mut **tx)
+        .await
+        .map(|_| ()))?;
         Ok(())
     }
 }
@@ -191,7 +192,7 @@ pub struct RecorderSettings {
 impl Recorder {
     /// Starts the writer task; it stops after a final flush once every `Recorder` is dropped.
     pub fn start(
-        pool: SqlitePool,
+        pool: Db,
         settings: RecorderSettings,
         metrics: Arc<Metrics>,
     ) -> (Self, tokio::task::JoinHandle<()>) {
@@ -266,15 +267,17 @@ struct Totals {
 }
 
 async fn write_loop(
-    pool: SqlitePool,
+    pool: Db,
     mut queue: mpsc::Receiver<Record>,
     totals: Totals,
     settings: RecorderSettings,
     metrics: Arc<Metrics>,
 ) {
     let mut batch = Batch {
+        // The cap is SQLite's page count: PostgreSQL's space is its operator's to manage.
         audit_page_limit: settings
             .max_database_bytes
+            .filter(|_| !pool.is_postgres())
             .map(|bytes| (bytes / 4096) as i64 * AUDIT_SHARE_OF_CAP / 10),
         ..Batch::default()
     };
@@ -340,25 +343,32 @@ fn add_usage(usage: &mut UsageTotalsByKey, event: UsageEvent) {
 /// Deletes audit rows and refusal counts older than `retention`, a few thousand rows per short
 /// transaction, so that a large backlog never holds SQLite's write lock long enough to delay
 /// plans.
-async fn prune(pool: &SqlitePool, retention: Duration) {
+async fn prune(pool: &Db, retention: Duration) {
     const BATCH: i64 = 5000;
     let before = time::OffsetDateTime::now_utc().unix_timestamp() - retention.as_secs() as i64;
     let mut pruned = 0;
-    for statement in [
-        "DELETE FROM audit_events WHERE rowid IN \
-         (SELECT rowid FROM audit_events WHERE at < ? LIMIT ?)",
-        "DELETE FROM refusal_counts WHERE rowid IN \
-         (SELECT rowid FROM refusal_counts WHERE last_seen < ? LIMIT ?)",
-    ] {
+    // The same statements but for the row's address: SQLite's rowid, PostgreSQL's ctid.
+    let row_address = match pool {
+        Backend::Sqlite(_) => "rowid",
+        Backend::Postgres(_) => "ctid",
+    };
+    for (table, column) in [("audit_events", "at"), ("refusal_counts", "last_seen")] {
+        let statement = format!(
+            "DELETE FROM {table} WHERE {row_address} IN \
+             (SELECT {row_address} FROM {table} WHERE {column} < $1 LIMIT $2)"
+        );
         loop {
-            match sqlx::query(statement)
+            // The names are this function's constants, not input.
+            let statement = sqlx::AssertSqlSafe(statement.as_str());
+            let deleted = on_backend!(pool, pool => sqlx::query(statement)
                 .bind(before)
                 .bind(BATCH)
                 .execute(pool)
                 .await
-            {
-                Ok(done) if done.rows_affected() > 0 => {
-                    pruned += done.rows_affected();
+                .map(|done| done.rows_affected()));
+            match deleted {
+                Ok(rows) if rows > 0 => {
+                    pruned += rows;
                     tokio::task::yield_now().await;
                 }
                 Ok(_) => break,
@@ -432,7 +442,7 @@ impl Batch {
         self.usage.len() + self.refusals.len() + self.audit.len()
     }
 
-    async fn write(&mut self, pool: &SqlitePool, metrics: &Metrics) {
+    async fn write(&mut self, pool: &Db, metrics: &Metrics) {
         if self.len() == 0 {
             return;
         }
@@ -467,20 +477,22 @@ impl Batch {
 
     /// Writes the batch; returns how many refusal counts and audit rows were held back by the
     /// size cap.
-    async fn try_write(&self, pool: &SqlitePool) -> Result<usize, sqlx::Error> {
+    async fn try_write(&self, pool: &Db) -> Result<usize, sqlx::Error> {
         let mut tx = pool.begin().await?;
         for ((client, method, hour), totals) in &self.usage {
-            sqlx::query(
+            on_backend!(&mut tx, tx => sqlx::query(
                 "INSERT INTO client_usage (client, method, hour, request_count, first_seen, last_seen, \
                  last_cert_fingerprint, last_cert_not_after, last_cert_issuer_spki) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
                  ON CONFLICT (client, method, hour) DO UPDATE SET \
-                 request_count = request_count + excluded.request_count, \
-                 first_seen = min(first_seen, excluded.first_seen), \
-                 last_seen = max(last_seen, excluded.last_seen), \
-                 last_cert_fingerprint = coalesce(excluded.last_cert_fingerprint, last_cert_fingerprint), \
-                 last_cert_not_after = coalesce(excluded.last_cert_not_after, last_cert_not_after), \
-                 last_cert_issuer_spki = coalesce(excluded.last_cert_issuer_spki, last_cert_issuer_spki)",
+                 request_count = client_usage.request_count + excluded.request_count, \
+                 first_seen = CASE WHEN excluded.first_seen < client_usage.first_seen \
+                   THEN excluded.first_seen ELSE client_usage.first_seen END, \
+                 last_seen = CASE WHEN excluded.last_seen > client_usage.last_seen \
+                   THEN excluded.last_seen ELSE client_usage.last_seen END, \
+                 last_cert_fingerprint = coalesce(excluded.last_cert_fingerprint, client_usage.last_cert_fingerprint), \
+                 last_cert_not_after = coalesce(excluded.last_cert_not_after, client_usage.last_cert_not_after), \
+                 last_cert_issuer_spki = coalesce(excluded.last_cert_issuer_spki, client_usage.last_cert_issuer_spki)",
             )
             .bind(client)
             .bind(method.as_str())
@@ -491,8 +503,9 @@ impl Batch {
             .bind(totals.certificate.map(|c| c.fingerprint.to_string()))
             .bind(totals.certificate.map(|c| c.not_after))
             .bind(totals.certificate.map(|c| c.issuer_spki.to_string()))
-            .execute(&mut *tx)
-            .await?;
+            .execute(&mut **tx)
+            .await
+            .map(|_| ()))?;
         }
         // Under a size cap, refusal counts and audit rows are written in small chunks, each only
         // while the file's used pages are below their share of the cap: the overshoot is one
@@ -506,13 +519,15 @@ impl Batch {
                 break;
             }
             for ((reason, source, hour), totals) in chunk {
-                sqlx::query(
+                on_backend!(&mut tx, tx => sqlx::query(
                     "INSERT INTO refusal_counts (hour, reason, source, count, first_seen, last_seen, last_detail) \
-                     VALUES (?, ?, ?, ?, ?, ?, ?) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) \
                      ON CONFLICT (hour, reason, source) DO UPDATE SET \
-                     count = count + excluded.count, \
-                     first_seen = min(first_seen, excluded.first_seen), \
-                     last_seen = max(last_seen, excluded.last_seen), \
+                     count = refusal_counts.count + excluded.count, \
+                     first_seen = CASE WHEN excluded.first_seen < refusal_counts.first_seen \
+                       THEN excluded.first_seen ELSE refusal_counts.first_seen END, \
+                     last_seen = CASE WHEN excluded.last_seen > refusal_counts.last_seen \
+                       THEN excluded.last_seen ELSE refusal_counts.last_seen END, \
                      last_detail = excluded.last_detail",
                 )
                 .bind(hour)
@@ -522,8 +537,9 @@ impl Batch {
                 .bind(totals.first_seen)
                 .bind(totals.last_seen)
                 .bind(totals.last_detail.to_string())
-                .execute(&mut *tx)
-                .await?;
+                .execute(&mut **tx)
+                .await
+                .map(|_| ()))?;
             }
             written += chunk.len();
         }
@@ -544,11 +560,8 @@ impl Batch {
 
     /// Whether the database's used pages are below the audit share of the size cap (always,
     /// without a cap).
-    async fn below_audit_limit(
-        &self,
-        tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
-    ) -> Result<bool, sqlx::Error> {
-        let Some(limit) = self.audit_page_limit else {
+    async fn below_audit_limit(&self, tx: &mut Tx) -> Result<bool, sqlx::Error> {
+        let (Some(limit), Backend::Sqlite(tx)) = (self.audit_page_limit, tx) else {
             return Ok(true);
         };
         let used: i64 = sqlx::query_scalar(
@@ -572,7 +585,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_audit_queue_is_bounded_in_bytes_and_drops_are_counted() {
-        let pool = SqlitePool::connect("sqlite::memory:").await.unwrap();
+        let pool = Backend::Sqlite(sqlx::SqlitePool::connect("sqlite::memory:").await.unwrap());
         let metrics = Arc::new(Metrics::new());
         let (recorder, _writer) = Recorder::start(
             pool,

@@ -124,6 +124,7 @@ async fn the_postgres_migrations_make_the_tables_columns_and_keys_of_the_sqlite_
     })
     .await
     .unwrap();
+    let sqlite = sqlite.sqlite().unwrap().clone();
     let (expected, actual) = (
         sqlite_schema(&sqlite).await,
         postgres_schema(&postgres).await,

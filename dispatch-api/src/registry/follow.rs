@@ -1,0 +1,273 @@
+//! How a change made through one replica reaches the others (PostgreSQL only: SQLite has one
+//! process).
+//!
+//! Every registry write bumps `registry_version` and, in the same transaction, NOTIFYs
+//! [`CHANNEL`] with the new version and what changed ([`Notice`]). Each replica's follower
+//! LISTENs and applies a notice to its snapshot as the writing replica does: one client read by
+//! its key, or one fingerprint added to the deny list. PostgreSQL delivers notices after the
+//! commit and in commit order, so within a second of a flip the next request on every replica
+//! is judged by the new mode, keep-alive connections included (each request reads the snapshot).
+//!
+//! A notice can be lost: the listening connection drops, or the follower falls behind. So:
+//! - after (re)connecting, the follower reads the whole registry, because it heard nothing
+//!   while it was away;
+//! - a gap in the versions it hears means one was missed: it reads the whole registry;
+//! - every [`POLL`] it reads the stored version; a version newer than what it has heard, and
+//!   still newer at the next poll (not just in flight), makes it read the whole registry.
+//!
+//! While the database is unreachable the snapshot keeps serving as last read: authentication
+//! goes on, with the registry as it was when the connection dropped.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::PgPool;
+use sqlx::postgres::PgListener;
+
+use super::{ClientName, Registry};
+use crate::identity::Fingerprint;
+use crate::storage::Backend;
+
+/// The NOTIFY channel of registry changes.
+pub const CHANNEL: &str = "dispatch_registry";
+/// How often the stored version is compared with what was heard.
+pub const POLL: Duration = Duration::from_secs(2);
+/// How long to wait before trying the database again.
+const RETRY: Duration = Duration::from_secs(1);
+
+/// What one committed change touched.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Notice {
+    Client(ClientName),
+    Revoked(Fingerprint),
+    /// Many clients at once (a bootstrap file): read everything.
+    All,
+}
+
+impl Notice {
+    /// `<version> client <name>`, `<version> revoked <fingerprint>`, `<version> all`.
+    pub fn payload(&self, version: i64) -> String {
+        match self {
+            Self::Client(name) => format!("{version} client {name}"),
+            Self::Revoked(fingerprint) => format!("{version} revoked {fingerprint}"),
+            Self::All => format!("{version} all"),
+        }
+    }
+
+    /// The version and notice of a payload; `None` for one this version does not understand
+    /// (a newer replica's), which the caller treats as "read everything".
+    pub fn parse(payload: &str) -> Option<(i64, Self)> {
+        let mut words = payload.split(' ');
+        let version = words.next()?.parse().ok()?;
+        let notice = match (words.next()?, words.next()) {
+            ("client", Some(name)) => Self::Client(ClientName::parse(name).ok()?),
+            ("revoked", Some(fingerprint)) => Self::Revoked(Fingerprint::parse(fingerprint).ok()?),
+            ("all", None) => Self::All,
+            _ => return None,
+        };
+        words.next().is_none().then_some((version, notice))
+    }
+}
+
+/// What the follower does with a notice of `version`, having heard up to `heard`.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Apply the notice on its own.
+    Apply,
+    /// Read the whole registry: a version was skipped, or the notice needs it.
+    ReadAll,
+    /// Already reflected (an older notice, after a full read).
+    Ignore,
+}
+
+/// The follower's rule for one notice, pure for its decision table.
+pub fn step(heard: i64, version: i64, notice: Option<&Notice>) -> Step {
+    match notice {
+        _ if version <= heard => Step::Ignore,
+        None | Some(Notice::All) => Step::ReadAll,
+        Some(_) if version > heard + 1 => Step::ReadAll,
+        Some(_) => Step::Apply,
+    }
+}
+
+/// Follows other replicas' changes until the process ends. Does nothing on SQLite.
+pub async fn follow_changes(registry: Arc<Registry>) {
+    let Backend::Postgres(pool) = registry.pool().clone() else {
+        return;
+    };
+    let mut follower = Follower {
+        registry,
+        pool,
+        heard: 0,
+    };
+    loop {
+        let Some(listener) = follower.listen().await else {
+            tokio::time::sleep(RETRY).await;
+            continue;
+        };
+        follower.follow(listener).await;
+        tracing::warn!("lost the registry change notifications; reconnecting");
+    }
+}
+
+struct Follower {
+    registry: Arc<Registry>,
+    pool: PgPool,
+    /// The newest version this replica's snapshot reflects.
+    heard: i64,
+}
+
+impl Follower {
+    /// LISTENs, then reads everything (what changed while nobody listened).
+    async fn listen(&mut self) -> Option<PgListener> {
+        let mut listener = PgListener::connect_with(&self.pool)
+            .await
+            .inspect_err(|error| tracing::warn!(%error, "cannot listen for registry changes"))
+            .ok()?;
+        listener
+            .listen(CHANNEL)
+            .await
+            .inspect_err(|error| tracing::warn!(%error, "cannot listen for registry changes"))
+            .ok()?;
+        self.read_all().await.then_some(listener)
+    }
+
+    /// Applies notices until the connection drops.
+    async fn follow(&mut self, mut listener: PgListener) {
+        let mut poll = tokio::time::interval(POLL);
+        // A stored version newer than what was heard, at the last poll.
+        let mut behind: Option<i64> = None;
+        loop {
+            tokio::select! {
+                received = listener.try_recv() => match received {
+                    Ok(Some(notification)) => self.hear(notification.payload()).await,
+                    Ok(None) | Err(_) => return,
+                },
+                _ = poll.tick() => {
+                    let Ok(stored) = self.stored_version().await else { continue };
+                    if stored <= self.heard {
+                        behind = None;
+                    } else if behind.is_some_and(|earlier| earlier < stored || self.heard < earlier) {
+                        tracing::warn!(stored, heard = self.heard, "a registry change was not heard of; reading the whole registry");
+                        self.read_all().await;
+                        behind = None;
+                    } else {
+                        behind = Some(stored);
+                    }
+                }
+            }
+        }
+    }
+
+    async fn hear(&mut self, payload: &str) {
+        let parsed = Notice::parse(payload);
+        let version = parsed.as_ref().map_or(i64::MAX, |(version, _)| *version);
+        match step(self.heard, version, parsed.as_ref().map(|(_, notice)| notice)) {
+            Step::Ignore => {}
+            Step::ReadAll => {
+                self.read_all().await;
+            }
+            Step::Apply => {
+                let applied = match parsed.map(|(_, notice)| notice) {
+                    Some(Notice::Client(name)) => self.registry.reload_client(&name).await,
+                    Some(Notice::Revoked(fingerprint)) => {
+                        self.registry.note_revoked(fingerprint);
+                        Ok(())
+                    }
+                    Some(Notice::All) | None => Ok(()),
+                };
+                match applied {
+                    Ok(()) => self.heard = version,
+                    Err(error) => {
+                        tracing::warn!(%error, "applying a registry change failed; reading the whole registry");
+                        self.read_all().await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads the stored version, then everything: the snapshot reflects at least that version.
+    /// Returns whether it worked.
+    async fn read_all(&mut self) -> bool {
+        let Ok(version) = self.stored_version().await else {
+            return false;
+        };
+        match self.registry.refresh().await {
+            Ok(()) => {
+                self.heard = self.heard.max(version);
+                true
+            }
+            Err(error) => {
+                tracing::warn!(%error, "reading the registry failed");
+                false
+            }
+        }
+    }
+
+    async fn stored_version(&self) -> Result<i64, sqlx::Error> {
+        sqlx::query_scalar("SELECT version FROM registry_version WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await
+            .inspect_err(|error| tracing::warn!(%error, "reading the registry version failed"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(name: &str) -> Notice {
+        Notice::Client(ClientName::parse(name).unwrap())
+    }
+
+    #[test]
+    fn a_notice_survives_its_payload() {
+        let fingerprint = Fingerprint::parse(&"ab".repeat(32)).unwrap();
+        for notice in [client("route-worker"), Notice::Revoked(fingerprint), Notice::All] {
+            assert_eq!(
+                Notice::parse(&notice.payload(7)),
+                Some((7, notice.clone())),
+                "{notice:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn payloads_this_version_does_not_understand_are_none() {
+        for payload in [
+            "",
+            "7",
+            "x client a",
+            "7 client",
+            "7 client a b",
+            "7 client bad/name",
+            "7 revoked nothex",
+            "7 all more",
+            "7 renamed a",
+        ] {
+            assert_eq!(Notice::parse(payload), None, "{payload:?}");
+        }
+    }
+
+    #[test]
+    fn the_follower_applies_the_next_version_and_reads_everything_after_a_gap() {
+        let table = [
+            // (heard, version, notice, step)
+            (4, 5, Some(client("a")), Step::Apply),
+            (4, 6, Some(client("a")), Step::ReadAll),
+            (4, 4, Some(client("a")), Step::Ignore),
+            (4, 3, Some(client("a")), Step::Ignore),
+            (4, 5, Some(Notice::All), Step::ReadAll),
+            (4, 5, None, Step::ReadAll),
+            (0, 1, Some(client("a")), Step::Apply),
+        ];
+        for (heard, version, notice, expected) in table {
+            assert_eq!(
+                step(heard, version, notice.as_ref()),
+                expected,
+                "{heard} {version} {notice:?}"
+            );
+        }
+    }
+}
