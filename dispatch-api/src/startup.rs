@@ -212,7 +212,8 @@ impl Application {
             "dispatch-api listening"
         );
         let tls_watch = tokio::spawn(tls::watch(reloadable_tls, state.registry.clone()));
-        let registry_follower = tokio::spawn(crate::registry::follow_changes(state.registry.clone()));
+        let registry_follower =
+            tokio::spawn(crate::registry::follow_changes(state.registry.clone()));
         Ok(Self {
             https_port,
             ops_port,

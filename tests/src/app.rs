@@ -169,6 +169,23 @@ impl PreparedApp {
         path
     }
 
+    /// Uses the PostgreSQL `server` instead of a SQLite file.
+    pub fn on_postgres(mut self, server: &crate::postgres::TestPostgres) -> Self {
+        self.settings.database.url = Some(server.url());
+        self
+    }
+
+    /// Another replica of this app: the same PKI, keys, files and settings, so the same
+    /// database when that is PostgreSQL (its own ports).
+    pub fn replica(&self) -> Self {
+        Self {
+            settings: self.settings.clone(),
+            pki: self.pki.clone(),
+            keys: self.keys.clone(),
+            dir: self.dir.clone(),
+        }
+    }
+
     pub async fn start(self) -> TestApp {
         let operator = self.pki.operator();
         start(self.settings, self.pki, self.keys, operator, self.dir).await

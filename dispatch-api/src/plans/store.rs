@@ -24,7 +24,9 @@ use super::Plan;
 use crate::configuration::DatabaseSettings;
 use crate::identity::AuthMethod;
 use crate::registry::ClientName;
-use crate::storage::{self, Backend, Db, Location, OpenError, StorageError, file_faults, on_backend};
+use crate::storage::{
+    self, Backend, Db, Location, OpenError, StorageError, file_faults, on_backend,
+};
 
 /// How many waiting plans one transaction takes at most.
 const MAX_GROUP: usize = 256;
@@ -233,7 +235,12 @@ async fn write_group_to_postgres(
     // keys in the same order, never in a cycle (a deadlock would fail both groups).
     let mut order: Vec<usize> = (0..group.len()).collect();
     order.sort_by(|&a, &b| {
-        let key = |i: usize| (group[i].plan.client.as_str(), &group[i].plan.idempotency_key);
+        let key = |i: usize| {
+            (
+                group[i].plan.client.as_str(),
+                &group[i].plan.idempotency_key,
+            )
+        };
         key(a).cmp(&key(b))
     });
     let mut outcomes = vec![SubmitOutcome::KeyReused; group.len()];
@@ -268,8 +275,7 @@ async fn write_group_to_postgres(
             .bind(&plan.idempotency_key)
             .fetch_one(&mut *tx)
             .await?;
-            earlier_outcome(&earlier, &hash, plan)
-                .map_err(|e| sqlx::Error::Decode(Box::new(e)))?
+            earlier_outcome(&earlier, &hash, plan).map_err(|e| sqlx::Error::Decode(Box::new(e)))?
         };
     }
     tx.commit().await?;
@@ -302,7 +308,10 @@ const INSERT_PLAN: &str = "INSERT INTO plans (id, client, auth_method, route_id,
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
 
 impl Writer {
-    fn open(settings: &DatabaseSettings, path: std::path::PathBuf) -> Result<Self, rusqlite::Error> {
+    fn open(
+        settings: &DatabaseSettings,
+        path: std::path::PathBuf,
+    ) -> Result<Self, rusqlite::Error> {
         let mut writer = Self {
             settings: settings.clone(),
             path,

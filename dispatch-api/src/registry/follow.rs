@@ -162,7 +162,11 @@ impl Follower {
     async fn hear(&mut self, payload: &str) {
         let parsed = Notice::parse(payload);
         let version = parsed.as_ref().map_or(i64::MAX, |(version, _)| *version);
-        match step(self.heard, version, parsed.as_ref().map(|(_, notice)| notice)) {
+        match step(
+            self.heard,
+            version,
+            parsed.as_ref().map(|(_, notice)| notice),
+        ) {
             Step::Ignore => {}
             Step::ReadAll => {
                 self.read_all().await;
@@ -224,7 +228,11 @@ mod tests {
     #[test]
     fn a_notice_survives_its_payload() {
         let fingerprint = Fingerprint::parse(&"ab".repeat(32)).unwrap();
-        for notice in [client("route-worker"), Notice::Revoked(fingerprint), Notice::All] {
+        for notice in [
+            client("route-worker"),
+            Notice::Revoked(fingerprint),
+            Notice::All,
+        ] {
             assert_eq!(
                 Notice::parse(&notice.payload(7)),
                 Some((7, notice.clone())),

@@ -13,8 +13,8 @@ use super::{
     ApiKeyHash, CertBinding, Client, ClientName, MigrationMode, RegistrySnapshot, Scope, locks_out,
 };
 use crate::identity::{Fingerprint, IssuerIndex, VerifiedCertificate};
-use crate::storage::{Backend, Db, StorageError, Tx, on_backend};
 use crate::storage::recorder::{AuditEvent, AuditKind};
+use crate::storage::{Backend, Db, StorageError, Tx, on_backend};
 
 /// Why a registry write did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -111,7 +111,8 @@ async fn insert_binding(
 /// replica compares its snapshot with, and on PostgreSQL a NOTIFY that the other replicas'
 /// followers hear when the transaction commits (never before, never for a rolled-back change).
 async fn announce(tx: &mut Tx, notice: Notice) -> Result<(), sqlx::Error> {
-    const BUMP: &str = "UPDATE registry_version SET version = version + 1 WHERE id = 1 RETURNING version";
+    const BUMP: &str =
+        "UPDATE registry_version SET version = version + 1 WHERE id = 1 RETURNING version";
     match tx {
         Backend::Sqlite(tx) => {
             sqlx::query(BUMP).execute(&mut **tx).await?;

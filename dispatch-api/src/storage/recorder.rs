@@ -18,8 +18,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde::Serialize;
 use super::{Backend, Db, Tx, on_backend};
+use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::identity::{AuthMethod, Fingerprint, SpkiHash};

@@ -167,3 +167,4 @@ async fn replica_pools(server: &TestPostgres) -> Vec<PgPool> {
     }
     pools
 }
+mod replicas;

@@ -1,0 +1,173 @@
+//! Two dispatch-api replicas on one PostgreSQL database, as behind a TCP load balancer: what
+//! one replica is told, the other acts on.
+
+use std::time::{Duration, Instant};
+
+use e2e::app::{PreparedApp, TestApp, plan, submit};
+use e2e::http::Request;
+use e2e::postgres::TestPostgres;
+use serde_json::json;
+
+/// How soon a change made through one replica must be acted on by the other.
+const PROPAGATION: Duration = Duration::from_secs(1);
+
+async fn two_replicas(server: &TestPostgres) -> (TestApp, TestApp) {
+    let prepared = PreparedApp::new().on_postgres(server);
+    let b = prepared.replica();
+    (prepared.start().await, b.start().await)
+}
+
+/// Sends `request` on `connection` (one keep-alive connection) until the answer's status is
+/// `status`; returns how long that took, or panics past twice the allowed propagation time.
+async fn until_status(
+    connection: &mut e2e::http::Connection,
+    request: &Request,
+    status: u16,
+) -> Duration {
+    let start = Instant::now();
+    loop {
+        let response = connection.send(request.clone()).await.unwrap();
+        if response.status == status {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < 2 * PROPAGATION,
+            "still {} after {:?}: {}",
+            response.status,
+            start.elapsed(),
+            response.text()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_flip_through_one_replica_refuses_the_key_on_the_others_open_connection_within_a_second()
+{
+    let server = TestPostgres::start();
+    let (a, b) = two_replicas(&server).await;
+    let request = submit(&plan("r-1", 1)).api_key(b.key("route-worker"));
+    let mut on_b = b.connect(None).await.unwrap();
+    assert_eq!(on_b.send(request.clone()).await.unwrap().status, 202);
+    // The certificate evidence the flip needs, through A.
+    let worker = a.pki.workload("route-worker");
+    assert_eq!(
+        a.request(Some(&worker), submit(&plan("r-2", 1)))
+            .await
+            .unwrap()
+            .status,
+        202
+    );
+    let flip = json!({ "mode": "mtls", "reason": "certificate deployed" });
+    let response = a
+        .admin(Request::put("/admin/clients/route-worker/mode").json(&flip))
+        .await;
+    assert_eq!(response.status, 200, "{}", response.text());
+    let took = until_status(&mut on_b, &request, 401).await;
+    assert!(took < PROPAGATION, "B refused the key after {took:?}");
+    let client = b.admin(Request::get("/admin/clients/route-worker")).await;
+    assert_eq!(client.json()["mode"], "mtls");
+}
+
+#[tokio::test]
+async fn a_revocation_through_one_replica_refuses_the_certificate_on_the_other_within_a_second() {
+    let server = TestPostgres::start();
+    let (a, b) = two_replicas(&server).await;
+    let worker = a.pki.workload("route-worker");
+    let mut on_a = a.connect(Some(&worker)).await.unwrap();
+    let request = Request::get("/api/whoami");
+    assert_eq!(on_a.send(request.clone()).await.unwrap().status, 200);
+    let revoke = json!({ "fingerprint": worker.fingerprint, "reason": "laptop stolen" });
+    let response = b
+        .admin(Request::post("/admin/revocations").json(&revoke))
+        .await;
+    assert_eq!(response.status, 201, "{}", response.text());
+    let took = until_status(&mut on_a, &request, 401).await;
+    assert!(
+        took < PROPAGATION,
+        "A refused the certificate after {took:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_new_api_key_set_through_one_replica_is_accepted_by_the_other_and_the_old_refused() {
+    let server = TestPostgres::start();
+    let (a, b) = two_replicas(&server).await;
+    let response = a
+        .admin(
+            Request::post("/admin/clients/key-only/api-key").json(&json!({ "reason": "rotation" })),
+        )
+        .await;
+    assert_eq!(response.status, 200, "{}", response.text());
+    let new_key = response.json()["api_key"].as_str().unwrap().to_owned();
+    let mut on_b = b.connect(None).await.unwrap();
+    let with_new = submit(&plan("r-1", 1)).api_key(&new_key);
+    let took = until_status(&mut on_b, &with_new, 202).await;
+    assert!(took < PROPAGATION, "B took the new key after {took:?}");
+    let with_old = submit(&plan("r-2", 1)).api_key(b.key("key-only"));
+    assert_eq!(on_b.send(with_old).await.unwrap().status, 401);
+}
+
+#[tokio::test]
+async fn the_same_idempotency_key_sent_to_two_replicas_at_once_is_stored_once() {
+    let server = TestPostgres::start();
+    let (a, b) = two_replicas(&server).await;
+    for attempt in 0..20 {
+        let request = submit(&plan(&format!("r-{attempt}"), 2))
+            .header("Idempotency-Key", &format!("plan-{attempt}"))
+            .api_key(a.key("route-worker"));
+        let (on_a, on_b) = tokio::join!(
+            a.request(None, request.clone()),
+            b.request(None, request.clone())
+        );
+        let (on_a, on_b) = (on_a.unwrap(), on_b.unwrap());
+        assert_eq!((on_a.status, on_b.status), (202, 202), "{}", on_b.text());
+        assert_eq!(on_a.json()["id"], on_b.json()["id"], "attempt {attempt}");
+        let replays = [&on_a, &on_b]
+            .iter()
+            .filter(|r| r.json()["replayed"] == true)
+            .count();
+        assert_eq!(replays, 1, "one stored, one replayed: attempt {attempt}");
+    }
+    assert_eq!(a.plan_count().await, 20);
+}
+
+#[tokio::test]
+async fn a_plan_stored_through_one_replica_is_read_through_the_other() {
+    let server = TestPostgres::start();
+    let (a, b) = two_replicas(&server).await;
+    let key = a.key("route-worker");
+    let stored = a
+        .request(None, submit(&plan("r-1", 3)).api_key(key))
+        .await
+        .unwrap();
+    assert_eq!(stored.status, 202);
+    let id = stored.json()["id"].as_str().unwrap().to_owned();
+    let read = b
+        .request(
+            None,
+            Request::get(&format!("/api/dispatch-plans/{id}")).api_key(key),
+        )
+        .await
+        .unwrap();
+    assert_eq!(read.status, 200, "{}", read.text());
+    assert_eq!(read.json()["plan"]["route_id"], "r-1");
+}
+
+#[tokio::test]
+async fn usage_through_both_replicas_adds_up_in_the_migration_report() {
+    let server = TestPostgres::start();
+    let (a, b) = two_replicas(&server).await;
+    let key = a.key("route-worker");
+    for app in [&a, &a, &b] {
+        let response = app
+            .request(None, submit(&plan("r-1", 1)).api_key(key))
+            .await
+            .unwrap();
+        assert_eq!(response.status, 202);
+    }
+    // Each replica's report flushes only its own buffer: flush B's first.
+    b.state.recorder.flush().await;
+    let row = a.migration_row("route-worker").await;
+    assert_eq!(row["usage"]["api_key"]["requests_in_window"], 3, "{row}");
+}
