@@ -68,16 +68,35 @@ impl TestPostgres {
                 "--no-sync",
             ],
         );
-        let options = format!(
-            "-h 127.0.0.1 -p {port} -k {} -c fsync=off -c max_connections=100",
-            server._dir.path().display()
+        server.start_again();
+        server.run(
+            "createdb",
+            &[
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--username",
+                "dispatch",
+                "dispatch",
+            ],
         );
-        let log = server._dir.path().join("server.log");
-        let started = server.try_run(
+        server
+    }
+
+    /// Starts the server (again, after [`Self::stop`]) on the same port and data.
+    pub fn start_again(&self) {
+        let options = format!(
+            "-h 127.0.0.1 -p {} -k {} -c fsync=off -c max_connections=100",
+            self.port,
+            self._dir.path().display()
+        );
+        let log = self._dir.path().join("server.log");
+        let started = self.try_run(
             "pg_ctl",
             &[
                 "--pgdata",
-                server.data.to_str().unwrap(),
+                self.data.to_str().unwrap(),
                 "--log",
                 log.to_str().unwrap(),
                 "--options",
@@ -94,19 +113,21 @@ impl TestPostgres {
             String::from_utf8_lossy(&started.stderr),
             std::fs::read_to_string(&log).unwrap_or_default()
         );
-        server.run(
-            "createdb",
+    }
+
+    /// Stops the server (fast: open connections are cut), as an outage would.
+    pub fn stop(&self) {
+        self.run(
+            "pg_ctl",
             &[
-                "--host",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
-                "--username",
-                "dispatch",
-                "dispatch",
+                "--pgdata",
+                self.data.to_str().unwrap(),
+                "--mode",
+                "fast",
+                "--wait",
+                "stop",
             ],
         );
-        server
     }
 
     /// `postgres://` URL of the `dispatch` database.

@@ -167,4 +167,5 @@ async fn replica_pools(server: &TestPostgres) -> Vec<PgPool> {
     }
     pools
 }
+mod faults;
 mod replicas;
