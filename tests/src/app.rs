@@ -36,6 +36,8 @@ pub struct TestApp {
     refusals_seen: std::sync::Mutex<HashMap<String, f64>>,
     handles: Vec<actix_web::dev::ServerHandle>,
     task: Option<tokio::task::JoinHandle<io::Result<()>>>,
+    /// The PostgreSQL server of this app, when it runs on one of its own.
+    _postgres: Option<Arc<crate::postgres::TestPostgres>>,
     _dir: Arc<tempfile::TempDir>,
 }
 
@@ -115,6 +117,7 @@ pub struct PreparedApp {
     pub settings: Settings,
     pub pki: Arc<TestPki>,
     pub keys: HashMap<&'static str, String>,
+    postgres: Option<Arc<crate::postgres::TestPostgres>>,
     dir: Arc<tempfile::TempDir>,
 }
 
@@ -130,11 +133,19 @@ impl PreparedApp {
             keys.insert(name, key);
         }
         std::fs::write(dir.path().join("clients.toml"), clients).unwrap();
-        let settings = test_settings(dir.path(), &pki);
+        let mut settings = test_settings(dir.path(), &pki);
+        // The whole suite runs on PostgreSQL with E2E_DATABASE=postgres: a server of its own
+        // for each app (scripts/test runs the API suite both ways).
+        let postgres = (std::env::var("E2E_DATABASE").as_deref() == Ok("postgres")).then(|| {
+            let server = crate::postgres::TestPostgres::start();
+            settings.database.url = Some(server.url());
+            Arc::new(server)
+        });
         Self {
             settings,
             pki,
             keys,
+            postgres,
             dir,
         }
     }
@@ -182,13 +193,22 @@ impl PreparedApp {
             settings: self.settings.clone(),
             pki: self.pki.clone(),
             keys: self.keys.clone(),
+            postgres: self.postgres.clone(),
             dir: self.dir.clone(),
         }
     }
 
     pub async fn start(self) -> TestApp {
         let operator = self.pki.operator();
-        start(self.settings, self.pki, self.keys, operator, self.dir).await
+        start(
+            self.settings,
+            self.pki,
+            self.keys,
+            operator,
+            self.postgres,
+            self.dir,
+        )
+        .await
     }
 }
 
@@ -203,6 +223,7 @@ async fn start(
     pki: Arc<TestPki>,
     keys: HashMap<&'static str, String>,
     operator: Identity,
+    postgres: Option<Arc<crate::postgres::TestPostgres>>,
     dir: Arc<tempfile::TempDir>,
 ) -> TestApp {
     let app = Application::build(settings.clone())
@@ -223,6 +244,7 @@ async fn start(
         refusals_seen: Default::default(),
         handles,
         task: Some(task),
+        _postgres: postgres,
         _dir: dir,
     }
 }
@@ -239,6 +261,7 @@ impl TestApp {
             self.pki.clone(),
             self.keys.clone(),
             self.operator.clone(),
+            self._postgres.clone(),
             self._dir.clone(),
         )
         .await

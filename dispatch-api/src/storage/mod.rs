@@ -102,6 +102,12 @@ impl Location {
             let userinfo = url.split_once("://").map_or("", |(_, rest)| {
                 rest.split_once('@').map_or("", |(userinfo, _)| userinfo)
             });
+            if settings.max_size_bytes.is_some() {
+                return Err(invalid(
+                    "names PostgreSQL, but database.max_size_bytes caps a SQLite file: cap the \
+                     space in PostgreSQL instead and remove it",
+                ));
+            }
             if userinfo.contains(':') {
                 return Err(invalid(
                     "holds a password; put it in the file database.password_file names",
@@ -651,4 +657,62 @@ macro_rules! read_usage {
 /// are rows of the same table, so they add up here.
 pub async fn usage_by_client(db: &Db, since: i64) -> Result<UsageByClient, StorageError> {
     on_backend!(db, pool => read_usage!(pool, since)).map_err(StorageError::database)
+}
+
+#[cfg(test)]
+mod location_tests {
+    use super::*;
+
+    fn location(url: Option<&str>, max_size_bytes: Option<u64>) -> Result<Location, String> {
+        let settings = DatabaseSettings {
+            url: url.map(str::to_owned),
+            max_size_bytes,
+            ..DatabaseSettings::default()
+        };
+        Location::of(&settings).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_url_names_a_sqlite_file_or_a_postgres_server_without_its_password() {
+        let postgres = |s: &str| Ok(Location::Postgres(s.to_owned()));
+        let table: [(Option<&str>, Option<u64>, Result<Location, String>); 6] = [
+            (None, None, Ok(Location::Sqlite("data/dispatch.db".into()))),
+            (None, Some(1 << 20), Ok(Location::Sqlite("data/dispatch.db".into()))),
+            (Some("sqlite://x/y.db"), None, Ok(Location::Sqlite("x/y.db".into()))),
+            (
+                Some("postgres://dispatch@db:6543/plans"),
+                None,
+                postgres("postgres://dispatch@db:6543/plans"),
+            ),
+            (
+                Some("postgresql://dispatch@db/plans?sslmode=require"),
+                None,
+                postgres("postgres://dispatch@db:5432/plans"),
+            ),
+            (
+                Some("postgres://dispatch@db"),
+                None,
+                postgres("postgres://dispatch@db:5432/dispatch"),
+            ),
+        ];
+        for (url, cap, expected) in table {
+            assert_eq!(location(url, cap), expected, "{url:?}");
+        }
+    }
+
+    #[test]
+    fn a_password_in_the_url_a_size_cap_on_postgres_and_other_schemes_are_start_up_errors() {
+        for (url, cap, says) in [
+            ("postgres://dispatch:hunter2@db/plans", None, "password_file"),
+            ("postgres://dispatch@db/plans", Some(1 << 20), "max_size_bytes"),
+            ("sqlite://", None, "names no file"),
+            ("mysql://dispatch@db/plans", None, "neither"),
+            ("data/dispatch.db", None, "neither"),
+        ] {
+            let error = location(Some(url), cap).unwrap_err();
+            assert!(error.starts_with("database.url"), "{error}");
+            assert!(error.contains(says), "{url}: {error}");
+            assert!(!error.contains("hunter2"), "{error}");
+        }
+    }
 }
