@@ -90,6 +90,20 @@ pub fn step(heard: i64, version: i64, notice: Option<&Notice>) -> Step {
     }
 }
 
+/// The periodic version check, pure for its decision table: given the version heard, the one
+/// stored, and the stored version the last check found unheard, whether to read everything now
+/// and what to remember for the next check. A version still unheard one check after it was
+/// first seen was lost, not in flight.
+pub fn check(heard: i64, stored: i64, behind: Option<i64>) -> (bool, Option<i64>) {
+    if stored <= heard {
+        (false, None)
+    } else if behind.is_some_and(|earlier| heard < earlier) {
+        (true, None)
+    } else {
+        (false, Some(stored))
+    }
+}
+
 /// Follows other replicas' changes until the process ends. Does nothing on SQLite.
 pub async fn follow_changes(registry: Arc<Registry>) {
     let Backend::Postgres(pool) = registry.pool().clone() else {
@@ -145,14 +159,11 @@ impl Follower {
                 },
                 _ = poll.tick() => {
                     let Ok(stored) = self.stored_version().await else { continue };
-                    if stored <= self.heard {
-                        behind = None;
-                    } else if behind.is_some_and(|earlier| earlier < stored || self.heard < earlier) {
+                    let (read_all, next) = check(self.heard, stored, behind);
+                    behind = next;
+                    if read_all {
                         tracing::warn!(stored, heard = self.heard, "a registry change was not heard of; reading the whole registry");
                         self.read_all().await;
-                        behind = None;
-                    } else {
-                        behind = Some(stored);
                     }
                 }
             }
@@ -220,6 +231,28 @@ impl Follower {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_version_still_unheard_at_the_next_check_makes_the_follower_read_everything() {
+        let table = [
+            // (heard, stored, behind, read all, remember)
+            (5, 5, None, false, None),
+            (5, 5, Some(5), false, None),
+            (5, 6, None, false, Some(6)),
+            // Heard meanwhile, newer ones in flight: remember those, read nothing.
+            (6, 8, Some(6), false, Some(8)),
+            // Still not heard one check later: lost.
+            (5, 6, Some(6), true, None),
+            (5, 9, Some(6), true, None),
+        ];
+        for (heard, stored, behind, read_all, remember) in table {
+            assert_eq!(
+                check(heard, stored, behind),
+                (read_all, remember),
+                "{heard} {stored} {behind:?}"
+            );
+        }
+    }
 
     fn client(name: &str) -> Notice {
         Notice::Client(ClientName::parse(name).unwrap())

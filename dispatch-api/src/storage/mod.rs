@@ -677,8 +677,16 @@ mod location_tests {
         let postgres = |s: &str| Ok(Location::Postgres(s.to_owned()));
         let table: [(Option<&str>, Option<u64>, Result<Location, String>); 6] = [
             (None, None, Ok(Location::Sqlite("data/dispatch.db".into()))),
-            (None, Some(1 << 20), Ok(Location::Sqlite("data/dispatch.db".into()))),
-            (Some("sqlite://x/y.db"), None, Ok(Location::Sqlite("x/y.db".into()))),
+            (
+                None,
+                Some(1 << 20),
+                Ok(Location::Sqlite("data/dispatch.db".into())),
+            ),
+            (
+                Some("sqlite://x/y.db"),
+                None,
+                Ok(Location::Sqlite("x/y.db".into())),
+            ),
             (
                 Some("postgres://dispatch@db:6543/plans"),
                 None,
@@ -703,8 +711,16 @@ mod location_tests {
     #[test]
     fn a_password_in_the_url_a_size_cap_on_postgres_and_other_schemes_are_start_up_errors() {
         for (url, cap, says) in [
-            ("postgres://dispatch:hunter2@db/plans", None, "password_file"),
-            ("postgres://dispatch@db/plans", Some(1 << 20), "max_size_bytes"),
+            (
+                "postgres://dispatch:hunter2@db/plans",
+                None,
+                "password_file",
+            ),
+            (
+                "postgres://dispatch@db/plans",
+                Some(1 << 20),
+                "max_size_bytes",
+            ),
             ("sqlite://", None, "names no file"),
             ("mysql://dispatch@db/plans", None, "neither"),
             ("data/dispatch.db", None, "neither"),

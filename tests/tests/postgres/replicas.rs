@@ -171,3 +171,34 @@ async fn usage_through_both_replicas_adds_up_in_the_migration_report() {
     let row = a.migration_row("route-worker").await;
     assert_eq!(row["usage"]["api_key"]["requests_in_window"], 3, "{row}");
 }
+
+#[tokio::test]
+async fn a_change_whose_notice_was_lost_is_read_at_the_version_check() {
+    let server = TestPostgres::start();
+    let (_a, b) = two_replicas(&server).await;
+    let request = submit(&plan("r-1", 1)).api_key(b.key("route-worker"));
+    let mut on_b = b.connect(None).await.unwrap();
+    assert_eq!(on_b.send(request.clone()).await.unwrap().status, 202);
+    // A change stored with its version bumped but no NOTIFY: as if the notice were lost.
+    let pool = sqlx::PgPool::connect(&server.url()).await.unwrap();
+    for statement in [
+        "UPDATE clients SET mode = 'mtls' WHERE name = 'route-worker'",
+        "UPDATE registry_version SET version = version + 1",
+    ] {
+        sqlx::query(statement).execute(&pool).await.unwrap();
+    }
+    // Two checks 2 s apart: seen unheard at one, read in full at the next.
+    let start = Instant::now();
+    loop {
+        let response = on_b.send(request.clone()).await.unwrap();
+        if response.status == 401 {
+            break;
+        }
+        assert_eq!(response.status, 202);
+        assert!(
+            start.elapsed() < Duration::from_secs(8),
+            "B never read the change"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
