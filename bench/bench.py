@@ -5,6 +5,7 @@ Called by bench/run.sh (which installs nginx and oha and builds release binaries
 table and exits; every process it started is stopped, also on failure. Environment: RUNS
 (default 5), BENCH_SECONDS (default 10), CONNECTIONS (default 50), DURABILITY (full|normal).
 """
+import glob
 import json
 import os
 import re
@@ -25,6 +26,9 @@ PROVIDERS = "--providers" in sys.argv
 FLOOD_ONLY = "--flood" in sys.argv
 # --registry: only the registry-scale figure (a million registered clients; also in the full run).
 REGISTRY_ONLY = "--registry" in sys.argv
+# --postgres: only the PostgreSQL figure (figure 1 on SQLite, on PostgreSQL with one replica, and
+# with two replicas behind HAProxy; also in the full run).
+POSTGRES_ONLY = "--postgres" in sys.argv
 REGISTRY_CLIENTS = int(os.environ.get("REGISTRY_CLIENTS", 1_000_000))
 FLOOD_SECONDS = int(os.environ.get("FLOOD_SECONDS", 10 if QUICK else 60))
 RUNS = int(os.environ.get("RUNS", 3 if QUICK else 5))
@@ -119,7 +123,7 @@ class Server:
         return total / 1024
 
 
-def start_dispatch(name, resumption=True, clients=10, crl=None, database=None, binary=None):
+def start_dispatch(name, resumption=True, clients=10, crl=None, database=None, binary=None, database_url=None):
     port, ops = free_port(), free_port()
     config = os.path.join(work, f"config-{name}")
     os.makedirs(config, exist_ok=True)
@@ -141,6 +145,7 @@ session_resumption = {str(resumption).lower()}
 [database]
 path = "{database}"
 synchronous = "{DURABILITY}"
+{f'url = "{database_url}"' if database_url else ""}
 [bootstrap]
 clients_file = "{clients_file(clients)}"
 [telemetry]
@@ -164,6 +169,117 @@ filter = "info"
     server = Server(proc, port, lambda: [proc.pid], f"dispatch-api/{name}")
     server.ops = ops
     return server
+
+
+def start_postgres():
+    """A PostgreSQL server of Debian's package in the work dir (as `postgres` when run as root),
+    with its defaults for durability: fsync on, synchronous_commit on."""
+    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
+    if not bins:
+        raise SystemExit("no PostgreSQL binaries (Debian: apt-get install postgresql)")
+    bin_dir, port = bins[-1], free_port()
+    home = os.path.join(work, "postgres")
+    os.makedirs(home)
+    as_user = []
+    if os.geteuid() == 0:
+        shutil.chown(home, "postgres")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    data = os.path.join(home, "data")
+    subprocess.run(as_user + [f"{bin_dir}/initdb", "-D", data, "-U", "dispatch", "--auth", "trust"],
+                   check=True, stdout=subprocess.DEVNULL)
+    log = os.path.join(home, "server.log")
+    proc = subprocess.Popen(as_user + [f"{bin_dir}/postgres", "-D", data, "-h", "127.0.0.1", "-p", str(port),
+                                       "-k", home, "-c", "max_connections=200"],
+                            stdout=subprocess.DEVNULL, stderr=open(log, "wb"))
+    children.append(proc)
+    for _ in range(100):
+        if subprocess.run([f"{bin_dir}/pg_isready", "-h", "127.0.0.1", "-p", str(port)],
+                          stdout=subprocess.DEVNULL).returncode == 0:
+            break
+        time.sleep(0.1)
+    subprocess.run([f"{bin_dir}/createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "dispatch", "dispatch"], check=True)
+
+    server = Server(proc, port, lambda: descendants(proc.pid), "postgresql")
+    server.url = f"postgres://dispatch@127.0.0.1:{port}/dispatch"
+    return server
+
+
+def descendants(pid):
+    """`pid` and every process below it (PostgreSQL's backends, say)."""
+    found, queue = [], [pid]
+    while queue:
+        current = queue.pop()
+        found.append(current)
+        children_of = subprocess.run(["pgrep", "-P", str(current)], capture_output=True, text=True).stdout.split()
+        queue += [int(c) for c in children_of]
+    return found
+
+
+def start_haproxy(backends):
+    """HAProxy (Debian's package) in TCP mode in front of `backends`, TLS passed through."""
+    port = free_port()
+    conf = os.path.join(work, "haproxy.cfg")
+    servers = "\n".join(f"    server r{i} 127.0.0.1:{b.port}" for i, b in enumerate(backends))
+    with open(conf, "w") as f:
+        f.write(f"""global
+    maxconn 10000
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 1h
+    timeout server 1h
+frontend dispatch
+    bind 127.0.0.1:{port}
+    default_backend replicas
+backend replicas
+    balance roundrobin
+{servers}
+""")
+    proc = subprocess.Popen(["haproxy", "-db", "-f", conf], stdout=subprocess.DEVNULL,
+                            stderr=open(os.path.join(work, "haproxy.log"), "wb"))
+    children.append(proc)
+    time.sleep(0.5)
+    if proc.poll() is not None:
+        raise SystemExit("haproxy did not start; see haproxy.log")
+    return Server(proc, port, lambda: [proc.pid], "haproxy")
+
+
+def postgres_figure():
+    """Figure 1 on SQLite, on PostgreSQL with one replica, and with two replicas behind HAProxy,
+    alternating run by run; CPU per request of dispatch-api (all replicas), PostgreSQL and
+    HAProxy each."""
+    print("\nPostgreSQL (figure 1: keep-alive mTLS, a durable plan of 20 stops):", flush=True)
+    postgres = start_postgres()
+    sqlite = start_dispatch("pg-baseline")
+    one = start_dispatch("pg-one", database_url=postgres.url)
+    a = start_dispatch("pg-a", database_url=postgres.url)
+    b = start_dispatch("pg-b", database_url=postgres.url)
+    balancer = start_haproxy([a, b])
+    pair = Server(None, balancer.port, lambda: a.pids() + b.pids(), "dispatch-api x2")
+    setups = [("SQLite (one process)", sqlite, []), ("PostgreSQL, one replica", one, [postgres]),
+              ("PostgreSQL, two replicas + HAProxy", pair, [postgres, balancer])]
+    samples = {label: [] for label, *_ in setups}
+    others = {label: {o.name: [] for o in extra} for label, _, extra in setups}
+    for run in range(RUNS):
+        order = setups if run % 2 == 0 else list(reversed(setups))
+        for label, server, extra in order:
+            before = {o.name: o.cpu_ticks() for o in extra}
+            result = oha(server, cert=True)
+            requests = result["rps"] * SECONDS
+            for o in extra:
+                others[label][o.name].append((o.cpu_ticks() - before[o.name]) / TICKS * 1000 / max(requests, 1))
+            samples[label].append(result)
+    base = summary(samples[setups[0][0]], "rps")[0]
+    for label, *_ in setups:
+        rps, low, high = summary(samples[label], "rps")
+        extra = "".join(f", {name} {statistics.median(v):.3f}" for name, v in others[label].items())
+        print(f"  {label:36} {rps:>8.0f} req/s ({low:.0f}-{high:.0f}, {rps / base:.2f}x SQLite); "
+              f"p99 {summary(samples[label], 'p99_ms')[0]:.1f} ms; cpu ms/req: dispatch-api "
+              f"{summary(samples[label], 'cpu_ms_per_req')[0]:.3f}{extra}", flush=True)
+    for server in (sqlite, one, a, b):
+        stop(server)
+    balancer.proc.send_signal(signal.SIGTERM)
+    postgres.proc.send_signal(signal.SIGTERM)
 
 
 def handshake_kinds(server):
@@ -376,6 +492,12 @@ def main():
               f"machine; dispatch-api synchronous={DURABILITY}", flush=True)
         registry_scale()
         return
+    if POSTGRES_ONLY:
+        print(f"machine: {os.cpu_count()} cores; {RUNS} runs x {SECONDS}s per figure, {CONNECTIONS} connections; "
+              f"load generator oha on the same machine; dispatch-api synchronous={DURABILITY} on SQLite",
+              flush=True)
+        postgres_figure()
+        return
     if FLOOD_ONLY:
         print(f"machine: {os.cpu_count()} cores; load generator oha on the same machine; "
               f"dispatch-api synchronous={DURABILITY}", flush=True)
@@ -430,6 +552,7 @@ def main():
     flood()
     if PROVIDERS:
         compare_providers()
+    postgres_figure()
     if not QUICK:
         scaling()
         registry_scale()

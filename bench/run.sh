@@ -3,15 +3,18 @@
 # Not a test: it measures and exits. Installs what it needs (nginx from Debian, oha from
 # crates.io), makes its PKI with devpki, builds release binaries, and stops every process it
 # started, even on failure. RUNS (default 5) runs of SECONDS (default 10) per figure.
-# Usage: bench/run.sh [--quick] [--providers] [--flood] [--registry]
+# Usage: bench/run.sh [--quick] [--providers] [--flood] [--registry] [--postgres]
 #   --quick: 3 runs of 5 s, no scaling figures, a 10 s flood
 #   --flood: only the flood figure (anonymous 8 KiB-path requests beside plans; FLOOD_SECONDS)
 #   --registry: only the registry-scale figure (REGISTRY_CLIENTS, default a million)
+#   --postgres: only figure 1 on SQLite, on PostgreSQL, and on two replicas behind HAProxy
 #   --providers: also ring against aws-lc-rs as the rustls provider (builds a second binary)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v nginx >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null; }
 command -v openssl >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl >/dev/null; }
+command -v haproxy >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends haproxy >/dev/null; }
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null; }
 command -v oha >/dev/null 2>&1 || cargo install oha --locked
 cargo build --release --locked --bin dispatch-api --bin devpki
 if [[ " $* " == *" --providers "* ]]; then

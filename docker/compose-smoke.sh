@@ -2,7 +2,9 @@
 # Live check of the real Dockerfile and docker-compose.yml: makes the base images locally when no
 # registry can be reached, vendors the crates, builds, `up -d`, and checks that both services
 # become healthy, that route-worker's plan is accepted with its key, and that the operator's flip
-# through the admin endpoint works from the host. Always ends with `down -v`. Bounded in time.
+# through the admin endpoint works from the host. Then the `ha` profile: two replicas on
+# PostgreSQL behind HAProxy, route-worker's plans through the balancer, and a flip made through
+# one replica seen by the other. Always ends with `down -v`. Bounded in time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,9 +20,9 @@ cleanup() {
   status=$?
   if [ $status -ne 0 ]; then
     echo "== compose smoke failed; service logs:"
-    "${COMPOSE[@]}" logs --no-color --tail=80 2>/dev/null || true
+    "${COMPOSE[@]}" --profile single --profile ha logs --no-color --tail=80 2>/dev/null || true
   fi
-  "${COMPOSE[@]}" down -v --remove-orphans >/dev/null 2>&1 || true
+  "${COMPOSE[@]}" --profile single --profile ha down -v --remove-orphans >/dev/null 2>&1 || true
   rm -rf "$OP"
   exit $status
 }
@@ -42,7 +44,7 @@ if [ -z "${SKIP_LOCAL_BASE_IMAGES:-}" ]; then
   cargo vendor --locked vendor >/dev/null  # kept in step with Cargo.lock
 fi
 echo "== build"
-timeout 1800 "${COMPOSE[@]}" build
+timeout 1800 "${COMPOSE[@]}" --profile single --profile ha build
 echo "== up"
 mkdir -p "$OP"
 timeout 300 "${COMPOSE[@]}" up -d
@@ -76,4 +78,32 @@ echo "== no secret in the image"
 if docker run --rm --entrypoint sh dispatch-mtls:local -c 'find / -xdev \( -name "*.key" -o -name "*.api-key" -o -name "*.db" \) 2>/dev/null | grep -v ^/proc' | grep .; then
   echo "the image holds key or database files"; exit 1
 fi
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+echo "== the ha profile: two replicas on PostgreSQL behind HAProxy"
+"${COMPOSE[@]}" --profile single down -v --remove-orphans >/dev/null 2>&1
+REPLICA_A_PORT=$(free_port) REPLICA_B_PORT=$(free_port)
+export REPLICA_A_PORT REPLICA_B_PORT
+mkdir -p "$OP"
+timeout 300 "${COMPOSE[@]}" --profile ha up -d
+for replica in dispatch-api-a dispatch-api-b; do
+  id=$("${COMPOSE[@]}" --profile ha ps -q "$replica")
+  replica_health() { [ "$(docker inspect -f '{{.State.Health.Status}}' "$1")" = healthy ]; }
+  deadline 120 "$replica healthy" replica_health "$id"
+done
+worker=$("${COMPOSE[@]}" --profile ha ps -q route-worker-ha)
+deadline 60 "route-worker-ha running" running
+echo "both replicas healthy behind the balancer"
+
+echo "== route-worker's plans through the balancer, counted across both replicas"
+docker cp examples/stops.csv "$worker:/work/inbox/stops.csv"
+deadline 90 "route-worker's plans accepted through the balancer" key_used
+
+echo "== a flip through replica A, seen by replica B"
+A=https://localhost:$REPLICA_A_PORT B=https://localhost:$REPLICA_B_PORT
+"${ADMIN[@]}" -X PUT "$A/admin/clients/route-worker/mode" \
+  -H 'content-type: application/json' -d '{"mode":"dual","reason":"compose ha smoke test"}' | jq -c .
+seen_by_b() { "${ADMIN[@]}" "$B/admin/clients/route-worker" | jq -e '.mode == "dual"'; }
+deadline 5 "replica B sees the flip" seen_by_b
+echo "replica B sees route-worker in dual"
 echo "compose smoke test passed"

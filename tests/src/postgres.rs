@@ -15,6 +15,8 @@ pub struct TestPostgres {
     data: PathBuf,
     /// As whom the server runs, when these tests run as root (initdb refuses root).
     run_as: Option<&'static str>,
+    /// `dispatch`'s password, when the server asks for one (given to the tools as PGPASSWORD).
+    password: Option<String>,
     _dir: tempfile::TempDir,
 }
 
@@ -22,7 +24,14 @@ pub struct TestPostgres {
 const SERVER_USER: &str = "postgres";
 
 impl TestPostgres {
+    /// A server that trusts every local connection.
     pub fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// With `Some(password)`, a server that asks `dispatch` for that password (scram-sha-256)
+    /// on every connection.
+    pub fn start_with(password: Option<&str>) -> Self {
         let bin = binaries().unwrap_or_else(|| {
             panic!(
                 "PostgreSQL SKIPPED: no initdb/pg_ctl found (Debian: apt-get install postgresql); \
@@ -52,22 +61,40 @@ impl TestPostgres {
             bin,
             data,
             run_as,
+            password: password.map(str::to_owned),
             _dir: dir,
         };
-        server.run(
-            "initdb",
-            &[
-                "--pgdata",
-                server.data.to_str().unwrap(),
-                "--username",
-                "dispatch",
-                "--auth",
-                "trust",
-                "--encoding",
-                "UTF8",
-                "--no-sync",
-            ],
-        );
+        let password_file = server._dir.path().join("initdb-password");
+        let auth = match password {
+            Some(password) => {
+                std::fs::write(&password_file, password).unwrap();
+                if let Some(user) = run_as {
+                    Command::new("chown")
+                        .arg(user)
+                        .arg(&password_file)
+                        .status()
+                        .unwrap();
+                }
+                vec![
+                    "--auth",
+                    "scram-sha-256",
+                    "--pwfile",
+                    password_file.to_str().unwrap(),
+                ]
+            }
+            None => vec!["--auth", "trust"],
+        };
+        let mut initdb = vec![
+            "--pgdata",
+            server.data.to_str().unwrap(),
+            "--username",
+            "dispatch",
+            "--encoding",
+            "UTF8",
+            "--no-sync",
+        ];
+        initdb.extend(auth);
+        server.run("initdb", &initdb);
         server.start_again();
         server.run(
             "createdb",
@@ -155,6 +182,9 @@ impl TestPostgres {
             }
             None => Command::new(&program),
         };
+        if let Some(password) = &self.password {
+            command.env("PGPASSWORD", password);
+        }
         command
             .args(args)
             .current_dir(self._dir.path())

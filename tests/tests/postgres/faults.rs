@@ -162,3 +162,46 @@ async fn a_replica_sigkilled_under_load_loses_no_acknowledged_plan() {
     }
     assert_eq!(survivor.stop().code(), Some(0));
 }
+
+#[tokio::test]
+async fn a_replica_reads_the_database_password_from_its_file_and_no_error_shows_it() {
+    let password = "correct-horse-battery-staple";
+    let server = TestPostgres::start_with(Some(password));
+    let prepared = PreparedApp::new().on_postgres(&server);
+    let file = prepared.dir().join("db-password");
+    // As a mounted secret usually is: one line, ending in a newline.
+    std::fs::write(&file, format!("{password}\n")).unwrap();
+    let mut wrong = prepared.settings.clone();
+    let mut settings = prepared.settings.clone();
+    settings.database.password_file = Some(file.clone());
+
+    // Without the file, and with a wrong password: start-up fails, naming the server only.
+    for (case, password_file) in [("no password", None), ("a wrong one", Some("not-it"))] {
+        wrong.database.password_file = password_file.map(|text| {
+            let path = prepared.dir().join("wrong-password");
+            std::fs::write(&path, text).unwrap();
+            path
+        });
+        let error = match dispatch_api::startup::Application::build(wrong.clone()).await {
+            Ok(_) => panic!("{case}: started"),
+            Err(error) => format!("{error} / {error:?}"),
+        };
+        assert!(
+            error.contains(&format!("127.0.0.1:{}", server.port)),
+            "{case}: {error}"
+        );
+        assert!(!error.contains(password), "{case}: {error}");
+    }
+
+    let mut prepared = prepared;
+    prepared.settings = settings;
+    let app = prepared.start().await;
+    let response = app
+        .request(
+            None,
+            submit(&plan("r-1", 1)).api_key(app.key("route-worker")),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status, 202);
+}

@@ -1,0 +1,15 @@
+#!/bin/sh
+# First start: a cluster whose superuser `dispatch` has the password of $POSTGRES_PASSWORD_FILE
+# (scram-sha-256 over the network; nothing trusts by address), and the `dispatch` database.
+# Later starts: the cluster as it is. Runs in the foreground as `postgres`.
+set -eu
+bin=$(ls -d /usr/lib/postgresql/*/bin | tail -1)
+if [ ! -s "$PGDATA/PG_VERSION" ]; then
+  "$bin/initdb" --pgdata "$PGDATA" --username dispatch --pwfile "$POSTGRES_PASSWORD_FILE" \
+    --auth-local scram-sha-256 --auth-host scram-sha-256 --encoding UTF8 >/dev/null
+  echo "host all all all scram-sha-256" >>"$PGDATA/pg_hba.conf"
+  "$bin/pg_ctl" --pgdata "$PGDATA" --options "-c listen_addresses=''" --wait start >/dev/null
+  PGPASSWORD=$(cat "$POSTGRES_PASSWORD_FILE") "$bin/createdb" --host /run/postgresql --username dispatch dispatch
+  "$bin/pg_ctl" --pgdata "$PGDATA" --wait stop >/dev/null
+fi
+exec "$bin/postgres" -D "$PGDATA" -c listen_addresses='*' -c unix_socket_directories=/run/postgresql
