@@ -360,6 +360,55 @@ http {{
     return {name: Server(proc, port, pids, f"nginx/{name}") for name, port in ports.items()}
 
 
+def start_haproxy_peer():
+    """HAProxy (Debian's package) doing nginx's work: TLS 1.3 with the same certificate and CA,
+    `verify optional`, answering 202 to the POST. Two processes, because the session cache is
+    global: one with tickets and cache (figures 1, 2, 4), one with neither (figure 3)."""
+    key = open(pki("route-worker.api-key")).read().strip()
+    combined = os.path.join(work, "haproxy-server.pem")
+    with open(combined, "w") as f:
+        f.write(open(pki("dispatch-api.pem")).read() + open(pki("dispatch-api.key")).read())
+    answer = ("http-request return status 202 content-type application/json "
+              "string '{\"id\":\"00000000-0000-4000-8000-000000000000\",\"status\":\"accepted\"}'")
+    servers = {}
+    for variant, resumption in (("resume", True), ("full", False)):
+        ports = {"resume": free_port(), "key": free_port()} if resumption else {"full": free_port()}
+        tickets = "" if resumption else " no-tls-tickets"
+        frontends = []
+        for name, port in ports.items():
+            verify = f"ca-file {pki('ca.pem')} verify optional" if name != "key" else "verify none"
+            check_key = (f"    http-request return status 401 unless {{ req.hdr(x-api-key) -m str {key} }}\n"
+                         if name == "key" else "")
+            frontends.append(f"""frontend {name}
+    bind 127.0.0.1:{port} ssl crt {combined} {verify} ssl-min-ver TLSv1.3 alpn http/1.1{tickets}
+    option http-buffer-request
+{check_key}    {answer}
+""")
+        conf = os.path.join(work, f"haproxy-peer-{variant}.cfg")
+        with open(conf, "w") as f:
+            f.write(f"""global
+    maxconn 20000
+    nbthread {os.cpu_count() or 1}
+    tune.ssl.cachesize {20000 if resumption else 0}
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+    timeout http-request 10s
+    timeout http-keep-alive 30s
+""" + "".join(frontends))
+        proc = subprocess.Popen(["haproxy", "-db", "-f", conf], stdout=subprocess.DEVNULL,
+                                stderr=open(os.path.join(work, f"haproxy-peer-{variant}.log"), "wb"))
+        children.append(proc)
+        time.sleep(0.5)
+        if proc.poll() is not None:
+            raise SystemExit(f"haproxy ({variant}) did not start; see haproxy-peer-{variant}.log")
+        for name, port in ports.items():
+            servers[name] = Server(proc, port, (lambda p=proc: [p.pid]), f"haproxy/{name}")
+    return servers
+
+
 def oha(server, *, cert=True, key=False, new_connections=False, seconds=None, connections=None):
     seconds = seconds or SECONDS
     args = ["oha", "-z", f"{seconds}s", "-c", str(connections or CONNECTIONS), "--no-tui", "--output-format", "json",
@@ -507,46 +556,57 @@ def main():
           f"load generator oha on the same machine; dispatch-api synchronous={DURABILITY}", flush=True)
     resumed = start_dispatch("resume", resumption=True)
     full = start_dispatch("full", resumption=False)
-    nginx = start_nginx()
+    peers = {"nginx": start_nginx(), "haproxy": start_haproxy_peer()}
     figures = [
-        ("1 keep-alive, mTLS, POST plan (20 stops)", resumed, nginx["resume"], dict(cert=True)),
-        ("2 keep-alive, API key", resumed, nginx["key"], dict(cert=False, key=True)),
-        ("3 new connection per request, full mTLS 1.3 handshake", full, nginx["full"], dict(cert=True, new_connections=True)),
-        ("4 new connection per request, TLS session resumption", resumed, nginx["resume"], dict(cert=True, new_connections=True)),
+        ("1 keep-alive, mTLS, POST plan (20 stops)", resumed, "resume", dict(cert=True)),
+        ("2 keep-alive, API key", resumed, "key", dict(cert=False, key=True)),
+        ("3 new connection per request, full mTLS 1.3 handshake", full, "full", dict(cert=True, new_connections=True)),
+        ("4 new connection per request, TLS session resumption", resumed, "resume", dict(cert=True, new_connections=True)),
     ]
-    results = {name: {"dispatch": [], "nginx": []} for name, *_ in figures}
+    labels = ["dispatch"] + list(peers)
+    results = {name: {label: [] for label in labels} for name, *_ in figures}
     for run in range(RUNS):
-        for name, ours, theirs, options in figures:
-            order = [("dispatch", ours), ("nginx", theirs)] if run % 2 == 0 else [("nginx", theirs), ("dispatch", ours)]
+        for name, ours, kind, options in figures:
+            servers = [("dispatch", ours)] + [(peer, peers[peer][kind]) for peer in peers]
+            # Each run starts with the next server in turn, so none is always first or last.
+            order = servers[run % len(servers):] + servers[:run % len(servers)]
             for label, server in order:
                 results[name][label].append(oha(server, **options))
         print(f"  run {run + 1}/{RUNS} done", flush=True)
 
     print()
-    print(f"{'figure':58} {'dispatch-api req/s (min-max)':>30} {'cpu ms/req':>10} {'nginx req/s (min-max)':>26} {'cpu ms/req':>10} {'ratio':>6}")
+    print(f"{'figure':56} " + " ".join(f"{label + ' req/s (min-max)':>27} {'cpu ms':>6}" for label in labels)
+          + f" {'best peer':>9} {'ratio':>5} {'cpu ratio':>9}")
     for name, *_ in figures:
-        ours, theirs = results[name]["dispatch"], results[name]["nginx"]
-        (o, omin, omax), (t, tmin, tmax) = summary(ours, "rps"), summary(theirs, "rps")
-        print(f"{name:58} {o:>10.0f} ({omin:.0f}-{omax:.0f}){'':>6} {summary(ours, 'cpu_ms_per_req')[0]:>10.3f} "
-              f"{t:>10.0f} ({tmin:.0f}-{tmax:.0f}){'':>2} {summary(theirs, 'cpu_ms_per_req')[0]:>10.3f} {o / t:>6.2f}")
-    for name in (figures[0][0], figures[2][0]):
-        ours, theirs = results[name]["dispatch"], results[name]["nginx"]
-        print(f"latency {name[:2]}: dispatch-api p50 {summary(ours, 'p50_ms')[0]:.2f} ms, p99 {summary(ours, 'p99_ms')[0]:.2f} ms; "
-              f"nginx p50 {summary(theirs, 'p50_ms')[0]:.2f} ms, p99 {summary(theirs, 'p99_ms')[0]:.2f} ms; "
-              f"p99 ratio {summary(ours, 'p99_ms')[0] / max(summary(theirs, 'p99_ms')[0], 1e-9):.2f}")
+        row = f"{name:56} "
+        for label in labels:
+            rps, low, high = summary(results[name][label], "rps")
+            row += f"{rps:>9.0f} ({low:.0f}-{high:.0f}){'':>{max(0, 15 - len(f'{low:.0f}-{high:.0f}'))}} " \
+                   f"{summary(results[name][label], 'cpu_ms_per_req')[0]:>6.3f} "
+        best = max(peers, key=lambda peer: summary(results[name][peer], "rps")[0])
+        ours_rps, best_rps = summary(results[name]["dispatch"], "rps")[0], summary(results[name][best], "rps")[0]
+        ours_cpu, best_cpu = (summary(results[name][x], "cpu_ms_per_req")[0] for x in ("dispatch", best))
+        print(row + f"{best:>9} {ours_rps / best_rps:>5.2f} {ours_cpu / best_cpu:>9.2f}")
+    for name in (figures[0][0], figures[2][0], figures[3][0]):
+        parts = [f"{label} p50 {summary(results[name][label], 'p50_ms')[0]:.2f} ms, "
+                 f"p99 {summary(results[name][label], 'p99_ms')[0]:.2f} ms" for label in labels]
+        best = min(peers, key=lambda peer: summary(results[name][peer], "p99_ms")[0])
+        ratio = summary(results[name]["dispatch"], "p99_ms")[0] / max(summary(results[name][best], "p99_ms")[0], 1e-9)
+        print(f"latency {name[:2]}: " + "; ".join(parts) + f"; p99 ratio against {best} {ratio:.2f}")
+    nginx = peers["nginx"]
     print(f"handshakes seen by dispatch-api: resumption server {handshake_kinds(resumed)}, "
           f"full-handshake server {handshake_kinds(full)}")
-    print(f"peak RSS: dispatch-api {resumed.peak_rss_mb():.1f} MiB, nginx (all processes) {nginx['resume'].peak_rss_mb():.1f} MiB")
+    print(f"peak RSS: dispatch-api {resumed.peak_rss_mb():.1f} MiB, nginx (all processes) {nginx['resume'].peak_rss_mb():.1f} MiB, "
+          f"haproxy {peers['haproxy']['resume'].peak_rss_mb():.1f} MiB")
     ceiling = handshake_ceiling()
     if ceiling:
-        o = summary(results[figures[2][0]]["dispatch"], "rps")[0]
-        t = summary(results[figures[2][0]]["nginx"], "rps")[0]
+        reached = ", ".join(f"{label} {summary(results[figures[2][0]][label], 'rps')[0] / ceiling:.0%}" for label in labels)
         print(f"full-handshake ceiling from `openssl speed` (both sides' signatures and key exchange): {ceiling:.0f}/s; "
-              f"dispatch-api reaches {o / ceiling:.0%}, nginx {t / ceiling:.0%}")
+              f"reached: {reached}")
     stop(full)
     for proc in children:
-        if proc.args[0] == "nginx" and proc.poll() is None:
-            proc.send_signal(signal.SIGQUIT)
+        if proc.args[0] in ("nginx", "haproxy") and proc.poll() is None:
+            proc.send_signal(signal.SIGQUIT if proc.args[0] == "nginx" else signal.SIGTERM)
 
     stop(resumed)
     flood()

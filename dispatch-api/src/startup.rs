@@ -70,15 +70,11 @@ impl Application {
         let reloadable_tls = tls::ReloadableTls::load(&settings.tls, metrics.clone())?;
         let tls_config = reloadable_tls.server_config()?;
 
+        let location = storage::Location::of(&settings.database)?;
         let pool = storage::connect(&settings.database).await?;
-        let registry =
-            Registry::load(pool.clone())
-                .await
-                .map_err(|source| OpenError::Registry {
-                    location: storage::Location::of(&settings.database)
-                        .unwrap_or(storage::Location::Sqlite(settings.database.path.clone())),
-                    source,
-                })?;
+        let registry = Registry::load(pool.clone())
+            .await
+            .map_err(|source| OpenError::Registry { location, source })?;
         if let Some(path) = &settings.bootstrap.clients_file {
             BootstrapFile::read(path)?
                 .apply(

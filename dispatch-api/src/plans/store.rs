@@ -160,26 +160,26 @@ impl PlanStore {
         client: &ClientName,
     ) -> Result<Option<StoredPlan>, StorageError> {
         on_backend!(&self.pool, pool => {
-        let row = sqlx::query(
-            "SELECT client, auth_method, received_at, body FROM plans WHERE id = $1 AND client = $2",
-        )
-        .bind(id.to_string())
-        .bind(client.as_str())
-        .fetch_optional(pool)
-        .await
-        .map_err(StorageError::database)?;
-        row.map(|row| {
-            let body: String = row.try_get("body")?;
-            Ok(StoredPlan {
-                id,
-                client: row.try_get("client")?,
-                auth_method: row.try_get("auth_method")?,
-                received_at: row.try_get("received_at")?,
-                plan: serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
+            let row = sqlx::query(
+                "SELECT client, auth_method, received_at, body FROM plans WHERE id = $1 AND client = $2",
+            )
+            .bind(id.to_string())
+            .bind(client.as_str())
+            .fetch_optional(pool)
+            .await
+            .map_err(StorageError::database)?;
+            row.map(|row| {
+                let body: String = row.try_get("body")?;
+                Ok(StoredPlan {
+                    id,
+                    client: row.try_get("client")?,
+                    auth_method: row.try_get("auth_method")?,
+                    received_at: row.try_get("received_at")?,
+                    plan: serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
+                })
             })
-        })
-        .transpose()
-        .map_err(StorageError::database)
+            .transpose()
+            .map_err(StorageError::database)
         })
     }
 }

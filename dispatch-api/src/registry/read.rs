@@ -46,90 +46,90 @@ async fn read_clients(pool: &Db, only: Option<&ClientName>) -> Result<Vec<Client
     // answer from the index: one client is read by its key, not by a scan of a million.
     let only = only.map(ClientName::as_str);
     on_backend!(pool, pool => {
-    let select = |all: &'static str, one: &'static str| match only {
-        Some(name) => sqlx::query(one).bind(name),
-        None => sqlx::query(all),
-    };
-    let mut bindings: HashMap<String, Vec<CertBinding>> = HashMap::new();
-    for row in select(
-        "SELECT client, issuer, issuer_spki_sha256, subject_cn, spiffe_id, fingerprints FROM cert_bindings ORDER BY id",
-        "SELECT client, issuer, issuer_spki_sha256, subject_cn, spiffe_id, fingerprints FROM cert_bindings WHERE client = $1 ORDER BY id",
-    )
-    .fetch_all(pool)
-    .await?
-    {
-        let client: String = row.try_get("client")?;
-        let fingerprints: String = row.try_get("fingerprints")?;
-        let spec = CertBindingSpec {
-            issuer: row.try_get("issuer")?,
-            issuer_spki_sha256: row.try_get("issuer_spki_sha256")?,
-            subject_cn: row.try_get("subject_cn")?,
-            spiffe_id: row.try_get("spiffe_id")?,
-            fingerprints: fingerprints.split_whitespace().map(str::to_owned).collect(),
+        let select = |all: &'static str, one: &'static str| match only {
+            Some(name) => sqlx::query(one).bind(name),
+            None => sqlx::query(all),
         };
-        match CertBinding::parse(&spec) {
-            Ok(binding) => bindings.entry(client).or_default().push(binding),
-            Err(error) => tracing::error!(
-                client,
-                error,
-                "skipping a stored certificate binding that does not parse"
-            ),
-        }
-    }
-    let mut keys: HashMap<String, ApiKeyHash> = HashMap::new();
-    for row in select(
-        "SELECT client, key_sha256 FROM api_keys",
-        "SELECT client, key_sha256 FROM api_keys WHERE client = $1",
-    )
-    .fetch_all(pool)
-    .await?
-    {
-        let client: String = row.try_get("client")?;
-        let hash: String = row.try_get("key_sha256")?;
-        match ApiKeyHash::parse_hex(&hash) {
-            Ok(hash) => {
-                keys.insert(client, hash);
+        let mut bindings: HashMap<String, Vec<CertBinding>> = HashMap::new();
+        for row in select(
+            "SELECT client, issuer, issuer_spki_sha256, subject_cn, spiffe_id, fingerprints FROM cert_bindings ORDER BY id",
+            "SELECT client, issuer, issuer_spki_sha256, subject_cn, spiffe_id, fingerprints FROM cert_bindings WHERE client = $1 ORDER BY id",
+        )
+        .fetch_all(pool)
+        .await?
+        {
+            let client: String = row.try_get("client")?;
+            let fingerprints: String = row.try_get("fingerprints")?;
+            let spec = CertBindingSpec {
+                issuer: row.try_get("issuer")?,
+                issuer_spki_sha256: row.try_get("issuer_spki_sha256")?,
+                subject_cn: row.try_get("subject_cn")?,
+                spiffe_id: row.try_get("spiffe_id")?,
+                fingerprints: fingerprints.split_whitespace().map(str::to_owned).collect(),
+            };
+            match CertBinding::parse(&spec) {
+                Ok(binding) => bindings.entry(client).or_default().push(binding),
+                Err(error) => tracing::error!(
+                    client,
+                    error,
+                    "skipping a stored certificate binding that does not parse"
+                ),
             }
-            Err(error) => tracing::error!(
-                client,
-                error,
-                "skipping a stored API key hash that does not parse"
-            ),
         }
-    }
-    let mut clients = Vec::new();
-    for row in select(
-        "SELECT name, mode, scopes, disabled FROM clients",
-        "SELECT name, mode, scopes, disabled FROM clients WHERE name = $1",
-    )
-    .fetch_all(pool)
-    .await?
-    {
-        let name: String = row.try_get("name")?;
-        let mode: String = row.try_get("mode")?;
-        let scopes: String = row.try_get("scopes")?;
-        let parsed = ClientName::parse(&name).and_then(|client_name| {
-            Ok(Client {
-                mode: MigrationMode::parse(&mode)?,
-                scopes: scopes
-                    .split_whitespace()
-                    .map(Scope::parse)
-                    .collect::<Result<_, _>>()?,
-                disabled: row.try_get("disabled").unwrap_or(true),
-                bindings: bindings.remove(&name).unwrap_or_default(),
-                api_key: keys.remove(&name),
-                name: client_name,
-            })
-        });
-        match parsed {
-            Ok(client) => clients.push(client),
-            Err(error) => tracing::error!(
-                client = name,
-                error,
-                "skipping a stored client that does not parse"
-            ),
+        let mut keys: HashMap<String, ApiKeyHash> = HashMap::new();
+        for row in select(
+            "SELECT client, key_sha256 FROM api_keys",
+            "SELECT client, key_sha256 FROM api_keys WHERE client = $1",
+        )
+        .fetch_all(pool)
+        .await?
+        {
+            let client: String = row.try_get("client")?;
+            let hash: String = row.try_get("key_sha256")?;
+            match ApiKeyHash::parse_hex(&hash) {
+                Ok(hash) => {
+                    keys.insert(client, hash);
+                }
+                Err(error) => tracing::error!(
+                    client,
+                    error,
+                    "skipping a stored API key hash that does not parse"
+                ),
+            }
         }
-    }
-    Ok(clients)
+        let mut clients = Vec::new();
+        for row in select(
+            "SELECT name, mode, scopes, disabled FROM clients",
+            "SELECT name, mode, scopes, disabled FROM clients WHERE name = $1",
+        )
+        .fetch_all(pool)
+        .await?
+        {
+            let name: String = row.try_get("name")?;
+            let mode: String = row.try_get("mode")?;
+            let scopes: String = row.try_get("scopes")?;
+            let parsed = ClientName::parse(&name).and_then(|client_name| {
+                Ok(Client {
+                    mode: MigrationMode::parse(&mode)?,
+                    scopes: scopes
+                        .split_whitespace()
+                        .map(Scope::parse)
+                        .collect::<Result<_, _>>()?,
+                    disabled: row.try_get("disabled").unwrap_or(true),
+                    bindings: bindings.remove(&name).unwrap_or_default(),
+                    api_key: keys.remove(&name),
+                    name: client_name,
+                })
+            });
+            match parsed {
+                Ok(client) => clients.push(client),
+                Err(error) => tracing::error!(
+                    client = name,
+                    error,
+                    "skipping a stored client that does not parse"
+                ),
+            }
+        }
+        Ok(clients)
     })
 }

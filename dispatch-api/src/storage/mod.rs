@@ -530,20 +530,20 @@ pub async fn list_refusal_counts(
         .await
         .map_err(StorageError::database)?;
         rows.into_iter()
-        .map(|row| {
-            let detail: String = row.try_get("last_detail")?;
-            Ok(RefusalCount {
-                hour: row.try_get("hour")?,
-                reason: row.try_get("reason")?,
-                source: row.try_get("source")?,
-                count: row.try_get("count")?,
-                first_seen: row.try_get("first_seen")?,
-                last_seen: row.try_get("last_seen")?,
-                last_detail: serde_json::from_str(&detail).unwrap_or_default(),
+            .map(|row| {
+                let detail: String = row.try_get("last_detail")?;
+                Ok(RefusalCount {
+                    hour: row.try_get("hour")?,
+                    reason: row.try_get("reason")?,
+                    source: row.try_get("source")?,
+                    count: row.try_get("count")?,
+                    first_seen: row.try_get("first_seen")?,
+                    last_seen: row.try_get("last_seen")?,
+                    last_detail: serde_json::from_str(&detail).unwrap_or_default(),
+                })
             })
-        })
-        .collect::<Result<_, sqlx::Error>>()
-        .map_err(StorageError::database)
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StorageError::database)
     })
 }
 
@@ -600,63 +600,59 @@ pub struct MethodUsage {
 /// Per client name, per method name.
 pub type UsageByClient = BTreeMap<String, BTreeMap<&'static str, MethodUsage>>;
 
-/// The body of [`usage_by_client`], once per dialect.
-macro_rules! read_usage {
-    ($pool:expr, $since:expr) => {
-        async {
-    let rows = sqlx::query(
-        "SELECT client, method, \
-           CAST(SUM(CASE WHEN last_seen >= $1 THEN request_count ELSE 0 END) AS BIGINT) AS in_window, \
-           MAX(last_seen) AS last_seen FROM client_usage GROUP BY client, method",
-    )
-    .bind($since)
-    .fetch_all($pool)
-    .await?;
-    let mut usage = UsageByClient::new();
-    for row in rows {
-        let method: String = row.try_get("method")?;
-        let Some(method) = AuthMethod::parse(&method) else {
-            continue;
-        };
-        usage.entry(row.try_get("client")?).or_default().insert(
-            method.as_str(),
-            MethodUsage {
-                requests_in_window: row.try_get("in_window")?,
-                last_seen: row.try_get("last_seen")?,
-                ..MethodUsage::default()
-            },
-        );
-    }
-    // The certificate last seen from each client (for its expiry).
-    let certs = sqlx::query(
-        "SELECT client, last_cert_fingerprint, last_cert_not_after, last_cert_issuer_spki \
-         FROM client_usage u \
-         WHERE method = 'certificate' AND last_cert_fingerprint IS NOT NULL AND last_seen = \
-           (SELECT MAX(last_seen) FROM client_usage v WHERE v.client = u.client AND v.method = 'certificate')",
-    )
-    .fetch_all($pool)
-    .await?;
-    for row in certs {
-        let client: String = row.try_get("client")?;
-        if let Some(entry) = usage
-            .get_mut(&client)
-            .and_then(|m| m.get_mut("certificate"))
-        {
-            entry.last_certificate_fingerprint = row.try_get("last_cert_fingerprint")?;
-            entry.last_certificate_not_after = row.try_get("last_cert_not_after")?;
-            entry.last_certificate_issuer_spki_sha256 = row.try_get("last_cert_issuer_spki")?;
-        }
-    }
-    Ok::<_, sqlx::Error>(usage)
-        }
-        .await
-    };
-}
-
 /// Usage per client and method; `since` bounds the windowed counts. Every replica's counts
 /// are rows of the same table, so they add up here.
 pub async fn usage_by_client(db: &Db, since: i64) -> Result<UsageByClient, StorageError> {
-    on_backend!(db, pool => read_usage!(pool, since)).map_err(StorageError::database)
+    let read: Result<UsageByClient, sqlx::Error> = async {
+        on_backend!(db, pool => {
+            let rows = sqlx::query(
+                "SELECT client, method, \
+                   CAST(SUM(CASE WHEN last_seen >= $1 THEN request_count ELSE 0 END) AS BIGINT) AS in_window, \
+                   MAX(last_seen) AS last_seen FROM client_usage GROUP BY client, method",
+            )
+            .bind(since)
+            .fetch_all(pool)
+            .await?;
+            let mut usage = UsageByClient::new();
+            for row in rows {
+                let method: String = row.try_get("method")?;
+                let Some(method) = AuthMethod::parse(&method) else {
+                    continue;
+                };
+                usage.entry(row.try_get("client")?).or_default().insert(
+                    method.as_str(),
+                    MethodUsage {
+                        requests_in_window: row.try_get("in_window")?,
+                        last_seen: row.try_get("last_seen")?,
+                        ..MethodUsage::default()
+                    },
+                );
+            }
+            // The certificate last seen from each client (for its expiry).
+            let certs = sqlx::query(
+                "SELECT client, last_cert_fingerprint, last_cert_not_after, last_cert_issuer_spki \
+                 FROM client_usage u \
+                 WHERE method = 'certificate' AND last_cert_fingerprint IS NOT NULL AND last_seen = \
+                   (SELECT MAX(last_seen) FROM client_usage v WHERE v.client = u.client AND v.method = 'certificate')",
+            )
+            .fetch_all(pool)
+            .await?;
+            for row in certs {
+                let client: String = row.try_get("client")?;
+                if let Some(entry) = usage
+                    .get_mut(&client)
+                    .and_then(|m| m.get_mut("certificate"))
+                {
+                    entry.last_certificate_fingerprint = row.try_get("last_cert_fingerprint")?;
+                    entry.last_certificate_not_after = row.try_get("last_cert_not_after")?;
+                    entry.last_certificate_issuer_spki_sha256 = row.try_get("last_cert_issuer_spki")?;
+                }
+            }
+            Ok(usage)
+        })
+    }
+    .await;
+    read.map_err(StorageError::database)
 }
 
 #[cfg(test)]
