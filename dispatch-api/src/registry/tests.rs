@@ -1002,3 +1002,112 @@ async fn a_revocation_of_the_operators_own_chain_is_refused() {
             .unwrap()
     );
 }
+
+/// The stored registry version (what other replicas compare with what they heard).
+async fn stored_version(dir: &std::path::Path) -> i64 {
+    let pool = pool_in(dir).await;
+    sqlx::query_scalar("SELECT version FROM registry_version WHERE id = 1")
+        .fetch_one(pool.sqlite().unwrap())
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn every_stored_registry_change_bumps_the_version_once_and_a_refused_one_not_at_all() {
+    let (dir, registry) = registry().await;
+    let issuers = trust(&[&CA], &[]).issuers().clone();
+    let change = || Change {
+        actor: "op",
+        reason: "test",
+        operator: None,
+    };
+    let name = ClientName::parse("v").unwrap();
+    let mut expected = stored_version(dir.path()).await;
+    assert!(
+        registry
+            .register(&client("v", by_cn("v", TEST_CA)), None, &issuers)
+            .await
+            .unwrap()
+    );
+    expected += 1;
+    assert_eq!(stored_version(dir.path()).await, expected, "registered");
+    // Already there: nothing stored, nothing announced.
+    assert!(
+        !registry
+            .register(&client("v", by_cn("v", TEST_CA)), None, &issuers)
+            .await
+            .unwrap()
+    );
+    assert_eq!(stored_version(dir.path()).await, expected, "not registered");
+    // Several at once: one bump for the batch.
+    let batch = [
+        client("v1", by_cn("v1", TEST_CA)),
+        client("v2", by_cn("v2", TEST_CA)),
+    ];
+    assert_eq!(
+        registry.register_all(&batch, None, &issuers).await.unwrap(),
+        2
+    );
+    expected += 1;
+    assert_eq!(stored_version(dir.path()).await, expected, "a batch");
+    registry
+        .set_mode(&name, MigrationMode::Dual, change())
+        .await
+        .unwrap();
+    expected += 1;
+    assert_eq!(stored_version(dir.path()).await, expected, "a flip");
+    let stranger = ClientName::parse("nobody").unwrap();
+    assert!(
+        registry
+            .set_disabled(&stranger, true, change())
+            .await
+            .is_err()
+    );
+    assert_eq!(stored_version(dir.path()).await, expected, "refused");
+    let denied = cert("v", TEST_CA, None).leaf.fingerprint;
+    assert!(registry.revoke(denied, change()).await.unwrap());
+    expected += 1;
+    assert_eq!(stored_version(dir.path()).await, expected, "a revocation");
+    assert!(!registry.revoke(denied, change()).await.unwrap());
+    assert_eq!(stored_version(dir.path()).await, expected, "revoked already");
+}
+
+#[tokio::test]
+async fn what_another_replica_stored_reaches_the_snapshot_through_the_followers_hooks() {
+    let (dir, registry) = registry().await;
+    let issuers = trust(&[&CA], &[]).issuers().clone();
+    let other = pool_in(dir.path()).await;
+    let other = other.sqlite().unwrap();
+    // Another replica registered `r` and revoked a certificate: this one has not read either.
+    sqlx::query(
+        "INSERT INTO clients (name, mode, scopes, disabled, created_at, updated_at) \
+         VALUES ('r', 'mtls', 'plans:submit', 0, 0, 0)",
+    )
+    .execute(other)
+    .await
+    .unwrap();
+    let name = ClientName::parse("r").unwrap();
+    assert!(registry.snapshot().client(&name).is_none());
+    registry.reload_client(&name).await.unwrap();
+    assert_eq!(
+        registry.snapshot().client(&name).unwrap().mode,
+        MigrationMode::Mtls
+    );
+    let revoked = cert("w", TEST_CA, None);
+    registry.note_revoked(revoked.leaf.fingerprint);
+    assert_eq!(
+        registry
+            .snapshot()
+            .client_for_certificate(&revoked, &issuers)
+            .unwrap_err(),
+        CertMatchFailure::Revoked
+    );
+    // A full read finds everything stored, whatever was heard.
+    sqlx::query("DELETE FROM clients WHERE name = 'r'")
+        .execute(other)
+        .await
+        .unwrap();
+    registry.refresh().await.unwrap();
+    assert!(registry.snapshot().client(&name).is_none());
+    assert!(registry.pool().sqlite().is_some());
+}
