@@ -233,3 +233,28 @@ pub fn dev_pki_server(dir: &Path) -> (PathBuf, PathBuf) {
 pub fn shipped_clients_file() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/clients.toml")
 }
+
+/// Asserts that every acknowledged plan, given as (id, number of stops), is stored whole: read
+/// back through the server on `port` with `key`.
+pub async fn assert_acknowledged_plans_stored(
+    port: u16,
+    ca: &Path,
+    key: &str,
+    acknowledged: &[(String, usize)],
+) {
+    for (id, stops) in acknowledged {
+        let request = crate::http::Request::get(&format!("/api/dispatch-plans/{id}")).api_key(key);
+        let response = crate::http::connect(port, ca, None, "localhost")
+            .await
+            .unwrap()
+            .send(request)
+            .await
+            .unwrap();
+        assert_eq!(response.status, 200, "acknowledged plan {id} is missing");
+        assert_eq!(
+            response.json()["plan"]["stops"].as_array().map(Vec::len),
+            Some(*stops),
+            "plan {id} is intact"
+        );
+    }
+}

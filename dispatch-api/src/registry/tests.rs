@@ -1069,7 +1069,11 @@ async fn every_stored_registry_change_bumps_the_version_once_and_a_refused_one_n
     expected += 1;
     assert_eq!(stored_version(dir.path()).await, expected, "a revocation");
     assert!(!registry.revoke(denied, change()).await.unwrap());
-    assert_eq!(stored_version(dir.path()).await, expected, "revoked already");
+    assert_eq!(
+        stored_version(dir.path()).await,
+        expected,
+        "revoked already"
+    );
 }
 
 #[tokio::test]

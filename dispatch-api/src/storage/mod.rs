@@ -671,7 +671,8 @@ mod location_tests {
     #[test]
     fn the_url_names_a_sqlite_file_or_a_postgres_server_without_its_password() {
         let postgres = |s: &str| Ok(Location::Postgres(s.to_owned()));
-        let table: [(Option<&str>, Option<u64>, Result<Location, String>); 6] = [
+        type Row<'a> = (Option<&'a str>, Option<u64>, Result<Location, String>);
+        let table: [Row; 6] = [
             (None, None, Ok(Location::Sqlite("data/dispatch.db".into()))),
             (
                 None,

@@ -145,21 +145,8 @@ async fn a_replica_sigkilled_under_load_loses_no_acknowledged_plan() {
         "the load ran ({} plans)",
         acknowledged.len()
     );
-    for (id, stops) in &acknowledged {
-        let request = Request::get(&format!("/api/dispatch-plans/{id}")).api_key(&key);
-        let response = connect(survivor.https_port, &ca, None, "localhost")
-            .await
-            .unwrap()
-            .send(request)
-            .await
-            .unwrap();
-        assert_eq!(response.status, 200, "acknowledged plan {id} is missing");
-        assert_eq!(
-            response.json()["plan"]["stops"].as_array().map(Vec::len),
-            Some(*stops),
-            "plan {id} is intact"
-        );
-    }
+    e2e::process::assert_acknowledged_plans_stored(survivor.https_port, &ca, &key, &acknowledged)
+        .await;
     assert_eq!(survivor.stop().code(), Some(0));
 }
 

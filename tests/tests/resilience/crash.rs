@@ -3,7 +3,7 @@
 use std::sync::{Arc, Mutex};
 
 use e2e::process::ServerProcess;
-use e2e::{Request, connect, plan, submit};
+use e2e::{connect, plan, submit};
 
 /// How many kill/restart rounds (raise with CRASH_ITERATIONS for a longer run).
 fn iterations() -> usize {
@@ -65,21 +65,13 @@ async fn every_acknowledged_plan_survives_sigkill_and_the_database_stays_sound()
         "the load ran ({} plans)",
         acknowledged.len()
     );
-    for (id, stops) in &acknowledged {
-        let request = Request::get(&format!("/api/dispatch-plans/{id}")).api_key(key.trim());
-        let response = connect(server.https_port, &ca, None, "localhost")
-            .await
-            .unwrap()
-            .send(request)
-            .await
-            .unwrap();
-        assert_eq!(response.status, 200, "acknowledged plan {id} is missing");
-        assert_eq!(
-            response.json()["plan"]["stops"].as_array().map(Vec::len),
-            Some(*stops),
-            "plan {id} is intact"
-        );
-    }
+    e2e::process::assert_acknowledged_plans_stored(
+        server.https_port,
+        &ca,
+        key.trim(),
+        &acknowledged,
+    )
+    .await;
     assert_eq!(server.stop().code(), Some(0));
     let pool = crate::open_database(&dir.path().join("dispatch.db")).await;
     let integrity = dispatch_api::storage::integrity_check(&pool).await.unwrap();
