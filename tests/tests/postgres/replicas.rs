@@ -175,9 +175,15 @@ async fn usage_through_both_replicas_adds_up_in_the_migration_report() {
 #[tokio::test]
 async fn a_change_whose_notice_was_lost_is_read_at_the_version_check() {
     let server = TestPostgres::start();
-    let (_a, b) = two_replicas(&server).await;
-    let request = submit(&plan("r-1", 1)).api_key(b.key("route-worker"));
+    let (a, b) = two_replicas(&server).await;
+    // B's follower is listening (it heard this), so only its version check can catch what follows.
+    let disable = json!({ "disabled": true, "reason": "before the silent change" });
+    a.admin(Request::put("/admin/clients/key-only/disabled").json(&disable))
+        .await;
     let mut on_b = b.connect(None).await.unwrap();
+    let keyed = submit(&plan("r-0", 1)).api_key(b.key("key-only"));
+    until_status(&mut on_b, &keyed, 403).await;
+    let request = submit(&plan("r-1", 1)).api_key(b.key("route-worker"));
     assert_eq!(on_b.send(request.clone()).await.unwrap().status, 202);
     // A change stored with its version bumped but no NOTIFY: as if the notice were lost.
     let pool = sqlx::PgPool::connect(&server.url()).await.unwrap();
@@ -201,4 +207,42 @@ async fn a_change_whose_notice_was_lost_is_read_at_the_version_check() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+#[tokio::test]
+async fn disabling_a_client_through_one_replica_refuses_it_on_the_other_within_a_second() {
+    let server = TestPostgres::start();
+    let (a, b) = two_replicas(&server).await;
+    let request = submit(&plan("r-1", 1)).api_key(b.key("key-only"));
+    let mut on_b = b.connect(None).await.unwrap();
+    assert_eq!(on_b.send(request.clone()).await.unwrap().status, 202);
+    let disable = json!({ "disabled": true, "reason": "incident" });
+    let response = a
+        .admin(Request::put("/admin/clients/key-only/disabled").json(&disable))
+        .await;
+    assert_eq!(response.status, 200, "{}", response.text());
+    let took = until_status(&mut on_b, &request, 403).await;
+    assert!(took < PROPAGATION, "B refused the client after {took:?}");
+}
+
+#[tokio::test]
+async fn a_binding_changed_through_one_replica_stops_naming_the_certificate_on_the_other_within_a_second()
+ {
+    let server = TestPostgres::start();
+    let (a, b) = two_replicas(&server).await;
+    let worker = b.pki.workload("route-worker");
+    let mut on_b = b.connect(Some(&worker)).await.unwrap();
+    let request = Request::get("/api/whoami");
+    let named = on_b.send(request.clone()).await.unwrap();
+    assert_eq!(named.json()["client"], "route-worker");
+    let rebind = json!({
+        "bindings": [{ "issuer": "CN=Dispatch Dev Internal CA, O=Dispatch Dev", "subject_cn": "route-worker-2" }],
+        "reason": "new certificate naming",
+    });
+    let response = a
+        .admin(Request::put("/admin/clients/route-worker/bindings").json(&rebind))
+        .await;
+    assert_eq!(response.status, 200, "{}", response.text());
+    let took = until_status(&mut on_b, &request, 401).await;
+    assert!(took < PROPAGATION, "B stopped naming it after {took:?}");
 }
