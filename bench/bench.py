@@ -43,6 +43,7 @@ TICKS = os.sysconf("SC_CLK_TCK")
 
 work = tempfile.mkdtemp(prefix="dispatch-bench-")
 children = []
+removed_at_exit = [work]
 
 
 def cleanup():
@@ -55,7 +56,8 @@ def cleanup():
             proc.wait(max(0.1, deadline - time.time()))
         except subprocess.TimeoutExpired:
             proc.kill()
-    shutil.rmtree(work, ignore_errors=True)
+    for path in removed_at_exit:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def free_port():
@@ -178,8 +180,9 @@ def start_postgres():
     if not bins:
         raise SystemExit("no PostgreSQL binaries (Debian: apt-get install postgresql)")
     bin_dir, port = bins[-1], free_port()
-    home = os.path.join(work, "postgres")
-    os.makedirs(home)
+    # Its own temp dir: the work dir is private to this user, and the server may run as another.
+    home = tempfile.mkdtemp(prefix="dispatch-bench-pg-")
+    removed_at_exit.append(home)
     as_user = []
     if os.geteuid() == 0:
         shutil.chown(home, "postgres")
@@ -222,7 +225,7 @@ def start_haproxy(backends):
     servers = "\n".join(f"    server r{i} 127.0.0.1:{b.port}" for i, b in enumerate(backends))
     with open(conf, "w") as f:
         f.write(f"""global
-    maxconn 10000
+    maxconn 4000
 defaults
     mode tcp
     timeout connect 5s
@@ -387,7 +390,7 @@ def start_haproxy_peer():
         conf = os.path.join(work, f"haproxy-peer-{variant}.cfg")
         with open(conf, "w") as f:
             f.write(f"""global
-    maxconn 20000
+    maxconn 4000
     nbthread {os.cpu_count() or 1}
     tune.ssl.cachesize {20000 if resumption else 0}
 defaults

@@ -246,3 +246,23 @@ async fn a_binding_changed_through_one_replica_stops_naming_the_certificate_on_t
     let took = until_status(&mut on_b, &request, 401).await;
     assert!(took < PROPAGATION, "B stopped naming it after {took:?}");
 }
+
+#[tokio::test]
+async fn the_same_idempotency_key_sent_twice_at_once_to_one_replica_is_stored_once() {
+    let server = TestPostgres::start();
+    let (a, _b) = two_replicas(&server).await;
+    // Both may land in one group commit: one statement inserts the first and skips the second.
+    for attempt in 0..20 {
+        let request = submit(&plan(&format!("r-{attempt}"), 2))
+            .header("Idempotency-Key", &format!("twice-{attempt}"))
+            .api_key(a.key("route-worker"));
+        let (first, second) = tokio::join!(
+            a.request(None, request.clone()),
+            a.request(None, request.clone())
+        );
+        let (first, second) = (first.unwrap(), second.unwrap());
+        assert_eq!((first.status, second.status), (202, 202));
+        assert_eq!(first.json()["id"], second.json()["id"], "attempt {attempt}");
+    }
+    assert_eq!(a.plan_count().await, 20);
+}
