@@ -8,8 +8,7 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
   "$bin/initdb" --pgdata "$PGDATA" --username dispatch --pwfile "$POSTGRES_PASSWORD_FILE" \
     --auth-local scram-sha-256 --auth-host scram-sha-256 --encoding UTF8 >/dev/null
   echo "host all all all scram-sha-256" >>"$PGDATA/pg_hba.conf"
-  "$bin/pg_ctl" --pgdata "$PGDATA" --options "-c listen_addresses=''" --wait start >/dev/null
-  PGPASSWORD=$(cat "$POSTGRES_PASSWORD_FILE") "$bin/createdb" --host /run/postgresql --username dispatch dispatch
-  "$bin/pg_ctl" --pgdata "$PGDATA" --wait stop >/dev/null
+  # Single-user mode: no server, no connection, so the password goes nowhere but initdb.
+  echo "CREATE DATABASE dispatch;" | "$bin/postgres" --single -D "$PGDATA" postgres >/dev/null
 fi
 exec "$bin/postgres" -D "$PGDATA" -c listen_addresses='*' -c unix_socket_directories=/run/postgresql

@@ -128,7 +128,12 @@ impl PlanStore {
                     .map_err(|source| OpenError::WriterThread { location, source })?;
             }
             (Backend::Postgres(pool), _) => {
-                tokio::spawn(write_to_postgres(pool.clone(), receiver, writer_health));
+                tokio::spawn(write_to_postgres(
+                    pool.clone(),
+                    receiver,
+                    writer_health,
+                    2 * settings.busy_timeout(),
+                ));
             }
             (Backend::Sqlite(_), location) => {
                 return Err(OpenError::Url {
@@ -213,10 +218,26 @@ fn answer<E>(
 }
 
 /// The PostgreSQL writer: takes every job waiting, commits them in one transaction, answers.
-async fn write_to_postgres(pool: PgPool, mut jobs: mpsc::Receiver<Job>, health: Arc<WriteHealth>) {
+async fn write_to_postgres(
+    pool: PgPool,
+    mut jobs: mpsc::Receiver<Job>,
+    health: Arc<WriteHealth>,
+    timeout: std::time::Duration,
+) {
     let mut group = Vec::with_capacity(MAX_GROUP);
     while jobs.recv_many(&mut group, MAX_GROUP).await > 0 {
-        let written = write_group_to_postgres(&pool, &group).await;
+        // Bounded: on a network that drops packets rather than refusing them, a group would
+        // otherwise wait for TCP to give up (minutes) with every later plan behind it. A group
+        // cut off here may have committed: its callers get 503, and a retry with the same
+        // Idempotency-Key is answered with the stored plan.
+        let written = tokio::time::timeout(timeout, write_group_to_postgres(&pool, &group))
+            .await
+            .unwrap_or_else(|_| {
+                Err(sqlx::Error::Io(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "storing the plans took longer than twice database.busy_timeout_ms",
+                )))
+            });
         answer(&mut group, written, &health, StorageError::database);
     }
 }

@@ -162,8 +162,10 @@ impl Follower {
                     let (read_all, next) = check(self.heard, stored, behind);
                     behind = next;
                     if read_all {
-                        tracing::warn!(stored, heard = self.heard, "a registry change was not heard of; reading the whole registry");
-                        self.read_all().await;
+                        // The listening connection may be dead without a reset (a dropped
+                        // idle connection): listen anew, which reads the whole registry.
+                        tracing::warn!(stored, heard = self.heard, "a registry change was not heard of; listening anew and reading the whole registry");
+                        return;
                     }
                 }
             }
@@ -186,7 +188,7 @@ impl Follower {
                 let applied = match parsed.map(|(_, notice)| notice) {
                     Some(Notice::Client(name)) => self.registry.reload_client(&name).await,
                     Some(Notice::Revoked(fingerprint)) => {
-                        self.registry.note_revoked(fingerprint);
+                        self.registry.note_revoked(fingerprint).await;
                         Ok(())
                     }
                     Some(Notice::All) | None => Ok(()),
@@ -210,7 +212,9 @@ impl Follower {
         };
         match self.registry.refresh().await {
             Ok(()) => {
-                self.heard = self.heard.max(version);
+                // Not the larger of the two: a stored version that went back (a restored
+                // backup, a failover) must not make every later notice look old.
+                self.heard = version;
                 true
             }
             Err(error) => {

@@ -54,6 +54,11 @@ pub struct Registry {
     snapshot: ArcSwap<RegistrySnapshot>,
     /// Serialises admin writes so that each snapshot swap follows its own write.
     writes: tokio::sync::Mutex<()>,
+    /// Serialises every change of the snapshot (read the database, make the next snapshot from
+    /// the current one, store it): an admin write and the follower applying another replica's
+    /// change must not both start from the same snapshot, or the later store would drop the
+    /// earlier change. Held over the read, so one that starts later also reads later.
+    updates: tokio::sync::Mutex<()>,
 }
 
 /// Whether `after` (the operator's own client as the change would leave it) no longer lets the
@@ -146,6 +151,7 @@ impl Registry {
             pool,
             snapshot: ArcSwap::from_pointee(snapshot),
             writes: tokio::sync::Mutex::new(()),
+            updates: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -156,6 +162,7 @@ impl Registry {
 
     /// Reads every table into a new snapshot.
     pub(super) async fn refresh(&self) -> Result<(), StorageError> {
+        let _update = self.updates.lock().await;
         let snapshot = read_snapshot(&self.pool)
             .await
             .map_err(StorageError::database)?;
@@ -166,6 +173,7 @@ impl Registry {
     /// Reads one client as stored into the snapshot: a change costs the same whatever the
     /// number of clients (no full read, no rebuild).
     pub(super) async fn reload_client(&self, name: &ClientName) -> Result<(), StorageError> {
+        let _update = self.updates.lock().await;
         let stored = read_client(&self.pool, name)
             .await
             .map_err(StorageError::database)?;
@@ -174,8 +182,9 @@ impl Registry {
         Ok(())
     }
 
-    /// Puts `fingerprint` on the snapshot's deny list (another replica revoked it).
-    pub(super) fn note_revoked(&self, fingerprint: Fingerprint) {
+    /// Puts `fingerprint` on the snapshot's deny list (revoked here, or by another replica).
+    pub(super) async fn note_revoked(&self, fingerprint: Fingerprint) {
+        let _update = self.updates.lock().await;
         let next = self.snapshot().with_revoked(fingerprint);
         self.snapshot.store(Arc::new(next));
     }
@@ -236,26 +245,38 @@ impl Registry {
             will_be = will_be.with_client(&client.name, Some(client.clone()));
             absent += 1;
         }
+        drop(will_be);
         let added = self
             .insert_absent(clients, change.as_ref())
             .await
             .map_err(StorageError::database)?;
-        if added == absent {
-            self.snapshot.store(Arc::new(will_be));
+        if added.len() == absent {
+            // What was added, onto the snapshot as it is now (the follower may have applied
+            // other replicas' changes meanwhile), not onto the one checked above.
+            let _update = self.updates.lock().await;
+            let mut next = RegistrySnapshot::clone(&self.snapshot());
+            let mut added = added.clone();
+            // The first of each name, as `insert_absent` stored it.
+            for client in clients {
+                if added.remove(&client.name) {
+                    next = next.with_client(&client.name, Some(client.clone()));
+                }
+            }
+            self.snapshot.store(Arc::new(next));
         } else {
             // Another writer of the database got there first: read what is stored.
             self.refresh().await?;
         }
-        Ok(added)
+        Ok(added.len())
     }
 
     /// The write of `register_all`, in one transaction: every absent client with its bindings,
-    /// key and audit event.
+    /// key and audit event. Returns the names added.
     async fn insert_absent(
         &self,
         clients: &[Client],
         change: Option<&Change<'_>>,
-    ) -> Result<usize, sqlx::Error> {
+    ) -> Result<BTreeSet<ClientName>, sqlx::Error> {
         let now = now();
         let mut tx = self.pool.begin().await?;
         let mut added = Vec::new();
@@ -302,7 +323,7 @@ impl Registry {
             _ => announce(&mut tx, Notice::All).await?,
         }
         tx.commit().await?;
-        Ok(added.len())
+        Ok(added.into_iter().cloned().collect())
     }
 
     /// Sets a client's mode; returns the mode before. Takes effect on the next request.
@@ -567,8 +588,7 @@ impl Registry {
         }
         .await
         .map_err(StorageError::database)?;
-        let next = self.snapshot().with_revoked(fingerprint);
-        self.snapshot.store(Arc::new(next));
+        self.note_revoked(fingerprint).await;
         Ok(added)
     }
 

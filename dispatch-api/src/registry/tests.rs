@@ -1098,7 +1098,7 @@ async fn what_another_replica_stored_reaches_the_snapshot_through_the_followers_
         MigrationMode::Mtls
     );
     let revoked = cert("w", TEST_CA, None);
-    registry.note_revoked(revoked.leaf.fingerprint);
+    registry.note_revoked(revoked.leaf.fingerprint).await;
     assert_eq!(
         registry
             .snapshot()

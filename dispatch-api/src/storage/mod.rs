@@ -85,7 +85,7 @@ impl Location {
     /// (it would end up in logs and process listings): it comes from `database.password_file`.
     pub fn of(settings: &DatabaseSettings) -> Result<Self, OpenError> {
         let Some(url) = settings.url.as_deref() else {
-            return Ok(Self::Sqlite(settings.path.clone()));
+            return Self::sqlite(settings, settings.path.clone());
         };
         let invalid = |reason: &str| OpenError::Url {
             reason: reason.to_owned(),
@@ -94,7 +94,7 @@ impl Location {
             if path.is_empty() {
                 return Err(invalid("`sqlite://` names no file"));
             }
-            return Ok(Self::Sqlite(path.into()));
+            return Self::sqlite(settings, path.into());
         }
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let options = PgConnectOptions::from_str(url)
@@ -108,7 +108,11 @@ impl Location {
                      space in PostgreSQL instead and remove it",
                 ));
             }
-            if userinfo.contains(':') {
+            let query = url.split_once('?').map_or("", |(_, query)| query);
+            let password_parameter = query
+                .split('&')
+                .any(|pair| pair.split('=').next() == Some("password"));
+            if userinfo.contains(':') || password_parameter {
                 return Err(invalid(
                     "holds a password; put it in the file database.password_file names",
                 ));
@@ -122,6 +126,21 @@ impl Location {
             )));
         }
         Err(invalid("is neither sqlite://PATH nor postgres://..."))
+    }
+}
+
+impl Location {
+    /// A SQLite file; a password file would be a PostgreSQL URL that did not take effect (an
+    /// unquoted `&` in a shell, say), so it stops start-up rather than running on SQLite.
+    fn sqlite(settings: &DatabaseSettings, path: PathBuf) -> Result<Self, OpenError> {
+        if settings.password_file.is_some() {
+            return Err(OpenError::Url {
+                reason: "is not a PostgreSQL URL, but database.password_file is set: is \
+                         DISPATCH_DATABASE__URL missing or cut short?"
+                    .to_owned(),
+            });
+        }
+        Ok(Self::Sqlite(path))
     }
 }
 
@@ -248,7 +267,8 @@ async fn connect_postgres(
         options = options.password(password.trim_end_matches(['\n', '\r']));
     }
     let pool = PgPoolOptions::new()
-        .max_connections(settings.max_connections)
+        // One more than asked: the registry follower's LISTEN connection holds one for good.
+        .max_connections(settings.max_connections + 1)
         .acquire_timeout(settings.busy_timeout())
         .connect_with(options)
         .await
@@ -666,6 +686,25 @@ mod location_tests {
             ..DatabaseSettings::default()
         };
         Location::of(&settings).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_password_file_without_a_postgres_url_is_a_start_up_error() {
+        for url in [None, Some("sqlite://x.db")] {
+            let settings = DatabaseSettings {
+                url: url.map(str::to_owned),
+                password_file: Some("/run/secrets/db/password".into()),
+                ..DatabaseSettings::default()
+            };
+            let error = Location::of(&settings).unwrap_err().to_string();
+            assert!(error.contains("password_file"), "{url:?}: {error}");
+        }
+        let settings = DatabaseSettings {
+            url: Some("postgres://dispatch@db/plans".into()),
+            password_file: Some("/run/secrets/db/password".into()),
+            ..DatabaseSettings::default()
+        };
+        assert!(Location::of(&settings).is_ok());
     }
 
     #[test]

@@ -479,7 +479,11 @@ impl Batch {
     /// size cap.
     async fn try_write(&self, pool: &Db) -> Result<usize, sqlx::Error> {
         let mut tx = pool.begin().await?;
-        for ((client, method, hour), totals) in &self.usage {
+        // In key order: replicas writing the same rows then lock them in the same order, never
+        // in a cycle (PostgreSQL would abort one batch as a deadlock).
+        let mut usage: Vec<_> = self.usage.iter().collect();
+        usage.sort_by(|(a, _), (b, _)| (&a.0, a.1.as_str(), a.2).cmp(&(&b.0, b.1.as_str(), b.2)));
+        for ((client, method, hour), totals) in usage {
             on_backend!(&mut tx, tx => sqlx::query(
                 "INSERT INTO client_usage (client, method, hour, request_count, first_seen, last_seen, \
                  last_cert_fingerprint, last_cert_not_after, last_cert_issuer_spki) \
@@ -511,7 +515,8 @@ impl Batch {
         // while the file's used pages are below their share of the cap: the overshoot is one
         // chunk, well inside the tenth kept for plans. Freed pages count as free.
         let mut written = 0;
-        let refusals: Vec<_> = self.refusals.iter().collect();
+        let mut refusals: Vec<_> = self.refusals.iter().collect();
+        refusals.sort_by_key(|(key, _)| *key);
         let mut room = true;
         for chunk in refusals.chunks(AUDIT_CHUNK) {
             room = room && self.below_audit_limit(&mut tx).await?;
