@@ -424,7 +424,11 @@ impl Writer {
 
     fn write_group(&mut self, group: &[Job]) -> Result<Vec<SubmitOutcome>, rusqlite::Error> {
         let connection = self.connection()?;
-        let tx = connection.transaction()?;
+        // IMMEDIATE: the write lock first (waiting up to the busy timeout). A deferred
+        // transaction that reads an idempotency key and then writes fails at once with
+        // SQLITE_BUSY_SNAPSHOT if another connection (the recorder, an admin change) committed
+        // in between, and the busy timeout does not apply to that.
+        let tx = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let mut outcomes = Vec::with_capacity(group.len());
         {
