@@ -71,7 +71,7 @@ impl Application {
         let tls_config = reloadable_tls.server_config()?;
 
         let location = storage::Location::of(&settings.database)?;
-        let pool = storage::connect(&settings.database).await?;
+        let pool = storage::connect(&settings.database, &location).await?;
         let registry = Registry::load(pool.clone())
             .await
             .map_err(|source| OpenError::Registry { location, source })?;

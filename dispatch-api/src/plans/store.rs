@@ -115,8 +115,10 @@ impl PlanStore {
         let (jobs, receiver) = mpsc::channel(queue);
         let health = Arc::new(WriteHealth::default());
         let writer_health = health.clone();
-        match (&pool, Location::of(settings)?) {
-            (Backend::Sqlite(_), Location::Sqlite(path)) => {
+        match &pool {
+            Backend::Sqlite(sqlite) => {
+                // The writer opens the file the pool opened.
+                let path = sqlite.connect_options().get_filename().to_owned();
                 let location = Location::Sqlite(path.clone());
                 let writer = Writer::open(settings, path).map_err(|source| OpenError::Writer {
                     location: location.clone(),
@@ -127,18 +129,13 @@ impl PlanStore {
                     .spawn(move || writer.run(receiver, &writer_health))
                     .map_err(|source| OpenError::WriterThread { location, source })?;
             }
-            (Backend::Postgres(pool), _) => {
+            Backend::Postgres(pool) => {
                 tokio::spawn(write_to_postgres(
                     pool.clone(),
                     receiver,
                     writer_health,
                     2 * settings.busy_timeout(),
                 ));
-            }
-            (Backend::Sqlite(_), location) => {
-                return Err(OpenError::Url {
-                    reason: format!("names `{location}`, but the pool is SQLite's"),
-                });
             }
         }
         Ok(Self { jobs, pool, health })

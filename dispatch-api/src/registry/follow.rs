@@ -175,31 +175,25 @@ impl Follower {
     async fn hear(&mut self, payload: &str) {
         let parsed = Notice::parse(payload);
         let version = parsed.as_ref().map_or(i64::MAX, |(version, _)| *version);
-        match step(
-            self.heard,
-            version,
-            parsed.as_ref().map(|(_, notice)| notice),
-        ) {
-            Step::Ignore => {}
-            Step::ReadAll => {
-                self.read_all().await;
+        let notice = parsed.map(|(_, notice)| notice);
+        let applied = match (step(self.heard, version, notice.as_ref()), notice) {
+            (Step::Ignore, _) => return,
+            (Step::Apply, Some(Notice::Client(name))) => self.registry.reload_client(&name).await,
+            (Step::Apply, Some(Notice::Revoked(fingerprint))) => {
+                self.registry.note_revoked(fingerprint).await;
+                Ok(())
             }
-            Step::Apply => {
-                let applied = match parsed.map(|(_, notice)| notice) {
-                    Some(Notice::Client(name)) => self.registry.reload_client(&name).await,
-                    Some(Notice::Revoked(fingerprint)) => {
-                        self.registry.note_revoked(fingerprint).await;
-                        Ok(())
-                    }
-                    Some(Notice::All) | None => Ok(()),
-                };
-                match applied {
-                    Ok(()) => self.heard = version,
-                    Err(error) => {
-                        tracing::warn!(%error, "applying a registry change failed; reading the whole registry");
-                        self.read_all().await;
-                    }
-                }
+            // `step` reads everything for `all` and for what does not parse.
+            _ => {
+                self.read_all().await;
+                return;
+            }
+        };
+        match applied {
+            Ok(()) => self.heard = version,
+            Err(error) => {
+                tracing::warn!(%error, "applying a registry change failed; reading the whole registry");
+                self.read_all().await;
             }
         }
     }

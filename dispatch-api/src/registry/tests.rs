@@ -548,7 +548,8 @@ async fn pool_in(dir: &std::path::Path) -> crate::storage::Db {
         path: dir.join("registry.db"),
         ..Default::default()
     };
-    crate::storage::connect(&settings).await.unwrap()
+    let location = crate::storage::Location::of(&settings).unwrap();
+    crate::storage::connect(&settings, &location).await.unwrap()
 }
 
 /// A registry on a fresh SQLite file (the directory lives as long as the registry is used).

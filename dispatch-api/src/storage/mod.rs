@@ -127,9 +127,7 @@ impl Location {
         }
         Err(invalid("is neither sqlite://PATH nor postgres://..."))
     }
-}
 
-impl Location {
     /// A SQLite file; a password file would be a PostgreSQL URL that did not take effect (an
     /// unquoted `&` in a shell, say), so it stops start-up rather than running on SQLite.
     fn sqlite(settings: &DatabaseSettings, path: PathBuf) -> Result<Self, OpenError> {
@@ -234,11 +232,12 @@ pub enum OpenError {
     },
 }
 
-/// Opens the database named by the settings and applies the embedded migrations of its dialect.
-pub async fn connect(settings: &DatabaseSettings) -> Result<Db, OpenError> {
-    match Location::of(settings)? {
-        Location::Sqlite(path) => connect_sqlite(settings, &path).await.map(Backend::Sqlite),
-        location @ Location::Postgres(_) => connect_postgres(settings, location)
+/// Opens the database at `location` (from [`Location::of`] the settings) and applies the
+/// embedded migrations of its dialect.
+pub async fn connect(settings: &DatabaseSettings, location: &Location) -> Result<Db, OpenError> {
+    match location {
+        Location::Sqlite(path) => connect_sqlite(settings, path).await.map(Backend::Sqlite),
+        Location::Postgres(_) => connect_postgres(settings, location.clone())
             .await
             .map(Backend::Postgres),
     }

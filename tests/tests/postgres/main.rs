@@ -118,12 +118,14 @@ async fn the_postgres_migrations_make_the_tables_columns_and_keys_of_the_sqlite_
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let sqlite = dispatch_api::storage::connect(&dispatch_api::configuration::DatabaseSettings {
+    let settings = dispatch_api::configuration::DatabaseSettings {
         path: dir.path().join("schema.db"),
         ..Default::default()
-    })
-    .await
-    .unwrap();
+    };
+    let location = dispatch_api::storage::Location::of(&settings).unwrap();
+    let sqlite = dispatch_api::storage::connect(&settings, &location)
+        .await
+        .unwrap();
     let sqlite = sqlite.sqlite().unwrap().clone();
     let (expected, actual) = (
         sqlite_schema(&sqlite).await,
