@@ -269,8 +269,11 @@ def postgres_figure():
             before = {o.name: o.cpu_ticks() for o in extra}
             result = oha(server, cert=True)
             requests = result["rps"] * SECONDS
+            result["cpu_total_ms_per_req"] = result["cpu_ms_per_req"]
             for o in extra:
-                others[label][o.name].append((o.cpu_ticks() - before[o.name]) / TICKS * 1000 / max(requests, 1))
+                cpu = (o.cpu_ticks() - before[o.name]) / TICKS * 1000 / max(requests, 1)
+                others[label][o.name].append(cpu)
+                result["cpu_total_ms_per_req"] += cpu
             samples[label].append(result)
     base = summary(samples[setups[0][0]], "rps")[0]
     for label, *_ in setups:
@@ -283,6 +286,7 @@ def postgres_figure():
         stop(server)
     balancer.proc.send_signal(signal.SIGTERM)
     postgres.proc.send_signal(signal.SIGTERM)
+    return {label: samples[label] for label, *_ in setups[1:]}
 
 
 def handshake_kinds(server):
@@ -318,6 +322,8 @@ http {{
     access_log {work}/nginx-access.log;
     keepalive_requests 1000000;
     map_hash_bucket_size 128;
+    # The flood row's anonymous GETs carry 8 KiB paths: answered 401, not 414.
+    large_client_header_buffers 4 16k;
     map $http_x_api_key $key_ok {{ default 0; "{key}" 1; }}
     server {{
         listen 127.0.0.1:{ports['resume']} ssl;
@@ -325,6 +331,7 @@ http {{
         ssl_client_certificate {pki('ca.pem')}; ssl_verify_client optional;
         ssl_session_tickets on; ssl_session_cache shared:bench:10m;
         {answer}
+        location / {{ return 401; }}
     }}
     server {{
         listen 127.0.0.1:{ports['full']} ssl;
@@ -381,7 +388,9 @@ def start_haproxy_peer():
         for name, port in ports.items():
             verify = f"ca-file {pki('ca.pem')} verify optional" if name != "key" else "verify none"
             check_key = (f"    http-request return status 401 unless {{ req.hdr(x-api-key) -m str {key} }}\n"
-                         if name == "key" else "")
+                         if name == "key" else
+                         # The flood row's anonymous GETs elsewhere than the plans' path: 401.
+                         "    http-request return status 401 unless { path /api/dispatch-plans }\n")
             frontends.append(f"""frontend {name}
     bind 127.0.0.1:{port} ssl crt {combined} {verify} ssl-min-ver TLSv1.3 alpn http/1.1{tickets}
     option http-buffer-request
@@ -480,6 +489,39 @@ def database_bytes(path):
     return sum(os.path.getsize(path + suffix) for suffix in ("", "-wal") if os.path.exists(path + suffix))
 
 
+def flooder(server, seconds):
+    """oha's arguments for the flood: anonymous GETs with 8 KiB paths over 50 connections."""
+    return ["oha", "-z", f"{seconds}s", "-c", "50", "--no-tui", "--output-format", "json",
+            "--cacert", pki("ca.pem"), f"https://localhost:{server.port}/api/" + "A" * 8192]
+
+
+def refusals(attacker, seconds):
+    """The 401s a flood got; any other answer ends the bench."""
+    result = json.loads(attacker.communicate(timeout=seconds + 60)[0])
+    codes = result.get("statusCodeDistribution", {})
+    if set(codes) - {"401"}:
+        raise SystemExit(f"the flood got answers other than 401: {codes}")
+    return codes.get("401", 0)
+
+
+def flood_row(servers):
+    """The main table's flood row: plans over 4 keep-alive mTLS connections beside the flood, on
+    each server of `servers` ((label, server) pairs) in turn, RUNS runs of SECONDS. CPU is per
+    request answered, plans and refusals together."""
+    results = {label: [] for label, _ in servers}
+    for run in range(RUNS):
+        for label, server in servers[run % len(servers):] + servers[:run % len(servers)]:
+            before = server.cpu_ticks()
+            attacker = subprocess.Popen(flooder(server, SECONDS), stdout=subprocess.PIPE,
+                                        stderr=subprocess.DEVNULL, text=True)
+            sample = oha(server, cert=True, connections=4)
+            refused = refusals(attacker, SECONDS)
+            answered = sample["rps"] * SECONDS + refused
+            sample["cpu_ms_per_req"] = (server.cpu_ticks() - before) / TICKS * 1000 / max(answered, 1)
+            results[label].append(sample)
+    return results
+
+
 def flood():
     """Anonymous requests with 8 KiB paths from 50 connections beside a worker-like client
     submitting plans over 4 keep-alive mTLS connections: the plans' rate and p99 with and without
@@ -488,9 +530,7 @@ def flood():
           f"GETs with 8 KiB paths over 50 connections):", flush=True)
     database = os.path.join(work, "flood.db")
     server = start_dispatch("flood", database=database)
-    path = "/api/" + "A" * 8192
-    flood_args = ["oha", "-z", f"{FLOOD_SECONDS}s", "-c", "50", "--no-tui", "--output-format", "json",
-                  "--cacert", pki("ca.pem"), f"https://localhost:{server.port}{path}"]
+    flood_args = flooder(server, FLOOD_SECONDS)
     plans = dict(cert=True, seconds=FLOOD_SECONDS, connections=4)
     log = os.path.join(work, "flood.log")
     quiet, loud, refused = [], [], 0
@@ -503,11 +543,7 @@ def flood():
                                                     stderr=subprocess.DEVNULL, text=True)
             sample = oha(server, **plans)
             if attacker:
-                result = json.loads(attacker.communicate(timeout=FLOOD_SECONDS + 60)[0])
-                codes = result.get("statusCodeDistribution", {})
-                if set(codes) - {"401"}:
-                    raise SystemExit(f"the flood got answers other than 401: {codes}")
-                refused += codes.get("401", 0)
+                refused += refusals(attacker, FLOOD_SECONDS)
             # Let the recorder write its last batch before measuring the file.
             time.sleep(1.5)
             grown = database_bytes(database) - db_before
@@ -576,46 +612,58 @@ def main():
             for label, server in order:
                 results[name][label].append(oha(server, **options))
         print(f"  run {run + 1}/{RUNS} done", flush=True)
+    # The handshake counts of figures 3 and 4, before the flood row adds its anonymous ones.
+    handshakes = (handshake_kinds(resumed), handshake_kinds(full))
+    flood_name = "5 plans (4 mTLS connections) beside an anonymous flood"
+    results[flood_name] = flood_row([("dispatch", resumed)] + [(peer, peers[peer]["resume"]) for peer in peers])
+    print("  flood row done", flush=True)
+    nginx = peers["nginx"]
+    rss = (resumed.peak_rss_mb(), nginx["resume"].peak_rss_mb(), peers["haproxy"]["resume"].peak_rss_mb())
+    stop(full)
+    for proc in children:
+        if proc.args[0] in ("nginx", "haproxy") and proc.poll() is None:
+            proc.send_signal(signal.SIGQUIT if proc.args[0] == "nginx" else signal.SIGTERM)
+    stop(resumed)
+
+    # Figure 1 on PostgreSQL; the peers' columns are their figure 1 (they store nothing anywhere).
+    for label, samples in postgres_figure().items():
+        name = f"{6 if 'one' in label else 7} figure 1 on {label}"
+        results[name] = {"dispatch": samples, **{peer: results[figures[0][0]][peer] for peer in peers}}
 
     print()
+    print("figure 5: CPU per request answered (plans and refusals); figures 6-7: CPU of dispatch-api, "
+          "PostgreSQL and HAProxy together per plan, the peers' columns their figure 1")
     print(f"{'figure':56} " + " ".join(f"{label + ' req/s (min-max)':>27} {'cpu ms':>6}" for label in labels)
           + f" {'best peer':>9} {'ratio':>5} {'cpu ratio':>9}")
-    for name, *_ in figures:
+    for name, by_label in results.items():
         row = f"{name:56} "
+        cpu_key = {label: ("cpu_total_ms_per_req" if "cpu_total_ms_per_req" in by_label[label][0] else "cpu_ms_per_req")
+                   for label in labels}
         for label in labels:
-            rps, low, high = summary(results[name][label], "rps")
+            rps, low, high = summary(by_label[label], "rps")
             row += f"{rps:>9.0f} ({low:.0f}-{high:.0f}){'':>{max(0, 15 - len(f'{low:.0f}-{high:.0f}'))}} " \
-                   f"{summary(results[name][label], 'cpu_ms_per_req')[0]:>6.3f} "
-        best = max(peers, key=lambda peer: summary(results[name][peer], "rps")[0])
-        ours_rps, best_rps = summary(results[name]["dispatch"], "rps")[0], summary(results[name][best], "rps")[0]
-        ours_cpu, best_cpu = (summary(results[name][x], "cpu_ms_per_req")[0] for x in ("dispatch", best))
+                   f"{summary(by_label[label], cpu_key[label])[0]:>6.3f} "
+        best = max(peers, key=lambda peer: summary(by_label[peer], "rps")[0])
+        ours_rps, best_rps = summary(by_label["dispatch"], "rps")[0], summary(by_label[best], "rps")[0]
+        ours_cpu, best_cpu = (summary(by_label[x], cpu_key[x])[0] for x in ("dispatch", best))
         print(row + f"{best:>9} {ours_rps / best_rps:>5.2f} {ours_cpu / best_cpu:>9.2f}")
-    for name in (figures[0][0], figures[2][0], figures[3][0]):
+    for name in (figures[0][0], figures[2][0], figures[3][0], flood_name):
         parts = [f"{label} p50 {summary(results[name][label], 'p50_ms')[0]:.2f} ms, "
                  f"p99 {summary(results[name][label], 'p99_ms')[0]:.2f} ms" for label in labels]
         best = min(peers, key=lambda peer: summary(results[name][peer], "p99_ms")[0])
         ratio = summary(results[name]["dispatch"], "p99_ms")[0] / max(summary(results[name][best], "p99_ms")[0], 1e-9)
         print(f"latency {name[:2]}: " + "; ".join(parts) + f"; p99 ratio against {best} {ratio:.2f}")
-    nginx = peers["nginx"]
-    print(f"handshakes seen by dispatch-api: resumption server {handshake_kinds(resumed)}, "
-          f"full-handshake server {handshake_kinds(full)}")
-    print(f"peak RSS: dispatch-api {resumed.peak_rss_mb():.1f} MiB, nginx (all processes) {nginx['resume'].peak_rss_mb():.1f} MiB, "
-          f"haproxy {peers['haproxy']['resume'].peak_rss_mb():.1f} MiB")
+    print(f"handshakes seen by dispatch-api: resumption server {handshakes[0]}, full-handshake server {handshakes[1]}")
+    print(f"peak RSS: dispatch-api {rss[0]:.1f} MiB, nginx (all processes) {rss[1]:.1f} MiB, haproxy {rss[2]:.1f} MiB")
     ceiling = handshake_ceiling()
     if ceiling:
         reached = ", ".join(f"{label} {summary(results[figures[2][0]][label], 'rps')[0] / ceiling:.0%}" for label in labels)
         print(f"full-handshake ceiling from `openssl speed` (both sides' signatures and key exchange): {ceiling:.0f}/s; "
               f"reached: {reached}")
-    stop(full)
-    for proc in children:
-        if proc.args[0] in ("nginx", "haproxy") and proc.poll() is None:
-            proc.send_signal(signal.SIGQUIT if proc.args[0] == "nginx" else signal.SIGTERM)
 
-    stop(resumed)
     flood()
     if PROVIDERS:
         compare_providers()
-    postgres_figure()
     if not QUICK:
         scaling()
         registry_scale()

@@ -15,7 +15,8 @@ use std::time::Duration;
 use actix_http::{HttpService, Protocol, Request, Response, body::MessageBody};
 use actix_server::Server;
 use actix_service::{
-    IntoServiceFactory, Service, ServiceFactory, ServiceFactoryExt as _, map_config,
+    IntoServiceFactory, Service, ServiceFactory, ServiceFactoryExt as _, apply_fn_factory,
+    map_config,
 };
 use actix_tls::accept::rustls_0_23::{Acceptor, TlsStream};
 use actix_web::dev::AppConfig;
@@ -89,19 +90,26 @@ where
                 ));
             let mut acceptor = Acceptor::new(tls_config.clone());
             acceptor.set_handshake_timeout(handshake_timeout);
-            acceptor
-                .map_init_err(|_| unreachable!("the TLS acceptor does not fail to start"))
-                .map_err(|_| ())
-                .map(move |io: TlsStream<TcpStream>| {
-                    let peer = io.get_ref().0.peer_addr().ok();
-                    if io.get_ref().1.alpn_protocol() == Some(b"h2") {
-                        let deadline = deadline(max_age, h2_stopping.clone());
-                        (Draining::http2(io, deadline), Protocol::Http2, peer)
-                    } else {
-                        (Draining::http1(io), Protocol::Http1, peer)
-                    }
-                })
-                .and_then(http.map_err(|_| ()))
+            // Nagle's algorithm off, as nginx and HAProxy have it: with it on, a response
+            // written while the session tickets sent just before are still unacknowledged waits
+            // for the client's delayed ACK (40 ms on Linux) on every new connection.
+            // (`HttpService::tcp_nodelay` cannot: it sets it only on a bare `TcpStream`.)
+            apply_fn_factory::<_, _, _, _, TcpStream, TcpStream, _, _>(acceptor, |io, acceptor| {
+                let _ = io.set_nodelay(true);
+                acceptor.call(io)
+            })
+            .map_init_err(|_| unreachable!("the TLS acceptor does not fail to start"))
+            .map_err(|_| ())
+            .map(move |io: TlsStream<TcpStream>| {
+                let peer = io.get_ref().0.peer_addr().ok();
+                if io.get_ref().1.alpn_protocol() == Some(b"h2") {
+                    let deadline = deadline(max_age, h2_stopping.clone());
+                    (Draining::http2(io, deadline), Protocol::Http2, peer)
+                } else {
+                    (Draining::http1(io), Protocol::Http1, peer)
+                }
+            })
+            .and_then(http.map_err(|_| ()))
         })
         .map(actix_server::ServerBuilder::run)
 }
