@@ -1,5 +1,8 @@
 #!/usr/bin/env python3
-"""dispatch-api beside nginx on 127.0.0.1, figure by figure, runs alternating between the two.
+"""dispatch-api beside nginx and HAProxy on 127.0.0.1, figure by figure, the servers' order
+rotating run by run. One table holds figures 1-4, the flood row (5: plans beside anonymous
+refusals, every server flooded alike) and figure 1 on PostgreSQL with one and two replicas (6, 7:
+against the peers' figure 1, since they store nothing anywhere), each against the best peer.
 
 Called by bench/run.sh (which installs nginx and oha and builds release binaries). Prints a
 table and exits; every process it started is stopped, also on failure. Environment: RUNS
@@ -516,6 +519,7 @@ def flood_row(servers):
                                         stderr=subprocess.DEVNULL, text=True)
             sample = oha(server, cert=True, connections=4)
             refused = refusals(attacker, SECONDS)
+            sample["refusals_per_s"] = refused / SECONDS
             answered = sample["rps"] * SECONDS + refused
             sample["cpu_ms_per_req"] = (server.cpu_ticks() - before) / TICKS * 1000 / max(answered, 1)
             results[label].append(sample)
@@ -653,6 +657,8 @@ def main():
         best = min(peers, key=lambda peer: summary(results[name][peer], "p99_ms")[0])
         ratio = summary(results[name]["dispatch"], "p99_ms")[0] / max(summary(results[name][best], "p99_ms")[0], 1e-9)
         print(f"latency {name[:2]}: " + "; ".join(parts) + f"; p99 ratio against {best} {ratio:.2f}")
+    print(f"flood 5: refusals (401) per second beside the plans: " + ", ".join(
+        f"{label} {summary(results[flood_name][label], 'refusals_per_s')[0]:.0f}" for label in labels))
     print(f"handshakes seen by dispatch-api: resumption server {handshakes[0]}, full-handshake server {handshakes[1]}")
     print(f"peak RSS: dispatch-api {rss[0]:.1f} MiB, nginx (all processes) {rss[1]:.1f} MiB, haproxy {rss[2]:.1f} MiB")
     ceiling = handshake_ceiling()

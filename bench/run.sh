@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Benchmark: dispatch-api beside nginx doing the same TLS work, on 127.0.0.1, printing a table.
+# Benchmark: dispatch-api beside nginx and HAProxy doing the same TLS work, on 127.0.0.1, printing
+# one table (figures 1-4, the flood row, figure 1 on PostgreSQL) and the scaling figures.
 # Not a test: it measures and exits. Installs what it needs (nginx from Debian, oha from
 # crates.io), makes its PKI with devpki, builds release binaries, and stops every process it
 # started, even on failure. RUNS (default 5) runs of SECONDS (default 10) per figure.

@@ -2,6 +2,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use futures_util::TryStreamExt as _;
 use sqlx::Row;
 
 use super::{
@@ -40,7 +41,9 @@ pub(super) async fn read_client(
     Ok(read_clients(pool, Some(name)).await?.pop())
 }
 
-/// Every client, or only the one named `only`, with its bindings and key.
+/// Every client, or only the one named `only`, with its bindings and key. Rows are read as a
+/// stream, one at a time: whole tables in memory at once (`fetch_all`) set start-up's peak
+/// memory at a million clients.
 async fn read_clients(pool: &Db, only: Option<&ClientName>) -> Result<Vec<Client>, sqlx::Error> {
     // Two forms of each query rather than `$1 IS NULL OR client = $1`, which SQLite cannot
     // answer from the index: one client is read by its key, not by a scan of a million.
@@ -51,13 +54,12 @@ async fn read_clients(pool: &Db, only: Option<&ClientName>) -> Result<Vec<Client
             None => sqlx::query(all),
         };
         let mut bindings: HashMap<String, Vec<CertBinding>> = HashMap::new();
-        for row in select(
+        let mut rows = select(
             "SELECT client, issuer, issuer_spki_sha256, subject_cn, spiffe_id, fingerprints FROM cert_bindings ORDER BY id",
             "SELECT client, issuer, issuer_spki_sha256, subject_cn, spiffe_id, fingerprints FROM cert_bindings WHERE client = $1 ORDER BY id",
         )
-        .fetch_all(pool)
-        .await?
-        {
+        .fetch(pool);
+        while let Some(row) = rows.try_next().await? {
             let client: String = row.try_get("client")?;
             let fingerprints: String = row.try_get("fingerprints")?;
             let spec = CertBindingSpec {
@@ -77,13 +79,12 @@ async fn read_clients(pool: &Db, only: Option<&ClientName>) -> Result<Vec<Client
             }
         }
         let mut keys: HashMap<String, ApiKeyHash> = HashMap::new();
-        for row in select(
+        let mut rows = select(
             "SELECT client, key_sha256 FROM api_keys",
             "SELECT client, key_sha256 FROM api_keys WHERE client = $1",
         )
-        .fetch_all(pool)
-        .await?
-        {
+        .fetch(pool);
+        while let Some(row) = rows.try_next().await? {
             let client: String = row.try_get("client")?;
             let hash: String = row.try_get("key_sha256")?;
             match ApiKeyHash::parse_hex(&hash) {
@@ -98,13 +99,12 @@ async fn read_clients(pool: &Db, only: Option<&ClientName>) -> Result<Vec<Client
             }
         }
         let mut clients = Vec::new();
-        for row in select(
+        let mut rows = select(
             "SELECT name, mode, scopes, disabled FROM clients",
             "SELECT name, mode, scopes, disabled FROM clients WHERE name = $1",
         )
-        .fetch_all(pool)
-        .await?
-        {
+        .fetch(pool);
+        while let Some(row) = rows.try_next().await? {
             let name: String = row.try_get("name")?;
             let mode: String = row.try_get("mode")?;
             let scopes: String = row.try_get("scopes")?;
