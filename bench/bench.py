@@ -616,13 +616,14 @@ def main():
             for label, server in order:
                 results[name][label].append(oha(server, **options))
         print(f"  run {run + 1}/{RUNS} done", flush=True)
-    # The handshake counts of figures 3 and 4, before the flood row adds its anonymous ones.
+    # The handshake counts of figures 3 and 4 and the peak RSS of figures 1-4, before the flood
+    # row adds its anonymous connections.
     handshakes = (handshake_kinds(resumed), handshake_kinds(full))
+    nginx = peers["nginx"]
+    rss = (resumed.peak_rss_mb(), nginx["resume"].peak_rss_mb(), peers["haproxy"]["resume"].peak_rss_mb())
     flood_name = "5 plans (4 mTLS connections) beside an anonymous flood"
     results[flood_name] = flood_row([("dispatch", resumed)] + [(peer, peers[peer]["resume"]) for peer in peers])
     print("  flood row done", flush=True)
-    nginx = peers["nginx"]
-    rss = (resumed.peak_rss_mb(), nginx["resume"].peak_rss_mb(), peers["haproxy"]["resume"].peak_rss_mb())
     stop(full)
     for proc in children:
         if proc.args[0] in ("nginx", "haproxy") and proc.poll() is None:
@@ -630,8 +631,8 @@ def main():
     stop(resumed)
 
     # Figure 1 on PostgreSQL; the peers' columns are their figure 1 (they store nothing anywhere).
-    for label, samples in postgres_figure().items():
-        name = f"{6 if 'one' in label else 7} figure 1 on {label}"
+    for number, (label, samples) in enumerate(postgres_figure().items(), start=6):
+        name = f"{number} figure 1 on {label}"
         results[name] = {"dispatch": samples, **{peer: results[figures[0][0]][peer] for peer in peers}}
 
     print()
