@@ -254,7 +254,17 @@ impl CertificateAuthority {
         let params = rcgen::CertificateRevocationListParams {
             this_update,
             next_update,
-            crl_number: random_serial()?,
+            // Numbered by thisUpdate: a later list is a higher number, as a CA numbers them
+            // (RFC 5280 §5.2.3), and the number is what picks the newest of one CA's lists.
+            crl_number: {
+                let bytes = this_update
+                    .unix_timestamp()
+                    .max(1)
+                    .unsigned_abs()
+                    .to_be_bytes();
+                let first = bytes.iter().position(|b| *b != 0).unwrap_or(7);
+                SerialNumber::from_slice(&bytes[first..])
+            },
             issuing_distribution_point: None,
             revoked_certs: revoked_serials
                 .iter()

@@ -6,6 +6,7 @@
 mod authority;
 mod dev;
 mod files;
+pub mod openssl;
 
 pub use authority::{CertificateAuthority, Issued, LeafSpec, PkiError, Usage};
 pub use dev::{

@@ -27,7 +27,7 @@ use time::OffsetDateTime;
 
 use crate::identity::{AuthMethod, ConnectionIdentity, VerifiedCertificate};
 use crate::registry::{ApiKeyHash, CertMatchFailure, Client, MigrationMode, RegistrySnapshot};
-use crate::tls::{RevocationFailure, Trust};
+use crate::tls::{PathFailure, Trust};
 
 /// Who is calling: a registered client, how it proved it, and (for certificates) what it showed.
 #[derive(Debug, Clone)]
@@ -152,16 +152,43 @@ pub fn authenticate(
             if now < cert.not_before || now > cert.not_after {
                 return Err(certificate_refusal(ReasonCode::CertExpired));
             }
-            if let Err(failure) = trust.check_revocation(cert, now) {
-                let mut refused = certificate_refusal(ReasonCode::CertRevoked);
-                refused.detail["revocation"] = match failure {
-                    RevocationFailure::Revoked { fingerprint } => {
-                        json!({ "revoked_by_crl": fingerprint })
-                    }
-                    RevocationFailure::CrlExpired { crl, .. } => {
-                        json!({ "crl_past_next_update": crl.display().to_string() })
+            if let Err(failure) = trust.check_path(cert, now) {
+                let (reason, detail) = match failure {
+                    PathFailure::Revoked { fingerprint } => (
+                        ReasonCode::CertRevoked,
+                        json!({ "revoked_by_crl": fingerprint }),
+                    ),
+                    PathFailure::CrlExpired { crl, .. } => (
+                        ReasonCode::CertRevoked,
+                        json!({ "crl_past_next_update": crl.display().to_string() }),
+                    ),
+                    PathFailure::StatusUnknown { fingerprint } => (
+                        ReasonCode::CertRevoked,
+                        json!({ "no_crl_covers": fingerprint }),
+                    ),
+                    // The CA the path ends at is no longer trusted: the same answer as a
+                    // resumed session whose chain no longer verifies.
+                    PathFailure::AnchorRemoved { anchor } => (
+                        ReasonCode::IssuerNotAllowed,
+                        json!({ "anchor_no_longer_in_bundle": anchor }),
+                    ),
+                    PathFailure::AnchorExpired { anchor, .. } => {
+                        (ReasonCode::CertExpired, json!({ "anchor_expired": anchor }))
                     }
                 };
+                let mut refused = certificate_refusal(reason);
+                refused.detail["revocation"] = detail;
+                return Err(refused);
+            }
+            // The deny list, for the CAs of the bundle above the path's anchor (the path's own
+            // certificates are checked with the binding, below).
+            if let Some(denied) = trust
+                .cas_above(cert)
+                .iter()
+                .find(|fingerprint| snapshot.is_revoked(fingerprint))
+            {
+                let mut refused = certificate_refusal(ReasonCode::CertRevoked);
+                refused.detail["revocation"] = json!({ "denied_ca": denied });
                 return Err(refused);
             }
             let client = snapshot

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use serde::{Serialize, Serializer};
 use time::OffsetDateTime;
+use x509_parser::extensions::{DistributionPointName, ParsedExtension};
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
 /// SHA-256 of a certificate's DER encoding. Shown and accepted as lowercase hex; colons and
@@ -437,6 +438,59 @@ impl PeerCertificate {
     }
 }
 
+/// What of a certificate decides which CRLs of its issuer cover it (RFC 5280 §6.3.3): whether
+/// it is a CA, and the distribution points it names.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CertificateScope {
+    pub is_ca: bool,
+    /// The full names of its CRL Distribution Points, as [`general_name_text`] writes them.
+    pub distribution_points: Vec<String>,
+}
+
+impl CertificateScope {
+    pub fn of(cert: &X509Certificate<'_>) -> Self {
+        let distribution_points = cert
+            .iter_extensions()
+            .filter_map(|ext| match ext.parsed_extension() {
+                ParsedExtension::CRLDistributionPoints(points) => Some(points),
+                _ => None,
+            })
+            .flat_map(|points| points.points.iter())
+            .filter_map(|point| match &point.distribution_point {
+                Some(DistributionPointName::FullName(names)) => Some(names),
+                _ => None,
+            })
+            .flatten()
+            .map(general_name_text)
+            .collect();
+        Self {
+            is_ca: cert.is_ca(),
+            distribution_points,
+        }
+    }
+
+    /// The scope of a DER certificate; one that cannot be read names no distribution point.
+    pub fn of_der(der: &[u8]) -> Self {
+        X509Certificate::from_der(der)
+            .map(|(_, cert)| Self::of(&cert))
+            .unwrap_or_default()
+    }
+}
+
+/// A general name as text, its kind first (`URI:http://crl.example/ca.crl`), so that names of
+/// different kinds never compare equal.
+pub fn general_name_text(name: &GeneralName<'_>) -> String {
+    match name {
+        GeneralName::URI(uri) => format!("URI:{uri}"),
+        GeneralName::DNSName(dns) => format!("DNS:{dns}"),
+        GeneralName::RFC822Name(mail) => format!("email:{mail}"),
+        GeneralName::DirectoryName(dn) => {
+            format!("DirName:{}", DistinguishedName::from_x509(dn).as_str())
+        }
+        other => format!("{other:?}"),
+    }
+}
+
 /// A certificate of a verified path other than the trust anchor: the leaf or an intermediate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChainLink {
@@ -448,6 +502,8 @@ pub struct ChainLink {
     /// check the signature of that key's CRL).
     pub signer_spki: SpkiHash,
     pub signer_spki_der: Arc<[u8]>,
+    /// Which of the signer's CRLs speak about it.
+    pub scope: CertificateScope,
 }
 
 /// A client certificate with the path the TLS layer verified it on. This, not the printed
@@ -462,6 +518,8 @@ pub struct VerifiedCertificate {
     pub links: Vec<ChainLink>,
     /// The fingerprint of the trust anchor the path ends at (a certificate of the bundle).
     pub anchor: Fingerprint,
+    /// The anchor's key: on every request it must still be a CA of the current bundle.
+    pub anchor_spki: SpkiHash,
     /// The window in which every certificate of the path is valid: checked on every request.
     pub not_before: OffsetDateTime,
     pub not_after: OffsetDateTime,

@@ -439,3 +439,111 @@ fn a_certificate_bound_to_two_clients_is_cert_ambiguous() {
     .unwrap_err();
     assert_eq!(refused.reason, ReasonCode::CertAmbiguous);
 }
+
+#[test]
+fn a_ca_removed_from_the_bundle_refuses_its_open_connections_next_request_as_issuer_not_allowed() {
+    let partner =
+        devpki::CertificateAuthority::new("Partner CA", "Test", time::Duration::days(1)).unwrap();
+    let snapshot = snapshot(MigrationMode::Dual, false);
+    let both = trust(&[&CA, &partner], &[]);
+    let alpha = verified(&both, &leaf(&CA, "alpha", &[]), &[]).unwrap();
+    let connection = ConnectionIdentity::Certificate(alpha.clone());
+    let now = OffsetDateTime::now_utc();
+    let ask = |trust: &Trust| {
+        super::authenticate(&snapshot, trust, &connection, &headers(Key::Absent), now)
+    };
+    assert!(ask(&both).is_ok());
+    let refused = ask(&trust(&[&partner], &[])).unwrap_err();
+    assert_eq!(refused.reason, ReasonCode::IssuerNotAllowed);
+    assert_eq!(
+        refused.detail["revocation"]["anchor_no_longer_in_bundle"],
+        alpha.anchor_spki.to_string()
+    );
+    // Removing another CA changes nothing for it.
+    assert!(ask(&trust(&[&CA], &[])).is_ok());
+}
+
+#[test]
+fn a_deny_listed_root_refuses_the_leaves_of_its_intermediate_though_the_path_ends_at_the_intermediate()
+ {
+    let intermediate = CA
+        .intermediate("Issuing CA", "Test", time::Duration::days(1))
+        .unwrap();
+    let bundle = trust(&[&CA, &intermediate], &[]);
+    let alpha = verified(&bundle, &leaf(&intermediate, "alpha", &[]), &[]).unwrap();
+    let anchor = crate::identity::Fingerprint::of_der(&intermediate.cert_der());
+    assert_eq!(alpha.anchor, anchor, "the path ends at the intermediate");
+    let mut bound = client("alpha", ALPHA_KEY, MigrationMode::Dual, false);
+    bound.bindings = vec![
+        CertBinding::parse(&CertBindingSpec {
+            issuer: Some("CN=Issuing CA, O=Test".into()),
+            subject_cn: Some("alpha".into()),
+            ..Default::default()
+        })
+        .unwrap(),
+    ];
+    let connection = ConnectionIdentity::Certificate(alpha);
+    let root = crate::identity::Fingerprint::of_der(&CA.cert_der());
+    let ask = |denied: &[crate::identity::Fingerprint]| {
+        let snapshot = RegistrySnapshot::new(
+            vec![bound.clone()],
+            denied.iter().copied().collect::<HashSet<_>>(),
+        );
+        super::authenticate(
+            &snapshot,
+            &bundle,
+            &connection,
+            &headers(Key::Absent),
+            OffsetDateTime::now_utc(),
+        )
+    };
+    assert!(ask(&[]).is_ok());
+    for denied in [root, anchor] {
+        let refused = ask(&[denied]).unwrap_err();
+        assert_eq!(refused.reason, ReasonCode::CertRevoked);
+    }
+    assert_eq!(
+        ask(&[root]).unwrap_err().detail["revocation"]["denied_ca"],
+        root.to_string()
+    );
+}
+
+#[test]
+fn a_certificate_no_crl_of_its_issuer_covers_is_refused_as_cert_revoked_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = devpki::openssl::OpensslCa::root(dir.path(), "/O=Test/CN=Partition CA");
+    let outside = root.client(
+        "/CN=alpha",
+        "crlDistributionPoints=URI:http://crl.test/2.crl\n",
+    );
+    let partition = root.crl(&devpki::openssl::CrlSpec {
+        number: 1,
+        extensions: "issuingDistributionPoint=critical,@idp\n[idp]\nfullname=URI:http://crl.test/1.crl\n",
+        ..Default::default()
+    });
+    let before = crate::tls::testing::openssl_trust(&[&root], &[]).unwrap();
+    let alpha = crate::tls::testing::openssl_verified(&before, &outside, &[]).unwrap();
+    let after = crate::tls::testing::openssl_trust(&[&root], &[("1.crl", &partition)]).unwrap();
+    let mut bound = client("alpha", ALPHA_KEY, MigrationMode::Dual, false);
+    bound.bindings = vec![
+        CertBinding::parse(&CertBindingSpec {
+            issuer: Some("O=Test, CN=Partition CA".into()),
+            subject_cn: Some("alpha".into()),
+            ..Default::default()
+        })
+        .unwrap(),
+    ];
+    let snapshot = RegistrySnapshot::new(vec![bound], HashSet::new());
+    let connection = ConnectionIdentity::Certificate(alpha.clone());
+    let now = OffsetDateTime::now_utc();
+    assert!(
+        super::authenticate(&snapshot, &before, &connection, &headers(Key::Absent), now).is_ok()
+    );
+    let refused = super::authenticate(&snapshot, &after, &connection, &headers(Key::Absent), now)
+        .unwrap_err();
+    assert_eq!(refused.reason, ReasonCode::CertRevoked);
+    assert_eq!(
+        refused.detail["revocation"]["no_crl_covers"],
+        alpha.leaf.fingerprint.to_string()
+    );
+}

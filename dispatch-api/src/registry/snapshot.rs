@@ -172,13 +172,18 @@ impl RegistrySnapshot {
             .filter(|c| c.api_key.is_some_and(|h| h.matches(hash)))
     }
 
+    /// Whether this certificate is on the deny list.
+    pub fn is_revoked(&self, fingerprint: &Fingerprint) -> bool {
+        self.revoked.contains(fingerprint)
+    }
+
     /// The one client a verified certificate is bound to.
     pub fn client_for_certificate(
         &self,
         cert: &VerifiedCertificate,
         issuers: &IssuerIndex,
     ) -> Result<&Arc<Client>, CertMatchFailure> {
-        if cert.fingerprints().any(|f| self.revoked.contains(f)) {
+        if cert.fingerprints().any(|f| self.is_revoked(f)) {
             return Err(CertMatchFailure::Revoked);
         }
         let leaf = &cert.leaf;

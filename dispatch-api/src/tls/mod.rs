@@ -9,6 +9,7 @@
 //! keeps the old material and is logged and counted. After a change of trust (CA bundle or
 //! CRLs), sessions made under the old trust cannot be resumed.
 
+mod crl;
 mod material;
 mod peer;
 mod resumption;
@@ -30,7 +31,7 @@ use time::OffsetDateTime;
 
 pub use material::{MaterialError, TlsMaterial};
 pub use peer::{ConnectionOpened, record_peer_identity};
-pub use trust::{BundleCa, RevocationFailure, Trust};
+pub use trust::{BundleCa, PathFailure, Trust};
 pub use watch::watch;
 
 use crate::configuration::TlsSettings;

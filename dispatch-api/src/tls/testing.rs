@@ -64,3 +64,37 @@ pub fn verified(
         UnixTime::now(),
     )
 }
+
+/// The trust of a bundle of openssl-made CAs with these CRLs (PEM), or why it does not load.
+pub fn openssl_trust(
+    cas: &[&devpki::openssl::OpensslCa],
+    crls: &[(&str, &str)],
+) -> Result<Trust, super::MaterialError> {
+    let certs: Vec<CertificateDer<'static>> = cas
+        .iter()
+        .map(|ca| CertificateDer::from(ca.cert_der()))
+        .collect();
+    let crls = crls
+        .iter()
+        .map(|(name, pem)| ((*name).into(), devpki::openssl::pem_der(pem)))
+        .collect();
+    Trust::load(
+        std::path::Path::new("bundle.pem"),
+        &certs,
+        crls,
+        super::provider().signature_verification_algorithms,
+    )
+}
+
+/// An openssl-made leaf verified by `trust` now, sent with these intermediates.
+pub fn openssl_verified(
+    trust: &Trust,
+    leaf: &devpki::openssl::OpensslCert,
+    intermediates: &[&devpki::openssl::OpensslCa],
+) -> Result<Arc<VerifiedCertificate>, webpki::Error> {
+    let chain: Vec<CertificateDer<'static>> = intermediates
+        .iter()
+        .map(|ca| CertificateDer::from(ca.cert_der()))
+        .collect();
+    trust.verify(&CertificateDer::from(leaf.der()), &chain, UnixTime::now())
+}

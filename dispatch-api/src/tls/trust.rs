@@ -1,6 +1,7 @@
 //! Who the client CA bundle and the CRLs trust, as one value swapped with the rest of the
 //! material: path verification (webpki) that KEEPS the verified path, and revocation of every
-//! certificate of that path by the CRL of the key that signed it.
+//! certificate of that path by the CRLs of the key that signed it (`crl`: complete, delta and
+//! partitioned CRLs as RFC 5280 means them).
 //!
 //! Why not rustls' `WebPkiClientVerifier`: it answers only yes or no, so nothing downstream
 //! could know which CA signed the leaf (bindings matched the printed issuer, which any CA in
@@ -8,6 +9,13 @@
 //! rollover) could not each have a CRL. Here a CRL belongs to the key whose signature it
 //! carries, and the same check runs in the handshake and again on every request (a CRL loaded
 //! while a connection is open applies to its next request).
+//!
+//! A path ends at whichever CA of the bundle webpki reached first, often an issuing CA that
+//! sits in the bundle beside its root. The root still speaks for it: each CA of the bundle
+//! that another CA of the bundle signed carries that link (its "ancestry", settled at load),
+//! so the root's CRL and the deny list reach it whether or not the path went through the root.
+//! On every request the path's anchor must also still be a CA of the current bundle, by key,
+//! and within its validity: removing a CA takes its open connections with it.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -16,14 +24,14 @@ use std::sync::{Arc, Mutex, RwLock};
 use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls_pki_types::{CertificateDer, TrustAnchor, UnixTime};
 use time::OffsetDateTime;
-use x509_parser::prelude::FromDer;
-use x509_parser::revocation_list::CertificateRevocationList;
+use x509_parser::prelude::{FromDer, X509Certificate};
 use x509_parser::x509::SubjectPublicKeyInfo;
 
+use super::crl::{Crl, CrlVerdict, SignerCrls};
 use super::material::MaterialError;
 use crate::identity::{
-    ChainLink, DistinguishedName, Fingerprint, IssuerIndex, PeerCertificate, SpkiHash,
-    VerifiedCertificate,
+    CertificateScope, ChainLink, DistinguishedName, Fingerprint, IssuerIndex, PeerCertificate,
+    SpkiHash, VerifiedCertificate,
 };
 
 /// Verified paths remembered between the handshake and `on_connect` (and for resumptions).
@@ -35,41 +43,48 @@ pub struct BundleCa {
     pub subject: DistinguishedName,
     pub spki: SpkiHash,
     pub fingerprint: Fingerprint,
+    pub not_before: OffsetDateTime,
     pub not_after: OffsetDateTime,
     /// The SubjectPublicKeyInfo as DER, to check the signatures of this CA's CRLs.
     spki_der: Vec<u8>,
 }
 
-/// A certificate revocation list as loaded.
-#[derive(Debug)]
-struct Crl {
-    path: PathBuf,
-    issuer: DistinguishedName,
-    der: Vec<u8>,
-    revoked: HashSet<Vec<u8>>,
-    this_update: i64,
-    next_update: Option<OffsetDateTime>,
-}
-
-/// Why a path is not (or no longer) good enough.
+/// Why a path is not (or no longer) good enough, beyond what webpki checks.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RevocationFailure {
-    /// A certificate of the path is listed in the CRL of the key that signed it.
+pub enum PathFailure {
+    /// A certificate of the path (or a CA of the bundle above its anchor) is listed in the CRL
+    /// of the key that signed it.
     Revoked { fingerprint: Fingerprint },
-    /// The CRL of a key of the path is past its nextUpdate: fail closed until it is renewed.
+    /// A CRL of a key of the path is past its nextUpdate: fail closed until it is renewed.
     CrlExpired {
         crl: PathBuf,
         next_update: OffsetDateTime,
     },
+    /// The key that signed this certificate has CRLs, but none that covers it (a partition
+    /// that is not loaded): its status is unknown, which is not "good".
+    StatusUnknown { fingerprint: Fingerprint },
+    /// The path's anchor is no longer a CA of the bundle (removed since the handshake).
+    AnchorRemoved { anchor: SpkiHash },
+    /// The path's anchor is outside its validity.
+    AnchorExpired {
+        anchor: SpkiHash,
+        not_after: OffsetDateTime,
+    },
 }
 
-impl RevocationFailure {
+impl PathFailure {
     fn to_webpki(&self, now: UnixTime) -> webpki::Error {
         match self {
             Self::Revoked { .. } => webpki::Error::CertRevoked,
             Self::CrlExpired { next_update, .. } => webpki::Error::CrlExpired {
                 time: now,
                 next_update: unix_time(*next_update),
+            },
+            Self::StatusUnknown { .. } => webpki::Error::UnknownRevocationStatus,
+            Self::AnchorRemoved { .. } => webpki::Error::UnknownIssuer,
+            Self::AnchorExpired { not_after, .. } => webpki::Error::CertExpired {
+                time: now,
+                not_after: unix_time(*not_after),
             },
         }
     }
@@ -87,18 +102,21 @@ pub struct Trust {
     /// The same CAs as webpki takes them, in the same order as `cas`.
     anchors: Vec<TrustAnchor<'static>>,
     issuers: IssuerIndex,
+    /// For each key of the bundle, the CAs of the bundle above its CA.
+    ancestry: HashMap<SpkiHash, Ancestry>,
     crls: Vec<Crl>,
     algorithms: WebPkiSupportedAlgorithms,
-    /// The CRL of each signing key (index into `crls`), or none; keys outside the bundle
-    /// (intermediates) are looked up when first seen.
-    crl_of_signer: RwLock<HashMap<SpkiHash, Option<usize>>>,
+    /// The CRLs of each signing key, combined; keys outside the bundle (intermediates) are
+    /// looked up when first seen.
+    crls_of_signer: RwLock<HashMap<SpkiHash, Arc<SignerCrls>>>,
     /// Paths verified in recent handshakes, by a digest of the presented chain.
     recent: Mutex<HashMap<[u8; 32], Arc<VerifiedCertificate>>>,
 }
 
 impl Trust {
     /// Loads the bundle and the CRLs. A CRL must be signed by a CA of the bundle that bears
-    /// its issuer's name, or (for an intermediate's CRL) name no CA of the bundle at all.
+    /// its issuer's name, or (for an intermediate's CRL) name no CA of the bundle at all; the
+    /// CRLs of one issuer must combine (`crl::SignerCrls::combine`).
     pub fn load(
         ca_path: &Path,
         ca_certs: &[CertificateDer<'static>],
@@ -127,25 +145,31 @@ impl Trust {
                 subject: info.subject,
                 spki: SpkiHash::of_der(&spki_der),
                 fingerprint: info.fingerprint,
+                not_before: info.not_before,
                 not_after: info.not_after,
                 spki_der,
             });
             anchors.push(anchor);
         }
         let issuers = IssuerIndex::new(cas.iter().map(|ca| (ca.subject.clone(), ca.spki)));
-        let mut trust = Self {
+        let ancestry = ancestry(&cas, ca_certs);
+        let crls = crls
+            .into_iter()
+            .map(|(path, der)| {
+                Crl::parse(path.clone(), der).map_err(|detail| crl_error(&path, detail))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let crls_of_signer = crls_of_bundle(&cas, &crls)?;
+        Ok(Self {
             anchors,
             cas,
             issuers,
-            crls: Vec::new(),
+            ancestry,
+            crls,
             algorithms,
-            crl_of_signer: RwLock::new(HashMap::new()),
+            crls_of_signer: RwLock::new(crls_of_signer),
             recent: Mutex::new(HashMap::new()),
-        };
-        for (path, der) in crls {
-            trust.add_crl(path, der)?;
-        }
-        Ok(trust)
+        })
     }
 
     /// A trust with no CA and no CRL: no certificate verifies under it (for fuzzing and tests
@@ -155,65 +179,12 @@ impl Trust {
             cas: Vec::new(),
             anchors: Vec::new(),
             issuers: IssuerIndex::default(),
+            ancestry: HashMap::new(),
             crls: Vec::new(),
             algorithms: super::provider().signature_verification_algorithms,
-            crl_of_signer: RwLock::new(HashMap::new()),
+            crls_of_signer: RwLock::new(HashMap::new()),
             recent: Mutex::new(HashMap::new()),
         }
-    }
-
-    fn add_crl(&mut self, path: PathBuf, der: Vec<u8>) -> Result<(), MaterialError> {
-        const WHAT: &str = "certificate revocation list";
-        let fail = |detail: String| MaterialError::Pem {
-            path: path.clone(),
-            what: WHAT,
-            detail,
-        };
-        let (_, crl) =
-            CertificateRevocationList::from_der(&der).map_err(|e| fail(e.to_string()))?;
-        let issuer = DistinguishedName::from_x509(crl.issuer());
-        let loaded = Crl {
-            path: path.clone(),
-            revoked: crl
-                .iter_revoked_certificates()
-                .map(|r| r.raw_serial().to_vec())
-                .collect(),
-            this_update: crl.last_update().timestamp(),
-            next_update: crl
-                .next_update()
-                .and_then(|t| OffsetDateTime::from_unix_timestamp(t.timestamp()).ok()),
-            issuer: issuer.clone(),
-            der: der.clone(),
-        };
-        let index = self.crls.len();
-        let named: Vec<&BundleCa> = self.cas.iter().filter(|ca| ca.subject == issuer).collect();
-        let signers: Vec<SpkiHash> = named
-            .iter()
-            .filter(|ca| crl_signed_by(&crl, &ca.spki_der))
-            .map(|ca| ca.spki)
-            .collect();
-        if !named.is_empty() && signers.is_empty() {
-            return Err(fail(format!(
-                "it names `{issuer}` as its issuer, but no CA of that name in the bundle signed it"
-            )));
-        }
-        let mut by_signer = self
-            .crl_of_signer
-            .write()
-            .unwrap_or_else(|e| e.into_inner());
-        for spki in signers {
-            // Two CRLs of one CA: the newer one counts.
-            let newer = match by_signer.get(&spki) {
-                Some(Some(other)) => self.crls[*other].this_update < loaded.this_update,
-                _ => true,
-            };
-            if newer {
-                by_signer.insert(spki, Some(index));
-            }
-        }
-        drop(by_signer);
-        self.crls.push(loaded);
-        Ok(())
     }
 
     /// The CAs of the bundle.
@@ -228,7 +199,7 @@ impl Trust {
 
     /// Verifies a presented chain at `now` for client authentication and returns the path:
     /// chain to an anchor of the bundle, validity, clientAuth EKU (webpki), and revocation of
-    /// every certificate of the path (here).
+    /// every certificate of the path and of the CAs above its anchor (here).
     pub fn verify(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -243,7 +214,7 @@ impl Trust {
         // Called by webpki for each candidate path; the first one that passes is the one.
         let check = |path: &webpki::VerifiedPath<'_>| {
             let verified = self.describe(path, &leaf)?;
-            self.check_revocation(&verified, at)
+            self.check_path(&verified, at)
                 .map_err(|failure| failure.to_webpki(now))?;
             *found.borrow_mut() = Some(verified);
             Ok(())
@@ -297,6 +268,7 @@ impl Trust {
                 issuer: parsed.issuer.clone(),
                 signer_spki: SpkiHash::of_der(&signer),
                 signer_spki_der: signer.into(),
+                scope: CertificateScope::of_der(&cert.der()),
             })
             .collect();
         let parsed = || std::iter::once(leaf).chain(intermediates.iter().map(|(_, p)| p));
@@ -305,6 +277,7 @@ impl Trust {
             leaf: leaf.clone(),
             links,
             anchor: anchor.fingerprint,
+            anchor_spki: anchor.spki,
             not_before: parsed()
                 .map(|c| c.not_before)
                 .max()
@@ -316,68 +289,101 @@ impl Trust {
         })
     }
 
-    /// Checks every certificate of a verified path against the CRL of the key that signed it.
-    /// A key with no CRL is not checked (unknown status is allowed); an expired CRL fails
-    /// closed, as nginx does: renew CRLs before their nextUpdate.
-    pub fn check_revocation(
+    /// The links from the path's anchor up through the CAs of the bundle that signed it: the
+    /// anchor as its parent signed it, the parent as its own signed it, ... (none for a root).
+    pub fn ancestors(&self, verified: &VerifiedCertificate) -> &[ChainLink] {
+        self.ancestry
+            .get(&verified.anchor_spki)
+            .map_or(&[], |ancestry| &ancestry.links)
+    }
+
+    /// The fingerprints of the CAs of the bundle above the path's anchor, up to its root: the
+    /// deny list reaches them too.
+    pub fn cas_above(&self, verified: &VerifiedCertificate) -> &[Fingerprint] {
+        self.ancestry
+            .get(&verified.anchor_spki)
+            .map_or(&[], |ancestry| &ancestry.above)
+    }
+
+    /// What the bundle and the CRLs say of a verified path now, beyond webpki: its anchor is
+    /// still a CA of this bundle and valid, and no certificate of the path, nor a CA of the
+    /// bundle above its anchor, is revoked by the CRLs of the key that signed it. A key with no
+    /// CRL is not checked (unknown status is allowed); an expired CRL fails closed, as nginx
+    /// does: renew CRLs before their nextUpdate.
+    pub fn check_path(
         &self,
         verified: &VerifiedCertificate,
         now: OffsetDateTime,
-    ) -> Result<(), RevocationFailure> {
+    ) -> Result<(), PathFailure> {
+        let anchors: Vec<&BundleCa> = self
+            .cas
+            .iter()
+            .filter(|ca| ca.spki == verified.anchor_spki)
+            .collect();
+        if anchors.is_empty() {
+            return Err(PathFailure::AnchorRemoved {
+                anchor: verified.anchor_spki,
+            });
+        }
+        if !anchors
+            .iter()
+            .any(|ca| ca.not_before <= now && now <= ca.not_after)
+        {
+            return Err(PathFailure::AnchorExpired {
+                anchor: verified.anchor_spki,
+                not_after: anchors.iter().map(|ca| ca.not_after).max().unwrap_or(now),
+            });
+        }
         if self.crls.is_empty() {
             return Ok(());
         }
-        for link in &verified.links {
-            let Some(index) = self.crl_of(link) else {
-                continue;
-            };
-            let crl = &self.crls[index];
-            if let Some(next_update) = crl.next_update.filter(|next| *next < now) {
-                return Err(RevocationFailure::CrlExpired {
-                    crl: crl.path.clone(),
-                    next_update,
-                });
-            }
-            if crl.revoked.contains(&link.serial) {
-                return Err(RevocationFailure::Revoked {
-                    fingerprint: link.fingerprint,
-                });
-            }
+        for link in verified.links.iter().chain(self.ancestors(verified)) {
+            self.crls_of(link)
+                .status(&link.serial, &link.scope, now)
+                .map_err(|verdict| match verdict {
+                    CrlVerdict::Revoked => PathFailure::Revoked {
+                        fingerprint: link.fingerprint,
+                    },
+                    CrlVerdict::Expired { crl, next_update } => {
+                        PathFailure::CrlExpired { crl, next_update }
+                    }
+                    CrlVerdict::NotCovered => PathFailure::StatusUnknown {
+                        fingerprint: link.fingerprint,
+                    },
+                })?;
         }
         Ok(())
     }
 
-    /// The CRL of the key that signed `link`: known for the bundle's CAs, looked up (by name,
+    /// The CRLs of the key that signed `link`: known for the bundle's CAs, looked up (by name,
     /// then by signature) and remembered for other keys.
-    fn crl_of(&self, link: &ChainLink) -> Option<usize> {
+    fn crls_of(&self, link: &ChainLink) -> Arc<SignerCrls> {
         if let Some(known) = self
-            .crl_of_signer
+            .crls_of_signer
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(&link.signer_spki)
         {
-            return *known;
+            return known.clone();
         }
         // Only keys outside the bundle get here: the bundle's were settled at load.
         let named_in_bundle = !self.issuers.keys_named(&link.issuer).is_empty();
-        let found = (!named_in_bundle)
-            .then(|| {
-                self.crls
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, crl)| crl.issuer == link.issuer)
-                    .filter(|(_, crl)| {
-                        CertificateRevocationList::from_der(&crl.der)
-                            .is_ok_and(|(_, parsed)| crl_signed_by(&parsed, &link.signer_spki_der))
-                    })
-                    .max_by_key(|(_, crl)| crl.this_update)
-                    .map(|(index, _)| index)
-            })
-            .flatten();
-        self.crl_of_signer
+        let signed: Vec<&Crl> = if named_in_bundle {
+            Vec::new()
+        } else {
+            self.crls
+                .iter()
+                .filter(|crl| crl.issuer == link.issuer && crl.signed_by(&link.signer_spki_der))
+                .collect()
+        };
+        // The CRLs of one name combined at load; a subset of them (those of this key) that
+        // does not is no status at all.
+        let found =
+            Arc::new(SignerCrls::combine(&signed).unwrap_or_else(|_| SignerCrls::unusable()));
+        self.crls_of_signer
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(link.signer_spki, found);
+            .insert(link.signer_spki, found.clone());
         found
     }
 
@@ -400,6 +406,117 @@ impl Trust {
     }
 }
 
+fn crl_error(path: &Path, detail: String) -> MaterialError {
+    MaterialError::Pem {
+        path: path.to_owned(),
+        what: "certificate revocation list",
+        detail,
+    }
+}
+
+/// The CRLs of each key of the bundle, combined; and a check that the CRLs of every other
+/// issuer (intermediates outside the bundle) combine too, so a delta without its base is
+/// refused at load whoever issued it.
+fn crls_of_bundle(
+    cas: &[BundleCa],
+    crls: &[Crl],
+) -> Result<HashMap<SpkiHash, Arc<SignerCrls>>, MaterialError> {
+    let mut by_signer: HashMap<SpkiHash, Vec<&Crl>> = HashMap::new();
+    let mut by_outside_name: HashMap<&DistinguishedName, Vec<&Crl>> = HashMap::new();
+    for crl in crls {
+        let named: Vec<&BundleCa> = cas.iter().filter(|ca| ca.subject == crl.issuer).collect();
+        if named.is_empty() {
+            by_outside_name.entry(&crl.issuer).or_default().push(crl);
+            continue;
+        }
+        let signers: HashSet<SpkiHash> = named
+            .iter()
+            .filter(|ca| crl.signed_by(&ca.spki_der))
+            .map(|ca| ca.spki)
+            .collect();
+        if signers.is_empty() {
+            return Err(crl_error(
+                &crl.path,
+                format!(
+                    "it names `{}` as its issuer, but no CA of that name in the bundle signed it",
+                    crl.issuer
+                ),
+            ));
+        }
+        for spki in signers {
+            by_signer.entry(spki).or_default().push(crl);
+        }
+    }
+    for crls in by_outside_name.values() {
+        SignerCrls::combine(crls).map_err(|(path, detail)| crl_error(&path, detail))?;
+    }
+    let mut combined = HashMap::new();
+    for ca in cas {
+        let crls = by_signer.get(&ca.spki).map_or(&[][..], Vec::as_slice);
+        let crls = SignerCrls::combine(crls).map_err(|(path, detail)| crl_error(&path, detail))?;
+        combined.insert(ca.spki, Arc::new(crls));
+    }
+    Ok(combined)
+}
+
+/// What of the bundle stands above one of its CAs.
+#[derive(Debug, Default)]
+struct Ancestry {
+    /// The CA as signed by its parent, then the parent as signed by its own, ...
+    links: Vec<ChainLink>,
+    /// The parents' fingerprints, up to the root.
+    above: Vec<Fingerprint>,
+}
+
+/// For each CA of the bundle, the CAs of the bundle that signed it, up to a self-signed root:
+/// its parent is a CA of the bundle whose name is its issuer and whose key verifies its
+/// signature.
+fn ancestry(cas: &[BundleCa], ders: &[CertificateDer<'_>]) -> HashMap<SpkiHash, Ancestry> {
+    let parsed: Vec<Option<X509Certificate<'_>>> = ders
+        .iter()
+        .map(|der| X509Certificate::from_der(der).ok().map(|(_, cert)| cert))
+        .collect();
+    let parent_of = |index: usize| -> Option<usize> {
+        let cert = parsed[index].as_ref()?;
+        let issuer = DistinguishedName::from_x509(cert.issuer());
+        (0..cas.len()).find(|&other| {
+            let ca = &cas[other];
+            other != index
+                && ca.subject == issuer
+                && ca.spki != cas[index].spki
+                && SubjectPublicKeyInfo::from_der(&ca.spki_der)
+                    .is_ok_and(|(_, spki)| cert.verify_signature(Some(&spki)).is_ok())
+        })
+    };
+    let mut ancestry = HashMap::new();
+    for start in 0..cas.len() {
+        let mut found = Ancestry::default();
+        let mut seen = HashSet::from([start]);
+        let mut current = start;
+        while let Some(parent) = parent_of(current) {
+            let Some(cert) = parsed[current].as_ref() else {
+                break;
+            };
+            found.above.push(cas[parent].fingerprint);
+            found.links.push(ChainLink {
+                fingerprint: cas[current].fingerprint,
+                serial: cert.raw_serial().to_vec(),
+                issuer: DistinguishedName::from_x509(cert.issuer()),
+                signer_spki: cas[parent].spki,
+                signer_spki_der: cas[parent].spki_der.clone().into(),
+                scope: CertificateScope::of(cert),
+            });
+            if !seen.insert(parent) {
+                break;
+            }
+            current = parent;
+        }
+        // The first CA of a key decides (several certificates of one key: a renewed CA).
+        ancestry.entry(cas[start].spki).or_insert(found);
+    }
+    ancestry
+}
+
 /// A digest of a presented chain (leaf and intermediates, in order), to find its verified path.
 pub fn chain_key(end_entity: &[u8], intermediates: &[impl AsRef<[u8]>]) -> [u8; 32] {
     let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
@@ -412,17 +529,413 @@ pub fn chain_key(end_entity: &[u8], intermediates: &[impl AsRef<[u8]>]) -> [u8; 
     key
 }
 
-fn crl_signed_by(crl: &CertificateRevocationList<'_>, spki_der: &[u8]) -> bool {
-    SubjectPublicKeyInfo::from_der(spki_der)
-        .is_ok_and(|(_, spki)| crl.verify_signature(&spki).is_ok())
-}
-
 #[cfg(test)]
 mod tests {
     use devpki::CertificateAuthority;
 
-    use super::super::testing::{CA, leaf, trust, verified};
+    use devpki::openssl::{CrlSpec, OpensslCa, OpensslCert, delta_of};
+
+    use super::super::testing::{CA, leaf, openssl_trust, openssl_verified, trust, verified};
     use super::*;
+
+    /// An openssl root CA in a temp dir (kept for the test's life) and two of its clients.
+    struct Pki {
+        _dir: tempfile::TempDir,
+        root: OpensslCa,
+    }
+
+    fn pki() -> Pki {
+        let dir = tempfile::tempdir().unwrap();
+        let root = OpensslCa::root(dir.path(), "/O=Acme/CN=Acme Root");
+        Pki { _dir: dir, root }
+    }
+
+    fn client(ca: &OpensslCa, cn: &str) -> OpensslCert {
+        ca.client(&format!("/O=Acme/CN={cn}"), "")
+    }
+
+    /// A CRL of `ca` revoking `revoked` (keyCompromise), numbered `number`, with these
+    /// extension lines.
+    fn crl(ca: &OpensslCa, revoked: &[&OpensslCert], number: u64, extensions: &str) -> String {
+        ca.crl(&CrlSpec {
+            revoked: revoked.iter().map(|c| (*c, "keyCompromise")).collect(),
+            number,
+            extensions,
+            ..CrlSpec::default()
+        })
+    }
+
+    fn load_error(cas: &[&OpensslCa], crls: &[(&str, &str)]) -> String {
+        match openssl_trust(cas, crls) {
+            Ok(_) => panic!("the CRLs load"),
+            Err(error) => error.to_string(),
+        }
+    }
+
+    #[test]
+    fn a_base_crl_with_an_empty_delta_keeps_the_bases_revocation() {
+        let pki = pki();
+        let (revoked, kept) = (client(&pki.root, "a"), client(&pki.root, "b"));
+        let base = crl(&pki.root, &[&revoked], 1, "");
+        let delta = crl(&pki.root, &[], 2, &delta_of(1));
+        for crls in [
+            [("base.crl", &*base), ("delta.crl", &*delta)],
+            [("delta.crl", &*delta), ("base.crl", &*base)],
+        ] {
+            let bundle = openssl_trust(&[&pki.root], &crls).unwrap();
+            assert_eq!(
+                openssl_verified(&bundle, &revoked, &[]).unwrap_err(),
+                webpki::Error::CertRevoked
+            );
+            assert!(openssl_verified(&bundle, &kept, &[]).is_ok());
+        }
+    }
+
+    #[test]
+    fn a_delta_crl_adds_its_revocations_to_its_base() {
+        let pki = pki();
+        let (revoked, kept) = (client(&pki.root, "a"), client(&pki.root, "b"));
+        let base = crl(&pki.root, &[], 1, "");
+        let delta = crl(&pki.root, &[&revoked], 2, &delta_of(1));
+        let bundle =
+            openssl_trust(&[&pki.root], &[("base.crl", &base), ("delta.crl", &delta)]).unwrap();
+        assert_eq!(
+            openssl_verified(&bundle, &revoked, &[]).unwrap_err(),
+            webpki::Error::CertRevoked
+        );
+        assert!(openssl_verified(&bundle, &kept, &[]).is_ok());
+    }
+
+    #[test]
+    fn a_delta_entry_marked_remove_from_crl_releases_a_held_certificate() {
+        let pki = pki();
+        let (held, revoked) = (client(&pki.root, "a"), client(&pki.root, "b"));
+        let base = pki.root.crl(&CrlSpec {
+            revoked: vec![(&held, "certificateHold"), (&revoked, "keyCompromise")],
+            number: 1,
+            ..CrlSpec::default()
+        });
+        let delta = pki.root.crl(&CrlSpec {
+            revoked: vec![(&held, "removeFromCRL")],
+            number: 2,
+            extensions: &delta_of(1),
+            ..CrlSpec::default()
+        });
+        let bundle =
+            openssl_trust(&[&pki.root], &[("base.crl", &base), ("delta.crl", &delta)]).unwrap();
+        assert!(openssl_verified(&bundle, &held, &[]).is_ok());
+        assert_eq!(
+            openssl_verified(&bundle, &revoked, &[]).unwrap_err(),
+            webpki::Error::CertRevoked
+        );
+        // Without the delta, the hold stands.
+        let base_only = openssl_trust(&[&pki.root], &[("base.crl", &base)]).unwrap();
+        assert_eq!(
+            openssl_verified(&base_only, &held, &[]).unwrap_err(),
+            webpki::Error::CertRevoked
+        );
+    }
+
+    #[test]
+    fn a_delta_crl_without_its_base_is_refused_at_load_naming_the_file() {
+        let pki = pki();
+        let delta = crl(&pki.root, &[], 2, &delta_of(1));
+        let message = load_error(&[&pki.root], &[("delta.crl", &delta)]);
+        assert!(message.contains("delta.crl"), "{message}");
+        assert!(message.contains("delta CRL"), "{message}");
+        // Also for an intermediate's CRLs, whose key the bundle does not hold.
+        let intermediate = pki.root.intermediate("/O=Acme/CN=Acme Issuing", "");
+        let delta = crl(&intermediate, &[], 2, &delta_of(1));
+        let message = load_error(&[&pki.root], &[("issuing-delta.crl", &delta)]);
+        assert!(message.contains("issuing-delta.crl"), "{message}");
+    }
+
+    #[test]
+    fn a_delta_crl_on_a_newer_base_than_the_one_loaded_is_refused_at_load() {
+        let pki = pki();
+        let base = crl(&pki.root, &[], 1, "");
+        let delta = crl(&pki.root, &[], 3, &delta_of(2));
+        let message = load_error(&[&pki.root], &[("base.crl", &base), ("delta.crl", &delta)]);
+        assert!(message.contains("delta.crl"), "{message}");
+        assert!(message.contains("base.crl"), "{message}");
+        // On the base it names (or an older one), it applies.
+        let delta = crl(&pki.root, &[], 3, &delta_of(1));
+        assert!(openssl_trust(&[&pki.root], &[("base.crl", &base), ("delta.crl", &delta)]).is_ok());
+    }
+
+    #[test]
+    fn a_delta_crl_no_newer_than_the_complete_crl_is_already_in_it_and_left_out() {
+        let pki = pki();
+        let held = client(&pki.root, "a");
+        let base = pki.root.crl(&CrlSpec {
+            revoked: vec![(&held, "certificateHold")],
+            number: 3,
+            ..CrlSpec::default()
+        });
+        let stale = pki.root.crl(&CrlSpec {
+            revoked: vec![(&held, "removeFromCRL")],
+            number: 2,
+            extensions: &delta_of(1),
+            ..CrlSpec::default()
+        });
+        let bundle =
+            openssl_trust(&[&pki.root], &[("base.crl", &base), ("delta.crl", &stale)]).unwrap();
+        assert_eq!(
+            openssl_verified(&bundle, &held, &[]).unwrap_err(),
+            webpki::Error::CertRevoked
+        );
+        // Of two deltas on one base, the higher number counts.
+        let base = crl(&pki.root, &[], 1, "");
+        let adds = crl(&pki.root, &[&held], 2, &delta_of(1));
+        let newer = crl(&pki.root, &[], 3, &delta_of(1));
+        for crls in [
+            [("base.crl", &*base), ("2.crl", &*adds), ("3.crl", &*newer)],
+            [("base.crl", &*base), ("3.crl", &*newer), ("2.crl", &*adds)],
+        ] {
+            let bundle = openssl_trust(&[&pki.root], &crls).unwrap();
+            assert!(openssl_verified(&bundle, &held, &[]).is_ok());
+        }
+    }
+
+    #[test]
+    fn a_newer_crl_by_number_wins_over_a_later_this_update_with_a_lower_number() {
+        let pki = pki();
+        let (x, y) = (client(&pki.root, "x"), client(&pki.root, "y"));
+        let now = OffsetDateTime::now_utc();
+        let numbered = |revoked: &OpensslCert, number, age: time::Duration| {
+            pki.root.crl(&CrlSpec {
+                revoked: vec![(revoked, "keyCompromise")],
+                number,
+                this_update: Some(now - age),
+                ..CrlSpec::default()
+            })
+        };
+        let higher_number = numbered(&x, 5, time::Duration::hours(2));
+        let later_date = numbered(&y, 4, time::Duration::hours(1));
+        for crls in [
+            [("5.crl", &*higher_number), ("4.crl", &*later_date)],
+            [("4.crl", &*later_date), ("5.crl", &*higher_number)],
+        ] {
+            let bundle = openssl_trust(&[&pki.root], &crls).unwrap();
+            assert_eq!(
+                openssl_verified(&bundle, &x, &[]).unwrap_err(),
+                webpki::Error::CertRevoked
+            );
+            assert!(
+                openssl_verified(&bundle, &y, &[]).is_ok(),
+                "CRL 4 does not count"
+            );
+        }
+    }
+
+    #[test]
+    fn a_partitioned_crl_covers_only_the_certificates_of_its_partition() {
+        let pki = pki();
+        let point = |n| format!("crlDistributionPoints=URI:http://crl.acme.test/{n}.crl\n");
+        let in_one = pki.root.client("/O=Acme/CN=one", &point(1));
+        let in_two = pki.root.client("/O=Acme/CN=two", &point(2));
+        let partition = |n, revoked: &[&OpensslCert]| {
+            crl(
+                &pki.root,
+                revoked,
+                1,
+                &format!(
+                    "issuingDistributionPoint=critical,@idp\n[idp]\nfullname=URI:http://crl.acme.test/{n}.crl\n"
+                ),
+            )
+        };
+        let one = partition(1, &[&in_one]);
+        let bundle = openssl_trust(&[&pki.root], &[("1.crl", &one)]).unwrap();
+        assert_eq!(
+            openssl_verified(&bundle, &in_one, &[]).unwrap_err(),
+            webpki::Error::CertRevoked
+        );
+        // No CRL of the root covers partition 2: unknown, not good.
+        assert_eq!(
+            openssl_verified(&bundle, &in_two, &[]).unwrap_err(),
+            webpki::Error::UnknownRevocationStatus
+        );
+        // A revocation in partition 1's CRL does not reach partition 2 (and the other way).
+        let two = partition(2, &[&in_one]);
+        let bundle = openssl_trust(&[&pki.root], &[("1.crl", &one), ("2.crl", &two)]).unwrap();
+        assert!(openssl_verified(&bundle, &in_two, &[]).is_ok());
+        let bundle = openssl_trust(&[&pki.root], &[("2.crl", &two)]).unwrap();
+        assert_eq!(
+            openssl_verified(&bundle, &in_one, &[]).unwrap_err(),
+            webpki::Error::UnknownRevocationStatus
+        );
+    }
+
+    #[test]
+    fn a_user_certificates_only_crl_does_not_speak_for_the_cas_below() {
+        let pki = pki();
+        let intermediate = pki.root.intermediate("/O=Acme/CN=Acme Issuing", "");
+        let leaf = client(&intermediate, "w");
+        let direct = client(&pki.root, "d");
+        let users = crl(
+            &pki.root,
+            &[&direct],
+            1,
+            "issuingDistributionPoint=critical,@idp\n[idp]\nonlyuser=TRUE\n",
+        );
+        let bundle = openssl_trust(&[&pki.root], &[("users.crl", &users)]).unwrap();
+        assert_eq!(
+            openssl_verified(&bundle, &direct, &[]).unwrap_err(),
+            webpki::Error::CertRevoked
+        );
+        assert_eq!(
+            openssl_verified(&bundle, &leaf, &[&intermediate]).unwrap_err(),
+            webpki::Error::UnknownRevocationStatus
+        );
+        let cas = crl(
+            &pki.root,
+            &[],
+            1,
+            "issuingDistributionPoint=critical,@idp\n[idp]\nonlyCA=TRUE\n",
+        );
+        let bundle =
+            openssl_trust(&[&pki.root], &[("users.crl", &users), ("cas.crl", &cas)]).unwrap();
+        assert!(openssl_verified(&bundle, &leaf, &[&intermediate]).is_ok());
+    }
+
+    #[test]
+    fn crls_this_service_cannot_apply_completely_are_refused_at_load_naming_file_and_extension() {
+        let pki = pki();
+        let idp = |line: &str| format!("issuingDistributionPoint=critical,@idp\n[idp]\n{line}\n");
+        for (extensions, expected) in [
+            (idp("onlysomereasons=keyCompromise"), "onlySomeReasons"),
+            (idp("indirectCRL=TRUE"), "indirectCRL"),
+            (idp("onlyAA=TRUE"), "onlyContainsAttributeCerts"),
+            (
+                "1.3.6.1.4.1.55555.1 = critical,ASN1:NULL\n".to_owned(),
+                "1.3.6.1.4.1.55555.1",
+            ),
+        ] {
+            let odd = crl(&pki.root, &[], 1, &extensions);
+            let message = load_error(&[&pki.root], &[("odd.crl", &odd)]);
+            assert!(message.contains("odd.crl"), "{message}");
+            assert!(message.contains(expected), "{expected}: {message}");
+        }
+        // An unknown extension that is not critical is read past.
+        let fine = crl(&pki.root, &[], 1, "1.3.6.1.4.1.55555.1 = ASN1:NULL\n");
+        assert!(openssl_trust(&[&pki.root], &[("fine.crl", &fine)]).is_ok());
+    }
+
+    #[test]
+    fn a_roots_crl_revoking_an_intermediate_of_the_bundle_refuses_its_leaves_though_the_path_ends_at_it()
+     {
+        let pki = pki();
+        let intermediate = pki.root.intermediate("/O=Acme/CN=Acme Issuing", "");
+        let leaf = client(&intermediate, "w");
+        let revokes = crl(&pki.root, &[&intermediate.as_cert()], 1, "");
+        let before = openssl_trust(&[&pki.root, &intermediate], &[]).unwrap();
+        let path = openssl_verified(&before, &leaf, &[]).unwrap();
+        assert_eq!(path.anchor, Fingerprint::of_der(&intermediate.cert_der()));
+        assert_eq!(before.ancestors(&path).len(), 1);
+        assert_eq!(
+            before.cas_above(&path),
+            [Fingerprint::of_der(&pki.root.cert_der())]
+        );
+        // In either order of the bundle, with or without the intermediate sent.
+        for cas in [[&pki.root, &intermediate], [&intermediate, &pki.root]] {
+            let after = openssl_trust(&cas, &[("root.crl", &revokes)]).unwrap();
+            for sent in [&[][..], &[&intermediate][..]] {
+                assert_eq!(
+                    openssl_verified(&after, &leaf, sent).unwrap_err(),
+                    webpki::Error::CertRevoked
+                );
+            }
+            // And on a connection verified before the CRL came.
+            assert_eq!(
+                after.check_path(&path, OffsetDateTime::now_utc()),
+                Err(PathFailure::Revoked {
+                    fingerprint: Fingerprint::of_der(&intermediate.cert_der())
+                })
+            );
+        }
+    }
+
+    #[test]
+    fn the_ancestry_of_a_ca_reaches_through_every_ca_of_the_bundle_up_to_the_root() {
+        let pki = pki();
+        let middle = pki.root.intermediate("/O=Acme/CN=Acme Policy", "");
+        let issuing = middle.intermediate("/O=Acme/CN=Acme Issuing", "");
+        let leaf = client(&issuing, "w");
+        let bundle = openssl_trust(&[&issuing, &middle, &pki.root], &[]).unwrap();
+        let path = openssl_verified(&bundle, &leaf, &[]).unwrap();
+        assert_eq!(
+            bundle.cas_above(&path),
+            [
+                Fingerprint::of_der(&middle.cert_der()),
+                Fingerprint::of_der(&pki.root.cert_der())
+            ]
+        );
+        // The root's CRL revoking the middle CA takes the issuing CA's leaves with it.
+        let revokes = crl(&pki.root, &[&middle.as_cert()], 1, "");
+        let after =
+            openssl_trust(&[&issuing, &middle, &pki.root], &[("root.crl", &revokes)]).unwrap();
+        assert_eq!(
+            after.check_path(&path, OffsetDateTime::now_utc()),
+            Err(PathFailure::Revoked {
+                fingerprint: Fingerprint::of_der(&middle.cert_der())
+            })
+        );
+    }
+
+    #[test]
+    fn a_root_is_nobodys_ancestor_and_an_unrelated_ca_of_the_bundle_is_not_an_ancestor() {
+        let pki = pki();
+        let other = OpensslCa::root(&pki.root.dir, "/O=Acme/CN=Acme Issuing");
+        let leaf = client(&other, "w");
+        let bundle = openssl_trust(&[&pki.root, &other], &[]).unwrap();
+        let path = openssl_verified(&bundle, &leaf, &[]).unwrap();
+        assert!(bundle.ancestors(&path).is_empty());
+        assert!(bundle.cas_above(&path).is_empty());
+        let direct = openssl_verified(&bundle, &client(&pki.root, "d"), &[]).unwrap();
+        assert!(bundle.ancestors(&direct).is_empty());
+    }
+
+    #[test]
+    fn a_path_whose_anchor_left_the_bundle_is_refused_on_its_next_check() {
+        let partner =
+            CertificateAuthority::new("Partner CA", "Test", time::Duration::days(1)).unwrap();
+        let issued = leaf(&partner, "w", &[]);
+        let both = trust(&[&CA, &partner], &[]);
+        let path = verified(&both, &issued, &[]).unwrap();
+        let now = OffsetDateTime::now_utc();
+        assert!(both.check_path(&path, now).is_ok());
+        assert_eq!(
+            trust(&[&CA], &[]).check_path(&path, now),
+            Err(PathFailure::AnchorRemoved {
+                anchor: path.anchor_spki
+            })
+        );
+        // Wherever it stands in the bundle.
+        assert!(trust(&[&partner, &CA], &[]).check_path(&path, now).is_ok());
+    }
+
+    #[test]
+    fn a_path_whose_anchor_expired_is_refused_on_its_next_check() {
+        let issued = leaf(&CA, "w", &[]);
+        let bundle = trust(&[&CA], &[]);
+        let path = verified(&bundle, &issued, &[]).unwrap();
+        let not_after = bundle.cas()[0].not_after;
+        assert!(bundle.check_path(&path, not_after).is_ok());
+        assert_eq!(
+            bundle.check_path(&path, not_after + time::Duration::seconds(1)),
+            Err(PathFailure::AnchorExpired {
+                anchor: path.anchor_spki,
+                not_after
+            })
+        );
+        let not_before = bundle.cas()[0].not_before;
+        assert!(bundle.check_path(&path, not_before).is_ok());
+        assert!(
+            bundle
+                .check_path(&path, not_before - time::Duration::seconds(1))
+                .is_err()
+        );
+    }
 
     #[test]
     fn the_verified_path_names_the_key_that_signed_each_certificate() {
@@ -468,8 +981,8 @@ mod tests {
         );
         // And on a connection verified before the CRL was loaded.
         assert_eq!(
-            after.check_revocation(&path, OffsetDateTime::now_utc()),
-            Err(RevocationFailure::Revoked {
+            after.check_path(&path, OffsetDateTime::now_utc()),
+            Err(PathFailure::Revoked {
                 fingerprint: Fingerprint::of_der(&intermediate.cert_der())
             })
         );
@@ -603,10 +1116,10 @@ mod tests {
             .unwrap();
         let bundle = trust(&[&CA], &[crl]);
         let path = verified(&bundle, &issued, &[]).unwrap();
-        assert!(bundle.check_revocation(&path, next_update).is_ok());
+        assert!(bundle.check_path(&path, next_update).is_ok());
         assert_eq!(
-            bundle.check_revocation(&path, next_update + time::Duration::seconds(1)),
-            Err(RevocationFailure::CrlExpired {
+            bundle.check_path(&path, next_update + time::Duration::seconds(1)),
+            Err(PathFailure::CrlExpired {
                 crl: "test.crl".into(),
                 next_update
             })
@@ -616,18 +1129,14 @@ mod tests {
     #[test]
     fn an_expired_crl_fails_closed_for_the_certificates_its_ca_signed() {
         let issued = leaf(&CA, "w", &[]);
-        let crl = CA.revocation_list(&[], time::Duration::days(1)).unwrap();
+        let crl = CA.revocation_list(&[], time::Duration::hours(1)).unwrap();
         let bundle = trust(&[&CA], &[crl]);
         let path = verified(&bundle, &issued, &[]).unwrap();
         assert!(matches!(
-            bundle.check_revocation(&path, OffsetDateTime::now_utc() + time::Duration::days(2)),
-            Err(RevocationFailure::CrlExpired { .. })
+            bundle.check_path(&path, OffsetDateTime::now_utc() + time::Duration::hours(2)),
+            Err(PathFailure::CrlExpired { .. })
         ));
-        assert!(
-            bundle
-                .check_revocation(&path, OffsetDateTime::now_utc())
-                .is_ok()
-        );
+        assert!(bundle.check_path(&path, OffsetDateTime::now_utc()).is_ok());
     }
 
     #[test]

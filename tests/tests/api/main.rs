@@ -11,3 +11,4 @@ mod listener;
 mod lockout;
 mod plans;
 mod stock_clients;
+mod trust_edges;

@@ -1,0 +1,491 @@
+//! Certificate revocation lists as RFC 5280 (§5.2, §5.3, §6.3) means them, not as "a list of
+//! serials": a CRL is only used for what it covers.
+//!
+//! - A **complete** CRL of a CA covers every certificate the CA signed. Of several complete
+//!   CRLs of one key and one scope, the one with the highest CRL number counts, then the latest
+//!   thisUpdate (a re-signed CRL with an earlier number but a later date does not win).
+//! - A **delta** CRL (Delta CRL Indicator, what AD CS publishes between base CRLs) lists only
+//!   the changes since its base: it is merged with the complete CRL of the same key and scope
+//!   whose number is at least the delta's base CRL number, never used alone. A delta whose base
+//!   is not loaded is refused at load, naming the file; one no newer than the complete CRL is
+//!   already in it and is left out.
+//! - A **partitioned** CRL (Issuing Distribution Point) covers only the certificates of its
+//!   partition: those whose CRL Distribution Points name its distribution point, and only user
+//!   or only CA certificates if it says so. A certificate signed by a key that has CRLs, none of
+//!   which covers it, has no known status and is refused (a missing partition must not read as
+//!   "not revoked").
+//! - What this service cannot apply completely is refused at load with the file and the
+//!   extension named: a CRL partitioned by reason (onlySomeReasons), an indirect CRL (or an
+//!   entry naming another certificate issuer), one for attribute certificates, a distribution
+//!   point relative to the issuer's name, and any unknown critical extension.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+
+use time::OffsetDateTime;
+use x509_parser::extensions::{DistributionPointName, ParsedExtension, X509Extension};
+use x509_parser::prelude::FromDer;
+use x509_parser::revocation_list::CertificateRevocationList;
+
+use crate::identity::{CertificateScope, DistinguishedName, general_name_text};
+
+const CRL_NUMBER: &str = "2.5.29.20";
+const DELTA_CRL_INDICATOR: &str = "2.5.29.27";
+const ISSUING_DISTRIBUTION_POINT: &str = "2.5.29.28";
+/// Extensions of a CRL that say nothing about its scope, so reading past them is right.
+const INFORMATIONAL: &[&str] = &[
+    "2.5.29.35",             // authority key identifier
+    "2.5.29.18",             // issuer alternative name
+    "2.5.29.46",             // freshest CRL (where the delta CRLs are)
+    "2.5.29.60",             // expired certificates on CRL
+    "1.3.6.1.5.5.7.1.1",     // authority information access
+    "1.3.6.1.4.1.311.21.1",  // Microsoft CA version (AD CS)
+    "1.3.6.1.4.1.311.21.4",  // Microsoft next CRL publish (AD CS)
+    "1.3.6.1.4.1.311.21.14", // Microsoft CRL self CDP (AD CS)
+];
+const REASON_CODE: &str = "2.5.29.21";
+const HOLD_INSTRUCTION: &str = "2.5.29.23";
+const INVALIDITY_DATE: &str = "2.5.29.24";
+const CERTIFICATE_ISSUER: &str = "2.5.29.29";
+/// reasonCode removeFromCRL: in a delta CRL, the certificate is no longer revoked (it was on
+/// hold).
+const REMOVE_FROM_CRL: u8 = 8;
+
+/// A CRL number: an INTEGER of up to 20 octets, kept as its big-endian magnitude.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct CrlNumber(Vec<u8>);
+
+impl CrlNumber {
+    fn from_be(bytes: &[u8]) -> Self {
+        let start = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len());
+        Self(bytes[start..].to_vec())
+    }
+}
+
+impl Ord for CrlNumber {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.0.len(), &self.0).cmp(&(other.0.len(), &other.0))
+    }
+}
+
+impl PartialOrd for CrlNumber {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl std::fmt::Display for CrlNumber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("0");
+        }
+        f.write_str("0x")?;
+        f.write_str(&hex::encode(&self.0))
+    }
+}
+
+/// The content of a DER INTEGER that is the whole of `der` (the Delta CRL Indicator's value).
+fn der_integer(der: &[u8]) -> Option<CrlNumber> {
+    match der {
+        [0x02, length, content @ ..] if usize::from(*length) == content.len() && *length < 0x80 => {
+            // Negative numbers are not CRL numbers.
+            (content.first().is_some_and(|b| b & 0x80 == 0)).then(|| CrlNumber::from_be(content))
+        }
+        _ => None,
+    }
+}
+
+/// Which certificates a CRL speaks about (its Issuing Distribution Point, if any).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(super) struct Scope {
+    /// The extension's encoding, as a delta and its base must share it.
+    idp: Option<Vec<u8>>,
+    /// The distribution point's names: only certificates whose CRL Distribution Points name
+    /// one of them are covered. Empty: no such narrowing.
+    distribution_points: Vec<String>,
+    only_user_certs: bool,
+    only_ca_certs: bool,
+}
+
+impl Scope {
+    fn covers(&self, cert: &CertificateScope) -> bool {
+        if (self.only_user_certs && cert.is_ca) || (self.only_ca_certs && !cert.is_ca) {
+            return false;
+        }
+        self.distribution_points.is_empty()
+            || cert
+                .distribution_points
+                .iter()
+                .any(|name| self.distribution_points.contains(name))
+    }
+}
+
+/// A CRL as loaded, its kind and scope read from its extensions.
+#[derive(Debug)]
+pub(super) struct Crl {
+    pub path: PathBuf,
+    pub issuer: DistinguishedName,
+    pub der: Vec<u8>,
+    /// Serials as encoded, each with whether it is listed as removeFromCRL.
+    entries: HashMap<Vec<u8>, bool>,
+    pub this_update: i64,
+    pub next_update: Option<OffsetDateTime>,
+    number: Option<CrlNumber>,
+    /// For a delta CRL, the number of the complete CRL it starts from.
+    delta_of: Option<CrlNumber>,
+    scope: Scope,
+}
+
+impl Crl {
+    /// Parses a CRL and refuses what cannot be applied completely; the error is the detail for
+    /// a message that names the file.
+    pub fn parse(path: PathBuf, der: Vec<u8>) -> Result<Self, String> {
+        let (_, crl) = CertificateRevocationList::from_der(&der).map_err(|e| e.to_string())?;
+        let mut number = None;
+        let mut delta_of = None;
+        let mut scope = Scope::default();
+        for ext in crl.extensions() {
+            let oid = ext.oid.to_id_string();
+            match oid.as_str() {
+                CRL_NUMBER => {
+                    number = Some(
+                        crl.crl_number()
+                            .map(|n| CrlNumber::from_be(&n.to_bytes_be()))
+                            .ok_or("its CRL Number extension cannot be read")?,
+                    );
+                }
+                DELTA_CRL_INDICATOR => {
+                    delta_of = Some(
+                        der_integer(ext.value)
+                            .ok_or("its Delta CRL Indicator cannot be read as a CRL number")?,
+                    );
+                }
+                ISSUING_DISTRIBUTION_POINT => scope = read_scope(ext)?,
+                known if INFORMATIONAL.contains(&known) => {}
+                _ if ext.critical => {
+                    return Err(format!(
+                        "it carries a critical extension this service cannot apply ({oid}); RFC 5280 §5.2 forbids using such a CRL"
+                    ));
+                }
+                _ => {}
+            }
+        }
+        if delta_of.is_some() && number.is_none() {
+            return Err(
+                "it is a delta CRL without a CRL Number (RFC 5280 §5.2.4 requires one)".into(),
+            );
+        }
+        let mut entries = HashMap::new();
+        for revoked in crl.iter_revoked_certificates() {
+            let mut removed = false;
+            for ext in revoked.extensions() {
+                let oid = ext.oid.to_id_string();
+                match oid.as_str() {
+                    REASON_CODE => {
+                        removed = matches!(ext.parsed_extension(), ParsedExtension::ReasonCode(code) if code.0 == REMOVE_FROM_CRL);
+                    }
+                    CERTIFICATE_ISSUER => {
+                        return Err(format!(
+                            "the entry for serial {} names another certificate issuer ({CERTIFICATE_ISSUER}): indirect CRLs are not supported",
+                            revoked.raw_serial_as_string()
+                        ));
+                    }
+                    HOLD_INSTRUCTION | INVALIDITY_DATE => {}
+                    _ if ext.critical => {
+                        return Err(format!(
+                            "the entry for serial {} carries a critical extension this service cannot apply ({oid})",
+                            revoked.raw_serial_as_string()
+                        ));
+                    }
+                    _ => {}
+                }
+            }
+            entries.insert(revoked.raw_serial().to_vec(), removed);
+        }
+        Ok(Self {
+            path,
+            issuer: DistinguishedName::from_x509(crl.issuer()),
+            entries,
+            this_update: crl.last_update().timestamp(),
+            next_update: crl
+                .next_update()
+                .and_then(|t| OffsetDateTime::from_unix_timestamp(t.timestamp()).ok()),
+            number,
+            delta_of,
+            scope,
+            der,
+        })
+    }
+
+    /// Whether `key`'s signature is on this CRL.
+    pub fn signed_by(&self, spki_der: &[u8]) -> bool {
+        use x509_parser::x509::SubjectPublicKeyInfo;
+        let Ok((_, crl)) = CertificateRevocationList::from_der(&self.der) else {
+            return false;
+        };
+        SubjectPublicKeyInfo::from_der(spki_der)
+            .is_ok_and(|(_, spki)| crl.verify_signature(&spki).is_ok())
+    }
+
+    fn is_delta(&self) -> bool {
+        self.delta_of.is_some()
+    }
+
+    /// What orders complete CRLs of one scope: CRL number, then thisUpdate.
+    fn recency(&self) -> (Option<&CrlNumber>, i64) {
+        (self.number.as_ref(), self.this_update)
+    }
+
+    fn revoked(&self) -> impl Iterator<Item = &Vec<u8>> {
+        self.entries
+            .iter()
+            .filter(|(_, removed)| !**removed)
+            .map(|(serial, _)| serial)
+    }
+}
+
+fn read_scope(ext: &X509Extension<'_>) -> Result<Scope, String> {
+    let ParsedExtension::IssuingDistributionPoint(idp) = ext.parsed_extension() else {
+        return Err("its Issuing Distribution Point extension cannot be read".into());
+    };
+    let refuse = |what: &str| {
+        Err(format!(
+            "its Issuing Distribution Point ({ISSUING_DISTRIBUTION_POINT}) {what}, which this service does not apply; load the CA's complete CRL instead"
+        ))
+    };
+    if idp.only_some_reasons.is_some() {
+        return refuse("covers only some revocation reasons (onlySomeReasons)");
+    }
+    if idp.indirect_crl {
+        return refuse("makes it an indirect CRL (indirectCRL)");
+    }
+    if idp.only_contains_attribute_certs {
+        return refuse("limits it to attribute certificates (onlyContainsAttributeCerts)");
+    }
+    if idp.only_contains_user_certs && idp.only_contains_ca_certs {
+        return refuse("limits it to user and to CA certificates at once");
+    }
+    let distribution_points = match &idp.distribution_point {
+        None => Vec::new(),
+        Some(DistributionPointName::FullName(names)) => {
+            names.iter().map(general_name_text).collect()
+        }
+        Some(DistributionPointName::NameRelativeToCRLIssuer(_)) => {
+            return refuse("names its distribution point relative to the issuer");
+        }
+    };
+    Ok(Scope {
+        idp: Some(ext.value.to_vec()),
+        distribution_points,
+        only_user_certs: idp.only_contains_user_certs,
+        only_ca_certs: idp.only_contains_ca_certs,
+    })
+}
+
+/// One scope's revocation list as it applies: a complete CRL, merged with its newest delta.
+#[derive(Debug)]
+struct Effective {
+    scope: Scope,
+    revoked: HashSet<Vec<u8>>,
+    /// The files it was made of and their nextUpdate: past any of them, the status is stale.
+    sources: Vec<(PathBuf, Option<OffsetDateTime>)>,
+}
+
+/// Why a certificate's status by its signer's CRLs is not "good".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum CrlVerdict {
+    Revoked,
+    Expired {
+        crl: PathBuf,
+        next_update: OffsetDateTime,
+    },
+    /// The key has CRLs, but none covers this certificate (or they could not be combined).
+    NotCovered,
+}
+
+/// What the CRLs of one signing key say. No CRL at all: the key is not checked.
+#[derive(Debug, Default)]
+pub(super) struct SignerCrls {
+    lists: Vec<Effective>,
+    /// The CRLs of this key could not be combined (a delta without its base): nothing is good.
+    unusable: bool,
+}
+
+impl SignerCrls {
+    /// Combines the CRLs of one key: per scope, the newest complete CRL and the newest delta
+    /// on top of it. Errors name the file at fault.
+    pub fn combine(crls: &[&Crl]) -> Result<Self, (PathBuf, String)> {
+        let mut complete: Vec<&Crl> = Vec::new();
+        for crl in crls.iter().filter(|c| !c.is_delta()) {
+            match complete.iter_mut().find(|c| c.scope == crl.scope) {
+                Some(chosen) if crl.recency() > chosen.recency() => *chosen = crl,
+                Some(_) => {}
+                None => complete.push(crl),
+            }
+        }
+        let mut deltas: Vec<Option<&Crl>> = vec![None; complete.len()];
+        for delta in crls.iter().filter(|c| c.is_delta()) {
+            let fail = |detail: String| Err((delta.path.clone(), detail));
+            let Some(index) = complete.iter().position(|c| c.scope == delta.scope) else {
+                return fail(
+                    "it is a delta CRL, and the complete CRL it builds on (same CA, same scope) is not loaded: add it to tls.crl_files".into(),
+                );
+            };
+            let base = complete[index];
+            let (Some(base_number), Some(wanted), Some(number)) =
+                (&base.number, &delta.delta_of, &delta.number)
+            else {
+                return fail(format!(
+                    "it is a delta CRL, and the complete CRL `{}` carries no CRL Number to apply it to",
+                    base.path.display()
+                ));
+            };
+            if wanted > base_number {
+                return fail(format!(
+                    "it is a delta CRL on complete CRL number {wanted}, newer than the one loaded (`{}`, number {base_number}): load that complete CRL",
+                    base.path.display()
+                ));
+            }
+            // A delta no newer than the complete CRL is already part of it.
+            let newer = number > base_number
+                && deltas[index].is_none_or(|chosen| chosen.number.as_ref() < Some(number));
+            if newer {
+                deltas[index] = Some(delta);
+            }
+        }
+        let lists = complete
+            .into_iter()
+            .zip(deltas)
+            .map(|(base, delta)| {
+                let mut revoked: HashSet<Vec<u8>> = base.revoked().cloned().collect();
+                let mut sources = vec![(base.path.clone(), base.next_update)];
+                if let Some(delta) = delta {
+                    revoked.extend(delta.revoked().cloned());
+                    for (serial, removed) in &delta.entries {
+                        if *removed {
+                            revoked.remove(serial);
+                        }
+                    }
+                    sources.push((delta.path.clone(), delta.next_update));
+                }
+                Effective {
+                    scope: base.scope.clone(),
+                    revoked,
+                    sources,
+                }
+            })
+            .collect();
+        Ok(Self {
+            lists,
+            unusable: false,
+        })
+    }
+
+    /// CRLs of a key that cannot be combined: every certificate it signed has unknown status.
+    pub fn unusable() -> Self {
+        Self {
+            lists: Vec::new(),
+            unusable: true,
+        }
+    }
+
+    /// The status of the certificate with this serial and scope at `now`.
+    pub fn status(
+        &self,
+        serial: &[u8],
+        cert: &CertificateScope,
+        now: OffsetDateTime,
+    ) -> Result<(), CrlVerdict> {
+        if self.unusable {
+            return Err(CrlVerdict::NotCovered);
+        }
+        if self.lists.is_empty() {
+            return Ok(());
+        }
+        let mut covered = false;
+        for list in self.lists.iter().filter(|l| l.scope.covers(cert)) {
+            covered = true;
+            for (crl, next_update) in &list.sources {
+                if let Some(next_update) = next_update.filter(|next| *next < now) {
+                    return Err(CrlVerdict::Expired {
+                        crl: crl.clone(),
+                        next_update,
+                    });
+                }
+            }
+            if list.revoked.contains(serial) {
+                return Err(CrlVerdict::Revoked);
+            }
+        }
+        if covered {
+            Ok(())
+        } else {
+            Err(CrlVerdict::NotCovered)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crl_numbers_order_by_value_whatever_their_leading_zeros() {
+        let n = |bytes: &[u8]| CrlNumber::from_be(bytes);
+        assert!(n(&[1]) < n(&[2]));
+        assert!(n(&[0xff]) < n(&[1, 0]));
+        assert_eq!(n(&[0, 0, 5]), n(&[5]));
+        assert!(n(&[]) < n(&[1]));
+        assert_eq!(n(&[0, 0]), n(&[]));
+        assert_eq!(n(&[1, 0]).to_string(), "0x0100");
+        assert_eq!(n(&[]).to_string(), "0");
+    }
+
+    #[test]
+    fn a_delta_crl_indicator_is_read_as_a_non_negative_der_integer() {
+        assert_eq!(der_integer(&[2, 1, 7]), Some(CrlNumber::from_be(&[7])));
+        assert_eq!(
+            der_integer(&[2, 2, 0, 0x80]),
+            Some(CrlNumber::from_be(&[0x80]))
+        );
+        assert_eq!(der_integer(&[2, 1, 0x80]), None, "negative");
+        assert_eq!(der_integer(&[2, 2, 7]), None, "short");
+        assert_eq!(der_integer(&[2, 1, 7, 0]), None, "trailing data");
+        assert_eq!(der_integer(&[4, 1, 7]), None, "not an INTEGER");
+        assert_eq!(der_integer(&[2, 0]), None, "empty");
+    }
+
+    #[test]
+    fn a_scope_covers_by_kind_of_certificate_and_by_distribution_point() {
+        let leaf = |points: &[&str]| CertificateScope {
+            is_ca: false,
+            distribution_points: points.iter().map(|p| (*p).to_owned()).collect(),
+        };
+        let ca = CertificateScope {
+            is_ca: true,
+            distribution_points: vec![],
+        };
+        let whole = Scope::default();
+        assert!(whole.covers(&leaf(&[])) && whole.covers(&ca));
+        let users = Scope {
+            only_user_certs: true,
+            ..Scope::default()
+        };
+        assert!(users.covers(&leaf(&[])) && !users.covers(&ca));
+        let cas = Scope {
+            only_ca_certs: true,
+            ..Scope::default()
+        };
+        assert!(!cas.covers(&leaf(&[])) && cas.covers(&ca));
+        let partition = Scope {
+            distribution_points: vec!["URI:http://crl/1.crl".into()],
+            ..Scope::default()
+        };
+        assert!(partition.covers(&leaf(&["URI:http://crl/0.crl", "URI:http://crl/1.crl"])));
+        assert!(!partition.covers(&leaf(&["URI:http://crl/2.crl"])));
+        assert!(
+            !partition.covers(&leaf(&[])),
+            "no CDP: not in any partition"
+        );
+    }
+}

@@ -1,0 +1,251 @@
+//! Trust at its edges, with certificates and CRLs made by openssl as a real CA's tooling makes
+//! them: a delta CRL beside its base, a bundle holding a root and its issuing CA (the path ends
+//! at the issuing CA), a root on the deny list, and a CA taken out of the bundle while its
+//! clients' connections are open (HTTP/1.1 and HTTP/2).
+
+use std::path::PathBuf;
+
+use e2e::devpki::openssl::{CrlSpec, OpensslCa, OpensslCert, delta_of};
+use e2e::devpki::{LeafSpec, Usage};
+use e2e::http::connect_h2;
+use e2e::{Identity, PreparedApp, Request, TestApp, replace_file};
+use serde_json::json;
+use time::Duration;
+
+const RELOADED: &str = "dispatch_tls_reloads_total{outcome=\"ok\"}";
+
+/// The test bundle (dev CA and partner CA) with these openssl CAs added, as the app's bundle.
+fn bundle_with(prepared: &mut PreparedApp, cas: &[&OpensslCa]) -> PathBuf {
+    let mut bundle = std::fs::read_to_string(&prepared.pki.client_ca_bundle).unwrap();
+    for ca in cas {
+        bundle.push_str(&ca.cert_pem());
+    }
+    let path = prepared.dir().join("bundle-with-acme.pem");
+    std::fs::write(&path, bundle).unwrap();
+    prepared.settings.tls.client_ca_file = path.clone();
+    path
+}
+
+fn crl_file(prepared: &PreparedApp, name: &str, pem: &str) -> PathBuf {
+    let path = prepared.dir().join(name);
+    std::fs::write(&path, pem).unwrap();
+    path
+}
+
+/// Registers `name` in mTLS mode, bound to its CN under the CA of this (openssl) subject.
+async fn register(app: &TestApp, name: &str, issuer: &str) {
+    let response = app
+        .admin(Request::post("/admin/clients").json(&json!({
+            "name": name,
+            "mode": "mtls",
+            "scopes": ["plans:submit"],
+            "bindings": [{ "issuer": issuer, "subject_cn": name }],
+            "reason": "a client of another CA",
+        })))
+        .await;
+    assert_eq!(response.status, 201, "{}", response.text());
+}
+
+fn identity(cert: &OpensslCert) -> Identity {
+    e2e::identity_from_files(&cert.cert_path, &cert.key_path)
+}
+
+async fn whoami_status(app: &TestApp, id: &Identity) -> Result<u16, String> {
+    app.request(Some(id), Request::get("/api/whoami"))
+        .await
+        .map(|response| response.status)
+        .map_err(|error| error.to_string())
+}
+
+#[tokio::test]
+async fn a_base_crl_with_an_empty_delta_crl_keeps_the_bases_revocation() {
+    let mut prepared = PreparedApp::new();
+    let root = OpensslCa::root(prepared.dir(), "/O=Acme/CN=Acme Root");
+    let (revoked, kept) = (
+        root.client("/O=Acme/CN=acme-a", ""),
+        root.client("/O=Acme/CN=acme-b", ""),
+    );
+    bundle_with(&mut prepared, &[&root]);
+    let base = root.crl(&CrlSpec {
+        revoked: vec![(&revoked, "keyCompromise")],
+        number: 1,
+        this_update: Some(time::OffsetDateTime::now_utc() - Duration::hours(1)),
+        ..CrlSpec::default()
+    });
+    // What AD CS publishes between base CRLs: later thisUpdate, nothing new.
+    let delta = root.crl(&CrlSpec {
+        number: 2,
+        extensions: &delta_of(1),
+        ..CrlSpec::default()
+    });
+    prepared.settings.tls.crl_files = vec![
+        crl_file(&prepared, "base.crl.pem", &base),
+        crl_file(&prepared, "delta.crl.pem", &delta),
+    ];
+    let app = prepared.start().await;
+    register(&app, "acme-a", "O=Acme, CN=Acme Root").await;
+    register(&app, "acme-b", "O=Acme, CN=Acme Root").await;
+    assert_eq!(whoami_status(&app, &identity(&kept)).await, Ok(200));
+    let refused = whoami_status(&app, &identity(&revoked)).await.unwrap_err();
+    assert!(refused.contains("CertificateRevoked"), "{refused}");
+    // curl sees the same refusal in the handshake.
+    let seen = e2e::stock::run(
+        &app,
+        e2e::stock::Client::CurlHttp2,
+        Some(&identity(&revoked)),
+        &[e2e::stock::StockRequest::new(
+            "GET",
+            "/api/whoami",
+            String::new(),
+        )],
+    )
+    .await;
+    assert!(seen[0].error.is_some() && seen[0].status == 0, "{seen:?}");
+}
+
+#[tokio::test]
+async fn a_delta_crl_whose_base_is_not_loaded_stops_start_up_naming_the_file() {
+    let mut prepared = PreparedApp::new();
+    let root = OpensslCa::root(prepared.dir(), "/O=Acme/CN=Acme Root");
+    bundle_with(&mut prepared, &[&root]);
+    let delta = root.crl(&CrlSpec {
+        number: 2,
+        extensions: &delta_of(1),
+        ..CrlSpec::default()
+    });
+    prepared.settings.tls.crl_files = vec![crl_file(&prepared, "lonely-delta.crl.pem", &delta)];
+    let Err(error) = dispatch_api::startup::Application::build(prepared.settings.clone()).await
+    else {
+        panic!("a delta CRL alone is refused at start-up");
+    };
+    let message = format!("{error:#}");
+    assert!(message.contains("lonely-delta.crl.pem"), "{message}");
+    assert!(message.contains("delta CRL"), "{message}");
+}
+
+/// A root and its issuing CA, both in the bundle, a client under the issuing CA, and the root's
+/// CRL file (empty at start).
+struct RootAndIssuing {
+    app: TestApp,
+    root: OpensslCa,
+    issuing: OpensslCa,
+    leaf: Identity,
+    root_crl: PathBuf,
+}
+
+async fn root_and_issuing() -> RootAndIssuing {
+    let mut prepared = PreparedApp::new();
+    let root = OpensslCa::root(prepared.dir(), "/O=Acme/CN=Acme Root");
+    let issuing = root.intermediate("/O=Acme/CN=Acme Issuing CA", "");
+    let leaf = identity(&issuing.client("/O=Acme/CN=acme-worker", ""));
+    bundle_with(&mut prepared, &[&root, &issuing]);
+    let empty = root.crl(&CrlSpec {
+        number: 1,
+        ..CrlSpec::default()
+    });
+    let root_crl = crl_file(&prepared, "root.crl.pem", &empty);
+    prepared.settings.tls.crl_files = vec![root_crl.clone()];
+    let app = prepared.start().await;
+    register(&app, "acme-worker", "O=Acme, CN=Acme Issuing CA").await;
+    RootAndIssuing {
+        app,
+        root,
+        issuing,
+        leaf,
+        root_crl,
+    }
+}
+
+#[tokio::test]
+async fn a_roots_crl_revoking_an_issuing_ca_of_the_bundle_refuses_its_leaf_on_an_open_connection_and_at_the_handshake()
+ {
+    let pki = root_and_issuing().await;
+    let app = &pki.app;
+    let mut open = app.connect(Some(&pki.leaf)).await.unwrap();
+    let whoami = open.send(Request::get("/api/whoami")).await.unwrap();
+    assert_eq!(whoami.status, 200, "{}", whoami.text());
+    let revokes = pki.root.crl(&CrlSpec {
+        revoked: vec![(&pki.issuing.as_cert(), "cACompromise")],
+        number: 2,
+        ..CrlSpec::default()
+    });
+    replace_file(&pki.root_crl, revokes.as_bytes());
+    app.wait_for_metric(RELOADED, 1.0).await;
+    let response = open.send(Request::get("/api/whoami")).await.unwrap();
+    assert_eq!(response.status, 401, "{}", response.text());
+    app.assert_last_refusal("cert_revoked").await;
+    let refused = whoami_status(app, &pki.leaf).await.unwrap_err();
+    assert!(refused.contains("CertificateRevoked"), "{refused}");
+}
+
+#[tokio::test]
+async fn a_deny_listed_root_refuses_the_leaves_of_its_issuing_ca_in_the_bundle() {
+    let pki = root_and_issuing().await;
+    let app = &pki.app;
+    let mut open = app.connect(Some(&pki.leaf)).await.unwrap();
+    assert_eq!(
+        open.send(Request::get("/api/whoami")).await.unwrap().status,
+        200
+    );
+    let denied = app
+        .admin(Request::post("/admin/revocations").json(&json!({
+            "fingerprint": e2e::devpki::sha256_hex(&pki.root.cert_der()),
+            "reason": "root key compromised",
+        })))
+        .await;
+    assert_eq!(denied.status, 201, "{}", denied.text());
+    let response = open.send(Request::get("/api/whoami")).await.unwrap();
+    assert_eq!(response.status, 401, "{}", response.text());
+    app.assert_last_refusal("cert_revoked").await;
+    assert_eq!(whoami_status(app, &pki.leaf).await, Ok(401));
+    app.assert_last_refusal("cert_revoked").await;
+}
+
+#[tokio::test]
+async fn a_ca_removed_from_the_bundle_refuses_its_open_http1_and_http2_connections_next_request() {
+    let app = PreparedApp::new().start().await;
+    register(&app, "partner", "CN=Partner CA, O=Partner").await;
+    let partner = app.pki.issue(
+        &app.pki.second_ca,
+        &LeafSpec::new("partner", Usage::Client, Duration::hours(1)),
+    );
+    let mut http1 = app.connect(Some(&partner)).await.unwrap();
+    assert_eq!(
+        http1
+            .send(Request::get("/api/whoami"))
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    let (http2, _connection) = connect_h2(app.https_port, &app.pki.ca_file, Some(&partner))
+        .await
+        .unwrap();
+    let whoami = || {
+        http::Request::builder()
+            .uri("https://localhost/api/whoami")
+            .body(())
+            .unwrap()
+    };
+    let h2_status = |request| {
+        let send = http2.clone();
+        async move {
+            let mut send = send.ready().await.unwrap();
+            let (response, _) = send.send_request(request, true).unwrap();
+            response.await.unwrap().status().as_u16()
+        }
+    };
+    assert_eq!(h2_status(whoami()).await, 200);
+    // The partner CA leaves the bundle; the dev CA stays (the operator's).
+    replace_file(&app.pki.client_ca_bundle, app.pki.ca.cert_pem.as_bytes());
+    app.wait_for_metric(RELOADED, 1.0).await;
+    let response = http1.send(Request::get("/api/whoami")).await.unwrap();
+    assert_eq!(response.status, 401, "{}", response.text());
+    app.assert_last_refusal("issuer_not_allowed").await;
+    assert_eq!(h2_status(whoami()).await, 401);
+    app.assert_last_refusal("issuer_not_allowed").await;
+    // New handshakes fail; the operator's still work.
+    let refused = whoami_status(&app, &partner).await.unwrap_err();
+    assert!(refused.contains("UnknownCA"), "{refused}");
+    assert_eq!(whoami_status(&app, &app.operator).await, Ok(200));
+}
