@@ -248,6 +248,7 @@ fn record_evidence(recorder: &Recorder, principal: &Principal) {
             fingerprint: c.leaf.fingerprint,
             not_after: c.not_after.unix_timestamp(),
             issuer_spki: c.issuer_spki,
+            chain: c.presented.clone(),
         }),
     });
     if principal.retired_key_presented {

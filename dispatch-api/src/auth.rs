@@ -334,5 +334,7 @@ pub fn certificate_detail(cert: &VerifiedCertificate) -> serde_json::Value {
     })
 }
 
+pub mod tryout;
+
 #[cfg(test)]
 mod tests;

@@ -205,6 +205,17 @@ impl From<RegistryError> for ApiError {
                 title: "Issuer stands for more than one CA key",
                 detail: error.to_string(),
             },
+            RegistryError::CapturesLiveCertificate { .. }
+            | RegistryError::CutsOffLiveCertificate { .. } => ApiError::Conflict {
+                kind: "binding-conflict",
+                title: "The change would take a live certificate from its client",
+                detail: error.to_string(),
+            },
+            RegistryError::CapturesOwnCertificate { .. } => ApiError::Conflict {
+                kind: "last-admin",
+                title: "The certificate you are using",
+                detail: error.to_string(),
+            },
             RegistryError::LastAdmin { .. } => ApiError::Conflict {
                 kind: "last-admin",
                 title: "The last way into /admin",

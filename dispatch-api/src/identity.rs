@@ -523,6 +523,9 @@ pub struct VerifiedCertificate {
     /// The window in which every certificate of the path is valid: checked on every request.
     pub not_before: OffsetDateTime,
     pub not_after: OffsetDateTime,
+    /// The chain as the client presented it (leaf first), DER: kept as the evidence of the
+    /// client's live certificate, which a registry change is tried against (`auth::tryout`).
+    pub presented: Arc<[Vec<u8>]>,
 }
 
 impl VerifiedCertificate {

@@ -82,6 +82,10 @@ enum Command {
         set: Option<String>,
         #[arg(long)]
         reason: Option<String>,
+        /// Replace them even though the client's last certificate would no longer match (it
+        /// is about to get a new one); never lets a binding capture another client's.
+        #[arg(long, requires = "set")]
+        force: bool,
     },
     /// Put a certificate (SHA-256 fingerprint) on the deny list; effective on the next request.
     Revoke {
@@ -228,6 +232,7 @@ async fn run(cli: Cli) -> Result<u8, CtlError> {
             client,
             set,
             reason,
+            force,
         } => {
             let path = format!("/admin/clients/{client}");
             let answer = match set {
@@ -239,7 +244,7 @@ async fn run(cli: Cli) -> Result<u8, CtlError> {
                     admin
                         .put(
                             &format!("{path}/bindings"),
-                            json!({"bindings": bindings, "reason": reason}),
+                            json!({"bindings": bindings, "reason": reason, "force": force}),
                         )
                         .await?
                 }

@@ -20,7 +20,7 @@ use subtle::ConstantTimeEq;
 pub use bootstrap::{BootstrapClient, BootstrapError, BootstrapFile};
 pub use follow::follow_changes;
 pub use snapshot::{CertMatchFailure, RegistrySnapshot};
-pub use store::{Change, Registry, RegistryError};
+pub use store::{Change, Intent, Registry, RegistryError, Tryout};
 
 use crate::identity::{
     DistinguishedName, Fingerprint, IssuerIndex, SpiffeId, SpkiHash, VerifiedCertificate,

@@ -39,6 +39,41 @@ pub enum RegistryError {
          client that access first"
     )]
     LastAdmin { client: String },
+    /// The change would let a certificate a client presented within the evidence window in as
+    /// another client, or make it ambiguous: an outage of `owner` caused by one admin call.
+    #[error(
+        "this change would capture the live certificate of `{owner}` ({certificate}): {outcome}. \
+         Bind the new client to something that certificate does not carry (another CN, SPIFFE \
+         ID, issuer key or pin)"
+    )]
+    CapturesLiveCertificate {
+        owner: String,
+        certificate: String,
+        outcome: String,
+    },
+    /// The change would let the operator's own certificate in as another client, or make it
+    /// ambiguous: the operator would be locked out by their own call.
+    #[error(
+        "this change would capture the certificate you are using, {certificate} (now `{owner}`): \
+         {outcome}, and you would be locked out of /admin. Bind the new client to something that \
+         certificate does not carry"
+    )]
+    CapturesOwnCertificate {
+        owner: String,
+        certificate: String,
+        outcome: String,
+    },
+    /// The change would keep out the certificate `client` presented within the evidence window.
+    #[error(
+        "`{client}` presented {certificate} recently; after this change it would be refused \
+         ({outcome}). Keep a binding that names it until the client has its new certificate, or \
+         set \"force\": true"
+    )]
+    CutsOffLiveCertificate {
+        client: String,
+        certificate: String,
+        outcome: String,
+    },
     /// A revocation of a certificate of the chain the operator is using right now.
     #[error(
         "`{fingerprint}` is a certificate of the chain you are using: revoking it would lock you \
@@ -142,6 +177,43 @@ pub struct Change<'a> {
     /// change comes through the admin API: a change that would take the operator's own way in
     /// (and leave no other) is refused.
     pub operator: Option<(&'a VerifiedCertificate, &'a IssuerIndex)>,
+    /// The live certificates the change is tried against before it is made (the admin API's
+    /// changes; `auth::tryout`). Bootstrap has none.
+    pub tryout: Option<&'a dyn Tryout>,
+}
+
+/// What a change means to do, for [`Tryout::check`]: which client it is about, and whether
+/// keeping that client's own certificate out is its purpose.
+#[derive(Debug, Clone, Copy)]
+pub enum Intent<'a> {
+    /// A new client: it can only capture, never cut off.
+    Register(&'a ClientName),
+    /// New bindings: keeping the client's own live certificate out is a mistake unless forced.
+    Bindings { client: &'a ClientName, force: bool },
+    /// A mode change or a disable: keeping the client's own certificate out may be the point.
+    Switch(&'a ClientName),
+    /// A deny-list entry: keeping certificates out is the point.
+    Revocation,
+}
+
+/// What an update of one client is: its audit event's reason, and what it means to do (for the
+/// tryout; `None`: nothing a certificate proves changes).
+struct Update<'a> {
+    event: &'a str,
+    intent: Option<Intent<'a>>,
+}
+
+/// A registry change tried against live certificates before it is made: the registry as it is
+/// and as it would be, and what the change means to do. Implemented above the registry, where
+/// authentication is (`auth::tryout`), and called under the registry's write lock so that
+/// nothing changes between the try and the write.
+pub trait Tryout: Sync {
+    fn check(
+        &self,
+        now: &RegistrySnapshot,
+        will_be: &RegistrySnapshot,
+        intent: Intent<'_>,
+    ) -> Result<(), RegistryError>;
 }
 
 impl Registry {
@@ -245,6 +317,11 @@ impl Registry {
             will_be = will_be.with_client(&client.name, Some(client.clone()));
             absent += 1;
         }
+        if let Some(tryout) = change.as_ref().and_then(|c| c.tryout) {
+            for client in clients {
+                tryout.check(&self.snapshot(), &will_be, Intent::Register(&client.name))?;
+            }
+        }
         drop(will_be);
         let added = self
             .insert_absent(clients, change.as_ref())
@@ -335,7 +412,10 @@ impl Registry {
     ) -> Result<MigrationMode, RegistryError> {
         self.update_client(
             name,
-            "mode_changed",
+            Update {
+                event: "mode_changed",
+                intent: Some(Intent::Switch(name)),
+            },
             change,
             |_, client| {
                 client.mode = mode;
@@ -370,7 +450,10 @@ impl Registry {
         let describe = |d: bool| if d { "disabled" } else { "enabled" }.to_owned();
         self.update_client(
             name,
-            "client_disabled_changed",
+            Update {
+                event: "client_disabled_changed",
+                intent: Some(Intent::Switch(name)),
+            },
             change,
             |_, client| {
                 client.disabled = disabled;
@@ -404,9 +487,13 @@ impl Registry {
             "api_key_removed"
         };
         let describe = |has: bool| if has { "key" } else { "no key" }.to_owned();
+        // A key changes nothing a certificate proves: nothing to try.
         self.update_client(
             name,
-            reason,
+            Update {
+                event: reason,
+                intent: None,
+            },
             change,
             |_, client| {
                 client.api_key = key;
@@ -442,6 +529,7 @@ impl Registry {
         bindings: Vec<CertBinding>,
         change: Change<'_>,
         issuers: &IssuerIndex,
+        force: bool,
     ) -> Result<(), RegistryError> {
         let describe = |bindings: &[CertBinding]| {
             serde_json::to_string(
@@ -456,7 +544,13 @@ impl Registry {
         let checked = bindings.clone();
         self.update_client(
             name,
-            "bindings_changed",
+            Update {
+                event: "bindings_changed",
+                intent: Some(Intent::Bindings {
+                    client: name,
+                    force,
+                }),
+            },
             change,
             |snapshot, client| {
                 for (index, binding) in checked.iter().enumerate() {
@@ -503,7 +597,10 @@ impl Registry {
     async fn update_client(
         &self,
         name: &ClientName,
-        reason: &str,
+        Update {
+            event: reason,
+            intent,
+        }: Update<'_>,
         change: Change<'_>,
         apply: impl FnOnce(&RegistrySnapshot, &mut Client) -> Result<(), RegistryError>,
         describe: impl FnOnce(&Client, &Client) -> (String, String),
@@ -525,6 +622,10 @@ impl Registry {
             return Err(RegistryError::LastAdmin {
                 client: name.to_string(),
             });
+        }
+        if let (Some(tryout), Some(intent)) = (change.tryout, intent) {
+            let will_be = snapshot.with_client(name, Some(after.clone()));
+            tryout.check(&snapshot, &will_be, intent)?;
         }
         drop(snapshot);
         let (was, will_be) = describe(&before, &after);
@@ -561,6 +662,14 @@ impl Registry {
             });
         }
         let _guard = self.writes.lock().await;
+        if let Some(tryout) = change.tryout {
+            let snapshot = self.snapshot();
+            tryout.check(
+                &snapshot,
+                &snapshot.with_revoked(fingerprint),
+                Intent::Revocation,
+            )?;
+        }
         let mut event = AuditEvent::new(AuditKind::AdminChange, "certificate_revoked");
         event.actor = Some(change.actor.to_owned());
         event.after = Some(fingerprint.to_string());

@@ -733,6 +733,7 @@ async fn admin_writes_reach_the_snapshot_at_once_and_the_database_for_good() {
         actor: "op",
         reason: "test",
         operator: None,
+        tryout: None,
     };
     // `w` is the only way into /admin: disabling it is refused until another admin exists.
     assert!(matches!(
@@ -938,11 +939,12 @@ async fn bindings_are_replaced_on_disk_and_in_the_snapshot_unless_they_overlap_o
         actor: "op",
         reason: "test",
         operator: None,
+        tryout: None,
     };
     let a = ClientName::parse("a").unwrap();
     let renamed = vec![CertBinding::parse(&by_cn("a-2", TEST_CA)).unwrap()];
     registry
-        .set_bindings(&a, renamed.clone(), change(), &issuers)
+        .set_bindings(&a, renamed.clone(), change(), &issuers, false)
         .await
         .unwrap();
     assert_eq!(registry.snapshot().client(&a).unwrap().bindings, renamed);
@@ -952,7 +954,7 @@ async fn bindings_are_replaced_on_disk_and_in_the_snapshot_unless_they_overlap_o
     let overlapping = vec![CertBinding::parse(&by_cn("b", TEST_CA)).unwrap()];
     assert!(matches!(
         registry
-            .set_bindings(&a, overlapping, change(), &issuers)
+            .set_bindings(&a, overlapping, change(), &issuers, false)
             .await,
         Err(RegistryError::BindingConflict { .. })
     ));
@@ -964,10 +966,11 @@ async fn bindings_are_replaced_on_disk_and_in_the_snapshot_unless_they_overlap_o
         actor: "op",
         reason: "typo",
         operator: Some((&operator, &issuers)),
+        tryout: None,
     };
     assert!(matches!(
         registry
-            .set_bindings(&op, typo, by_operator, &issuers)
+            .set_bindings(&op, typo, by_operator, &issuers, false)
             .await,
         Err(RegistryError::LastAdmin { .. })
     ));
@@ -988,6 +991,7 @@ async fn a_revocation_of_the_operators_own_chain_is_refused() {
         actor: "op",
         reason: "oops",
         operator: Some((&operator, &issuers)),
+        tryout: None,
     };
     for own in operator.fingerprints().copied().collect::<Vec<_>>() {
         assert!(matches!(
@@ -1021,6 +1025,7 @@ async fn every_stored_registry_change_bumps_the_version_once_and_a_refused_one_n
         actor: "op",
         reason: "test",
         operator: None,
+        tryout: None,
     };
     let name = ClientName::parse("v").unwrap();
     let mut expected = stored_version(dir.path()).await;

@@ -674,6 +674,41 @@ pub async fn usage_by_client(db: &Db, since: i64) -> Result<UsageByClient, Stora
     read.map_err(StorageError::database)
 }
 
+/// The chain each client last presented, among those seen since `since` (unix seconds), with
+/// when: the live certificates a registry change is tried against. One per client, the latest,
+/// whichever replica saw it.
+pub async fn live_certificates(
+    db: &Db,
+    since: i64,
+) -> Result<BTreeMap<String, (i64, Vec<Vec<u8>>)>, StorageError> {
+    let read: Result<_, sqlx::Error> = async {
+        on_backend!(db, pool => {
+            let rows = sqlx::query(
+                "SELECT client, last_seen, last_cert_chain FROM client_usage \
+                 WHERE method = 'certificate' AND last_seen >= $1 AND last_cert_chain IS NOT NULL",
+            )
+            .bind(since)
+            .fetch_all(pool)
+            .await?;
+            let mut live: BTreeMap<String, (i64, Vec<Vec<u8>>)> = BTreeMap::new();
+            for row in rows {
+                let seen: i64 = row.try_get("last_seen")?;
+                let text: String = row.try_get("last_cert_chain")?;
+                let Some(chain) = recorder::chain_from_text(&text) else {
+                    continue;
+                };
+                let client: String = row.try_get("client")?;
+                if live.get(&client).is_none_or(|(latest, _)| *latest < seen) {
+                    live.insert(client, (seen, chain));
+                }
+            }
+            Ok(live)
+        })
+    }
+    .await;
+    read.map_err(StorageError::database)
+}
+
 #[cfg(test)]
 mod location_tests {
     use super::*;

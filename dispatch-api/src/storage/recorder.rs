@@ -35,13 +35,29 @@ pub struct UsageEvent {
 }
 
 /// The certificate a request was authenticated with, as the migration report shows it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct CertificateSeen {
     pub fingerprint: Fingerprint,
     /// Unix seconds: when the identity stops being accepted (the earliest notAfter of its path).
     pub not_after: i64,
     /// The key of the CA that signed it.
     pub issuer_spki: SpkiHash,
+    /// The chain presented (leaf first, DER), stored as the client's live certificate.
+    pub chain: Arc<[Vec<u8>]>,
+}
+
+/// A presented chain as stored: each certificate's DER in hex, space-separated.
+pub fn chain_text(chain: &[Vec<u8>]) -> String {
+    chain.iter().map(hex::encode).collect::<Vec<_>>().join(" ")
+}
+
+/// A stored chain read back; `None` when it is not what [`chain_text`] writes.
+pub fn chain_from_text(text: &str) -> Option<Vec<Vec<u8>>> {
+    let chain = text
+        .split(' ')
+        .map(|der| hex::decode(der).ok().filter(|der| !der.is_empty()))
+        .collect::<Option<Vec<_>>>()?;
+    (!chain.is_empty()).then_some(chain)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -447,7 +463,7 @@ impl Batch {
             return;
         }
         for ((client, _, _), totals) in &self.usage {
-            if let Some(seen) = totals.certificate {
+            if let Some(seen) = &totals.certificate {
                 metrics.record_client_certificate(client, seen.not_after);
             }
         }
@@ -486,8 +502,8 @@ impl Batch {
         for ((client, method, hour), totals) in usage {
             on_backend!(&mut tx, tx => sqlx::query(
                 "INSERT INTO client_usage (client, method, hour, request_count, first_seen, last_seen, \
-                 last_cert_fingerprint, last_cert_not_after, last_cert_issuer_spki) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                 last_cert_fingerprint, last_cert_not_after, last_cert_issuer_spki, last_cert_chain) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
                  ON CONFLICT (client, method, hour) DO UPDATE SET \
                  request_count = client_usage.request_count + excluded.request_count, \
                  first_seen = CASE WHEN excluded.first_seen < client_usage.first_seen \
@@ -496,7 +512,8 @@ impl Batch {
                    THEN excluded.last_seen ELSE client_usage.last_seen END, \
                  last_cert_fingerprint = coalesce(excluded.last_cert_fingerprint, client_usage.last_cert_fingerprint), \
                  last_cert_not_after = coalesce(excluded.last_cert_not_after, client_usage.last_cert_not_after), \
-                 last_cert_issuer_spki = coalesce(excluded.last_cert_issuer_spki, client_usage.last_cert_issuer_spki)",
+                 last_cert_issuer_spki = coalesce(excluded.last_cert_issuer_spki, client_usage.last_cert_issuer_spki), \
+                 last_cert_chain = coalesce(excluded.last_cert_chain, client_usage.last_cert_chain)",
             )
             .bind(client)
             .bind(method.as_str())
@@ -504,9 +521,10 @@ impl Batch {
             .bind(totals.count)
             .bind(totals.first_seen)
             .bind(totals.last_seen)
-            .bind(totals.certificate.map(|c| c.fingerprint.to_string()))
-            .bind(totals.certificate.map(|c| c.not_after))
-            .bind(totals.certificate.map(|c| c.issuer_spki.to_string()))
+            .bind(totals.certificate.as_ref().map(|c| c.fingerprint.to_string()))
+            .bind(totals.certificate.as_ref().map(|c| c.not_after))
+            .bind(totals.certificate.as_ref().map(|c| c.issuer_spki.to_string()))
+            .bind(totals.certificate.as_ref().map(|c| chain_text(&c.chain)))
             .execute(&mut **tx)
             .await
             .map(|_| ()))?;

@@ -31,7 +31,7 @@ use time::OffsetDateTime;
 
 pub use material::{MaterialError, TlsMaterial};
 pub use peer::{ConnectionOpened, record_peer_identity};
-pub use trust::{BundleCa, PathFailure, Trust};
+pub use trust::{BundleCa, PathFailure, Trust, chain_key};
 pub use watch::watch;
 
 use crate::configuration::TlsSettings;

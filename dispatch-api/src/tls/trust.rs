@@ -228,7 +228,11 @@ impl Trust {
             None,
             Some(&check),
         )?;
-        let verified = found.into_inner().ok_or(webpki::Error::UnknownIssuer)?;
+        let mut verified = found.into_inner().ok_or(webpki::Error::UnknownIssuer)?;
+        verified.presented = std::iter::once(end_entity)
+            .chain(intermediates)
+            .map(|der| der.to_vec())
+            .collect();
         Ok(Arc::new(verified))
     }
 
@@ -286,6 +290,7 @@ impl Trust {
                 .map(|c| c.not_after)
                 .min()
                 .unwrap_or(leaf.not_after),
+            presented: Arc::new([]),
         })
     }
 

@@ -3,6 +3,7 @@
 
 mod admin;
 mod authentication;
+mod captures;
 mod handshake;
 mod identity;
 mod interop;

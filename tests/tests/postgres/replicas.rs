@@ -266,3 +266,42 @@ async fn the_same_idempotency_key_sent_twice_at_once_to_one_replica_is_stored_on
     }
     assert_eq!(a.plan_count().await, 20);
 }
+
+#[tokio::test]
+async fn a_registration_through_one_replica_cannot_capture_a_certificate_live_on_the_other() {
+    let server = TestPostgres::start();
+    let (a, b) = two_replicas(&server).await;
+    // route-worker (bound by its SPIFFE ID) shows its certificate, which carries the CN
+    // `route-worker` too, to A only.
+    let worker = a.pki.workload("route-worker");
+    let mut on_a = a.connect(Some(&worker)).await.unwrap();
+    let whoami = Request::get("/api/whoami");
+    assert_eq!(on_a.send(whoami.clone()).await.unwrap().status, 200);
+    a.state.recorder.flush().await;
+    let copycat = json!({
+        "name": "copycat",
+        "mode": "dual",
+        "scopes": ["plans:submit"],
+        "bindings": [{ "issuer": "CN=Dispatch Dev Internal CA, O=Dispatch Dev", "subject_cn": "route-worker" }],
+        "reason": "a new worker",
+    });
+    let response = b
+        .admin(Request::post("/admin/clients").json(&copycat))
+        .await;
+    response.assert_problem(409, "binding-conflict");
+    assert!(
+        response.text().contains(&worker.fingerprint),
+        "{}",
+        response.text()
+    );
+    // The same through B's rebinding of another client.
+    let rebind = json!({
+        "bindings": [{ "issuer": "CN=Dispatch Dev Internal CA, O=Dispatch Dev", "subject_cn": "route-worker" }],
+        "reason": "typo",
+        "force": true,
+    });
+    b.admin(Request::put("/admin/clients/key-only/bindings").json(&rebind))
+        .await
+        .assert_problem(409, "binding-conflict");
+    assert_eq!(on_a.send(whoami).await.unwrap().status, 200);
+}

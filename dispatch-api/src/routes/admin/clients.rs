@@ -76,7 +76,7 @@ pub struct RegisterClient {
     responses(
         (status = 201, description = "registered (201); an issued key is in this answer only", body = Object),
         (status = 400, description = "malformed request (a missing `reason`, say)", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`client-exists`, `binding-conflict` or `ambiguous-issuer`", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 409, description = "`client-exists`, `binding-conflict` (an overlap, or a live certificate it would capture: the detail names its client and the certificate), `ambiguous-issuer` or `last-admin` (it would capture the certificate you are using)", body = crate::error::Problem, content_type = "application/problem+json")
     ),
     security(("mutual_tls" = []))
 )]
@@ -104,11 +104,12 @@ pub async fn register_client(
     };
     let actor = actor(&principal);
     let material = arc_swap::Guard::into_inner(state.tls.material());
+    let live = live_certificates(&state, &principal, &material).await?;
     if !state
         .registry
         .register(
             &client,
-            Some(change(&actor, reason, &principal, &material)),
+            Some(change(&actor, reason, &principal, &material, Some(&live))),
             state.tls.material().trust.issuers(),
         )
         .await?
@@ -148,7 +149,7 @@ pub struct SetMode {
         (status = 200, description = "`{before, after}`", body = Object),
         (status = 400, description = "malformed request (a missing `reason`, say)", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "no such client", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`migration-not-ready` (the detail says what is missing) or `last-admin`", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 409, description = "`migration-not-ready` (the detail says what is missing), `binding-conflict` (it would keep out another client's live certificate) or `last-admin`", body = crate::error::Problem, content_type = "application/problem+json")
     ),
     security(("mutual_tls" = []))
 )]
@@ -185,12 +186,13 @@ pub async fn set_mode(
     } else {
         reason.to_owned()
     };
+    let live = live_certificates(&state, &principal, &material).await?;
     let before = state
         .registry
         .set_mode(
             &name,
             body.mode,
-            change(&actor, &change_reason, &principal, &material),
+            change(&actor, &change_reason, &principal, &material, Some(&live)),
         )
         .await?;
     tracing::info!(client = %name, before = before.as_str(), after = body.mode.as_str(), actor, "migration mode changed");
@@ -257,7 +259,7 @@ pub struct SetDisabled {
         (status = 200, description = "`{client, disabled}`", body = Object),
         (status = 400, description = "malformed request (a missing `reason`, say)", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "no such client", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`last-admin`", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 409, description = "`last-admin` or `binding-conflict` (it would keep out another client's live certificate)", body = crate::error::Problem, content_type = "application/problem+json")
     ),
     security(("mutual_tls" = []))
 )]
@@ -271,12 +273,13 @@ pub async fn set_disabled(
     let reason = required_reason(&body.reason)?;
     let actor = actor(&principal);
     let material = arc_swap::Guard::into_inner(state.tls.material());
+    let live = live_certificates(&state, &principal, &material).await?;
     state
         .registry
         .set_disabled(
             &name,
             body.disabled,
-            change(&actor, reason, &principal, &material),
+            change(&actor, reason, &principal, &material, Some(&live)),
         )
         .await?;
     Ok(HttpResponse::Ok().json(json!({ "client": name.as_str(), "disabled": body.disabled })))
@@ -287,6 +290,10 @@ pub async fn set_disabled(
 pub struct SetBindings {
     bindings: Vec<CertBindingSpec>,
     reason: String,
+    /// Replace them even though the client's live certificate would no longer match (it is
+    /// about to get a new one). Never lets a change capture another client's certificate.
+    #[serde(default)]
+    force: bool,
 }
 
 /// Replaces a client's certificate bindings (to fix an issuer, pin an issuer key, or move a
@@ -302,7 +309,7 @@ pub struct SetBindings {
         (status = 200, description = "the client with its new bindings", body = Object),
         (status = 400, description = "malformed request (a missing `reason`, say)", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "no such client", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`binding-conflict`, `ambiguous-issuer` or `last-admin`", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 409, description = "`binding-conflict` (an overlap; a live certificate of another client it would capture; or this client's own live certificate it would no longer name, which `force` overrides), `ambiguous-issuer` or `last-admin`", body = crate::error::Problem, content_type = "application/problem+json")
     ),
     security(("mutual_tls" = []))
 )]
@@ -322,13 +329,15 @@ pub async fn set_bindings(
         .map_err(ApiError::BadRequest)?;
     let actor = actor(&principal);
     let material = arc_swap::Guard::into_inner(state.tls.material());
+    let live = live_certificates(&state, &principal, &material).await?;
     state
         .registry
         .set_bindings(
             &name,
             bindings,
-            change(&actor, reason, &principal, &material),
-            state.tls.material().trust.issuers(),
+            change(&actor, reason, &principal, &material, Some(&live)),
+            material.trust.issuers(),
+            body.force,
         )
         .await?;
     let usage = usage(&state).await?;

@@ -38,7 +38,7 @@ pub async fn rotate_api_key(
         .set_api_key(
             &name,
             Some(ApiKeyHash::of(&key)),
-            change(&actor, reason, &principal, &material),
+            change(&actor, reason, &principal, &material, None),
         )
         .await?;
     Ok(HttpResponse::Ok().json(json!({
@@ -73,7 +73,11 @@ pub async fn remove_api_key(
     let material = arc_swap::Guard::into_inner(state.tls.material());
     state
         .registry
-        .set_api_key(&name, None, change(&actor, reason, &principal, &material))
+        .set_api_key(
+            &name,
+            None,
+            change(&actor, reason, &principal, &material, None),
+        )
         .await?;
     Ok(HttpResponse::Ok().json(json!({ "client": name.as_str(), "has_api_key": false })))
 }

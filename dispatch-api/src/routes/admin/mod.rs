@@ -25,13 +25,14 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::auth::Principal;
+use crate::auth::tryout::LiveCertificates;
 use crate::configuration::ClientAuth;
 use crate::error::ApiError;
 use crate::identity::{AuthMethod, Fingerprint};
 use crate::policy::Operator;
 use crate::registry::{
     ApiKeyHash, CertBinding, CertBindingSpec, Change, Client, ClientName, MigrationMode,
-    RegistryError, Scope, generate_api_key,
+    RegistryError, Scope, Tryout, generate_api_key,
 };
 use crate::state::AppState;
 use crate::tls::TlsMaterial;
@@ -56,6 +57,7 @@ pub(crate) fn change<'a>(
     reason: &'a str,
     principal: &'a Principal,
     material: &'a TlsMaterial,
+    live: Option<&'a LiveCertificates>,
 ) -> Change<'a> {
     Change {
         actor,
@@ -64,7 +66,26 @@ pub(crate) fn change<'a>(
             .certificate
             .as_deref()
             .map(|certificate| (certificate, material.trust.issuers())),
+        tryout: live.map(|live| live as &dyn Tryout),
     }
+}
+
+/// The certificates in use that a change is tried against before it is made: the operator's
+/// own and each client's last within the evidence window (pending usage written first, so a
+/// request just answered counts).
+pub(crate) async fn live_certificates(
+    state: &AppState,
+    principal: &Principal,
+    material: &TlsMaterial,
+) -> Result<LiveCertificates, ApiError> {
+    state.recorder.flush().await;
+    let presented = storage::live_certificates(&state.pool, state.evidence_since()).await?;
+    Ok(LiveCertificates::new(
+        material.trust.clone(),
+        principal.certificate.clone(),
+        presented.into_values().map(|(_, chain)| chain),
+        time::OffsetDateTime::now_utc(),
+    ))
 }
 
 /// The operator's name for the audit log: the client name and the certificate subject.

@@ -30,9 +30,19 @@ pub async fn revoke_certificate(
     let reason = required_reason(&body.reason)?;
     let actor = actor(&principal);
     let material = arc_swap::Guard::into_inner(state.tls.material());
+    // Keeping certificates out is what a revocation is for: only the operator's own is tried.
+    let own = LiveCertificates::new(
+        material.trust.clone(),
+        principal.certificate.clone(),
+        [],
+        time::OffsetDateTime::now_utc(),
+    );
     let added = state
         .registry
-        .revoke(fingerprint, change(&actor, reason, &principal, &material))
+        .revoke(
+            fingerprint,
+            change(&actor, reason, &principal, &material, Some(&own)),
+        )
         .await?;
     let status = if added {
         actix_web::http::StatusCode::CREATED
