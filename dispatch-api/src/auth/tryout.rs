@@ -123,7 +123,8 @@ fn verify_again(
     now: OffsetDateTime,
 ) -> Option<Arc<VerifiedCertificate>> {
     let (leaf, intermediates) = chain.split_first()?;
-    if let Some(verified) = trust.recall(&chain_key(leaf, intermediates)) {
+    let key = chain_key(leaf, intermediates);
+    if let Some(verified) = trust.recall(&key) {
         return Some(verified);
     }
     let parsed = PeerCertificate::from_der(leaf).ok()?;
@@ -135,9 +136,12 @@ fn verify_again(
         .iter()
         .map(|der| CertificateDer::from(der.as_slice()))
         .collect();
-    trust
+    let verified = trust
         .verify(&CertificateDer::from(leaf.as_slice()), &intermediates, at)
-        .ok()
+        .ok()?;
+    // The next change (on this replica, under this trust) need not verify it again.
+    trust.remember(key, verified.clone());
+    Some(verified)
 }
 
 /// A certificate as an operator recognises it: its subject and fingerprint.
@@ -557,5 +561,10 @@ mod tests {
             .expect("it verifies");
         assert_eq!(again.leaf.fingerprint, world.worker.leaf.fingerprint);
         assert_eq!(again.issuer_spki, world.worker.issuer_spki);
+        let (leaf, rest) = world.worker.presented.split_first().unwrap();
+        assert!(
+            fresh.recall(&chain_key(leaf, rest)).is_some(),
+            "remembered for the next change"
+        );
     }
 }

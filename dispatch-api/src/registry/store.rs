@@ -43,8 +43,8 @@ pub enum RegistryError {
     /// another client, or make it ambiguous: an outage of `owner` caused by one admin call.
     #[error(
         "this change would capture the live certificate of `{owner}` ({certificate}): {outcome}. \
-         Bind the new client to something that certificate does not carry (another CN, SPIFFE \
-         ID, issuer key or pin)"
+         Bind the client you are changing to something that certificate does not carry (another \
+         CN, SPIFFE ID, issuer key or pin)"
     )]
     CapturesLiveCertificate {
         owner: String,
@@ -55,8 +55,8 @@ pub enum RegistryError {
     /// ambiguous: the operator would be locked out by their own call.
     #[error(
         "this change would capture the certificate you are using, {certificate} (now `{owner}`): \
-         {outcome}, and you would be locked out of /admin. Bind the new client to something that \
-         certificate does not carry"
+         {outcome}, and you would be locked out of /admin. Bind the client you are changing to \
+         something that certificate does not carry"
     )]
     CapturesOwnCertificate {
         owner: String,

@@ -32,17 +32,6 @@ use crate::identity::{CertificateScope, DistinguishedName, general_name_text};
 const CRL_NUMBER: &str = "2.5.29.20";
 const DELTA_CRL_INDICATOR: &str = "2.5.29.27";
 const ISSUING_DISTRIBUTION_POINT: &str = "2.5.29.28";
-/// Extensions of a CRL that say nothing about its scope, so reading past them is right.
-const INFORMATIONAL: &[&str] = &[
-    "2.5.29.35",             // authority key identifier
-    "2.5.29.18",             // issuer alternative name
-    "2.5.29.46",             // freshest CRL (where the delta CRLs are)
-    "2.5.29.60",             // expired certificates on CRL
-    "1.3.6.1.5.5.7.1.1",     // authority information access
-    "1.3.6.1.4.1.311.21.1",  // Microsoft CA version (AD CS)
-    "1.3.6.1.4.1.311.21.4",  // Microsoft next CRL publish (AD CS)
-    "1.3.6.1.4.1.311.21.14", // Microsoft CRL self CDP (AD CS)
-];
 const REASON_CODE: &str = "2.5.29.21";
 const HOLD_INSTRUCTION: &str = "2.5.29.23";
 const INVALIDITY_DATE: &str = "2.5.29.24";
@@ -161,7 +150,8 @@ impl Crl {
                     );
                 }
                 ISSUING_DISTRIBUTION_POINT => scope = read_scope(ext)?,
-                known if INFORMATIONAL.contains(&known) => {}
+                // Whatever else (authority key identifier, freshest CRL, AD CS's own) is read
+                // past unless it is critical: then it may change what the CRL means.
                 _ if ext.critical => {
                     return Err(format!(
                         "it carries a critical extension this service cannot apply ({oid}); RFC 5280 §5.2 forbids using such a CRL"
@@ -453,6 +443,10 @@ mod tests {
         assert_eq!(der_integer(&[2, 1, 7, 0]), None, "trailing data");
         assert_eq!(der_integer(&[4, 1, 7]), None, "not an INTEGER");
         assert_eq!(der_integer(&[2, 0]), None, "empty");
+        // 0x80 is no short-form length (it marks the indefinite form, which DER forbids).
+        let mut long = vec![2, 0x80];
+        long.extend([1u8; 0x80]);
+        assert_eq!(der_integer(&long), None, "not a short-form length");
     }
 
     #[test]

@@ -320,23 +320,18 @@ impl Trust {
         verified: &VerifiedCertificate,
         now: OffsetDateTime,
     ) -> Result<(), PathFailure> {
-        let anchors: Vec<&BundleCa> = self
-            .cas
-            .iter()
-            .filter(|ca| ca.spki == verified.anchor_spki)
-            .collect();
-        if anchors.is_empty() {
+        // The CAs of the anchor's key (several when a CA was renewed); no allocation: this
+        // runs on every request.
+        let same_key = || self.cas.iter().filter(|ca| ca.spki == verified.anchor_spki);
+        let Some(not_after) = same_key().map(|ca| ca.not_after).max() else {
             return Err(PathFailure::AnchorRemoved {
                 anchor: verified.anchor_spki,
             });
-        }
-        if !anchors
-            .iter()
-            .any(|ca| ca.not_before <= now && now <= ca.not_after)
-        {
+        };
+        if !same_key().any(|ca| ca.not_before <= now && now <= ca.not_after) {
             return Err(PathFailure::AnchorExpired {
                 anchor: verified.anchor_spki,
-                not_after: anchors.iter().map(|ca| ca.not_after).max().unwrap_or(now),
+                not_after,
             });
         }
         if self.crls.is_empty() {

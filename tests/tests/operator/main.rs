@@ -218,6 +218,36 @@ async fn bindings_are_shown_and_replaced() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_binding_that_would_capture_a_live_certificate_is_refused_naming_its_client_and_the_certificate()
+ {
+    let app = spawn_app().await;
+    let worker = app.pki.workload("route-worker");
+    let whoami = app
+        .request(Some(&worker), e2e::Request::get("/api/whoami"))
+        .await
+        .unwrap();
+    assert_eq!(whoami.status, 200);
+    // route-worker is bound by its SPIFFE ID; its certificate carries the CN too.
+    let set = r#"[{"issuer": "CN=Dispatch Dev Internal CA, O=Dispatch Dev", "subject_cn": "route-worker"}]"#;
+    let run = ctl(
+        &app,
+        &[
+            "bindings", "key-only", "--set", set, "--reason", "typo", "--force",
+        ],
+    )
+    .await;
+    assert_eq!(run.code, 3, "{}", run.stdout);
+    for expected in [
+        "409: binding-conflict",
+        "`route-worker`",
+        worker.fingerprint.as_str(),
+        "cert_ambiguous",
+    ] {
+        assert!(run.stderr.contains(expected), "{expected}: {}", run.stderr);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoke_denies_a_certificate_on_its_next_request() {
     let app = spawn_app().await;
     let worker = app.pki.workload("route-worker");
