@@ -60,6 +60,8 @@ pub struct Application {
     tls_watch: tokio::task::JoinHandle<()>,
     /// Other replicas' registry changes (PostgreSQL); ends at once on SQLite.
     registry_follower: tokio::task::JoinHandle<()>,
+    /// The SQLite file is this process's while it runs (released when the app is dropped).
+    _writer_lock: Option<storage::writer_lock::WriterLock>,
 }
 
 impl Application {
@@ -71,6 +73,10 @@ impl Application {
         let tls_config = reloadable_tls.server_config()?;
 
         let location = storage::Location::of(&settings.database)?;
+        let writer_lock = match &location {
+            storage::Location::Sqlite(path) => Some(storage::writer_lock::claim(path)?),
+            storage::Location::Postgres(_) => None,
+        };
         let pool = storage::connect(&settings.database, &location).await?;
         let registry = Registry::load(pool.clone())
             .await
@@ -219,6 +225,7 @@ impl Application {
             recorder_task,
             tls_watch,
             registry_follower,
+            _writer_lock: writer_lock,
         })
     }
 

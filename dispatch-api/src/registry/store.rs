@@ -120,6 +120,20 @@ fn takes_own_way_in(snapshot: &RegistrySnapshot, change: &Change<'_>, after: &Cl
             .any(|c| c.name != after.name && c.administers())
 }
 
+/// Locks the client's row for the rest of the transaction, before anything of it is replaced.
+/// On PostgreSQL, two replicas changing one client at once then take turns: the second one's
+/// DELETE runs after the first committed and sees its rows, so the result is one change or the
+/// other, never the union of two binding sets or two keys. (SQLite has one writer per file.)
+async fn lock_client_row(tx: &mut Tx, name: &ClientName) -> Result<(), sqlx::Error> {
+    if let Backend::Postgres(tx) = tx {
+        sqlx::query("SELECT name FROM clients WHERE name = $1 FOR UPDATE")
+            .bind(name.as_str())
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
 async fn insert_binding(
     tx: &mut Tx,
     client: &ClientName,
@@ -637,6 +651,7 @@ impl Registry {
         event.detail = serde_json::json!({ "note": change.reason });
         async {
             let mut tx = self.pool.begin().await?;
+            lock_client_row(&mut tx, name).await?;
             write(&mut tx).await?;
             event.insert(&mut tx).await?;
             announce(&mut tx, Notice::Client(name.clone())).await?;

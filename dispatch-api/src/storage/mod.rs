@@ -8,6 +8,7 @@
 //! cannot drift between them. The few statements that differ are written twice, side by side.
 
 pub mod recorder;
+pub mod writer_lock;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -196,6 +197,23 @@ pub enum OpenError {
     },
     #[error("database `{}`: making it readable by this user only (0600)", path.display())]
     Permissions {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "database `{}` is in use by another dispatch-api{}: SQLite serves one process, which would \
+         not hear of another's changes (a revocation made through one would not reach the other). \
+         Stop the other one first, or give several replicas one PostgreSQL database (database.url)",
+        database.display(),
+        holder.map(|pid| format!(" (pid {pid}, as its lock file says; in a container, a pid of that container)")).unwrap_or_default()
+    )]
+    InUse {
+        database: PathBuf,
+        holder: Option<u32>,
+    },
+    #[error("database lock file `{}`", path.display())]
+    Lock {
         path: PathBuf,
         #[source]
         source: std::io::Error,

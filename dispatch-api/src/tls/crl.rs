@@ -449,6 +449,77 @@ mod tests {
         assert_eq!(der_integer(&long), None, "not a short-form length");
     }
 
+    /// A DER TLV (short or two-byte long form length).
+    fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+        let mut out = vec![tag];
+        match content.len() {
+            n if n < 0x80 => out.push(n as u8),
+            n if n < 0x100 => out.extend([0x81, n as u8]),
+            n => out.extend([0x82, (n >> 8) as u8, n as u8]),
+        }
+        out.extend_from_slice(content);
+        out
+    }
+
+    /// A CRL (unsigned: parsing checks no signature) listing serial 5 with one entry
+    /// extension of this OID (its encoded body), critical or not, and a DER value.
+    fn crl_with_entry_extension(oid: &[u8], critical: bool, value: &[u8]) -> Vec<u8> {
+        let seq = |parts: &[Vec<u8>]| tlv(0x30, &parts.concat());
+        let algorithm = seq(&[
+            tlv(
+                0x06,
+                &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0b],
+            ),
+            tlv(0x05, &[]),
+        ]);
+        let issuer = seq(&[tlv(
+            0x31,
+            &seq(&[tlv(0x06, &[0x55, 0x04, 0x03]), tlv(0x0c, b"Test CA")]),
+        )]);
+        let time = tlv(0x17, b"260101000000Z");
+        let mut extension = vec![tlv(0x06, oid)];
+        if critical {
+            extension.push(tlv(0x01, &[0xff]));
+        }
+        extension.push(tlv(0x04, value));
+        let entry = seq(&[tlv(0x02, &[5]), time.clone(), seq(&[seq(&extension)])]);
+        let tbs = seq(&[
+            tlv(0x02, &[1]),
+            algorithm.clone(),
+            issuer,
+            time,
+            seq(&[entry]),
+        ]);
+        seq(&[tbs, algorithm, tlv(0x03, &[0, 1, 2, 3])])
+    }
+
+    #[test]
+    fn crl_entries_naming_another_issuer_or_with_unknown_critical_extensions_are_refused() {
+        let parse = |der: Vec<u8>| Crl::parse("entry.crl".into(), der);
+        let generalized = tlv(0x18, b"20260101000000Z");
+        // Known entry extensions are read past, even marked critical.
+        for oid in [[0x55, 0x1d, 0x18], [0x55, 0x1d, 0x17]] {
+            let crl = parse(crl_with_entry_extension(&oid, true, &generalized)).unwrap();
+            assert!(crl.revoked().any(|serial| serial == &[5]));
+        }
+        // The certificate issuer of an indirect CRL: the entry is another CA's certificate.
+        let issuer = crl_with_entry_extension(&[0x55, 0x1d, 0x1d], true, &tlv(0x30, &[]));
+        let message = parse(issuer).unwrap_err();
+        assert!(message.contains("indirect"), "{message}");
+        let unknown = crl_with_entry_extension(&[0x2a, 0x03], true, &tlv(0x05, &[]));
+        let message = parse(unknown).unwrap_err();
+        assert!(message.contains("1.2.3"), "{message}");
+        assert!(
+            parse(crl_with_entry_extension(
+                &[0x2a, 0x03],
+                false,
+                &tlv(0x05, &[])
+            ))
+            .is_ok(),
+            "an unknown entry extension that is not critical is read past"
+        );
+    }
+
     #[test]
     fn a_scope_covers_by_kind_of_certificate_and_by_distribution_point() {
         let leaf = |points: &[&str]| CertificateScope {

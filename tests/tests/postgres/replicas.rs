@@ -305,3 +305,32 @@ async fn a_registration_through_one_replica_cannot_capture_a_certificate_live_on
         .assert_problem(409, "binding-conflict");
     assert_eq!(on_a.send(whoami).await.unwrap().status, 200);
 }
+
+#[tokio::test]
+async fn two_replicas_replacing_one_clients_bindings_at_once_end_with_one_set() {
+    let server = TestPostgres::start();
+    let (a, b) = two_replicas(&server).await;
+    let db = sqlx::PgPool::connect(&server.url()).await.unwrap();
+    let rebind = |cn: String| {
+        Request::put("/admin/clients/key-only/bindings").json(&json!({
+            "bindings": [{ "issuer": "CN=Dispatch Dev Internal CA, O=Dispatch Dev", "subject_cn": cn }],
+            "reason": "a race",
+        }))
+    };
+    // Without a lock on the client's row, READ COMMITTED lets both DELETEs run before either
+    // INSERT commits: the union of both sets. A few rounds make that race likely.
+    for round in 0..12 {
+        let (on_a, on_b) = tokio::join!(
+            a.admin(rebind(format!("race-a-{round}"))),
+            b.admin(rebind(format!("race-b-{round}")))
+        );
+        assert_eq!(on_a.status, 200, "{}", on_a.text());
+        assert_eq!(on_b.status, 200, "{}", on_b.text());
+        let stored: Vec<String> =
+            sqlx::query_scalar("SELECT subject_cn FROM cert_bindings WHERE client = 'key-only'")
+                .fetch_all(&db)
+                .await
+                .unwrap();
+        assert_eq!(stored.len(), 1, "round {round}: {stored:?}");
+    }
+}

@@ -177,3 +177,30 @@ async fn an_in_flight_plan_finishes_during_graceful_shutdown() {
         .unwrap();
     assert_eq!(stored, 1, "the acknowledged plan is stored");
 }
+
+#[test]
+fn a_second_process_on_one_sqlite_file_stops_at_start_up_naming_it_and_the_holder() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_pki, config) = e2e::process::dev_pki_server(dir.path());
+    let first = ServerProcess::start(&config, &[]);
+    let second = std::process::Command::new(e2e::process::binary("dispatch-api"))
+        .env("DISPATCH_CONFIG_DIR", &config)
+        .env("DISPATCH_ENV", "local")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("dispatch-api runs");
+    assert!(!second.status.success(), "the second one does not start");
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    let database = dir.path().join("dispatch.db");
+    for expected in [
+        database.display().to_string(),
+        format!("pid {}", first.pid()),
+        "PostgreSQL".to_owned(),
+    ] {
+        assert!(stderr.contains(&expected), "{expected}: {stderr}");
+    }
+    // The first one serves on, and once it stops the file is free again.
+    assert_eq!(first.stop().code(), Some(0));
+    let again = ServerProcess::start(&config, &[]);
+    drop(again);
+}
