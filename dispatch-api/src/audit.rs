@@ -9,7 +9,6 @@
 //! each line that follows a quiet spell saying how many were suppressed.
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use serde_json::json;
 use time::OffsetDateTime;
@@ -18,7 +17,7 @@ use crate::auth::{Principal, ReasonCode, Refusal};
 use crate::storage::recorder::{
     AuditEvent, AuditKind, CertificateSeen, Recorder, RefusalSeen, UsageEvent,
 };
-use crate::telemetry::Metrics;
+use crate::telemetry::{LogBudget, LogBudgets, Metrics, this_second};
 pub use crate::telemetry::{MAX_TEXT, clip};
 
 /// Refusal log lines per second, at most; the rest are counted and reported by the next line.
@@ -64,40 +63,17 @@ pub fn network(peer: Option<IpAddr>) -> String {
     }
 }
 
-/// A budget of log lines per second, shared by all workers.
-pub struct LogBudget {
-    per_second: u64,
-    second: AtomicI64,
-    used: AtomicU64,
-    suppressed: AtomicU64,
-}
-
-impl LogBudget {
-    pub const fn new(per_second: u64) -> Self {
-        Self {
-            per_second,
-            second: AtomicI64::new(i64::MIN),
-            used: AtomicU64::new(0),
-            suppressed: AtomicU64::new(0),
-        }
-    }
-
-    /// Whether a line may be written in `second` (unix seconds); if so, how many were
-    /// suppressed since the last line written.
-    pub fn take(&self, second: i64) -> Option<u64> {
-        if self.second.swap(second, Ordering::Relaxed) != second {
-            self.used.store(0, Ordering::Relaxed);
-        }
-        if self.used.fetch_add(1, Ordering::Relaxed) < self.per_second {
-            Some(self.suppressed.swap(0, Ordering::Relaxed))
-        } else {
-            self.suppressed.fetch_add(1, Ordering::Relaxed);
-            None
-        }
-    }
-}
-
 static REFUSAL_LINES: LogBudget = LogBudget::new(REFUSAL_LINES_PER_SECOND);
+
+/// Alert lines per second and client: a holder of a retired key can send thousands a second,
+/// and each is counted in the metrics and the audit log anyway.
+pub const ALERT_LINES_PER_SECOND: u64 = 5;
+
+static ALERT_LINES: std::sync::LazyLock<LogBudgets> =
+    std::sync::LazyLock::new(|| LogBudgets::new(ALERT_LINES_PER_SECOND));
+
+/// Lines of server-side failures (5xx) per second: a failing database fails every request.
+static FAILURE_LINES: LogBudget = LogBudget::new(REFUSAL_LINES_PER_SECOND);
 
 /// How a request ended, as a metric label.
 fn outcome(refused: bool, status: u16) -> &'static str {
@@ -170,18 +146,22 @@ pub fn record(
     let path = path.as_ref();
     if refusal.is_some_and(|r| r.reason == ReasonCode::KeyRetired) {
         // A retired key in use may be a leaked key.
-        tracing::warn!(
-            alert = "retired_key_used",
-            reason,
-            client,
-            http.method = http_method,
-            path,
-            peer,
-            status,
-            "ALERT: a retired API key was used"
-        );
+        if let Some(suppressed) = ALERT_LINES.take(client.as_deref().unwrap_or("-"), this_second())
+        {
+            tracing::warn!(
+                alert = "retired_key_used",
+                reason,
+                client,
+                http.method = http_method,
+                path,
+                peer,
+                status,
+                suppressed,
+                "ALERT: a retired API key was used"
+            );
+        }
     } else if refusal.is_some() {
-        if let Some(suppressed) = REFUSAL_LINES.take(OffsetDateTime::now_utc().unix_timestamp()) {
+        if let Some(suppressed) = REFUSAL_LINES.take(this_second()) {
             tracing::warn!(
                 client,
                 auth = method_label,
@@ -197,17 +177,20 @@ pub fn record(
             );
         }
     } else if let Some(failure) = failure {
-        tracing::error!(
-            client,
-            auth = method_label,
-            outcome,
-            error = failure,
-            http.method = http_method,
-            path,
-            status,
-            elapsed_ms,
-            "request failed"
-        );
+        if let Some(suppressed) = FAILURE_LINES.take(this_second()) {
+            tracing::error!(
+                client,
+                auth = method_label,
+                outcome,
+                error = failure,
+                http.method = http_method,
+                path,
+                status,
+                elapsed_ms,
+                suppressed,
+                "request failed"
+            );
+        }
     } else if *status < 400 {
         tracing::info!(
             client,
@@ -219,8 +202,7 @@ pub fn record(
             elapsed_ms,
             "request"
         );
-    } else if let Some(suppressed) = REFUSAL_LINES.take(OffsetDateTime::now_utc().unix_timestamp())
-    {
+    } else if let Some(suppressed) = REFUSAL_LINES.take(this_second()) {
         // 4xx that are not refusals (404, 405, 413, ...): anyone can cause them, so they share
         // the refusals' budget.
         tracing::info!(
@@ -252,7 +234,14 @@ fn record_evidence(recorder: &Recorder, principal: &Principal) {
         }),
     });
     if principal.retired_key_presented {
-        tracing::warn!(client = %principal.client.name, "an mtls client sent its retired API key beside its certificate");
+        let client = principal.client.name.as_str();
+        if let Some(suppressed) = ALERT_LINES.take(client, this_second()) {
+            tracing::warn!(
+                client,
+                suppressed,
+                "an mtls client sent its retired API key beside its certificate"
+            );
+        }
         let mut event = AuditEvent::new(AuditKind::Alert, "retired_key_sent_with_certificate");
         event.client = Some(principal.client.name.to_string());
         event.method = Some(principal.method);

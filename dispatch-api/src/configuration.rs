@@ -319,6 +319,9 @@ pub struct TelemetrySettings {
     pub format: LogFormat,
     /// A `tracing` filter, e.g. `info` or `dispatch_api=debug,info`.
     pub filter: String,
+    /// Log lines waiting for a slow log sink, at most; past it lines are dropped and counted
+    /// (`dispatch_log_lines_dropped_total`), never waited for.
+    pub log_buffer_lines: usize,
 }
 
 impl Default for TelemetrySettings {
@@ -326,6 +329,7 @@ impl Default for TelemetrySettings {
         Self {
             format: LogFormat::default(),
             filter: "info".into(),
+            log_buffer_lines: 65_536,
         }
     }
 }

@@ -1,7 +1,9 @@
 //! Logs (`tracing`, JSON in containers) and Prometheus metrics: how they are written and
 //! exposed. What is recorded about each request is decided in `audit`.
 
-use std::sync::atomic::AtomicI64;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -15,18 +17,26 @@ use crate::configuration::{LogFormat, TelemetrySettings};
 /// Keep it until the process ends: dropping it writes out the log lines still buffered.
 pub type LogGuard = tracing_appender::non_blocking::WorkerGuard;
 
+/// Lines the log writer dropped because its sink was slower than the service (the first
+/// subscriber installed in this process).
+static DROPPED_LINES: OnceLock<tracing_appender::non_blocking::ErrorCounter> = OnceLock::new();
+
 /// Installs the global subscriber. Safe to call more than once (later calls do nothing), so
 /// tests that build several apps in one process can all call it.
 ///
 /// Lines are formatted on the request's thread and written to stderr by a background thread,
-/// many at a time, so a request never waits for a write. Not lossy: if stderr stalls, requests
-/// wait rather than lose the log of who called.
+/// many at a time, so a request never waits for a write. Lossy: if stderr stalls (a full pipe,
+/// a stuck log shipper), up to `telemetry.log_buffer_lines` wait and the rest are dropped and
+/// counted (`dispatch_log_lines_dropped_total`), so a slow sink costs log lines, never
+/// requests. Who called is in the audit log and the metrics either way.
 pub fn init(settings: &TelemetrySettings) -> LogGuard {
     let filter = EnvFilter::try_new(&settings.filter).unwrap_or_else(|_| EnvFilter::new("info"));
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
+        .lossy(true)
+        .buffered_lines_limit(settings.log_buffer_lines.max(1))
         .thread_name("log-writer")
         .finish(std::io::BufWriter::new(std::io::stderr()));
+    let _ = DROPPED_LINES.set(writer.error_counter());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer);
@@ -87,6 +97,85 @@ pub fn clip(text: &str) -> std::borrow::Cow<'_, str> {
     format!("{}…", &text[..end]).into()
 }
 
+/// A budget of log lines per second, shared by all workers.
+pub struct LogBudget {
+    per_second: u64,
+    second: AtomicI64,
+    used: AtomicU64,
+    suppressed: AtomicU64,
+}
+
+impl LogBudget {
+    pub const fn new(per_second: u64) -> Self {
+        Self {
+            per_second,
+            second: AtomicI64::new(i64::MIN),
+            used: AtomicU64::new(0),
+            suppressed: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether a line may be written in `second` (unix seconds); if so, how many were
+    /// suppressed since the last line written.
+    pub fn take(&self, second: i64) -> Option<u64> {
+        if self.second.swap(second, Ordering::Relaxed) != second {
+            self.used.store(0, Ordering::Relaxed);
+        }
+        if self.used.fetch_add(1, Ordering::Relaxed) < self.per_second {
+            Some(self.suppressed.swap(0, Ordering::Relaxed))
+        } else {
+            self.suppressed.fetch_add(1, Ordering::Relaxed);
+            None
+        }
+    }
+}
+
+/// One [`LogBudget`] per key (a handshake failure's kind, a client's name), so that one noisy
+/// source does not silence the others. Keys beyond [`Self::MAX_KEYS`] share one budget: the
+/// table is bounded whoever sends what.
+pub struct LogBudgets {
+    per_second: u64,
+    budgets: Mutex<HashMap<String, Arc<LogBudget>>>,
+    overflow: LogBudget,
+}
+
+impl LogBudgets {
+    pub const MAX_KEYS: usize = 1024;
+
+    pub fn new(per_second: u64) -> Self {
+        Self {
+            per_second,
+            budgets: Mutex::new(HashMap::new()),
+            overflow: LogBudget::new(per_second),
+        }
+    }
+
+    /// [`LogBudget::take`] on `key`'s budget.
+    pub fn take(&self, key: &str, second: i64) -> Option<u64> {
+        let budget = {
+            let mut budgets = self.budgets.lock().unwrap_or_else(|e| e.into_inner());
+            match budgets.get(key) {
+                Some(budget) => Some(budget.clone()),
+                None if budgets.len() < Self::MAX_KEYS => {
+                    let budget = Arc::new(LogBudget::new(self.per_second));
+                    budgets.insert(key.to_owned(), budget.clone());
+                    Some(budget)
+                }
+                None => None,
+            }
+        };
+        match budget {
+            Some(budget) => budget.take(second),
+            None => self.overflow.take(second),
+        }
+    }
+}
+
+/// Now, in unix seconds: the clock log budgets count in.
+pub fn this_second() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
@@ -94,6 +183,8 @@ pub struct Metrics {
     handshake_failures: Family<KindLabels, Counter>,
     handshakes: Family<KindLabels, Counter>,
     pub recorder_dropped: Counter,
+    /// The log writer's dropped lines, copied in at each scrape (see [`DROPPED_LINES`]).
+    log_lines_dropped: Counter,
     request_bodies: Family<OutcomeLabels, Counter>,
     tls_reloads: Family<OutcomeLabels, Counter>,
     certificate_expiry: Family<CertificateLabels, Gauge<i64, AtomicI64>>,
@@ -109,6 +200,7 @@ impl Metrics {
         let handshake_failures = Family::<KindLabels, Counter>::default();
         let handshakes = Family::<KindLabels, Counter>::default();
         let recorder_dropped = Counter::default();
+        let log_lines_dropped = Counter::default();
         let request_bodies = Family::<OutcomeLabels, Counter>::default();
         let tls_reloads = Family::<OutcomeLabels, Counter>::default();
         let certificate_expiry = Family::<CertificateLabels, Gauge<i64, AtomicI64>>::default();
@@ -138,6 +230,12 @@ impl Metrics {
             recorder_dropped.clone(),
         );
         registry.register(
+            "log_lines_dropped",
+            "Log lines dropped because the log sink (stderr) was slower than the service: \
+             requests never wait for it (telemetry.log_buffer_lines)",
+            log_lines_dropped.clone(),
+        );
+        registry.register(
             "request_bodies_unread",
             "Request bodies not read to their end by a handler: drained (the rest read and \
              discarded so the answer arrives whole), cut (past limits.drain_bytes or drain_secs: HTTP/1.1 \
@@ -161,6 +259,7 @@ impl Metrics {
             handshake_failures,
             handshakes,
             recorder_dropped,
+            log_lines_dropped,
             request_bodies,
             tls_reloads,
             certificate_expiry,
@@ -246,6 +345,11 @@ impl Metrics {
         for (client, not_after) in self.client_certificates() {
             self.set_certificate_expiry("client", &client, not_after - now);
         }
+        if let Some(dropped) = DROPPED_LINES.get() {
+            let total = dropped.dropped_lines() as u64;
+            self.log_lines_dropped
+                .inc_by(total.saturating_sub(self.log_lines_dropped.get()));
+        }
         let mut text = String::new();
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
         text
@@ -267,4 +371,34 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_key_has_its_own_log_budget_and_keys_past_the_bound_share_one() {
+        let budgets = LogBudgets::new(1);
+        assert_eq!(budgets.take("expired", 10), Some(0));
+        assert_eq!(budgets.take("expired", 10), None);
+        // Another kind is not silenced by the first.
+        assert_eq!(budgets.take("untrusted_issuer", 10), Some(0));
+        assert_eq!(budgets.take("expired", 11), Some(1));
+        for n in 2..LogBudgets::MAX_KEYS {
+            assert_eq!(budgets.take(&format!("k{n}"), 10), Some(0), "k{n}");
+        }
+        assert_eq!(budgets.budgets.lock().unwrap().len(), LogBudgets::MAX_KEYS);
+        // Past the bound: one shared budget, and the table does not grow.
+        assert_eq!(budgets.take("late-1", 10), Some(0));
+        assert_eq!(budgets.take("late-2", 10), None);
+        assert_eq!(budgets.budgets.lock().unwrap().len(), LogBudgets::MAX_KEYS);
+        assert_eq!(budgets.take("expired", 11), None, "its own budget, still");
+    }
+
+    #[test]
+    fn the_clock_of_log_budgets_is_unix_seconds() {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        assert!((this_second() - now).abs() <= 1);
+    }
 }

@@ -3,6 +3,7 @@
 //! metrics, log line), and authentication on the `/api` and `/admin` scopes.
 //! Each is a thin adapter from actix to a module that decides: `auth`, `audit`.
 
+use crate::telemetry::LogBudget;
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
@@ -81,12 +82,17 @@ pub async fn reject_oversized_headers(
         .map(|(name, value)| name.as_str().len() + value.len() + 4)
         .sum();
     if size > limit {
-        tracing::warn!(
-            size,
-            limit,
-            path = %crate::telemetry::clip(request.path()),
-            "request headers too large"
-        );
+        // Anyone can send these: a budget of lines, as for refusals.
+        static LINES: LogBudget = LogBudget::new(crate::audit::REFUSAL_LINES_PER_SECOND);
+        if let Some(suppressed) = LINES.take(crate::telemetry::this_second()) {
+            tracing::warn!(
+                size,
+                limit,
+                suppressed,
+                path = %crate::telemetry::clip(request.path()),
+                "request headers too large"
+            );
+        }
         return Ok(request
             .error_response(ApiError::HeadersTooLarge { limit })
             .map_into_right_body());

@@ -104,6 +104,9 @@ pub struct RefusalSeen {
     pub detail: serde_json::Value,
 }
 
+/// One line a second says the audit queue is full: a flood fills it with every request.
+static DROP_LINES: crate::telemetry::LogBudget = crate::telemetry::LogBudget::new(1);
+
 /// New (reason, source) pairs beyond this many in one hour share one `other` entry: anonymous
 /// callers from many networks cannot add rows without bound.
 pub const MAX_REFUSAL_SOURCES: usize = 4096;
@@ -260,9 +263,12 @@ impl Recorder {
         {
             self.queued_bytes.fetch_sub(weight, Ordering::Relaxed);
             self.metrics.recorder_dropped.inc();
-            tracing::warn!(
-                "audit queue full: a record was dropped (see dispatch_recorder_dropped_total)"
-            );
+            if let Some(suppressed) = DROP_LINES.take(crate::telemetry::this_second()) {
+                tracing::warn!(
+                    suppressed,
+                    "audit queue full: a record was dropped (see dispatch_recorder_dropped_total)"
+                );
+            }
         }
     }
 

@@ -20,6 +20,7 @@ use super::ReloadableTls;
 use super::trust::chain_key;
 use crate::configuration::ClientAuth;
 use crate::identity::PeerCertificate;
+use crate::telemetry::{LogBudgets, this_second};
 
 /// A stable name for why a client certificate failed verification.
 pub fn handshake_failure_kind(error: &RustlsError) -> &'static str {
@@ -47,6 +48,13 @@ pub fn handshake_failure_kind(error: &RustlsError) -> &'static str {
         _ => "other",
     }
 }
+
+/// Handshake-failure log lines per second and kind: anyone can fail handshakes as fast as the
+/// CPU allows, and each one is counted in `dispatch_tls_handshake_failures_total` anyway.
+pub const HANDSHAKE_LINES_PER_SECOND: u64 = 10;
+
+static HANDSHAKE_LINES: std::sync::LazyLock<LogBudgets> =
+    std::sync::LazyLock::new(|| LogBudgets::new(HANDSHAKE_LINES_PER_SECOND));
 
 /// A client chain longer than `tls.max_client_chain`, refused before any signature is checked.
 #[derive(Debug, thiserror::Error)]
@@ -133,11 +141,14 @@ impl ClientCertVerifier for CurrentVerifier {
             self.0
                 .metrics
                 .handshake_failure(handshake_failure_kind(&error));
-            tracing::warn!(
-                kind = "chain_too_long",
-                error = %error,
-                "client certificate refused in the TLS handshake"
-            );
+            if let Some(suppressed) = HANDSHAKE_LINES.take("chain_too_long", this_second()) {
+                tracing::warn!(
+                    kind = "chain_too_long",
+                    error = %error,
+                    suppressed,
+                    "client certificate refused in the TLS handshake"
+                );
+            }
             return Err(error);
         }
         let trust = self.0.material.load().trust.clone();
@@ -150,19 +161,22 @@ impl ClientCertVerifier for CurrentVerifier {
                 let error = rustls_error(error);
                 let kind = handshake_failure_kind(&error);
                 self.0.metrics.handshake_failure(kind);
-                let presented = PeerCertificate::from_der(end_entity).ok();
-                tracing::warn!(
-                    kind,
-                    error = %error,
-                    subject = presented
-                        .as_ref()
-                        .map(|c| crate::telemetry::clip(&c.subject.to_string()).into_owned()),
-                    issuer = presented
-                        .as_ref()
-                        .map(|c| crate::telemetry::clip(&c.issuer.to_string()).into_owned()),
-                    fingerprint = presented.as_ref().map(|c| c.fingerprint.to_string()),
-                    "client certificate refused in the TLS handshake"
-                );
+                if let Some(suppressed) = HANDSHAKE_LINES.take(kind, this_second()) {
+                    let presented = PeerCertificate::from_der(end_entity).ok();
+                    tracing::warn!(
+                        kind,
+                        error = %error,
+                        subject = presented
+                            .as_ref()
+                            .map(|c| crate::telemetry::clip(&c.subject.to_string()).into_owned()),
+                        issuer = presented
+                            .as_ref()
+                            .map(|c| crate::telemetry::clip(&c.issuer.to_string()).into_owned()),
+                        fingerprint = presented.as_ref().map(|c| c.fingerprint.to_string()),
+                        suppressed,
+                        "client certificate refused in the TLS handshake"
+                    );
+                }
                 Err(error)
             }
         }

@@ -5,6 +5,7 @@ mod authorization;
 mod crash;
 mod flood;
 mod limits;
+mod logs;
 mod read_only;
 mod secrets;
 mod storage_faults;
