@@ -698,6 +698,74 @@ mod tests {
     }
 
     #[test]
+    fn a_delta_numbered_like_its_complete_crl_is_not_newer_and_of_two_alike_the_first_counts() {
+        let pki = pki();
+        let held = client(&pki.root, "a");
+        let hold = |number| {
+            pki.root.crl(&CrlSpec {
+                revoked: vec![(&held, "certificateHold")],
+                number,
+                ..CrlSpec::default()
+            })
+        };
+        let release = |number| {
+            pki.root.crl(&CrlSpec {
+                revoked: vec![(&held, "removeFromCRL")],
+                number,
+                extensions: &delta_of(1),
+                ..CrlSpec::default()
+            })
+        };
+        let (base, same_number) = (hold(2), release(2));
+        let bundle = openssl_trust(
+            &[&pki.root],
+            &[("base.crl", &base), ("delta.crl", &same_number)],
+        )
+        .unwrap();
+        assert_eq!(
+            openssl_verified(&bundle, &held, &[]).unwrap_err(),
+            webpki::Error::CertRevoked
+        );
+        // Two deltas of one number on one base: the first loaded counts.
+        let base = hold(1);
+        let (releases, keeps) = (release(2), crl(&pki.root, &[], 2, &delta_of(1)));
+        let bundle = openssl_trust(
+            &[&pki.root],
+            &[("base.crl", &base), ("a.crl", &releases), ("b.crl", &keeps)],
+        )
+        .unwrap();
+        assert!(openssl_verified(&bundle, &held, &[]).is_ok());
+        let bundle = openssl_trust(
+            &[&pki.root],
+            &[("base.crl", &base), ("b.crl", &keeps), ("a.crl", &releases)],
+        )
+        .unwrap();
+        assert_eq!(
+            openssl_verified(&bundle, &held, &[]).unwrap_err(),
+            webpki::Error::CertRevoked
+        );
+    }
+
+    #[test]
+    fn crls_of_one_name_that_do_not_combine_for_the_key_that_signed_them_give_no_status() {
+        // Two issuing CAs of one name (a rollover), outside the bundle: the old one signed the
+        // complete CRL, the new one a delta on it. Loaded by name they combine; for the new
+        // key alone the delta has no base, so its leaves have no known status.
+        let pki = pki();
+        let old = pki.root.intermediate("/O=Acme/CN=Acme Issuing", "");
+        let new = pki.root.intermediate("/O=Acme/CN=Acme Issuing", "");
+        let base = crl(&old, &[], 1, "");
+        let delta = crl(&new, &[], 2, &delta_of(1));
+        let bundle =
+            openssl_trust(&[&pki.root], &[("base.crl", &base), ("delta.crl", &delta)]).unwrap();
+        assert!(openssl_verified(&bundle, &client(&old, "o"), &[&old]).is_ok());
+        assert_eq!(
+            openssl_verified(&bundle, &client(&new, "n"), &[&new]).unwrap_err(),
+            webpki::Error::UnknownRevocationStatus
+        );
+    }
+
+    #[test]
     fn a_newer_crl_by_number_wins_over_a_later_this_update_with_a_lower_number() {
         let pki = pki();
         let (x, y) = (client(&pki.root, "x"), client(&pki.root, "y"));
