@@ -134,6 +134,34 @@ impl OpensslCa {
         read(&self.cert_path)
     }
 
+    /// The same root CA renewed: a new self-signed certificate of the same name and key.
+    pub fn renewed(&self) -> OpensslCa {
+        let dir = unique(&self.dir, "renewed");
+        std::fs::copy(&self.key_path, dir.join("ca.key")).unwrap();
+        std::fs::write(dir.join("ca.cnf"), format!("[ext]\n{CA_EXTENSIONS}")).unwrap();
+        openssl(
+            &dir,
+            &[
+                "req",
+                "-x509",
+                "-new",
+                "-key",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "3",
+                "-subj",
+                &self.subject,
+                "-config",
+                "ca.cnf",
+                "-extensions",
+                "ext",
+            ],
+        );
+        Self::at(dir, &self.subject)
+    }
+
     /// This CA's certificate as one to list in its issuer's CRL.
     pub fn as_cert(&self) -> OpensslCert {
         OpensslCert {

@@ -964,6 +964,36 @@ mod tests {
     }
 
     #[test]
+    fn a_renewed_root_is_the_same_anchor_and_not_the_parent_of_its_twin() {
+        let pki = pki();
+        let renewed = pki.root.renewed();
+        assert_ne!(renewed.cert_der(), pki.root.cert_der());
+        let leaf = client(&pki.root, "w");
+        let both = openssl_trust(&[&pki.root, &renewed], &[]).unwrap();
+        let path = openssl_verified(&both, &leaf, &[]).unwrap();
+        assert!(
+            both.cas_above(&path).is_empty(),
+            "{:?}",
+            both.cas_above(&path)
+        );
+        assert!(both.ancestors(&path).is_empty());
+        // Either certificate of the key keeps a path verified under the other.
+        let now = OffsetDateTime::now_utc();
+        assert!(
+            openssl_trust(&[&renewed], &[])
+                .unwrap()
+                .check_path(&path, now)
+                .is_ok()
+        );
+        assert!(
+            openssl_trust(&[&pki.root], &[])
+                .unwrap()
+                .check_path(&path, now)
+                .is_ok()
+        );
+    }
+
+    #[test]
     fn a_path_whose_anchor_left_the_bundle_is_refused_on_its_next_check() {
         let partner =
             CertificateAuthority::new("Partner CA", "Test", time::Duration::days(1)).unwrap();
