@@ -55,7 +55,7 @@ pub fn judge(
         Intent::Revocation => !operator,
         Intent::Switch(client) => client == owner,
         Intent::Bindings { client, force } => client == owner && force,
-        Intent::Register(_) => false,
+        Intent::Register => false,
     };
     if intended {
         Verdict::Kept
@@ -243,15 +243,15 @@ mod tests {
         // (after, intent, operator, expected)
         let rows: Vec<(Result<&ClientName, ReasonCode>, Intent<'_>, bool, &str)> = vec![
             // Still the owner: whatever the change, for anybody.
-            (Ok(&owner), Intent::Register(&other), false, "kept"),
+            (Ok(&owner), Intent::Register, false, "kept"),
             (Ok(&owner), Intent::Revocation, true, "kept"),
             // Another client, or ambiguous: always a capture, whoever asks and whatever for.
-            (Ok(&other), Intent::Register(&other), false, "captured"),
+            (Ok(&other), Intent::Register, false, "captured"),
             (Ok(&other), rebind(true), false, "captured"),
             (Ok(&other), Intent::Revocation, true, "captured"),
             (
                 Err(ReasonCode::CertAmbiguous),
-                Intent::Register(&other),
+                Intent::Register,
                 false,
                 "captured",
             ),
@@ -290,7 +290,7 @@ mod tests {
             (cut, rebind(false), true, "cut off"),
             (cut, rebind_other, false, "cut off"),
             // ... never of a registration.
-            (cut, Intent::Register(&owner), false, "cut off"),
+            (cut, Intent::Register, false, "cut off"),
         ];
         for (after, intent, operator, expected) in rows {
             let verdict = judge(&owner, after, intent, operator);
@@ -388,7 +388,7 @@ mod tests {
         fn try_adding(&self, added: Client) -> Result<(), RegistryError> {
             let will_be = self.snapshot.with_client(&added.name, Some(added.clone()));
             self.live()
-                .check(&self.snapshot, &will_be, Intent::Register(&added.name))
+                .check(&self.snapshot, &will_be, Intent::Register)
         }
     }
 

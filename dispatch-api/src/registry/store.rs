@@ -200,8 +200,8 @@ pub struct Change<'a> {
 /// keeping that client's own certificate out is its purpose.
 #[derive(Debug, Clone, Copy)]
 pub enum Intent<'a> {
-    /// A new client: it can only capture, never cut off.
-    Register(&'a ClientName),
+    /// New clients: they can only capture, never cut off.
+    Register,
     /// New bindings: keeping the client's own live certificate out is a mistake unless forced.
     Bindings { client: &'a ClientName, force: bool },
     /// A mode change or a disable: keeping the client's own certificate out may be the point.
@@ -332,9 +332,7 @@ impl Registry {
             absent += 1;
         }
         if let Some(tryout) = change.as_ref().and_then(|c| c.tryout) {
-            for client in clients {
-                tryout.check(&self.snapshot(), &will_be, Intent::Register(&client.name))?;
-            }
+            tryout.check(&self.snapshot(), &will_be, Intent::Register)?;
         }
         drop(will_be);
         let added = self
