@@ -60,8 +60,12 @@ pub struct Application {
     tls_watch: tokio::task::JoinHandle<()>,
     /// Other replicas' registry changes (PostgreSQL); ends at once on SQLite.
     registry_follower: tokio::task::JoinHandle<()>,
-    /// The SQLite file is this process's while it runs (released when the app is dropped).
-    _writer_lock: Option<storage::writer_lock::WriterLock>,
+    /// The SQLite file is this process's while it runs: the lock, kept on the file at its path
+    /// (taken again after a remount); released when the app is dropped.
+    writer_lock: Option<(
+        Arc<storage::writer_lock::WriterLock>,
+        tokio::task::JoinHandle<()>,
+    )>,
 }
 
 impl Application {
@@ -74,7 +78,14 @@ impl Application {
 
         let location = storage::Location::of(&settings.database)?;
         let writer_lock = match &location {
-            storage::Location::Sqlite(path) => Some(storage::writer_lock::claim(path)?),
+            storage::Location::Sqlite(path) => {
+                let lock = Arc::new(storage::writer_lock::claim(path)?);
+                let follow = tokio::spawn(storage::writer_lock::WriterLock::follow(
+                    Arc::downgrade(&lock),
+                    Duration::from_secs(1),
+                ));
+                Some((lock, follow))
+            }
             storage::Location::Postgres(_) => None,
         };
         let pool = storage::connect(&settings.database, &location).await?;
@@ -225,7 +236,7 @@ impl Application {
             recorder_task,
             tls_watch,
             registry_follower,
-            _writer_lock: writer_lock,
+            writer_lock,
         })
     }
 
@@ -277,6 +288,9 @@ impl Application {
         self.recorder_task.abort();
         self.tls_watch.abort();
         self.registry_follower.abort();
+        if let Some((_, follow)) = &self.writer_lock {
+            follow.abort();
+        }
         tracing::info!("dispatch-api stopped");
         Ok(())
     }

@@ -11,14 +11,18 @@
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, Write};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use super::OpenError;
 
 /// Held while the process serves from the file; dropping it releases the file.
 #[derive(Debug)]
 pub struct WriterLock {
-    _file: File,
+    path: PathBuf,
+    database: PathBuf,
+    file: Mutex<File>,
 }
 
 /// The lock file of a database file: `<file>.lock` beside it.
@@ -31,8 +35,16 @@ pub fn lock_path(database: &Path) -> PathBuf {
 /// Takes the database file for this process, or says who has it.
 pub fn claim(database: &Path) -> Result<WriterLock, OpenError> {
     let path = lock_path(database);
+    Ok(WriterLock {
+        file: Mutex::new(lock(database, &path)?),
+        path,
+        database: database.to_owned(),
+    })
+}
+
+fn lock(database: &Path, path: &Path) -> Result<File, OpenError> {
     let io_error = |source| OpenError::Lock {
-        path: path.clone(),
+        path: path.to_owned(),
         source,
     };
     let mut file = OpenOptions::new()
@@ -40,7 +52,7 @@ pub fn claim(database: &Path) -> Result<WriterLock, OpenError> {
         .write(true)
         .create(true)
         .truncate(false)
-        .open(&path)
+        .open(path)
         .map_err(io_error)?;
     match file.try_lock() {
         Ok(()) => {
@@ -48,7 +60,7 @@ pub fn claim(database: &Path) -> Result<WriterLock, OpenError> {
             file.set_len(0).map_err(io_error)?;
             file.rewind().map_err(io_error)?;
             writeln!(file, "{}", std::process::id()).map_err(io_error)?;
-            Ok(WriterLock { _file: file })
+            Ok(file)
         }
         Err(TryLockError::WouldBlock) => {
             let mut text = String::new();
@@ -59,6 +71,61 @@ pub fn claim(database: &Path) -> Result<WriterLock, OpenError> {
             })
         }
         Err(TryLockError::Error(source)) => Err(io_error(source)),
+    }
+}
+
+impl WriterLock {
+    /// Whether the lock file at the path is still the one this process holds. It is not after
+    /// the file system under it was detached and mounted again (the repair of a file system
+    /// that went read-only), or after the file was removed: the lock would then guard a file
+    /// nobody else can see, on a file system this process should let go of.
+    pub fn in_place(&self) -> bool {
+        let held = self
+            .file
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .metadata();
+        match (held, std::fs::metadata(&self.path)) {
+            (Ok(held), Ok(there)) => held.dev() == there.dev() && held.ino() == there.ino(),
+            _ => false,
+        }
+    }
+
+    /// Takes the lock again on the file now at the path, and lets the old one go.
+    pub fn renew(&self) -> Result<(), OpenError> {
+        let file = lock(&self.database, &self.path)?;
+        *self.file.lock().unwrap_or_else(|e| e.into_inner()) = file;
+        Ok(())
+    }
+
+    /// Keeps the lock on the file at the path, looking every `every`: after a remount it is
+    /// taken again on the new file system. Ends when the lock is dropped (it holds no claim of
+    /// its own, so an app dropped without running releases the file).
+    pub async fn follow(lock: std::sync::Weak<Self>, every: std::time::Duration) {
+        let mut ticks = tokio::time::interval(every);
+        loop {
+            ticks.tick().await;
+            let Some(this) = lock.upgrade() else {
+                return;
+            };
+            this.keep_in_place();
+        }
+    }
+
+    fn keep_in_place(&self) {
+        if self.in_place() {
+            return;
+        }
+        match self.renew() {
+            Ok(()) => tracing::info!(
+                file = %self.path.display(),
+                "the database's lock file was replaced (a remount?); this process holds the new one"
+            ),
+            Err(error) => tracing::error!(
+                error = %error,
+                "the database's lock file was replaced and cannot be taken again"
+            ),
+        }
     }
 }
 
@@ -90,6 +157,21 @@ mod tests {
         assert!(claim(&dir.path().join("other.db")).is_ok());
         drop(first);
         assert!(claim(&database).is_ok(), "released with the first");
+    }
+
+    #[test]
+    fn a_lock_file_replaced_under_the_holder_is_taken_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let database = dir.path().join("dispatch.db");
+        let held = claim(&database).unwrap();
+        assert!(held.in_place());
+        // What a remount looks like from here: another file at the path.
+        std::fs::remove_file(lock_path(&database)).unwrap();
+        assert!(!held.in_place());
+        assert!(claim(&database).is_ok(), "the new file is nobody's yet");
+        held.renew().unwrap();
+        assert!(held.in_place());
+        assert!(matches!(claim(&database), Err(OpenError::InUse { .. })));
     }
 
     #[test]

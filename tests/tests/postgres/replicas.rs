@@ -235,9 +235,12 @@ async fn a_binding_changed_through_one_replica_stops_naming_the_certificate_on_t
     let request = Request::get("/api/whoami");
     let named = on_b.send(request.clone()).await.unwrap();
     assert_eq!(named.json()["client"], "route-worker");
+    // It no longer names the certificate route-worker showed B: forced, as a client about to
+    // get a new certificate is (unforced, a replica that has seen B's usage refuses it).
     let rebind = json!({
         "bindings": [{ "issuer": "CN=Dispatch Dev Internal CA, O=Dispatch Dev", "subject_cn": "route-worker-2" }],
         "reason": "new certificate naming",
+        "force": true,
     });
     let response = a
         .admin(Request::put("/admin/clients/route-worker/bindings").json(&rebind))
