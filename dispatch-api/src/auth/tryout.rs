@@ -106,15 +106,6 @@ impl LiveCertificates {
         }
         Self { trust, live, now }
     }
-
-    /// How many certificates a change is tried against.
-    pub fn len(&self) -> usize {
-        self.live.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.live.is_empty()
-    }
 }
 
 fn verify_again(
@@ -487,6 +478,37 @@ mod tests {
     }
 
     #[test]
+    fn rebinding_the_operators_own_client_away_from_the_operators_certificate_is_a_cut_off() {
+        let world = world();
+        let operator = name("operator");
+        let moved = client(
+            "operator",
+            &[Scope::Admin],
+            vec![binding(CertBindingSpec {
+                issuer: Some(TEST_CA.into()),
+                subject_cn: Some("operator-2".into()),
+                ..Default::default()
+            })],
+        );
+        let will_be = world.snapshot.with_client(&operator, Some(moved));
+        let error = world
+            .live()
+            .check(
+                &world.snapshot,
+                &will_be,
+                Intent::Bindings {
+                    client: &operator,
+                    force: false,
+                },
+            )
+            .unwrap_err();
+        assert!(
+            matches!(&error, RegistryError::CutsOffLiveCertificate { client, .. } if client == "operator"),
+            "{error:?}"
+        );
+    }
+
+    #[test]
     fn disabling_a_client_keeps_out_its_own_certificate_only() {
         let world = world();
         let worker = name("route-worker");
@@ -553,8 +575,11 @@ mod tests {
             ],
             OffsetDateTime::now_utc(),
         );
-        assert_eq!(live.len(), 1);
-        assert!(!live.is_empty());
+        assert_eq!(live.live.len(), 1);
+        assert_eq!(
+            live.live[0].certificate.leaf.fingerprint,
+            world.worker.leaf.fingerprint
+        );
         // Verified anew when no recent handshake remembers it: the same path.
         let fresh = Arc::new(trust(&[&CA], &[]));
         let again = verify_again(&fresh, &world.worker.presented, OffsetDateTime::now_utc())
