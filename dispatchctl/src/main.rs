@@ -1,5 +1,5 @@
-//! dispatchctl: status, the migration switches, keys, bindings, revocations, the audit log and
-//! a preflight check, over dispatch-api's admin API with the operator's certificate.
+//! dispatchctl: status, registration, the migration switches, keys, bindings, revocations, the
+//! audit log and a preflight check, over dispatch-api's admin API with the operator's certificate.
 //!
 //! Exit codes: 0 done, 1 `check` found a failing check, 2 configuration, 3 refused by the
 //! server (the problem's type and detail are printed), 4 the server could not be reached.
@@ -87,6 +87,27 @@ enum Command {
         #[arg(long, requires = "set")]
         force: bool,
     },
+    /// Register a client (refused with the reason when a binding overlaps another client's or
+    /// would capture a certificate in use). An issued key is printed once.
+    Register {
+        name: String,
+        /// api_key, dual or mtls.
+        #[arg(long, default_value = "api_key")]
+        mode: String,
+        /// A scope, repeated: plans:submit, admin.
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        /// A certificate binding as JSON, repeated: '{"issuer": "CN=Dev CA, O=Dev", "subject_cn": "worker"}'.
+        #[arg(long = "binding")]
+        bindings: Vec<String>,
+        /// Issue an API key now (printed once; only its SHA-256 is stored).
+        #[arg(long)]
+        issue_key: bool,
+        #[arg(long)]
+        reason: String,
+    },
+    /// The certificate deny list.
+    Revocations,
     /// Put a certificate (SHA-256 fingerprint) on the deny list; effective on the next request.
     Revoke {
         fingerprint: String,
@@ -263,6 +284,29 @@ async fn run(cli: Cli) -> Result<u8, CtlError> {
                 .await?;
             print(&answer);
         }
+        Command::Register {
+            name,
+            mode,
+            scopes,
+            bindings,
+            issue_key,
+            reason,
+        } => {
+            let bindings = bindings
+                .iter()
+                .map(|text| serde_json::from_str::<Value>(text))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| CtlError::Config(format!("--binding must be a JSON object: {e}")))?;
+            let answer = admin
+                .post(
+                    "/admin/clients",
+                    json!({"name": name, "mode": mode, "scopes": scopes, "bindings": bindings,
+                           "issue_api_key": issue_key, "reason": reason}),
+                )
+                .await?;
+            print(&answer);
+        }
+        Command::Revocations => print(&admin.get("/admin/revocations").await?),
         Command::Audit {
             client,
             limit,

@@ -263,6 +263,69 @@ async fn revoke_denies_a_certificate_on_its_next_request() {
         .unwrap();
     assert_eq!(refused.status, 401);
     app.assert_last_refusal("cert_revoked").await;
+    let listed = ctl(&app, &["revocations"]).await;
+    assert_eq!(listed.code, 0, "{}", listed.stderr);
+    let listed: Value = serde_json::from_str(&listed.stdout).unwrap();
+    assert_eq!(listed["revocations"][0]["fingerprint"], worker.fingerprint);
+    assert_eq!(listed["revocations"][0]["reason"], "key leaked");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn register_adds_a_client_with_its_bindings_and_prints_an_issued_key_once() {
+    let app = spawn_app().await;
+    let binding =
+        r#"{"issuer": "CN=Dispatch Dev Internal CA, O=Dispatch Dev", "subject_cn": "billing"}"#;
+    let run = ctl(
+        &app,
+        &[
+            "register",
+            "billing",
+            "--mode",
+            "dual",
+            "--scope",
+            "plans:submit",
+            "--binding",
+            binding,
+            "--issue-key",
+            "--reason",
+            "a new caller",
+        ],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let answer: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(answer["mode"], "dual");
+    assert_eq!(answer["bindings"][0]["subject_cn"], "billing");
+    let key = answer["api_key"]
+        .as_str()
+        .expect("the key, once")
+        .to_owned();
+    // Both ways in work: the key, and a certificate the binding names.
+    let whoami = app
+        .request(None, Request::get("/api/whoami").api_key(&key))
+        .await
+        .unwrap();
+    assert_eq!(whoami.json()["client"], "billing", "{}", whoami.text());
+    let certificate = app.pki.workload("billing");
+    let whoami = app
+        .request(Some(&certificate), Request::get("/api/whoami"))
+        .await
+        .unwrap();
+    assert_eq!(whoami.json()["client"], "billing", "{}", whoami.text());
+    // A second registration of the name is refused with the server's reason.
+    let again = ctl(&app, &["register", "billing", "--reason", "twice"]).await;
+    assert_eq!(again.code, 3);
+    assert!(
+        again.stderr.contains("409: client-exists"),
+        "{}",
+        again.stderr
+    );
+    let malformed = ctl(
+        &app,
+        &["register", "x", "--binding", "{not json", "--reason", "r"],
+    )
+    .await;
+    assert_eq!(malformed.code, 2, "{}", malformed.stderr);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
