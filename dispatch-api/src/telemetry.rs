@@ -183,8 +183,10 @@ pub struct Metrics {
     handshake_failures: Family<KindLabels, Counter>,
     handshakes: Family<KindLabels, Counter>,
     pub recorder_dropped: Counter,
-    /// The log writer's dropped lines, copied in at each scrape (see [`DROPPED_LINES`]).
+    /// The log writer's dropped lines, copied in at each scrape (see [`DROPPED_LINES`]), and
+    /// the total copied so far (swapped, so concurrent scrapes add each drop once).
     log_lines_dropped: Counter,
+    log_lines_copied: AtomicU64,
     request_bodies: Family<OutcomeLabels, Counter>,
     tls_reloads: Family<OutcomeLabels, Counter>,
     certificate_expiry: Family<CertificateLabels, Gauge<i64, AtomicI64>>,
@@ -260,6 +262,7 @@ impl Metrics {
             handshakes,
             recorder_dropped,
             log_lines_dropped,
+            log_lines_copied: AtomicU64::new(0),
             request_bodies,
             tls_reloads,
             certificate_expiry,
@@ -347,8 +350,8 @@ impl Metrics {
         }
         if let Some(dropped) = DROPPED_LINES.get() {
             let total = dropped.dropped_lines() as u64;
-            self.log_lines_dropped
-                .inc_by(total.saturating_sub(self.log_lines_dropped.get()));
+            let copied = self.log_lines_copied.fetch_max(total, Ordering::Relaxed);
+            self.log_lines_dropped.inc_by(total.saturating_sub(copied));
         }
         let mut text = String::new();
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);

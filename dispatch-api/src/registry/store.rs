@@ -220,7 +220,9 @@ struct Update<'a> {
 /// A registry change tried against live certificates before it is made: the registry as it is
 /// and as it would be, and what the change means to do. Implemented above the registry, where
 /// authentication is (`auth::tryout`), and called under the registry's write lock so that
-/// nothing changes between the try and the write.
+/// nothing this process does changes between the try and the write. (Another replica's write to
+/// another client can: the checks see this replica's snapshot, as the README says of all
+/// admin checks on PostgreSQL.)
 pub trait Tryout: Sync {
     fn check(
         &self,
