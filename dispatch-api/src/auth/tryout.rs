@@ -151,18 +151,33 @@ impl Tryout for LiveCertificates {
         intent: Intent<'_>,
     ) -> Result<(), RegistryError> {
         let headers = HeaderMap::new();
+        let issuers = self.trust.issuers();
         for live in &self.live {
             let connection = ConnectionIdentity::Certificate(live.certificate.clone());
-            let Ok(before) = authenticate(now, &self.trust, &connection, &headers, self.now) else {
-                // It lets nobody in now: there is nothing to take from anybody.
+            // Whose it is, by its bindings: a client refused now for another reason (disabled,
+            // its mode) still owns its certificate, and must not find it taken when it is let
+            // in again.
+            let Ok(owner) = now.client_for_certificate(&live.certificate, issuers) else {
+                // Bound to nobody (or to two already): there is nothing to take from anybody.
                 continue;
             };
-            let after = authenticate(will_be, &self.trust, &connection, &headers, self.now);
-            let after = match &after {
-                Ok(principal) => Ok(&principal.client.name),
-                Err(refusal) => Err(refusal.reason),
+            let owner = &owner.name;
+            let authenticated = authenticate(will_be, &self.trust, &connection, &headers, self.now);
+            let after = if authenticate(now, &self.trust, &connection, &headers, self.now).is_ok() {
+                match &authenticated {
+                    Ok(principal) => Ok(&principal.client.name),
+                    Err(refusal) => Err(refusal.reason),
+                }
+            } else {
+                // Kept out now already: only a capture can do it harm.
+                match will_be.client_for_certificate(&live.certificate, issuers) {
+                    Ok(client) => Ok(&client.name),
+                    Err(crate::registry::CertMatchFailure::Ambiguous) => {
+                        Err(ReasonCode::CertAmbiguous)
+                    }
+                    Err(_) => Ok(owner),
+                }
             };
-            let owner = &before.client.name;
             let certificate = describe(&live.certificate);
             match judge(owner, after, intent, live.operator) {
                 Verdict::Kept => {}
@@ -506,6 +521,51 @@ mod tests {
             matches!(&error, RegistryError::CutsOffLiveCertificate { client, .. } if client == "operator"),
             "{error:?}"
         );
+    }
+
+    #[test]
+    fn a_disabled_clients_certificate_cannot_be_captured_while_it_is_kept_out() {
+        let world = world();
+        let worker = name("route-worker");
+        let mut disabled = Client::clone(world.snapshot.client(&worker).unwrap());
+        disabled.disabled = true;
+        let snapshot = world.snapshot.with_client(&worker, Some(disabled));
+        let by_cn = client(
+            "copycat",
+            &[Scope::PlansSubmit],
+            vec![binding(CertBindingSpec {
+                issuer: Some(TEST_CA.into()),
+                subject_cn: Some("route-worker".into()),
+                ..Default::default()
+            })],
+        );
+        let will_be = snapshot.with_client(&name("copycat"), Some(by_cn));
+        let error = world
+            .live()
+            .check(&snapshot, &will_be, Intent::Register)
+            .unwrap_err();
+        assert!(
+            matches!(&error, RegistryError::CapturesLiveCertificate { owner, .. } if owner == "route-worker"),
+            "{error:?}"
+        );
+        // Changing what keeps it out (its bindings, forced) is no capture.
+        let mut rebound = Client::clone(snapshot.client(&worker).unwrap());
+        rebound.bindings = vec![binding(CertBindingSpec {
+            issuer: Some(TEST_CA.into()),
+            subject_cn: Some("route-worker-2".into()),
+            ..Default::default()
+        })];
+        let will_be = snapshot.with_client(&worker, Some(rebound));
+        for force in [false, true] {
+            let intent = Intent::Bindings {
+                client: &worker,
+                force,
+            };
+            assert!(
+                world.live().check(&snapshot, &will_be, intent).is_ok(),
+                "force={force}"
+            );
+        }
     }
 
     #[test]
