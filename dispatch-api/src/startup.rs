@@ -134,6 +134,10 @@ impl Application {
                 max_stops: settings.limits.max_stops,
             },
             tls: reloadable_tls.clone(),
+            database_lock_lost: writer_lock
+                .as_ref()
+                .map(|(lock, _)| lock.lost())
+                .unwrap_or_default(),
             settings: settings.clone(),
         });
 

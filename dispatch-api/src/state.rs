@@ -21,6 +21,8 @@ pub struct AppState {
     pub pool: Db,
     pub plan_limits: PlanLimits,
     pub tls: Arc<ReloadableTls>,
+    /// SQLite: whether this process lost its file to another one (`/readyz`).
+    pub database_lock_lost: crate::storage::writer_lock::LockLost,
 }
 
 impl AppState {

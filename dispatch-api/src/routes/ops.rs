@@ -31,6 +31,9 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     // The probe sees locks and lost files; a recent failed plan write also covers a full
     // database, which a probe that writes nothing cannot see.
     let database = match storage::probe_writable(&state.pool).await {
+        _ if state.database_lock_lost.get() => {
+            Err("its lock file was replaced and another dispatch-api holds it: stop one of them")
+        }
         Ok(()) if state.plans.health().failing_within(10) => Err("recent plan writes failed"),
         Ok(()) => Ok(()),
         Err(_) => Err("unavailable"),

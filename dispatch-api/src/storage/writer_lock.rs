@@ -13,7 +13,8 @@ use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use super::OpenError;
 
@@ -23,6 +24,19 @@ pub struct WriterLock {
     path: PathBuf,
     database: PathBuf,
     file: Mutex<File>,
+    lost: LockLost,
+}
+
+/// Whether the lock was lost: its file replaced and taken by another process meanwhile. Then
+/// two processes serve from one file, and `/readyz` says so (the application state keeps this
+/// flag, not the lock, so that the lock goes with the app).
+#[derive(Debug, Clone, Default)]
+pub struct LockLost(Arc<AtomicBool>);
+
+impl LockLost {
+    pub fn get(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
 }
 
 /// The lock file of a database file: `<file>.lock` beside it.
@@ -39,6 +53,7 @@ pub fn claim(database: &Path) -> Result<WriterLock, OpenError> {
         file: Mutex::new(lock(database, &path)?),
         path,
         database: database.to_owned(),
+        lost: LockLost::default(),
     })
 }
 
@@ -91,11 +106,20 @@ impl WriterLock {
         }
     }
 
-    /// Takes the lock again on the file now at the path, and lets the old one go.
+    /// Takes the lock again on the file now at the path, and lets the old one go. When another
+    /// process holds the new file, the lock is lost (see [`LockLost`]) until it can be taken.
     pub fn renew(&self) -> Result<(), OpenError> {
-        let file = lock(&self.database, &self.path)?;
+        let file = lock(&self.database, &self.path).inspect_err(|_| {
+            self.lost.0.store(true, Ordering::Relaxed);
+        })?;
         *self.file.lock().unwrap_or_else(|e| e.into_inner()) = file;
+        self.lost.0.store(false, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// The flag that says whether this lock was lost, for the readiness check.
+    pub fn lost(&self) -> LockLost {
+        self.lost.clone()
     }
 
     /// Keeps the lock on the file at the path, looking every `every`: after a remount it is
@@ -172,6 +196,23 @@ mod tests {
         held.renew().unwrap();
         assert!(held.in_place());
         assert!(matches!(claim(&database), Err(OpenError::InUse { .. })));
+    }
+
+    #[test]
+    fn a_lock_file_taken_by_another_process_meanwhile_is_lost_until_it_is_free() {
+        let dir = tempfile::tempdir().unwrap();
+        let database = dir.path().join("dispatch.db");
+        let held = claim(&database).unwrap();
+        let lost = held.lost();
+        std::fs::remove_file(lock_path(&database)).unwrap();
+        let other = claim(&database).unwrap();
+        held.keep_in_place();
+        assert!(lost.get(), "another process holds the file at the path");
+        assert!(!held.in_place());
+        drop(other);
+        held.keep_in_place();
+        assert!(!lost.get(), "taken again once free");
+        assert!(held.in_place());
     }
 
     #[test]

@@ -204,3 +204,34 @@ fn a_second_process_on_one_sqlite_file_stops_at_start_up_naming_it_and_the_holde
     let again = ServerProcess::start(&config, &[]);
     drop(again);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_file_taken_by_another_process_makes_readyz_fail_until_it_is_free_again() {
+    use dispatch_api::storage::writer_lock;
+    let app = spawn_app_with(|_| {}).await;
+    let database = app.settings.database.path.clone();
+    assert_eq!(app.ops_get("/readyz").await.status, 200);
+    // Someone deletes the lock file, and another dispatch-api takes the new one.
+    std::fs::remove_file(writer_lock::lock_path(&database)).unwrap();
+    let other = writer_lock::claim(&database).unwrap();
+    let ready = readyz_until(&app, 503).await;
+    assert!(
+        ready.text().contains("another dispatch-api holds it"),
+        "{}",
+        ready.text()
+    );
+    drop(other);
+    readyz_until(&app, 200).await;
+}
+
+/// `/readyz` until it answers `status` (the lock is looked at every second); panics after 5 s.
+async fn readyz_until(app: &e2e::TestApp, status: u16) -> e2e::Response {
+    for _ in 0..50 {
+        let ready = app.ops_get("/readyz").await;
+        if ready.status == status {
+            return ready;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("/readyz never answered {status}");
+}
