@@ -3,7 +3,9 @@
 //! own (the one this admin call came with) and the chain each client last presented within the
 //! evidence window, as stored by whichever replica saw it. A change that would let one of them
 //! in as another client, or make it ambiguous, is refused (`force` never overrides that); one
-//! that would keep it out is refused unless keeping it out is what the change is for.
+//! that would keep it out is refused unless keeping it out is what the change is for. Whose a
+//! certificate is comes from the bindings, so a client refused now for another reason (disabled,
+//! its mode) still cannot have its certificate captured meanwhile.
 //!
 //! Why not a static overlap check alone: bindings overlap in ways only a certificate shows. A
 //! CN binding and a SPIFFE binding of one issuer name different things, until a certificate
