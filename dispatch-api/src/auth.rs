@@ -5,8 +5,10 @@
 //!
 //! Order of decisions:
 //! 1. A verified certificate decides. On every request, not only in the handshake, it must be
-//!    inside the validity of every certificate of its path (`cert_expired`), no certificate of
-//!    the path may be revoked by a CRL or the deny list (`cert_revoked`), and it must be bound
+//!    inside the validity of every certificate of its path and of its anchor (`cert_expired`),
+//!    its anchor must still be a CA of the bundle (`issuer_not_allowed`), no certificate of the
+//!    path nor a CA of the bundle above its anchor may be revoked by a CRL or the deny list, nor
+//!    left uncovered by its signer's partitioned CRLs (`cert_revoked`), and it must be bound
 //!    to exactly one registered client (`cert_unmapped`, `issuer_not_allowed`,
 //!    `cert_ambiguous`). An API key sent alongside that belongs to a different client is
 //!    `credential_mismatch`.

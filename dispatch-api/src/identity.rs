@@ -390,6 +390,9 @@ pub struct PeerCertificate {
     pub not_before: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
     pub not_after: OffsetDateTime,
+    /// Which of its issuer's CRLs speak about it, read in the same parse.
+    #[serde(skip)]
+    pub crl_scope: CertificateScope,
 }
 
 impl PeerCertificate {
@@ -434,6 +437,7 @@ impl PeerCertificate {
             serial: cert.raw_serial_as_string(),
             not_before: time(cert.validity().not_before, "notBefore")?,
             not_after: time(cert.validity().not_after, "notAfter")?,
+            crl_scope: CertificateScope::of(&cert),
         })
     }
 }
@@ -467,13 +471,6 @@ impl CertificateScope {
             is_ca: cert.is_ca(),
             distribution_points,
         }
-    }
-
-    /// The scope of a DER certificate; one that cannot be read names no distribution point.
-    pub fn of_der(der: &[u8]) -> Self {
-        X509Certificate::from_der(der)
-            .map(|(_, cert)| Self::of(&cert))
-            .unwrap_or_default()
     }
 }
 

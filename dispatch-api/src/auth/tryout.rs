@@ -15,7 +15,7 @@
 use std::sync::Arc;
 
 use actix_web::http::header::HeaderMap;
-use rustls_pki_types::{CertificateDer, UnixTime};
+use rustls_pki_types::CertificateDer;
 use time::OffsetDateTime;
 
 use super::{ReasonCode, authenticate};
@@ -121,16 +121,17 @@ fn verify_again(
         return Some(verified);
     }
     let parsed = PeerCertificate::from_der(leaf).ok()?;
-    let at = now.clamp(parsed.not_before, parsed.not_after);
-    let at = UnixTime::since_unix_epoch(std::time::Duration::from_secs(
-        at.unix_timestamp().max(0).unsigned_abs(),
-    ));
     let intermediates: Vec<CertificateDer<'_>> = intermediates
         .iter()
         .map(|der| CertificateDer::from(der.as_slice()))
         .collect();
     let verified = trust
-        .verify(&CertificateDer::from(leaf.as_slice()), &intermediates, at)
+        .verify_within_validity(
+            &parsed,
+            &CertificateDer::from(leaf.as_slice()),
+            &intermediates,
+            now,
+        )
         .ok()?;
     // The next change (on this replica, under this trust) need not verify it again.
     trust.remember(key, verified.clone());
@@ -164,24 +165,24 @@ impl Tryout for LiveCertificates {
                 continue;
             };
             let owner = &owner.name;
-            let authenticated = authenticate(will_be, &self.trust, &connection, &headers, self.now);
-            let after = if authenticate(now, &self.trust, &connection, &headers, self.now).is_ok() {
-                match &authenticated {
-                    Ok(principal) => Ok(&principal.client.name),
-                    Err(refusal) => Err(refusal.reason),
-                }
-            } else {
-                // Kept out now already: only a capture can do it harm.
-                match will_be.client_for_certificate(&live.certificate, issuers) {
-                    Ok(client) => Ok(&client.name),
-                    Err(crate::registry::CertMatchFailure::Ambiguous) => {
-                        Err(ReasonCode::CertAmbiguous)
+            // Who it lets in afterwards (named, as the owner is, to compare).
+            let after: Result<ClientName, ReasonCode> =
+                if authenticate(now, &self.trust, &connection, &headers, self.now).is_ok() {
+                    authenticate(will_be, &self.trust, &connection, &headers, self.now)
+                        .map(|principal| principal.client.name.clone())
+                        .map_err(|refusal| refusal.reason)
+                } else {
+                    // Kept out now already: only a capture can do it harm.
+                    match will_be.client_for_certificate(&live.certificate, issuers) {
+                        Ok(client) => Ok(client.name.clone()),
+                        Err(crate::registry::CertMatchFailure::Ambiguous) => {
+                            Err(ReasonCode::CertAmbiguous)
+                        }
+                        Err(_) => Ok(owner.clone()),
                     }
-                    Err(_) => Ok(owner),
-                }
-            };
+                };
             let certificate = describe(&live.certificate);
-            match judge(owner, after, intent, live.operator) {
+            match judge(owner, after.as_ref().map_err(|r| *r), intent, live.operator) {
                 Verdict::Kept => {}
                 Verdict::Captured(outcome) if live.operator => {
                     return Err(RegistryError::CapturesOwnCertificate {

@@ -692,13 +692,10 @@ pub async fn usage_by_client(db: &Db, since: i64) -> Result<UsageByClient, Stora
     read.map_err(StorageError::database)
 }
 
-/// The chain each client last presented, among those seen since `since` (unix seconds), with
-/// when: the live certificates a registry change is tried against. One per client, the latest,
-/// whichever replica saw it.
-pub async fn live_certificates(
-    db: &Db,
-    since: i64,
-) -> Result<BTreeMap<String, (i64, Vec<Vec<u8>>)>, StorageError> {
+/// The chain each client last presented (leaf first, DER), among those seen since `since`
+/// (unix seconds): the live certificates a registry change is tried against. One per client,
+/// the latest, whichever replica saw it.
+pub async fn live_certificates(db: &Db, since: i64) -> Result<Vec<Vec<Vec<u8>>>, StorageError> {
     let read: Result<_, sqlx::Error> = async {
         on_backend!(db, pool => {
             let rows = sqlx::query(
@@ -720,7 +717,7 @@ pub async fn live_certificates(
                     live.insert(client, (seen, chain));
                 }
             }
-            Ok(live)
+            Ok(live.into_values().map(|(_, chain)| chain).collect())
         })
     }
     .await;

@@ -452,6 +452,9 @@ struct UsageTotals {
 #[derive(Default)]
 struct Batch {
     usage: UsageTotalsByKey,
+    /// The certificate whose chain each usage row (client, hour) already holds, kept across
+    /// writes: a chain is a few KiB, written once per row and certificate, not on every tick.
+    chains_written: HashMap<(String, i64), Fingerprint>,
     refusals: RefusalTotalsByKey,
     audit: Vec<AuditEvent>,
     /// Pages the database may have before audit rows stop being written (see
@@ -474,7 +477,11 @@ impl Batch {
             }
         }
         let records = self.len() as u64;
-        match self.try_write(pool).await {
+        let written = self.try_write(pool).await;
+        if written.is_ok() {
+            self.note_chains_written();
+        }
+        match written {
             Ok(0) => {}
             Ok(held_back) => {
                 metrics.recorder_dropped.inc_by(held_back as u64);
@@ -495,6 +502,26 @@ impl Batch {
         self.usage.clear();
         self.refusals.clear();
         self.audit.clear();
+    }
+
+    /// Remembers the chains this batch wrote, and forgets rows of past hours.
+    fn note_chains_written(&mut self) {
+        for ((client, method, hour), totals) in &self.usage {
+            if let (AuthMethod::Certificate, Some(seen)) = (method, &totals.certificate) {
+                self.chains_written
+                    .insert((client.clone(), *hour), seen.fingerprint);
+            }
+        }
+        if let Some(newest) = self.chains_written.keys().map(|(_, hour)| *hour).max() {
+            self.chains_written.retain(|(_, hour), _| *hour >= newest);
+        }
+    }
+
+    /// The chain to write into a usage row: none when the row holds this certificate's already.
+    fn chain_to_write(&self, client: &str, hour: i64, totals: &UsageTotals) -> Option<String> {
+        let seen = totals.certificate.as_ref()?;
+        let written = self.chains_written.get(&(client.to_owned(), hour));
+        (written != Some(&seen.fingerprint)).then(|| chain_text(&seen.chain))
     }
 
     /// Writes the batch; returns how many refusal counts and audit rows were held back by the
@@ -530,7 +557,7 @@ impl Batch {
             .bind(totals.certificate.as_ref().map(|c| c.fingerprint.to_string()))
             .bind(totals.certificate.as_ref().map(|c| c.not_after))
             .bind(totals.certificate.as_ref().map(|c| c.issuer_spki.to_string()))
-            .bind(totals.certificate.as_ref().map(|c| chain_text(&c.chain)))
+            .bind(self.chain_to_write(client, *hour, totals))
             .execute(&mut **tx)
             .await
             .map(|_| ()))?;
@@ -636,6 +663,47 @@ mod tests {
             1,
             "larger than the whole bound"
         );
+    }
+
+    #[test]
+    fn a_chain_is_written_once_per_usage_row_and_certificate() {
+        let seen = |fingerprint: &[u8]| UsageTotals {
+            count: 1,
+            certificate: Some(CertificateSeen {
+                fingerprint: Fingerprint::of_der(fingerprint),
+                not_after: 0,
+                issuer_spki: SpkiHash::of_der(b"ca"),
+                chain: Arc::from(vec![fingerprint.to_vec()]),
+            }),
+            ..UsageTotals::default()
+        };
+        let mut batch = Batch::default();
+        let key = |hour| ("w".to_owned(), AuthMethod::Certificate, hour);
+        batch.usage.insert(key(3600), seen(b"a"));
+        assert!(batch.chain_to_write("w", 3600, &seen(b"a")).is_some());
+        batch.note_chains_written();
+        assert_eq!(
+            batch.chain_to_write("w", 3600, &seen(b"a")),
+            None,
+            "written"
+        );
+        // Another certificate, or the same one in the next hour's row: written again.
+        assert_eq!(
+            batch.chain_to_write("w", 3600, &seen(b"b")),
+            Some(chain_text(&[b"b".to_vec()]))
+        );
+        assert!(batch.chain_to_write("w", 7200, &seen(b"a")).is_some());
+        assert!(batch.chain_to_write("x", 3600, &seen(b"a")).is_some());
+        assert_eq!(
+            batch.chain_to_write("w", 3600, &UsageTotals::default()),
+            None
+        );
+        // Rows of past hours are forgotten once a newer hour is written.
+        batch.usage.clear();
+        batch.usage.insert(key(7200), seen(b"a"));
+        batch.note_chains_written();
+        assert_eq!(batch.chains_written.len(), 1);
+        assert!(batch.chain_to_write("w", 3600, &seen(b"a")).is_some());
     }
 
     #[test]

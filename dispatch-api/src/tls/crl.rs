@@ -40,46 +40,14 @@ const CERTIFICATE_ISSUER: &str = "2.5.29.29";
 /// hold).
 const REMOVE_FROM_CRL: u8 = 8;
 
-/// A CRL number: an INTEGER of up to 20 octets, kept as its big-endian magnitude.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct CrlNumber(Vec<u8>);
+/// A CRL number: a non-negative INTEGER of up to 20 octets.
+pub(super) type CrlNumber = x509_parser::num_bigint::BigUint;
 
-impl CrlNumber {
-    fn from_be(bytes: &[u8]) -> Self {
-        let start = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len());
-        Self(bytes[start..].to_vec())
-    }
-}
-
-impl Ord for CrlNumber {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (self.0.len(), &self.0).cmp(&(other.0.len(), &other.0))
-    }
-}
-
-impl PartialOrd for CrlNumber {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl std::fmt::Display for CrlNumber {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.0.is_empty() {
-            return f.write_str("0");
-        }
-        f.write_str("0x")?;
-        f.write_str(&hex::encode(&self.0))
-    }
-}
-
-/// The content of a DER INTEGER that is the whole of `der` (the Delta CRL Indicator's value).
+/// The Delta CRL Indicator's value: a DER INTEGER, non-negative, and nothing after it.
 fn der_integer(der: &[u8]) -> Option<CrlNumber> {
-    match der {
-        [0x02, length, content @ ..] if usize::from(*length) == content.len() && *length < 0x80 => {
-            // Negative numbers are not CRL numbers.
-            (content.first().is_some_and(|b| b & 0x80 == 0)).then(|| CrlNumber::from_be(content))
-        }
+    // As x509-parser reads the CRL Number, which has the same syntax.
+    match x509_parser::der_parser::der::parse_der_integer(der) {
+        Ok(([], integer)) => integer.as_biguint().ok(),
         _ => None,
     }
 }
@@ -139,7 +107,7 @@ impl Crl {
                 CRL_NUMBER => {
                     number = Some(
                         crl.crl_number()
-                            .map(|n| CrlNumber::from_be(&n.to_bytes_be()))
+                            .cloned()
                             .ok_or("its CRL Number extension cannot be read")?,
                     );
                 }
@@ -420,24 +388,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn crl_numbers_order_by_value_whatever_their_leading_zeros() {
-        let n = |bytes: &[u8]| CrlNumber::from_be(bytes);
-        assert!(n(&[1]) < n(&[2]));
-        assert!(n(&[0xff]) < n(&[1, 0]));
-        assert_eq!(n(&[0, 0, 5]), n(&[5]));
-        assert!(n(&[]) < n(&[1]));
-        assert_eq!(n(&[0, 0]), n(&[]));
-        assert_eq!(n(&[1, 0]).to_string(), "0x0100");
-        assert_eq!(n(&[]).to_string(), "0");
-    }
-
-    #[test]
     fn a_delta_crl_indicator_is_read_as_a_non_negative_der_integer() {
-        assert_eq!(der_integer(&[2, 1, 7]), Some(CrlNumber::from_be(&[7])));
-        assert_eq!(
-            der_integer(&[2, 2, 0, 0x80]),
-            Some(CrlNumber::from_be(&[0x80]))
-        );
+        let number = |n: u32| Some(CrlNumber::from(n));
+        assert_eq!(der_integer(&[2, 1, 7]), number(7));
+        assert_eq!(der_integer(&[2, 2, 0, 0x80]), number(0x80));
+        // Numbers compare by value, whatever their length.
+        assert!(der_integer(&[2, 1, 0x7f]) < der_integer(&[2, 2, 0, 0x80]));
+        assert!(der_integer(&[2, 2, 0, 0xff]) < der_integer(&[2, 2, 1, 0]));
         assert_eq!(der_integer(&[2, 1, 0x80]), None, "negative");
         assert_eq!(der_integer(&[2, 2, 7]), None, "short");
         assert_eq!(der_integer(&[2, 1, 7, 0]), None, "trailing data");

@@ -7,7 +7,7 @@ use actix_web::rt::net::TcpStream;
 use time::OffsetDateTime;
 
 use super::ReloadableTls;
-use super::trust::{chain_key, unix_time};
+use super::trust::chain_key;
 use super::verifier::handshake_failure_kind;
 use crate::identity::{ConnectionIdentity, PeerCertificate};
 
@@ -45,8 +45,12 @@ pub fn record_peer_identity(
         None => match PeerCertificate::from_der(leaf) {
             Err(reason) => ConnectionIdentity::Unreadable(reason),
             Ok(parsed) => {
-                let at = OffsetDateTime::now_utc().clamp(parsed.not_before, parsed.not_after);
-                match trust.verify(leaf, intermediates, unix_time(at)) {
+                match trust.verify_within_validity(
+                    &parsed,
+                    leaf,
+                    intermediates,
+                    OffsetDateTime::now_utc(),
+                ) {
                     Ok(verified) => ConnectionIdentity::Certificate(verified),
                     Err(error) => {
                         let kind = handshake_failure_kind(&super::verifier::rustls_error(error));

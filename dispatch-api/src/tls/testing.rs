@@ -17,26 +17,28 @@ pub static CA: LazyLock<CertificateAuthority> = LazyLock::new(|| {
     CertificateAuthority::new("Test CA", "Test", time::Duration::days(1)).unwrap()
 });
 
-/// The trust of a bundle of these CAs, with these CRLs (PEM).
-pub fn trust(cas: &[&CertificateAuthority], crls: &[String]) -> Trust {
-    let certs: Vec<CertificateDer<'static>> = cas
-        .iter()
-        .map(|ca| CertificateDer::from(ca.cert_der()))
-        .collect();
-    let crls = crls
-        .iter()
-        .map(|pem| {
-            use rustls_pki_types::CertificateRevocationListDer;
-            use rustls_pki_types::pem::PemObject;
-            let der = CertificateRevocationListDer::from_pem_slice(pem.as_bytes()).unwrap();
-            ("test.crl".into(), der.to_vec())
-        })
-        .collect();
+/// The trust of a bundle of these CAs (DER), with these CRLs (a file name and its DER each).
+fn load(
+    cas: impl IntoIterator<Item = Vec<u8>>,
+    crls: impl IntoIterator<Item = (String, Vec<u8>)>,
+) -> Result<Trust, super::MaterialError> {
+    let certs: Vec<CertificateDer<'static>> = cas.into_iter().map(CertificateDer::from).collect();
     Trust::load(
         std::path::Path::new("bundle.pem"),
         &certs,
-        crls,
+        crls.into_iter()
+            .map(|(name, der)| (name.into(), der))
+            .collect(),
         super::provider().signature_verification_algorithms,
+    )
+}
+
+/// The trust of a bundle of these CAs, with these CRLs (PEM).
+pub fn trust(cas: &[&CertificateAuthority], crls: &[String]) -> Trust {
+    load(
+        cas.iter().map(|ca| ca.cert_der()),
+        crls.iter()
+            .map(|pem| ("test.crl".to_owned(), devpki::openssl::pem_der(pem))),
     )
     .unwrap()
 }
@@ -70,19 +72,10 @@ pub fn openssl_trust(
     cas: &[&devpki::openssl::OpensslCa],
     crls: &[(&str, &str)],
 ) -> Result<Trust, super::MaterialError> {
-    let certs: Vec<CertificateDer<'static>> = cas
-        .iter()
-        .map(|ca| CertificateDer::from(ca.cert_der()))
-        .collect();
-    let crls = crls
-        .iter()
-        .map(|(name, pem)| ((*name).into(), devpki::openssl::pem_der(pem)))
-        .collect();
-    Trust::load(
-        std::path::Path::new("bundle.pem"),
-        &certs,
-        crls,
-        super::provider().signature_verification_algorithms,
+    load(
+        cas.iter().map(|ca| ca.cert_der()),
+        crls.iter()
+            .map(|(name, pem)| ((*name).to_owned(), devpki::openssl::pem_der(pem))),
     )
 }
 

@@ -90,7 +90,7 @@ impl PathFailure {
     }
 }
 
-pub(super) fn unix_time(at: OffsetDateTime) -> UnixTime {
+fn unix_time(at: OffsetDateTime) -> UnixTime {
     UnixTime::since_unix_epoch(std::time::Duration::from_secs(
         at.unix_timestamp().max(0).unsigned_abs(),
     ))
@@ -236,6 +236,21 @@ impl Trust {
         Ok(Arc::new(verified))
     }
 
+    /// Verifies a chain again at a time inside its leaf's validity: a resumed session's, or a
+    /// chain stored as a client's live certificate. Whether it is still valid now is decided per
+    /// request (`auth::authenticate`), not here; trust, revocation and the anchor are checked
+    /// as in the handshake.
+    pub fn verify_within_validity(
+        &self,
+        leaf: &PeerCertificate,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: OffsetDateTime,
+    ) -> Result<Arc<VerifiedCertificate>, webpki::Error> {
+        let at = now.clamp(leaf.not_before, leaf.not_after);
+        self.verify(end_entity, intermediates, unix_time(at))
+    }
+
     /// The path as data: each certificate with the key that signed it (the next certificate
     /// up the path; the anchor for the last one).
     fn describe(
@@ -272,7 +287,7 @@ impl Trust {
                 issuer: parsed.issuer.clone(),
                 signer_spki: SpkiHash::of_der(&signer),
                 signer_spki_der: signer.into(),
-                scope: CertificateScope::of_der(&cert.der()),
+                scope: parsed.crl_scope.clone(),
             })
             .collect();
         let parsed = || std::iter::once(leaf).chain(intermediates.iter().map(|(_, p)| p));
@@ -565,6 +580,25 @@ mod tests {
         })
     }
 
+    /// A complete CRL of `ca` numbered `number` that puts `held` on hold.
+    fn hold(ca: &OpensslCa, held: &OpensslCert, number: u64) -> String {
+        ca.crl(&CrlSpec {
+            revoked: vec![(held, "certificateHold")],
+            number,
+            ..CrlSpec::default()
+        })
+    }
+
+    /// A delta CRL of `ca` on complete CRL 1, numbered `number`, that lifts `held`'s hold.
+    fn release(ca: &OpensslCa, held: &OpensslCert, number: u64) -> String {
+        ca.crl(&CrlSpec {
+            revoked: vec![(held, "removeFromCRL")],
+            number,
+            extensions: &delta_of(1),
+            ..CrlSpec::default()
+        })
+    }
+
     fn load_error(cas: &[&OpensslCa], crls: &[(&str, &str)]) -> String {
         match openssl_trust(cas, crls) {
             Ok(_) => panic!("the CRLs load"),
@@ -667,17 +701,7 @@ mod tests {
     fn a_delta_crl_no_newer_than_the_complete_crl_is_already_in_it_and_left_out() {
         let pki = pki();
         let held = client(&pki.root, "a");
-        let base = pki.root.crl(&CrlSpec {
-            revoked: vec![(&held, "certificateHold")],
-            number: 3,
-            ..CrlSpec::default()
-        });
-        let stale = pki.root.crl(&CrlSpec {
-            revoked: vec![(&held, "removeFromCRL")],
-            number: 2,
-            extensions: &delta_of(1),
-            ..CrlSpec::default()
-        });
+        let (base, stale) = (hold(&pki.root, &held, 3), release(&pki.root, &held, 2));
         let bundle =
             openssl_trust(&[&pki.root], &[("base.crl", &base), ("delta.crl", &stale)]).unwrap();
         assert_eq!(
@@ -701,21 +725,8 @@ mod tests {
     fn a_delta_numbered_like_its_complete_crl_is_not_newer_and_of_two_alike_the_first_counts() {
         let pki = pki();
         let held = client(&pki.root, "a");
-        let hold = |number| {
-            pki.root.crl(&CrlSpec {
-                revoked: vec![(&held, "certificateHold")],
-                number,
-                ..CrlSpec::default()
-            })
-        };
-        let release = |number| {
-            pki.root.crl(&CrlSpec {
-                revoked: vec![(&held, "removeFromCRL")],
-                number,
-                extensions: &delta_of(1),
-                ..CrlSpec::default()
-            })
-        };
+        let hold = |number| hold(&pki.root, &held, number);
+        let release = |number| release(&pki.root, &held, number);
         let (base, same_number) = (hold(2), release(2));
         let bundle = openssl_trust(
             &[&pki.root],

@@ -2,22 +2,9 @@
 //! without the intermediate. Nothing in the server may depend on how rcgen writes certificates.
 
 use std::path::Path;
-use std::process::Command;
 
+use e2e::devpki::openssl::openssl;
 use e2e::{PreparedApp, Request, connect, identity_from_files};
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let output = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl is installed");
-    assert!(
-        output.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
 
 /// root (RSA) → intermediate (RSA) → server and client leaves (RSA), written into `dir`.
 fn openssl_pki(dir: &Path) {

@@ -88,19 +88,22 @@ async fn a_base_crl_with_an_empty_delta_crl_keeps_the_bases_revocation() {
     assert_eq!(whoami_status(&app, &identity(&kept)).await, Ok(200));
     let refused = whoami_status(&app, &identity(&revoked)).await.unwrap_err();
     assert!(refused.contains("CertificateRevoked"), "{refused}");
-    // curl sees the same refusal in the handshake.
-    let seen = e2e::stock::run(
-        &app,
-        e2e::stock::Client::CurlHttp2,
-        Some(&identity(&revoked)),
-        &[e2e::stock::StockRequest::new(
-            "GET",
-            "/api/whoami",
-            String::new(),
-        )],
-    )
-    .await;
-    assert!(seen[0].error.is_some() && seen[0].status == 0, "{seen:?}");
+    // Stock clients see the same: curl and httpx, over HTTP/2 and HTTP/1.1, refused in the
+    // handshake with the revoked leaf, answered with the other.
+    let whoami = [e2e::stock::StockRequest::new(
+        "GET",
+        "/api/whoami",
+        String::new(),
+    )];
+    for client in e2e::stock::EVERY_CLIENT {
+        let refused = e2e::stock::run(&app, client, Some(&identity(&revoked)), &whoami).await;
+        assert!(
+            refused[0].error.is_some() && refused[0].status == 0,
+            "{client:?}: {refused:?}"
+        );
+        let served = e2e::stock::run(&app, client, Some(&identity(&kept)), &whoami).await;
+        assert_eq!(served[0].status, 200, "{client:?}: {served:?}");
+    }
 }
 
 #[tokio::test]

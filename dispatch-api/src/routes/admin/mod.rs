@@ -83,7 +83,7 @@ pub(crate) async fn live_certificates(
     Ok(LiveCertificates::new(
         material.trust.clone(),
         principal.certificate.clone(),
-        presented.into_values().map(|(_, chain)| chain),
+        presented,
         time::OffsetDateTime::now_utc(),
     ))
 }
