@@ -286,6 +286,25 @@ pub struct LimitSettings {
     /// closed (HTTP/1.1) or the stream ended with NO_ERROR after the answer (HTTP/2).
     pub drain_bytes: usize,
     pub drain_secs: u64,
+    /// SETTINGS_MAX_CONCURRENT_STREAMS of every HTTP/2 connection (nginx's 128): a stream past
+    /// it is refused with REFUSED_STREAM, which a client may send again.
+    pub http2_max_concurrent_streams: u32,
+}
+
+impl LimitSettings {
+    /// SETTINGS_MAX_HEADER_LIST_SIZE: what h2 holds of one request's header list before it
+    /// refuses the stream itself (a bare 431, then REFUSED_STREAM, which curl retries and then
+    /// reports as an error). Twice `max_header_bytes` and 16 KiB for the path, so that a list
+    /// the API refuses gets the API's 431 problem: h2 counts 28 bytes more per field than
+    /// `max_header_bytes` does (RFC 9113 §6.5.2), and the pseudo-header fields too.
+    pub fn http2_max_header_list_size(&self) -> u32 {
+        u32::try_from(
+            self.max_header_bytes
+                .saturating_mul(2)
+                .saturating_add(16 * 1024),
+        )
+        .unwrap_or(u32::MAX)
+    }
 }
 
 impl Default for LimitSettings {
@@ -299,6 +318,7 @@ impl Default for LimitSettings {
             body_timeout_secs: 10,
             drain_bytes: 1024 * 1024,
             drain_secs: 5,
+            http2_max_concurrent_streams: 128,
         }
     }
 }

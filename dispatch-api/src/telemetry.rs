@@ -241,7 +241,9 @@ impl Metrics {
             "request_bodies_unread",
             "Request bodies not read to their end by a handler: drained (the rest read and \
              discarded so the answer arrives whole), cut (past limits.drain_bytes or drain_secs: HTTP/1.1 \
-             connection closed), or timed_out (limits.body_timeout_secs: 408)",
+             connection closed), timed_out (limits.body_timeout_secs: 408), or not_started \
+             (HTTP/2: answered before any of it arrived; the stream ends with the answer and \
+             RST_STREAM(NO_ERROR))",
             request_bodies.clone(),
         );
         registry.register(

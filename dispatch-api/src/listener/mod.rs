@@ -2,17 +2,25 @@
 //! `HttpServer` gives no access to a connection between TLS and HTTP, so it cannot send an
 //! HTTP/2 connection a GOAWAY when that connection reaches `tls.max_connection_age_secs` or the
 //! server stops. Here the pipeline is the same as `HttpServer::listen_rustls_0_23`'s (TLS
-//! acceptor, ALPN picks HTTP/2 or HTTP/1.1, actix-http's service, the App) with
-//! [`draining::Draining`] between TLS and HTTP.
+//! acceptor, ALPN picks HTTP/2 or HTTP/1.1, the App) with [`draining::Draining`] between TLS
+//! and HTTP. HTTP/1.1 connections go to actix-http's service; HTTP/2 ones to [`http2`], which
+//! serves the same App with the HTTP/2 limits actix-http cannot set.
 
 mod draining;
 mod frames;
+mod http2;
 
-use std::net::TcpListener;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::net::{SocketAddr, TcpListener};
+use std::pin::Pin;
+use std::rc::Rc;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use actix_http::{HttpService, Protocol, Request, Response, body::MessageBody};
+use actix_http::body::{BoxBody, MessageBody};
+use actix_http::{Extensions, HttpService, Protocol, Request, Response};
 use actix_server::Server;
 use actix_service::{
     IntoServiceFactory, Service, ServiceFactory, ServiceFactoryExt as _, apply_fn_factory,
@@ -26,6 +34,10 @@ use rustls::ServerConfig;
 use crate::configuration::Settings;
 use crate::tls::{self, ReloadableTls};
 use draining::{Deadline, Draining};
+use http2::Http2Limits;
+
+/// A connection once TLS is done and ALPN has chosen.
+type Connection = (Draining<TlsStream<TcpStream>>, Protocol, Option<SocketAddr>);
 
 /// Serves `app` over TLS on `listener`, HTTP/2 and HTTP/1.1, with the server settings (workers,
 /// connection limit, timeouts, shutdown grace) of `settings`.
@@ -54,6 +66,12 @@ where
     let request_timeout = Duration::from_millis(server.client_request_timeout_ms);
     let handshake_timeout = Duration::from_millis(server.tls_handshake_timeout_ms);
     let max_age = settings.tls.max_connection_age_secs;
+    let http2_limits = Http2Limits {
+        max_concurrent_streams: settings.limits.http2_max_concurrent_streams,
+        max_header_list_size: settings.limits.http2_max_header_list_size(),
+        handshake_timeout: request_timeout,
+        keep_alive: (server.keep_alive_secs > 0).then_some(keep_alive),
+    };
     let mut builder = Server::build()
         .max_concurrent_connections(server.max_connections)
         .shutdown_timeout(server.shutdown_grace_secs)
@@ -66,6 +84,17 @@ where
     builder
         .listen("dispatch-api-https", listener, move || {
             let identity_tls = reloadable_tls.clone();
+            let http2_tls = reloadable_tls.clone();
+            // Two instances of the App per worker: one behind actix-http's HTTP/1.1 service,
+            // one behind `http2`.
+            let app = || {
+                map_config(
+                    app()
+                        .into_factory()
+                        .map_err(|error| error.into().error_response()),
+                    move |()| AppConfig::__priv_test_new(true, address.to_string(), address),
+                )
+            };
             let h1_stopping = stopping.clone();
             let h2_stopping = stopping.clone();
             let http = HttpService::build()
@@ -82,12 +111,14 @@ where
                 .on_connect_ext(move |io: &Draining<TlsStream<TcpStream>>, data| {
                     tls::record_peer_identity(io.get_ref(), data, &identity_tls);
                 })
-                .finish(map_config(
-                    app()
-                        .into_factory()
-                        .map_err(|error| error.into().error_response()),
-                    move |_| AppConfig::__priv_test_new(true, address.to_string(), address),
-                ));
+                .finish(app());
+            let connections = ByProtocol {
+                http1: http.map_err(|_| ()),
+                app: app(),
+                http2_limits,
+                tls: http2_tls,
+                body: PhantomData,
+            };
             let mut acceptor = Acceptor::new(tls_config.clone());
             acceptor.set_handshake_timeout(handshake_timeout);
             // Nagle's algorithm off, as nginx and HAProxy have it: with it on, a response
@@ -109,9 +140,103 @@ where
                     (Draining::http1(io), Protocol::Http1, peer)
                 }
             })
-            .and_then(http.map_err(|_| ()))
+            .and_then(connections)
         })
         .map(actix_server::ServerBuilder::run)
+}
+
+/// Per worker: each connection to the HTTP/1.1 service or to [`http2`], by what ALPN chose.
+/// `B` is the App's response body.
+struct ByProtocol<H1, A, B> {
+    http1: H1,
+    app: A,
+    http2_limits: Http2Limits,
+    tls: Arc<ReloadableTls>,
+    body: PhantomData<fn() -> B>,
+}
+
+struct ByProtocolService<H1, A, B> {
+    http1: H1,
+    app: Rc<A>,
+    http2_limits: Http2Limits,
+    tls: Arc<ReloadableTls>,
+    body: PhantomData<fn() -> B>,
+}
+
+type Served = Pin<Box<dyn Future<Output = Result<(), ()>>>>;
+
+impl<H1, A, B> ServiceFactory<Connection> for ByProtocol<H1, A, B>
+where
+    H1: ServiceFactory<Connection, Config = (), Response = (), Error = ()>,
+    H1::Service: 'static,
+    H1::Future: 'static,
+    A: ServiceFactory<Request, Config = ()>,
+    A::Error: Into<Response<BoxBody>>,
+    A::Service: 'static,
+    A::Future: 'static,
+    A::Response: Into<Response<B>>,
+    B: MessageBody + 'static,
+{
+    type Response = ();
+    type Error = ();
+    type Config = ();
+    type Service = ByProtocolService<H1::Service, A::Service, B>;
+    type InitError = ();
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Service, ()>>>>;
+
+    fn new_service(&self, (): ()) -> Self::Future {
+        let http1 = self.http1.new_service(());
+        let app = self.app.new_service(());
+        let http2_limits = self.http2_limits;
+        let tls = self.tls.clone();
+        Box::pin(async move {
+            let (http1, app) = futures_util::future::join(http1, app).await;
+            Ok(ByProtocolService {
+                http1: http1.map_err(|_| ())?,
+                app: Rc::new(app.map_err(|_| ())?),
+                http2_limits,
+                tls,
+                body: PhantomData,
+            })
+        })
+    }
+}
+
+impl<H1, A, B> Service<Connection> for ByProtocolService<H1, A, B>
+where
+    H1: Service<Connection, Response = (), Error = ()>,
+    H1::Future: 'static,
+    A: Service<Request> + 'static,
+    A::Error: Into<Response<BoxBody>>,
+    A::Response: Into<Response<B>>,
+    B: MessageBody + 'static,
+{
+    type Response = ();
+    type Error = ();
+    type Future = Served;
+
+    fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<Result<(), ()>> {
+        self.http1.poll_ready(cx)
+    }
+
+    fn call(&self, (io, protocol, peer): Connection) -> Served {
+        if !matches!(protocol, Protocol::Http2) {
+            return Box::pin(self.http1.call((io, protocol, peer)));
+        }
+        let mut data = Extensions::new();
+        tls::record_peer_identity(io.get_ref(), &mut data, &self.tls);
+        let connection = http2::serve_connection::<_, _, B>(
+            io,
+            peer,
+            tls::ConnectionData::new(data),
+            self.app.clone(),
+            self.http2_limits,
+        );
+        Box::pin(async move {
+            connection.await;
+            Ok(())
+        })
+    }
 }
 
 /// How long an aged HTTP/2 connection must have been quiet before its GOAWAY: longer than

@@ -11,7 +11,9 @@
 //!   rather than with a reset that some clients (curl 7.88 with nghttp2) report as a framing
 //!   error instead of the response. A body past the bound is not read: HTTP/1.1 connections
 //!   are then closed after the answer, HTTP/2 streams are ended as RFC 9113 §8.1 allows
-//!   (the answer, then RST_STREAM with NO_ERROR).
+//!   (the answer, then RST_STREAM with NO_ERROR). So is, at once, an HTTP/2 body none of which
+//!   has arrived when the answer is ready: a stream opened and left without a body holds no
+//!   slot of `limits.http2_max_concurrent_streams` for `drain_secs`.
 
 use std::cell::RefCell;
 use std::future::{Future, poll_fn};
@@ -35,6 +37,9 @@ pub enum BodyOutcome {
     TimedOut,
     /// Left unread: larger than the drain bound, not finished within its time, or broken.
     Cut,
+    /// Nothing of it had arrived when the answer was ready (HTTP/2: left unread, the stream
+    /// is ended after the answer).
+    NotStarted,
 }
 
 struct Body {
@@ -43,6 +48,8 @@ struct Body {
     /// Armed while a read waits for the client; disarmed by each chunk.
     idle: Option<Pin<Box<tokio::time::Sleep>>>,
     outcome: Option<BodyOutcome>,
+    /// Some of it (or its end) has been read.
+    started: bool,
 }
 
 /// The request body, shared between the handler (as its payload) and the middleware that
@@ -57,6 +64,7 @@ impl WatchedBody {
             timeout,
             idle: None,
             outcome: None,
+            started: false,
         })))
     }
 
@@ -73,13 +81,32 @@ impl WatchedBody {
     }
 
     /// Reads and discards the rest of the body: at most `max_bytes` more, within `within`.
-    /// Says how it ended and how many bytes were discarded.
-    pub async fn drain(&self, max_bytes: usize, within: Duration) -> (BodyOutcome, usize) {
+    /// Says how it ended and how many bytes were discarded. With a `start_grace`, a body none
+    /// of which has been read is waited for only that long (within `within`): if nothing of it
+    /// arrives meanwhile it is left as it is, `NotStarted`.
+    pub async fn drain(
+        &self,
+        max_bytes: usize,
+        within: Duration,
+        start_grace: Option<Duration>,
+    ) -> (BodyOutcome, usize) {
         if let Some(outcome) = self.outcome() {
             return (outcome, 0);
         }
         let mut reader = self.clone();
         let mut discarded = 0;
+        if let Some(grace) = start_grace.filter(|_| !self.0.borrow().started) {
+            let first = poll_fn(|cx| Pin::new(&mut reader).poll_next(cx));
+            match tokio::time::timeout(grace.min(within), first).await {
+                Err(_) => {
+                    self.0.borrow_mut().outcome = Some(BodyOutcome::NotStarted);
+                    return (BodyOutcome::NotStarted, 0);
+                }
+                Ok(None) => return (BodyOutcome::Ended, 0),
+                Ok(Some(Ok(chunk))) if chunk.len() <= max_bytes => discarded = chunk.len(),
+                Ok(Some(_)) => return (self.outcome().unwrap_or(BodyOutcome::Cut), 0),
+            }
+        }
         let read = async {
             while let Some(chunk) = poll_fn(|cx| Pin::new(&mut reader).poll_next(cx)).await {
                 match chunk {
@@ -118,7 +145,9 @@ impl Stream for WatchedBody {
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let mut body = self.0.borrow_mut();
         match body.outcome {
-            Some(BodyOutcome::Ended) | Some(BodyOutcome::Cut) => return Poll::Ready(None),
+            Some(BodyOutcome::Ended | BodyOutcome::Cut | BodyOutcome::NotStarted) => {
+                return Poll::Ready(None);
+            }
             Some(BodyOutcome::TimedOut) => return Poll::Ready(Some(Err(timeout_error()))),
             None => {}
         }
@@ -126,10 +155,12 @@ impl Stream for WatchedBody {
             Poll::Ready(None) => {
                 body.idle = None;
                 body.outcome = Some(BodyOutcome::Ended);
+                body.started = true;
                 Poll::Ready(None)
             }
             Poll::Ready(Some(Ok(chunk))) => {
                 body.idle = None;
+                body.started = true;
                 Poll::Ready(Some(Ok(chunk)))
             }
             Poll::Ready(Some(Err(error))) => {
@@ -191,20 +222,20 @@ mod tests {
         }
         assert_eq!(read, 7);
         assert_eq!(body.outcome(), Some(BodyOutcome::Ended));
-        assert_eq!(body.drain(0, LONG).await, (BodyOutcome::Ended, 0));
+        assert_eq!(body.drain(0, LONG, None).await, (BodyOutcome::Ended, 0));
     }
 
     #[actix_rt::test]
     async fn an_unread_body_within_the_bound_is_drained_to_its_end() {
         let body = WatchedBody::new(chunks(&[100, 200, 300]), LONG);
-        assert_eq!(body.drain(600, LONG).await, (BodyOutcome::Ended, 600));
+        assert_eq!(body.drain(600, LONG, None).await, (BodyOutcome::Ended, 600));
         assert_eq!(body.outcome(), Some(BodyOutcome::Ended));
     }
 
     #[actix_rt::test]
     async fn an_unread_body_past_the_bound_is_cut() {
         let body = WatchedBody::new(chunks(&[100, 200, 300]), LONG);
-        assert_eq!(body.drain(599, LONG).await.0, BodyOutcome::Cut);
+        assert_eq!(body.drain(599, LONG, None).await.0, BodyOutcome::Cut);
         assert_eq!(body.outcome(), Some(BodyOutcome::Cut));
         let mut payload = body.payload();
         assert!(payload.next().await.is_none(), "a cut body reads as ended");
@@ -215,13 +246,13 @@ mod tests {
         let body = WatchedBody::new(chunks(&[500, 100]), LONG);
         let mut payload = body.payload();
         assert_eq!(payload.next().await.unwrap().unwrap().len(), 500);
-        assert_eq!(body.drain(100, LONG).await, (BodyOutcome::Ended, 100));
+        assert_eq!(body.drain(100, LONG, None).await, (BodyOutcome::Ended, 100));
     }
 
     #[actix_rt::test]
     async fn a_stalled_body_is_cut_by_the_drain_time() {
         let body = WatchedBody::new(stalled(10), LONG);
-        let outcome = body.drain(1 << 20, Duration::from_millis(50)).await;
+        let outcome = body.drain(1 << 20, Duration::from_millis(50), None).await;
         assert_eq!(outcome.0, BodyOutcome::Cut);
     }
 
@@ -234,7 +265,10 @@ mod tests {
         assert!(is_timeout(&error), "{error}");
         assert_eq!(body.outcome(), Some(BodyOutcome::TimedOut));
         assert!(is_timeout(&payload.next().await.unwrap().unwrap_err()));
-        assert_eq!(body.drain(1 << 20, LONG).await, (BodyOutcome::TimedOut, 0));
+        assert_eq!(
+            body.drain(1 << 20, LONG, None).await,
+            (BodyOutcome::TimedOut, 0)
+        );
         assert!(!is_timeout(&PayloadError::Incomplete(None)));
     }
 
@@ -250,12 +284,81 @@ mod tests {
             },
             LONG,
         );
-        assert_eq!(body.drain(1 << 20, LONG).await.0, BodyOutcome::Cut);
+        assert_eq!(body.drain(1 << 20, LONG, None).await.0, BodyOutcome::Cut);
     }
 
     #[actix_rt::test]
     async fn no_body_at_all_ends_at_once_with_nothing_discarded() {
         let body = WatchedBody::new(Payload::None, LONG);
-        assert_eq!(body.drain(1 << 20, LONG).await, (BodyOutcome::Ended, 0));
+        assert_eq!(
+            body.drain(1 << 20, LONG, None).await,
+            (BodyOutcome::Ended, 0)
+        );
+    }
+
+    const GRACE: Duration = Duration::from_millis(200);
+
+    #[actix_rt::test]
+    async fn an_http2_body_that_does_not_start_within_the_grace_is_left() {
+        let body = WatchedBody::new(
+            Payload::Stream {
+                payload: Box::pin(stream::pending()),
+            },
+            LONG,
+        );
+        assert_eq!(
+            body.drain(1 << 20, LONG, Some(Duration::from_millis(20)))
+                .await,
+            (BodyOutcome::NotStarted, 0)
+        );
+        assert_eq!(body.outcome(), Some(BodyOutcome::NotStarted));
+        assert!(body.payload().next().await.is_none());
+    }
+
+    #[actix_rt::test]
+    async fn an_http2_body_whose_first_chunk_comes_late_within_the_grace_is_drained() {
+        let late = stream::once(async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            Ok(Bytes::from_static(b"late"))
+        });
+        let body = WatchedBody::new(
+            Payload::Stream {
+                payload: Box::pin(late),
+            },
+            LONG,
+        );
+        assert_eq!(
+            body.drain(1 << 20, LONG, Some(GRACE)).await,
+            (BodyOutcome::Ended, 4)
+        );
+    }
+
+    #[actix_rt::test]
+    async fn an_http2_body_that_has_started_is_drained_as_any_other() {
+        let body = WatchedBody::new(chunks(&[100, 200]), LONG);
+        assert_eq!(
+            body.drain(1 << 20, LONG, Some(GRACE)).await,
+            (BodyOutcome::Ended, 300)
+        );
+        let body = WatchedBody::new(chunks(&[100, 200]), LONG);
+        assert_eq!(body.drain(150, LONG, Some(GRACE)).await.0, BodyOutcome::Cut);
+        let body = WatchedBody::new(chunks(&[200]), LONG);
+        assert_eq!(body.drain(150, LONG, Some(GRACE)).await.0, BodyOutcome::Cut);
+        let body = WatchedBody::new(chunks(&[]), LONG);
+        assert_eq!(
+            body.drain(0, LONG, Some(GRACE)).await,
+            (BodyOutcome::Ended, 0)
+        );
+    }
+
+    #[actix_rt::test]
+    async fn a_body_the_handler_began_to_read_is_drained_even_when_nothing_more_has_arrived() {
+        let body = WatchedBody::new(stalled(10), Duration::from_millis(50));
+        let mut payload = body.payload();
+        assert_eq!(payload.next().await.unwrap().unwrap().len(), 10);
+        assert_eq!(
+            body.drain(1 << 20, LONG, Some(GRACE)).await,
+            (BodyOutcome::TimedOut, 0)
+        );
     }
 }

@@ -16,7 +16,11 @@ use crate::error::ApiError;
 use crate::identity::ConnectionIdentity;
 use crate::state::AppState;
 use crate::telemetry;
-use crate::tls::ConnectionOpened;
+use crate::tls::{ConnectionOpened, connection_value};
+
+/// How long an HTTP/2 body none of which has arrived is waited for once the answer is ready:
+/// a client that sends one sends it right behind its headers.
+const BODY_START_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Outermost: the handlers read the body through a [`WatchedBody`] (a read timeout between
 /// chunks), and once the answer is ready, the unread rest of the body is drained (HTTP/1.1:
@@ -38,7 +42,12 @@ pub async fn bound_request_body(
     // HTTP/2 paces the client by flow control, and a stream reset after an early answer is what
     // stock clients lose the answer to (curl 7.88: error 92; httpx: a hang): read the rest within
     // the time bound whatever its size. HTTP/1.1 has no such pacing: the byte bound holds too.
-    let max_bytes = if request.version() == actix_web::http::Version::HTTP_2 {
+    // An HTTP/2 stream none of whose body arrives within `BODY_START_GRACE` of the answer is
+    // not waited for: it ends after the answer (RST_STREAM(NO_ERROR)) instead of holding its
+    // slot of `limits.http2_max_concurrent_streams` for `drain_secs`. Not at once: curl 7.88
+    // loses the answer to that reset when its body is merely still on the way (error 92).
+    let http2 = request.version() == actix_web::http::Version::HTTP_2;
+    let max_bytes = if http2 {
         usize::MAX
     } else {
         limits.drain_bytes
@@ -46,13 +55,18 @@ pub async fn bound_request_body(
     request.set_payload(body.payload());
     let mut response = next.call(request).await?;
     let (outcome, discarded) = body
-        .drain(max_bytes, std::time::Duration::from_secs(limits.drain_secs))
+        .drain(
+            max_bytes,
+            std::time::Duration::from_secs(limits.drain_secs),
+            http2.then_some(BODY_START_GRACE),
+        )
         .await;
     let label = match outcome {
         BodyOutcome::Ended if discarded > 0 => Some("drained"),
         BodyOutcome::Ended => None,
         BodyOutcome::TimedOut => Some("timed_out"),
         BodyOutcome::Cut => Some("cut"),
+        BodyOutcome::NotStarted => Some("not_started"),
     };
     if let Some(label) = label {
         state.metrics.request_body_unread(label);
@@ -154,10 +168,8 @@ pub async fn require_principal(
             .error_response(ApiError::Internal("application state missing".into()))
             .map_into_right_body());
     };
-    let connection = request
-        .conn_data::<ConnectionIdentity>()
-        .cloned()
-        .unwrap_or(ConnectionIdentity::Anonymous);
+    let connection =
+        connection_value::<ConnectionIdentity>(&request).unwrap_or(ConnectionIdentity::Anonymous);
     let outcome = authenticate(
         &state.registry.snapshot(),
         &state.tls.material().trust,
@@ -189,8 +201,7 @@ pub async fn close_aged_connections(
         .app_data::<web::Data<AppState>>()
         .map_or(0, |state| state.settings.tls.max_connection_age_secs);
     let aged = max_age > 0
-        && request
-            .conn_data::<ConnectionOpened>()
+        && connection_value::<ConnectionOpened>(&request)
             .is_some_and(|opened| opened.0.elapsed() >= std::time::Duration::from_secs(max_age));
     let mut response = next.call(request).await?;
     if aged {

@@ -30,7 +30,7 @@ use rustls::sign::CertifiedKey;
 use time::OffsetDateTime;
 
 pub use material::{MaterialError, TlsMaterial};
-pub use peer::{ConnectionOpened, record_peer_identity};
+pub use peer::{ConnectionData, ConnectionOpened, connection_value, record_peer_identity};
 pub use trust::{BundleCa, PathFailure, Trust, chain_key};
 pub use watch::watch;
 

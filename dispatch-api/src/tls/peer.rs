@@ -1,5 +1,7 @@
 //! `on_connect`: what the TLS layer proved about the peer, stored in connection data once per
-//! connection for every request on it to read.
+//! connection for every request on it to read (actix's connection data over HTTP/1.1; a
+//! [`ConnectionData`] in each request's extensions over HTTP/2, whose dispatcher is the
+//! listener's own and cannot set actix's).
 
 use actix_tls::accept::rustls_0_23::TlsStream;
 use actix_web::dev::Extensions;
@@ -14,6 +16,31 @@ use crate::identity::{ConnectionIdentity, PeerCertificate};
 /// When a connection was accepted, for `tls.max_connection_age_secs`.
 #[derive(Debug, Clone, Copy)]
 pub struct ConnectionOpened(pub std::time::Instant);
+
+/// What a connection's handshake established, shared by all its requests.
+#[derive(Clone)]
+pub struct ConnectionData(std::rc::Rc<Extensions>);
+
+impl ConnectionData {
+    pub fn new(data: Extensions) -> Self {
+        Self(std::rc::Rc::new(data))
+    }
+
+    pub fn get<T: 'static>(&self) -> Option<&T> {
+        self.0.get()
+    }
+}
+
+/// What the connection of `request` recorded of type `T`, over either HTTP version.
+pub fn connection_value<T: Clone + 'static>(request: &actix_web::dev::ServiceRequest) -> Option<T> {
+    use actix_web::HttpMessage as _;
+    request.conn_data::<T>().cloned().or_else(|| {
+        request
+            .extensions()
+            .get::<ConnectionData>()
+            .and_then(|data| data.get::<T>().cloned())
+    })
+}
 
 /// Once per connection, before its first request: stores the peer's [`ConnectionIdentity`] and when it connected.
 ///

@@ -4,6 +4,7 @@
 mod authorization;
 mod crash;
 mod flood;
+mod http2;
 mod limits;
 mod logs;
 mod read_only;
