@@ -289,6 +289,39 @@ pub struct LimitSettings {
     /// SETTINGS_MAX_CONCURRENT_STREAMS of every HTTP/2 connection (nginx's 128): a stream past
     /// it is refused with REFUSED_STREAM, which a client may send again.
     pub http2_max_concurrent_streams: u32,
+    /// The share of requests that proved nothing (see `precedence`).
+    pub unproven: UnprovenSettings,
+}
+
+/// Bounds on requests that proved nothing (no certificate, no valid key), so that they cannot
+/// crowd out certificate and key clients, which they never count. A network is a /24 (IPv4) or
+/// a /64 (IPv6) of the peer address. 0 turns a bound off.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UnprovenSettings {
+    /// Their answers per second, all networks together; past it, each waits its turn.
+    pub requests_per_sec: u32,
+    /// Their answers per second from one network.
+    pub network_requests_per_sec: u32,
+    /// The longest one waits for its turn; past it, 503 with Retry-After at once.
+    pub max_wait_ms: u64,
+    /// Connections whose requests proved nothing, all networks together; past it, 503 and the
+    /// connection closed.
+    pub max_connections: usize,
+    /// The same, from one network.
+    pub network_max_connections: usize,
+}
+
+impl Default for UnprovenSettings {
+    fn default() -> Self {
+        Self {
+            requests_per_sec: 200,
+            network_requests_per_sec: 50,
+            max_wait_ms: 10_000,
+            max_connections: 1024,
+            network_max_connections: 128,
+        }
+    }
 }
 
 impl LimitSettings {
@@ -319,6 +352,7 @@ impl Default for LimitSettings {
             drain_bytes: 1024 * 1024,
             drain_secs: 5,
             http2_max_concurrent_streams: 128,
+            unproven: UnprovenSettings::default(),
         }
     }
 }

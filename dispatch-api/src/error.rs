@@ -42,6 +42,12 @@ pub enum ApiError {
     IdempotencyKeyReused,
     #[error("storage is unavailable")]
     Unavailable(#[source] StorageError),
+    /// A request that proved nothing, past the share such requests get (`precedence`).
+    #[error(
+        "too many requests without a certificate or a valid key from your network; retry after \
+         {retry_after_secs} s, or present a client certificate or an X-Api-Key"
+    )]
+    Busy { retry_after_secs: u64 },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -81,6 +87,7 @@ impl ApiError {
             Self::Conflict { kind, title, .. } => (kind, title),
             Self::IdempotencyKeyReused => ("idempotency-key-reused", "Idempotency key reused"),
             Self::Unavailable(_) => ("unavailable", "Service unavailable"),
+            Self::Busy { .. } => ("busy", "Busy with callers that proved who they are"),
             Self::Internal(_) => ("internal", "Internal error"),
         }
     }
@@ -149,7 +156,7 @@ impl ResponseError for ApiError {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -173,8 +180,14 @@ impl ResponseError for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         ));
-        if matches!(self, Self::Unavailable(_)) {
-            response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));
+        match self {
+            Self::Unavailable(_) => {
+                response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));
+            }
+            Self::Busy { retry_after_secs } => {
+                response.insert_header((header::RETRY_AFTER, *retry_after_secs));
+            }
+            _ => {}
         }
         response.body(serde_json::to_string(&problem).unwrap_or_default())
     }

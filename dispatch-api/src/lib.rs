@@ -38,6 +38,9 @@ pub mod policy;
 /// What is remembered of each request: evidence, refusals, alerts, metrics, the log line.
 pub mod audit;
 
+/// The bounded share of requests that proved nothing: rates, waits and connection caps.
+pub mod precedence;
+
 /// `AppState`, what every handler can reach.
 pub mod state;
 

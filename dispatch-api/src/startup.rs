@@ -14,7 +14,8 @@ use crate::error::ApiError;
 use crate::plans::{PlanLimits, PlanStore};
 use crate::registry::{BootstrapError, BootstrapFile, Registry};
 use crate::routes::middleware::{
-    bound_request_body, close_aged_connections, observe_request, reject_oversized_headers,
+    bound_request_body, close_aged_connections, give_precedence, observe_request,
+    reject_oversized_headers,
 };
 use crate::state::AppState;
 use crate::storage::OpenError;
@@ -138,6 +139,7 @@ impl Application {
                 .as_ref()
                 .map(|(lock, _)| lock.lost())
                 .unwrap_or_default(),
+            precedence: crate::precedence::Precedence::new(settings.limits.unproven.clone()),
             settings: settings.clone(),
         });
 
@@ -173,6 +175,8 @@ impl Application {
                             .error_handler(|e, _| ApiError::BadRequest(e.to_string()).into()),
                     )
                     .wrap(from_fn(close_aged_connections))
+                    // Inside the audit, so that it records the answer the client gets.
+                    .wrap(from_fn(give_precedence))
                     .wrap(from_fn(observe_request))
                     // An oversized request head is refused before anything else runs.
                     .wrap(from_fn(reject_oversized_headers))

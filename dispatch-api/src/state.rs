@@ -23,6 +23,8 @@ pub struct AppState {
     pub tls: Arc<ReloadableTls>,
     /// SQLite: whether this process lost its file to another one (`/readyz`).
     pub database_lock_lost: crate::storage::writer_lock::LockLost,
+    /// The share of requests that proved nothing.
+    pub precedence: Arc<crate::precedence::Precedence>,
 }
 
 impl AppState {

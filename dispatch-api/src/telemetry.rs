@@ -188,6 +188,7 @@ pub struct Metrics {
     log_lines_dropped: Counter,
     log_lines_copied: AtomicU64,
     request_bodies: Family<OutcomeLabels, Counter>,
+    unproven: Family<OutcomeLabels, Counter>,
     tls_reloads: Family<OutcomeLabels, Counter>,
     certificate_expiry: Family<CertificateLabels, Gauge<i64, AtomicI64>>,
     /// notAfter (unix seconds) of the last certificate seen from each client.
@@ -204,6 +205,7 @@ impl Metrics {
         let recorder_dropped = Counter::default();
         let log_lines_dropped = Counter::default();
         let request_bodies = Family::<OutcomeLabels, Counter>::default();
+        let unproven = Family::<OutcomeLabels, Counter>::default();
         let tls_reloads = Family::<OutcomeLabels, Counter>::default();
         let certificate_expiry = Family::<CertificateLabels, Gauge<i64, AtomicI64>>::default();
         registry.register(
@@ -247,6 +249,14 @@ impl Metrics {
             request_bodies.clone(),
         );
         registry.register(
+            "unproven_requests",
+            "Requests that proved nothing (no certificate, no valid key), by what they got: now \
+             (answered at once), waited (their turn within limits.unproven's rates), shed_rate \
+             (503: their turn past max_wait_ms), shed_connections (503 and closed: their \
+             connection past the connection caps)",
+            unproven.clone(),
+        );
+        registry.register(
             "tls_reloads",
             "Reloads of the TLS files: ok, or rejected (the old material stayed in service)",
             tls_reloads.clone(),
@@ -266,6 +276,7 @@ impl Metrics {
             log_lines_dropped,
             log_lines_copied: AtomicU64::new(0),
             request_bodies,
+            unproven,
             tls_reloads,
             certificate_expiry,
             client_certificates: Default::default(),
@@ -304,6 +315,14 @@ impl Metrics {
 
     pub fn request_body_unread(&self, outcome: &str) {
         self.request_bodies
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.into(),
+            })
+            .inc();
+    }
+
+    pub fn unproven_request(&self, outcome: &str) {
+        self.unproven
             .get_or_create(&OutcomeLabels {
                 outcome: outcome.into(),
             })

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use dispatch_api::configuration::{
     BootstrapSettings, ClientAuth, DatabaseSettings, LimitSettings, MigrationSettings,
-    ServerSettings, Settings, TelemetrySettings, TlsSettings,
+    ServerSettings, Settings, TelemetrySettings, TlsSettings, UnprovenSettings,
 };
 use dispatch_api::startup::Application;
 use dispatch_api::storage::Backend;
@@ -94,6 +94,15 @@ pub fn test_settings(dir: &Path, pki: &TestPki) -> Settings {
             max_header_bytes: 16 * 1024,
             max_stops: 50,
             record_queue: 10_000,
+            // Off unless a test is about them: every anonymous request of the suite comes from
+            // 127.0.0.1, one network.
+            unproven: UnprovenSettings {
+                requests_per_sec: 0,
+                network_requests_per_sec: 0,
+                max_connections: 0,
+                network_max_connections: 0,
+                ..UnprovenSettings::default()
+            },
             ..LimitSettings::default()
         },
         telemetry: TelemetrySettings::default(),

@@ -32,6 +32,7 @@ use actix_web::rt::net::TcpStream;
 use rustls::ServerConfig;
 
 use crate::configuration::Settings;
+use crate::precedence::ConnectionMark;
 use crate::tls::{self, ReloadableTls};
 use draining::{Deadline, Draining};
 use http2::Http2Limits;
@@ -109,7 +110,7 @@ where
                     async move { stopping.notified().await }
                 })
                 .on_connect_ext(move |io: &Draining<TlsStream<TcpStream>>, data| {
-                    tls::record_peer_identity(io.get_ref(), data, &identity_tls);
+                    record_connection(io, data, &identity_tls);
                 })
                 .finish(app());
             let connections = ByProtocol {
@@ -143,6 +144,17 @@ where
             .and_then(connections)
         })
         .map(actix_server::ServerBuilder::run)
+}
+
+/// What each connection's requests share: who the peer proved to be (and when it connected),
+/// and its standing among connections whose requests proved nothing.
+fn record_connection(
+    io: &Draining<TlsStream<TcpStream>>,
+    data: &mut Extensions,
+    tls: &ReloadableTls,
+) {
+    tls::record_peer_identity(io.get_ref(), data, tls);
+    data.insert(ConnectionMark::default());
 }
 
 /// Per worker: each connection to the HTTP/1.1 service or to [`http2`], by what ALPN chose.
@@ -224,7 +236,7 @@ where
             return Box::pin(self.http1.call((io, protocol, peer)));
         }
         let mut data = Extensions::new();
-        tls::record_peer_identity(io.get_ref(), &mut data, &self.tls);
+        record_connection(&io, &mut data, &self.tls);
         let connection = http2::serve_connection::<_, _, B>(
             io,
             peer,

@@ -14,6 +14,7 @@ use crate::audit::{self, Exchange};
 use crate::auth::{Principal, authenticate};
 use crate::error::ApiError;
 use crate::identity::ConnectionIdentity;
+use crate::precedence::{Admission, Cap, ConnectionMark, Network};
 use crate::state::AppState;
 use crate::telemetry;
 use crate::tls::{ConnectionOpened, connection_value};
@@ -54,12 +55,15 @@ pub async fn bound_request_body(
     };
     request.set_payload(body.payload());
     let mut response = next.call(request).await?;
+    // Shed over HTTP/1.1: answered cheaply, a body that is not already over left unread (the
+    // connection then closes after the answer).
+    let (max_bytes, within) = if !http2 && response.response().extensions().contains::<Shed>() {
+        (0, std::time::Duration::ZERO)
+    } else {
+        (max_bytes, std::time::Duration::from_secs(limits.drain_secs))
+    };
     let (outcome, discarded) = body
-        .drain(
-            max_bytes,
-            std::time::Duration::from_secs(limits.drain_secs),
-            http2.then_some(BODY_START_GRACE),
-        )
+        .drain(max_bytes, within, http2.then_some(BODY_START_GRACE))
         .await;
     let label = match outcome {
         BodyOutcome::Ended if discarded > 0 => Some("drained"),
@@ -189,6 +193,81 @@ pub async fn require_principal(
             .map_into_right_body()),
     }
 }
+
+/// Requests that proved nothing get their bounded share (see `precedence`): once the answer
+/// is ready (a 401, or a 404 outside the authenticated scopes; the body not yet read), it waits
+/// its turn within `limits.unproven`'s rates, or is replaced by a 503 with Retry-After when the
+/// turn is too far away or the connection past the caps (HTTP/1.1: the connection then closed,
+/// and the body not drained). A request on a connection with a certificate, or one that
+/// authenticated or was refused as a known client, is never counted nor held.
+pub async fn give_precedence(
+    request: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    let state = request.app_data::<web::Data<AppState>>().cloned();
+    let certificate = matches!(
+        connection_value::<ConnectionIdentity>(&request),
+        Some(ConnectionIdentity::Certificate(_))
+    );
+    let mark = connection_value::<ConnectionMark>(&request);
+    let response = next.call(request).await?;
+    let (Some(state), Some(mark), false) = (state, mark, certificate) else {
+        return Ok(response.map_into_left_body());
+    };
+    let known = response.request().extensions().contains::<Principal>()
+        || response
+            .response()
+            .error()
+            .and_then(|e| e.as_error::<ApiError>())
+            .and_then(ApiError::refusal)
+            .is_some_and(|refusal| refusal.client.is_some());
+    if known {
+        mark.prove();
+        return Ok(response.map_into_left_body());
+    }
+    let Some(peer) = response.request().peer_addr() else {
+        return Ok(response.map_into_left_body());
+    };
+    let network = Network::of(peer.ip());
+    let admission = if mark.unproven(&state.precedence, network) {
+        state.precedence.admit(network, std::time::Instant::now())
+    } else {
+        Admission::Shed {
+            cap: Cap::Connections,
+            retry_after: std::time::Duration::from_secs(1),
+        }
+    };
+    match admission {
+        Admission::Now => state.metrics.unproven_request("now"),
+        Admission::After(wait) => {
+            state.metrics.unproven_request("waited");
+            tokio::time::sleep(wait).await;
+        }
+        Admission::Shed { cap, retry_after } => {
+            state.metrics.unproven_request(match cap {
+                Cap::Rate => "shed_rate",
+                Cap::Connections => "shed_connections",
+            });
+            let error = ApiError::Busy {
+                retry_after_secs: retry_after.as_secs_f64().ceil().max(1.0) as u64,
+            };
+            let (request, _) = response.into_parts();
+            let mut shed = ServiceResponse::from_err(error, request);
+            shed.response_mut().extensions_mut().insert(Shed(cap));
+            if cap == Cap::Connections {
+                shed.response_mut()
+                    .head_mut()
+                    .set_connection_type(actix_web::http::ConnectionType::Close);
+            }
+            return Ok(shed.map_into_right_body());
+        }
+    }
+    Ok(response.map_into_left_body())
+}
+
+/// On a response `give_precedence` shed: its request's body is not drained.
+#[derive(Debug, Clone, Copy)]
+pub struct Shed(pub Cap);
 
 /// Past `tls.max_connection_age_secs`, an HTTP/1.1 connection is closed after its current
 /// response (`Connection: close`), so that every client eventually does a full handshake

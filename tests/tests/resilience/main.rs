@@ -7,6 +7,7 @@ mod flood;
 mod http2;
 mod limits;
 mod logs;
+mod precedence;
 mod read_only;
 mod secrets;
 mod storage_faults;
