@@ -499,12 +499,13 @@ def flooder(server, seconds):
 
 
 def refusals(attacker, seconds):
-    """The 401s a flood got; any other answer ends the bench."""
+    """The refusals a flood got: 401s, and dispatch-api's 503 `busy` (limits.unproven) or a
+    peer's 429/503 past its own limits; any other answer ends the bench."""
     result = json.loads(attacker.communicate(timeout=seconds + 60)[0])
     codes = result.get("statusCodeDistribution", {})
-    if set(codes) - {"401"}:
-        raise SystemExit(f"the flood got answers other than 401: {codes}")
-    return codes.get("401", 0)
+    if set(codes) - {"401", "429", "503"}:
+        raise SystemExit(f"the flood got answers other than 401, 429 or 503: {codes}")
+    return sum(codes.values())
 
 
 def flood_row(servers):
@@ -569,7 +570,7 @@ def flood():
     per_plan = quiet_bytes / max(quiet_plans, 1)
     flood_bytes = max(loud_bytes - per_plan * loud_plans, 0)
     per_million = flood_bytes / max(refused, 1) * 1_000_000
-    print(f"  the flood: {refused} refusals (401) in {2 * FLOOD_SECONDS}s ({refused / (2 * FLOOD_SECONDS):.0f}/s); "
+    print(f"  the flood: {refused} refusals (401, or 503 past limits.unproven) in {2 * FLOOD_SECONDS}s ({refused / (2 * FLOOD_SECONDS):.0f}/s); "
           f"database growth beyond the plans stored meanwhile {flood_bytes / 1024:.0f} KiB "
           f"({per_million / 1024 / 1024:.2f} MiB per million refusals); log growth "
           f"{log_bytes / 1024:.0f} KiB with the plans' lines; server RSS growth during a flood run "
