@@ -14,6 +14,7 @@ use serde_json::json;
 use time::OffsetDateTime;
 
 use crate::auth::{Principal, ReasonCode, Refusal};
+use crate::registry::{ApiKeyHash, Client};
 use crate::storage::recorder::{
     AuditEvent, AuditKind, CertificateSeen, Recorder, RefusalSeen, UsageEvent,
 };
@@ -109,7 +110,7 @@ pub fn record(
     metrics.request(client.as_deref().unwrap_or("-"), method_label, outcome);
 
     if let Some(principal) = principal {
-        record_evidence(recorder, principal);
+        record_evidence(recorder, metrics, principal);
     }
     let path = clip(exchange.path);
     let peer = exchange.peer.map(|ip| ip.to_string());
@@ -219,9 +220,45 @@ pub fn record(
     }
 }
 
+/// Whether a request authenticated by `key` came in the last tenth of that key's overlap: the
+/// key a rotation replaced, still in use close to its end, so that an instance nobody has
+/// moved to the new key is about to fail.
+pub fn late_in_overlap(client: &Client, key: &ApiKeyHash, now: i64) -> bool {
+    let Some(used) = client.key(key) else {
+        return false;
+    };
+    let (Some(replaced), Some(ends)) = (used.replaced_at, used.expires_at) else {
+        return false;
+    };
+    let overlap = ends - replaced;
+    overlap > 0 && now < ends && now >= ends - overlap / 10
+}
+
 /// Evidence for the migration report: which method this client really used, with the
-/// certificate it showed; and an alert if an `mtls` client still sends its retired key.
-fn record_evidence(recorder: &Recorder, principal: &Principal) {
+/// certificate it showed; and an alert if an `mtls` client still sends its retired key, or a
+/// client still sends the key a rotation replaced late in its overlap.
+fn record_evidence(recorder: &Recorder, metrics: &Metrics, principal: &Principal) {
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    if let Some(key) = &principal.key
+        && late_in_overlap(&principal.client, key, now)
+    {
+        let client = principal.client.name.as_str();
+        metrics.old_key_late_use();
+        if let Some(suppressed) = ALERT_LINES.take(client, this_second()) {
+            tracing::warn!(
+                client,
+                key_id = key.id(),
+                suppressed,
+                "a client still uses the API key its last rotation replaced, in the last tenth \
+                 of the overlap: an instance has not been given the new key"
+            );
+        }
+        let mut event = AuditEvent::new(AuditKind::Alert, "old_key_used_late_in_overlap");
+        event.client = Some(client.to_owned());
+        event.method = Some(principal.method);
+        event.detail = json!({ "key_id": key.id() });
+        recorder.audit(event);
+    }
     recorder.usage(UsageEvent {
         client: principal.client.name.to_string(),
         method: principal.method,
@@ -232,6 +269,7 @@ fn record_evidence(recorder: &Recorder, principal: &Principal) {
             issuer_spki: c.issuer_spki,
             chain: c.presented.clone(),
         }),
+        key_sha256: principal.key.map(|key| key.to_hex()),
     });
     if principal.retired_key_presented {
         let client = principal.client.name.as_str();
@@ -262,6 +300,7 @@ mod tests {
             (CertUnmapped, true),
             (IssuerNotAllowed, true),
             (KeyRetired, false),
+            (KeyExpired, false),
             (MethodNotAllowed, false),
             (CertAmbiguous, false),
             (CertExpired, false),
@@ -313,5 +352,54 @@ mod tests {
         assert_eq!(budget.take(101), Some(0));
         assert_eq!(budget.take(101), None);
         assert_eq!(budget.take(102), Some(1));
+    }
+
+    fn client_with(keys: Vec<crate::registry::ApiKey>) -> Client {
+        Client {
+            name: crate::registry::ClientName::parse("w").unwrap(),
+            mode: crate::registry::MigrationMode::Dual,
+            scopes: Default::default(),
+            disabled: false,
+            bindings: vec![],
+            api_keys: keys,
+        }
+    }
+
+    fn hash(n: u8) -> ApiKeyHash {
+        ApiKeyHash::parse_hex(&format!("{n:064x}")).unwrap()
+    }
+
+    #[test]
+    fn the_replaced_key_is_late_in_the_last_tenth_of_its_overlap_only() {
+        use crate::registry::ApiKey;
+        // Rotated at 1000 with an overlap of 1000 s: the old key is valid until 2000.
+        let old = ApiKey {
+            hash: hash(1),
+            created_at: 0,
+            expires_at: Some(2000),
+            replaced_at: Some(1000),
+        };
+        let client = client_with(vec![ApiKey::new(hash(2), 1000), old]);
+        for (now, late) in [
+            (1000, false),
+            (1899, false),
+            (1900, true),
+            (1999, true),
+            // Past its end it is refused (key_expired), not late.
+            (2000, false),
+        ] {
+            assert_eq!(late_in_overlap(&client, &hash(1), now), late, "at {now}");
+        }
+        // The current key is never late, even with a lifetime of its own.
+        let expiring = client_with(vec![ApiKey {
+            hash: hash(2),
+            created_at: 1000,
+            expires_at: Some(2000),
+            replaced_at: None,
+        }]);
+        assert!(!late_in_overlap(&expiring, &hash(2), 1950));
+        assert!(!late_in_overlap(&client, &hash(2), 1950));
+        // A key the client does not hold.
+        assert!(!late_in_overlap(&client, &hash(3), 1950));
     }
 }

@@ -40,6 +40,8 @@ pub struct Principal {
     /// The certificate authenticated an `mtls` client that also sent its own, retired, key:
     /// accepted (the certificate decides) but raised as an alert.
     pub retired_key_presented: bool,
+    /// The key that authenticated it (`method` is `api_key`): whose use each key's record counts.
+    pub key: Option<ApiKeyHash>,
 }
 
 /// Why a request was refused by authentication or authorization. The code is stable: it is
@@ -50,6 +52,8 @@ pub enum ReasonCode {
     NoCredentials,
     KeyInvalid,
     KeyRetired,
+    /// A key of the client, past its expiry (the end of a rotation's overlap, or its own).
+    KeyExpired,
     MethodNotAllowed,
     CertUnmapped,
     IssuerNotAllowed,
@@ -68,6 +72,7 @@ impl ReasonCode {
             Self::NoCredentials => "no_credentials",
             Self::KeyInvalid => "key_invalid",
             Self::KeyRetired => "key_retired",
+            Self::KeyExpired => "key_expired",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::CertUnmapped => "cert_unmapped",
             Self::IssuerNotAllowed => "issuer_not_allowed",
@@ -207,7 +212,7 @@ pub fn authenticate(
             match &key {
                 KeyHeader::Present(secret) => {
                     match snapshot.client_for_key(&ApiKeyHash::of(secret)) {
-                        Some(owner) if owner.name != client.name => {
+                        Some((owner, _)) if owner.name != client.name => {
                             let mut detail = certificate_detail(cert);
                             detail["key_client"] = json!(owner.name.as_str());
                             return Err(refusal(
@@ -230,6 +235,7 @@ pub fn authenticate(
                 method: AuthMethod::Certificate,
                 certificate: Some(cert.clone()),
                 retired_key_presented,
+                key: None,
             })
         }
         ConnectionIdentity::Unverified { kind, detail } => Err(refusal(
@@ -267,7 +273,7 @@ pub fn authenticate(
             // A short prefix of the key's hash tells an operator which key it was, and reveals
             // nothing about the key.
             let detail = || json!({ "key_sha256_prefix": &hash.to_hex()[..12] });
-            let client = snapshot.client_for_key(&hash).ok_or_else(|| {
+            let (client, stored) = snapshot.client_for_key(&hash).ok_or_else(|| {
                 refusal(
                     ReasonCode::KeyInvalid,
                     None,
@@ -276,11 +282,25 @@ pub fn authenticate(
                 )
             })?;
             enforce_mode(client, AuthMethod::ApiKey, detail)?;
+            if let Some(expired_at) = stored
+                .expires_at
+                .filter(|_| stored.expired(now.unix_timestamp()))
+            {
+                let mut detail = detail();
+                detail["expired_at"] = json!(expired_at);
+                return Err(refusal(
+                    ReasonCode::KeyExpired,
+                    Some(client),
+                    Some(AuthMethod::ApiKey),
+                    detail,
+                ));
+            }
             Ok(Principal {
                 client: client.clone(),
                 method: AuthMethod::ApiKey,
                 certificate: None,
                 retired_key_presented: false,
+                key: Some(hash),
             })
         }
     }

@@ -241,6 +241,10 @@ pub struct MigrationSettings {
     /// ...and no request authenticated by the client's API key for this long: one instance
     /// with its certificate does not make a fleet that still sends keys ready. 0: not required.
     pub quiet_period_secs: u64,
+    /// How long the key a rotation replaces stays valid when the rotation names no
+    /// `overlap_secs` (Stripe's roll with an expiry): every instance holding the old key keeps
+    /// working while the new one is deployed. 0: the old key goes at once.
+    pub key_overlap_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -262,6 +266,7 @@ impl Default for MigrationSettings {
         Self {
             evidence_window_secs: 24 * 3600,
             quiet_period_secs: 3600,
+            key_overlap_secs: 24 * 3600,
         }
     }
 }

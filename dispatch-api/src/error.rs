@@ -213,6 +213,11 @@ impl From<RegistryError> for ApiError {
                 title: "Certificate binding overlaps another client's",
                 detail: error.to_string(),
             },
+            RegistryError::OverlapRunning { .. } => ApiError::Conflict {
+                kind: "key-overlap-running",
+                title: "An earlier rotation's overlap is still running",
+                detail: error.to_string(),
+            },
             RegistryError::AmbiguousIssuer { .. } => ApiError::Conflict {
                 kind: "ambiguous-issuer",
                 title: "Issuer stands for more than one CA key",

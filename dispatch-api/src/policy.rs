@@ -105,11 +105,12 @@ mod tests {
                 scopes: scopes.iter().copied().collect::<BTreeSet<_>>(),
                 disabled: false,
                 bindings: vec![],
-                api_key: None,
+                api_keys: Vec::new(),
             }),
             method,
             certificate: None,
             retired_key_presented: false,
+            key: None,
         }
     }
 

@@ -189,6 +189,7 @@ pub struct Metrics {
     log_lines_copied: AtomicU64,
     request_bodies: Family<OutcomeLabels, Counter>,
     unproven: Family<OutcomeLabels, Counter>,
+    old_key_late_uses: Counter,
     tls_reloads: Family<OutcomeLabels, Counter>,
     certificate_expiry: Family<CertificateLabels, Gauge<i64, AtomicI64>>,
     /// notAfter (unix seconds) of the last certificate seen from each client.
@@ -206,6 +207,7 @@ impl Metrics {
         let log_lines_dropped = Counter::default();
         let request_bodies = Family::<OutcomeLabels, Counter>::default();
         let unproven = Family::<OutcomeLabels, Counter>::default();
+        let old_key_late_uses = Counter::default();
         let tls_reloads = Family::<OutcomeLabels, Counter>::default();
         let certificate_expiry = Family::<CertificateLabels, Gauge<i64, AtomicI64>>::default();
         registry.register(
@@ -257,6 +259,13 @@ impl Metrics {
             unproven.clone(),
         );
         registry.register(
+            "old_key_late_uses",
+            "Requests authenticated by the key a rotation replaced, in the last tenth of its \
+             overlap: an instance still holds the old key and will fail when the overlap ends \
+             (the audit log's old_key_used_late_in_overlap alerts name the client)",
+            old_key_late_uses.clone(),
+        );
+        registry.register(
             "tls_reloads",
             "Reloads of the TLS files: ok, or rejected (the old material stayed in service)",
             tls_reloads.clone(),
@@ -277,6 +286,7 @@ impl Metrics {
             log_lines_copied: AtomicU64::new(0),
             request_bodies,
             unproven,
+            old_key_late_uses,
             tls_reloads,
             certificate_expiry,
             client_certificates: Default::default(),
@@ -319,6 +329,10 @@ impl Metrics {
                 outcome: outcome.into(),
             })
             .inc();
+    }
+
+    pub fn old_key_late_use(&self) {
+        self.old_key_late_uses.inc();
     }
 
     pub fn unproven_request(&self, outcome: &str) {

@@ -5,8 +5,10 @@
 //! - [`api`]: the admin API client and its errors.
 //! - [`status`]: the table of clients (and `--json`).
 //! - [`check`]: the preflight checks, as pure functions of what the service reports.
+//! - [`duration`]: `15m`, `1d` and the like, as seconds.
 
 pub mod api;
 pub mod check;
 pub mod configuration;
+pub mod duration;
 pub mod status;

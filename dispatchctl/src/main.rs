@@ -67,12 +67,21 @@ enum Command {
         #[arg(long)]
         reason: String,
     },
-    /// Rotate (a new key, printed once) or delete a client's API key.
+    /// List a client's API keys (id, state, expiry, use), rotate (a new key, printed once; the
+    /// old one stays valid for the overlap) or delete them.
     Key {
         action: KeyAction,
         client: String,
+        /// Required to rotate or delete: it goes into the audit log.
         #[arg(long)]
-        reason: String,
+        reason: Option<String>,
+        /// How long the replaced key stays valid, e.g. `15m`, `12h`, `1d`, or seconds; `0`: it
+        /// goes at once. Default: the server's `migration.key_overlap_secs`.
+        #[arg(long, value_parser = dispatchctl::duration::parse_secs)]
+        overlap: Option<u64>,
+        /// The new key's own lifetime (same forms); default: until it is replaced.
+        #[arg(long, value_parser = dispatchctl::duration::parse_secs)]
+        expires_in: Option<u64>,
     },
     /// Show a client's certificate bindings, or replace them with `--set` (a JSON array).
     Bindings {
@@ -136,6 +145,7 @@ enum Command {
 
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum KeyAction {
+    List,
     Rotate,
     Delete,
 }
@@ -234,18 +244,40 @@ async fn run(cli: Cli) -> Result<u8, CtlError> {
             action,
             client,
             reason,
+            overlap,
+            expires_in,
         } => {
             let path = format!("/admin/clients/{client}/api-key");
+            let reason = || {
+                reason.clone().ok_or_else(|| {
+                    CtlError::Config("--reason is required: it goes into the audit log".into())
+                })
+            };
             match action {
+                KeyAction::List => {
+                    let answer = admin.get(&format!("/admin/clients/{client}")).await?;
+                    print!("{}", dispatchctl::status::keys_table(&answer["api_keys"]));
+                }
                 KeyAction::Rotate => {
-                    let answer = admin.post(&path, json!({"reason": reason})).await?;
-                    // The key itself goes to stdout alone, for `> file`; the note to stderr.
-                    eprintln!("{client}: new API key (shown once; only its SHA-256 is stored):");
+                    let mut body = json!({"reason": reason()?});
+                    if let Some(secs) = overlap {
+                        body["overlap_secs"] = json!(secs);
+                    }
+                    if let Some(secs) = expires_in {
+                        body["expires_in_secs"] = json!(secs);
+                    }
+                    let answer = admin.post(&path, body).await?;
+                    // The key itself goes to stdout alone, for `> file`; the rest to stderr.
+                    eprintln!(
+                        "{client}: new API key {} (shown once; only its SHA-256 is stored):",
+                        answer["api_key_id"].as_str().unwrap_or_default()
+                    );
+                    eprint!("{}", dispatchctl::status::keys_table(&answer["api_keys"]));
                     println!("{}", answer["api_key"].as_str().unwrap_or_default());
                 }
                 KeyAction::Delete => {
-                    admin.delete(&path, json!({"reason": reason})).await?;
-                    println!("{client}: API key removed");
+                    admin.delete(&path, json!({"reason": reason()?})).await?;
+                    println!("{client}: API keys removed");
                 }
             }
         }

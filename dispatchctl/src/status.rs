@@ -164,9 +164,70 @@ pub fn table(rows: &[Value], migration: &Value, paint: Paint) -> String {
     out
 }
 
+/// A client's API keys (`api_keys` of the admin API): id, state, when made, until when valid,
+/// how often and when last used.
+pub fn keys_table(keys: &Value) -> String {
+    let mut rows =
+        vec![["ID", "STATE", "CREATED", "EXPIRES", "USES", "LAST USED"].map(str::to_owned)];
+    for key in keys.as_array().into_iter().flatten() {
+        rows.push([
+            text(&key["id"]),
+            text(&key["state"]),
+            text(&key["created_at"]),
+            text(&key["expires_at"]),
+            text(&key["use_count"]),
+            text(&key["last_used_at"]),
+        ]);
+    }
+    if rows.len() == 1 {
+        return "no API key\n".into();
+    }
+    let widths: Vec<usize> = (0..6)
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    rows.iter()
+        .map(|row| {
+            let cells: Vec<String> = row
+                .iter()
+                .zip(&widths)
+                .map(|(cell, width)| format!("{cell:width$}"))
+                .collect();
+            cells.join("  ").trim_end().to_owned() + "\n"
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_keys_table_shows_each_key_in_its_state() {
+        let keys = json!([
+            {"id": "0a1b2c3d4e5f", "state": "current", "created_at": "2026-12-06T00:00:00Z",
+             "expires_at": null, "use_count": 0, "last_used_at": null},
+            {"id": "ffeeddccbbaa", "state": "overlap", "created_at": "2026-11-01T00:00:00Z",
+             "expires_at": "2026-12-07T00:00:00Z", "use_count": 1234,
+             "last_used_at": "2026-12-06T00:05:00Z"},
+        ]);
+        let table = keys_table(&keys);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 3, "{table}");
+        assert!(
+            lines[0].starts_with("ID            STATE    CREATED"),
+            "{table}"
+        );
+        assert!(
+            lines[1].starts_with("0a1b2c3d4e5f  current  2026-12-06T00:00:00Z  -"),
+            "{table}"
+        );
+        assert!(
+            lines[2].contains("overlap") && lines[2].contains("1234"),
+            "{table}"
+        );
+        assert!(lines[2].ends_with("2026-12-06T00:05:00Z"), "{table}");
+        assert_eq!(keys_table(&json!([])), "no API key\n");
+    }
 
     fn inputs() -> (Value, Value) {
         let clients = json!({"clients": [

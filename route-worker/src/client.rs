@@ -9,7 +9,7 @@ use std::time::Duration;
 use awc::error::{ConnectError, SendRequestError};
 use awc::http::StatusCode;
 use rustls::{AlertDescription, CertificateError};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use serde_json::Value;
 
 use crate::configuration::{RetrySettings, WorkerSettings};
@@ -23,7 +23,7 @@ pub struct DispatchClient {
     http: awc::Client,
     base_url: String,
     host: String,
-    api_key: Option<SecretString>,
+    api_key: Option<crate::configuration::ApiKeyFile>,
     retry: RetrySettings,
 }
 
@@ -70,7 +70,7 @@ impl DispatchClient {
             http,
             base_url,
             host,
-            api_key: settings.api_key()?,
+            api_key: settings.api_key_file()?,
             retry: settings.retry.clone(),
         })
     }
@@ -92,7 +92,7 @@ impl DispatchClient {
                     .insert_header(("Idempotency-Key", idempotency_key.as_str()))
                     .insert_header(("Content-Type", "application/json"));
                 if let Some(key) = &self.api_key {
-                    request = request.insert_header(("X-Api-Key", key.expose_secret()));
+                    request = request.insert_header(("X-Api-Key", key.current().expose_secret()));
                 }
                 request.send_body(body.clone())
             })
@@ -117,7 +117,7 @@ impl DispatchClient {
             .with_retries("whoami", || {
                 let mut request = self.http.get(&url);
                 if let Some(key) = &self.api_key {
-                    request = request.insert_header(("X-Api-Key", key.expose_secret()));
+                    request = request.insert_header(("X-Api-Key", key.current().expose_secret()));
                 }
                 request.send()
             })
@@ -289,6 +289,7 @@ fn http_failure(status: StatusCode, problem: &Value, location: Option<&str>) -> 
     let reason = problem["reason"].as_str().unwrap_or_default();
     let sentence = match (status.as_u16(), reason) {
         (_, "key_retired") => "the server says this client's API key is retired: configure the client certificate".to_owned(),
+        (_, "key_expired") => "the server says this API key has expired (replaced by a rotation, or past its lifetime): put the client's new key in auth.api_key_file".to_owned(),
         (_, "cert_unmapped") => {
             "the server does not recognise this certificate: register its subject or SPIFFE ID".to_owned()
         }
@@ -389,6 +390,7 @@ mod tests {
     fn every_reason_code_gets_its_own_advice() {
         let table = [
             ("key_retired", "API key is retired"),
+            ("key_expired", "API key has expired"),
             ("cert_unmapped", "does not recognise this certificate"),
             ("issuer_not_allowed", "not from this issuer"),
             ("method_not_allowed", "api_key mode"),

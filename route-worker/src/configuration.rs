@@ -211,23 +211,82 @@ impl WorkerSettings {
 
     /// Reads the API key file, if configured.
     pub fn api_key(&self) -> Result<Option<SecretString>, WorkerError> {
-        let Some(path) = &self.auth.api_key_file else {
-            return Ok(None);
-        };
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            WorkerError::Config(format!(
-                "cannot read the API key file `{}`: {e}",
-                path.display()
-            ))
-        })?;
-        let key = text.trim();
-        if key.is_empty() {
-            return Err(WorkerError::Config(format!(
-                "the API key file `{}` is empty",
-                path.display()
-            )));
+        self.auth
+            .api_key_file
+            .as_deref()
+            .map(read_api_key)
+            .transpose()
+    }
+
+    /// The API key file, if configured, read now and re-read whenever it changes.
+    pub fn api_key_file(&self) -> Result<Option<ApiKeyFile>, WorkerError> {
+        self.auth
+            .api_key_file
+            .as_deref()
+            .map(ApiKeyFile::open)
+            .transpose()
+    }
+}
+
+fn read_api_key(path: &Path) -> Result<SecretString, WorkerError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        WorkerError::Config(format!(
+            "cannot read the API key file `{}`: {e}",
+            path.display()
+        ))
+    })?;
+    let key = text.trim();
+    if key.is_empty() {
+        return Err(WorkerError::Config(format!(
+            "the API key file `{}` is empty",
+            path.display()
+        )));
+    }
+    Ok(SecretString::from(key.to_owned()))
+}
+
+/// What identifies one version of a file: its modification time and length.
+type Version = Option<(std::time::SystemTime, u64)>;
+
+fn version(path: &Path) -> Version {
+    let metadata = std::fs::metadata(path).ok()?;
+    Some((metadata.modified().ok()?, metadata.len()))
+}
+
+/// The API key file, followed: a rotation is "rotate with an overlap, replace the secret file"
+/// and the next request sends the new key, with no restart (a Kubernetes Secret replaced in
+/// place, a file rewritten by a secrets agent). A file that cannot be read, or is empty, keeps
+/// the key in use and says so once per version of the file.
+pub struct ApiKeyFile {
+    path: PathBuf,
+    state: std::sync::Mutex<(Version, SecretString)>,
+}
+
+impl ApiKeyFile {
+    pub fn open(path: &Path) -> Result<Self, WorkerError> {
+        let seen = version(path);
+        let key = read_api_key(path)?;
+        Ok(Self {
+            path: path.to_owned(),
+            state: std::sync::Mutex::new((seen, key)),
+        })
+    }
+
+    /// The key to send now: the file's, re-read if it changed since it was last read.
+    pub fn current(&self) -> SecretString {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let now = version(&self.path);
+        if now != state.0 {
+            state.0 = now;
+            match read_api_key(&self.path) {
+                Ok(key) => {
+                    state.1 = key;
+                    tracing::info!(file = %self.path.display(), "API key file changed: the new key is sent from now on");
+                }
+                Err(error) => tracing::warn!(%error, "keeping the API key in use"),
+            }
         }
-        Ok(Some(SecretString::from(key.to_owned())))
+        state.1.clone()
     }
 }
 

@@ -8,7 +8,7 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 
 use super::*;
 use crate::identity::VerifiedCertificate;
-use crate::registry::{CertBinding, CertBindingSpec, ClientName, Scope};
+use crate::registry::{ApiKey, CertBinding, CertBindingSpec, ClientName, Scope};
 use crate::tls::testing::{CA, TEST_CA, leaf, trust, verified};
 
 const ISSUER: &str = TEST_CA;
@@ -71,7 +71,10 @@ fn client(name: &str, key: &str, mode: MigrationMode, disabled: bool) -> Client 
             })
             .unwrap(),
         ],
-        api_key: Some(ApiKeyHash::of(&SecretString::from(key.to_owned()))),
+        api_keys: vec![ApiKey::new(
+            ApiKeyHash::of(&SecretString::from(key.to_owned())),
+            0,
+        )],
     }
 }
 
@@ -546,4 +549,72 @@ fn a_certificate_no_crl_of_its_issuer_covers_is_refused_as_cert_revoked_with_the
         refused.detail["revocation"]["no_crl_covers"],
         alpha.leaf.fingerprint.to_string()
     );
+}
+
+/// `alpha` in `mode` holding ALPHA_KEY (current, made at 100) and BETA_KEY, which the rotation
+/// replaced, valid until 1000.
+fn rotated_alpha(mode: MigrationMode) -> RegistrySnapshot {
+    let mut alpha = client("alpha", ALPHA_KEY, mode, false);
+    alpha.api_keys = vec![
+        ApiKey::new(ApiKeyHash::of(&SecretString::from(ALPHA_KEY)), 100),
+        ApiKey {
+            hash: ApiKeyHash::of(&SecretString::from(BETA_KEY)),
+            created_at: 10,
+            expires_at: Some(1000),
+            replaced_at: Some(100),
+        },
+    ];
+    RegistrySnapshot::new(vec![alpha], HashSet::new())
+}
+
+fn by_key_at(snapshot: &RegistrySnapshot, key: &str, now: i64) -> Result<Principal, Box<Refusal>> {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        HeaderName::from_static(API_KEY_HEADER),
+        HeaderValue::from_str(key).unwrap(),
+    );
+    super::authenticate(
+        snapshot,
+        &trust(&[&CA], &[]),
+        &ConnectionIdentity::Anonymous,
+        &headers,
+        OffsetDateTime::from_unix_timestamp(now).unwrap(),
+    )
+}
+
+#[test]
+fn during_an_overlap_both_keys_authenticate_their_client_each_named_as_itself() {
+    let snapshot = rotated_alpha(MigrationMode::Dual);
+    for (key, at) in [
+        (ALPHA_KEY, 500),
+        (BETA_KEY, 500),
+        (BETA_KEY, 999),
+        (ALPHA_KEY, 5000),
+    ] {
+        let principal = by_key_at(&snapshot, key, at).unwrap();
+        assert_eq!(principal.client.name.as_str(), "alpha");
+        assert_eq!(principal.method, AuthMethod::ApiKey);
+        assert_eq!(
+            principal.key,
+            Some(ApiKeyHash::of(&SecretString::from(key)))
+        );
+    }
+}
+
+#[test]
+fn the_replaced_key_after_its_overlap_is_key_expired_naming_the_client() {
+    let snapshot = rotated_alpha(MigrationMode::Dual);
+    for at in [1000, 1001, 100_000] {
+        let refusal = by_key_at(&snapshot, BETA_KEY, at).err().unwrap();
+        assert_eq!(refusal.reason, ReasonCode::KeyExpired);
+        assert_eq!(refusal.client.as_deref(), Some("alpha"));
+        assert_eq!(refusal.detail["expired_at"], 1000);
+    }
+}
+
+#[test]
+fn a_client_on_mtls_is_told_its_key_is_retired_before_that_it_expired() {
+    let snapshot = rotated_alpha(MigrationMode::Mtls);
+    let refusal = by_key_at(&snapshot, BETA_KEY, 5000).err().unwrap();
+    assert_eq!(refusal.reason, ReasonCode::KeyRetired);
 }

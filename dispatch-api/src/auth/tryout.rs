@@ -330,7 +330,7 @@ mod tests {
             scopes: scopes.iter().copied().collect::<BTreeSet<_>>(),
             disabled: false,
             bindings,
-            api_key: None,
+            api_keys: Vec::new(),
         }
     }
 

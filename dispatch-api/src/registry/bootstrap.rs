@@ -9,7 +9,7 @@ use serde::Deserialize;
 use crate::identity::IssuerIndex;
 
 use super::{
-    ApiKeyHash, CertBinding, CertBindingSpec, Client, ClientName, MigrationMode, Registry,
+    ApiKey, ApiKeyHash, CertBinding, CertBindingSpec, Client, ClientName, MigrationMode, Registry,
     RegistryError, Scope,
 };
 
@@ -126,7 +126,7 @@ pub fn differing_fields(stored: &Client, file: &Client) -> Vec<&'static str> {
     if stored.bindings != file.bindings {
         fields.push("bindings");
     }
-    if stored.api_key != file.api_key {
+    if stored.current_key().map(|key| key.hash) != file.current_key().map(|key| key.hash) {
         fields.push("api_key_sha256");
     }
     fields
@@ -176,7 +176,14 @@ impl BootstrapClient {
             scopes: self.scopes.clone(),
             disabled: false,
             bindings,
-            api_key,
+            api_keys: api_key
+                .map(|hash| {
+                    vec![ApiKey::new(
+                        hash,
+                        time::OffsetDateTime::now_utc().unix_timestamp(),
+                    )]
+                })
+                .unwrap_or_default(),
         })
     }
 }

@@ -20,7 +20,7 @@ use subtle::ConstantTimeEq;
 pub use bootstrap::{BootstrapClient, BootstrapError, BootstrapFile};
 pub use follow::follow_changes;
 pub use snapshot::{CertMatchFailure, RegistrySnapshot};
-pub use store::{Change, Intent, Registry, RegistryError, Tryout};
+pub use store::{Change, Intent, Registry, RegistryError, Rotation, Tryout};
 
 use crate::identity::{
     DistinguishedName, Fingerprint, IssuerIndex, SpiffeId, SpkiHash, VerifiedCertificate,
@@ -399,7 +399,45 @@ impl ApiKeyHash {
     pub fn matches(&self, other: &ApiKeyHash) -> bool {
         self.0.ct_eq(&other.0).into()
     }
+
+    /// The key's id: the first 12 hex digits of its hash. Names a key in reports, logs and the
+    /// audit log; says nothing about the key itself.
+    pub fn id(self) -> String {
+        hex::encode(&self.0[..6])
+    }
 }
+
+/// One of a client's API keys: the current one, or the one a rotation replaced, valid until the
+/// end of its overlap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ApiKey {
+    pub hash: ApiKeyHash,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds from which it is refused (`key_expired`); `None`: until it is replaced.
+    pub expires_at: Option<i64>,
+    /// Unix seconds: when a rotation replaced it; `None`: the client's current key.
+    pub replaced_at: Option<i64>,
+}
+
+impl ApiKey {
+    pub fn new(hash: ApiKeyHash, created_at: i64) -> Self {
+        Self {
+            hash,
+            created_at,
+            expires_at: None,
+            replaced_at: None,
+        }
+    }
+
+    pub fn expired(&self, now: i64) -> bool {
+        self.expires_at.is_some_and(|at| now >= at)
+    }
+}
+
+/// The most keys a client may have that are not expired: the current one and, during a
+/// rotation's overlap, the one it replaced (as AWS IAM allows two).
+pub const MAX_LIVE_KEYS: usize = 2;
 
 impl fmt::Debug for ApiKeyHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -426,10 +464,29 @@ pub struct Client {
     pub scopes: BTreeSet<Scope>,
     pub disabled: bool,
     pub bindings: Vec<CertBinding>,
-    pub api_key: Option<ApiKeyHash>,
+    /// Newest first: the current key, then the one a rotation with an overlap replaced (kept
+    /// after it expires, until the next rotation, so that its use is told `key_expired`).
+    pub api_keys: Vec<ApiKey>,
 }
 
 impl Client {
+    /// The key the last rotation issued, if any.
+    pub fn current_key(&self) -> Option<&ApiKey> {
+        self.api_keys
+            .first()
+            .filter(|key| key.replaced_at.is_none())
+    }
+
+    /// The key of this client whose hash this is (compared in constant time).
+    pub fn key(&self, hash: &ApiKeyHash) -> Option<&ApiKey> {
+        self.api_keys.iter().find(|key| key.hash.matches(hash))
+    }
+
+    /// Whether a key of this client is not expired at `now`.
+    pub fn has_live_key(&self, now: i64) -> bool {
+        self.api_keys.iter().any(|key| !key.expired(now))
+    }
+
     /// Whether this client can reach `/admin`: enabled, with the `admin` scope, and able to
     /// authenticate by certificate (not in `api_key` mode, with a binding). Admin never takes a
     /// key, so this is the only way in.

@@ -6,8 +6,8 @@ use futures_util::TryStreamExt as _;
 use sqlx::Row;
 
 use super::{
-    ApiKeyHash, CertBinding, CertBindingSpec, Client, ClientName, MigrationMode, RegistrySnapshot,
-    Scope,
+    ApiKey, ApiKeyHash, CertBinding, CertBindingSpec, Client, ClientName, MigrationMode,
+    RegistrySnapshot, Scope,
 };
 use crate::identity::Fingerprint;
 use crate::storage::{Db, on_backend};
@@ -78,10 +78,15 @@ async fn read_clients(pool: &Db, only: Option<&ClientName>) -> Result<Vec<Client
                 ),
             }
         }
-        let mut keys: HashMap<String, ApiKeyHash> = HashMap::new();
+        // The current key first, then the replaced ones, the latest replaced first: as
+        // `Client::api_keys` holds them.
+        let mut keys: HashMap<String, Vec<ApiKey>> = HashMap::new();
         let mut rows = select(
-            "SELECT client, key_sha256 FROM api_keys",
-            "SELECT client, key_sha256 FROM api_keys WHERE client = $1",
+            "SELECT client, key_sha256, created_at, expires_at, replaced_at FROM api_keys \
+             ORDER BY replaced_at IS NOT NULL, replaced_at DESC, created_at DESC, key_sha256",
+            "SELECT client, key_sha256, created_at, expires_at, replaced_at FROM api_keys \
+             WHERE client = $1 \
+             ORDER BY replaced_at IS NOT NULL, replaced_at DESC, created_at DESC, key_sha256",
         )
         .fetch(pool);
         while let Some(row) = rows.try_next().await? {
@@ -89,7 +94,12 @@ async fn read_clients(pool: &Db, only: Option<&ClientName>) -> Result<Vec<Client
             let hash: String = row.try_get("key_sha256")?;
             match ApiKeyHash::parse_hex(&hash) {
                 Ok(hash) => {
-                    keys.insert(client, hash);
+                    keys.entry(client).or_default().push(ApiKey {
+                        hash,
+                        created_at: row.try_get("created_at")?,
+                        expires_at: row.try_get("expires_at")?,
+                        replaced_at: row.try_get("replaced_at")?,
+                    });
                 }
                 Err(error) => tracing::error!(
                     client,
@@ -117,7 +127,7 @@ async fn read_clients(pool: &Db, only: Option<&ClientName>) -> Result<Vec<Client
                         .collect::<Result<_, _>>()?,
                     disabled: row.try_get("disabled").unwrap_or(true),
                     bindings: bindings.remove(&name).unwrap_or_default(),
-                    api_key: keys.remove(&name),
+                    api_keys: keys.remove(&name).unwrap_or_default(),
                     name: client_name,
                 })
             });

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use super::{ApiKeyHash, CertBinding, Client, ClientName, Verdict, first_overlap};
+use super::{ApiKey, ApiKeyHash, CertBinding, Client, ClientName, Verdict, first_overlap};
 use crate::identity::{Fingerprint, IssuerIndex, VerifiedCertificate};
 
 /// Why a certificate did not identify a client.
@@ -110,8 +110,8 @@ impl RegistrySnapshot {
     fn insert(&mut self, client: Client) {
         self.take_out(&client.name);
         let client = Arc::new(client);
-        if let Some(hash) = client.api_key {
-            self.by_key.insert_mut(hash, client.clone());
+        for key in &client.api_keys {
+            self.by_key.insert_mut(key.hash, client.clone());
         }
         for binding in &client.bindings {
             if let Some(cn) = &binding.subject_cn {
@@ -136,10 +136,10 @@ impl RegistrySnapshot {
             return;
         };
         self.clients.remove_mut(name);
-        if let Some(hash) = client.api_key
-            && self.by_key.get(&hash).is_some_and(|c| c.name == *name)
-        {
-            self.by_key.remove_mut(&hash);
+        for key in &client.api_keys {
+            if self.by_key.get(&key.hash).is_some_and(|c| c.name == *name) {
+                self.by_key.remove_mut(&key.hash);
+            }
         }
         for binding in &client.bindings {
             if let Some(cn) = &binding.subject_cn {
@@ -163,13 +163,13 @@ impl RegistrySnapshot {
         self.clients.values()
     }
 
-    /// The client whose key this is, if any. Looked up by hash (SHA-256 of a long random key, so
-    /// the lookup's timing says nothing useful about the key); `matches` compares the stored hash
-    /// again in constant time, which keeps the comparison itself free of early exits.
-    pub fn client_for_key(&self, hash: &ApiKeyHash) -> Option<&Arc<Client>> {
-        self.by_key
-            .get(hash)
-            .filter(|c| c.api_key.is_some_and(|h| h.matches(hash)))
+    /// The client whose key this is, and the key, if any (expired or not). Looked up by hash
+    /// (SHA-256 of a long random key, so the lookup's timing says nothing useful about the key);
+    /// `matches` compares the stored hash again in constant time, which keeps the comparison
+    /// itself free of early exits.
+    pub fn client_for_key(&self, hash: &ApiKeyHash) -> Option<(&Arc<Client>, ApiKey)> {
+        let client = self.by_key.get(hash)?;
+        client.key(hash).map(|key| (client, *key))
     }
 
     /// Whether this certificate is on the deny list.
@@ -312,19 +312,29 @@ mod tests {
                     .iter()
                     .map(|b| CertBinding::parse(b).unwrap())
                     .collect(),
-                // Key hashes are unique in the database (`api_keys.key_sha256 UNIQUE`): each
-                // client draws from its own few.
-                api_key: key.map(|k| {
-                    let unique = u32::from(name) * 8 + u32::from(k);
-                    ApiKeyHash::parse_hex(&format!("{unique:064x}")).unwrap()
-                }),
+                // Key hashes are unique in the database (`api_keys.key_sha256` is the key): each
+                // client draws from its own few, a current key and perhaps a retiring one.
+                api_keys: key
+                    .map(|k| {
+                        (k..k + 1 + k % 2)
+                            .map(|k| {
+                                let unique = u32::from(name) * 8 + u32::from(k);
+                                let hash = ApiKeyHash::parse_hex(&format!("{unique:064x}"));
+                                ApiKey::new(hash.unwrap(), 0)
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
             })
     }
 
     /// Everything a snapshot holds, in order: each index entry with the whole client it leads
     /// to (a stale copy of a client shows).
     fn contents(snapshot: &RegistrySnapshot) -> Vec<String> {
-        let described = |c: &Arc<Client>| format!("{c:?} key={:?}", c.api_key.map(|k| k.to_hex()));
+        let described = |c: &Arc<Client>| {
+            let keys: Vec<String> = c.api_keys.iter().map(|k| k.hash.to_hex()).collect();
+            format!("{c:?} keys={keys:?}")
+        };
         let mut lines: Vec<String> = snapshot
             .clients
             .iter()

@@ -35,7 +35,7 @@ fn client(name: &str, binding: CertBindingSpec) -> Client {
         scopes: BTreeSet::from([Scope::PlansSubmit]),
         disabled: false,
         bindings: vec![CertBinding::parse(&binding).unwrap()],
-        api_key: None,
+        api_keys: Vec::new(),
     }
 }
 
@@ -114,7 +114,7 @@ fn revoked_fingerprint_wins_over_a_matching_binding() {
 fn api_keys_are_found_by_hash() {
     let key = generate_api_key();
     let mut c = client("w", by_cn("w", TEST_CA));
-    c.api_key = Some(ApiKeyHash::of(&key));
+    c.api_keys = vec![ApiKey::new(ApiKeyHash::of(&key), 0)];
     let snap = RegistrySnapshot::new(vec![c], HashSet::new());
     assert!(snap.client_for_key(&ApiKeyHash::of(&key)).is_some());
     assert!(
@@ -708,7 +708,7 @@ async fn the_bootstrap_file_registers_absent_clients_and_says_which() {
     assert_eq!(added, [ClientName::parse("w").unwrap()]);
     let snapshot = registry.snapshot();
     let w = snapshot.client(&ClientName::parse("w").unwrap()).unwrap();
-    assert_eq!(w.api_key.map(ApiKeyHash::to_hex), Some(hash));
+    assert_eq!(w.current_key().map(|key| key.hash.to_hex()), Some(hash));
     assert_eq!(w.mode, MigrationMode::Dual);
     drop(snapshot);
     // Never twice: a restart does not undo an operator's changes.
@@ -726,7 +726,7 @@ async fn admin_writes_reach_the_snapshot_at_once_and_the_database_for_good() {
     let (first, second) = (generate_api_key(), generate_api_key());
     let mut w = client("w", by_cn("w", TEST_CA));
     w.scopes = BTreeSet::from([Scope::PlansSubmit, Scope::Admin]);
-    w.api_key = Some(ApiKeyHash::of(&first));
+    w.api_keys = vec![ApiKey::new(ApiKeyHash::of(&first), 0)];
     assert!(registry.register(&w, None, &issuers).await.unwrap());
     let name = ClientName::parse("w").unwrap();
     let change = || Change {
@@ -749,8 +749,13 @@ async fn admin_writes_reach_the_snapshot_at_once_and_the_database_for_good() {
         .unwrap();
     assert_eq!(before, MigrationMode::Dual);
     registry.set_disabled(&name, true, change()).await.unwrap();
+    let rotation = Rotation {
+        key: ApiKeyHash::of(&second),
+        overlap_secs: 0,
+        expires_in_secs: None,
+    };
     registry
-        .set_api_key(&name, Some(ApiKeyHash::of(&second)), change())
+        .rotate_api_key(&name, rotation, change())
         .await
         .unwrap();
     {
@@ -762,9 +767,16 @@ async fn admin_writes_reach_the_snapshot_at_once_and_the_database_for_good() {
         assert!(snapshot.client_for_key(&ApiKeyHash::of(&first)).is_none());
     }
     registry.set_disabled(&name, false, change()).await.unwrap();
-    registry.set_api_key(&name, None, change()).await.unwrap();
+    registry.remove_api_keys(&name, change()).await.unwrap();
     assert!(!registry.snapshot().client(&name).unwrap().disabled);
-    assert!(registry.snapshot().client(&name).unwrap().api_key.is_none());
+    assert!(
+        registry
+            .snapshot()
+            .client(&name)
+            .unwrap()
+            .api_keys
+            .is_empty()
+    );
     let stranger = ClientName::parse("nobody").unwrap();
     assert!(matches!(
         registry
@@ -812,7 +824,7 @@ async fn admin_writes_reach_the_snapshot_at_once_and_the_database_for_good() {
     let stored = snapshot.client(&name).unwrap();
     assert_eq!(stored.mode, MigrationMode::Mtls);
     assert!(!stored.disabled);
-    assert!(stored.api_key.is_none());
+    assert!(stored.api_keys.is_empty());
     assert_eq!(
         stored.scopes,
         BTreeSet::from([Scope::PlansSubmit, Scope::Admin])
@@ -914,7 +926,7 @@ fn a_clients_file_entry_differs_in_scopes_bindings_and_key_but_not_in_mode_or_di
     assert!(bootstrap::differing_fields(&stored, &file).is_empty());
     file.scopes.insert(Scope::Admin);
     file.bindings = vec![CertBinding::parse(&by_cn("worker-2", TEST_CA)).unwrap()];
-    file.api_key = Some(ApiKeyHash::of(&generate_api_key()));
+    file.api_keys = vec![ApiKey::new(ApiKeyHash::of(&generate_api_key()), 0)];
     assert_eq!(
         bootstrap::differing_fields(&stored, &file),
         ["scopes", "bindings", "api_key_sha256"]
@@ -1120,4 +1132,213 @@ async fn what_another_replica_stored_reaches_the_snapshot_through_the_followers_
     registry.refresh().await.unwrap();
     assert!(registry.snapshot().client(&name).is_none());
     assert!(registry.pool().sqlite().is_some());
+}
+
+fn hash(n: u8) -> ApiKeyHash {
+    ApiKeyHash::parse_hex(&format!("{n:064x}")).unwrap()
+}
+
+fn rotation(overlap_secs: u64, expires_in_secs: Option<u64>) -> Rotation {
+    Rotation {
+        key: hash(9),
+        overlap_secs,
+        expires_in_secs,
+    }
+}
+
+/// `w` with `keys`, a rotation of it at t = 1000: the keys after, and the rows written.
+fn rotated(
+    keys: &[ApiKey],
+    rotation: &Rotation,
+) -> Result<(Vec<ApiKey>, store::KeyWrites), RegistryError> {
+    let mut c = client("w", by_cn("w", TEST_CA));
+    c.api_keys = keys.to_vec();
+    let writes = store::plan_rotation(&mut c, rotation, 1000)?;
+    Ok((c.api_keys, writes))
+}
+
+fn key(n: u8, created_at: i64, expires_at: Option<i64>) -> ApiKey {
+    ApiKey {
+        hash: hash(n),
+        created_at,
+        expires_at,
+        replaced_at: None,
+    }
+}
+
+fn replaced(key: ApiKey, at: i64) -> ApiKey {
+    ApiKey {
+        replaced_at: Some(at),
+        ..key
+    }
+}
+
+#[test]
+fn a_first_key_is_issued_alone() {
+    let (keys, writes) = rotated(&[], &rotation(3600, None)).unwrap();
+    assert_eq!(keys, [key(9, 1000, None)]);
+    assert!(writes.removed.is_empty() && writes.retiring.is_none());
+    assert_eq!(writes.issued, Some(key(9, 1000, None)));
+}
+
+#[test]
+fn a_rotation_without_overlap_removes_the_old_key_at_once() {
+    let (keys, writes) = rotated(&[key(1, 10, None)], &rotation(0, None)).unwrap();
+    assert_eq!(keys, [key(9, 1000, None)]);
+    assert_eq!(writes.removed, [hash(1)]);
+    assert!(writes.retiring.is_none());
+}
+
+#[test]
+fn a_rotation_with_overlap_keeps_the_old_key_until_the_overlap_ends() {
+    let (keys, writes) = rotated(&[key(1, 10, None)], &rotation(3600, None)).unwrap();
+    assert_eq!(
+        keys,
+        [key(9, 1000, None), replaced(key(1, 10, Some(4600)), 1000)]
+    );
+    assert!(writes.removed.is_empty());
+    assert_eq!(writes.retiring, Some((hash(1), 4600)));
+}
+
+#[test]
+fn an_overlap_never_outlives_the_old_keys_own_expiry() {
+    let (keys, writes) = rotated(&[key(1, 10, Some(2000))], &rotation(3600, None)).unwrap();
+    assert_eq!(keys[1], replaced(key(1, 10, Some(2000)), 1000));
+    assert_eq!(writes.retiring, Some((hash(1), 2000)));
+}
+
+#[test]
+fn a_new_key_with_a_lifetime_expires_after_it() {
+    let (keys, _) = rotated(&[], &rotation(0, Some(86_400))).unwrap();
+    assert_eq!(keys, [key(9, 1000, Some(87_400))]);
+}
+
+#[test]
+fn a_rotation_while_an_overlap_runs_is_refused_naming_the_old_key_and_its_end() {
+    let refused = rotated(
+        &[key(2, 500, None), key(1, 10, Some(4600))],
+        &rotation(3600, None),
+    );
+    match refused {
+        Err(RegistryError::OverlapRunning {
+            client,
+            key_id,
+            until,
+        }) => {
+            assert_eq!(client, "w");
+            assert_eq!(key_id, hash(1).id());
+            assert_eq!(until, 4600);
+        }
+        other => panic!("{:?}", other.map(|(keys, _)| keys)),
+    }
+}
+
+#[test]
+fn keys_expired_before_a_rotation_are_removed_by_it() {
+    // The overlap ended at 900: the old key goes, the current one retires.
+    let (keys, writes) = rotated(
+        &[key(2, 500, None), replaced(key(1, 10, Some(900)), 500)],
+        &rotation(60, None),
+    )
+    .unwrap();
+    assert_eq!(
+        keys,
+        [key(9, 1000, None), replaced(key(2, 500, Some(1060)), 1000)]
+    );
+    assert_eq!(writes.removed, [hash(1)]);
+    assert_eq!(writes.retiring, Some((hash(2), 1060)));
+    // A key that expires exactly now is expired.
+    let (keys, _) = rotated(&[key(2, 500, Some(1000))], &rotation(60, None)).unwrap();
+    assert_eq!(keys, [key(9, 1000, None)]);
+}
+
+#[test]
+fn a_key_id_is_a_prefix_of_its_hash_never_of_the_key() {
+    let key = generate_api_key();
+    let hash = ApiKeyHash::of(&key);
+    assert_eq!(hash.id(), hash.to_hex()[..12]);
+    assert!(!key.expose_secret().contains(&hash.id()));
+}
+
+#[test]
+fn a_client_has_a_live_key_until_every_key_has_expired() {
+    let mut c = client("w", by_cn("w", TEST_CA));
+    assert!(!c.has_live_key(1000));
+    c.api_keys = vec![key(1, 0, Some(2000)), replaced(key(2, 0, Some(1500)), 900)];
+    assert!(c.has_live_key(1000));
+    assert!(c.has_live_key(1999));
+    assert!(!c.has_live_key(2000));
+    assert_eq!(c.current_key(), Some(&key(1, 0, Some(2000))));
+    // A client whose every key was replaced has none current.
+    c.api_keys = vec![replaced(key(2, 0, Some(1500)), 900)];
+    assert_eq!(c.current_key(), None);
+}
+
+#[test]
+fn the_audit_log_names_each_key_by_id_with_its_end() {
+    let mut c = client("w", by_cn("w", TEST_CA));
+    assert_eq!(store::describe_keys(&c, 1000), "no key");
+    c.api_keys = vec![
+        key(1, 0, None),
+        replaced(key(2, 0, Some(4600)), 1000),
+        replaced(key(3, 0, Some(900)), 500),
+    ];
+    assert_eq!(
+        store::describe_keys(&c, 1000),
+        format!(
+            "key {}, key {} (until 4600), key {} (expired)",
+            hash(1).id(),
+            hash(2).id(),
+            hash(3).id()
+        )
+    );
+    // Expiring exactly now is expired.
+    c.api_keys = vec![key(1, 0, Some(1000))];
+    assert_eq!(
+        store::describe_keys(&c, 1000),
+        format!("key {} (expired)", hash(1).id())
+    );
+}
+
+#[tokio::test]
+async fn a_rotation_with_overlap_is_stored_and_read_back_current_first_even_within_one_second() {
+    let (_dir, registry) = registry().await;
+    let issuers = trust(&[&CA], &[]).issuers().clone();
+    let (first, second) = (generate_api_key(), generate_api_key());
+    let mut w = client("w", by_cn("w", TEST_CA));
+    w.api_keys = vec![ApiKey::new(ApiKeyHash::of(&first), store::now())];
+    assert!(registry.register(&w, None, &issuers).await.unwrap());
+    let name = ClientName::parse("w").unwrap();
+    let change = Change {
+        actor: "op",
+        reason: "test",
+        operator: None,
+        tryout: None,
+    };
+    let rotation = Rotation {
+        key: ApiKeyHash::of(&second),
+        overlap_secs: 3600,
+        expires_in_secs: Some(86_400),
+    };
+    registry
+        .rotate_api_key(&name, rotation, change)
+        .await
+        .unwrap();
+    // Read back from the database, not from the snapshot the write left.
+    let stored = super::read::read_client(registry.pool(), &name)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.api_keys.len(), 2);
+    let (current, old) = (stored.api_keys[0], stored.api_keys[1]);
+    assert!(current.hash.matches(&ApiKeyHash::of(&second)));
+    assert_eq!(current.replaced_at, None);
+    assert_eq!(current.expires_at, Some(current.created_at + 86_400));
+    assert!(old.hash.matches(&ApiKeyHash::of(&first)));
+    assert_eq!(old.replaced_at, Some(current.created_at));
+    assert_eq!(old.expires_at, Some(current.created_at + 3600));
+    let snapshot = registry.snapshot();
+    let (owner, key) = snapshot.client_for_key(&ApiKeyHash::of(&first)).unwrap();
+    assert_eq!(owner.name, name);
+    assert_eq!(key, old);
 }

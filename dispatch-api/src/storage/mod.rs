@@ -632,6 +632,16 @@ pub struct MethodUsage {
     pub last_certificate_not_after: Option<i64>,
     /// The key of the CA that signed the last certificate (for `issuer_spki_sha256`).
     pub last_certificate_issuer_spki_sha256: Option<String>,
+    /// `api_key` only: each key's own use, by the key's SHA-256 (hex).
+    pub keys: BTreeMap<String, KeyUse>,
+}
+
+/// One API key's use, all replicas together.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct KeyUse {
+    pub use_count: i64,
+    /// Unix seconds.
+    pub last_used_at: Option<i64>,
 }
 
 /// Per client name, per method name.
@@ -684,6 +694,25 @@ pub async fn usage_by_client(db: &Db, since: i64) -> Result<UsageByClient, Stora
                     entry.last_certificate_not_after = row.try_get("last_cert_not_after")?;
                     entry.last_certificate_issuer_spki_sha256 = row.try_get("last_cert_issuer_spki")?;
                 }
+            }
+            let keys = sqlx::query("SELECT client, key_sha256, use_count, last_used_at FROM api_keys")
+                .fetch_all(pool)
+                .await?;
+            for row in keys {
+                let client: String = row.try_get("client")?;
+                usage
+                    .entry(client)
+                    .or_default()
+                    .entry(AuthMethod::ApiKey.as_str())
+                    .or_default()
+                    .keys
+                    .insert(
+                        row.try_get("key_sha256")?,
+                        KeyUse {
+                            use_count: row.try_get("use_count")?,
+                            last_used_at: row.try_get("last_used_at")?,
+                        },
+                    );
             }
             Ok(usage)
         })

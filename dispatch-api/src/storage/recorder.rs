@@ -32,6 +32,8 @@ pub struct UsageEvent {
     pub method: AuthMethod,
     pub at: i64,
     pub certificate: Option<CertificateSeen>,
+    /// The SHA-256 (hex) of the key it was authenticated with: each key counts its own use.
+    pub key_sha256: Option<String>,
 }
 
 /// The certificate a request was authenticated with, as the migration report shows it.
@@ -360,6 +362,11 @@ fn add_usage(usage: &mut UsageTotalsByKey, event: UsageEvent) {
     if event.certificate.is_some() {
         totals.certificate = event.certificate;
     }
+    if let Some(key) = event.key_sha256 {
+        let (count, last) = totals.keys.entry(key).or_insert((0, event.at));
+        *count += 1;
+        *last = (*last).max(event.at);
+    }
 }
 
 /// Deletes audit rows and refusal counts older than `retention`, a few thousand rows per short
@@ -447,6 +454,8 @@ struct UsageTotals {
     first_seen: i64,
     last_seen: i64,
     certificate: Option<CertificateSeen>,
+    /// By key (SHA-256 hex): requests and the last one.
+    keys: std::collections::BTreeMap<String, (i64, i64)>,
 }
 
 #[derive(Default)]
@@ -561,6 +570,20 @@ impl Batch {
             .execute(&mut **tx)
             .await
             .map(|_| ()))?;
+            for (key, (count, last)) in &totals.keys {
+                on_backend!(&mut tx, tx => sqlx::query(
+                    "UPDATE api_keys SET use_count = use_count + $1, \
+                     last_used_at = CASE WHEN last_used_at IS NULL OR last_used_at < $2 \
+                       THEN $2 ELSE last_used_at END \
+                     WHERE key_sha256 = $3",
+                )
+                .bind(count)
+                .bind(last)
+                .bind(key)
+                .execute(&mut **tx)
+                .await
+                .map(|_| ()))?;
+            }
         }
         // Under a size cap, refusal counts and audit rows are written in small chunks, each only
         // while the file's used pages are below their share of the cap: the overshoot is one

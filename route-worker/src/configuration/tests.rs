@@ -203,3 +203,36 @@ fn the_api_key_is_never_shown_by_debug() {
     let key = settings.api_key().unwrap().unwrap();
     assert!(!format!("{settings:?} {key:?}").contains("supersecret"));
 }
+
+#[test]
+fn a_replaced_api_key_file_is_sent_from_the_next_request_and_a_broken_one_keeps_the_key() {
+    use secrecy::ExposeSecret;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("key");
+    std::fs::write(&path, "dk_old\n").unwrap();
+    let file = ApiKeyFile::open(&path).unwrap();
+    assert_eq!(file.current().expose_secret(), "dk_old");
+    // Replaced in place (a new file renamed over it, as a secrets agent does).
+    std::fs::write(dir.path().join("key.new"), "dk_rotated_key\n").unwrap();
+    std::fs::rename(dir.path().join("key.new"), &path).unwrap();
+    assert_eq!(file.current().expose_secret(), "dk_rotated_key");
+    // Emptied, then gone: the key in use stays.
+    std::fs::write(&path, "").unwrap();
+    assert_eq!(file.current().expose_secret(), "dk_rotated_key");
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(file.current().expose_secret(), "dk_rotated_key");
+    // Back, with a third key.
+    std::fs::write(&path, "dk_third\n").unwrap();
+    assert_eq!(file.current().expose_secret(), "dk_third");
+}
+
+#[test]
+fn an_api_key_file_that_cannot_be_read_at_start_is_a_configuration_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("missing");
+    let error = ApiKeyFile::open(&path).err().expect("no such file");
+    assert!(error.to_string().contains("missing"), "{error}");
+    std::fs::write(&path, "  \n").unwrap();
+    let error = ApiKeyFile::open(&path).err().expect("empty");
+    assert!(error.to_string().contains("is empty"), "{error}");
+}

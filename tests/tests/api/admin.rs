@@ -168,11 +168,12 @@ async fn moving_back_from_mtls_is_always_allowed() {
 }
 
 #[tokio::test]
-async fn rotating_a_key_returns_it_once_and_retires_the_old_one() {
+async fn rotating_a_key_without_overlap_returns_it_once_and_retires_the_old_one_at_once() {
     let app = spawn_app().await;
     let rotate = app
         .admin(
-            Request::post("/admin/clients/key-only/api-key").json(&json!({ "reason": "rotation" })),
+            Request::post("/admin/clients/key-only/api-key")
+                .json(&json!({ "reason": "rotation", "overlap_secs": 0 })),
         )
         .await;
     assert_eq!(rotate.status, 200, "{}", rotate.text());

@@ -7,6 +7,7 @@ mod captures;
 mod handshake;
 mod identity;
 mod interop;
+mod key_rotation;
 mod lifecycle;
 mod listener;
 mod lockout;

@@ -152,12 +152,26 @@ async fn disable_and_enable_switch_a_client_off_and_on() {
     assert_eq!(served.status, 200);
 }
 
+/// `dispatchctl key rotate key-only` with this `--overlap`: the new key, and the run.
+async fn rotate_key_only(app: &TestApp, overlap: &str) -> (String, Run) {
+    let args = [
+        "key",
+        "rotate",
+        "key-only",
+        "--reason",
+        "yearly",
+        "--overlap",
+        overlap,
+    ];
+    let run = ctl(app, &args).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    (run.stdout.trim().to_owned(), run)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn key_rotate_prints_the_new_key_once_and_key_delete_retires_it() {
     let app = spawn_app().await;
-    let run = ctl(&app, &["key", "rotate", "key-only", "--reason", "yearly"]).await;
-    assert_eq!(run.code, 0, "{}", run.stderr);
-    let new_key = run.stdout.trim().to_owned();
+    let (new_key, run) = rotate_key_only(&app, "0").await;
     assert!(new_key.starts_with("dk_"), "{new_key}");
     assert!(run.stderr.contains("shown once"));
     let served = app
@@ -444,4 +458,45 @@ async fn audit_follow_prints_changes_as_they_happen() {
     .expect("the change is printed within 15 s");
     assert!(seen.contains("client=no-scope"), "{seen}");
     follower.kill().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_rotate_with_an_overlap_keeps_the_old_key_and_key_list_shows_both() {
+    let app = spawn_app().await;
+    let (new_key, _) = rotate_key_only(&app, "1d").await;
+    for key in [new_key.as_str(), app.key("key-only")] {
+        let served = app
+            .request(None, Request::get("/api/whoami").api_key(key))
+            .await
+            .unwrap();
+        assert_eq!(served.status, 200);
+    }
+    let list = ctl(&app, &["key", "list", "key-only"]).await;
+    assert_eq!(list.code, 0, "{}", list.stderr);
+    let lines: Vec<&str> = list.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{}", list.stdout);
+    assert!(lines[0].starts_with("ID"), "{}", list.stdout);
+    assert!(lines[1].contains("current"), "{}", list.stdout);
+    assert!(lines[2].contains("overlap"), "{}", list.stdout);
+    assert!(!list.stdout.contains(&new_key));
+    // A second rotation waits for the overlap: the server's reason, exit code 3.
+    let again = ctl(&app, &["key", "rotate", "key-only", "--reason", "again"]).await;
+    assert_eq!(again.code, 3, "{}", again.stderr);
+    assert!(again.stderr.contains("two live keys"), "{}", again.stderr);
+    // A duration dispatchctl cannot read is refused before anything is sent.
+    let bad = ctl(
+        &app,
+        &[
+            "key",
+            "rotate",
+            "key-only",
+            "--reason",
+            "x",
+            "--overlap",
+            "soon",
+        ],
+    )
+    .await;
+    assert_ne!(bad.code, 0);
+    assert!(bad.stderr.contains("not a duration"), "{}", bad.stderr);
 }

@@ -95,7 +95,8 @@ async fn a_new_api_key_set_through_one_replica_is_accepted_by_the_other_and_the_
     let (a, b) = two_replicas(&server).await;
     let response = a
         .admin(
-            Request::post("/admin/clients/key-only/api-key").json(&json!({ "reason": "rotation" })),
+            Request::post("/admin/clients/key-only/api-key")
+                .json(&json!({ "reason": "rotation", "overlap_secs": 0 })),
         )
         .await;
     assert_eq!(response.status, 200, "{}", response.text());

@@ -1,4 +1,5 @@
-//! The worker's certificate lifecycle: renewal without a restart, PKCS#12, graceful stop.
+//! The worker's credential lifecycle: certificate renewal and API key rotation without a
+//! restart, PKCS#12, graceful stop.
 
 use std::time::Duration as StdDuration;
 
@@ -83,6 +84,43 @@ async fn the_worker_picks_up_its_renewed_certificate_without_a_restart() {
         process.logs.text()
     );
     assert_eq!(process.stop(), Some(0), "SIGTERM stops the worker cleanly");
+    assert_eq!(app.plan_count().await, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_sends_its_rotated_api_key_once_the_key_file_is_replaced_without_a_restart() {
+    let app = spawn_app().await;
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = dir.path().join("inbox");
+    std::fs::create_dir_all(&inbox).unwrap();
+    let key_file = dir.path().join("key-only.api-key");
+    std::fs::write(&key_file, app.key("key-only")).unwrap();
+    let mut worker = app.worker_config(&inbox);
+    worker.api_key_file = Some(key_file.clone());
+    let process = WorkerProcess::start(&worker.write(dir.path()), &["run"]);
+    process.wait_for_log("watching for stop files").await;
+    stops_file(&inbox, "one.json", 52.0);
+    wait_for_file(&inbox.join("done/one.json"), &process.logs).await;
+
+    // Rotated with no overlap, so the old key is refused from now on: only the new file's key
+    // can get the next plan in.
+    let rotated = app
+        .admin(
+            Request::post("/admin/clients/key-only/api-key")
+                .json(&serde_json::json!({ "reason": "yearly", "overlap_secs": 0 })),
+        )
+        .await;
+    assert_eq!(rotated.status, 200, "{}", rotated.text());
+    let new_key = rotated.json()["api_key"].as_str().unwrap().to_owned();
+    replace_file(&key_file, new_key.as_bytes());
+    stops_file(&inbox, "two.json", 52.5);
+    wait_for_file(&inbox.join("done/two.json"), &process.logs).await;
+    assert!(process.logs.text().contains("API key file changed"));
+    assert!(
+        !process.logs.text().contains(&new_key),
+        "the key is never logged"
+    );
+    assert_eq!(process.stop(), Some(0));
     assert_eq!(app.plan_count().await, 2);
 }
 

@@ -100,7 +100,10 @@ pub async fn register_client(
         scopes: body.scopes.clone(),
         disabled: false,
         bindings,
-        api_key: key.as_ref().map(ApiKeyHash::of),
+        api_keys: key
+            .as_ref()
+            .map(|key| vec![ApiKey::new(ApiKeyHash::of(key), now_unix())])
+            .unwrap_or_default(),
     };
     let actor = actor(&principal);
     let material = arc_swap::Guard::into_inner(state.tls.material());
@@ -368,9 +371,7 @@ mod tests {
                     MethodUsage {
                         requests_in_window: 1,
                         last_seen: Some(seen),
-                        last_certificate_fingerprint: None,
-                        last_certificate_not_after: None,
-                        last_certificate_issuer_spki_sha256: None,
+                        ..MethodUsage::default()
                     },
                 );
             }
@@ -383,6 +384,7 @@ mod tests {
         let settings = MigrationSettings {
             evidence_window_secs: 100,
             quiet_period_secs: 10,
+            key_overlap_secs: 0,
         };
         // now = 1000: evidence since 900, quiet since 990.
         let gaps = |usage: Option<Usage>| readiness_gaps(usage.as_ref(), 900, 990, &settings);

@@ -1,6 +1,8 @@
-//! A client's API key: rotate (the new key is in the response only) or remove.
+//! A client's API key: rotate (the new key is in the response only; the old one stays valid for
+//! an overlap) or remove.
 
 use super::*;
+use crate::registry::Rotation;
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -8,43 +10,70 @@ pub struct KeyChange {
     reason: String,
 }
 
-/// Issues a new key, replacing the old one at once. The key is in this response only.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KeyRotation {
+    reason: String,
+    /// How long the key being replaced stays valid (then `key_expired`); default
+    /// `migration.key_overlap_secs`; 0: it goes at once.
+    overlap_secs: Option<u64>,
+    /// The new key's own lifetime; default: until it is replaced.
+    expires_in_secs: Option<u64>,
+}
+
+/// Issues a new key. The key it replaces stays valid for the overlap, so every instance holding
+/// it keeps working while the new one is deployed. The key is in this response only.
 #[utoipa::path(
     post,
     path = "/admin/clients/{name}/api-key",
     tag = "admin",
-    request_body = KeyChange,
+    request_body = KeyRotation,
     params(("name" = String, Path, description = "the client's name")),
     responses(
         (status = 200, description = "the new key, in this answer only", body = Object),
         (status = 400, description = "malformed request (a missing `reason`, say)", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "no such client", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 404, description = "no such client", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "an earlier rotation's overlap is still running (`key-overlap-running`)", body = crate::error::Problem, content_type = "application/problem+json")
     ),
     security(("mutual_tls" = []))
 )]
 pub async fn rotate_api_key(
     Operator(principal): Operator,
     name: web::Path<String>,
-    body: web::Json<KeyChange>,
+    body: web::Json<KeyRotation>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let name = client_name(&name)?;
     let reason = required_reason(&body.reason)?;
     let key = generate_api_key();
+    let hash = ApiKeyHash::of(&key);
     let actor = actor(&principal);
     let material = arc_swap::Guard::into_inner(state.tls.material());
+    let rotation = Rotation {
+        key: hash,
+        overlap_secs: body
+            .overlap_secs
+            .unwrap_or(state.settings.migration.key_overlap_secs),
+        expires_in_secs: body.expires_in_secs,
+    };
     state
         .registry
-        .set_api_key(
+        .rotate_api_key(
             &name,
-            Some(ApiKeyHash::of(&key)),
+            rotation,
             change(&actor, reason, &principal, &material, None),
         )
         .await?;
+    let client = state.registry.snapshot().client(&name).cloned();
+    let usage = usage(&state).await?;
     Ok(HttpResponse::Ok().json(json!({
         "client": name.as_str(),
         "api_key": key.expose_secret(),
+        "api_key_id": hash.id(),
         "api_key_note": "shown once; only its SHA-256 is stored",
+        "api_keys": client
+            .as_deref()
+            .map(|client| keys_view(client, usage.get(name.as_str()))),
     })))
 }
 
@@ -73,11 +102,7 @@ pub async fn remove_api_key(
     let material = arc_swap::Guard::into_inner(state.tls.material());
     state
         .registry
-        .set_api_key(
-            &name,
-            None,
-            change(&actor, reason, &principal, &material, None),
-        )
+        .remove_api_keys(&name, change(&actor, reason, &principal, &material, None))
         .await?;
     Ok(HttpResponse::Ok().json(json!({ "client": name.as_str(), "has_api_key": false })))
 }

@@ -31,7 +31,7 @@ use crate::error::ApiError;
 use crate::identity::{AuthMethod, Fingerprint};
 use crate::policy::Operator;
 use crate::registry::{
-    ApiKeyHash, CertBinding, CertBindingSpec, Change, Client, ClientName, MigrationMode,
+    ApiKey, ApiKeyHash, CertBinding, CertBindingSpec, Change, Client, ClientName, MigrationMode,
     RegistryError, Scope, Tryout, generate_api_key,
 };
 use crate::state::AppState;
@@ -118,10 +118,48 @@ pub(crate) fn client_view(client: &Client, usage: Option<&Usage>) -> Value {
         "mode": client.mode,
         "scopes": client.scopes,
         "disabled": client.disabled,
-        "has_api_key": client.api_key.is_some(),
+        "has_api_key": client.has_live_key(now_unix()),
+        "api_keys": keys_view(client, usage),
         "bindings": client.bindings,
         "usage": usage_view(usage),
     })
+}
+
+pub(crate) fn now_unix() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// A client's keys: id (a prefix of the key's hash, not of the key), when made, until when
+/// valid, and whether it is the current key, one in a rotation's overlap, or expired.
+pub(crate) fn keys_view(client: &Client, usage: Option<&Usage>) -> Value {
+    let now = now_unix();
+    let key_use = |key: &ApiKey| {
+        usage
+            .and_then(|u| u.get(AuthMethod::ApiKey.as_str()))
+            .and_then(|u| u.keys.get(&key.hash.to_hex()))
+            .copied()
+            .unwrap_or_default()
+    };
+    let keys: Vec<Value> = client
+        .api_keys
+        .iter()
+        .map(|key| {
+            let state = match (key.expired(now), key.replaced_at) {
+                (true, _) => "expired",
+                (false, None) => "current",
+                (false, Some(_)) => "overlap",
+            };
+            json!({
+                "id": key.hash.id(),
+                "state": state,
+                "created_at": crate::routes::rfc3339(key.created_at),
+                "expires_at": key.expires_at.and_then(crate::routes::rfc3339),
+                "use_count": key_use(key).use_count,
+                "last_used_at": key_use(key).last_used_at.and_then(crate::routes::rfc3339),
+            })
+        })
+        .collect();
+    Value::Array(keys)
 }
 
 pub(crate) fn usage_view(usage: Option<&Usage>) -> Value {

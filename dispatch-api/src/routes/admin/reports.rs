@@ -44,6 +44,7 @@ pub async fn migration_report(
                 "mode": c.mode,
                 "disabled": c.disabled,
                 "usage": usage_view(u),
+                "api_keys": keys_view(c, u),
                 "ready_for_mtls": gaps.is_empty(),
                 "not_ready_because": gaps,
             })

@@ -1,0 +1,159 @@
+//! Key rotation with an overlap: the old key keeps working until the overlap ends, then is
+//! refused as `key_expired` (audited); a second rotation waits for the first overlap; each
+//! key's use is its own.
+
+use std::time::Duration;
+
+use e2e::{Request, TestApp, plan, spawn_app, spawn_app_with, submit};
+use serde_json::{Value, json};
+
+async fn rotate(app: &TestApp, body: Value) -> e2e::Response {
+    app.admin(Request::post("/admin/clients/key-only/api-key").json(&body))
+        .await
+}
+
+async fn submit_with(app: &TestApp, key: &str, route: &str) -> e2e::Response {
+    app.request(None, submit(&plan(route, 1)).api_key(key))
+        .await
+        .unwrap()
+}
+
+async fn keys(app: &TestApp) -> Vec<Value> {
+    app.admin(Request::get("/admin/clients/key-only"))
+        .await
+        .json()["api_keys"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn during_the_overlap_both_keys_work_and_after_it_the_old_one_is_key_expired() {
+    let app = spawn_app().await;
+    let old_key = app.key("key-only").to_owned();
+    let rotated = rotate(&app, json!({ "reason": "yearly", "overlap_secs": 2 })).await;
+    assert_eq!(rotated.status, 200, "{}", rotated.text());
+    let new_key = rotated.json()["api_key"].as_str().unwrap().to_owned();
+    assert_eq!(submit_with(&app, &old_key, "r-old").await.status, 202);
+    assert_eq!(submit_with(&app, &new_key, "r-new").await.status, 202);
+    let states: Vec<Value> = keys(&app)
+        .await
+        .iter()
+        .map(|k| k["state"].clone())
+        .collect();
+    assert_eq!(states, [json!("current"), json!("overlap")]);
+    // Past the overlap (bounded wait: 2 s, checked every 200 ms).
+    let mut refused = None;
+    for _ in 0..50 {
+        let answer = submit_with(&app, &old_key, "r-late").await;
+        if answer.status != 202 {
+            refused = Some(answer);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let refused = refused.expect("the old key refused once its overlap ended");
+    refused.assert_problem(401, "unauthenticated");
+    // The caller proved it holds a key we issued: it is told why.
+    assert_eq!(refused.json()["reason"], "key_expired");
+    app.assert_last_refusal("key_expired").await;
+    let audit = app.audit(Some("key-only")).await;
+    assert!(
+        audit.iter().any(|e| e["reason"] == "key_expired"),
+        "{audit:?}"
+    );
+    assert_eq!(submit_with(&app, &new_key, "r-new-2").await.status, 202);
+    let states: Vec<Value> = keys(&app)
+        .await
+        .iter()
+        .map(|k| k["state"].clone())
+        .collect();
+    assert_eq!(states, [json!("current"), json!("expired")]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_while_an_overlap_runs_is_refused_409_naming_the_old_key() {
+    let app = spawn_app().await;
+    let first = rotate(&app, json!({ "reason": "one", "overlap_secs": 3600 })).await;
+    assert_eq!(first.status, 200);
+    let old_id = first.json()["api_keys"][1]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let second = rotate(&app, json!({ "reason": "two", "overlap_secs": 3600 })).await;
+    second.assert_problem(409, "key-overlap-running");
+    assert!(second.json()["detail"].as_str().unwrap().contains(&old_id));
+    // The first rotation's keys both still work.
+    let new_key = first.json()["api_key"].as_str().unwrap().to_owned();
+    assert_eq!(submit_with(&app, &new_key, "r-1").await.status, 202);
+    assert_eq!(
+        submit_with(&app, app.key("key-only"), "r-2").await.status,
+        202
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_overlap_secs_the_overlap_is_migration_key_overlap_secs() {
+    let app = spawn_app_with(|s| s.migration.key_overlap_secs = 7200).await;
+    let rotated = rotate(&app, json!({ "reason": "yearly" })).await;
+    assert_eq!(rotated.status, 200);
+    let keys = rotated.json()["api_keys"].as_array().unwrap().clone();
+    let created = time::OffsetDateTime::parse(
+        keys[0]["created_at"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    let until = time::OffsetDateTime::parse(
+        keys[1]["expires_at"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    assert_eq!((until - created).whole_seconds(), 7200);
+    assert_eq!(
+        submit_with(&app, app.key("key-only"), "r-1").await.status,
+        202
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_key_counts_its_own_use() {
+    let app = spawn_app().await;
+    let rotated = rotate(&app, json!({ "reason": "yearly", "overlap_secs": 3600 })).await;
+    let new_key = rotated.json()["api_key"].as_str().unwrap().to_owned();
+    for route in ["a", "b"] {
+        assert_eq!(
+            submit_with(&app, app.key("key-only"), route).await.status,
+            202
+        );
+    }
+    assert_eq!(submit_with(&app, &new_key, "c").await.status, 202);
+    let keys = keys(&app).await;
+    assert_eq!(keys[0]["use_count"], 1, "{keys:?}");
+    assert_eq!(keys[1]["use_count"], 2, "{keys:?}");
+    assert!(
+        keys.iter().all(|k| k["last_used_at"].is_string()),
+        "{keys:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_with_its_own_lifetime_expires_after_it() {
+    let app = spawn_app().await;
+    let rotated = rotate(
+        &app,
+        json!({ "reason": "short-lived", "overlap_secs": 0, "expires_in_secs": 1 }),
+    )
+    .await;
+    let new_key = rotated.json()["api_key"].as_str().unwrap().to_owned();
+    assert!(rotated.json()["api_keys"][0]["expires_at"].is_string());
+    let mut expired = false;
+    for _ in 0..50 {
+        if submit_with(&app, &new_key, "r").await.status == 401 {
+            expired = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(expired, "refused within 5 s of its 1 s lifetime");
+    app.assert_last_refusal("key_expired").await;
+}
