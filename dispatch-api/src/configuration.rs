@@ -245,6 +245,32 @@ pub struct MigrationSettings {
     /// `overlap_secs` (Stripe's roll with an expiry): every instance holding the old key keeps
     /// working while the new one is deployed. 0: the old key goes at once.
     pub key_overlap_secs: u64,
+    /// The guard of every mode change that names none (and `force` does not skip it); unset:
+    /// a flip is guarded only when it asks to be.
+    pub default_guard: Option<FlipGuard>,
+}
+
+/// A guarded flip: for `watch_secs` after a mode change, the refusals it causes that client
+/// (`key_retired`, `method_not_allowed`) are counted, all replicas together; at
+/// `max_refusals` the service puts the client back in its previous mode by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FlipGuard {
+    pub watch_secs: u64,
+    pub max_refusals: u32,
+}
+
+impl FlipGuard {
+    /// Refuses a guard that could never watch or never revert, saying why.
+    pub fn check(&self) -> Result<(), String> {
+        if self.watch_secs == 0 || self.watch_secs > 7 * 86_400 {
+            return Err("guard.watch_secs must be between 1 and 604800 (7 days)".into());
+        }
+        if self.max_refusals == 0 {
+            return Err("guard.max_refusals must be at least 1".into());
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -267,6 +293,7 @@ impl Default for MigrationSettings {
             evidence_window_secs: 24 * 3600,
             quiet_period_secs: 3600,
             key_overlap_secs: 24 * 3600,
+            default_guard: None,
         }
     }
 }
@@ -449,6 +476,14 @@ impl Settings {
                 "must not exceed migration.evidence_window_secs (key use older than the window is not read)",
             );
         }
+        if let Some(guard) = &self.migration.default_guard
+            && guard.check().is_err()
+        {
+            return out(
+                "migration.default_guard",
+                "watch_secs must be between 1 and 604800 and max_refusals at least 1",
+            );
+        }
         Ok(())
     }
 }
@@ -483,6 +518,14 @@ mod tests {
             (
                 "[migration]\nevidence_window_secs = 60\nquiet_period_secs = 61\n",
                 "migration.quiet_period_secs",
+            ),
+            (
+                "[migration.default_guard]\nwatch_secs = 0\nmax_refusals = 5\n",
+                "migration.default_guard",
+            ),
+            (
+                "[migration.default_guard]\nwatch_secs = 900\nmax_refusals = 0\n",
+                "migration.default_guard",
             ),
         ] {
             let text = format!("{MINIMAL}{section}").replace(

@@ -61,6 +61,7 @@ pub struct Application {
     tls_watch: tokio::task::JoinHandle<()>,
     /// Other replicas' registry changes (PostgreSQL); ends at once on SQLite.
     registry_follower: tokio::task::JoinHandle<()>,
+    guard_watch: tokio::task::JoinHandle<()>,
     /// The SQLite file is this process's while it runs: the lock, kept on the file at its path
     /// (taken again after a remount); released when the app is dropped.
     writer_lock: Option<(
@@ -140,6 +141,7 @@ impl Application {
                 .map(|(lock, _)| lock.lost())
                 .unwrap_or_default(),
             precedence: crate::precedence::Precedence::new(settings.limits.unproven.clone()),
+            flip_tally: Arc::default(),
             settings: settings.clone(),
         });
 
@@ -235,6 +237,11 @@ impl Application {
         let tls_watch = tokio::spawn(tls::watch(reloadable_tls, state.registry.clone()));
         let registry_follower =
             tokio::spawn(crate::registry::follow_changes(state.registry.clone()));
+        let guard_watch = tokio::spawn(crate::registry::watch_guards(
+            state.registry.clone(),
+            state.flip_tally.clone(),
+            state.metrics.clone(),
+        ));
         Ok(Self {
             https_port,
             ops_port,
@@ -244,6 +251,7 @@ impl Application {
             recorder_task,
             tls_watch,
             registry_follower,
+            guard_watch,
             writer_lock,
         })
     }
@@ -296,6 +304,7 @@ impl Application {
         self.recorder_task.abort();
         self.tls_watch.abort();
         self.registry_follower.abort();
+        self.guard_watch.abort();
         if let Some((_, follow)) = &self.writer_lock {
             follow.abort();
         }

@@ -25,6 +25,8 @@ pub struct AppState {
     pub database_lock_lost: crate::storage::writer_lock::LockLost,
     /// The share of requests that proved nothing.
     pub precedence: Arc<crate::precedence::Precedence>,
+    /// Refusals guarded flips may have caused, until the guard task adds them up.
+    pub flip_tally: Arc<crate::registry::FlipTally>,
 }
 
 impl AppState {

@@ -190,6 +190,7 @@ pub struct Metrics {
     request_bodies: Family<OutcomeLabels, Counter>,
     unproven: Family<OutcomeLabels, Counter>,
     old_key_late_uses: Counter,
+    flips_reverted: Counter,
     tls_reloads: Family<OutcomeLabels, Counter>,
     certificate_expiry: Family<CertificateLabels, Gauge<i64, AtomicI64>>,
     /// notAfter (unix seconds) of the last certificate seen from each client.
@@ -208,6 +209,7 @@ impl Metrics {
         let request_bodies = Family::<OutcomeLabels, Counter>::default();
         let unproven = Family::<OutcomeLabels, Counter>::default();
         let old_key_late_uses = Counter::default();
+        let flips_reverted = Counter::default();
         let tls_reloads = Family::<OutcomeLabels, Counter>::default();
         let certificate_expiry = Family::<CertificateLabels, Gauge<i64, AtomicI64>>::default();
         registry.register(
@@ -259,6 +261,13 @@ impl Metrics {
             unproven.clone(),
         );
         registry.register(
+            "flips_reverted",
+            "Guarded mode changes that reached their max_refusals: put back by the service (or \
+             kept, when reverting would lock every operator out); the audit log's mode_reverted \
+             rows name the client and the evidence",
+            flips_reverted.clone(),
+        );
+        registry.register(
             "old_key_late_uses",
             "Requests authenticated by the key a rotation replaced, in the last tenth of its \
              overlap: an instance still holds the old key and will fail when the overlap ends \
@@ -287,6 +296,7 @@ impl Metrics {
             request_bodies,
             unproven,
             old_key_late_uses,
+            flips_reverted,
             tls_reloads,
             certificate_expiry,
             client_certificates: Default::default(),
@@ -329,6 +339,10 @@ impl Metrics {
                 outcome: outcome.into(),
             })
             .inc();
+    }
+
+    pub fn flip_reverted(&self) {
+        self.flips_reverted.inc();
     }
 
     pub fn old_key_late_use(&self) {

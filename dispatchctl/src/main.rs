@@ -54,6 +54,14 @@ enum Command {
         /// Move to mtls without the evidence (the server says what is missing otherwise).
         #[arg(long)]
         force: bool,
+        /// Watch the change this long (`15m`, `1h`, ...): at --max-refusals refusals it causes
+        /// the client goes back to its previous mode by itself. Default: the server's
+        /// migration.default_guard, if set.
+        #[arg(long, value_parser = dispatchctl::duration::parse_secs, requires = "max_refusals")]
+        guard: Option<u64>,
+        /// With --guard: how many refusals the change may cause before it is reverted.
+        #[arg(long, requires = "guard")]
+        max_refusals: Option<u32>,
     },
     /// Disable a client: every request of it is refused.
     Disable {
@@ -209,18 +217,29 @@ async fn run(cli: Cli) -> Result<u8, CtlError> {
             mode,
             reason,
             force,
+            guard,
+            max_refusals,
         } => {
+            let mut body = json!({"mode": mode, "reason": reason, "force": force});
+            if let (Some(watch_secs), Some(max_refusals)) = (guard, max_refusals) {
+                body["guard"] = json!({"watch_secs": watch_secs, "max_refusals": max_refusals});
+            }
             let answer = admin
-                .put(
-                    &format!("/admin/clients/{client}/mode"),
-                    json!({"mode": mode, "reason": reason, "force": force}),
-                )
+                .put(&format!("/admin/clients/{client}/mode"), body)
                 .await?;
             println!(
                 "{client}: {} -> {}",
                 answer["before"].as_str().unwrap_or("?"),
                 answer["after"].as_str().unwrap_or("?")
             );
+            if let Some(guard) = answer["guard"].as_object() {
+                println!(
+                    "guarded: back to {} by itself at {} refusals it causes within {} s (dispatchctl status shows the guard)",
+                    answer["before"].as_str().unwrap_or("?"),
+                    guard["max_refusals"],
+                    guard["watch_secs"]
+                );
+            }
         }
         command @ (Command::Disable { .. } | Command::Enable { .. }) => {
             let disabled = matches!(command, Command::Disable { .. });

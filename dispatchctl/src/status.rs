@@ -35,6 +35,7 @@ pub fn rows(clients: &Value, migration: &Value) -> Vec<Value> {
                 "certificate_not_after": usage["certificate"]["last_certificate_not_after"],
                 "ready_for_mtls": ready["ready_for_mtls"],
                 "not_ready_because": ready["not_ready_because"],
+                "guard": ready["guard"],
             })
         })
         .collect()
@@ -149,6 +150,17 @@ pub fn table(rows: &[Value], migration: &Value, paint: Paint) -> String {
         out += &line(&row);
         out += "\n";
     }
+    for row in rows {
+        if let Some(line) = guard_line(row) {
+            let line = match row["guard"]["state"].as_str() {
+                Some("reverted" | "kept") => paint.red(&line),
+                Some("watching") => paint.yellow(&line),
+                _ => line,
+            };
+            out += &line;
+            out += "\n";
+        }
+    }
     let required = if migration["ready_for_required_client_auth"] == true {
         paint.green("every client is on mtls: the listener can require certificates")
     } else {
@@ -162,6 +174,41 @@ pub fn table(rows: &[Value], migration: &Value, paint: Paint) -> String {
         text(&migration["listener_client_auth"])
     );
     out
+}
+
+/// The outcome of a client's latest flip guard, in words; `None` without one.
+pub fn guard_line(row: &Value) -> Option<String> {
+    let guard = row.get("guard").filter(|g| g.is_object())?;
+    let change = format!(
+        "guard {}: {} -> {}",
+        text(&row["name"]),
+        text(&guard["from"]),
+        text(&guard["to"])
+    );
+    Some(match guard["state"].as_str().unwrap_or_default() {
+        "watching" => format!(
+            "{change} watching until {}: {} of {} refusals",
+            text(&guard["watch_until"]),
+            text(&guard["refusals"]),
+            text(&guard["max_refusals"])
+        ),
+        "reverted" => format!(
+            "{change} reverted at {} because {}",
+            text(&guard["ended_at"]),
+            text(&guard["because"])
+        ),
+        "kept" => format!(
+            "{change} reached its threshold at {} ({}) but was kept: reverting would lock every operator out",
+            text(&guard["ended_at"]),
+            text(&guard["because"])
+        ),
+        "confirmed" => format!("{change} confirmed at {}", text(&guard["ended_at"])),
+        "cancelled" => format!(
+            "{change} cancelled at {} by a mode change",
+            text(&guard["ended_at"])
+        ),
+        other => format!("{change} {other}"),
+    })
 }
 
 /// A client's API keys (`api_keys` of the admin API): id, state, when made, until when valid,
@@ -200,6 +247,35 @@ pub fn keys_table(keys: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_guard_state_reads_as_a_sentence() {
+        let row = |guard: Value| json!({"name": "route-worker", "guard": guard});
+        let base = json!({"from": "dual", "to": "mtls", "watch_until": "2026-12-06T01:15:00Z",
+                          "max_refusals": 5, "refusals": 2, "ended_at": "2026-12-06T01:05:00Z",
+                          "because": "5 refusals (key_retired 5) from 10.0.0.0/24"});
+        let with = |state: &str| {
+            let mut guard = base.clone();
+            guard["state"] = json!(state);
+            guard_line(&row(guard)).unwrap()
+        };
+        assert_eq!(
+            with("watching"),
+            "guard route-worker: dual -> mtls watching until 2026-12-06T01:15:00Z: 2 of 5 refusals"
+        );
+        assert_eq!(
+            with("reverted"),
+            "guard route-worker: dual -> mtls reverted at 2026-12-06T01:05:00Z because 5 refusals (key_retired 5) from 10.0.0.0/24"
+        );
+        assert!(with("kept").contains("but was kept: reverting would lock every operator out"));
+        assert_eq!(
+            with("confirmed"),
+            "guard route-worker: dual -> mtls confirmed at 2026-12-06T01:05:00Z"
+        );
+        assert!(with("cancelled").contains("cancelled at"));
+        assert_eq!(guard_line(&json!({"name": "x", "guard": null})), None);
+        assert_eq!(guard_line(&json!({"name": "x"})), None);
+    }
 
     #[test]
     fn the_keys_table_shows_each_key_in_its_state() {

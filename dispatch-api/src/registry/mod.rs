@@ -6,6 +6,7 @@
 
 mod bootstrap;
 mod follow;
+mod guard;
 mod read;
 mod snapshot;
 mod store;
@@ -19,6 +20,7 @@ use subtle::ConstantTimeEq;
 
 pub use bootstrap::{BootstrapClient, BootstrapError, BootstrapFile};
 pub use follow::follow_changes;
+pub use guard::{FlipEvidence, FlipTally, GuardEnd, GuardView, watch_guards};
 pub use snapshot::{CertMatchFailure, RegistrySnapshot};
 pub use store::{Change, Intent, Registry, RegistryError, Rotation, Tryout};
 

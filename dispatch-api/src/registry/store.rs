@@ -13,6 +13,7 @@ use super::{
     ApiKey, ApiKeyHash, CertBinding, Client, ClientName, MAX_LIVE_KEYS, MigrationMode,
     RegistrySnapshot, Scope, locks_out,
 };
+use crate::configuration::FlipGuard;
 use crate::identity::{Fingerprint, IssuerIndex, VerifiedCertificate};
 use crate::storage::recorder::{AuditEvent, AuditKind};
 use crate::storage::{Backend, Db, StorageError, Tx, on_backend};
@@ -100,7 +101,7 @@ pub struct Registry {
     pool: Db,
     snapshot: ArcSwap<RegistrySnapshot>,
     /// Serialises admin writes so that each snapshot swap follows its own write.
-    writes: tokio::sync::Mutex<()>,
+    pub(super) writes: tokio::sync::Mutex<()>,
     /// Serialises every change of the snapshot (read the database, make the next snapshot from
     /// the current one, store it): an admin write and the follower applying another replica's
     /// change must not both start from the same snapshot, or the later store would drop the
@@ -136,7 +137,7 @@ fn takes_own_way_in(snapshot: &RegistrySnapshot, change: &Change<'_>, after: &Cl
 /// On PostgreSQL, two replicas changing one client at once then take turns: the second one's
 /// DELETE runs after the first committed and sees its rows, so the result is one change or the
 /// other, never the union of two binding sets or two keys. (SQLite has one writer per file.)
-async fn lock_client_row(tx: &mut Tx, name: &ClientName) -> Result<(), sqlx::Error> {
+pub(super) async fn lock_client_row(tx: &mut Tx, name: &ClientName) -> Result<(), sqlx::Error> {
     if let Backend::Postgres(tx) = tx {
         sqlx::query("SELECT name FROM clients WHERE name = $1 FOR UPDATE")
             .bind(name.as_str())
@@ -176,7 +177,7 @@ async fn insert_binding(
 /// Records that the registry changed, in the change's own transaction: the version every
 /// replica compares its snapshot with, and on PostgreSQL a NOTIFY that the other replicas'
 /// followers hear when the transaction commits (never before, never for a rolled-back change).
-async fn announce(tx: &mut Tx, notice: Notice) -> Result<(), sqlx::Error> {
+pub(super) async fn announce(tx: &mut Tx, notice: Notice) -> Result<(), sqlx::Error> {
     const BUMP: &str =
         "UPDATE registry_version SET version = version + 1 WHERE id = 1 RETURNING version";
     match tx {
@@ -430,12 +431,16 @@ impl Registry {
     }
 
     /// Sets a client's mode; returns the mode before. Takes effect on the next request.
+    /// Sets a client's mode. A watching guard of the client is cancelled; with `guard`, the
+    /// change is watched (see `guard`).
     pub async fn set_mode(
         &self,
         name: &ClientName,
         mode: MigrationMode,
+        guard: Option<FlipGuard>,
         change: Change<'_>,
     ) -> Result<MigrationMode, RegistryError> {
+        let was = std::cell::Cell::new(mode);
         self.update_client(
             name,
             Update {
@@ -444,6 +449,7 @@ impl Registry {
             },
             change,
             |_, client| {
+                was.set(client.mode);
                 client.mode = mode;
                 Ok(())
             },
@@ -454,13 +460,15 @@ impl Registry {
                 )
             },
             async |tx| {
-                on_backend!(tx, tx => sqlx::query("UPDATE clients SET mode = $1, updated_at = $2 WHERE name = $3")
+                let at = now();
+                on_backend!(&mut *tx, tx => sqlx::query("UPDATE clients SET mode = $1, updated_at = $2 WHERE name = $3")
                     .bind(mode.as_str())
-                    .bind(now())
+                    .bind(at)
                     .bind(name.as_str())
                     .execute(&mut **tx)
                     .await
-                    .map(|_| ()))
+                    .map(|_| ()))?;
+                super::guard::replace_guard(tx, name, (was.get(), mode), guard, at).await
             },
         )
         .await

@@ -6,6 +6,7 @@ use std::sync::LazyLock;
 use devpki::CertificateAuthority;
 
 use super::*;
+use crate::configuration::FlipGuard;
 use crate::identity::IssuerIndex;
 use crate::tls::testing::{CA, TEST_CA, leaf, trust, verified};
 
@@ -744,7 +745,7 @@ async fn admin_writes_reach_the_snapshot_at_once_and_the_database_for_good() {
     keeper.scopes = BTreeSet::from([Scope::Admin]);
     assert!(registry.register(&keeper, None, &issuers).await.unwrap());
     let before = registry
-        .set_mode(&name, MigrationMode::Mtls, change())
+        .set_mode(&name, MigrationMode::Mtls, None, change())
         .await
         .unwrap();
     assert_eq!(before, MigrationMode::Dual);
@@ -780,7 +781,7 @@ async fn admin_writes_reach_the_snapshot_at_once_and_the_database_for_good() {
     let stranger = ClientName::parse("nobody").unwrap();
     assert!(matches!(
         registry
-            .set_mode(&stranger, MigrationMode::Dual, change())
+            .set_mode(&stranger, MigrationMode::Dual, None, change())
             .await,
         Err(RegistryError::NotFound(_))
     ));
@@ -1069,7 +1070,7 @@ async fn every_stored_registry_change_bumps_the_version_once_and_a_refused_one_n
     expected += 1;
     assert_eq!(stored_version(dir.path()).await, expected, "a batch");
     registry
-        .set_mode(&name, MigrationMode::Dual, change())
+        .set_mode(&name, MigrationMode::Dual, None, change())
         .await
         .unwrap();
     expected += 1;
@@ -1341,4 +1342,213 @@ async fn a_rotation_with_overlap_is_stored_and_read_back_current_first_even_with
     let (owner, key) = snapshot.client_for_key(&ApiKeyHash::of(&first)).unwrap();
     assert_eq!(owner.name, name);
     assert_eq!(key, old);
+}
+
+/// `w` (dual; in api_key mode with the `admin` scope if `admin`) registered beside `keeper`, an
+/// operator.
+async fn guarded_registry(admin: bool) -> (tempfile::TempDir, Registry, ClientName) {
+    let (dir, registry) = registry().await;
+    let issuers = trust(&[&CA], &[]).issuers().clone();
+    let mut w = client("w", by_cn("w", TEST_CA));
+    if admin {
+        w.scopes = BTreeSet::from([Scope::PlansSubmit, Scope::Admin]);
+        w.mode = MigrationMode::ApiKey;
+    }
+    assert!(registry.register(&w, None, &issuers).await.unwrap());
+    let mut keeper = client("keeper", by_cn("keeper", TEST_CA));
+    keeper.scopes = BTreeSet::from([Scope::Admin]);
+    assert!(registry.register(&keeper, None, &issuers).await.unwrap());
+    (dir, registry, ClientName::parse("w").unwrap())
+}
+
+fn operator_change() -> Change<'static> {
+    Change {
+        actor: "op",
+        reason: "test",
+        operator: None,
+        tryout: None,
+    }
+}
+
+fn flip_refusals(n: usize, network: &str) -> FlipEvidence {
+    let mut seen = FlipEvidence::default();
+    for i in 0..n {
+        seen.add("key_retired", Some(network.to_owned()), 100 + i as i64);
+    }
+    seen
+}
+
+async fn guard_of(registry: &Registry, client: &str) -> GuardView {
+    registry
+        .guards()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|g| g.client == client)
+        .expect("a guard row")
+}
+
+async fn audit_reasons(registry: &Registry) -> Vec<String> {
+    let crate::storage::Backend::Sqlite(pool) = registry.pool() else {
+        unreachable!("the unit tests run on SQLite")
+    };
+    sqlx::query_scalar("SELECT reason FROM audit_events ORDER BY id")
+        .fetch_all(pool)
+        .await
+        .unwrap()
+}
+
+/// `w`'s mode set to `mode`, with `guard`.
+async fn flip_w(registry: &Registry, mode: MigrationMode, guard: Option<FlipGuard>) {
+    let name = ClientName::parse("w").unwrap();
+    registry
+        .set_mode(&name, mode, guard, operator_change())
+        .await
+        .unwrap();
+}
+
+/// `n` refusals of `client` from `network`, added as one replica's tick would.
+async fn refuse(registry: &Registry, client: &str, n: usize, network: &str) -> Option<GuardEnd> {
+    registry
+        .add_flip_refusals(client, &flip_refusals(n, network))
+        .await
+        .unwrap()
+}
+
+const GUARD: FlipGuard = FlipGuard {
+    watch_secs: 600,
+    max_refusals: 3,
+};
+
+#[tokio::test]
+async fn a_guarded_flip_reaching_its_threshold_is_reverted_once_with_its_evidence() {
+    let (_dir, registry, name) = guarded_registry(false).await;
+    flip_w(&registry, MigrationMode::Mtls, Some(GUARD)).await;
+    let first = refuse(&registry, "w", 2, "10.0.0.0/24").await;
+    assert_eq!(first, None);
+    let watching = guard_of(&registry, "w").await;
+    assert_eq!(
+        (watching.state.as_str(), watching.refusals),
+        ("watching", 2)
+    );
+    assert_eq!(
+        (watching.from.as_str(), watching.to.as_str()),
+        ("dual", "mtls")
+    );
+    assert_eq!(watching.watch_until - watching.started_at, 600);
+    assert_eq!(watching.max_refusals, 3);
+    let end = refuse(&registry, "w", 1, "10.9.0.0/24").await;
+    assert_eq!(
+        end,
+        Some(GuardEnd::Reverted {
+            client: "w".into(),
+            because: "3 refusals (key_retired 3) from 10.0.0.0/24, 10.9.0.0/24".into(),
+        })
+    );
+    assert_eq!(
+        registry.snapshot().client(&name).unwrap().mode,
+        MigrationMode::Dual
+    );
+    let reverted = guard_of(&registry, "w").await;
+    assert_eq!(
+        (reverted.state.as_str(), reverted.refusals),
+        ("reverted", 3)
+    );
+    assert!(reverted.ended_at.is_some());
+    assert_eq!(reverted.evidence.total(), 3);
+    // Once ended, more refusals change nothing.
+    let late = refuse(&registry, "w", 5, "10.0.0.0/24").await;
+    assert_eq!(late, None);
+    let reasons = audit_reasons(&registry).await;
+    assert_eq!(reasons.iter().filter(|r| *r == "mode_reverted").count(), 1);
+    // Refusals of a client without a guard, or of no client at all, are dropped.
+    assert_eq!(refuse(&registry, "keeper", 9, "x").await, None);
+    assert_eq!(refuse(&registry, "not a name!", 9, "x").await, None);
+}
+
+#[tokio::test]
+async fn a_revert_that_would_lock_every_operator_out_is_kept_and_said() {
+    let (_dir, registry, name) = guarded_registry(true).await;
+    // `w` becomes an operator by the flip; then the other operator is disabled.
+    flip_w(&registry, MigrationMode::Dual, Some(GUARD)).await;
+    let keeper = ClientName::parse("keeper").unwrap();
+    registry
+        .set_disabled(&keeper, true, operator_change())
+        .await
+        .unwrap();
+    let end = refuse(&registry, "w", 3, "10.0.0.0/24").await;
+    assert!(
+        matches!(end, Some(GuardEnd::Kept { ref client, .. }) if client == "w"),
+        "{end:?}"
+    );
+    assert_eq!(
+        registry.snapshot().client(&name).unwrap().mode,
+        MigrationMode::Dual
+    );
+    assert_eq!(guard_of(&registry, "w").await.state, "kept");
+    assert!(
+        audit_reasons(&registry)
+            .await
+            .contains(&"mode_revert_refused".to_owned())
+    );
+}
+
+#[tokio::test]
+async fn a_guard_whose_watch_is_over_is_confirmed_once() {
+    let (_dir, registry, name) = guarded_registry(false).await;
+    // A guard started ten seconds ago that watched for one.
+    let mut tx = registry.pool().begin().await.unwrap();
+    super::guard::replace_guard(
+        &mut tx,
+        &name,
+        (MigrationMode::Dual, MigrationMode::Mtls),
+        Some(FlipGuard {
+            watch_secs: 1,
+            max_refusals: 3,
+        }),
+        store::now() - 10,
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    // Refusals after the watch do not count.
+    let late = refuse(&registry, "w", 3, "10.0.0.0/24").await;
+    assert_eq!(late, None);
+    assert_eq!(
+        registry.end_due_guards().await.unwrap(),
+        [GuardEnd::Confirmed { client: "w".into() }]
+    );
+    assert_eq!(registry.end_due_guards().await.unwrap(), []);
+    let confirmed = guard_of(&registry, "w").await;
+    assert_eq!(
+        (confirmed.state.as_str(), confirmed.refusals),
+        ("confirmed", 0)
+    );
+    assert!(
+        audit_reasons(&registry)
+            .await
+            .contains(&"mode_confirmed".to_owned())
+    );
+}
+
+#[tokio::test]
+async fn a_manual_mode_change_cancels_the_running_guard_and_a_new_guard_starts_afresh() {
+    let (_dir, registry, name) = guarded_registry(false).await;
+    flip_w(&registry, MigrationMode::Mtls, Some(GUARD)).await;
+    refuse(&registry, "w", 2, "10.0.0.0/24").await;
+    flip_w(&registry, MigrationMode::Mtls, None).await;
+    let cancelled = guard_of(&registry, "w").await;
+    assert_eq!(cancelled.state, "cancelled");
+    assert!(cancelled.ended_at.is_some());
+    assert_eq!(refuse(&registry, "w", 3, "10.0.0.0/24").await, None);
+    assert_eq!(
+        registry.snapshot().client(&name).unwrap().mode,
+        MigrationMode::Mtls
+    );
+    // A new guarded flip watches from zero.
+    flip_w(&registry, MigrationMode::Dual, Some(GUARD)).await;
+    let fresh = guard_of(&registry, "w").await;
+    assert_eq!((fresh.state.as_str(), fresh.refusals), ("watching", 0));
+    assert_eq!((fresh.from.as_str(), fresh.to.as_str()), ("mtls", "dual"));
+    assert_eq!(fresh.evidence, FlipEvidence::default());
 }

@@ -158,6 +158,15 @@ pub async fn observe_request(
             failure,
         },
     );
+    // A known client's refusal that a flip may have caused, for the flip guards.
+    if let Some((client, refusal)) = refusal.and_then(|r| Some((r.client.as_deref()?, r))) {
+        state.flip_tally.count(
+            client,
+            refusal.reason.as_str(),
+            peer.map(|ip| audit::network(Some(ip))),
+            time::OffsetDateTime::now_utc().unix_timestamp(),
+        );
+    }
     Ok(response)
 }
 

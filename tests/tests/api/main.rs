@@ -4,6 +4,7 @@
 mod admin;
 mod authentication;
 mod captures;
+mod guarded_flip;
 mod handshake;
 mod identity;
 mod interop;

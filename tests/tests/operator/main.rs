@@ -500,3 +500,59 @@ async fn key_rotate_with_an_overlap_keeps_the_old_key_and_key_list_shows_both() 
     assert_ne!(bad.code, 0);
     assert!(bad.stderr.contains("not a duration"), "{}", bad.stderr);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mode_with_a_guard_says_so_and_status_shows_the_guard_watching() {
+    let app = spawn_app().await;
+    let args = [
+        "mode",
+        "route-worker",
+        "mtls",
+        "--reason",
+        "cutover",
+        "--force",
+        "--guard",
+        "10m",
+        "--max-refusals",
+        "2",
+    ];
+    let run = ctl(&app, &args).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout.contains("route-worker: dual -> mtls"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("guarded: back to dual by itself at 2 refusals"),
+        "{}",
+        run.stdout
+    );
+    let status = ctl(&app, &["status"]).await;
+    assert_eq!(status.code, 0, "{}", status.stderr);
+    assert!(
+        status
+            .stdout
+            .contains("guard route-worker: dual -> mtls watching until")
+            && status.stdout.contains("0 of 2 refusals"),
+        "{}",
+        status.stdout
+    );
+    // A guard needs its threshold.
+    let half = ctl(
+        &app,
+        &[
+            "mode",
+            "route-worker",
+            "dual",
+            "--reason",
+            "x",
+            "--guard",
+            "10m",
+        ],
+    )
+    .await;
+    assert_ne!(half.code, 0);
+    assert!(half.stderr.contains("--max-refusals"), "{}", half.stderr);
+}

@@ -338,3 +338,55 @@ async fn two_replicas_replacing_one_clients_bindings_at_once_end_with_one_set() 
         assert_eq!(stored.len(), 1, "round {round}: {stored:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guarded_flip_counts_the_refusals_of_both_replicas_and_is_reverted_once() {
+    let server = TestPostgres::start();
+    let (a, b) = two_replicas(&server).await;
+    let flipped = a
+        .admin(
+            Request::put("/admin/clients/route-worker/mode").json(&json!({
+                "mode": "mtls", "reason": "cutover", "force": true,
+                "guard": { "watch_secs": 600, "max_refusals": 4 },
+            })),
+        )
+        .await;
+    assert_eq!(flipped.status, 200, "{}", flipped.text());
+    // Each replica sees two refusals: neither alone reaches four.
+    for (replica, name) in [(&a, "a"), (&b, "b")] {
+        let mut connection = replica.connect(None).await.unwrap();
+        let key = replica.key("route-worker");
+        let refused =
+            until_status(&mut connection, &submit(&plan(name, 1)).api_key(key), 401).await;
+        assert!(refused < PROPAGATION * 5);
+        let again = connection
+            .send(submit(&plan(&format!("{name}-2"), 1)).api_key(key))
+            .await
+            .unwrap();
+        assert_eq!(again.status, 401);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (on_a, on_b) = (
+            a.migration_row("route-worker").await,
+            b.migration_row("route-worker").await,
+        );
+        if on_a["mode"] == "dual" && on_b["mode"] == "dual" {
+            assert_eq!(on_a["guard"]["state"], "reverted");
+            assert_eq!(on_a["guard"]["refusals"], 4);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not reverted on both: {on_a} / {on_b}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let reverted = a
+        .audit(Some("route-worker"))
+        .await
+        .into_iter()
+        .filter(|e| e["reason"] == "mode_reverted")
+        .count();
+    assert_eq!(reverted, 1, "exactly one replica reverted the flip");
+}

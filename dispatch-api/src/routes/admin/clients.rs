@@ -137,6 +137,9 @@ pub struct SetMode {
     /// Move to `mtls` without recent certificate evidence.
     #[serde(default)]
     force: bool,
+    /// Watch the change: at `max_refusals` refusals it causes within `watch_secs`, the client
+    /// goes back to its previous mode by itself. Default `migration.default_guard`.
+    guard: Option<crate::configuration::FlipGuard>,
 }
 
 /// Moving to `mtls` is refused (409) unless the client is ready: a certificate-authenticated
@@ -189,18 +192,25 @@ pub async fn set_mode(
     } else {
         reason.to_owned()
     };
+    // `force` skips the readiness check, never the guard.
+    let guard = body.guard.or(state.settings.migration.default_guard);
+    if let Some(guard) = &guard {
+        guard.check().map_err(ApiError::BadRequest)?;
+    }
     let live = live_certificates(&state, &principal, &material).await?;
     let before = state
         .registry
         .set_mode(
             &name,
             body.mode,
+            guard,
             change(&actor, &change_reason, &principal, &material, Some(&live)),
         )
         .await?;
-    tracing::info!(client = %name, before = before.as_str(), after = body.mode.as_str(), actor, "migration mode changed");
-    Ok(HttpResponse::Ok()
-        .json(json!({ "client": name.as_str(), "before": before, "after": body.mode })))
+    tracing::info!(client = %name, before = before.as_str(), after = body.mode.as_str(), actor, guarded = guard.is_some(), "migration mode changed");
+    Ok(HttpResponse::Ok().json(
+        json!({ "client": name.as_str(), "before": before, "after": body.mode, "guard": guard }),
+    ))
 }
 
 /// What a client still lacks before `mtls` can be switched on without cutting it off (empty:
@@ -385,6 +395,7 @@ mod tests {
             evidence_window_secs: 100,
             quiet_period_secs: 10,
             key_overlap_secs: 0,
+            default_guard: None,
         };
         // now = 1000: evidence since 900, quiet since 990.
         let gaps = |usage: Option<Usage>| readiness_gaps(usage.as_ref(), 900, 990, &settings);

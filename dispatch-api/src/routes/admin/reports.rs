@@ -1,6 +1,7 @@
 //! What the operator reads: the migration report, the audit log and the refusal counts.
 
 use super::*;
+use crate::registry::GuardView;
 use clients::not_ready_for_mtls;
 
 /// Per client: mode, use of each method over the window, readiness for `mtls`; and whether
@@ -19,6 +20,13 @@ pub async fn migration_report(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let usage = usage(&state).await?;
+    let guards: BTreeMap<String, GuardView> = state
+        .registry
+        .guards()
+        .await?
+        .into_iter()
+        .map(|guard| (guard.client.clone(), guard))
+        .collect();
     let snapshot = state.registry.snapshot();
     let mut clients: Vec<_> = snapshot.clients().collect();
     clients.sort_by(|a, b| a.name.cmp(&b.name));
@@ -45,6 +53,7 @@ pub async fn migration_report(
                 "disabled": c.disabled,
                 "usage": usage_view(u),
                 "api_keys": keys_view(c, u),
+                "guard": guards.get(c.name.as_str()).map(guard_view),
                 "ready_for_mtls": gaps.is_empty(),
                 "not_ready_because": gaps,
             })
@@ -137,4 +146,21 @@ pub async fn list_refusals(
         })
         .collect();
     Ok(HttpResponse::Ok().json(json!({ "refusals": counts })))
+}
+
+/// A client's latest flip guard: what it watches, its state (watching, confirmed, reverted,
+/// cancelled, kept), its refusals and, once it ended, when and why.
+fn guard_view(guard: &GuardView) -> Value {
+    json!({
+        "state": guard.state,
+        "from": guard.from,
+        "to": guard.to,
+        "started_at": crate::routes::rfc3339(guard.started_at),
+        "watch_until": crate::routes::rfc3339(guard.watch_until),
+        "max_refusals": guard.max_refusals,
+        "refusals": guard.refusals,
+        "ended_at": guard.ended_at.and_then(crate::routes::rfc3339),
+        "because": (guard.refusals > 0).then(|| guard.evidence.because()),
+        "evidence": guard.evidence,
+    })
 }

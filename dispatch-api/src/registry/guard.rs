@@ -1,0 +1,546 @@
+//! Guarded flips. A mode change with a [`FlipGuard`] is watched: every replica counts the
+//! refusals of that client the flip causes (`key_retired`, `method_not_allowed`) in memory
+//! ([`FlipTally`]) and adds them to the guard's row about once a second
+//! ([`Registry::add_flip_refusals`]). At `max_refusals` within `watch_secs` the client goes back
+//! to its previous mode, `mode_reverted` in the audit log with the evidence; a guard that runs
+//! out first records `mode_confirmed` ([`Registry::end_due_guards`]); a manual mode change
+//! cancels it. Each ending is a conditional update of the row still `watching`, inside the
+//! client's row lock: of two replicas, exactly one reverts or confirms.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+
+use super::follow::Notice;
+use super::store::{announce, lock_client_row, now};
+use super::{ClientName, MigrationMode, Registry, RegistryError, locks_out};
+use crate::configuration::FlipGuard;
+use crate::storage::recorder::{AuditEvent, AuditKind};
+use crate::storage::{StorageError, Tx, on_backend};
+
+/// The refusals a flip caused, as seen so far.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlipEvidence {
+    /// Refusals by reason code.
+    pub by_reason: BTreeMap<String, i64>,
+    /// The source networks they came from (a /24, or a /64), at most [`NETWORKS_KEPT`].
+    pub networks: BTreeSet<String>,
+    /// Unix seconds.
+    pub first_seen: Option<i64>,
+    pub last_seen: Option<i64>,
+}
+
+/// Enough networks to tell "one stale deploy" from "a whole region".
+const NETWORKS_KEPT: usize = 16;
+
+impl FlipEvidence {
+    pub fn add(&mut self, reason: &str, network: Option<String>, at: i64) {
+        *self.by_reason.entry(reason.to_owned()).or_default() += 1;
+        if let Some(network) = network
+            && self.networks.len() < NETWORKS_KEPT
+        {
+            self.networks.insert(network);
+        }
+        self.first_seen = Some(self.first_seen.map_or(at, |first| first.min(at)));
+        self.last_seen = Some(self.last_seen.map_or(at, |last| last.max(at)));
+    }
+
+    pub fn merge(&mut self, other: &FlipEvidence) {
+        for (reason, count) in &other.by_reason {
+            *self.by_reason.entry(reason.clone()).or_default() += count;
+        }
+        for network in &other.networks {
+            if self.networks.len() < NETWORKS_KEPT {
+                self.networks.insert(network.clone());
+            }
+        }
+        self.first_seen = match (self.first_seen, other.first_seen) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.last_seen = match (self.last_seen, other.last_seen) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+    }
+
+    pub fn total(&self) -> i64 {
+        self.by_reason.values().sum()
+    }
+
+    /// "5 refusals (key_retired 5) from 10.1.2.0/24": why a flip was reverted.
+    pub fn because(&self) -> String {
+        let reasons: Vec<String> = self
+            .by_reason
+            .iter()
+            .map(|(reason, count)| format!("{reason} {count}"))
+            .collect();
+        let networks: Vec<&str> = self.networks.iter().map(String::as_str).collect();
+        format!(
+            "{} refusals ({}) from {}",
+            self.total(),
+            reasons.join(", "),
+            if networks.is_empty() {
+                "unknown sources".to_owned()
+            } else {
+                networks.join(", ")
+            }
+        )
+    }
+}
+
+/// One replica's refusals per client since its last tick. Only the refusals a flip causes are
+/// counted; those of clients with no watching guard are dropped at the tick.
+#[derive(Debug, Default)]
+pub struct FlipTally(Mutex<HashMap<String, FlipEvidence>>);
+
+impl FlipTally {
+    /// Counts a refusal if its reason is one a flip causes.
+    pub fn count(&self, client: &str, reason: &str, network: Option<String>, at: i64) {
+        if !matches!(reason, "key_retired" | "method_not_allowed") {
+            return;
+        }
+        let mut tally = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        tally
+            .entry(client.to_owned())
+            .or_default()
+            .add(reason, network, at);
+    }
+
+    pub fn take(&self) -> HashMap<String, FlipEvidence> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Puts back what a failed tick could not add, for the next one.
+    pub fn restore(&self, client: String, evidence: &FlipEvidence) {
+        let mut tally = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        tally.entry(client).or_default().merge(evidence);
+    }
+}
+
+/// A client's latest guard, as the migration report shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct GuardView {
+    pub client: String,
+    pub from: String,
+    pub to: String,
+    pub state: String,
+    pub started_at: i64,
+    pub watch_until: i64,
+    pub max_refusals: i64,
+    pub refusals: i64,
+    pub ended_at: Option<i64>,
+    pub evidence: FlipEvidence,
+}
+
+/// What a tick did to one guard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GuardEnd {
+    Reverted {
+        client: String,
+        because: String,
+    },
+    /// The threshold was reached, but putting the client back would have locked every
+    /// operator out of /admin: the flip stays, and says so.
+    Kept {
+        client: String,
+        because: String,
+    },
+    Confirmed {
+        client: String,
+    },
+}
+
+/// Whether `refusals` reach the guard's threshold (pure).
+pub fn reached(refusals: i64, max_refusals: i64) -> bool {
+    refusals >= max_refusals.max(1)
+}
+
+impl Registry {
+    /// Adds the refusals a replica saw to `client`'s watching guard; reverts the flip when they
+    /// reach its threshold. `None` when nothing ended.
+    pub async fn add_flip_refusals(
+        &self,
+        client: &str,
+        seen: &FlipEvidence,
+    ) -> Result<Option<GuardEnd>, RegistryError> {
+        let Ok(name) = ClientName::parse(client) else {
+            return Ok(None);
+        };
+        let _guard = self.writes.lock().await;
+        let at = now();
+        let ended = async {
+            let mut tx = self.pool().begin().await?;
+            lock_client_row(&mut tx, &name).await?;
+            // A write first: on SQLite a transaction that read before writing cannot wait for
+            // the write lock (it would fail at once, busy), one that writes first can.
+            let row = on_backend!(&mut tx, tx => sqlx::query(
+                "UPDATE mode_guards SET refusals = refusals + $1 \
+                 WHERE client = $2 AND state = 'watching' AND watch_until > $3 \
+                 RETURNING from_mode, to_mode, max_refusals, refusals, evidence",
+            )
+            .bind(seen.total())
+            .bind(name.as_str())
+            .bind(at)
+            .fetch_optional(&mut **tx)
+            .await
+            .and_then(|row| row.map(|row| Ok::<_, sqlx::Error>((
+                row.try_get::<String, _>("from_mode")?,
+                row.try_get::<String, _>("to_mode")?,
+                row.try_get::<i64, _>("max_refusals")?,
+                row.try_get::<i64, _>("refusals")?,
+                row.try_get::<String, _>("evidence")?,
+            ))).transpose()))?;
+            let Some((from, to, max_refusals, refusals, evidence)) = row else {
+                return Ok(None);
+            };
+            let mut evidence: FlipEvidence = serde_json::from_str(&evidence).unwrap_or_default();
+            evidence.merge(seen);
+            let evidence_text = serde_json::to_string(&evidence).unwrap_or_default();
+            let ended = if reached(refusals, max_refusals) {
+                let because = evidence.because();
+                let keeps_admin = self.revert_keeps_an_admin(&name, &from);
+                let state = if keeps_admin { "reverted" } else { "kept" };
+                set_guard(&mut tx, &name, state, refusals, &evidence_text, Some(at)).await?;
+                let mut event = AuditEvent::new(
+                    AuditKind::AdminChange,
+                    if keeps_admin {
+                        "mode_reverted"
+                    } else {
+                        "mode_revert_refused"
+                    },
+                );
+                event.client = Some(name.to_string());
+                event.actor = Some("dispatch-api (flip guard)".into());
+                event.before = Some(to.clone());
+                event.after = Some(if keeps_admin {
+                    from.clone()
+                } else {
+                    to.clone()
+                });
+                event.detail = serde_json::json!({
+                    "because": because,
+                    "max_refusals": max_refusals,
+                    "evidence": evidence,
+                });
+                if keeps_admin {
+                    on_backend!(&mut tx, tx => sqlx::query(
+                        "UPDATE clients SET mode = $1, updated_at = $2 WHERE name = $3",
+                    )
+                    .bind(&from)
+                    .bind(at)
+                    .bind(name.as_str())
+                    .execute(&mut **tx)
+                    .await
+                    .map(|_| ()))?;
+                }
+                event.insert(&mut tx).await?;
+                announce(&mut tx, Notice::Client(name.clone())).await?;
+                Some(if keeps_admin {
+                    GuardEnd::Reverted {
+                        client: name.to_string(),
+                        because,
+                    }
+                } else {
+                    GuardEnd::Kept {
+                        client: name.to_string(),
+                        because,
+                    }
+                })
+            } else {
+                set_guard(&mut tx, &name, "watching", refusals, &evidence_text, None).await?;
+                None
+            };
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(ended)
+        }
+        .await
+        .map_err(StorageError::database)?;
+        if ended.is_some() {
+            self.reload_client(&name).await?;
+        }
+        Ok(ended)
+    }
+
+    /// Whether putting `name` back in `from` leaves some client able to reach /admin.
+    fn revert_keeps_an_admin(&self, name: &ClientName, from: &str) -> bool {
+        let snapshot = self.snapshot();
+        let (Some(before), Ok(mode)) = (snapshot.client(name), MigrationMode::parse(from)) else {
+            return true;
+        };
+        let mut after = (**before).clone();
+        after.mode = mode;
+        !locks_out(before, &after, snapshot.clients().map(|c| &**c))
+    }
+
+    /// Ends every guard whose watch is over without reaching its threshold: `mode_confirmed`.
+    pub async fn end_due_guards(&self) -> Result<Vec<GuardEnd>, RegistryError> {
+        let at = now();
+        let confirmed = async {
+            let mut tx = self.pool().begin().await?;
+            // Conditional: of two replicas, the one whose update changed the row confirms.
+            let rows: Vec<(String, String, i64)> = on_backend!(&mut tx, tx => sqlx::query(
+                "UPDATE mode_guards SET state = 'confirmed', ended_at = $1 \
+                 WHERE state = 'watching' AND watch_until <= $1 \
+                 RETURNING client, to_mode, refusals",
+            )
+            .bind(at)
+            .fetch_all(&mut **tx)
+            .await
+            .and_then(|rows| rows.iter().map(|row| Ok((
+                row.try_get("client")?,
+                row.try_get("to_mode")?,
+                row.try_get("refusals")?,
+            ))).collect::<Result<Vec<_>, sqlx::Error>>()))?;
+            for (client, to, refusals) in &rows {
+                let mut event = AuditEvent::new(AuditKind::AdminChange, "mode_confirmed");
+                event.client = Some(client.clone());
+                event.actor = Some("dispatch-api (flip guard)".into());
+                event.before = Some(to.clone());
+                event.after = Some(to.clone());
+                event.detail = serde_json::json!({ "refusals": refusals });
+                event.insert(&mut tx).await?;
+            }
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(rows)
+        }
+        .await
+        .map_err(StorageError::database)?;
+        Ok(confirmed
+            .into_iter()
+            .map(|(client, _, _)| GuardEnd::Confirmed { client })
+            .collect())
+    }
+
+    /// Every client's latest guard.
+    pub async fn guards(&self) -> Result<Vec<GuardView>, StorageError> {
+        on_backend!(self.pool(), pool => {
+            sqlx::query(
+                "SELECT client, from_mode, to_mode, state, started_at, watch_until, max_refusals, \
+                 refusals, ended_at, evidence FROM mode_guards ORDER BY client",
+            )
+            .fetch_all(pool)
+            .await
+            .and_then(|rows| rows.iter().map(|row| Ok(GuardView {
+                client: row.try_get("client")?,
+                from: row.try_get("from_mode")?,
+                to: row.try_get("to_mode")?,
+                state: row.try_get("state")?,
+                started_at: row.try_get("started_at")?,
+                watch_until: row.try_get("watch_until")?,
+                max_refusals: row.try_get("max_refusals")?,
+                refusals: row.try_get("refusals")?,
+                ended_at: row.try_get("ended_at")?,
+                evidence: serde_json::from_str(&row.try_get::<String, _>("evidence")?)
+                    .unwrap_or_default(),
+            })).collect())
+            .map_err(StorageError::database)
+        })
+    }
+}
+
+async fn set_guard(
+    tx: &mut Tx,
+    name: &ClientName,
+    state: &str,
+    refusals: i64,
+    evidence: &str,
+    ended_at: Option<i64>,
+) -> Result<(), sqlx::Error> {
+    on_backend!(tx, tx => sqlx::query(
+        "UPDATE mode_guards SET state = $1, refusals = $2, evidence = $3, ended_at = $4 \
+         WHERE client = $5 AND state = 'watching'",
+    )
+    .bind(state)
+    .bind(refusals)
+    .bind(evidence)
+    .bind(ended_at)
+    .bind(name.as_str())
+    .execute(&mut **tx)
+    .await
+    .map(|_| ()))
+}
+
+/// In a mode change's transaction: a watching guard of `name` is cancelled (the operator
+/// decided), and with `guard` a new one starts, watching the change from `from` to `to`.
+pub(super) async fn replace_guard(
+    tx: &mut Tx,
+    name: &ClientName,
+    (from, to): (MigrationMode, MigrationMode),
+    guard: Option<FlipGuard>,
+    at: i64,
+) -> Result<(), sqlx::Error> {
+    on_backend!(&mut *tx, tx => sqlx::query(
+        "UPDATE mode_guards SET state = 'cancelled', ended_at = $1 \
+         WHERE client = $2 AND state = 'watching'",
+    )
+    .bind(at)
+    .bind(name.as_str())
+    .execute(&mut **tx)
+    .await
+    .map(|_| ()))?;
+    let Some(guard) = guard else {
+        return Ok(());
+    };
+    on_backend!(tx, tx => sqlx::query(
+        "INSERT INTO mode_guards (client, from_mode, to_mode, started_at, watch_until, \
+         max_refusals, refusals, state, ended_at, evidence) \
+         VALUES ($1, $2, $3, $4, $5, $6, 0, 'watching', NULL, '{}') \
+         ON CONFLICT (client) DO UPDATE SET from_mode = excluded.from_mode, \
+         to_mode = excluded.to_mode, started_at = excluded.started_at, \
+         watch_until = excluded.watch_until, max_refusals = excluded.max_refusals, \
+         refusals = 0, state = 'watching', ended_at = NULL, evidence = '{}'",
+    )
+    .bind(name.as_str())
+    .bind(from.as_str())
+    .bind(to.as_str())
+    .bind(at)
+    .bind(at.saturating_add_unsigned(guard.watch_secs))
+    .bind(i64::from(guard.max_refusals))
+    .execute(&mut **tx)
+    .await
+    .map(|_| ()))
+}
+
+/// How often a replica adds what it counted to the guards and ends those that are due.
+const TICK: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Runs for the life of the process: about once a second, adds this replica's tally to the
+/// guards and ends the due ones; a reverted flip is counted in
+/// `dispatch_flips_reverted_total` and logged as an alert.
+pub async fn watch_guards(
+    registry: std::sync::Arc<Registry>,
+    tally: std::sync::Arc<FlipTally>,
+    metrics: std::sync::Arc<crate::telemetry::Metrics>,
+) {
+    static FAILURES: crate::telemetry::LogBudget = crate::telemetry::LogBudget::new(1);
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let mut ends = Vec::new();
+        let mut failed = None;
+        for (client, seen) in tally.take() {
+            match registry.add_flip_refusals(&client, &seen).await {
+                Ok(end) => ends.extend(end),
+                Err(error) => {
+                    tally.restore(client, &seen);
+                    failed = Some(error);
+                }
+            }
+        }
+        match registry.end_due_guards().await {
+            Ok(confirmed) => ends.extend(confirmed),
+            Err(error) => failed = Some(error),
+        }
+        for end in ends {
+            match end {
+                GuardEnd::Reverted { client, because } => {
+                    metrics.flip_reverted();
+                    tracing::warn!(
+                        client,
+                        because,
+                        "ALERT: a guarded flip was reverted: the client is back in its previous mode"
+                    );
+                }
+                GuardEnd::Kept { client, because } => {
+                    metrics.flip_reverted();
+                    tracing::error!(
+                        client,
+                        because,
+                        "ALERT: a guarded flip reached its threshold, but reverting it would lock every operator out of /admin: it stays"
+                    );
+                }
+                GuardEnd::Confirmed { client } => {
+                    tracing::info!(client, "a guarded flip ran out cleanly: confirmed");
+                }
+            }
+        }
+        if let Some(error) = failed
+            && let Some(suppressed) = FAILURES.take(crate::telemetry::this_second())
+        {
+            tracing::error!(error = %error, suppressed, "checking the flip guards failed; retrying");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn evidence_adds_and_merges_counts_networks_and_times() {
+        let mut a = FlipEvidence::default();
+        a.add("key_retired", Some("10.1.2.0/24".into()), 100);
+        a.add("key_retired", Some("10.1.2.0/24".into()), 90);
+        a.add("method_not_allowed", None, 120);
+        assert_eq!((a.first_seen, a.last_seen), (Some(90), Some(120)));
+        let mut b = FlipEvidence::default();
+        b.add("key_retired", Some("10.9.9.0/24".into()), 80);
+        a.merge(&b);
+        assert_eq!(a.total(), 4);
+        assert_eq!(a.by_reason["key_retired"], 3);
+        assert_eq!(a.by_reason["method_not_allowed"], 1);
+        assert_eq!(a.first_seen, Some(80));
+        assert_eq!(a.last_seen, Some(120));
+        assert_eq!(
+            a.because(),
+            "4 refusals (key_retired 3, method_not_allowed 1) from 10.1.2.0/24, 10.9.9.0/24"
+        );
+        // Merging into nothing keeps the other's times.
+        let mut empty = FlipEvidence::default();
+        empty.merge(&b);
+        assert_eq!((empty.first_seen, empty.last_seen), (Some(80), Some(80)));
+        assert_eq!(
+            FlipEvidence::default().because(),
+            "0 refusals () from unknown sources"
+        );
+    }
+
+    #[test]
+    fn evidence_keeps_a_bounded_number_of_networks() {
+        let mut evidence = FlipEvidence::default();
+        for i in 0..100 {
+            evidence.add("key_retired", Some(format!("10.0.{i}.0/24")), i);
+        }
+        assert_eq!(evidence.networks.len(), NETWORKS_KEPT);
+        let mut other = FlipEvidence::default();
+        other.add("key_retired", Some("192.168.0.0/24".into()), 1);
+        evidence.merge(&other);
+        assert_eq!(evidence.networks.len(), NETWORKS_KEPT);
+        assert_eq!(evidence.total(), 101);
+    }
+
+    #[test]
+    fn only_refusals_a_flip_causes_are_tallied() {
+        let tally = FlipTally::default();
+        for reason in [
+            "key_retired",
+            "method_not_allowed",
+            "key_invalid",
+            "cert_revoked",
+            "client_disabled",
+        ] {
+            tally.count("w", reason, None, 1);
+        }
+        let taken = tally.take();
+        assert_eq!(taken["w"].total(), 2);
+        assert!(tally.take().is_empty(), "taking empties the tally");
+        // What a failed tick restores is added to what came meanwhile.
+        tally.count("w", "key_retired", None, 2);
+        tally.restore("w".into(), &taken["w"]);
+        assert_eq!(tally.take()["w"].total(), 3);
+    }
+
+    #[test]
+    fn the_threshold_is_reached_at_max_refusals() {
+        assert!(!reached(4, 5));
+        assert!(reached(5, 5));
+        assert!(reached(6, 5));
+        // A stored threshold of 0 still needs one refusal.
+        assert!(!reached(0, 0));
+        assert!(reached(1, 0));
+    }
+}
