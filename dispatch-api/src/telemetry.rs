@@ -69,6 +69,14 @@ struct KindLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KeyLabels {
+    client: String,
+    key: String,
+    /// `current`, or `overlap` (a rotation replaced it; expiring is its purpose).
+    state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
     outcome: String,
 }
@@ -193,6 +201,7 @@ pub struct Metrics {
     flips_reverted: Counter,
     tls_reloads: Family<OutcomeLabels, Counter>,
     certificate_expiry: Family<CertificateLabels, Gauge<i64, AtomicI64>>,
+    api_key_expiry: Family<KeyLabels, Gauge<i64, AtomicI64>>,
     /// notAfter (unix seconds) of the last certificate seen from each client.
     client_certificates: std::sync::Mutex<std::collections::HashMap<String, i64>>,
 }
@@ -212,6 +221,7 @@ impl Metrics {
         let flips_reverted = Counter::default();
         let tls_reloads = Family::<OutcomeLabels, Counter>::default();
         let certificate_expiry = Family::<CertificateLabels, Gauge<i64, AtomicI64>>::default();
+        let api_key_expiry = Family::<KeyLabels, Gauge<i64, AtomicI64>>::default();
         registry.register(
             "requests",
             "API requests by client, auth method and outcome",
@@ -284,6 +294,13 @@ impl Metrics {
             "Seconds until expiry: the server certificate, each client CA, each client's last certificate",
             certificate_expiry.clone(),
         );
+        registry.register(
+            "api_key_expiry_seconds",
+            "Seconds until each API key that has an expiry stops being accepted: a key issued \
+             with expires_in_secs, or one a rotation replaced (the end of its overlap); by \
+             client, key id (a prefix of the key's hash) and state (current, or overlap)",
+            api_key_expiry.clone(),
+        );
         Self {
             registry,
             requests,
@@ -299,6 +316,7 @@ impl Metrics {
             flips_reverted,
             tls_reloads,
             certificate_expiry,
+            api_key_expiry,
             client_certificates: Default::default(),
         }
     }
@@ -372,6 +390,22 @@ impl Metrics {
                 name: name.into(),
             })
             .set(seconds);
+    }
+
+    /// Replaces the exported key expiries with `keys`: (client, key id, state, seconds left).
+    pub fn set_api_key_expiries(
+        &self,
+        keys: impl IntoIterator<Item = (String, String, &'static str, i64)>,
+    ) {
+        self.api_key_expiry.clear();
+        for (client, key, state, seconds) in keys {
+            let labels = KeyLabels {
+                client,
+                key,
+                state: state.into(),
+            };
+            self.api_key_expiry.get_or_create(&labels).set(seconds);
+        }
     }
 
     /// Remembers the notAfter of the certificate a client last presented.

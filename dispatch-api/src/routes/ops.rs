@@ -60,6 +60,22 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 )]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     state.tls.publish_expiry();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let snapshot = state.registry.snapshot();
+    state
+        .metrics
+        .set_api_key_expiries(snapshot.clients().flat_map(|client| {
+            client.api_keys.iter().filter_map(move |key| {
+                let left = key.expires_at? - now;
+                // An expired key is refused already: key_expired says so, not this gauge.
+                let state = if key.replaced_at.is_some() {
+                    "overlap"
+                } else {
+                    "current"
+                };
+                (left > 0).then(|| (client.name.to_string(), key.hash.id(), state, left))
+            })
+        }));
     HttpResponse::Ok()
         .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
         .body(state.metrics.encode())

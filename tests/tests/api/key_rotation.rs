@@ -157,3 +157,50 @@ async fn a_key_with_its_own_lifetime_expires_after_it() {
     assert!(expired, "refused within 5 s of its 1 s lifetime");
     app.assert_last_refusal("key_expired").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_issued_at_registration_may_carry_a_lifetime_and_key_expiries_are_exported() {
+    let app = spawn_app().await;
+    let registered = app
+        .admin(Request::post("/admin/clients").json(&json!({
+            "name": "billing",
+            "mode": "api_key",
+            "scopes": ["plans:submit"],
+            "issue_api_key": true,
+            "api_key_expires_in_secs": 3600,
+            "reason": "new service",
+        })))
+        .await;
+    assert_eq!(registered.status, 201, "{}", registered.text());
+    let key_id = registered.json()["api_keys"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(registered.json()["api_keys"][0]["expires_at"].is_string());
+    let metrics = app.ops_get("/metrics").await.text();
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("dispatch_api_key_expiry_seconds") && l.contains(&key_id))
+        .unwrap_or_else(|| panic!("no expiry of key {key_id}:\n{metrics}"));
+    assert!(
+        line.contains("client=\"billing\"") && line.contains("state=\"current\""),
+        "{line}"
+    );
+    let seconds: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!((3500.0..=3600.0).contains(&seconds), "{line}");
+    // A rotation's replaced key is exported as `overlap`; keys without an expiry are not.
+    let rotated = rotate(&app, json!({ "reason": "yearly", "overlap_secs": 600 })).await;
+    let old_id = rotated.json()["api_keys"][1]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let metrics = app.ops_get("/metrics").await.text();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.contains(&old_id) && l.contains("state=\"overlap\"")),
+        "{metrics}"
+    );
+    let new_id = rotated.json()["api_key_id"].as_str().unwrap().to_owned();
+    assert!(!metrics.contains(&new_id), "{metrics}");
+}

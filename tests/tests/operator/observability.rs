@@ -57,7 +57,15 @@ fn metric_names(text: &str) -> BTreeSet<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_metric_the_alerts_and_the_dashboard_query_is_exported_by_the_server() {
     let app = spawn_app().await;
-    // Traffic that makes every family appear: a plan, a refusal, a refused handshake.
+    // Traffic that makes every family appear: a plan, a refusal, a refused handshake, a key
+    // with a lifetime.
+    let rotated = app
+        .admin(
+            Request::post("/admin/clients/key-only/api-key")
+                .json(&serde_json::json!({ "reason": "yearly", "expires_in_secs": 86_400 })),
+        )
+        .await;
+    assert_eq!(rotated.status, 200, "{}", rotated.text());
     let key = app.key("route-worker").to_owned();
     assert_eq!(
         app.request(None, submit(&plan("metrics", 1)).api_key(&key))

@@ -65,6 +65,8 @@ pub struct RegisterClient {
     /// Issue an API key now (returned once in the response).
     #[serde(default)]
     issue_api_key: bool,
+    /// With `issue_api_key`: the key's lifetime; default: until it is replaced.
+    api_key_expires_in_secs: Option<u64>,
     reason: String,
 }
 
@@ -102,7 +104,15 @@ pub async fn register_client(
         bindings,
         api_keys: key
             .as_ref()
-            .map(|key| vec![ApiKey::new(ApiKeyHash::of(key), now_unix())])
+            .map(|key| {
+                let now = now_unix();
+                vec![ApiKey {
+                    expires_at: body
+                        .api_key_expires_in_secs
+                        .map(|secs| now.saturating_add_unsigned(secs)),
+                    ..ApiKey::new(ApiKeyHash::of(key), now)
+                }]
+            })
             .unwrap_or_default(),
     };
     let actor = actor(&principal);
