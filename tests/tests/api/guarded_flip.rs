@@ -186,3 +186,19 @@ async fn refusals_of_other_clients_or_other_reasons_do_not_count_against_a_guard
     assert_eq!(row["guard"]["refusals"], 0);
     assert_eq!(row["mode"], "mtls");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn setting_the_mode_a_client_is_already_in_starts_no_guard() {
+    let app = spawn_app().await;
+    let same = flip(
+        &app,
+        json!({ "mode": "dual", "reason": "no-op", "guard": { "watch_secs": 600, "max_refusals": 1 } }),
+    )
+    .await;
+    assert_eq!(same.status, 200, "{}", same.text());
+    assert_eq!(same.json()["guard"], Value::Null);
+    assert_eq!(
+        app.migration_row("route-worker").await["guard"],
+        Value::Null
+    );
+}

@@ -177,9 +177,9 @@ pub async fn set_mode(
 ) -> Result<HttpResponse, ApiError> {
     let name = client_name(&name)?;
     let reason = required_reason(&body.reason)?;
-    if state.registry.snapshot().client(&name).is_none() {
+    let Some(current) = state.registry.snapshot().client(&name).map(|c| c.mode) else {
         return Err(ApiError::NotFound);
-    }
+    };
     if body.mode == MigrationMode::Mtls && !body.force {
         let usage = usage(&state).await?;
         let missing = not_ready_for_mtls(usage.get(name.as_str()), &state);
@@ -202,8 +202,12 @@ pub async fn set_mode(
     } else {
         reason.to_owned()
     };
-    // `force` skips the readiness check, never the guard.
-    let guard = body.guard.or(state.settings.migration.default_guard);
+    // `force` skips the readiness check, never the guard. Setting the mode a client is already
+    // in changes nothing to watch (and still cancels a running guard).
+    let guard = body
+        .guard
+        .or(state.settings.migration.default_guard)
+        .filter(|_| current != body.mode);
     if let Some(guard) = &guard {
         guard.check().map_err(ApiError::BadRequest)?;
     }
