@@ -14,11 +14,13 @@ async fn flip(app: &TestApp, body: Value) -> e2e::Response {
 }
 
 /// Polls the migration report (every 100 ms, at most 10 s) until route-worker's guard is in
-/// `state`; returns its row.
+/// `state` (and, once reverted, the client back in the guard's `from` mode: the row is written
+/// just before the registry reloads the client); returns its row.
 async fn until_guard(app: &TestApp, state: &str) -> Value {
     for _ in 0..100 {
         let row = app.migration_row("route-worker").await;
-        if row["guard"]["state"] == state {
+        let settled = state != "reverted" || row["mode"] == row["guard"]["from"];
+        if row["guard"]["state"] == state && settled {
             return row;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
