@@ -32,7 +32,9 @@ async fn outcome(app: &TestApp, outcome: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unproven_requests_past_the_network_rate_wait_their_turn_and_are_answered() {
-    let app = app_with(unproven(5, 10_000, 0)).await;
+    // One a second: each request after the first waits for its turn (unless answering one
+    // took a whole second).
+    let app = app_with(unproven(1, 10_000, 0)).await;
     let mut connection = app.connect(None).await.unwrap();
     for _ in 0..3 {
         let response = connection.send(Request::get(PLANS)).await.unwrap();
@@ -44,7 +46,8 @@ async fn unproven_requests_past_the_network_rate_wait_their_turn_and_are_answere
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unproven_requests_whose_turn_is_past_max_wait_get_503_busy_with_retry_after() {
-    let app = app_with(unproven(1, 100, 0)).await;
+    // One a second and no wait at all: the second request, sent at once, is shed.
+    let app = app_with(unproven(1, 0, 0)).await;
     let mut connection = app.connect(None).await.unwrap();
     let first = connection.send(Request::get(PLANS)).await.unwrap();
     first.assert_problem(401, "unauthenticated");
