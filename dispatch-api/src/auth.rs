@@ -281,7 +281,8 @@ pub fn authenticate(
                     detail(),
                 )
             })?;
-            enforce_mode(client, AuthMethod::ApiKey, detail)?;
+            // An expired key first: whatever the client's mode, that key is dead (and a flip
+            // guard must not count it as a refusal its flip caused).
             if let Some(expired_at) = stored
                 .expires_at
                 .filter(|_| stored.expired(now.unix_timestamp()))
@@ -295,6 +296,7 @@ pub fn authenticate(
                     detail,
                 ));
             }
+            enforce_mode(client, AuthMethod::ApiKey, detail)?;
             Ok(Principal {
                 client: client.clone(),
                 method: AuthMethod::ApiKey,

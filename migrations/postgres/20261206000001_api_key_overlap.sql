@@ -12,3 +12,6 @@ ALTER TABLE api_keys ADD COLUMN replaced_at BIGINT;
 ALTER TABLE api_keys ADD COLUMN last_used_at BIGINT;
 ALTER TABLE api_keys ADD COLUMN use_count BIGINT NOT NULL DEFAULT 0;
 CREATE INDEX api_keys_client ON api_keys (client);
+-- One current key per client: two rotations racing on two replicas cannot both leave a key
+-- that nothing replaces (the second one's insert fails, and it is rolled back whole).
+CREATE UNIQUE INDEX api_keys_one_current ON api_keys (client) WHERE replaced_at IS NULL;

@@ -17,3 +17,6 @@ INSERT INTO api_keys_by_hash (key_sha256, client, created_at)
 DROP TABLE api_keys;
 ALTER TABLE api_keys_by_hash RENAME TO api_keys;
 CREATE INDEX api_keys_client ON api_keys (client);
+-- One current key per client: two rotations racing on two replicas cannot both leave a key
+-- that nothing replaces (the second one's insert fails, and it is rolled back whole).
+CREATE UNIQUE INDEX api_keys_one_current ON api_keys (client) WHERE replaced_at IS NULL;

@@ -613,8 +613,12 @@ fn the_replaced_key_after_its_overlap_is_key_expired_naming_the_client() {
 }
 
 #[test]
-fn a_client_on_mtls_is_told_its_key_is_retired_before_that_it_expired() {
+fn an_expired_key_is_key_expired_whatever_the_clients_mode_and_a_live_one_keeps_the_mode_rule() {
     let snapshot = rotated_alpha(MigrationMode::Mtls);
     let refusal = by_key_at(&snapshot, BETA_KEY, 5000).err().unwrap();
+    assert_eq!(refusal.reason, ReasonCode::KeyExpired);
+    let refusal = by_key_at(&snapshot, BETA_KEY, 500).err().unwrap();
+    assert_eq!(refusal.reason, ReasonCode::KeyRetired);
+    let refusal = by_key_at(&snapshot, ALPHA_KEY, 5000).err().unwrap();
     assert_eq!(refusal.reason, ReasonCode::KeyRetired);
 }

@@ -70,7 +70,12 @@ where
     let http2_limits = Http2Limits {
         max_concurrent_streams: settings.limits.http2_max_concurrent_streams,
         max_header_list_size: settings.limits.http2_max_header_list_size(),
-        handshake_timeout: request_timeout,
+        // 0 turns actix's request timeout off; the same here.
+        handshake_timeout: if request_timeout.is_zero() {
+            Duration::MAX
+        } else {
+            request_timeout
+        },
         keep_alive: (server.keep_alive_secs > 0).then_some(keep_alive),
     };
     let mut builder = Server::build()

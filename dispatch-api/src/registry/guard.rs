@@ -169,6 +169,18 @@ impl Registry {
         let Ok(name) = ClientName::parse(client) else {
             return Ok(None);
         };
+        // Most refused clients have no guard (a stale instance still sending its key long after
+        // the move): a read, not a write transaction every second, tells.
+        let watched: Option<String> = on_backend!(self.pool(), pool => sqlx::query_scalar(
+            "SELECT client FROM mode_guards WHERE client = $1 AND state = 'watching'",
+        )
+        .bind(name.as_str())
+        .fetch_optional(pool)
+        .await)
+        .map_err(StorageError::database)?;
+        if watched.is_none() {
+            return Ok(None);
+        }
         let _guard = self.writes.lock().await;
         let at = now();
         let ended = async {
@@ -258,8 +270,12 @@ impl Registry {
         }
         .await
         .map_err(StorageError::database)?;
-        if ended.is_some() {
-            self.reload_client(&name).await?;
+        // The end is committed: it is reported even if this replica's reload fails (the
+        // follower reads the client again on the announcement, or at its periodic read).
+        if ended.is_some()
+            && let Err(error) = self.reload_client(&name).await
+        {
+            tracing::error!(client, error = %error, "reloading a client after its flip guard ended failed");
         }
         Ok(ended)
     }

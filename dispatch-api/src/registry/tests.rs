@@ -1552,3 +1552,27 @@ async fn a_manual_mode_change_cancels_the_running_guard_and_a_new_guard_starts_a
     assert_eq!((fresh.from.as_str(), fresh.to.as_str()), ("mtls", "dual"));
     assert_eq!(fresh.evidence, FlipEvidence::default());
 }
+
+#[tokio::test]
+async fn the_database_holds_at_most_one_current_key_per_client() {
+    let (_dir, registry) = registry().await;
+    let issuers = trust(&[&CA], &[]).issuers().clone();
+    let mut w = client("w", by_cn("w", TEST_CA));
+    w.api_keys = vec![ApiKey::new(hash(1), 0)];
+    assert!(registry.register(&w, None, &issuers).await.unwrap());
+    let crate::storage::Backend::Sqlite(pool) = registry.pool() else {
+        unreachable!("the unit tests run on SQLite")
+    };
+    let insert = |hash: ApiKeyHash, replaced_at: Option<i64>| {
+        sqlx::query(
+            "INSERT INTO api_keys (client, key_sha256, created_at, replaced_at) VALUES ('w', $1, 0, $2)",
+        )
+        .bind(hash.to_hex())
+        .bind(replaced_at)
+        .execute(pool)
+    };
+    // A second current key (a rotation racing another on a second replica) is refused ...
+    assert!(insert(hash(2), None).await.is_err());
+    // ... a replaced one beside the current one is not.
+    assert!(insert(hash(3), Some(10)).await.is_ok());
+}

@@ -13,7 +13,7 @@
 //! once the file reaches [`AUDIT_SHARE_OF_CAP`] of it, so the rest stays for plans; and the
 //! counted refusals above.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -455,7 +455,7 @@ struct UsageTotals {
     last_seen: i64,
     certificate: Option<CertificateSeen>,
     /// By key (SHA-256 hex): requests and the last one.
-    keys: std::collections::BTreeMap<String, (i64, i64)>,
+    keys: BTreeMap<String, (i64, i64)>,
 }
 
 #[derive(Default)]
@@ -570,20 +570,30 @@ impl Batch {
             .execute(&mut **tx)
             .await
             .map(|_| ()))?;
+        }
+        // Each key's use, added up over the batch and written in key order after the usage rows,
+        // so that two replicas' batches lock key rows in one order (never a deadlock).
+        let mut keys: BTreeMap<&str, (i64, i64)> = BTreeMap::new();
+        for totals in self.usage.values() {
             for (key, (count, last)) in &totals.keys {
-                on_backend!(&mut tx, tx => sqlx::query(
-                    "UPDATE api_keys SET use_count = use_count + $1, \
-                     last_used_at = CASE WHEN last_used_at IS NULL OR last_used_at < $2 \
-                       THEN $2 ELSE last_used_at END \
-                     WHERE key_sha256 = $3",
-                )
-                .bind(count)
-                .bind(last)
-                .bind(key)
-                .execute(&mut **tx)
-                .await
-                .map(|_| ()))?;
+                let entry = keys.entry(key.as_str()).or_insert((0, *last));
+                entry.0 += count;
+                entry.1 = entry.1.max(*last);
             }
+        }
+        for (key, (count, last)) in keys {
+            on_backend!(&mut tx, tx => sqlx::query(
+                "UPDATE api_keys SET use_count = use_count + $1, \
+                 last_used_at = CASE WHEN last_used_at IS NULL OR last_used_at < $2 \
+                   THEN $2 ELSE last_used_at END \
+                 WHERE key_sha256 = $3",
+            )
+            .bind(count)
+            .bind(last)
+            .bind(key)
+            .execute(&mut **tx)
+            .await
+            .map(|_| ()))?;
         }
         // Under a size cap, refusal counts and audit rows are written in small chunks, each only
         // while the file's used pages are below their share of the cap: the overshoot is one

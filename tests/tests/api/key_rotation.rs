@@ -204,3 +204,25 @@ async fn a_key_issued_at_registration_may_carry_a_lifetime_and_key_expiries_are_
     let new_id = rotated.json()["api_key_id"].as_str().unwrap().to_owned();
     assert!(!metrics.contains(&new_id), "{metrics}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_that_would_expire_at_once_is_refused_400_and_nothing_changes() {
+    let app = spawn_app().await;
+    let refused = rotate(
+        &app,
+        json!({ "reason": "oops", "overlap_secs": 0, "expires_in_secs": 0 }),
+    )
+    .await;
+    refused.assert_problem(400, "malformed-request");
+    assert_eq!(
+        submit_with(&app, app.key("key-only"), "r").await.status,
+        202
+    );
+    let registered = app
+        .admin(Request::post("/admin/clients").json(&json!({
+            "name": "billing", "mode": "api_key", "scopes": ["plans:submit"],
+            "issue_api_key": true, "api_key_expires_in_secs": 0, "reason": "new",
+        })))
+        .await;
+    registered.assert_problem(400, "malformed-request");
+}

@@ -95,6 +95,12 @@ pub async fn register_client(
         .map(CertBinding::parse)
         .collect::<Result<Vec<_>, _>>()
         .map_err(ApiError::BadRequest)?;
+    if body.api_key_expires_in_secs == Some(0) {
+        return Err(ApiError::BadRequest(
+            "`api_key_expires_in_secs` must be at least 1: a key that expires at once is no key"
+                .into(),
+        ));
+    }
     let key = body.issue_api_key.then(generate_api_key);
     let client = Client {
         name,

@@ -45,6 +45,11 @@ pub async fn rotate_api_key(
 ) -> Result<HttpResponse, ApiError> {
     let name = client_name(&name)?;
     let reason = required_reason(&body.reason)?;
+    if body.expires_in_secs == Some(0) {
+        return Err(ApiError::BadRequest(
+            "`expires_in_secs` must be at least 1: a key that expires at once would cut the client off".into(),
+        ));
+    }
     let key = generate_api_key();
     let hash = ApiKeyHash::of(&key);
     let actor = actor(&principal);
@@ -65,7 +70,8 @@ pub async fn rotate_api_key(
         )
         .await?;
     let client = state.registry.snapshot().client(&name).cloned();
-    let usage = usage(&state).await?;
+    // The key is made and stored: a failing usage read must not keep it from its caller.
+    let usage = usage(&state).await.unwrap_or_default();
     Ok(HttpResponse::Ok().json(json!({
         "client": name.as_str(),
         "api_key": key.expose_secret(),
