@@ -25,8 +25,9 @@ fn lines_saying(server: &ServerProcess, message: &str) -> Vec<Value> {
 
 /// After `events` events, the last one a second after the others: every event is either a
 /// line or counted in the `suppressed=` of the next line written, so the lines and what they
-/// say was suppressed add up to the events; and at most `per_second` lines were written in any
-/// one second of the `seconds` the burst took.
+/// say was suppressed add up to the events; at most `per_second` lines were written in any
+/// one second of the `seconds` the burst took; and the budget did suppress some (in whichever
+/// second of the burst passed it: on a loaded machine the burst's last second may not).
 fn budgeted(server: &ServerProcess, message: &str, events: usize, per_second: u64, seconds: u64) {
     let lines = lines_saying(server, message);
     let suppressed: Vec<u64> = lines
@@ -45,8 +46,8 @@ fn budgeted(server: &ServerProcess, message: &str, events: usize, per_second: u6
         lines.len()
     );
     assert!(
-        *suppressed.last().unwrap() > 0,
-        "the line after the burst says what it suppressed: {lines:?}"
+        suppressed.iter().any(|n| *n > 0),
+        "a line after a second over the budget says what it suppressed: {lines:?}"
     );
 }
 
