@@ -253,10 +253,9 @@ pub async fn give_precedence(
             tokio::time::sleep(wait).await;
         }
         Admission::Shed { cap, retry_after } => {
-            state.metrics.unproven_request(match cap {
-                Cap::Rate => "shed_rate",
-                Cap::Connections => "shed_connections",
-            });
+            state
+                .metrics
+                .unproven_request(&format!("shed_{}", cap.as_str()));
             let error = ApiError::Busy {
                 retry_after_secs: retry_after.as_secs_f64().ceil().max(1.0) as u64,
             };
