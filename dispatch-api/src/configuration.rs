@@ -1,12 +1,18 @@
 //! Typed settings, layered: `config/base.toml`, then `config/{environment}.toml`, then
 //! environment variables `DISPATCH_<SECTION>__<KEY>` (for example `DISPATCH_TLS__CLIENT_AUTH`).
-//! Every section's defaults are its `Default` impl, in this file only; the files set what
-//! differs. Everything is checked at start-up; a wrong value names its key.
+//! Every section's defaults are its `Default` impl, in this module only (the limits and the
+//! migration's sections in files of their own); the files set what differs. Everything is checked at start-up; a wrong value names its key.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+
+mod limits;
+mod migration;
+
+pub use limits::{LimitSettings, UnprovenSettings};
+pub use migration::{AuditSettings, FlipGuard, MigrationSettings};
 
 /// The environment whose file may be absent: `local` runs on `base.toml` alone.
 pub const DEFAULT_ENVIRONMENT: &str = "local";
@@ -231,162 +237,6 @@ pub struct BootstrapSettings {
     pub clients_file: Option<PathBuf>,
     /// Where `api_key_sha256_file` entries of the clients file are looked up.
     pub secrets_dir: Option<PathBuf>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct MigrationSettings {
-    /// A move to `mtls` needs a certificate-authenticated request within this window.
-    pub evidence_window_secs: u64,
-    /// ...and no request authenticated by the client's API key for this long: one instance
-    /// with its certificate does not make a fleet that still sends keys ready. 0: not required.
-    pub quiet_period_secs: u64,
-    /// How long the key a rotation replaces stays valid when the rotation names no
-    /// `overlap_secs` (Stripe's roll with an expiry): every instance holding the old key keeps
-    /// working while the new one is deployed. 0: the old key goes at once.
-    pub key_overlap_secs: u64,
-    /// The guard of every mode change that names none (and `force` does not skip it); unset:
-    /// a flip is guarded only when it asks to be.
-    pub default_guard: Option<FlipGuard>,
-}
-
-/// A guarded flip: for `watch_secs` after a mode change, the refusals it causes that client
-/// (`key_retired`, `method_not_allowed`) are counted, all replicas together; at
-/// `max_refusals` the service puts the client back in its previous mode by itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct FlipGuard {
-    pub watch_secs: u64,
-    pub max_refusals: u32,
-}
-
-impl FlipGuard {
-    /// Refuses a guard that could never watch or never revert, saying why.
-    pub fn check(&self) -> Result<(), String> {
-        if self.watch_secs == 0 || self.watch_secs > 7 * 86_400 {
-            return Err("guard.watch_secs must be between 1 and 604800 (7 days)".into());
-        }
-        if self.max_refusals == 0 {
-            return Err("guard.max_refusals must be at least 1".into());
-        }
-        Ok(())
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct AuditSettings {
-    /// Audit rows and refusal counts older than this are deleted (hourly, and at start);
-    /// 0 keeps them for ever.
-    pub retention_days: u64,
-}
-
-impl Default for AuditSettings {
-    fn default() -> Self {
-        Self { retention_days: 90 }
-    }
-}
-
-impl Default for MigrationSettings {
-    fn default() -> Self {
-        Self {
-            evidence_window_secs: 24 * 3600,
-            quiet_period_secs: 3600,
-            key_overlap_secs: 24 * 3600,
-            default_guard: None,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct LimitSettings {
-    pub max_body_bytes: usize,
-    /// All request header names and values together.
-    pub max_header_bytes: usize,
-    pub max_stops: usize,
-    /// Usage/audit records held in memory before new ones are dropped (and counted).
-    pub record_queue: usize,
-    /// And the bytes those records may hold together.
-    pub record_queue_bytes: usize,
-    /// The longest wait for the next piece of a request body (nginx's `client_body_timeout`);
-    /// past it the request gets 408.
-    pub body_timeout_secs: u64,
-    /// Once an answer is ready, the unread rest of a request body is read and discarded within
-    /// `drain_secs` (nginx's lingering close; over HTTP/1.1 also up to `drain_bytes`), so that
-    /// early answers (401, 413, ...) reach clients whole; past the bound the connection is
-    /// closed (HTTP/1.1) or the stream ended with NO_ERROR after the answer (HTTP/2).
-    pub drain_bytes: usize,
-    pub drain_secs: u64,
-    /// SETTINGS_MAX_CONCURRENT_STREAMS of every HTTP/2 connection (nginx's 128): a stream past
-    /// it is refused with REFUSED_STREAM, which a client may send again.
-    pub http2_max_concurrent_streams: u32,
-    /// The share of requests that proved nothing (see `precedence`).
-    pub unproven: UnprovenSettings,
-}
-
-/// Bounds on requests that proved nothing (no certificate, no valid key), so that they cannot
-/// crowd out certificate and key clients, which they never count. A network is a /24 (IPv4) or
-/// a /64 (IPv6) of the peer address. 0 turns a bound off.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct UnprovenSettings {
-    /// Their answers per second, all networks together; past it, each waits its turn.
-    pub requests_per_sec: u32,
-    /// Their answers per second from one network.
-    pub network_requests_per_sec: u32,
-    /// The longest one waits for its turn; past it, 503 with Retry-After at once.
-    pub max_wait_ms: u64,
-    /// Connections whose requests proved nothing, all networks together; past it, 503 and the
-    /// connection closed.
-    pub max_connections: usize,
-    /// The same, from one network.
-    pub network_max_connections: usize,
-}
-
-impl Default for UnprovenSettings {
-    fn default() -> Self {
-        Self {
-            requests_per_sec: 200,
-            network_requests_per_sec: 50,
-            max_wait_ms: 10_000,
-            max_connections: 1024,
-            network_max_connections: 128,
-        }
-    }
-}
-
-impl LimitSettings {
-    /// SETTINGS_MAX_HEADER_LIST_SIZE: what h2 holds of one request's header list before it
-    /// refuses the stream itself (a bare 431, then REFUSED_STREAM, which curl retries and then
-    /// reports as an error). Twice `max_header_bytes` and 16 KiB for the path, so that a list
-    /// the API refuses gets the API's 431 problem: h2 counts 28 bytes more per field than
-    /// `max_header_bytes` does (RFC 9113 §6.5.2), and the pseudo-header fields too.
-    pub fn http2_max_header_list_size(&self) -> u32 {
-        u32::try_from(
-            self.max_header_bytes
-                .saturating_mul(2)
-                .saturating_add(16 * 1024),
-        )
-        .unwrap_or(u32::MAX)
-    }
-}
-
-impl Default for LimitSettings {
-    fn default() -> Self {
-        Self {
-            max_body_bytes: 256 * 1024,
-            max_header_bytes: 16 * 1024,
-            max_stops: 500,
-            record_queue: 65_536,
-            record_queue_bytes: 16 * 1024 * 1024,
-            body_timeout_secs: 10,
-            drain_bytes: 1024 * 1024,
-            drain_secs: 5,
-            http2_max_concurrent_streams: 128,
-            unproven: UnprovenSettings::default(),
-        }
-    }
 }
 
 /// How log lines are written: for people, or one JSON object per line (containers). Spelled

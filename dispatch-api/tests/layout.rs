@@ -108,3 +108,209 @@ fn the_reference_reader_sees_grouped_and_plain_paths() {
     let found: Vec<_> = crate_references(text).into_iter().collect();
     assert_eq!(found, ["auth", "error", "storage", "tls"]);
 }
+
+/// The code of a file that ships: everything before its unit-test module, without comments (a
+/// doc link names a module without depending on it).
+fn shipped_code(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap();
+    let code = text.split("\n#[cfg(test)]").next().unwrap_or_default();
+    code.lines()
+        .map(|line| match line.find("//") {
+            Some(at) => &line[..at],
+            None => line,
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Every `.rs` file under `dir`, with its module path (`tls/trust.rs` is `["tls", "trust"]`,
+/// `registry/mod.rs` is `["registry"]`, `lib.rs` and `main.rs` are the crate's root).
+fn modules_under(dir: &Path) -> Vec<(Vec<String>, PathBuf)> {
+    let mut found = Vec::new();
+    let mut dirs = vec![dir.to_owned()];
+    while let Some(current) = dirs.pop() {
+        for entry in std::fs::read_dir(&current).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+                continue;
+            }
+            if path.extension().is_none_or(|e| e != "rs") {
+                continue;
+            }
+            let relative = path.strip_prefix(dir).unwrap().with_extension("");
+            let mut segments: Vec<String> = relative
+                .iter()
+                .map(|s| s.to_string_lossy().into_owned())
+                .collect();
+            if matches!(
+                segments.last().map(String::as_str),
+                Some("mod" | "lib" | "main")
+            ) {
+                segments.pop();
+            }
+            found.push((segments, path));
+        }
+    }
+    found
+}
+
+/// The module paths a file's code reaches through `crate::`, `super::` and `self::`, each item
+/// of a `{...}` group apart (`super::{store::now, Client}` is `store::now` and `Client`).
+fn paths_used(code: &str, module: &[String]) -> Vec<Vec<String>> {
+    fn ident(s: &str) -> &str {
+        let end = s
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(s.len());
+        &s[..end]
+    }
+    /// `a::b::{c, d::e}` → [a, b, c], [a, b, d, e] (one level of group is enough here).
+    fn expand(rest: &str, base: Vec<String>, out: &mut Vec<Vec<String>>) {
+        let mut path = base;
+        let mut rest = rest;
+        loop {
+            if let Some(group) = rest.strip_prefix('{') {
+                let end = group.find('}').unwrap_or(group.len());
+                for item in group[..end].split(',') {
+                    let item = item.trim();
+                    if item.is_empty() || item == "self" {
+                        continue;
+                    }
+                    let mut each = path.clone();
+                    for segment in item.split("::") {
+                        let name = ident(segment.trim());
+                        if name.is_empty() {
+                            break;
+                        }
+                        each.push(name.to_owned());
+                    }
+                    out.push(each);
+                }
+                return;
+            }
+            let name = ident(rest);
+            if name.is_empty() {
+                out.push(path);
+                return;
+            }
+            path.push(name.to_owned());
+            rest = &rest[name.len()..];
+            match rest.strip_prefix("::") {
+                Some(next) => rest = next,
+                None => {
+                    out.push(path);
+                    return;
+                }
+            }
+        }
+    }
+    let mut found = Vec::new();
+    for (at, _) in code.match_indices("::") {
+        let before = &code[..at];
+        let start = before
+            .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+            .map_or(0, |i| i + 1);
+        let prefix = &code[start..at];
+        // Only where a path starts: `crate::`, `self::`, or a run of `super::`.
+        let base: Vec<String> = match prefix {
+            "crate" => Vec::new(),
+            "self" => module.to_vec(),
+            p if p.split("::").all(|s| s == "super") => {
+                let ups = p.split("::").count();
+                module[..module.len().saturating_sub(ups)].to_vec()
+            }
+            _ => continue,
+        };
+        // `super::super::x` is seen once, from its start.
+        if code[at + 2..].starts_with("super::") {
+            continue;
+        }
+        expand(&code[at + 2..], base, &mut found);
+    }
+    found
+}
+
+/// The pairs of files of a crate that import each other. A module and its own submodules (a
+/// file and the files under its directory) are one unit and not counted: a child using its
+/// parent's types is how Rust splits a module.
+fn import_circles(src: &Path) -> Vec<String> {
+    let modules = modules_under(src);
+    let file_of = |path: &[String]| -> Option<usize> {
+        (0..=path.len())
+            .rev()
+            .find_map(|len| modules.iter().position(|(m, _)| m[..] == path[..len]))
+    };
+    let related = |a: &[String], b: &[String]| a.starts_with(b) || b.starts_with(a);
+    let mut edges = BTreeSet::new();
+    for (index, (module, path)) in modules.iter().enumerate() {
+        for used in paths_used(&shipped_code(path), module) {
+            if let Some(target) = file_of(&used)
+                && target != index
+                && !related(module, &modules[target].0)
+            {
+                edges.insert((index, target));
+            }
+        }
+    }
+    edges
+        .iter()
+        .filter(|(a, b)| a < b && edges.contains(&(*b, *a)))
+        .map(|(a, b)| {
+            format!(
+                "{} and {} import each other",
+                modules[*a].1.display(),
+                modules[*b].1.display()
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn no_two_files_of_any_crate_of_the_workspace_import_each_other() {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let mut circles = Vec::new();
+    for krate in ["dispatch-api", "route-worker", "dispatchctl", "devpki"] {
+        circles.extend(import_circles(&workspace.join(krate).join("src")));
+    }
+    assert!(circles.is_empty(), "{}", circles.join("\n"));
+}
+
+#[test]
+fn the_circle_finder_sees_two_sibling_files_that_use_each_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path();
+    std::fs::create_dir(src.join("tls")).unwrap();
+    std::fs::write(src.join("lib.rs"), "pub mod tls;\n").unwrap();
+    std::fs::write(src.join("tls/mod.rs"), "mod a;\nmod b;\npub struct T;\n").unwrap();
+    std::fs::write(src.join("tls/a.rs"), "use super::b::B;\nuse super::T;\n").unwrap();
+    std::fs::write(src.join("tls/b.rs"), "use crate::tls::{a::A, T};\n").unwrap();
+    let circles = import_circles(src);
+    assert_eq!(circles.len(), 1, "{circles:?}");
+    assert!(circles[0].contains("a.rs") && circles[0].contains("b.rs"));
+    // One way only is fine, and so is a child using its parent.
+    std::fs::write(src.join("tls/b.rs"), "use super::T;\n").unwrap();
+    assert!(import_circles(src).is_empty());
+}
+
+#[test]
+fn no_source_file_of_dispatch_api_is_over_400_lines_before_its_tests() {
+    let mut long = Vec::new();
+    for (_, path) in modules_under(&source_dir()) {
+        if path.ends_with("tests.rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines = text
+            .lines()
+            .take_while(|line| !line.starts_with("#[cfg(test)]"))
+            .count();
+        if lines > 400 {
+            long.push(format!("{}: {lines} lines", path.display()));
+        }
+    }
+    assert!(
+        long.is_empty(),
+        "split these by what they do:\n{}",
+        long.join("\n")
+    );
+}

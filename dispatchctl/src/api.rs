@@ -11,34 +11,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::Value;
 
 use crate::configuration::Settings;
-
-/// What went wrong, each with the exit code scripts can tell apart.
-#[derive(Debug, thiserror::Error)]
-pub enum CtlError {
-    /// Settings or files: exit code 2.
-    #[error("{0}")]
-    Config(String),
-    /// The server answered with a refusal or an error (its problem document): exit code 3.
-    #[error("{status}: {detail}")]
-    Refused {
-        status: u16,
-        kind: String,
-        detail: String,
-    },
-    /// The server could not be reached, or the TLS handshake failed: exit code 4.
-    #[error("{0}")]
-    Unreachable(String),
-}
-
-impl CtlError {
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            Self::Config(_) => 2,
-            Self::Refused { .. } => 3,
-            Self::Unreachable(_) => 4,
-        }
-    }
-}
+use crate::error::CtlError;
 
 fn certificates(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>, CtlError> {
     let certs = CertificateDer::pem_file_iter(path)

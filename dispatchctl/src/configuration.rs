@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::api::CtlError;
+use crate::error::CtlError;
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]

@@ -9,10 +9,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
-use dispatchctl::api::{self, Admin, CtlError};
+use clap::{CommandFactory, Parser, Subcommand};
+use dispatchctl::api::{self, Admin};
 use dispatchctl::check::{self, Observed};
+use dispatchctl::clients::{self, BindingFlags};
 use dispatchctl::configuration::Settings;
+use dispatchctl::error::CtlError;
 use dispatchctl::status::{self, Paint};
 use serde_json::{Value, json};
 
@@ -105,26 +107,21 @@ enum Command {
         force: bool,
     },
     /// Register a client (refused with the reason when a binding overlaps another client's or
-    /// would capture a certificate in use). An issued key is printed once.
-    Register {
-        name: String,
-        /// api_key, dual or mtls.
-        #[arg(long, default_value = "api_key")]
-        mode: String,
-        /// A scope, repeated: plans:submit, admin.
-        #[arg(long = "scope")]
-        scopes: Vec<String>,
-        /// A certificate binding as JSON, repeated: '{"issuer": "CN=Dev CA, O=Dev", "subject_cn": "worker"}'.
-        #[arg(long = "binding")]
-        bindings: Vec<String>,
-        /// Issue an API key now (printed once; only its SHA-256 is stored).
-        #[arg(long)]
-        issue_key: bool,
-        #[arg(long)]
-        reason: String,
+    /// would capture a certificate in use). An issued key is printed once. Also `clients add`.
+    Register(Registration),
+    /// Clients: `clients add NAME ...` registers one (as `register`).
+    Clients {
+        #[command(subcommand)]
+        action: ClientsAction,
     },
-    /// The certificate deny list.
-    Revocations,
+    /// The certificate deny list, as a table (`--json` for scripts).
+    Revocations {
+        #[arg(long)]
+        json: bool,
+    },
+    /// A completion script for the shell, to stdout:
+    /// `dispatchctl completions bash > /etc/bash_completion.d/dispatchctl`.
+    Completions { shell: clap_complete::Shell },
     /// Put a certificate (SHA-256 fingerprint) on the deny list; effective on the next request.
     Revoke {
         fingerprint: String,
@@ -149,6 +146,34 @@ enum Command {
         #[arg(long)]
         warning_days: Option<u64>,
     },
+}
+
+#[derive(Subcommand)]
+enum ClientsAction {
+    /// Register a client.
+    Add(Registration),
+}
+
+#[derive(clap::Args)]
+struct Registration {
+    name: String,
+    /// api_key, dual or mtls.
+    #[arg(long, default_value = "api_key")]
+    mode: String,
+    /// A scope, repeated: plans:submit, admin.
+    #[arg(long = "scope")]
+    scopes: Vec<String>,
+    /// One binding spelled with flags.
+    #[command(flatten)]
+    binding: BindingFlags,
+    /// A certificate binding as JSON, repeated: '{"issuer": "CN=Dev CA, O=Dev", "subject_cn": "worker"}'.
+    #[arg(long = "binding")]
+    bindings: Vec<String>,
+    /// Issue an API key now (printed once; only its SHA-256 is stored).
+    #[arg(long)]
+    issue_key: bool,
+    #[arg(long)]
+    reason: String,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -199,6 +224,16 @@ fn paint() -> Paint {
 }
 
 async fn run(cli: Cli) -> Result<u8, CtlError> {
+    if let Command::Completions { shell } = cli.command {
+        // Needs no settings and no server: it describes the command line itself.
+        clap_complete::generate(
+            shell,
+            &mut Cli::command(),
+            "dispatchctl",
+            &mut std::io::stdout(),
+        );
+        return Ok(0);
+    }
     let mut settings = settings(&cli)?;
     let admin = Admin::new(&settings)?;
     match cli.command {
@@ -335,29 +370,19 @@ async fn run(cli: Cli) -> Result<u8, CtlError> {
                 .await?;
             print(&answer);
         }
-        Command::Register {
-            name,
-            mode,
-            scopes,
-            bindings,
-            issue_key,
-            reason,
-        } => {
-            let bindings = bindings
-                .iter()
-                .map(|text| serde_json::from_str::<Value>(text))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| CtlError::Config(format!("--binding must be a JSON object: {e}")))?;
-            let answer = admin
-                .post(
-                    "/admin/clients",
-                    json!({"name": name, "mode": mode, "scopes": scopes, "bindings": bindings,
-                           "issue_api_key": issue_key, "reason": reason}),
-                )
-                .await?;
-            print(&answer);
+        Command::Register(registration)
+        | Command::Clients {
+            action: ClientsAction::Add(registration),
+        } => register(&admin, registration).await?,
+        Command::Revocations { json } => {
+            let answer = admin.get("/admin/revocations").await?;
+            if json {
+                print(&answer);
+            } else {
+                print!("{}", status::revocations_table(&answer["revocations"]));
+            }
         }
-        Command::Revocations => print(&admin.get("/admin/revocations").await?),
+        Command::Completions { .. } => unreachable!("answered before the settings are read"),
         Command::Audit {
             client,
             limit,
@@ -374,6 +399,20 @@ async fn run(cli: Cli) -> Result<u8, CtlError> {
         }
     }
     Ok(0)
+}
+
+async fn register(admin: &Admin, registration: Registration) -> Result<(), CtlError> {
+    let bindings = clients::bindings(&registration.bindings, &registration.binding)?;
+    let answer = admin
+        .post(
+            "/admin/clients",
+            json!({"name": registration.name, "mode": registration.mode,
+                   "scopes": registration.scopes, "bindings": bindings,
+                   "issue_api_key": registration.issue_key, "reason": registration.reason}),
+        )
+        .await?;
+    print(&answer);
+    Ok(())
 }
 
 fn audit_line(event: &Value) -> String {

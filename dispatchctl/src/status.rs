@@ -214,25 +214,74 @@ pub fn guard_line(row: &Value) -> Option<String> {
 /// A client's API keys (`api_keys` of the admin API): id, state, when made, until when valid,
 /// how often and when last used.
 pub fn keys_table(keys: &Value) -> String {
-    let mut rows =
-        vec![["ID", "STATE", "CREATED", "EXPIRES", "USES", "LAST USED"].map(str::to_owned)];
-    for key in keys.as_array().into_iter().flatten() {
-        rows.push([
-            text(&key["id"]),
-            text(&key["state"]),
-            text(&key["created_at"]),
-            text(&key["expires_at"]),
-            text(&key["use_count"]),
-            text(&key["last_used_at"]),
-        ]);
-    }
-    if rows.len() == 1 {
+    let rows: Vec<Vec<String>> = keys
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|key| {
+            [
+                "id",
+                "state",
+                "created_at",
+                "expires_at",
+                "use_count",
+                "last_used_at",
+            ]
+            .map(|field| text(&key[field]))
+            .to_vec()
+        })
+        .collect();
+    if rows.is_empty() {
         return "no API key\n".into();
     }
-    let widths: Vec<usize> = (0..6)
-        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+    columns(
+        &["ID", "STATE", "CREATED", "EXPIRES", "USES", "LAST USED"],
+        rows,
+    )
+}
+
+/// The certificate deny list (`GET /admin/revocations`), one row per fingerprint.
+pub fn revocations_table(revocations: &Value) -> String {
+    let rows: Vec<Vec<String>> = revocations
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|entry| {
+            vec![
+                text(&entry["fingerprint"]),
+                at(&entry["revoked_at"]),
+                text(&entry["revoked_by"]),
+                text(&entry["reason"]),
+            ]
+        })
         .collect();
-    rows.iter()
+    if rows.is_empty() {
+        return "no certificate is revoked by fingerprint\n".into();
+    }
+    columns(&["FINGERPRINT", "REVOKED", "BY", "REASON"], rows)
+}
+
+/// A Unix time in seconds as RFC 3339 (UTC); anything else as it is.
+fn at(value: &Value) -> String {
+    value
+        .as_i64()
+        .and_then(|secs| time::OffsetDateTime::from_unix_timestamp(secs).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| text(value))
+}
+
+/// Rows under a header, each column as wide as its widest cell.
+fn columns(header: &[&str], rows: Vec<Vec<String>>) -> String {
+    let all: Vec<Vec<String>> = std::iter::once(header.iter().map(|h| h.to_string()).collect())
+        .chain(rows)
+        .collect();
+    let widths: Vec<usize> = (0..header.len())
+        .map(|i| all.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    all.iter()
         .map(|row| {
             let cells: Vec<String> = row
                 .iter()
@@ -363,5 +412,21 @@ mod tests {
         );
         let coloured = super::table(&rows(&clients, &migration), &migration, Paint(true));
         assert!(coloured.contains("\x1b[32mdone\x1b[0m"));
+    }
+
+    #[test]
+    fn the_deny_list_is_a_table_with_times_in_rfc_3339() {
+        let list = json!([{"fingerprint": "ab12", "revoked_at": 1_780_000_000_i64,
+                           "revoked_by": "operator", "reason": "key leaked"}]);
+        let table = revocations_table(&list);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 2, "{table}");
+        assert!(lines[0].starts_with("FINGERPRINT  REVOKED"), "{table}");
+        assert!(lines[1].starts_with("ab12         2026-05-28T"), "{table}");
+        assert!(lines[1].ends_with("operator  key leaked"), "{table}");
+        assert_eq!(
+            revocations_table(&json!([])),
+            "no certificate is revoked by fingerprint\n"
+        );
     }
 }

@@ -5,7 +5,7 @@
 //! and answers each caller only after the commit, so every 202 stands for a committed row while
 //! many concurrent plans share one fsync. A plain thread rather than sqlx's pool: sqlx sends each
 //! statement to its own worker thread and back, two thread switches per plan, which measured as
-//! the largest cost of a plan submission (see the README's performance section).
+//! the largest cost of a plan submission (see docs/performance.md).
 //!
 //! PostgreSQL: one writer task per replica does the same with a pooled connection, so each
 //! replica commits its waiting plans together. An `Idempotency-Key` is unique in the table, so
@@ -15,7 +15,6 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use rusqlite::{OptionalExtension, params};
 use sqlx::{PgPool, Row};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
@@ -24,9 +23,10 @@ use super::Plan;
 use crate::configuration::DatabaseSettings;
 use crate::identity::AuthMethod;
 use crate::registry::ClientName;
-use crate::storage::{
-    self, Backend, Db, Location, OpenError, StorageError, file_faults, on_backend,
-};
+use crate::storage::{Backend, Db, Location, OpenError, StorageError, on_backend};
+use sqlite::Writer;
+
+mod sqlite;
 
 /// How many waiting plans one transaction takes at most.
 const MAX_GROUP: usize = 256;
@@ -353,122 +353,4 @@ fn earlier_outcome(id: &str, hash: &str, plan: &NewPlan) -> Result<SubmitOutcome
     } else {
         SubmitOutcome::KeyReused
     })
-}
-
-/// The writer thread's state: its settings and, while it works, its connection. After a
-/// file-system fault the connection is dropped and the next group opens a new one, which sees
-/// the file system as it is then (repaired and remounted, say).
-struct Writer {
-    settings: DatabaseSettings,
-    path: std::path::PathBuf,
-    connection: Option<rusqlite::Connection>,
-}
-
-const FIND_EARLIER: &str =
-    "SELECT id, request_sha256 FROM plans WHERE client = ?1 AND idempotency_key = ?2";
-const INSERT_PLAN: &str = "INSERT INTO plans (id, client, auth_method, route_id, team, \
-     planned_date, stop_count, body, idempotency_key, request_sha256, received_at) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
-
-impl Writer {
-    fn open(
-        settings: &DatabaseSettings,
-        path: std::path::PathBuf,
-    ) -> Result<Self, rusqlite::Error> {
-        let mut writer = Self {
-            settings: settings.clone(),
-            path,
-            connection: None,
-        };
-        writer.connection()?;
-        Ok(writer)
-    }
-
-    /// The open connection, opening one with the pool's pragmas if needed.
-    fn connection(&mut self) -> Result<&mut rusqlite::Connection, rusqlite::Error> {
-        if self.connection.is_none() {
-            let connection = rusqlite::Connection::open(&self.path)?;
-            connection.busy_timeout(self.settings.busy_timeout())?;
-            for (name, value) in storage::connection_pragmas(&self.settings) {
-                connection.pragma_update(None, name, value)?;
-            }
-            self.connection = Some(connection);
-        }
-        Ok(self.connection.as_mut().expect("opened above"))
-    }
-
-    fn run(mut self, mut jobs: mpsc::Receiver<Job>, health: &WriteHealth) {
-        let mut group = Vec::with_capacity(MAX_GROUP);
-        while let Some(job) = jobs.blocking_recv() {
-            group.push(job);
-            while group.len() < MAX_GROUP {
-                match jobs.try_recv() {
-                    Ok(job) => group.push(job),
-                    Err(_) => break,
-                }
-            }
-            let written = self.write_group(&group);
-            if let Err(error) = &written
-                && file_faults::note_code(error.sqlite_error().map(|e| e.extended_code))
-            {
-                self.connection = None;
-            }
-            answer(&mut group, written, health, |error| {
-                StorageError::Write(Arc::new(error))
-            });
-        }
-    }
-
-    fn write_group(&mut self, group: &[Job]) -> Result<Vec<SubmitOutcome>, rusqlite::Error> {
-        let connection = self.connection()?;
-        // IMMEDIATE: the write lock first (waiting up to the busy timeout). A deferred
-        // transaction that reads an idempotency key and then writes fails at once with
-        // SQLITE_BUSY_SNAPSHOT if another connection (the recorder, an admin change) committed
-        // in between, and the busy timeout does not apply to that.
-        let tx = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        let mut outcomes = Vec::with_capacity(group.len());
-        {
-            let mut find_earlier = tx.prepare_cached(FIND_EARLIER)?;
-            let mut insert = tx.prepare_cached(INSERT_PLAN)?;
-            for Job { plan, .. } in group {
-                if let Some(key) = &plan.idempotency_key {
-                    let earlier = find_earlier
-                        .query_row(params![plan.client.as_str(), key], |row| {
-                            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
-                        })
-                        .optional()?;
-                    if let Some((id, hash)) = earlier {
-                        outcomes.push(earlier_outcome(&id, &hash, plan).map_err(|e| {
-                            rusqlite::Error::FromSqlConversionFailure(
-                                0,
-                                rusqlite::types::Type::Text,
-                                Box::new(e),
-                            )
-                        })?);
-                        continue;
-                    }
-                }
-                // Time-ordered ids: new rows go to the end of the primary-key index, so
-                // inserting stays cheap however many plans are stored.
-                let id = Uuid::now_v7();
-                insert.execute(params![
-                    id.to_string(),
-                    plan.client.as_str(),
-                    plan.method.as_str(),
-                    plan.plan.route_id.as_str(),
-                    plan.plan.team.as_str(),
-                    plan.plan.planned_date.to_string(),
-                    plan.plan.stops.len() as i64,
-                    plan.body,
-                    plan.idempotency_key,
-                    plan.request_sha256,
-                    now,
-                ])?;
-                outcomes.push(SubmitOutcome::Created(id));
-            }
-        }
-        tx.commit()?;
-        Ok(outcomes)
-    }
 }

@@ -7,7 +7,7 @@ use devpki::CertificateAuthority;
 
 use super::*;
 use crate::configuration::FlipGuard;
-use crate::identity::IssuerIndex;
+use crate::identity::{DistinguishedName, Fingerprint, IssuerIndex, SpkiHash, VerifiedCertificate};
 use crate::tls::testing::{CA, TEST_CA, leaf, trust, verified};
 
 /// The second CA of the bundle in these tests.
@@ -1151,10 +1151,10 @@ fn rotation(overlap_secs: u64, expires_in_secs: Option<u64>) -> Rotation {
 fn rotated(
     keys: &[ApiKey],
     rotation: &Rotation,
-) -> Result<(Vec<ApiKey>, store::KeyWrites), RegistryError> {
+) -> Result<(Vec<ApiKey>, keys::KeyWrites), RegistryError> {
     let mut c = client("w", by_cn("w", TEST_CA));
     c.api_keys = keys.to_vec();
-    let writes = store::plan_rotation(&mut c, rotation, 1000)?;
+    let writes = keys::plan_rotation(&mut c, rotation, 1000)?;
     Ok((c.api_keys, writes))
 }
 
@@ -1278,14 +1278,14 @@ fn a_client_has_a_live_key_until_every_key_has_expired() {
 #[test]
 fn the_audit_log_names_each_key_by_id_with_its_end() {
     let mut c = client("w", by_cn("w", TEST_CA));
-    assert_eq!(store::describe_keys(&c, 1000), "no key");
+    assert_eq!(keys::describe_keys(&c, 1000), "no key");
     c.api_keys = vec![
         key(1, 0, None),
         replaced(key(2, 0, Some(4600)), 1000),
         replaced(key(3, 0, Some(900)), 500),
     ];
     assert_eq!(
-        store::describe_keys(&c, 1000),
+        keys::describe_keys(&c, 1000),
         format!(
             "key {}, key {} (until 4600), key {} (expired)",
             hash(1).id(),
@@ -1296,7 +1296,7 @@ fn the_audit_log_names_each_key_by_id_with_its_end() {
     // Expiring exactly now is expired.
     c.api_keys = vec![key(1, 0, Some(1000))];
     assert_eq!(
-        store::describe_keys(&c, 1000),
+        keys::describe_keys(&c, 1000),
         format!("key {} (expired)", hash(1).id())
     );
 }
@@ -1307,7 +1307,7 @@ async fn a_rotation_with_overlap_is_stored_and_read_back_current_first_even_with
     let issuers = trust(&[&CA], &[]).issuers().clone();
     let (first, second) = (generate_api_key(), generate_api_key());
     let mut w = client("w", by_cn("w", TEST_CA));
-    w.api_keys = vec![ApiKey::new(ApiKeyHash::of(&first), store::now())];
+    w.api_keys = vec![ApiKey::new(ApiKeyHash::of(&first), write::now())];
     assert!(registry.register(&w, None, &issuers).await.unwrap());
     let name = ClientName::parse("w").unwrap();
     let change = Change {
@@ -1506,7 +1506,7 @@ async fn a_guard_whose_watch_is_over_is_confirmed_once() {
             watch_secs: 1,
             max_refusals: 3,
         }),
-        store::now() - 10,
+        write::now() - 10,
     )
     .await
     .unwrap();

@@ -13,35 +13,10 @@ use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyD
 use secrecy::{ExposeSecret, SecretString};
 use time::OffsetDateTime;
 
+use super::error::MaterialError;
 use super::trust::Trust;
 use crate::configuration::TlsSettings;
 use crate::identity::PeerCertificate;
-
-/// Why TLS material could not be loaded. Each variant names the file or setting at fault.
-#[derive(Debug, thiserror::Error)]
-pub enum MaterialError {
-    #[error("configuration: {0}")]
-    Settings(&'static str),
-    #[error("{what} `{}`", path.display())]
-    File {
-        path: PathBuf,
-        what: &'static str,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{what} `{}`: {detail}", path.display())]
-    Pem {
-        path: PathBuf,
-        what: &'static str,
-        detail: String,
-    },
-    #[error("the private key `{}` does not match the certificate `{}`", key.display(), cert.display())]
-    KeyMismatch { cert: PathBuf, key: PathBuf },
-    #[error("the server certificate `{}` expired at {not_after}", path.display())]
-    CertificateExpired { path: PathBuf, not_after: String },
-    #[error("TLS setup")]
-    Rustls(#[source] RustlsError),
-}
 
 /// Private key material must be readable by its owner only; anything else is worth a warning
 /// that names the file (the service still starts: the mount may be outside its control).

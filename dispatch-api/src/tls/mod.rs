@@ -9,8 +9,11 @@
 //! keeps the old material and is logged and counted. After a change of trust (CA bundle or
 //! CRLs), sessions made under the old trust cannot be resumed.
 
+mod bundle;
 mod crl;
+mod error;
 mod material;
+mod path;
 mod peer;
 mod resumption;
 #[cfg(test)]
@@ -29,9 +32,12 @@ use rustls::server::{ProducesTickets, ResolvesServerCert, ServerSessionMemoryCac
 use rustls::sign::CertifiedKey;
 use time::OffsetDateTime;
 
-pub use material::{MaterialError, TlsMaterial};
+pub use bundle::BundleCa;
+pub use error::MaterialError;
+pub use material::TlsMaterial;
+pub use path::{PathFailure, chain_key};
 pub use peer::{ConnectionData, ConnectionOpened, connection_value, record_peer_identity};
-pub use trust::{BundleCa, PathFailure, Trust, chain_key};
+pub use trust::Trust;
 pub use watch::watch;
 
 use crate::configuration::TlsSettings;

@@ -9,7 +9,7 @@ use actix_web::rt::net::TcpStream;
 use time::OffsetDateTime;
 
 use super::ReloadableTls;
-use super::trust::chain_key;
+use super::path::chain_key;
 use super::verifier::handshake_failure_kind;
 use crate::identity::{ConnectionIdentity, PeerCertificate};
 

@@ -17,84 +17,24 @@
 //! On every request the path's anchor must also still be a CA of the current bundle, by key,
 //! and within its validity: removing a CA takes its open connections with it.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
 use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls_pki_types::{CertificateDer, TrustAnchor, UnixTime};
 use time::OffsetDateTime;
-use x509_parser::prelude::{FromDer, X509Certificate};
-use x509_parser::x509::SubjectPublicKeyInfo;
 
+use super::bundle::{Ancestry, BundleCa, ancestry, crl_error, crls_of_bundle};
 use super::crl::{Crl, CrlVerdict, SignerCrls};
-use super::material::MaterialError;
+use super::error::MaterialError;
+use super::path::{PathFailure, unix_time};
 use crate::identity::{
-    CertificateScope, ChainLink, DistinguishedName, Fingerprint, IssuerIndex, PeerCertificate,
-    SpkiHash, VerifiedCertificate,
+    ChainLink, Fingerprint, IssuerIndex, PeerCertificate, SpkiHash, VerifiedCertificate,
 };
 
 /// Verified paths remembered between the handshake and `on_connect` (and for resumptions).
 const RECENT_PATHS: usize = 4096;
-
-/// A CA of the client bundle.
-#[derive(Debug, Clone)]
-pub struct BundleCa {
-    pub subject: DistinguishedName,
-    pub spki: SpkiHash,
-    pub fingerprint: Fingerprint,
-    pub not_before: OffsetDateTime,
-    pub not_after: OffsetDateTime,
-    /// The SubjectPublicKeyInfo as DER, to check the signatures of this CA's CRLs.
-    spki_der: Vec<u8>,
-}
-
-/// Why a path is not (or no longer) good enough, beyond what webpki checks.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PathFailure {
-    /// A certificate of the path (or a CA of the bundle above its anchor) is listed in the CRL
-    /// of the key that signed it.
-    Revoked { fingerprint: Fingerprint },
-    /// A CRL of a key of the path is past its nextUpdate: fail closed until it is renewed.
-    CrlExpired {
-        crl: PathBuf,
-        next_update: OffsetDateTime,
-    },
-    /// The key that signed this certificate has CRLs, but none that covers it (a partition
-    /// that is not loaded): its status is unknown, which is not "good".
-    StatusUnknown { fingerprint: Fingerprint },
-    /// The path's anchor is no longer a CA of the bundle (removed since the handshake).
-    AnchorRemoved { anchor: SpkiHash },
-    /// The path's anchor is outside its validity.
-    AnchorExpired {
-        anchor: SpkiHash,
-        not_after: OffsetDateTime,
-    },
-}
-
-impl PathFailure {
-    fn to_webpki(&self, now: UnixTime) -> webpki::Error {
-        match self {
-            Self::Revoked { .. } => webpki::Error::CertRevoked,
-            Self::CrlExpired { next_update, .. } => webpki::Error::CrlExpired {
-                time: now,
-                next_update: unix_time(*next_update),
-            },
-            Self::StatusUnknown { .. } => webpki::Error::UnknownRevocationStatus,
-            Self::AnchorRemoved { .. } => webpki::Error::UnknownIssuer,
-            Self::AnchorExpired { not_after, .. } => webpki::Error::CertExpired {
-                time: now,
-                not_after: unix_time(*not_after),
-            },
-        }
-    }
-}
-
-fn unix_time(at: OffsetDateTime) -> UnixTime {
-    UnixTime::since_unix_epoch(std::time::Duration::from_secs(
-        at.unix_timestamp().max(0).unsigned_abs(),
-    ))
-}
 
 /// The trust of the listener: CA bundle, CRLs and what was verified under them.
 pub struct Trust {
@@ -421,135 +361,13 @@ impl Trust {
     }
 }
 
-fn crl_error(path: &Path, detail: String) -> MaterialError {
-    MaterialError::Pem {
-        path: path.to_owned(),
-        what: "certificate revocation list",
-        detail,
-    }
-}
-
-/// The CRLs of each key of the bundle, combined; and a check that the CRLs of every other
-/// issuer (intermediates outside the bundle) combine too, so a delta without its base is
-/// refused at load whoever issued it.
-fn crls_of_bundle(
-    cas: &[BundleCa],
-    crls: &[Crl],
-) -> Result<HashMap<SpkiHash, Arc<SignerCrls>>, MaterialError> {
-    let mut by_signer: HashMap<SpkiHash, Vec<&Crl>> = HashMap::new();
-    let mut by_outside_name: HashMap<&DistinguishedName, Vec<&Crl>> = HashMap::new();
-    for crl in crls {
-        let named: Vec<&BundleCa> = cas.iter().filter(|ca| ca.subject == crl.issuer).collect();
-        if named.is_empty() {
-            by_outside_name.entry(&crl.issuer).or_default().push(crl);
-            continue;
-        }
-        let signers: HashSet<SpkiHash> = named
-            .iter()
-            .filter(|ca| crl.signed_by(&ca.spki_der))
-            .map(|ca| ca.spki)
-            .collect();
-        if signers.is_empty() {
-            return Err(crl_error(
-                &crl.path,
-                format!(
-                    "it names `{}` as its issuer, but no CA of that name in the bundle signed it",
-                    crl.issuer
-                ),
-            ));
-        }
-        for spki in signers {
-            by_signer.entry(spki).or_default().push(crl);
-        }
-    }
-    for crls in by_outside_name.values() {
-        SignerCrls::combine(crls).map_err(|(path, detail)| crl_error(&path, detail))?;
-    }
-    let mut combined = HashMap::new();
-    for ca in cas {
-        let crls = by_signer.get(&ca.spki).map_or(&[][..], Vec::as_slice);
-        let crls = SignerCrls::combine(crls).map_err(|(path, detail)| crl_error(&path, detail))?;
-        combined.insert(ca.spki, Arc::new(crls));
-    }
-    Ok(combined)
-}
-
-/// What of the bundle stands above one of its CAs.
-#[derive(Debug, Default)]
-struct Ancestry {
-    /// The CA as signed by its parent, then the parent as signed by its own, ...
-    links: Vec<ChainLink>,
-    /// The parents' fingerprints, up to the root.
-    above: Vec<Fingerprint>,
-}
-
-/// For each CA of the bundle, the CAs of the bundle that signed it, up to a self-signed root:
-/// its parent is a CA of the bundle whose name is its issuer and whose key verifies its
-/// signature.
-fn ancestry(cas: &[BundleCa], ders: &[CertificateDer<'_>]) -> HashMap<SpkiHash, Ancestry> {
-    let parsed: Vec<Option<X509Certificate<'_>>> = ders
-        .iter()
-        .map(|der| X509Certificate::from_der(der).ok().map(|(_, cert)| cert))
-        .collect();
-    let parent_of = |index: usize| -> Option<usize> {
-        let cert = parsed[index].as_ref()?;
-        let issuer = DistinguishedName::from_x509(cert.issuer());
-        (0..cas.len()).find(|&other| {
-            let ca = &cas[other];
-            other != index
-                && ca.subject == issuer
-                && ca.spki != cas[index].spki
-                && SubjectPublicKeyInfo::from_der(&ca.spki_der)
-                    .is_ok_and(|(_, spki)| cert.verify_signature(Some(&spki)).is_ok())
-        })
-    };
-    let mut ancestry = HashMap::new();
-    for start in 0..cas.len() {
-        let mut found = Ancestry::default();
-        let mut seen = HashSet::from([start]);
-        let mut current = start;
-        while let Some(parent) = parent_of(current) {
-            let Some(cert) = parsed[current].as_ref() else {
-                break;
-            };
-            found.above.push(cas[parent].fingerprint);
-            found.links.push(ChainLink {
-                fingerprint: cas[current].fingerprint,
-                serial: cert.raw_serial().to_vec(),
-                issuer: DistinguishedName::from_x509(cert.issuer()),
-                signer_spki: cas[parent].spki,
-                signer_spki_der: cas[parent].spki_der.clone().into(),
-                scope: CertificateScope::of(cert),
-            });
-            if !seen.insert(parent) {
-                break;
-            }
-            current = parent;
-        }
-        // The first CA of a key decides (several certificates of one key: a renewed CA).
-        ancestry.entry(cas[start].spki).or_insert(found);
-    }
-    ancestry
-}
-
-/// A digest of a presented chain (leaf and intermediates, in order), to find its verified path.
-pub fn chain_key(end_entity: &[u8], intermediates: &[impl AsRef<[u8]>]) -> [u8; 32] {
-    let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
-    for der in std::iter::once(end_entity).chain(intermediates.iter().map(AsRef::as_ref)) {
-        digest.update(&(der.len() as u64).to_be_bytes());
-        digest.update(der);
-    }
-    let mut key = [0u8; 32];
-    key.copy_from_slice(digest.finish().as_ref());
-    key
-}
-
 #[cfg(test)]
 mod tests {
     use devpki::CertificateAuthority;
 
     use devpki::openssl::{CrlSpec, OpensslCa, OpensslCert, delta_of};
 
+    use super::super::path::chain_key;
     use super::super::testing::{CA, leaf, openssl_trust, openssl_verified, trust, verified};
     use super::*;
 

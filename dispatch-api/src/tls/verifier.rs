@@ -17,7 +17,7 @@ use rustls::{
 use rustls_pki_types::{CertificateDer, UnixTime};
 
 use super::ReloadableTls;
-use super::trust::chain_key;
+use super::path::chain_key;
 use crate::configuration::ClientAuth;
 use crate::identity::PeerCertificate;
 use crate::telemetry::{LogBudgets, this_second};

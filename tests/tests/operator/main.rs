@@ -2,6 +2,7 @@
 //! would drive it: the status table, each switch, keys, bindings, revocations, the audit log
 //! and the preflight check; and that it never talks to a server it cannot verify.
 
+mod docs;
 mod observability;
 
 use std::path::Path;
@@ -277,11 +278,87 @@ async fn revoke_denies_a_certificate_on_its_next_request() {
         .unwrap();
     assert_eq!(refused.status, 401);
     app.assert_last_refusal("cert_revoked").await;
-    let listed = ctl(&app, &["revocations"]).await;
+    let listed = ctl(&app, &["revocations", "--json"]).await;
     assert_eq!(listed.code, 0, "{}", listed.stderr);
     let listed: Value = serde_json::from_str(&listed.stdout).unwrap();
     assert_eq!(listed["revocations"][0]["fingerprint"], worker.fingerprint);
     assert_eq!(listed["revocations"][0]["reason"], "key leaked");
+    // Without --json, a table: a header, then the fingerprint with its reason on one line.
+    let table = ctl(&app, &["revocations"]).await;
+    assert_eq!(table.code, 0, "{}", table.stderr);
+    let lines: Vec<&str> = table.stdout.lines().collect();
+    assert!(lines[0].starts_with("FINGERPRINT"), "{}", table.stdout);
+    assert!(
+        lines[1].starts_with(&worker.fingerprint) && lines[1].ends_with("key leaked"),
+        "{}",
+        table.stdout
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_add_binds_the_issuer_and_cn_given_as_flags_and_the_certificate_gets_in() {
+    let app = spawn_app().await;
+    let run = ctl(
+        &app,
+        &[
+            "clients",
+            "add",
+            "billing",
+            "--mode",
+            "mtls",
+            "--scope",
+            "plans:submit",
+            "--issuer",
+            "CN=Dispatch Dev Internal CA, O=Dispatch Dev",
+            "--cn",
+            "billing",
+            "--reason",
+            "a new caller",
+        ],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let answer: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(
+        answer["bindings"][0]["issuer"],
+        "CN=Dispatch Dev Internal CA, O=Dispatch Dev"
+    );
+    assert_eq!(answer["bindings"][0]["subject_cn"], "billing");
+    let certificate = app.pki.workload("billing");
+    let whoami = app
+        .request(Some(&certificate), Request::get("/api/whoami"))
+        .await
+        .unwrap();
+    assert_eq!(whoami.json()["client"], "billing", "{}", whoami.text());
+    // A CN without its issuer is refused before anything is sent (exit code 2).
+    let refused = ctl(
+        &app,
+        &["clients", "add", "other", "--cn", "other", "--reason", "r"],
+    )
+    .await;
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("need --issuer"),
+        "{}",
+        refused.stderr
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completions_are_printed_for_bash_zsh_and_fish_without_a_server() {
+    for shell in ["bash", "zsh", "fish"] {
+        let output = tokio::process::Command::new(e2e::process::binary("dispatchctl"))
+            .args(["completions", shell])
+            .env_remove("DISPATCHCTL_SERVER__URL")
+            .output()
+            .await
+            .expect("dispatchctl runs");
+        assert!(output.status.success(), "{shell}: {output:?}");
+        let script = String::from_utf8_lossy(&output.stdout);
+        for word in ["dispatchctl", "revocations", "rotate"] {
+            assert!(script.contains(word), "{shell}: no `{word}` in\n{script}");
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,0 +1,238 @@
+//! How a certificate is tied to a client, and how one binding judges one verified
+//! certificate: by what the verified path proves (the issuer's encoded name and key, the leaf's
+//! one CN or URI SAN, pins), never by how a name prints.
+
+use serde::{Deserialize, Serialize};
+
+use super::{Client, ClientName};
+use crate::identity::{
+    DistinguishedName, Fingerprint, IssuerIndex, SpiffeId, SpkiHash, VerifiedCertificate,
+};
+
+/// How a certificate is tied to a client. A name (subject CN, SPIFFE URI SAN, or both, which
+/// must then both match) comes with the issuer expected to have signed it; pinned fingerprints
+/// narrow it to exact certificates. Binding by issuer plus name, rather than by fingerprint
+/// alone, lets a certificate be renewed without re-registering the client.
+///
+/// The issuer is matched against the verified path, never against printed text: the leaf's
+/// issuer name as encoded (RDN by RDN) AND the key that signed it, which is `issuer_spki` when
+/// pinned, otherwise the key of the one CA of the bundle with that name (or, for an
+/// intermediate outside the bundle, whatever the bundle's only CA signed). A name that could
+/// stand for more than one key is ambiguous and refused: see [`CertBinding::check_issuer`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CertBinding {
+    pub issuer: Option<DistinguishedName>,
+    #[serde(rename = "issuer_spki_sha256")]
+    pub issuer_spki: Option<SpkiHash>,
+    pub subject_cn: Option<String>,
+    pub spiffe_id: Option<SpiffeId>,
+    pub fingerprints: Vec<Fingerprint>,
+}
+
+/// A binding as written in the bootstrap file or sent to the admin API.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CertBindingSpec {
+    pub issuer: Option<String>,
+    pub issuer_spki_sha256: Option<String>,
+    pub subject_cn: Option<String>,
+    pub spiffe_id: Option<String>,
+    #[serde(default)]
+    pub fingerprints: Vec<String>,
+}
+
+/// How one binding judges one verified certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// The binding does not name this certificate.
+    NoMatch,
+    /// It names it and everything holds.
+    Matches,
+    /// It names one of several CNs or URI SANs of the certificate: which name is meant?
+    Ambiguous,
+    /// It names the certificate but expects another issuer (name or key).
+    WrongIssuer,
+}
+
+impl CertBinding {
+    pub fn parse(spec: &CertBindingSpec) -> Result<Self, String> {
+        let issuer = spec
+            .issuer
+            .as_deref()
+            .map(DistinguishedName::parse)
+            .transpose()?;
+        let issuer_spki = spec
+            .issuer_spki_sha256
+            .as_deref()
+            .map(SpkiHash::parse)
+            .transpose()?;
+        let spiffe_id = spec.spiffe_id.as_deref().map(SpiffeId::parse).transpose()?;
+        let subject_cn = spec.subject_cn.as_ref().map(|cn| cn.trim().to_owned());
+        if subject_cn.as_deref() == Some("") {
+            return Err("subject_cn is empty".into());
+        }
+        let fingerprints = spec
+            .fingerprints
+            .iter()
+            .map(|f| Fingerprint::parse(f))
+            .collect::<Result<Vec<_>, _>>()?;
+        let names_a_subject = subject_cn.is_some() || spiffe_id.is_some();
+        if !names_a_subject && fingerprints.is_empty() {
+            return Err("a binding needs a subject_cn, a spiffe_id or pinned fingerprints".into());
+        }
+        if names_a_subject && issuer.is_none() {
+            // A name alone would let any CA in the bundle mint this client's identity.
+            return Err("a binding by subject_cn or spiffe_id needs the expected issuer".into());
+        }
+        if issuer_spki.is_some() && issuer.is_none() {
+            return Err("issuer_spki_sha256 pins the key of the issuer: set issuer too".into());
+        }
+        Ok(Self {
+            issuer,
+            issuer_spki,
+            subject_cn,
+            spiffe_id,
+            fingerprints,
+        })
+    }
+
+    pub fn to_spec(&self) -> CertBindingSpec {
+        CertBindingSpec {
+            issuer: self.issuer.as_ref().map(|i| i.as_str().to_owned()),
+            issuer_spki_sha256: self.issuer_spki.map(|k| k.to_string()),
+            subject_cn: self.subject_cn.clone(),
+            spiffe_id: self.spiffe_id.as_ref().map(|s| s.as_str().to_owned()),
+            fingerprints: self.fingerprints.iter().map(|f| f.to_string()).collect(),
+        }
+    }
+
+    pub(super) fn names_a_subject(&self) -> bool {
+        self.subject_cn.is_some() || self.spiffe_id.is_some()
+    }
+
+    /// Judges a verified certificate. A CN binding needs the subject's only CN, a SPIFFE
+    /// binding the certificate's only URI SAN (as X.509-SVID requires); a binding with both
+    /// needs both.
+    pub(crate) fn judge(&self, cert: &VerifiedCertificate, issuers: &IssuerIndex) -> Verdict {
+        let leaf = &cert.leaf;
+        if self.names_a_subject() {
+            let cn_named = self
+                .subject_cn
+                .as_ref()
+                .is_none_or(|cn| leaf.common_names.contains(cn));
+            let id_named = self
+                .spiffe_id
+                .as_ref()
+                .is_none_or(|id| leaf.uri_sans.iter().any(|uri| uri == id.as_str()));
+            if !(cn_named && id_named) {
+                return Verdict::NoMatch;
+            }
+            let cn_unique = self.subject_cn.is_none() || leaf.common_names.len() == 1;
+            let id_unique = self.spiffe_id.is_none() || leaf.uri_sans.len() == 1;
+            if !(cn_unique && id_unique) {
+                return Verdict::Ambiguous;
+            }
+        }
+        // Pins (a pin-only binding has nothing else) narrow it to exact certificates; a
+        // certificate they exclude is not named by this binding, whatever its issuer.
+        if !self.fingerprints.is_empty() && !self.fingerprints.contains(&leaf.fingerprint) {
+            return Verdict::NoMatch;
+        }
+        if let Some(issuer) = &self.issuer
+            && !self.issuer_signed(issuer, cert, issuers)
+        {
+            return Verdict::WrongIssuer;
+        }
+        Verdict::Matches
+    }
+
+    /// Whether the CA that signed the leaf in the verified path is this binding's issuer.
+    fn issuer_signed(
+        &self,
+        issuer: &DistinguishedName,
+        cert: &VerifiedCertificate,
+        issuers: &IssuerIndex,
+    ) -> bool {
+        if cert.leaf.issuer != *issuer {
+            return false;
+        }
+        match (self.issuer_spki, issuers.keys_named(issuer)) {
+            (Some(pin), _) => cert.issuer_spki == pin,
+            (None, [only]) => cert.issuer_spki == *only,
+            // An intermediate outside the bundle: its path can only end at the bundle's one CA.
+            (None, []) => issuers.ca_count() == 1,
+            // Several CAs of this name: refused at start-up and registration; never matches.
+            (None, _) => false,
+        }
+    }
+
+    /// Refuses an issuer that could stand for more than one key: two CAs of the bundle with
+    /// that name, or a name outside a bundle of several CAs (any of which could sign an
+    /// intermediate that bears it), unless the key is pinned with `issuer_spki_sha256`.
+    pub fn check_issuer(&self, issuers: &IssuerIndex) -> Result<(), String> {
+        let Some(issuer) = &self.issuer else {
+            return Ok(());
+        };
+        if self.issuer_spki.is_some() {
+            return Ok(());
+        }
+        if let Some(meant) = issuers.reordered(issuer).filter(|meant| *meant != issuer) {
+            return Err(format!(
+                "the issuer `{issuer}` names no CA of the client CA bundle; `{meant}` is one: names compare attribute by attribute in the order the certificate encodes them (as `openssl x509 -noout -issuer` and /api/whoami print them)"
+            ));
+        }
+        match issuers.keys_named(issuer) {
+            [_] => Ok(()),
+            [] if issuers.ca_count() <= 1 => Ok(()),
+            [] => Err(format!(
+                "the issuer `{issuer}` is not a CA of the client CA bundle, which holds {} CAs: any of them could sign an intermediate of that name. Pin the issuing CA's key with issuer_spki_sha256",
+                issuers.ca_count()
+            )),
+            keys => Err(format!(
+                "the issuer `{issuer}` is ambiguous: {} CAs of the client CA bundle bear that name (SPKI SHA-256 {}). Pin one with issuer_spki_sha256",
+                keys.len(),
+                keys.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" and ")
+            )),
+        }
+    }
+
+    /// Whether one certificate could be named by both bindings: the same CN or the same
+    /// SPIFFE ID from the same issuer (unless their pins tell them apart), or the same pinned
+    /// certificate. Two clients must never hold overlapping bindings.
+    pub fn overlaps(&self, other: &CertBinding) -> bool {
+        let pins_apart = !self.fingerprints.is_empty()
+            && !other.fingerprints.is_empty()
+            && !self
+                .fingerprints
+                .iter()
+                .any(|f| other.fingerprints.contains(f));
+        if pins_apart {
+            return false;
+        }
+        if !self.names_a_subject() || !other.names_a_subject() {
+            // A pinned certificate against a binding that pins it too.
+            return !self.fingerprints.is_empty() && !other.fingerprints.is_empty();
+        }
+        let keys_apart =
+            matches!((self.issuer_spki, other.issuer_spki), (Some(a), Some(b)) if a != b);
+        let same_name = self.subject_cn.is_some() && self.subject_cn == other.subject_cn
+            || self.spiffe_id.is_some() && self.spiffe_id == other.spiffe_id;
+        self.issuer == other.issuer && !keys_apart && same_name
+    }
+}
+
+/// The first of `clients`, other than `client`, with a binding that overlaps `binding`.
+pub(crate) fn first_overlap<'a>(
+    clients: impl IntoIterator<Item = &'a Client>,
+    client: &ClientName,
+    binding: &CertBinding,
+) -> Option<&'a ClientName> {
+    clients
+        .into_iter()
+        .filter(|other| other.name != *client)
+        .find(|other| other.bindings.iter().any(|b| b.overlaps(binding)))
+        .map(|other| &other.name)
+}

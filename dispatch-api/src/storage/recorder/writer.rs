@@ -1,0 +1,379 @@
+//! The recorder's writer task: on each tick it takes what the request path added up, and the
+//! audit events queued, and writes them in one transaction; it prunes old rows hourly and keeps
+//! audit rows out of the last tenth of a capped database.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use super::{
+    AUDIT_CHUNK, AUDIT_SHARE_OF_CAP, AuditEvent, Record, RecorderSettings, RefusalBook,
+    RefusalTotalsByKey, UsageTotals, UsageTotalsByKey, chain_text,
+};
+use crate::identity::{AuthMethod, Fingerprint};
+use crate::storage::{Backend, Db, Tx, on_backend};
+use crate::telemetry::Metrics;
+
+/// What the request path adds up in memory and the writer takes.
+pub(super) struct Totals {
+    pub(super) usage: Arc<Mutex<UsageTotalsByKey>>,
+    pub(super) refusals: Arc<Mutex<RefusalBook>>,
+    pub(super) queued_bytes: Arc<AtomicUsize>,
+}
+
+pub(super) async fn write_loop(
+    pool: Db,
+    mut queue: mpsc::Receiver<Record>,
+    totals: Totals,
+    settings: RecorderSettings,
+    metrics: Arc<Metrics>,
+) {
+    let mut batch = Batch {
+        // The cap is SQLite's page count: PostgreSQL's space is its operator's to manage.
+        audit_page_limit: settings
+            .max_database_bytes
+            .filter(|_| !pool.is_postgres())
+            .map(|bytes| (bytes / 4096) as i64 * AUDIT_SHARE_OF_CAP / 10),
+        ..Batch::default()
+    };
+    let mut tick = tokio::time::interval(settings.interval);
+    let mut prune_tick = tokio::time::interval(Duration::from_secs(3600));
+    let take_usage = |batch: &mut Batch| {
+        let mut usage = totals.usage.lock().unwrap_or_else(|e| e.into_inner());
+        std::mem::swap(&mut batch.usage, &mut usage);
+        drop(usage);
+        let mut book = totals.refusals.lock().unwrap_or_else(|e| e.into_inner());
+        std::mem::swap(&mut batch.refusals, &mut book.totals);
+    };
+    loop {
+        tokio::select! {
+            record = queue.recv() => match record {
+                Some(Record::Audit(event, weight)) => {
+                    totals.queued_bytes.fetch_sub(weight, Ordering::Relaxed);
+                    batch.audit.push(event);
+                }
+                Some(Record::Flush(done)) => {
+                    take_usage(&mut batch);
+                    batch.write(&pool, &metrics).await;
+                    let _ = done.send(());
+                }
+                None => {
+                    take_usage(&mut batch);
+                    batch.write(&pool, &metrics).await;
+                    return;
+                }
+            },
+            _ = tick.tick() => {
+                take_usage(&mut batch);
+                batch.write(&pool, &metrics).await;
+            }
+            _ = prune_tick.tick(), if settings.retention.is_some() => {
+                if let Some(retention) = settings.retention {
+                    prune(&pool, retention).await;
+                }
+            }
+        }
+        if batch.len() >= settings.batch {
+            batch.write(&pool, &metrics).await;
+        }
+    }
+}
+
+/// Deletes audit rows and refusal counts older than `retention`, a few thousand rows per short
+/// transaction, so that a large backlog never holds SQLite's write lock long enough to delay
+/// plans.
+async fn prune(pool: &Db, retention: Duration) {
+    const BATCH: i64 = 5000;
+    let before = time::OffsetDateTime::now_utc().unix_timestamp() - retention.as_secs() as i64;
+    let mut pruned = 0;
+    // The same statements but for the row's address: SQLite's rowid, PostgreSQL's ctid.
+    let row_address = match pool {
+        Backend::Sqlite(_) => "rowid",
+        Backend::Postgres(_) => "ctid",
+    };
+    for (table, column) in [("audit_events", "at"), ("refusal_counts", "last_seen")] {
+        let statement = format!(
+            "DELETE FROM {table} WHERE {row_address} IN \
+             (SELECT {row_address} FROM {table} WHERE {column} < $1 LIMIT $2)"
+        );
+        loop {
+            // The names are this function's constants, not input.
+            let statement = sqlx::AssertSqlSafe(statement.as_str());
+            let deleted = on_backend!(pool, pool => sqlx::query(statement)
+                .bind(before)
+                .bind(BATCH)
+                .execute(pool)
+                .await
+                .map(|done| done.rows_affected()));
+            match deleted {
+                Ok(rows) if rows > 0 => {
+                    pruned += rows;
+                    tokio::task::yield_now().await;
+                }
+                Ok(_) => break,
+                Err(error) => {
+                    tracing::warn!(error = %error, "pruning old audit rows failed; retried in an hour");
+                    return;
+                }
+            }
+        }
+    }
+    if pruned > 0 {
+        tracing::info!(rows = pruned, "pruned audit rows past audit.retention_days");
+    }
+}
+
+#[derive(Default)]
+struct Batch {
+    usage: UsageTotalsByKey,
+    /// The certificate whose chain each usage row (client, hour) already holds, kept across
+    /// writes: a chain is a few KiB, written once per row and certificate, not on every tick.
+    chains_written: HashMap<(String, i64), Fingerprint>,
+    refusals: RefusalTotalsByKey,
+    audit: Vec<AuditEvent>,
+    /// Pages the database may have before audit rows stop being written (see
+    /// [`AUDIT_SHARE_OF_CAP`]).
+    audit_page_limit: Option<i64>,
+}
+
+impl Batch {
+    fn len(&self) -> usize {
+        self.usage.len() + self.refusals.len() + self.audit.len()
+    }
+
+    async fn write(&mut self, pool: &Db, metrics: &Metrics) {
+        if self.len() == 0 {
+            return;
+        }
+        for ((client, _, _), totals) in &self.usage {
+            if let Some(seen) = &totals.certificate {
+                metrics.record_client_certificate(client, seen.not_after);
+            }
+        }
+        let records = self.len() as u64;
+        let written = self.try_write(pool).await;
+        if written.is_ok() {
+            self.note_chains_written();
+        }
+        match written {
+            Ok(0) => {}
+            Ok(held_back) => {
+                metrics.recorder_dropped.inc_by(held_back as u64);
+                tracing::error!(
+                    dropped = held_back,
+                    "the database is near database.max_size_bytes: audit rows and refusal counts \
+                     are not written, the rest is kept for plans (prune the audit log or raise \
+                     the cap)"
+                );
+            }
+            Err(error) => {
+                crate::storage::file_faults::note(&error);
+                // Usage and audit records are best effort by design; a lost batch is counted.
+                metrics.recorder_dropped.inc_by(records);
+                tracing::error!(error = %error, records, "writing usage and audit records failed; they were dropped");
+            }
+        }
+        self.usage.clear();
+        self.refusals.clear();
+        self.audit.clear();
+    }
+
+    /// Remembers the chains this batch wrote, and forgets rows of past hours.
+    fn note_chains_written(&mut self) {
+        for ((client, method, hour), totals) in &self.usage {
+            if let (AuthMethod::Certificate, Some(seen)) = (method, &totals.certificate) {
+                self.chains_written
+                    .insert((client.clone(), *hour), seen.fingerprint);
+            }
+        }
+        if let Some(newest) = self.chains_written.keys().map(|(_, hour)| *hour).max() {
+            self.chains_written.retain(|(_, hour), _| *hour >= newest);
+        }
+    }
+
+    /// The chain to write into a usage row: none when the row holds this certificate's already.
+    fn chain_to_write(&self, client: &str, hour: i64, totals: &UsageTotals) -> Option<String> {
+        let seen = totals.certificate.as_ref()?;
+        let written = self.chains_written.get(&(client.to_owned(), hour));
+        (written != Some(&seen.fingerprint)).then(|| chain_text(&seen.chain))
+    }
+
+    /// Writes the batch; returns how many refusal counts and audit rows were held back by the
+    /// size cap.
+    async fn try_write(&self, pool: &Db) -> Result<usize, sqlx::Error> {
+        let mut tx = pool.begin().await?;
+        // In key order: replicas writing the same rows then lock them in the same order, never
+        // in a cycle (PostgreSQL would abort one batch as a deadlock).
+        let mut usage: Vec<_> = self.usage.iter().collect();
+        usage.sort_by(|(a, _), (b, _)| (&a.0, a.1.as_str(), a.2).cmp(&(&b.0, b.1.as_str(), b.2)));
+        for ((client, method, hour), totals) in usage {
+            on_backend!(&mut tx, tx => sqlx::query(
+                "INSERT INTO client_usage (client, method, hour, request_count, first_seen, last_seen, \
+                 last_cert_fingerprint, last_cert_not_after, last_cert_issuer_spki, last_cert_chain) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                 ON CONFLICT (client, method, hour) DO UPDATE SET \
+                 request_count = client_usage.request_count + excluded.request_count, \
+                 first_seen = CASE WHEN excluded.first_seen < client_usage.first_seen \
+                   THEN excluded.first_seen ELSE client_usage.first_seen END, \
+                 last_seen = CASE WHEN excluded.last_seen > client_usage.last_seen \
+                   THEN excluded.last_seen ELSE client_usage.last_seen END, \
+                 last_cert_fingerprint = coalesce(excluded.last_cert_fingerprint, client_usage.last_cert_fingerprint), \
+                 last_cert_not_after = coalesce(excluded.last_cert_not_after, client_usage.last_cert_not_after), \
+                 last_cert_issuer_spki = coalesce(excluded.last_cert_issuer_spki, client_usage.last_cert_issuer_spki), \
+                 last_cert_chain = coalesce(excluded.last_cert_chain, client_usage.last_cert_chain)",
+            )
+            .bind(client)
+            .bind(method.as_str())
+            .bind(hour)
+            .bind(totals.count)
+            .bind(totals.first_seen)
+            .bind(totals.last_seen)
+            .bind(totals.certificate.as_ref().map(|c| c.fingerprint.to_string()))
+            .bind(totals.certificate.as_ref().map(|c| c.not_after))
+            .bind(totals.certificate.as_ref().map(|c| c.issuer_spki.to_string()))
+            .bind(self.chain_to_write(client, *hour, totals))
+            .execute(&mut **tx)
+            .await
+            .map(|_| ()))?;
+        }
+        // Each key's use, added up over the batch and written in key order after the usage rows,
+        // so that two replicas' batches lock key rows in one order (never a deadlock).
+        let mut keys: BTreeMap<&str, (i64, i64)> = BTreeMap::new();
+        for totals in self.usage.values() {
+            for (key, (count, last)) in &totals.keys {
+                let entry = keys.entry(key.as_str()).or_insert((0, *last));
+                entry.0 += count;
+                entry.1 = entry.1.max(*last);
+            }
+        }
+        for (key, (count, last)) in keys {
+            on_backend!(&mut tx, tx => sqlx::query(
+                "UPDATE api_keys SET use_count = use_count + $1, \
+                 last_used_at = CASE WHEN last_used_at IS NULL OR last_used_at < $2 \
+                   THEN $2 ELSE last_used_at END \
+                 WHERE key_sha256 = $3",
+            )
+            .bind(count)
+            .bind(last)
+            .bind(key)
+            .execute(&mut **tx)
+            .await
+            .map(|_| ()))?;
+        }
+        // Under a size cap, refusal counts and audit rows are written in small chunks, each only
+        // while the file's used pages are below their share of the cap: the overshoot is one
+        // chunk, well inside the tenth kept for plans. Freed pages count as free.
+        let mut written = 0;
+        let mut refusals: Vec<_> = self.refusals.iter().collect();
+        refusals.sort_by_key(|(key, _)| *key);
+        let mut room = true;
+        for chunk in refusals.chunks(AUDIT_CHUNK) {
+            room = room && self.below_audit_limit(&mut tx).await?;
+            if !room {
+                break;
+            }
+            for ((reason, source, hour), totals) in chunk {
+                on_backend!(&mut tx, tx => sqlx::query(
+                    "INSERT INTO refusal_counts (hour, reason, source, count, first_seen, last_seen, last_detail) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                     ON CONFLICT (hour, reason, source) DO UPDATE SET \
+                     count = refusal_counts.count + excluded.count, \
+                     first_seen = CASE WHEN excluded.first_seen < refusal_counts.first_seen \
+                       THEN excluded.first_seen ELSE refusal_counts.first_seen END, \
+                     last_seen = CASE WHEN excluded.last_seen > refusal_counts.last_seen \
+                       THEN excluded.last_seen ELSE refusal_counts.last_seen END, \
+                     last_detail = excluded.last_detail",
+                )
+                .bind(hour)
+                .bind(reason)
+                .bind(source)
+                .bind(totals.count)
+                .bind(totals.first_seen)
+                .bind(totals.last_seen)
+                .bind(totals.last_detail.to_string())
+                .execute(&mut **tx)
+                .await
+                .map(|_| ()))?;
+            }
+            written += chunk.len();
+        }
+        for chunk in self.audit.chunks(AUDIT_CHUNK) {
+            room = room && self.below_audit_limit(&mut tx).await?;
+            if !room {
+                break;
+            }
+            for event in chunk {
+                event.insert(&mut tx).await?;
+            }
+            written += chunk.len();
+        }
+        let held_back = self.refusals.len() + self.audit.len() - written;
+        tx.commit().await?;
+        Ok(held_back)
+    }
+
+    /// Whether the database's used pages are below the audit share of the size cap (always,
+    /// without a cap).
+    async fn below_audit_limit(&self, tx: &mut Tx) -> Result<bool, sqlx::Error> {
+        let (Some(limit), Backend::Sqlite(tx)) = (self.audit_page_limit, tx) else {
+            return Ok(true);
+        };
+        let used: i64 = sqlx::query_scalar(
+            "SELECT page_count - freelist_count FROM pragma_page_count(), pragma_freelist_count()",
+        )
+        .fetch_one(&mut **tx)
+        .await?;
+        Ok(used < limit)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::SpkiHash;
+    use crate::storage::recorder::CertificateSeen;
+
+    #[test]
+    fn a_chain_is_written_once_per_usage_row_and_certificate() {
+        let seen = |fingerprint: &[u8]| UsageTotals {
+            count: 1,
+            certificate: Some(CertificateSeen {
+                fingerprint: Fingerprint::of_der(fingerprint),
+                not_after: 0,
+                issuer_spki: SpkiHash::of_der(b"ca"),
+                chain: Arc::from(vec![fingerprint.to_vec()]),
+            }),
+            ..UsageTotals::default()
+        };
+        let mut batch = Batch::default();
+        let key = |hour| ("w".to_owned(), AuthMethod::Certificate, hour);
+        batch.usage.insert(key(3600), seen(b"a"));
+        assert!(batch.chain_to_write("w", 3600, &seen(b"a")).is_some());
+        batch.note_chains_written();
+        assert_eq!(
+            batch.chain_to_write("w", 3600, &seen(b"a")),
+            None,
+            "written"
+        );
+        // Another certificate, or the same one in the next hour's row: written again.
+        assert_eq!(
+            batch.chain_to_write("w", 3600, &seen(b"b")),
+            Some(chain_text(&[b"b".to_vec()]))
+        );
+        assert!(batch.chain_to_write("w", 7200, &seen(b"a")).is_some());
+        assert!(batch.chain_to_write("x", 3600, &seen(b"a")).is_some());
+        assert_eq!(
+            batch.chain_to_write("w", 3600, &UsageTotals::default()),
+            None
+        );
+        // Rows of past hours are forgotten once a newer hour is written.
+        batch.usage.clear();
+        batch.usage.insert(key(7200), seen(b"a"));
+        batch.note_chains_written();
+        assert_eq!(batch.chains_written.len(), 1);
+        assert!(batch.chain_to_write("w", 3600, &seen(b"a")).is_some());
+    }
+}

@@ -1,0 +1,313 @@
+//! The Prometheus metrics the operations listener exports, and what each records.
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use super::DROPPED_LINES;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    client: String,
+    method: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KeyLabels {
+    client: String,
+    key: String,
+    /// `current`, or `overlap` (a rotation replaced it; expiring is its purpose).
+    state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CertificateLabels {
+    /// `server`, `client_ca`, or `client` (the last certificate seen from that client).
+    kind: String,
+    /// The certificate's subject, or the client's name.
+    name: String,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    refusals: Family<ReasonLabels, Counter>,
+    handshake_failures: Family<KindLabels, Counter>,
+    handshakes: Family<KindLabels, Counter>,
+    pub recorder_dropped: Counter,
+    /// The log writer's dropped lines, copied in at each scrape (see [`DROPPED_LINES`]), and
+    /// the total copied so far (swapped, so concurrent scrapes add each drop once).
+    log_lines_dropped: Counter,
+    log_lines_copied: AtomicU64,
+    request_bodies: Family<OutcomeLabels, Counter>,
+    unproven: Family<OutcomeLabels, Counter>,
+    old_key_late_uses: Counter,
+    flips_reverted: Counter,
+    tls_reloads: Family<OutcomeLabels, Counter>,
+    certificate_expiry: Family<CertificateLabels, Gauge<i64, AtomicI64>>,
+    api_key_expiry: Family<KeyLabels, Gauge<i64, AtomicI64>>,
+    /// notAfter (unix seconds) of the last certificate seen from each client.
+    client_certificates: std::sync::Mutex<std::collections::HashMap<String, i64>>,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("dispatch");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let refusals = Family::<ReasonLabels, Counter>::default();
+        let handshake_failures = Family::<KindLabels, Counter>::default();
+        let handshakes = Family::<KindLabels, Counter>::default();
+        let recorder_dropped = Counter::default();
+        let log_lines_dropped = Counter::default();
+        let request_bodies = Family::<OutcomeLabels, Counter>::default();
+        let unproven = Family::<OutcomeLabels, Counter>::default();
+        let old_key_late_uses = Counter::default();
+        let flips_reverted = Counter::default();
+        let tls_reloads = Family::<OutcomeLabels, Counter>::default();
+        let certificate_expiry = Family::<CertificateLabels, Gauge<i64, AtomicI64>>::default();
+        let api_key_expiry = Family::<KeyLabels, Gauge<i64, AtomicI64>>::default();
+        registry.register(
+            "requests",
+            "API requests by client, auth method and outcome",
+            requests.clone(),
+        );
+        registry.register(
+            "auth_refusals",
+            "Refused requests by reason code",
+            refusals.clone(),
+        );
+        registry.register(
+            "tls_handshake_failures",
+            "Client certificates refused in the TLS handshake, by kind",
+            handshake_failures.clone(),
+        );
+        registry.register(
+            "tls_handshakes",
+            "Completed TLS handshakes by kind: full, or resumed (no certificate work)",
+            handshakes.clone(),
+        );
+        registry.register(
+            "recorder_dropped",
+            "Usage and audit records dropped because the queue was full or the database failed",
+            recorder_dropped.clone(),
+        );
+        registry.register(
+            "log_lines_dropped",
+            "Log lines dropped because the log sink (stderr) was slower than the service: \
+             requests never wait for it (telemetry.log_buffer_lines)",
+            log_lines_dropped.clone(),
+        );
+        registry.register(
+            "request_bodies_unread",
+            "Request bodies not read to their end by a handler: drained (the rest read and \
+             discarded so the answer arrives whole), cut (past limits.drain_bytes or drain_secs: HTTP/1.1 \
+             connection closed), timed_out (limits.body_timeout_secs: 408), or not_started \
+             (HTTP/2: answered before any of it arrived; the stream ends with the answer and \
+             RST_STREAM(NO_ERROR))",
+            request_bodies.clone(),
+        );
+        registry.register(
+            "unproven_requests",
+            "Requests that proved nothing (no certificate, no valid key), by what they got: now \
+             (answered at once), waited (their turn within limits.unproven's rates), shed_rate \
+             (503: their turn past max_wait_ms), shed_connections (503 and closed: their \
+             connection past the connection caps)",
+            unproven.clone(),
+        );
+        registry.register(
+            "flips_reverted",
+            "Guarded mode changes that reached their max_refusals: put back by the service (or \
+             kept, when reverting would lock every operator out); the audit log's mode_reverted \
+             rows name the client and the evidence",
+            flips_reverted.clone(),
+        );
+        registry.register(
+            "old_key_late_uses",
+            "Requests authenticated by the key a rotation replaced, in the last tenth of its \
+             overlap: an instance still holds the old key and will fail when the overlap ends \
+             (the audit log's old_key_used_late_in_overlap alerts name the client)",
+            old_key_late_uses.clone(),
+        );
+        registry.register(
+            "tls_reloads",
+            "Reloads of the TLS files: ok, or rejected (the old material stayed in service)",
+            tls_reloads.clone(),
+        );
+        registry.register(
+            "certificate_expiry_seconds",
+            "Seconds until expiry: the server certificate, each client CA, each client's last certificate",
+            certificate_expiry.clone(),
+        );
+        registry.register(
+            "api_key_expiry_seconds",
+            "Seconds until each API key that has an expiry stops being accepted: a key issued \
+             with expires_in_secs, or one a rotation replaced (the end of its overlap); by \
+             client, key id (a prefix of the key's hash) and state (current, or overlap)",
+            api_key_expiry.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            refusals,
+            handshake_failures,
+            handshakes,
+            recorder_dropped,
+            log_lines_dropped,
+            log_lines_copied: AtomicU64::new(0),
+            request_bodies,
+            unproven,
+            old_key_late_uses,
+            flips_reverted,
+            tls_reloads,
+            certificate_expiry,
+            api_key_expiry,
+            client_certificates: Default::default(),
+        }
+    }
+
+    pub fn request(&self, client: &str, method: &str, outcome: &str) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                client: client.into(),
+                method: method.into(),
+                outcome: outcome.into(),
+            })
+            .inc();
+    }
+
+    pub fn refusal(&self, reason: &str) {
+        self.refusals
+            .get_or_create(&ReasonLabels {
+                reason: reason.into(),
+            })
+            .inc();
+    }
+
+    pub fn handshake_failure(&self, kind: &str) {
+        self.handshake_failures
+            .get_or_create(&KindLabels { kind: kind.into() })
+            .inc();
+    }
+
+    pub fn handshake(&self, kind: &str) {
+        self.handshakes
+            .get_or_create(&KindLabels { kind: kind.into() })
+            .inc();
+    }
+
+    pub fn request_body_unread(&self, outcome: &str) {
+        self.request_bodies
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.into(),
+            })
+            .inc();
+    }
+
+    pub fn flip_reverted(&self) {
+        self.flips_reverted.inc();
+    }
+
+    pub fn old_key_late_use(&self) {
+        self.old_key_late_uses.inc();
+    }
+
+    pub fn unproven_request(&self, outcome: &str) {
+        self.unproven
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.into(),
+            })
+            .inc();
+    }
+
+    pub fn tls_reload(&self, outcome: &str) {
+        self.tls_reloads
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.into(),
+            })
+            .inc();
+    }
+
+    pub fn set_certificate_expiry(&self, kind: &str, name: &str, seconds: i64) {
+        self.certificate_expiry
+            .get_or_create(&CertificateLabels {
+                kind: kind.into(),
+                name: name.into(),
+            })
+            .set(seconds);
+    }
+
+    /// Replaces the exported key expiries with `keys`: (client, key id, state, seconds left).
+    pub fn set_api_key_expiries(
+        &self,
+        keys: impl IntoIterator<Item = (String, String, &'static str, i64)>,
+    ) {
+        self.api_key_expiry.clear();
+        for (client, key, state, seconds) in keys {
+            let labels = KeyLabels {
+                client,
+                key,
+                state: state.into(),
+            };
+            self.api_key_expiry.get_or_create(&labels).set(seconds);
+        }
+    }
+
+    /// Remembers the notAfter of the certificate a client last presented.
+    pub fn record_client_certificate(&self, client: &str, not_after: i64) {
+        let mut map = self
+            .client_certificates
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        map.insert(client.to_owned(), not_after);
+    }
+
+    pub fn client_certificates(&self) -> Vec<(String, i64)> {
+        let map = self
+            .client_certificates
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        map.iter().map(|(c, t)| (c.clone(), *t)).collect()
+    }
+
+    /// The Prometheus/OpenMetrics text exposition.
+    pub fn encode(&self) -> String {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        for (client, not_after) in self.client_certificates() {
+            self.set_certificate_expiry("client", &client, not_after - now);
+        }
+        if let Some(dropped) = DROPPED_LINES.get() {
+            let total = dropped.dropped_lines() as u64;
+            let copied = self.log_lines_copied.fetch_max(total, Ordering::Relaxed);
+            self.log_lines_dropped.inc_by(total.saturating_sub(copied));
+        }
+        let mut text = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,164 @@
+//! A registration's request, from the command line: the bindings given as JSON (`--binding`,
+//! repeated) and the one binding spelled with flags (`--issuer`, `--cn`, `--spiffe`,
+//! `--issuer-spki`, `--pin`), which is what an operator usually types.
+
+use serde_json::{Value, json};
+
+use crate::error::CtlError;
+
+/// One certificate binding spelled with flags; all empty means none.
+#[derive(Debug, Default, Clone, clap::Args)]
+pub struct BindingFlags {
+    /// The issuing CA's name, as `openssl x509 -noout -issuer` prints it.
+    #[arg(long)]
+    pub issuer: Option<String>,
+    /// The certificate's one subject CN.
+    #[arg(long = "cn")]
+    pub subject_cn: Option<String>,
+    /// The certificate's one URI SAN (SPIFFE ID).
+    #[arg(long = "spiffe")]
+    pub spiffe_id: Option<String>,
+    /// SHA-256 (hex) of the issuing CA's public key: which CA of that name.
+    #[arg(long)]
+    pub issuer_spki: Option<String>,
+    /// SHA-256 fingerprint (hex) of one certificate, repeated: pins.
+    #[arg(long = "pin")]
+    pub pins: Vec<String>,
+}
+
+impl BindingFlags {
+    /// The binding as the admin API takes it, or `None` when no flag was given. A name or a
+    /// pin is needed: an issuer alone would bind every certificate that CA signed.
+    pub fn binding(&self) -> Result<Option<Value>, CtlError> {
+        let named = self.subject_cn.is_some() || self.spiffe_id.is_some();
+        if !named && self.pins.is_empty() {
+            if self.issuer.is_some() || self.issuer_spki.is_some() {
+                return Err(CtlError::Config(
+                    "--issuer needs --cn, --spiffe or --pin: which certificates of that CA".into(),
+                ));
+            }
+            return Ok(None);
+        }
+        if named && self.issuer.is_none() {
+            return Err(CtlError::Config(
+                "--cn and --spiffe need --issuer: a name is bound together with the CA that signed it"
+                    .into(),
+            ));
+        }
+        let mut binding = serde_json::Map::new();
+        let mut put = |key: &str, value: &Option<String>| {
+            if let Some(value) = value {
+                binding.insert(key.into(), json!(value));
+            }
+        };
+        put("issuer", &self.issuer);
+        put("subject_cn", &self.subject_cn);
+        put("spiffe_id", &self.spiffe_id);
+        put("issuer_spki_sha256", &self.issuer_spki);
+        if !self.pins.is_empty() {
+            binding.insert("fingerprints".into(), json!(self.pins));
+        }
+        Ok(Some(Value::Object(binding)))
+    }
+}
+
+/// The bindings of a registration: each `--binding` JSON object, then the flags' binding.
+pub fn bindings(json_bindings: &[String], flags: &BindingFlags) -> Result<Vec<Value>, CtlError> {
+    let mut bindings = Vec::new();
+    for text in json_bindings {
+        let binding: Value = serde_json::from_str(text)
+            .map_err(|e| CtlError::Config(format!("--binding must be a JSON object: {e}")))?;
+        if !binding.is_object() {
+            return Err(CtlError::Config(format!(
+                "--binding must be a JSON object, not `{text}`"
+            )));
+        }
+        bindings.push(binding);
+    }
+    bindings.extend(flags.binding()?);
+    Ok(bindings)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flags(
+        issuer: Option<&str>,
+        cn: Option<&str>,
+        spiffe: Option<&str>,
+        pins: &[&str],
+    ) -> BindingFlags {
+        BindingFlags {
+            issuer: issuer.map(Into::into),
+            subject_cn: cn.map(Into::into),
+            spiffe_id: spiffe.map(Into::into),
+            issuer_spki: None,
+            pins: pins.iter().map(|p| p.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn flags_make_one_binding_with_only_the_fields_given() {
+        let binding = flags(Some("CN=Dev CA"), Some("billing"), None, &[])
+            .binding()
+            .unwrap();
+        assert_eq!(
+            binding,
+            Some(json!({"issuer": "CN=Dev CA", "subject_cn": "billing"}))
+        );
+        let mut with_key = flags(Some("CN=Dev CA"), None, Some("spiffe://d/b"), &["ab"]);
+        with_key.issuer_spki = Some("cd".into());
+        assert_eq!(
+            with_key.binding().unwrap(),
+            Some(json!({"issuer": "CN=Dev CA", "spiffe_id": "spiffe://d/b",
+                        "issuer_spki_sha256": "cd", "fingerprints": ["ab"]}))
+        );
+    }
+
+    #[test]
+    fn no_flag_is_no_binding() {
+        assert_eq!(BindingFlags::default().binding().unwrap(), None);
+    }
+
+    #[test]
+    fn a_pin_alone_is_a_pin_only_binding() {
+        assert_eq!(
+            flags(None, None, None, &["ab"]).binding().unwrap(),
+            Some(json!({"fingerprints": ["ab"]}))
+        );
+    }
+
+    #[test]
+    fn an_issuer_without_a_name_or_pin_is_refused_rather_than_binding_the_whole_ca() {
+        let error = flags(Some("CN=Dev CA"), None, None, &[])
+            .binding()
+            .unwrap_err();
+        assert!(
+            error.to_string().contains("--cn, --spiffe or --pin"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_name_without_its_issuer_is_refused() {
+        let error = flags(None, Some("billing"), None, &[])
+            .binding()
+            .unwrap_err();
+        assert!(error.to_string().contains("need --issuer"), "{error}");
+    }
+
+    #[test]
+    fn json_bindings_come_first_and_must_be_objects() {
+        let both = bindings(
+            &[r#"{"issuer": "CN=A", "subject_cn": "a"}"#.into()],
+            &flags(Some("CN=B"), Some("b"), None, &[]),
+        )
+        .unwrap();
+        assert_eq!(both.len(), 2);
+        assert_eq!(both[0]["subject_cn"], "a");
+        assert_eq!(both[1]["subject_cn"], "b");
+        assert!(bindings(&["[1]".into()], &BindingFlags::default()).is_err());
+        assert!(bindings(&["{".into()], &BindingFlags::default()).is_err());
+    }
+}
