@@ -80,8 +80,26 @@ if docker run --rm --entrypoint sh dispatch-mtls:local -c 'find / -xdev \( -name
 fi
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-echo "== the ha profile: two replicas on PostgreSQL behind HAProxy"
 "${COMPOSE[@]}" --profile single down -v --remove-orphans >/dev/null 2>&1
+
+echo "== the operator guide's compose walkthrough, run as written (docs/operator-guide.md)"
+# dispatchctl from the workspace's build (scripts/test built it), as the README puts it on PATH.
+PATH="$(cargo metadata --format-version 1 --no-deps | jq -r .target_directory)/debug:$PATH"
+command -v dispatchctl >/dev/null || { echo "dispatchctl is not built: cargo build --bins"; exit 1; }
+walkthrough=$(mktemp)
+python3 - docs/operator-guide.md > "$walkthrough" <<'PY'
+import sys
+text = open(sys.argv[1]).read()
+marker = "<!-- compose-walkthrough"
+start = text.index("```sh\n", text.index(marker)) + len("```sh\n")
+print(text[start:text.index("```", start)])
+PY
+mkdir -p "$OP"
+timeout 900 bash -euo pipefail "$walkthrough"
+rm -f "$walkthrough"
+echo "the walkthrough ran as written"
+
+echo "== the ha profile: two replicas on PostgreSQL behind HAProxy"
 REPLICA_A_PORT=$(free_port) REPLICA_B_PORT=$(free_port)
 export REPLICA_A_PORT REPLICA_B_PORT
 mkdir -p "$OP"

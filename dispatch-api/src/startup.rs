@@ -64,13 +64,18 @@ pub struct Application {
     guard_watch: tokio::task::JoinHandle<()>,
     /// The SQLite file is this process's while it runs: the lock, kept on the file at its path
     /// (taken again after a remount); released when the app is dropped.
-    writer_lock: Option<(
-        Arc<storage::writer_lock::WriterLock>,
-        tokio::task::JoinHandle<()>,
-    )>,
+    writer_lock: Option<WriterLock>,
 }
 
+/// The SQLite file's lock and the task that keeps it.
+type WriterLock = (
+    Arc<storage::writer_lock::WriterLock>,
+    tokio::task::JoinHandle<()>,
+);
+
 impl Application {
+    /// Builds the service in the order its failures are most likely: TLS material, then the
+    /// database and the registry, then the listeners. Each step is a function below.
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         let settings = Arc::new(settings);
         let metrics = Arc::new(Metrics::new());
@@ -79,53 +84,10 @@ impl Application {
         let tls_config = reloadable_tls.server_config()?;
 
         let location = storage::Location::of(&settings.database)?;
-        let writer_lock = match &location {
-            storage::Location::Sqlite(path) => {
-                let lock = Arc::new(storage::writer_lock::claim(path)?);
-                let follow = tokio::spawn(storage::writer_lock::WriterLock::follow(
-                    Arc::downgrade(&lock),
-                    Duration::from_secs(1),
-                ));
-                Some((lock, follow))
-            }
-            storage::Location::Postgres(_) => None,
-        };
+        let writer_lock = claim_database(&location)?;
         let pool = storage::connect(&settings.database, &location).await?;
-        let registry = Registry::load(pool.clone())
-            .await
-            .map_err(|source| OpenError::Registry { location, source })?;
-        if let Some(path) = &settings.bootstrap.clients_file {
-            BootstrapFile::read(path)?
-                .apply(
-                    path,
-                    settings.bootstrap.secrets_dir.as_deref(),
-                    &registry,
-                    reloadable_tls.material().trust.issuers(),
-                )
-                .await?;
-        }
-        let problems = registry
-            .snapshot()
-            .ambiguous_issuers(reloadable_tls.material().trust.issuers());
-        if !problems.is_empty() {
-            return Err(StartupError::AmbiguousIssuers {
-                ca_file: settings.tls.client_ca_file.clone(),
-                problems,
-            });
-        }
-        let (recorder, recorder_task) = Recorder::start(
-            pool.clone(),
-            RecorderSettings {
-                queue: settings.limits.record_queue,
-                queue_bytes: settings.limits.record_queue_bytes,
-                batch: 512,
-                interval: Duration::from_millis(500),
-                retention: (settings.audit.retention_days > 0)
-                    .then(|| Duration::from_secs(settings.audit.retention_days * 86_400)),
-                max_database_bytes: settings.database.max_size_bytes,
-            },
-            metrics.clone(),
-        );
+        let registry = open_registry(&settings, &pool, location, &reloadable_tls).await?;
+        let (recorder, recorder_task) = start_recorder(&settings, &pool, metrics.clone());
         let state = web::Data::new(AppState {
             plans: PlanStore::start(&settings.database, pool.clone(), 4096)?,
             registry: Arc::new(registry),
@@ -145,88 +107,14 @@ impl Application {
             settings: settings.clone(),
         });
 
-        let https_address = format!("{}:{}", settings.server.host, settings.server.port);
-        let listener = TcpListener::bind(&https_address).map_err(|source| StartupError::Bind {
-            address: https_address.clone(),
-            source,
-        })?;
-        let https_port = listener
-            .local_addr()
-            .map_err(|source| StartupError::Bind {
-                address: https_address.clone(),
-                source,
-            })?
-            .port();
-        let max_body = settings.limits.max_body_bytes;
-        let body_timeout_secs = settings.limits.body_timeout_secs;
-        let api_state = state.clone();
-        let https = listener::serve(
-            listener,
-            tls_config,
-            &settings,
-            reloadable_tls.clone(),
-            move || {
-                App::new()
-                    .app_data(api_state.clone())
-                    .app_data(routes::json_config(max_body, body_timeout_secs))
-                    .app_data(
-                        web::PathConfig::default().error_handler(|_, _| ApiError::NotFound.into()),
-                    )
-                    .app_data(
-                        web::QueryConfig::default()
-                            .error_handler(|e, _| ApiError::BadRequest(e.to_string()).into()),
-                    )
-                    .wrap(from_fn(close_aged_connections))
-                    // Inside the audit, so that it records the answer the client gets.
-                    .wrap(from_fn(give_precedence))
-                    .wrap(from_fn(observe_request))
-                    // An oversized request head is refused before anything else runs.
-                    .wrap(from_fn(reject_oversized_headers))
-                    // Outermost: every answer, refusals included, waits for the unread body
-                    // (bounded) so that it reaches the client whole.
-                    .wrap(from_fn(bound_request_body))
-                    .configure(routes::api_routes)
-                    .default_service(web::to(routes::not_found))
-            },
-        )
-        .map_err(|source| StartupError::Bind {
-            address: https_address,
-            source,
-        })?;
-
-        let ops_address = format!("{}:{}", settings.server.ops_host, settings.server.ops_port);
-        let ops_listener =
-            TcpListener::bind(&ops_address).map_err(|source| StartupError::Bind {
-                address: ops_address.clone(),
-                source,
-            })?;
-        let ops_port = ops_listener
-            .local_addr()
-            .map_err(|source| StartupError::Bind {
-                address: ops_address.clone(),
-                source,
-            })?
-            .port();
-        let ops_state = state.clone();
-        let ops = HttpServer::new(move || {
-            App::new()
-                .app_data(ops_state.clone())
-                .route("/healthz", web::get().to(routes::ops::healthz))
-                .route("/readyz", web::get().to(routes::ops::readyz))
-                .route("/metrics", web::get().to(routes::ops::metrics))
-                .route("/openapi.json", web::get().to(routes::openapi::serve))
-                .default_service(web::to(routes::not_found))
-        })
-        .workers(1)
-        .disable_signals()
-        .shutdown_timeout(settings.server.shutdown_grace_secs)
-        .listen(ops_listener)
-        .map_err(|source| StartupError::Bind {
-            address: ops_address,
-            source,
-        })?
-        .run();
-
+        let (https_listener, https_port) =
+            bind(format!("{}:{}", settings.server.host, settings.server.port))?;
+        let https = serve_https(https_listener, tls_config, &reloadable_tls, &state)?;
+        let (ops_listener, ops_port) = bind(format!(
+            "{}:{}",
+            settings.server.ops_host, settings.server.ops_port
+        ))?;
+        let ops = serve_ops(ops_listener, &state)?;
         tracing::info!(
             https_port,
             ops_port,
@@ -234,6 +122,7 @@ impl Application {
             server_certificate_not_after = %reloadable_tls.material().server_not_after,
             "dispatch-api listening"
         );
+
         let tls_watch = tokio::spawn(tls::watch(reloadable_tls, state.registry.clone()));
         let registry_follower =
             tokio::spawn(crate::registry::follow_changes(state.registry.clone()));
@@ -311,6 +200,149 @@ impl Application {
         tracing::info!("dispatch-api stopped");
         Ok(())
     }
+}
+
+/// The SQLite file becomes this process's while it runs (a second process on it would never
+/// hear of this one's changes): the lock, and the task that keeps it on the file at its path.
+/// PostgreSQL has no such lock: replicas share it.
+fn claim_database(location: &storage::Location) -> Result<Option<WriterLock>, StartupError> {
+    Ok(match location {
+        storage::Location::Sqlite(path) => {
+            let lock = Arc::new(storage::writer_lock::claim(path)?);
+            let follow = tokio::spawn(storage::writer_lock::WriterLock::follow(
+                Arc::downgrade(&lock),
+                Duration::from_secs(1),
+            ));
+            Some((lock, follow))
+        }
+        storage::Location::Postgres(_) => None,
+    })
+}
+
+/// The registry as stored, the clients file applied (only clients that are absent), and no
+/// binding whose issuer the CA bundle leaves ambiguous: such a binding could never match.
+async fn open_registry(
+    settings: &Settings,
+    pool: &storage::Db,
+    location: storage::Location,
+    tls: &tls::ReloadableTls,
+) -> Result<Registry, StartupError> {
+    let registry = Registry::load(pool.clone())
+        .await
+        .map_err(|source| OpenError::Registry { location, source })?;
+    let material = tls.material();
+    let issuers = material.trust.issuers();
+    if let Some(path) = &settings.bootstrap.clients_file {
+        BootstrapFile::read(path)?
+            .apply(
+                path,
+                settings.bootstrap.secrets_dir.as_deref(),
+                &registry,
+                issuers,
+            )
+            .await?;
+    }
+    let problems = registry.snapshot().ambiguous_issuers(issuers);
+    if !problems.is_empty() {
+        return Err(StartupError::AmbiguousIssuers {
+            ca_file: settings.tls.client_ca_file.clone(),
+            problems,
+        });
+    }
+    Ok(registry)
+}
+
+/// The usage and audit recorder and its writer task.
+fn start_recorder(
+    settings: &Settings,
+    pool: &storage::Db,
+    metrics: Arc<Metrics>,
+) -> (Recorder, tokio::task::JoinHandle<()>) {
+    Recorder::start(
+        pool.clone(),
+        RecorderSettings {
+            queue: settings.limits.record_queue,
+            queue_bytes: settings.limits.record_queue_bytes,
+            batch: 512,
+            interval: Duration::from_millis(500),
+            retention: (settings.audit.retention_days > 0)
+                .then(|| Duration::from_secs(settings.audit.retention_days * 86_400)),
+            max_database_bytes: settings.database.max_size_bytes,
+        },
+        metrics,
+    )
+}
+
+/// A listening socket and the port it got (port 0 in settings: one the OS picks).
+fn bind(address: String) -> Result<(TcpListener, u16), StartupError> {
+    let bound = TcpListener::bind(&address).and_then(|listener| {
+        let port = listener.local_addr()?.port();
+        Ok((listener, port))
+    });
+    bound.map_err(|source| StartupError::Bind { address, source })
+}
+
+/// The HTTPS listener: the API's routes behind the middleware that every request passes.
+fn serve_https(
+    listener: TcpListener,
+    tls_config: rustls::ServerConfig,
+    tls: &Arc<tls::ReloadableTls>,
+    state: &web::Data<AppState>,
+) -> Result<Server, StartupError> {
+    let settings = state.settings.clone();
+    let address = listener
+        .local_addr()
+        .map_or_else(|_| String::from("the HTTPS listener"), |a| a.to_string());
+    let max_body = settings.limits.max_body_bytes;
+    let body_timeout_secs = settings.limits.body_timeout_secs;
+    let state = state.clone();
+    listener::serve(listener, tls_config, &settings, tls.clone(), move || {
+        App::new()
+            .app_data(state.clone())
+            .app_data(routes::json_config(max_body, body_timeout_secs))
+            .app_data(web::PathConfig::default().error_handler(|_, _| ApiError::NotFound.into()))
+            .app_data(
+                web::QueryConfig::default()
+                    .error_handler(|e, _| ApiError::BadRequest(e.to_string()).into()),
+            )
+            .wrap(from_fn(close_aged_connections))
+            // Inside the audit, so that it records the answer the client gets.
+            .wrap(from_fn(give_precedence))
+            .wrap(from_fn(observe_request))
+            // An oversized request head is refused before anything else runs.
+            .wrap(from_fn(reject_oversized_headers))
+            // Outermost: every answer, refusals included, waits for the unread body
+            // (bounded) so that it reaches the client whole.
+            .wrap(from_fn(bound_request_body))
+            .configure(routes::api_routes)
+            .default_service(web::to(routes::not_found))
+    })
+    .map_err(|source| StartupError::Bind { address, source })
+}
+
+/// The operations listener (plain HTTP): health, readiness, metrics, the OpenAPI document.
+fn serve_ops(listener: TcpListener, state: &web::Data<AppState>) -> Result<Server, StartupError> {
+    let address = listener.local_addr().map_or_else(
+        |_| String::from("the operations listener"),
+        |a| a.to_string(),
+    );
+    let grace = state.settings.server.shutdown_grace_secs;
+    let state = state.clone();
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .route("/healthz", web::get().to(routes::ops::healthz))
+            .route("/readyz", web::get().to(routes::ops::readyz))
+            .route("/metrics", web::get().to(routes::ops::metrics))
+            .route("/openapi.json", web::get().to(routes::openapi::serve))
+            .default_service(web::to(routes::not_found))
+    })
+    .workers(1)
+    .disable_signals()
+    .shutdown_timeout(grace)
+    .listen(listener)
+    .map_err(|source| StartupError::Bind { address, source })?;
+    Ok(server.run())
 }
 
 /// SIGTERM or SIGINT.
