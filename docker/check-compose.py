@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Static checks of docker-compose.yml, for machines where no Docker engine answers (and before
-the live run where one does): it parses, and the invariants the README promises hold."""
+the live run where one does): it parses, and the invariants docs/operator-guide.md promises hold."""
 import sys
 
 import yaml

@@ -4,7 +4,9 @@
 # become healthy, that route-worker's plan is accepted with its key, and that the operator's flip
 # through the admin endpoint works from the host. Then the `ha` profile: two replicas on
 # PostgreSQL behind HAProxy, route-worker's plans through the balancer, and a flip made through
-# one replica seen by the other. Always ends with `down -v`. Bounded in time.
+# one replica seen by the other. Between the two, the operator guide's compose walkthrough
+# (docs/operator-guide.md) is extracted and run as written, with dispatchctl from this
+# workspace (built here if it is not). Always ends with `down -v`. Bounded in time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -83,9 +85,10 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 "${COMPOSE[@]}" --profile single down -v --remove-orphans >/dev/null 2>&1
 
 echo "== the operator guide's compose walkthrough, run as written (docs/operator-guide.md)"
-# dispatchctl from the workspace's build (scripts/test built it), as the README puts it on PATH.
+# dispatchctl from the workspace's build, put on PATH as the README does (under .ci/run,
+# scripts/test built it; a CI job of its own builds it here).
 PATH="$(cargo metadata --format-version 1 --no-deps | jq -r .target_directory)/debug:$PATH"
-command -v dispatchctl >/dev/null || { echo "dispatchctl is not built: cargo build --bins"; exit 1; }
+command -v dispatchctl >/dev/null || cargo build --locked --bin dispatchctl
 walkthrough=$(mktemp)
 python3 - docs/operator-guide.md > "$walkthrough" <<'PY'
 import sys

@@ -1,7 +1,8 @@
 //! Typed settings, layered: `config/base.toml`, then `config/{environment}.toml`, then
 //! environment variables `DISPATCH_<SECTION>__<KEY>` (for example `DISPATCH_TLS__CLIENT_AUTH`).
-//! Every section's defaults are its `Default` impl, in this module only (the limits and the
-//! migration's sections in files of their own); the files set what differs. Everything is checked at start-up; a wrong value names its key.
+//! Every section's defaults are its `Default` impl and nowhere else (the limits and migration
+//! sections are in `configuration/`); the files set what differs. Everything is checked at
+//! start-up; a wrong value names its key.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -75,7 +75,7 @@ type WriterLock = (
 
 impl Application {
     /// Builds the service in the order its failures are most likely: TLS material, then the
-    /// database and the registry, then the listeners. Each step is a function below.
+    /// database and the registry, then the listeners. The longer steps are functions below.
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         let settings = Arc::new(settings);
         let metrics = Arc::new(Metrics::new());
@@ -107,14 +107,15 @@ impl Application {
             settings: settings.clone(),
         });
 
-        let (https_listener, https_port) =
-            bind(format!("{}:{}", settings.server.host, settings.server.port))?;
-        let https = serve_https(https_listener, tls_config, &reloadable_tls, &state)?;
-        let (ops_listener, ops_port) = bind(format!(
+        let https_socket = bind(format!("{}:{}", settings.server.host, settings.server.port))?;
+        let https_port = https_socket.port;
+        let https = serve_https(https_socket, tls_config, &reloadable_tls, &state)?;
+        let ops_socket = bind(format!(
             "{}:{}",
             settings.server.ops_host, settings.server.ops_port
         ))?;
-        let ops = serve_ops(ops_listener, &state)?;
+        let ops_port = ops_socket.port;
+        let ops = serve_ops(ops_socket, &state)?;
         tracing::info!(
             https_port,
             ops_port,
@@ -230,7 +231,8 @@ async fn open_registry(
     let registry = Registry::load(pool.clone())
         .await
         .map_err(|source| OpenError::Registry { location, source })?;
-    let material = tls.material();
+    // An Arc of the material, not arc-swap's guard: it is held across the bootstrap's awaits.
+    let material = arc_swap::Guard::into_inner(tls.material());
     let issuers = material.trust.issuers();
     if let Some(path) = &settings.bootstrap.clients_file {
         BootstrapFile::read(path)?
@@ -273,26 +275,40 @@ fn start_recorder(
     )
 }
 
-/// A listening socket and the port it got (port 0 in settings: one the OS picks).
-fn bind(address: String) -> Result<(TcpListener, u16), StartupError> {
+/// A listening socket, the port it got (port 0 in settings: one the OS picks), and the
+/// address as settings name it, for errors.
+struct Socket {
+    listener: TcpListener,
+    port: u16,
+    address: String,
+}
+
+fn bind(address: String) -> Result<Socket, StartupError> {
     let bound = TcpListener::bind(&address).and_then(|listener| {
         let port = listener.local_addr()?.port();
         Ok((listener, port))
     });
-    bound.map_err(|source| StartupError::Bind { address, source })
+    match bound {
+        Ok((listener, port)) => Ok(Socket {
+            listener,
+            port,
+            address,
+        }),
+        Err(source) => Err(StartupError::Bind { address, source }),
+    }
 }
 
 /// The HTTPS listener: the API's routes behind the middleware that every request passes.
 fn serve_https(
-    listener: TcpListener,
+    socket: Socket,
     tls_config: rustls::ServerConfig,
     tls: &Arc<tls::ReloadableTls>,
     state: &web::Data<AppState>,
 ) -> Result<Server, StartupError> {
+    let Socket {
+        listener, address, ..
+    } = socket;
     let settings = state.settings.clone();
-    let address = listener
-        .local_addr()
-        .map_or_else(|_| String::from("the HTTPS listener"), |a| a.to_string());
     let max_body = settings.limits.max_body_bytes;
     let body_timeout_secs = settings.limits.body_timeout_secs;
     let state = state.clone();
@@ -321,11 +337,10 @@ fn serve_https(
 }
 
 /// The operations listener (plain HTTP): health, readiness, metrics, the OpenAPI document.
-fn serve_ops(listener: TcpListener, state: &web::Data<AppState>) -> Result<Server, StartupError> {
-    let address = listener.local_addr().map_or_else(
-        |_| String::from("the operations listener"),
-        |a| a.to_string(),
-    );
+fn serve_ops(socket: Socket, state: &web::Data<AppState>) -> Result<Server, StartupError> {
+    let Socket {
+        listener, address, ..
+    } = socket;
     let grace = state.settings.server.shutdown_grace_secs;
     let state = state.clone();
     let server = HttpServer::new(move || {

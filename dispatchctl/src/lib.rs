@@ -3,7 +3,7 @@
 //!
 //! - [`error`]: what went wrong, with its exit code.
 //! - [`configuration`]: the file and `DISPATCHCTL_*` settings.
-//! - [`api`]: the admin API client and its errors.
+//! - [`api`]: the admin API client.
 //! - [`status`]: the tables (clients, keys, revocations; and `--json`).
 //! - [`clients`]: a registration's request, from flags.
 //! - [`check`]: the preflight checks, as pure functions of what the service reports.

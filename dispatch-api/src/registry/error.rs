@@ -1,5 +1,5 @@
 //! Why a registry write did not happen: one enum for every write, mapped to problem responses
-//! in `error.rs` above.
+//! by the application's `error` module, above this one.
 
 use crate::storage::StorageError;
 

@@ -1,6 +1,6 @@
-//! The registry's writes of a client's mode, state and bindings, the snapshot the request
-//! path reads, and what every write shares: the row lock and the announcement to the other
-//! replicas. Registration, keys and revocations have files of their own.
+//! The registry and the snapshot the request path reads, and its writes of a client's mode,
+//! state and bindings. Registration, keys and revocations have files of their own; what every
+//! write shares (the row lock, the announcement to the other replicas) is in `write`.
 
 use std::sync::Arc;
 

@@ -1,7 +1,8 @@
 //! The database through sqlx: SQLite (one file, the default) or PostgreSQL (shared by several
-//! replicas). The connection pool, embedded migrations per dialect, the storage errors and their
-//! fault bookkeeping ([`file_faults`]), and the read queries the admin API needs (`reads`). Writes live next to what they
-//! write (plans, registry, recorder).
+//! replicas). Here: the pool and transaction of either dialect and the storage errors. Opening
+//! it (the pool, embedded migrations per dialect) is in `open`, fault bookkeeping in
+//! [`file_faults`], the read queries the admin API needs in `reads`. Writes live next to what
+//! they write (plans, registry, recorder).
 //!
 //! Both dialects run the same SQL text where they can (`$1` placeholders, `ON CONFLICT`,
 //! `CAST(... AS BIGINT)`): [`on_backend!`] compiles one query body once per driver, so a query
