@@ -37,6 +37,12 @@ FLOOD_SECONDS = int(os.environ.get("FLOOD_SECONDS", 10 if QUICK else 60))
 RUNS = int(os.environ.get("RUNS", 3 if QUICK else 5))
 SECONDS = int(os.environ.get("BENCH_SECONDS", 5 if QUICK else 10))
 CONNECTIONS = int(os.environ.get("CONNECTIONS", 50))
+# Figure 4's connections. oha's TLS client (rustls) keeps at most 8 session tickets per server:
+# with more connections than that opening at once, the rest start without a ticket whatever the
+# server does. dispatch-api answers plans a commit group at a time, so its connections end, and
+# open again, in bursts: at 50 connections 30 % of them found no ticket (nginx, answering
+# each at once, 2 %). At 8, figure 4 measures resumption for every server.
+RESUME_CONNECTIONS = int(os.environ.get("RESUME_CONNECTIONS", 8))
 # `full` (fsync per group commit: survives power loss) or `normal` (survives a process crash).
 DURABILITY = os.environ.get("DURABILITY", "full")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -103,8 +109,10 @@ def clients_file(count):
 
 
 class Server:
-    def __init__(self, proc, port, pids_fn, name):
+    def __init__(self, proc, port, pids_fn, name, handshakes=None):
         self.proc, self.port, self.pids, self.name = proc, port, pids_fn, name
+        # Counts of full and resumed handshakes so far, where the server tells them.
+        self.handshakes = handshakes
 
     def cpu_ticks(self):
         total = 0
@@ -173,6 +181,7 @@ filter = "info"
         time.sleep(0.1)
     server = Server(proc, port, lambda: [proc.pid], f"dispatch-api/{name}")
     server.ops = ops
+    server.handshakes = lambda: handshake_kinds(server)
     return server
 
 
@@ -305,7 +314,7 @@ def stop(server):
 
 
 def start_nginx():
-    ports = {"resume": free_port(), "full": free_port(), "key": free_port()}
+    ports = {"resume": free_port(), "fresh": free_port(), "full": free_port(), "key": free_port()}
     key = open(pki("route-worker.api-key")).read().strip()
     tls = f"""ssl_protocols TLSv1.3; ssl_certificate {pki('dispatch-api.pem')};
         ssl_certificate_key {pki('dispatch-api.key')};"""
@@ -323,6 +332,7 @@ daemon off;
 events {{ worker_connections 4096; }}
 http {{
     access_log {work}/nginx-access.log;
+    log_format reused '$ssl_session_reused';
     keepalive_requests 1000000;
     map_hash_bucket_size 128;
     # The flood row's anonymous GETs carry 8 KiB paths: answered 401, not 414.
@@ -335,6 +345,16 @@ http {{
         ssl_session_tickets on; ssl_session_cache shared:bench:10m;
         {answer}
         location / {{ return 401; }}
+    }}
+    # Figure 4: the resumption server's settings, one log line per request (one per connection
+    # in that figure) saying whether its session was resumed.
+    server {{
+        listen 127.0.0.1:{ports['fresh']} ssl;
+        {tls}
+        ssl_client_certificate {pki('ca.pem')}; ssl_verify_client optional;
+        ssl_session_tickets on; ssl_session_cache shared:bench:10m;
+        access_log {work}/nginx-fresh.log reused;
+        {answer}
     }}
     server {{
         listen 127.0.0.1:{ports['full']} ssl;
@@ -370,7 +390,13 @@ http {{
             kids = []
         return [proc.pid] + [int(k) for k in kids]
 
-    return {name: Server(proc, port, pids, f"nginx/{name}") for name, port in ports.items()}
+    def handshakes():
+        # `r` for a resumed session, `.` for a full handshake.
+        lines = open(os.path.join(work, "nginx-fresh.log")).read().split()
+        return {"resumed": lines.count("r"), "full": lines.count(".")}
+
+    return {name: Server(proc, port, pids, f"nginx/{name}", handshakes if name == "fresh" else None)
+            for name, port in ports.items()}
 
 
 def start_haproxy_peer():
@@ -385,7 +411,7 @@ def start_haproxy_peer():
               "string '{\"id\":\"00000000-0000-4000-8000-000000000000\",\"status\":\"accepted\"}'")
     servers = {}
     for variant, resumption in (("resume", True), ("full", False)):
-        ports = {"resume": free_port(), "key": free_port()} if resumption else {"full": free_port()}
+        ports = {"resume": free_port(), "fresh": free_port(), "key": free_port()} if resumption else {"full": free_port()}
         tickets = "" if resumption else " no-tls-tickets"
         frontends = []
         for name, port in ports.items():
@@ -394,10 +420,14 @@ def start_haproxy_peer():
                          if name == "key" else
                          # The flood row's anonymous GETs elsewhere than the plans' path: 401.
                          "    http-request return status 401 unless { path /api/dispatch-plans }\n")
+            # Figure 4's frontend logs, per request (one per connection there), whether its
+            # session was resumed; the others log nothing, as before.
+            log = ('    log stdout format raw local0\n    log-format "%[ssl_fc_is_resumed]"\n'
+                   if name == "fresh" else "")
             frontends.append(f"""frontend {name}
     bind 127.0.0.1:{port} ssl crt {combined} {verify} ssl-min-ver TLSv1.3 alpn http/1.1{tickets}
     option http-buffer-request
-{check_key}    {answer}
+{log}{check_key}    {answer}
 """)
         conf = os.path.join(work, f"haproxy-peer-{variant}.cfg")
         with open(conf, "w") as f:
@@ -413,14 +443,20 @@ defaults
     timeout http-request 10s
     timeout http-keep-alive 30s
 """ + "".join(frontends))
-        proc = subprocess.Popen(["haproxy", "-db", "-f", conf], stdout=subprocess.DEVNULL,
+        resumed_log = os.path.join(work, f"haproxy-peer-{variant}.out")
+        proc = subprocess.Popen(["haproxy", "-db", "-f", conf], stdout=open(resumed_log, "wb"),
                                 stderr=open(os.path.join(work, f"haproxy-peer-{variant}.log"), "wb"))
         children.append(proc)
         time.sleep(0.5)
         if proc.poll() is not None:
             raise SystemExit(f"haproxy ({variant}) did not start; see haproxy-peer-{variant}.log")
+        def handshakes(path=resumed_log):
+            lines = open(path).read().split()
+            return {"resumed": lines.count("1"), "full": lines.count("0")}
+
         for name, port in ports.items():
-            servers[name] = Server(proc, port, (lambda p=proc: [p.pid]), f"haproxy/{name}")
+            servers[name] = Server(proc, port, (lambda p=proc: [p.pid]), f"haproxy/{name}",
+                                   handshakes if name == "fresh" else None)
     return servers
 
 
@@ -596,8 +632,9 @@ def main():
               f"dispatch-api synchronous={DURABILITY}", flush=True)
         flood()
         return
-    print(f"machine: {os.cpu_count()} cores; {RUNS} runs x {SECONDS}s per figure, {CONNECTIONS} connections; "
-          f"load generator oha on the same machine; dispatch-api synchronous={DURABILITY}", flush=True)
+    print(f"machine: {os.cpu_count()} cores; {RUNS} runs x {SECONDS}s per figure, {CONNECTIONS} connections "
+          f"(figure 4: {RESUME_CONNECTIONS}); load generator oha on the same machine; "
+          f"dispatch-api synchronous={DURABILITY}", flush=True)
     resumed = start_dispatch("resume", resumption=True)
     full = start_dispatch("full", resumption=False)
     peers = {"nginx": start_nginx(), "haproxy": start_haproxy_peer()}
@@ -605,7 +642,8 @@ def main():
         ("1 keep-alive, mTLS, POST plan (20 stops)", resumed, "resume", dict(cert=True)),
         ("2 keep-alive, API key", resumed, "key", dict(cert=False, key=True)),
         ("3 new connection per request, full mTLS 1.3 handshake", full, "full", dict(cert=True, new_connections=True)),
-        ("4 new connection per request, TLS session resumption", resumed, "resume", dict(cert=True, new_connections=True)),
+        ("4 new connection per request, TLS session resumption", resumed, "fresh",
+         dict(cert=True, new_connections=True, connections=RESUME_CONNECTIONS)),
     ]
     labels = ["dispatch"] + list(peers)
     results = {name: {label: [] for label in labels} for name, *_ in figures}
@@ -615,7 +653,12 @@ def main():
             # Each run starts with the next server in turn, so none is always first or last.
             order = servers[run % len(servers):] + servers[:run % len(servers)]
             for label, server in order:
-                results[name][label].append(oha(server, **options))
+                before = server.handshakes() if server.handshakes and kind == "fresh" else None
+                sample = oha(server, **options)
+                if before is not None:
+                    after = server.handshakes()
+                    sample.update({k: after.get(k, 0) - before.get(k, 0) for k in ("resumed", "full")})
+                results[name][label].append(sample)
         print(f"  run {run + 1}/{RUNS} done", flush=True)
     # The handshake counts of figures 3 and 4 and the peak RSS of figures 1-4, before the flood
     # row adds its anonymous connections.
@@ -662,6 +705,13 @@ def main():
     print(f"flood 5: refusals (401) per second beside the plans: " + ", ".join(
         f"{label} {summary(results[flood_name][label], 'refusals_per_s')[0]:.0f}" for label in labels))
     print(f"handshakes seen by dispatch-api: resumption server {handshakes[0]}, full-handshake server {handshakes[1]}")
+    shares = []
+    for label in labels:
+        samples = results[figures[3][0]][label]
+        resumed_count = sum(s.get("resumed", 0) for s in samples)
+        total = resumed_count + sum(s.get("full", 0) for s in samples)
+        shares.append(f"{label} {resumed_count / total:.1%} of {total}" if total else f"{label} not told")
+    print(f"figure 4 resumed share ({RESUME_CONNECTIONS} connections, each server's own count): " + ", ".join(shares))
     print(f"peak RSS: dispatch-api {rss[0]:.1f} MiB, nginx (all processes) {rss[1]:.1f} MiB, haproxy {rss[2]:.1f} MiB")
     ceiling = handshake_ceiling()
     if ceiling:
@@ -810,7 +860,8 @@ def compare_providers():
     print("\nrustls provider (dispatch-api only, runs alternating):")
     for label, resumption, options in [
             ("3 full mTLS handshake per request", False, dict(cert=True, new_connections=True)),
-            ("4 resumed handshake per request", True, dict(cert=True, new_connections=True)),
+            ("4 resumed handshake per request", True,
+             dict(cert=True, new_connections=True, connections=RESUME_CONNECTIONS)),
             ("1 keep-alive, mTLS", True, dict(cert=True))]:
         ring = start_dispatch(f"ring-{resumption}", resumption=resumption)
         aws = start_dispatch(f"aws-{resumption}", resumption=resumption, binary=AWS_LC_BIN)

@@ -2,6 +2,8 @@
 //! certificate: by what the verified path proves (the issuer's encoded name and key, the leaf's
 //! one CN or URI SAN, pins), never by how a name prints.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use super::{Client, ClientName};
@@ -21,9 +23,12 @@ use crate::identity::{
 /// stand for more than one key is ambiguous and refused: see [`CertBinding::check_issuer`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct CertBinding {
-    pub issuer: Option<DistinguishedName>,
+    /// Shared: a million bindings name a handful of CAs (see [`CertBinding::parse_with`]).
+    pub issuer: Option<Arc<DistinguishedName>>,
+    /// Boxed: few bindings pin the key, and inline it would cost 32 bytes in every binding
+    /// (a registry of a million clients holds a million bindings).
     #[serde(rename = "issuer_spki_sha256")]
-    pub issuer_spki: Option<SpkiHash>,
+    pub issuer_spki: Option<Box<SpkiHash>>,
     pub subject_cn: Option<String>,
     pub spiffe_id: Option<SpiffeId>,
     pub fingerprints: Vec<Fingerprint>,
@@ -56,16 +61,22 @@ pub(crate) enum Verdict {
 
 impl CertBinding {
     pub fn parse(spec: &CertBindingSpec) -> Result<Self, String> {
-        let issuer = spec
-            .issuer
-            .as_deref()
-            .map(DistinguishedName::parse)
-            .transpose()?;
+        Self::parse_with(spec, |text| DistinguishedName::parse(text).map(Arc::new))
+    }
+
+    /// [`Self::parse`], reading the issuer with `issuer`: the registry's start-up reads each
+    /// distinct issuer once and shares it between every binding that names it.
+    pub(super) fn parse_with(
+        spec: &CertBindingSpec,
+        issuer: impl FnOnce(&str) -> Result<Arc<DistinguishedName>, String>,
+    ) -> Result<Self, String> {
+        let issuer = spec.issuer.as_deref().map(issuer).transpose()?;
         let issuer_spki = spec
             .issuer_spki_sha256
             .as_deref()
             .map(SpkiHash::parse)
-            .transpose()?;
+            .transpose()?
+            .map(Box::new);
         let spiffe_id = spec.spiffe_id.as_deref().map(SpiffeId::parse).transpose()?;
         let subject_cn = spec.subject_cn.as_ref().map(|cn| cn.trim().to_owned());
         if subject_cn.as_deref() == Some("") {
@@ -99,7 +110,7 @@ impl CertBinding {
     pub fn to_spec(&self) -> CertBindingSpec {
         CertBindingSpec {
             issuer: self.issuer.as_ref().map(|i| i.as_str().to_owned()),
-            issuer_spki_sha256: self.issuer_spki.map(|k| k.to_string()),
+            issuer_spki_sha256: self.issuer_spki.as_ref().map(|k| k.to_string()),
             subject_cn: self.subject_cn.clone(),
             spiffe_id: self.spiffe_id.as_ref().map(|s| s.as_str().to_owned()),
             fingerprints: self.fingerprints.iter().map(|f| f.to_string()).collect(),
@@ -156,8 +167,8 @@ impl CertBinding {
         if cert.leaf.issuer != *issuer {
             return false;
         }
-        match (self.issuer_spki, issuers.keys_named(issuer)) {
-            (Some(pin), _) => cert.issuer_spki == pin,
+        match (self.issuer_spki.as_deref(), issuers.keys_named(issuer)) {
+            (Some(pin), _) => cert.issuer_spki == *pin,
             (None, [only]) => cert.issuer_spki == *only,
             // An intermediate outside the bundle: its path can only end at the bundle's one CA.
             (None, []) => issuers.ca_count() == 1,
@@ -176,7 +187,10 @@ impl CertBinding {
         if self.issuer_spki.is_some() {
             return Ok(());
         }
-        if let Some(meant) = issuers.reordered(issuer).filter(|meant| *meant != issuer) {
+        if let Some(meant) = issuers
+            .reordered(issuer)
+            .filter(|meant| *meant != &**issuer)
+        {
             return Err(format!(
                 "the issuer `{issuer}` names no CA of the client CA bundle; `{meant}` is one: names compare attribute by attribute in the order the certificate encodes them (as `openssl x509 -noout -issuer` and /api/whoami print them)"
             ));
@@ -217,7 +231,7 @@ impl CertBinding {
             return !self.fingerprints.is_empty() && !other.fingerprints.is_empty();
         }
         let keys_apart =
-            matches!((self.issuer_spki, other.issuer_spki), (Some(a), Some(b)) if a != b);
+            matches!((&self.issuer_spki, &other.issuer_spki), (Some(a), Some(b)) if a != b);
         let same_name = self.subject_cn.is_some() && self.subject_cn == other.subject_cn
             || self.spiffe_id.is_some() && self.spiffe_id == other.spiffe_id;
         self.issuer == other.issuer && !keys_apart && same_name

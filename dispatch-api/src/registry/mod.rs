@@ -7,6 +7,7 @@
 mod binding;
 mod bootstrap;
 mod change;
+mod compact;
 mod error;
 mod follow;
 mod guard;

@@ -4,6 +4,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use super::compact::Indexed;
 use super::{ApiKey, ApiKeyHash, CertBinding, Client, ClientName, Verdict, first_overlap};
 use crate::identity::{Fingerprint, IssuerIndex, VerifiedCertificate};
 
@@ -21,14 +22,25 @@ pub enum CertMatchFailure {
     Ambiguous,
 }
 
+/// Clients changed since the base was built before the base is built again: at least this
+/// many, or an eighth of the base. A rebuild costs O(n) (about a tenth of a second at a million
+/// clients), so it comes once per n/8 changes and a flip costs O(log n) on average. Small in
+/// tests, so that the property tests below cross rebuilds.
+const REBUILD_AFTER: usize = if cfg!(test) { 3 } else { 1024 };
+
 /// An immutable view of the registry, indexed for the request path.
 ///
-/// The maps are persistent (rpds' hash tries): [`Self::with_client`] makes the next snapshot
-/// from this one in O(log n), sharing everything the change does not touch, so a flip costs
-/// the same with a million clients as with ten.
+/// Two layers: `base`, every client as of the last rebuild in compact tables (shared by every
+/// snapshot since), and the clients changed since, in persistent hash tries (rpds) that
+/// [`Self::with_client`] changes in O(log n), sharing everything the change does not touch. A
+/// lookup asks the changes first; a client of the base that has changed since is never
+/// answered from the base.
 #[derive(Debug, Default, Clone)]
 pub struct RegistrySnapshot {
-    clients: Trie<ClientName, Arc<Client>>,
+    base: Arc<Indexed>,
+    /// Clients changed since the base was built: their latest form, or `None` once removed.
+    changed: Trie<ClientName, Option<Arc<Client>>>,
+    // The changed clients that exist, by what they are looked up by.
     by_key: Trie<ApiKeyHash, Arc<Client>>,
     by_cn: Trie<String, Vec<Arc<Client>>>,
     /// By SPIFFE ID as written, to look up each URI SAN of a certificate.
@@ -78,14 +90,11 @@ fn remove<K: std::hash::Hash + Eq + Clone>(
 
 impl RegistrySnapshot {
     pub fn new(clients: Vec<Client>, revoked: HashSet<Fingerprint>) -> Self {
-        let mut snapshot = Self {
+        Self {
+            base: Arc::new(Indexed::build(clients.into_iter().map(Arc::new))),
             revoked: revoked.into_iter().collect(),
             ..Self::default()
-        };
-        for client in clients {
-            snapshot.insert(client);
         }
-        snapshot
     }
 
     /// The next snapshot, with `client` as its name's entry (added or replaced) or, with
@@ -93,8 +102,12 @@ impl RegistrySnapshot {
     pub fn with_client(&self, name: &ClientName, client: Option<Client>) -> Self {
         let mut next = self.clone();
         next.take_out(name);
-        if let Some(client) = client {
-            next.insert(client);
+        match client {
+            Some(client) => next.insert(client),
+            None => next.changed.insert_mut(name.clone(), None),
+        }
+        if next.changed.size() > REBUILD_AFTER.max(next.base.len() / 8) {
+            next = next.rebuilt();
         }
         next
     }
@@ -106,9 +119,17 @@ impl RegistrySnapshot {
         next
     }
 
-    /// Adds a client and its index entries (replacing one of the same name).
+    /// The same clients, all in a new base.
+    fn rebuilt(&self) -> Self {
+        Self {
+            base: Arc::new(Indexed::build(self.clients().cloned())),
+            revoked: self.revoked.clone(),
+            ..Self::default()
+        }
+    }
+
+    /// Adds a changed client and its index entries (after [`Self::take_out`] of its name).
     fn insert(&mut self, client: Client) {
-        self.take_out(&client.name);
         let client = Arc::new(client);
         for key in &client.api_keys {
             self.by_key.insert_mut(key.hash, client.clone());
@@ -127,15 +148,16 @@ impl RegistrySnapshot {
                 }
             }
         }
-        self.clients.insert_mut(client.name.clone(), client);
+        self.changed.insert_mut(client.name.clone(), Some(client));
     }
 
-    /// Removes the client named `name` and every index entry that leads to it.
+    /// Removes the index entries of the changed client named `name`, if it has changed (a
+    /// client of the base is hidden by its entry in `changed`).
     fn take_out(&mut self, name: &ClientName) {
-        let Some(client) = self.clients.get(name).cloned() else {
+        let Some(Some(client)) = self.changed.get(name).cloned() else {
             return;
         };
-        self.clients.remove_mut(name);
+        self.changed.remove_mut(name);
         for key in &client.api_keys {
             if self.by_key.get(&key.hash).is_some_and(|c| c.name == *name) {
                 self.by_key.remove_mut(&key.hash);
@@ -155,12 +177,41 @@ impl RegistrySnapshot {
         }
     }
 
+    /// Whether a client found in the base is still current (has not changed since).
+    fn current(&self, client: &Arc<Client>) -> bool {
+        !self.changed.contains_key(&client.name)
+    }
+
+    /// The changed clients filed under `key` of one index, then the base's that are current.
+    fn found<'a, K, Q>(
+        &'a self,
+        changed: &'a Trie<K, Vec<Arc<Client>>>,
+        key: &Q,
+        base: impl Iterator<Item = &'a Arc<Client>>,
+    ) -> impl Iterator<Item = &'a Arc<Client>>
+    where
+        K: std::borrow::Borrow<Q> + std::hash::Hash + Eq,
+        Q: std::hash::Hash + Eq + ?Sized,
+    {
+        changed
+            .get(key)
+            .into_iter()
+            .flatten()
+            .chain(base.filter(|c| self.current(c)))
+    }
+
     pub fn client(&self, name: &ClientName) -> Option<&Arc<Client>> {
-        self.clients.get(name)
+        match self.changed.get(name) {
+            Some(changed) => changed.as_ref(),
+            None => self.base.client(name.as_str()),
+        }
     }
 
     pub fn clients(&self) -> impl Iterator<Item = &Arc<Client>> {
-        self.clients.values()
+        self.base
+            .clients()
+            .filter(|c| self.current(c))
+            .chain(self.changed.values().flatten())
     }
 
     /// The client whose key this is, and the key, if any (expired or not). Looked up by hash
@@ -168,13 +219,32 @@ impl RegistrySnapshot {
     /// `matches` compares the stored hash again in constant time, which keeps the comparison
     /// itself free of early exits.
     pub fn client_for_key(&self, hash: &ApiKeyHash) -> Option<(&Arc<Client>, ApiKey)> {
-        let client = self.by_key.get(hash)?;
+        let client = match self.by_key.get(hash) {
+            Some(client) => client,
+            None => self.base.by_key(hash).filter(|c| self.current(c))?,
+        };
         client.key(hash).map(|key| (client, *key))
     }
 
     /// Whether this certificate is on the deny list.
     pub fn is_revoked(&self, fingerprint: &Fingerprint) -> bool {
         self.revoked.contains(fingerprint)
+    }
+
+    fn with_cn<'a>(&'a self, cn: &str) -> impl Iterator<Item = &'a Arc<Client>> {
+        self.found(&self.by_cn, cn, self.base.by_cn(cn))
+    }
+
+    fn with_uri<'a>(&'a self, uri: &str) -> impl Iterator<Item = &'a Arc<Client>> {
+        self.found(&self.by_uri, uri, self.base.by_uri(uri))
+    }
+
+    fn with_pin<'a>(&'a self, pin: &Fingerprint) -> impl Iterator<Item = &'a Arc<Client>> {
+        self.found(&self.by_pin, pin, self.base.by_pin(pin))
+    }
+
+    fn pinned_only<'a>(&'a self, pin: &Fingerprint) -> impl Iterator<Item = &'a Arc<Client>> {
+        self.found(&self.by_fingerprint, pin, self.base.by_fingerprint(pin))
     }
 
     /// The one client a verified certificate is bound to.
@@ -190,10 +260,9 @@ impl RegistrySnapshot {
         let candidates = leaf
             .common_names
             .iter()
-            .filter_map(|cn| self.by_cn.get(cn))
-            .chain(leaf.uri_sans.iter().filter_map(|uri| self.by_uri.get(uri)))
-            .chain(self.by_fingerprint.get(&leaf.fingerprint))
-            .flatten();
+            .flat_map(|cn| self.with_cn(cn))
+            .chain(leaf.uri_sans.iter().flat_map(|uri| self.with_uri(uri)))
+            .chain(self.pinned_only(&leaf.fingerprint));
         let mut matched: Vec<&Arc<Client>> = Vec::new();
         let mut ambiguous = false;
         let mut wrong_issuer = false;
@@ -222,8 +291,7 @@ impl RegistrySnapshot {
     /// Every binding whose issuer is ambiguous under `issuers`, as `client: why`.
     pub fn ambiguous_issuers(&self, issuers: &IssuerIndex) -> Vec<String> {
         let mut problems: Vec<String> = self
-            .clients
-            .values()
+            .clients()
             .flat_map(|client| {
                 client
                     .bindings
@@ -243,20 +311,19 @@ impl RegistrySnapshot {
         let candidates = binding
             .subject_cn
             .iter()
-            .filter_map(|cn| self.by_cn.get(cn))
+            .flat_map(|cn| self.with_cn(cn))
             .chain(
                 binding
                     .spiffe_id
                     .iter()
-                    .filter_map(|id| self.by_uri.get(id.as_str())),
+                    .flat_map(|id| self.with_uri(id.as_str())),
             )
             .chain(
                 binding
                     .fingerprints
                     .iter()
-                    .filter_map(|pin| self.by_pin.get(pin)),
+                    .flat_map(|pin| self.with_pin(pin)),
             )
-            .flatten()
             .map(|c| &**c);
         first_overlap(candidates, client, binding)
     }
@@ -328,43 +395,57 @@ mod tests {
             })
     }
 
-    /// Everything a snapshot holds, in order: each index entry with the whole client it leads
-    /// to (a stale copy of a client shows).
-    fn contents(snapshot: &RegistrySnapshot) -> Vec<String> {
+    /// Everything a snapshot answers, in order: each client, then what each lookup finds for
+    /// every key, name and pin any of `seen` ever held (so an entry left behind for a removed or
+    /// changed client shows), with the whole client it leads to (a stale copy shows).
+    fn contents(snapshot: &RegistrySnapshot, seen: &[Client]) -> Vec<String> {
         let described = |c: &Arc<Client>| {
             let keys: Vec<String> = c.api_keys.iter().map(|k| k.hash.to_hex()).collect();
             format!("{c:?} keys={keys:?}")
         };
         let mut lines: Vec<String> = snapshot
-            .clients
-            .iter()
-            .map(|(name, c)| format!("client {name} {}", described(c)))
-            .chain(
-                snapshot
-                    .by_key
-                    .iter()
-                    .map(|(k, c)| format!("key {} {}", k.to_hex(), described(c))),
-            )
+            .clients()
+            .map(|c| format!("client {} {}", c.name, described(c)))
             .collect();
-        let mut list = |label: &str, key: String, clients: &Vec<Arc<Client>>| {
-            let mut named: Vec<String> = clients.iter().map(described).collect();
+        let mut list = |label: &str, key: String, found: Vec<&Arc<Client>>| {
+            let mut named: Vec<String> = found.into_iter().map(described).collect();
             named.sort();
             lines.push(format!("{label} {key} {named:?}"));
         };
-        for (cn, clients) in &snapshot.by_cn {
-            list("cn", cn.clone(), clients);
-        }
-        for (uri, clients) in &snapshot.by_uri {
-            list("uri", uri.clone(), clients);
-        }
-        for (pin, clients) in &snapshot.by_fingerprint {
-            list("fingerprint", pin.to_string(), clients);
-        }
-        for (pin, clients) in &snapshot.by_pin {
-            list("pin", pin.to_string(), clients);
+        for client in seen {
+            list(
+                "named",
+                client.name.to_string(),
+                snapshot.client(&client.name).into_iter().collect(),
+            );
+            for key in &client.api_keys {
+                let found = snapshot.client_for_key(&key.hash).map(|(c, _)| c);
+                list("key", key.hash.to_hex(), found.into_iter().collect());
+            }
+            for binding in &client.bindings {
+                if let Some(cn) = &binding.subject_cn {
+                    list("cn", cn.clone(), snapshot.with_cn(cn).collect());
+                }
+                if let Some(id) = &binding.spiffe_id {
+                    list(
+                        "uri",
+                        id.as_str().to_owned(),
+                        snapshot.with_uri(id.as_str()).collect(),
+                    );
+                }
+                for pin in &binding.fingerprints {
+                    list(
+                        "fingerprint",
+                        pin.to_string(),
+                        snapshot.pinned_only(pin).collect(),
+                    );
+                    list("pin", pin.to_string(), snapshot.with_pin(pin).collect());
+                }
+            }
         }
         lines.extend(snapshot.revoked.iter().map(|f| format!("revoked {f}")));
         lines.sort();
+        lines.dedup();
         lines
     }
 
@@ -378,6 +459,7 @@ mod tests {
         ) {
             let mut incremental = RegistrySnapshot::default();
             let mut stored: std::collections::BTreeMap<ClientName, Client> = Default::default();
+            let seen: Vec<Client> = changes.iter().filter_map(|(_, c)| c.clone()).collect();
             for (name, change) in changes {
                 let name = match &change {
                     Some(client) => client.name.clone(),
@@ -390,7 +472,7 @@ mod tests {
                 };
             }
             let rebuilt = RegistrySnapshot::new(stored.into_values().collect(), HashSet::new());
-            prop_assert_eq!(contents(&incremental), contents(&rebuilt));
+            prop_assert_eq!(contents(&incremental, &seen), contents(&rebuilt, &seen));
         }
 
         /// The indexed search for an overlapping binding finds one exactly when a scan of every

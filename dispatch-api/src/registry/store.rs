@@ -57,7 +57,7 @@ fn takes_own_way_in(snapshot: &RegistrySnapshot, change: &Change<'_>, after: &Cl
 
 impl Registry {
     pub async fn load(pool: Db) -> Result<Self, StorageError> {
-        let snapshot = read_snapshot(&pool).await.map_err(StorageError::database)?;
+        let snapshot = read_snapshot(&pool).await?;
         Ok(Self {
             pool,
             snapshot: ArcSwap::from_pointee(snapshot),
@@ -74,9 +74,7 @@ impl Registry {
     /// Reads every table into a new snapshot.
     pub(super) async fn refresh(&self) -> Result<(), StorageError> {
         let _update = self.updates.lock().await;
-        let snapshot = read_snapshot(&self.pool)
-            .await
-            .map_err(StorageError::database)?;
+        let snapshot = read_snapshot(&self.pool).await?;
         self.snapshot.store(Arc::new(snapshot));
         Ok(())
     }

@@ -683,7 +683,10 @@ async fn registering_a_binding_whose_issuer_is_ambiguous_is_refused() {
     // The pin is stored and read back.
     let snapshot = registry.snapshot();
     let stored = snapshot.client(&ClientName::parse("a").unwrap()).unwrap();
-    assert_eq!(stored.bindings[0].issuer_spki, Some(spki_of(&twin)));
+    assert_eq!(
+        stored.bindings[0].issuer_spki.as_deref(),
+        Some(&spki_of(&twin))
+    );
 }
 
 #[tokio::test]
@@ -1575,4 +1578,73 @@ async fn the_database_holds_at_most_one_current_key_per_client() {
     assert!(insert(hash(2), None).await.is_err());
     // ... a replaced one beside the current one is not.
     assert!(insert(hash(3), Some(10)).await.is_ok());
+}
+
+#[tokio::test]
+async fn a_whole_read_skips_rows_that_do_not_parse_keeps_the_rest_in_order_and_shares_each_issuer()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let pool = pool_in(dir.path()).await;
+    let crate::storage::Backend::Sqlite(sqlite) = &pool else {
+        unreachable!("the unit tests run on SQLite")
+    };
+    for statement in [
+        "INSERT INTO clients (name, mode, scopes, disabled, created_at, updated_at) VALUES \
+         ('good', 'dual', 'plans:submit', 0, 0, 0), ('bad', 'dual', 'teleport', 0, 0, 0), \
+         ('zed', 'mtls', 'plans:submit admin', 1, 0, 0)",
+        "INSERT INTO cert_bindings (client, issuer, subject_cn, fingerprints) VALUES \
+         ('good', 'CN=Test CA, O=Test', 'good-1', ''), ('bad', 'CN=Test CA, O=Test', 'bad', ''), \
+         ('good', 'not a name', 'good-broken', ''), ('zed', 'CN=Test CA, O=Test', 'zed', ''), \
+         ('good', 'CN=Test CA, O=Test', 'good-2', '')",
+        "INSERT INTO api_keys (client, key_sha256, created_at, replaced_at) VALUES \
+         ('good', 'not hex', 5, 4)",
+    ] {
+        sqlx::query(statement).execute(sqlite).await.unwrap();
+    }
+    let insert_key = |hash: ApiKeyHash, created_at: i64, replaced_at: Option<i64>| {
+        sqlx::query(
+            "INSERT INTO api_keys (client, key_sha256, created_at, replaced_at) VALUES ('good', $1, $2, $3)",
+        )
+        .bind(hash.to_hex())
+        .bind(created_at)
+        .bind(replaced_at)
+        .execute(sqlite)
+    };
+    insert_key(hash(1), 1, Some(3)).await.unwrap();
+    insert_key(hash(2), 3, None).await.unwrap();
+
+    let registry = Registry::load(pool).await.unwrap();
+    let snapshot = registry.snapshot();
+    let mut names: Vec<&str> = snapshot.clients().map(|c| c.name.as_str()).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["good", "zed"],
+        "the client whose scope does not parse is skipped"
+    );
+    let good = snapshot
+        .client(&ClientName::parse("good").unwrap())
+        .unwrap();
+    let cns: Vec<_> = good
+        .bindings
+        .iter()
+        .map(|b| b.subject_cn.as_deref().unwrap())
+        .collect();
+    assert_eq!(
+        cns,
+        ["good-1", "good-2"],
+        "the binding whose issuer does not parse is skipped"
+    );
+    let keys: Vec<_> = good.api_keys.iter().map(|k| k.hash).collect();
+    assert_eq!(
+        keys,
+        [hash(2), hash(1)],
+        "the current key first; the unreadable hash skipped"
+    );
+    let zed = snapshot.client(&ClientName::parse("zed").unwrap()).unwrap();
+    assert!(zed.disabled && zed.scopes.contains(&Scope::Admin));
+    let issuer = |c: &Client, i: usize| c.bindings[i].issuer.clone().unwrap();
+    assert!(std::sync::Arc::ptr_eq(&issuer(good, 0), &issuer(good, 1)));
+    assert!(std::sync::Arc::ptr_eq(&issuer(good, 0), &issuer(zed, 0)));
+    assert!(snapshot.client_for_key(&hash(1)).is_some());
 }

@@ -33,7 +33,7 @@ pub(super) async fn insert_binding(
     )
     .bind(client.as_str())
     .bind(binding.issuer.as_ref().map(|i| i.as_str().to_owned()))
-    .bind(binding.issuer_spki.map(|k| k.to_string()))
+    .bind(binding.issuer_spki.as_ref().map(|k| k.to_string()))
     .bind(binding.subject_cn.as_deref())
     .bind(binding.spiffe_id.as_ref().map(|s| s.as_str().to_owned()))
     .bind(

@@ -81,9 +81,10 @@ impl Tx {
 pub enum StorageError {
     #[error("database: {0}")]
     Database(Arc<sqlx::Error>),
-    /// The plan writer's own connection (rusqlite) failed.
+    /// A SQLite connection of dispatch-api's own (rusqlite) failed: the plan writer's, or the
+    /// registry's whole read.
     #[error("database: {0}")]
-    Write(Arc<rusqlite::Error>),
+    Sqlite(Arc<rusqlite::Error>),
     #[error("the plan writer has stopped")]
     WriterStopped,
     #[error("a stored {0} could not be read")]

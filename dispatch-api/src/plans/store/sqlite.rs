@@ -71,7 +71,7 @@ impl Writer {
                 self.connection = None;
             }
             answer(&mut group, written, health, |error| {
-                StorageError::Write(Arc::new(error))
+                StorageError::Sqlite(Arc::new(error))
             });
         }
     }
