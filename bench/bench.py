@@ -644,6 +644,8 @@ def main():
         ("3 new connection per request, full mTLS 1.3 handshake", full, "full", dict(cert=True, new_connections=True)),
         ("4 new connection per request, TLS session resumption", resumed, "fresh",
          dict(cert=True, new_connections=True, connections=RESUME_CONNECTIONS)),
+        (f"4b figure 4 over {CONNECTIONS} connections (more than oha's tickets)", resumed, "fresh",
+         dict(cert=True, new_connections=True)),
     ]
     labels = ["dispatch"] + list(peers)
     results = {name: {label: [] for label in labels} for name, *_ in figures}
@@ -696,7 +698,7 @@ def main():
         ours_rps, best_rps = summary(by_label["dispatch"], "rps")[0], summary(by_label[best], "rps")[0]
         ours_cpu, best_cpu = (summary(by_label[x], cpu_key[x])[0] for x in ("dispatch", best))
         print(row + f"{best:>9} {ours_rps / best_rps:>5.2f} {ours_cpu / best_cpu:>9.2f}")
-    for name in (figures[0][0], figures[2][0], figures[3][0], flood_name):
+    for name in (figures[0][0], figures[2][0], figures[3][0], figures[4][0], flood_name):
         parts = [f"{label} p50 {summary(results[name][label], 'p50_ms')[0]:.2f} ms, "
                  f"p99 {summary(results[name][label], 'p99_ms')[0]:.2f} ms" for label in labels]
         best = min(peers, key=lambda peer: summary(results[name][peer], "p99_ms")[0])
@@ -705,13 +707,14 @@ def main():
     print(f"flood 5: refusals (401) per second beside the plans: " + ", ".join(
         f"{label} {summary(results[flood_name][label], 'refusals_per_s')[0]:.0f}" for label in labels))
     print(f"handshakes seen by dispatch-api: resumption server {handshakes[0]}, full-handshake server {handshakes[1]}")
-    shares = []
-    for label in labels:
-        samples = results[figures[3][0]][label]
-        resumed_count = sum(s.get("resumed", 0) for s in samples)
-        total = resumed_count + sum(s.get("full", 0) for s in samples)
-        shares.append(f"{label} {resumed_count / total:.1%} of {total}" if total else f"{label} not told")
-    print(f"figure 4 resumed share ({RESUME_CONNECTIONS} connections, each server's own count): " + ", ".join(shares))
+    for name, *_ in figures[3:]:
+        shares = []
+        for label in labels:
+            samples = results[name][label]
+            resumed_count = sum(s.get("resumed", 0) for s in samples)
+            total = resumed_count + sum(s.get("full", 0) for s in samples)
+            shares.append(f"{label} {resumed_count / total:.1%} of {total}" if total else f"{label} not told")
+        print(f"resumed share {name[:2].strip()} (each server's own count of its connections): " + ", ".join(shares))
     print(f"peak RSS: dispatch-api {rss[0]:.1f} MiB, nginx (all processes) {rss[1]:.1f} MiB, haproxy {rss[2]:.1f} MiB")
     ceiling = handshake_ceiling()
     if ceiling:

@@ -99,26 +99,27 @@ pub fn record(
     exchange: &Exchange<'_>,
 ) {
     let client = principal
-        .map(|p| p.client.name.to_string())
-        .or_else(|| refusal.and_then(|r| r.client.clone()));
+        .map(|p| p.client.name.as_str())
+        .or_else(|| refusal.and_then(|r| r.client.as_deref()));
     let method = principal
         .map(|p| p.method)
         .or_else(|| refusal.and_then(|r| r.method));
     let outcome = outcome(refusal.is_some(), exchange.status);
     let reason = refusal.map(|r| r.reason.as_str());
     let method_label = method.map(|m| m.as_str()).unwrap_or("none");
-    metrics.request(client.as_deref().unwrap_or("-"), method_label, outcome);
+    metrics.request(client.unwrap_or("-"), method_label, outcome);
 
     if let Some(principal) = principal {
         record_evidence(recorder, metrics, principal);
     }
     let path = clip(exchange.path);
-    let peer = exchange.peer.map(|ip| ip.to_string());
+    // Only refusals name the peer: no string for it on every answered request.
+    let peer = || exchange.peer.map(|ip| ip.to_string());
     if let Some(refusal) = refusal {
         metrics.refusal(refusal.reason.as_str());
         let mut detail = refusal.detail.clone();
         detail["path"] = json!(path);
-        detail["peer"] = json!(peer);
+        detail["peer"] = json!(peer());
         if is_counted(refusal.reason) {
             recorder.refusal(RefusalSeen {
                 reason: refusal.reason.as_str(),
@@ -147,15 +148,14 @@ pub fn record(
     let path = path.as_ref();
     if refusal.is_some_and(|r| r.reason == ReasonCode::KeyRetired) {
         // A retired key in use may be a leaked key.
-        if let Some(suppressed) = ALERT_LINES.take(client.as_deref().unwrap_or("-"), this_second())
-        {
+        if let Some(suppressed) = ALERT_LINES.take(client.unwrap_or("-"), this_second()) {
             tracing::warn!(
                 alert = "retired_key_used",
                 reason,
                 client,
                 http.method = http_method,
                 path,
-                peer,
+                peer = peer(),
                 status,
                 suppressed,
                 "ALERT: a retired API key was used"
@@ -170,7 +170,7 @@ pub fn record(
                 reason,
                 http.method = http_method,
                 path,
-                peer,
+                peer = peer(),
                 status,
                 elapsed_ms,
                 suppressed,

@@ -49,8 +49,14 @@ impl NewPlan {
         plan: Plan,
         idempotency_key: Option<String>,
     ) -> Self {
-        // A plan of validated domain types always serialises.
-        let body = serde_json::to_string(&plan).unwrap_or_default();
+        // A plan of validated domain types always serialises, as UTF-8. Sized for the usual
+        // plan up front: grown from serde_json's 128 bytes, a plan of 20 stops took five
+        // reallocations.
+        let mut body = Vec::with_capacity(128 + 96 * plan.stops.len());
+        let body = match serde_json::to_writer(&mut body, &plan) {
+            Ok(()) => String::from_utf8(body).unwrap_or_default(),
+            Err(_) => String::new(),
+        };
         let request_sha256 =
             hex::encode(ring::digest::digest(&ring::digest::SHA256, body.as_bytes()));
         Self {

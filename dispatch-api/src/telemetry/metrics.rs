@@ -13,8 +13,9 @@ use super::DROPPED_LINES;
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     client: String,
-    method: String,
-    outcome: String,
+    // Static: the label set is built for every request, to look its counter up.
+    method: &'static str,
+    outcome: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -185,12 +186,12 @@ impl Metrics {
         }
     }
 
-    pub fn request(&self, client: &str, method: &str, outcome: &str) {
+    pub fn request(&self, client: &str, method: &'static str, outcome: &'static str) {
         self.requests
             .get_or_create(&RequestLabels {
                 client: client.into(),
-                method: method.into(),
-                outcome: outcome.into(),
+                method,
+                outcome,
             })
             .inc();
     }
