@@ -143,21 +143,27 @@ impl Plan {
             return Err(errors);
         }
         let mut stops = Vec::with_capacity(request.stops.len());
+        // Each stop's errors with its index, so that the duplicate ids found after the loop
+        // (by borrowing the parsed ids, not copying each) go back in document order.
+        let mut stop_errors = Vec::new();
         for (index, stop) in request.stops.into_iter().enumerate() {
             match Stop::parse(stop, index) {
                 Ok(stop) => stops.push((index, stop)),
-                Err(mut stop_errors) => errors.append(&mut stop_errors),
+                Err(found) => stop_errors.extend(found.into_iter().map(|e| (index, e))),
             }
         }
         let mut seen = std::collections::HashSet::with_capacity(stops.len());
         for (index, stop) in &stops {
             if !seen.insert(stop.id.as_str()) {
-                errors.push(FieldError {
+                let error = FieldError {
                     pointer: format!("/stops/{index}/id"),
                     detail: format!("stop id `{}` appears more than once", stop.id.as_str()),
-                });
+                };
+                stop_errors.push((*index, error));
             }
         }
+        stop_errors.sort_by_key(|(index, _)| *index);
+        errors.extend(stop_errors.into_iter().map(|(_, error)| error));
         let stops = stops.into_iter().map(|(_, stop)| stop).collect();
         match (route_id, team, planned_date) {
             (Some(route_id), Some(team), Some(planned_date)) if errors.is_empty() => Ok(Self {
@@ -278,6 +284,17 @@ mod tests {
     fn duplicate_stop_ids_are_refused() {
         let errors = Plan::parse(plan_with(&[stop("a", 1.0), stop("a", 2.0)]), LIMITS).unwrap_err();
         assert_eq!(errors[0].pointer, "/stops/1/id");
+    }
+
+    #[test]
+    fn errors_of_several_stops_come_in_document_order_duplicates_included() {
+        let errors = Plan::parse(
+            plan_with(&[stop("a", 1.0), stop("a", 2.0), stop("c", 91.0)]),
+            LIMITS,
+        )
+        .unwrap_err();
+        let pointers: Vec<&str> = errors.iter().map(|e| e.pointer.as_str()).collect();
+        assert_eq!(pointers, ["/stops/1/id", "/stops/2/latitude"]);
     }
 
     #[test]

@@ -50,7 +50,7 @@ impl NewPlan {
         idempotency_key: Option<String>,
     ) -> Self {
         // A plan of validated domain types always serialises, as UTF-8. Sized for the usual
-        // plan up front: grown from serde_json's 128 bytes, a plan of 20 stops took five
+        // plan up front: grown from serde_json's 128 bytes, a plan of 20 stops took four
         // reallocations.
         let mut body = Vec::with_capacity(128 + 96 * plan.stops.len());
         let body = match serde_json::to_writer(&mut body, &plan) {

@@ -85,7 +85,7 @@ impl Registry {
                     next = next.with_client(&client.name, Some(client.clone()));
                 }
             }
-            self.snapshot.store(Arc::new(next));
+            self.snapshot.store(Arc::new(next.settled()));
         } else {
             // Another writer of the database got there first: read what is stored.
             self.refresh().await?;

@@ -80,13 +80,14 @@ impl Registry {
     }
 
     /// Reads one client as stored into the snapshot: a change costs the same whatever the
-    /// number of clients (no full read, no rebuild).
+    /// number of clients (no full read; the base is rebuilt once per n/8 changes, see
+    /// `RegistrySnapshot::settled`).
     pub(super) async fn reload_client(&self, name: &ClientName) -> Result<(), StorageError> {
         let _update = self.updates.lock().await;
         let stored = read_client(&self.pool, name)
             .await
             .map_err(StorageError::database)?;
-        let next = self.snapshot().with_client(name, stored);
+        let next = self.snapshot().with_client(name, stored).settled();
         self.snapshot.store(Arc::new(next));
         Ok(())
     }

@@ -87,6 +87,8 @@ pub enum StorageError {
     Sqlite(Arc<rusqlite::Error>),
     #[error("the plan writer has stopped")]
     WriterStopped,
+    #[error("the registry's read was stopped: the service is shutting down")]
+    ReadStopped,
     #[error("a stored {0} could not be read")]
     Corrupt(&'static str),
 }

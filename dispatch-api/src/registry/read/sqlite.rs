@@ -16,10 +16,11 @@ use sqlx::SqlitePool;
 use super::{Assembly, BINDINGS, CLIENTS, KEYS, REVOKED, read_clients, read_revoked, revoked};
 use crate::identity::Fingerprint;
 use crate::registry::{CertBindingSpec, Client};
-use crate::storage::{Backend, StorageError};
+use crate::storage::{Backend, StorageError, file_faults};
 
 /// How long the read waits for a lock: only a WAL recovery or checkpoint holds one against a
-/// reader, briefly.
+/// reader, briefly. (Not `database.busy_timeout_ms`: the pool's options do not give it back,
+/// and a reader in WAL mode does not wait on writers.)
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub(super) async fn read_all(
@@ -37,10 +38,17 @@ pub(super) async fn read_all(
             read_revoked(&db).await.map_err(StorageError::database)?,
         ));
     }
-    tokio::task::spawn_blocking(move || read_file(&path))
-        .await
-        .unwrap_or_else(|panicked| std::panic::resume_unwind(panicked.into_panic()))
-        .map_err(|error| StorageError::Sqlite(std::sync::Arc::new(error)))
+    let read = match tokio::task::spawn_blocking(move || read_file(&path)).await {
+        Ok(read) => read,
+        Err(join) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
+        // The runtime is shutting down: nobody waits for this snapshot.
+        Err(_) => return Err(StorageError::ReadStopped),
+    };
+    read.map_err(|error| {
+        // As the plan writer does: a file-system fault makes the pool replace its connections.
+        file_faults::note_code(error.sqlite_error().map(|e| e.extended_code));
+        StorageError::Sqlite(std::sync::Arc::new(error))
+    })
 }
 
 fn read_file(path: &Path) -> rusqlite::Result<(Vec<Client>, HashSet<Fingerprint>)> {
