@@ -8,6 +8,7 @@
 //! entry (up to twice that just past a power of two). They are never changed once built:
 //! changes go to the snapshot's own tries.
 
+use std::borrow::Borrow;
 use std::fmt;
 use std::hash::{BuildHasher, Hash, RandomState};
 use std::sync::Arc;
@@ -23,8 +24,7 @@ pub(super) struct Indexed {
     hasher: RandomState,
     /// Every client; the tables hold positions in it.
     all: Box<[Arc<Client>]>,
-    /// Positions by name.
-    clients: HashTable<u32>,
+    names: NamePositions,
     by_key: HashTable<Filed>,
     by_cn: HashTable<Filed>,
     by_uri: HashTable<Filed>,
@@ -32,6 +32,36 @@ pub(super) struct Indexed {
     by_fingerprint: HashTable<Filed>,
     /// Every pin.
     by_pin: HashTable<Filed>,
+}
+
+/// Positions in one array of clients, by name: 4 bytes a client, the names staying in the
+/// clients. The registry's base and a read's assembly both find clients by name this way.
+#[derive(Default)]
+pub(super) struct NamePositions {
+    hasher: RandomState,
+    table: HashTable<u32>,
+}
+
+impl NamePositions {
+    /// The positions of `clients`, which every later `find` must be given unchanged.
+    pub(super) fn of<C: Borrow<Client>>(clients: &[C]) -> Self {
+        let hasher = RandomState::new();
+        let hash = |at: &u32| hasher.hash_one(clients[*at as usize].borrow().name.as_str());
+        let len = u32::try_from(clients.len()).expect("fewer than four billion clients");
+        let mut table = HashTable::with_capacity(clients.len());
+        for at in 0..len {
+            table.insert_unique(hash(&at), at, hash);
+        }
+        Self { hasher, table }
+    }
+
+    /// The position in `clients` of the one named `name`.
+    pub(super) fn find<C: Borrow<Client>>(&self, clients: &[C], name: &str) -> Option<usize> {
+        let at = self.table.find(self.hasher.hash_one(name), |at| {
+            clients[*at as usize].borrow().name.as_str() == name
+        })?;
+        Some(*at as usize)
+    }
 }
 
 /// A client's position, filed under one of its keys with that key's tag: a client filed under
@@ -123,15 +153,10 @@ impl Indexed {
             file(pins, &mut tags);
         }
         let [by_key, by_cn, by_uri, by_fingerprint, by_pin] = entries.map(table);
-        let by_name = |at: &u32| spread(tag(&hasher, all[*at as usize].name.as_str()));
-        let mut clients = HashTable::with_capacity(all.len());
-        for at in 0..all.len() as u32 {
-            clients.insert_unique(by_name(&at), at, by_name);
-        }
         Self {
             hasher,
+            names: NamePositions::of(&all),
             all,
-            clients,
             by_key,
             by_cn,
             by_uri,
@@ -162,10 +187,7 @@ impl Indexed {
     }
 
     pub(super) fn client(&self, name: &str) -> Option<&Arc<Client>> {
-        let at = self.clients.find(spread(tag(&self.hasher, name)), |at| {
-            self.all[*at as usize].name.as_str() == name
-        })?;
-        Some(&self.all[*at as usize])
+        Some(&self.all[self.names.find(&self.all, name)?])
     }
 
     /// The client with a key of this hash (the caller compares it again in constant time).

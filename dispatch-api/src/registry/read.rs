@@ -8,14 +8,12 @@
 mod sqlite;
 
 use std::collections::{HashMap, HashSet};
-use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
-
-use hashbrown::HashTable;
 
 use futures_util::TryStreamExt as _;
 use sqlx::Row;
 
+use super::compact::NamePositions;
 use super::{
     ApiKey, ApiKeyHash, CertBinding, CertBindingSpec, Client, ClientName, MigrationMode,
     RegistrySnapshot, Scope,
@@ -41,9 +39,14 @@ const REVOKED: &str = "SELECT fingerprint FROM revoked_certificates";
 /// Reads every table into a fresh snapshot. Rows that no longer parse (edited by hand, say) are
 /// skipped with an error in the log rather than taking the service down.
 pub(super) async fn read_snapshot(pool: &Db) -> Result<RegistrySnapshot, StorageError> {
-    let (clients, revoked) = match pool {
-        Backend::Sqlite(sqlite) => sqlite::read_all(sqlite).await?,
-        Backend::Postgres(_) => {
+    let file = match pool {
+        Backend::Sqlite(sqlite) => sqlite::file_of(sqlite),
+        Backend::Postgres(_) => None,
+    };
+    let (clients, revoked) = match file {
+        Some(path) => sqlite::read_all(path).await?,
+        // PostgreSQL, or SQLite in memory (some tests): no file for a second connection.
+        None => {
             let clients = read_clients(pool, None)
                 .await
                 .map_err(StorageError::database)?;
@@ -135,14 +138,14 @@ async fn read_clients(pool: &Db, only: Option<&ClientName>) -> Result<Vec<Client
 /// Each binding and key row goes straight onto its client, found through a table of
 /// positions (4 bytes a client), so nothing but the clients themselves is held: at a million
 /// clients, maps of rows by client name cost as much as the registry. Each client's lists
-/// are allocated to fit (a `Vec` grows to four at its first push: 600 bytes a client wasted).
+/// are allocated to fit: a `Vec` grows to four at its first push, and four bindings and four
+/// keys for the usual one of each waste about 770 bytes a client.
 /// Each distinct issuer name is parsed once and shared by every binding that names it.
 #[derive(Default)]
 struct Assembly {
     clients: Vec<Client>,
-    /// Positions in `clients`, by the hash of the name; filled once every client is read.
-    positions: HashTable<u32>,
-    names: RandomState,
+    /// Positions in `clients` by name; filled once every client is read.
+    positions: NamePositions,
     issuers: HashMap<String, Arc<DistinguishedName>>,
 }
 
@@ -173,26 +176,13 @@ impl Assembly {
 
     /// Between the clients and their bindings: files each client's position by its name.
     fn index(&mut self) {
-        let Self {
-            clients,
-            positions,
-            names,
-            ..
-        } = self;
-        let hash = |at: &u32| names.hash_one(clients[*at as usize].name.as_str());
-        *positions = HashTable::with_capacity(clients.len());
-        for at in 0..clients.len() as u32 {
-            positions.insert_unique(hash(&at), at, hash);
-        }
+        self.positions = NamePositions::of(&self.clients);
     }
 
     /// The client named `name`; none for a row of a client that did not parse, which goes with it.
     fn named(&mut self, name: &str) -> Option<&mut Client> {
-        let clients = &self.clients;
-        let at = *self.positions.find(self.names.hash_one(name), |at| {
-            clients[*at as usize].name.as_str() == name
-        })?;
-        Some(&mut self.clients[at as usize])
+        let at = self.positions.find(&self.clients, name)?;
+        Some(&mut self.clients[at])
     }
 
     fn binding(&mut self, client: &str, spec: CertBindingSpec) {
@@ -208,8 +198,7 @@ impl Assembly {
         match parsed {
             Ok(binding) => {
                 if let Some(named) = self.named(client) {
-                    named.bindings.reserve_exact(1);
-                    named.bindings.push(binding);
+                    push_fitted(&mut named.bindings, binding);
                 }
             }
             Err(error) => tracing::error!(
@@ -231,13 +220,15 @@ impl Assembly {
         match ApiKeyHash::parse_hex(hash) {
             Ok(hash) => {
                 if let Some(named) = self.named(client) {
-                    named.api_keys.reserve_exact(1);
-                    named.api_keys.push(ApiKey {
-                        hash,
-                        created_at,
-                        expires_at,
-                        replaced_at,
-                    });
+                    push_fitted(
+                        &mut named.api_keys,
+                        ApiKey {
+                            hash,
+                            created_at,
+                            expires_at,
+                            replaced_at,
+                        },
+                    );
                 }
             }
             Err(error) => tracing::error!(
@@ -248,7 +239,22 @@ impl Assembly {
         }
     }
 
-    fn finish(self) -> Vec<Client> {
+    fn finish(mut self) -> Vec<Client> {
+        for client in &mut self.clients {
+            // Only the few with more than two of either were grown past their length.
+            client.bindings.shrink_to_fit();
+            client.api_keys.shrink_to_fit();
+        }
         self.clients
     }
+}
+
+/// Pushes `item` onto `list`, growing it by one for the first two (as most clients have) and
+/// by doubling after that, so a client with many bindings or keys is read in linear time.
+/// `Assembly::finish` trims what doubling left over.
+fn push_fitted<T>(list: &mut Vec<T>, item: T) {
+    if list.len() < 2 {
+        list.reserve_exact(1);
+    }
+    list.push(item);
 }

@@ -188,7 +188,8 @@ impl RegistrySnapshot {
 
     /// Whether a client found in the base is still current (has not changed since).
     fn current(&self, client: &Arc<Client>) -> bool {
-        !self.changed.contains_key(&client.name)
+        // Usually nothing has changed since the base was built: no hashing of the name then.
+        self.changed.is_empty() || !self.changed.contains_key(&client.name)
     }
 
     /// The changed clients filed under `key` of one index, then the base's that are current.

@@ -1648,3 +1648,56 @@ async fn a_whole_read_skips_rows_that_do_not_parse_keeps_the_rest_in_order_and_s
     assert!(std::sync::Arc::ptr_eq(&issuer(good, 0), &issuer(zed, 0)));
     assert!(snapshot.client_for_key(&hash(1)).is_some());
 }
+
+#[tokio::test]
+async fn a_client_with_many_bindings_and_keys_is_read_whole_in_order_into_lists_that_fit() {
+    let dir = tempfile::tempdir().unwrap();
+    let pool = pool_in(dir.path()).await;
+    let crate::storage::Backend::Sqlite(sqlite) = &pool else {
+        unreachable!("the unit tests run on SQLite")
+    };
+    sqlx::query(
+        "INSERT INTO clients (name, mode, scopes, disabled, created_at, updated_at) VALUES \
+         ('many', 'dual', 'plans:submit', 0, 0, 0)",
+    )
+    .execute(sqlite)
+    .await
+    .unwrap();
+    for n in 1..=5 {
+        sqlx::query(
+            "INSERT INTO cert_bindings (client, issuer, subject_cn, fingerprints) \
+             VALUES ('many', 'CN=Test CA', $1, '')",
+        )
+        .bind(format!("many-{n}"))
+        .execute(sqlite)
+        .await
+        .unwrap();
+    }
+    for n in 1..=3u8 {
+        sqlx::query(
+            "INSERT INTO api_keys (client, key_sha256, created_at, replaced_at) VALUES ('many', $1, $2, $3)",
+        )
+        .bind(hash(n).to_hex())
+        .bind(i64::from(n))
+        .bind((n < 3).then_some(i64::from(n) + 1))
+        .execute(sqlite)
+        .await
+        .unwrap();
+    }
+    let registry = Registry::load(pool).await.unwrap();
+    let snapshot = registry.snapshot();
+    let many = snapshot
+        .client(&ClientName::parse("many").unwrap())
+        .unwrap();
+    let cns: Vec<_> = many
+        .bindings
+        .iter()
+        .map(|b| b.subject_cn.as_deref().unwrap())
+        .collect();
+    assert_eq!(cns, ["many-1", "many-2", "many-3", "many-4", "many-5"]);
+    let keys: Vec<_> = many.api_keys.iter().map(|k| k.hash).collect();
+    assert_eq!(keys, [hash(3), hash(2), hash(1)]);
+    // Grown by doubling past two, then trimmed: no room left over in a registry of a million.
+    assert_eq!(many.bindings.capacity(), 5);
+    assert_eq!(many.api_keys.capacity(), 3);
+}

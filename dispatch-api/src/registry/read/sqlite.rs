@@ -6,49 +6,53 @@
 //! idle for a third of it. Here the rows are read where they are assembled.
 
 use std::collections::HashSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rusqlite::types::Type;
 use rusqlite::{Connection, OpenFlags, Row};
 use sqlx::SqlitePool;
+use tokio::task::JoinError;
 
-use super::{Assembly, BINDINGS, CLIENTS, KEYS, REVOKED, read_clients, read_revoked, revoked};
+use super::{Assembly, BINDINGS, CLIENTS, KEYS, REVOKED, revoked};
 use crate::identity::Fingerprint;
 use crate::registry::{CertBindingSpec, Client};
-use crate::storage::{Backend, StorageError, file_faults};
+use crate::storage::{StorageError, file_faults};
 
 /// How long the read waits for a lock: only a WAL recovery or checkpoint holds one against a
 /// reader, briefly. (Not `database.busy_timeout_ms`: the pool's options do not give it back,
 /// and a reader in WAL mode does not wait on writers.)
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-pub(super) async fn read_all(
-    pool: &SqlitePool,
-) -> Result<(Vec<Client>, HashSet<Fingerprint>), StorageError> {
+/// The database's file, if it has one a second connection can open (not an in-memory one).
+pub(super) fn file_of(pool: &SqlitePool) -> Option<PathBuf> {
     let path = pool.connect_options().get_filename().to_owned();
-    if !path.is_file() {
-        // An in-memory database (some tests) has no file for a second connection to open.
-        let db = Backend::Sqlite(pool.clone());
-        let clients = read_clients(&db, None)
-            .await
-            .map_err(StorageError::database)?;
-        return Ok((
-            clients,
-            read_revoked(&db).await.map_err(StorageError::database)?,
-        ));
-    }
-    let read = match tokio::task::spawn_blocking(move || read_file(&path)).await {
-        Ok(read) => read,
+    path.is_file().then_some(path)
+}
+
+pub(super) async fn read_all(
+    path: PathBuf,
+) -> Result<(Vec<Client>, HashSet<Fingerprint>), StorageError> {
+    let read = finished(tokio::task::spawn_blocking(move || read_file(&path)).await)?;
+    read.map_err(failed)
+}
+
+/// The read's outcome once its blocking task has ended.
+fn finished<T>(joined: Result<T, JoinError>) -> Result<T, StorageError> {
+    match joined {
+        Ok(read) => Ok(read),
         Err(join) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
         // The runtime is shutting down: nobody waits for this snapshot.
-        Err(_) => return Err(StorageError::ReadStopped),
-    };
-    read.map_err(|error| {
-        // As the plan writer does: a file-system fault makes the pool replace its connections.
-        file_faults::note_code(error.sqlite_error().map(|e| e.extended_code));
-        StorageError::Sqlite(std::sync::Arc::new(error))
-    })
+        Err(_) => Err(StorageError::ReadStopped),
+    }
+}
+
+/// The storage error for a failed read, noting a file-system fault as the plan writer does: the
+/// pool then replaces its connections opened before it.
+fn failed(error: rusqlite::Error) -> StorageError {
+    file_faults::note_code(error.sqlite_error().map(|e| e.extended_code));
+    StorageError::Sqlite(Arc::new(error))
 }
 
 fn read_file(path: &Path) -> rusqlite::Result<(Vec<Client>, HashSet<Fingerprint>)> {
@@ -110,4 +114,36 @@ fn text<'r>(row: &'r Row<'_>, column: usize) -> rusqlite::Result<&'r str> {
     row.get_ref(column)?.as_str().map_err(|error| {
         rusqlite::Error::FromSqlConversionFailure(column, Type::Text, Box::new(error))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    #[test]
+    fn a_read_failing_on_a_file_system_fault_is_noted_so_the_pool_replaces_its_connections() {
+        let opened = Instant::now();
+        std::thread::sleep(Duration::from_millis(2));
+        // SQLITE_IOERR_READ (266).
+        let io = rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(266), None);
+        assert!(matches!(failed(io), StorageError::Sqlite(_)));
+        assert!(
+            file_faults::opened_before_last(opened.elapsed()),
+            "a connection opened before the fault is replaced"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_read_stopped_with_the_runtime_answers_read_stopped_not_a_panic() {
+        let task = tokio::spawn(std::future::pending::<()>());
+        task.abort();
+        let cancelled = task.await;
+        assert!(matches!(
+            finished(cancelled),
+            Err(StorageError::ReadStopped)
+        ));
+        assert!(matches!(finished(Ok(7)), Ok(7)));
+    }
 }
