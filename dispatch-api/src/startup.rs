@@ -269,6 +269,7 @@ fn start_recorder(
             interval: Duration::from_millis(500),
             retention: (settings.audit.retention_days > 0)
                 .then(|| Duration::from_secs(settings.audit.retention_days * 86_400)),
+            live_window: Duration::from_secs(settings.migration.evidence_window_secs),
             max_database_bytes: settings.database.max_size_bytes,
         },
         metrics,

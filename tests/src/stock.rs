@@ -1,10 +1,12 @@
-//! Stock clients against a running app: curl (HTTP/2 and HTTP/1.1, as Debian ships it) and
-//! Python's httpx over python3-h2. Each runs a batch of requests in one process, so HTTP/2
-//! requests share a connection as they would in a real client, and reports each exchange: the
-//! status, the problem `type`, and the client's own error if the answer did not arrive whole.
+//! Stock clients against a running app: curl (HTTP/2 and HTTP/1.1, as Debian ships it),
+//! Python's httpx over python3-h2, and Go's net/http (standard library only, Debian's
+//! golang-go). Each runs a batch of requests in one process, so HTTP/2 requests share a
+//! connection as they would in a real client, and reports each exchange: the status, the
+//! problem `type`, and the client's own error if the answer did not arrive whole.
 //!
 //! The clients verify the server against the test CA; none is told to skip verification.
-//! A missing client is a failure, never a skip: CI installs curl, python3-h2 and python3-httpx.
+//! A missing client is a failure, never a skip: CI installs curl, python3-h2, python3-httpx
+//! and golang-go.
 
 use std::path::{Path, PathBuf};
 
@@ -55,20 +57,40 @@ pub enum Client {
     CurlHttp1,
     PythonHttp2,
     PythonHttp1,
+    GoHttp2,
+    GoHttp1,
 }
 
-pub const EVERY_CLIENT: [Client; 4] = [
+pub const EVERY_CLIENT: [Client; 6] = [
     Client::CurlHttp2,
     Client::CurlHttp1,
     Client::PythonHttp2,
     Client::PythonHttp1,
+    Client::GoHttp2,
+    Client::GoHttp1,
 ];
+
+impl Client {
+    /// The HTTP version each client reports when it spoke what it was asked to.
+    pub fn http_version(self) -> &'static str {
+        match self {
+            Client::CurlHttp2 => "2",
+            Client::CurlHttp1 => "1.1",
+            Client::PythonHttp2 => "HTTP/2",
+            Client::PythonHttp1 => "HTTP/1.1",
+            Client::GoHttp2 => "HTTP/2.0",
+            Client::GoHttp1 => "HTTP/1.1",
+        }
+    }
+}
 
 /// The Python with Debian's packages (python3-h2, python3-httpx): not a pyenv or venv one.
 const SYSTEM_PYTHON: &str = "/usr/bin/python3";
 
-fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("clients/refusals.py")
+fn script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("clients")
+        .join(name)
 }
 
 /// Runs `requests` through `client` against `app`, presenting `identity` if given.
@@ -84,8 +106,8 @@ pub async fn run(
         Client::CurlHttp2 | Client::CurlHttp1 => {
             curl(dir.path(), &base, app, client, identity, requests).await
         }
-        Client::PythonHttp2 | Client::PythonHttp1 => {
-            python(dir.path(), &base, app, client, identity, requests).await
+        Client::PythonHttp2 | Client::PythonHttp1 | Client::GoHttp2 | Client::GoHttp1 => {
+            scripted(dir.path(), &base, app, client, identity, requests).await
         }
     };
     assert_eq!(
@@ -190,7 +212,9 @@ async fn curl(
         .collect()
 }
 
-async fn python(
+/// The Python and the Go client: one program each, reading the batch from a JSON file and
+/// printing a JSON line per request (`clients/refusals.py`, `clients/refusals.go`).
+async fn scripted(
     dir: &Path,
     base: &str,
     app: &TestApp,
@@ -213,11 +237,18 @@ async fn python(
         .collect();
     let requests_file = dir.join("requests.json");
     std::fs::write(&requests_file, serde_json::to_vec(&batch).unwrap()).unwrap();
-    let mut command = tokio::process::Command::new(SYSTEM_PYTHON);
-    command.arg(script()).arg(if client == Client::PythonHttp2 {
-        "--http2"
-    } else {
-        "--http1"
+    let mut command = match client {
+        Client::GoHttp2 | Client::GoHttp1 => tokio::process::Command::new(go_client().await),
+        _ => {
+            let mut python = tokio::process::Command::new(SYSTEM_PYTHON);
+            python.arg(script("refusals.py"));
+            python
+        }
+    };
+    // Go's flag package takes one dash or two; Python's argparse, two.
+    command.arg(match client {
+        Client::PythonHttp2 | Client::GoHttp2 => "--http2",
+        _ => "--http1",
     });
     command.arg("--ca").arg(&app.pki.ca_file);
     if let Some(identity) = identity {
@@ -232,10 +263,10 @@ async fn python(
         .arg(&requests_file)
         .output()
         .await
-        .expect("/usr/bin/python3 runs (CI installs python3-h2 and python3-httpx)");
+        .unwrap_or_else(|error| panic!("the {client:?} client runs: {error}"));
     assert!(
         output.status.success(),
-        "the Python client ran: {}",
+        "the {client:?} client ran: {}",
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8_lossy(&output.stdout)
@@ -250,4 +281,49 @@ async fn python(
             }
         })
         .collect()
+}
+
+/// The Go client, built once per version of its source (`go build` from Debian's golang-go):
+/// under the system's temp dir, keyed by the source's hash, behind a file lock so that the test
+/// processes running at once build it once between them.
+async fn go_client() -> PathBuf {
+    tokio::task::spawn_blocking(|| {
+        let source = script("refusals.go");
+        let text = std::fs::read(&source).expect("tests/clients/refusals.go");
+        let digest = hex::encode(&ring::digest::digest(&ring::digest::SHA256, &text).as_ref()[..8]);
+        let dir = std::env::temp_dir().join(format!("dispatch-e2e-go-client-{digest}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let binary = dir.join("refusals");
+        let lock = std::fs::File::create(dir.join("lock")).unwrap();
+        lock.lock().unwrap();
+        if !binary.exists() {
+            let built = dir.join("refusals.building");
+            let output = std::process::Command::new("go")
+                .arg("build")
+                .arg("-o")
+                .arg(&built)
+                .arg(&source)
+                .current_dir(&dir)
+                // A cache of its own unless GOCACHE is set: Go's default is under $HOME, which
+                // a bare CI runner may not have.
+                .env(
+                    "GOCACHE",
+                    std::env::var_os("GOCACHE")
+                        .map(PathBuf::from)
+                        .unwrap_or_else(|| std::env::temp_dir().join("dispatch-e2e-go-cache")),
+                )
+                .output()
+                .expect("go runs (scripts/prerequisites installs Debian's golang-go)");
+            assert!(
+                output.status.success(),
+                "go build {}: {}",
+                source.display(),
+                String::from_utf8_lossy(&output.stderr)
+            );
+            std::fs::rename(&built, &binary).unwrap();
+        }
+        binary
+    })
+    .await
+    .unwrap()
 }

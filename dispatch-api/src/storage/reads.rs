@@ -206,32 +206,44 @@ pub async fn usage_by_client(db: &Db, since: i64) -> Result<UsageByClient, Stora
     read.map_err(StorageError::database)
 }
 
-/// The chain each client last presented (leaf first, DER), among those seen since `since`
-/// (unix seconds): the live certificates a registry change is tried against. One per client,
-/// the latest, whichever replica saw it.
+/// Certificates a change is tried against, at most, per client: the latest it presented. A
+/// client renewing its instances one by one presents two or three at a time; each tried costs a
+/// chain verification on every admin change.
+pub const LIVE_PER_CLIENT: usize = 8;
+
+/// The chains each client presented (leaf first, DER) since `since` (unix seconds), the latest
+/// [`LIVE_PER_CLIENT`] per client, whichever replica saw them: the live certificates a registry
+/// change is tried against. Every one, not only the last: while a client's instances move to a
+/// renewed certificate, a change that keeps the old one out cuts off the instances still on it.
 pub async fn live_certificates(db: &Db, since: i64) -> Result<Vec<Vec<Vec<u8>>>, StorageError> {
     let read: Result<_, sqlx::Error> = async {
         on_backend!(db, pool => {
             let rows = sqlx::query(
-                "SELECT client, last_seen, last_cert_chain FROM client_usage \
-                 WHERE method = 'certificate' AND last_seen >= $1 AND last_cert_chain IS NOT NULL",
+                "SELECT client, chain FROM presented_certificates \
+                 WHERE last_seen >= $1 AND chain IS NOT NULL \
+                 ORDER BY client, last_seen DESC, fingerprint",
             )
             .bind(since)
             .fetch_all(pool)
             .await?;
-            let mut live: BTreeMap<String, (i64, Vec<Vec<u8>>)> = BTreeMap::new();
+            let mut live = Vec::new();
+            let mut per_client: Option<(String, usize)> = None;
             for row in rows {
-                let seen: i64 = row.try_get("last_seen")?;
-                let text: String = row.try_get("last_cert_chain")?;
-                let Some(chain) = recorder::chain_from_text(&text) else {
-                    continue;
-                };
                 let client: String = row.try_get("client")?;
-                if live.get(&client).is_none_or(|(latest, _)| *latest < seen) {
-                    live.insert(client, (seen, chain));
+                let taken = match &mut per_client {
+                    Some((name, taken)) if *name == client => taken,
+                    _ => &mut per_client.insert((client, 0)).1,
+                };
+                if *taken == LIVE_PER_CLIENT {
+                    continue;
+                }
+                let text: String = row.try_get("chain")?;
+                if let Some(chain) = recorder::chain_from_text(&text) {
+                    live.push(chain);
+                    *taken += 1;
                 }
             }
-            Ok(live.into_values().map(|(_, chain)| chain).collect())
+            Ok(live)
         })
     }
     .await;

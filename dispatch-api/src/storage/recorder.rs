@@ -47,7 +47,7 @@ pub struct CertificateSeen {
     pub not_after: i64,
     /// The key of the CA that signed it.
     pub issuer_spki: SpkiHash,
-    /// The chain presented (leaf first, DER), stored as the client's live certificate.
+    /// The chain presented (leaf first, DER), stored as one of the client's live certificates.
     pub chain: Arc<[Vec<u8>]>,
 }
 
@@ -209,6 +209,9 @@ pub struct RecorderSettings {
     pub interval: Duration,
     /// Audit rows and refusal counts older than this are deleted (checked hourly, and at start).
     pub retention: Option<Duration>,
+    /// Presented certificates not seen for this long are deleted (checked hourly, and at
+    /// start): `migration.evidence_window_secs`, past which no tryout reads them.
+    pub live_window: Duration,
     /// `database.max_size_bytes`, if set: audit rows keep out of its last tenth.
     pub max_database_bytes: Option<u64>,
 }
@@ -297,8 +300,9 @@ fn add_usage(usage: &mut UsageTotalsByKey, event: UsageEvent) {
     totals.count += 1;
     totals.first_seen = totals.first_seen.min(event.at);
     totals.last_seen = totals.last_seen.max(event.at);
-    if event.certificate.is_some() {
-        totals.certificate = event.certificate;
+    if let Some(seen) = event.certificate {
+        note_presented(&mut totals.presented, &seen, event.at);
+        totals.certificate = Some(seen);
     }
     if let Some(key) = event.key_sha256 {
         let (count, last) = totals.keys.entry(key).or_insert((0, event.at));
@@ -348,14 +352,90 @@ struct UsageTotals {
     first_seen: i64,
     last_seen: i64,
     certificate: Option<CertificateSeen>,
+    /// Every distinct certificate of these requests, not only the last (a client's instances
+    /// may present different ones, as during a renewal): each is a live certificate.
+    presented: Vec<Presented>,
     /// By key (SHA-256 hex): requests and the last one.
     keys: BTreeMap<String, (i64, i64)>,
+}
+
+/// A certificate a client presented, and when it last did: a row of `presented_certificates`.
+#[derive(Debug, Clone)]
+struct Presented {
+    fingerprint: Fingerprint,
+    last_seen: i64,
+    chain: Arc<[Vec<u8>]>,
+}
+
+/// Distinct certificates one usage row keeps between two writes (half a second apart): a
+/// client's instances present a few at a time; past this many, the rest are noted by their
+/// next request after the write.
+const MAX_PRESENTED: usize = 16;
+
+fn note_presented(presented: &mut Vec<Presented>, seen: &CertificateSeen, at: i64) {
+    if let Some(known) = presented
+        .iter_mut()
+        .find(|p| p.fingerprint == seen.fingerprint)
+    {
+        known.last_seen = known.last_seen.max(at);
+    } else if presented.len() < MAX_PRESENTED {
+        presented.push(Presented {
+            fingerprint: seen.fingerprint,
+            last_seen: at,
+            chain: seen.chain.clone(),
+        });
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::storage::Backend;
+
+    #[test]
+    fn every_distinct_certificate_a_client_presents_is_kept_not_only_the_last_up_to_the_bound() {
+        let presented = |certificate: &[u8], at| UsageEvent {
+            client: "w".into(),
+            method: AuthMethod::Certificate,
+            at,
+            certificate: Some(CertificateSeen {
+                fingerprint: Fingerprint::of_der(certificate),
+                not_after: 0,
+                issuer_spki: SpkiHash::of_der(b"ca"),
+                chain: Arc::from(vec![certificate.to_vec()]),
+            }),
+            key_sha256: None,
+        };
+        let mut usage = UsageTotalsByKey::new();
+        // Two instances of one client, one still on the certificate before a renewal.
+        add_usage(&mut usage, presented(b"old", 7200));
+        add_usage(&mut usage, presented(b"new", 7201));
+        add_usage(&mut usage, presented(b"old", 7202));
+        add_usage(&mut usage, presented(b"new", 7203));
+        let row = ("w".to_owned(), AuthMethod::Certificate, 7200);
+        let totals = &usage[&row];
+        assert_eq!(
+            totals.certificate.as_ref().map(|c| c.fingerprint),
+            Some(Fingerprint::of_der(b"new")),
+            "the usage row shows the last"
+        );
+        let seen: Vec<_> = totals
+            .presented
+            .iter()
+            .map(|p| (p.fingerprint, p.last_seen, p.chain.to_vec()))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (Fingerprint::of_der(b"old"), 7202, vec![b"old".to_vec()]),
+                (Fingerprint::of_der(b"new"), 7203, vec![b"new".to_vec()]),
+            ]
+        );
+        for n in 0..2 * MAX_PRESENTED {
+            add_usage(&mut usage, presented(format!("c{n}").as_bytes(), 7204));
+        }
+        assert_eq!(usage[&row].presented.len(), MAX_PRESENTED);
+    }
 
     fn event(detail_bytes: usize) -> AuditEvent {
         let mut event = AuditEvent::new(AuditKind::Alert, "test");
@@ -375,6 +455,7 @@ mod tests {
                 batch: 512,
                 interval: Duration::from_secs(3600),
                 retention: None,
+                live_window: Duration::from_secs(86_400),
                 max_database_bytes: None,
             },
             metrics.clone(),

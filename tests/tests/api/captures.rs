@@ -136,3 +136,40 @@ async fn rebinding_a_client_away_from_its_own_live_certificate_is_409_unless_for
         .unwrap();
     assert_eq!(after.status, 401, "{}", after.text());
 }
+
+#[tokio::test]
+async fn pinning_a_client_to_its_renewed_certificate_is_409_while_an_instance_still_presents_the_old_one()
+ {
+    let app = spawn_app().await;
+    // A renewal under way: one instance still on the old certificate, the other already on the
+    // renewed one, which is the last route-worker presented.
+    let old = route_worker_is_live(&app).await;
+    let renewed = route_worker_is_live(&app).await;
+    assert_ne!(old.fingerprint, renewed.fingerprint);
+    let pinned = |force: bool| {
+        Request::put("/admin/clients/route-worker/bindings").json(&json!({
+            "bindings": [{
+                "issuer": DEV_CA,
+                "spiffe_id": "spiffe://dispatch.internal/route-worker",
+                "fingerprints": [renewed.fingerprint],
+            }],
+            "reason": "pin the renewed certificate",
+            "force": force,
+        }))
+    };
+    let refused = app.admin(pinned(false)).await;
+    refused.assert_problem(409, "binding-conflict");
+    let detail = refused.json()["detail"].as_str().unwrap().to_owned();
+    assert!(detail.contains("route-worker"), "{detail}");
+    still_served_as(&app, &old, "route-worker").await;
+    still_served_as(&app, &renewed, "route-worker").await;
+    // Keeping the old certificate out on purpose is what `force` is for.
+    let forced = app.admin(pinned(true)).await;
+    assert_eq!(forced.status, 200, "{}", forced.text());
+    still_served_as(&app, &renewed, "route-worker").await;
+    let after = app
+        .request(Some(&old), Request::get("/api/whoami"))
+        .await
+        .unwrap();
+    assert_eq!(after.status, 401, "{}", after.text());
+}

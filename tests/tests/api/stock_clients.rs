@@ -1,6 +1,6 @@
 //! Every early answer to a request with a body reaches stock clients whole: curl (HTTP/2 and
-//! HTTP/1.1, Debian's 7.88 with nghttp2) and Python's httpx (over python3-h2, and HTTP/1.1),
-//! 50 requests per client and refusal class, bodies from 100 bytes to past the body limit.
+//! HTTP/1.1, Debian's 7.88 with nghttp2), Python's httpx (over python3-h2, and HTTP/1.1) and
+//! Go's net/http (HTTP/2 and HTTP/1.1, Debian's golang-go), 50 requests per client and refusal class, bodies from 100 bytes to past the body limit.
 //! A framing error, a reset stream or a cut connection is a failure: the refusal's problem body
 //! is what tells the client what to do.
 
@@ -34,12 +34,7 @@ async fn every_client_receives_whole(
     let requests: Vec<StockRequest> = (0..PER_CLIENT).map(request).collect();
     for client in EVERY_CLIENT {
         let seen = stock::run(app, client, identity, &requests).await;
-        let want_version = match client {
-            Client::CurlHttp2 => "2",
-            Client::CurlHttp1 => "1.1",
-            Client::PythonHttp2 => "HTTP/2",
-            Client::PythonHttp1 => "HTTP/1.1",
-        };
+        let want_version = client.http_version();
         for (i, seen) in seen.iter().enumerate() {
             let what = format!(
                 "{client:?}, request {i} ({} bytes): {seen:?}",
@@ -62,7 +57,7 @@ fn json_post(path: &str, body: String) -> StockRequest {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_401_to_an_anonymous_request_with_a_body_reaches_curl_and_python_whole() {
+async fn every_401_to_an_anonymous_request_with_a_body_reaches_curl_httpx_and_go_whole() {
     let app = spawn_app().await;
     every_client_receives_whole(&app, None, (401, "unauthenticated"), |i| {
         json_post(PLANS, filler(i))
@@ -71,7 +66,7 @@ async fn every_401_to_an_anonymous_request_with_a_body_reaches_curl_and_python_w
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_403_to_a_workers_admin_call_with_a_body_reaches_curl_and_python_whole() {
+async fn every_403_to_a_workers_admin_call_with_a_body_reaches_curl_httpx_and_go_whole() {
     let app = spawn_app().await;
     let key = app.key("route-worker").to_owned();
     every_client_receives_whole(&app, None, (403, "forbidden"), |i| {
@@ -83,7 +78,7 @@ async fn every_403_to_a_workers_admin_call_with_a_body_reaches_curl_and_python_w
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_403_to_a_certificate_without_the_scope_reaches_curl_and_python_whole() {
+async fn every_403_to_a_certificate_without_the_scope_reaches_curl_httpx_and_go_whole() {
     let app = spawn_app().await;
     let worker = app.pki.workload("route-worker");
     every_client_receives_whole(&app, Some(&worker), (403, "forbidden"), |i| {
@@ -94,7 +89,7 @@ async fn every_403_to_a_certificate_without_the_scope_reaches_curl_and_python_wh
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_404_to_a_request_with_a_body_reaches_curl_and_python_whole() {
+async fn every_404_to_a_request_with_a_body_reaches_curl_httpx_and_go_whole() {
     let app = spawn_app().await;
     let key = app.key("route-worker").to_owned();
     every_client_receives_whole(&app, None, (404, "not-found"), |i| {
@@ -104,7 +99,7 @@ async fn every_404_to_a_request_with_a_body_reaches_curl_and_python_whole() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_405_to_a_request_with_a_body_reaches_curl_and_python_whole() {
+async fn every_405_to_a_request_with_a_body_reaches_curl_httpx_and_go_whole() {
     let app = spawn_app().await;
     let key = app.key("route-worker").to_owned();
     every_client_receives_whole(&app, None, (405, "method-not-allowed"), |i| {
@@ -116,7 +111,7 @@ async fn every_405_to_a_request_with_a_body_reaches_curl_and_python_whole() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_413_to_a_body_past_the_limit_reaches_curl_and_python_whole() {
+async fn every_413_to_a_body_past_the_limit_reaches_curl_httpx_and_go_whole() {
     let app = spawn_app().await;
     let key = app.key("route-worker").to_owned();
     let limit = app.settings.limits.max_body_bytes;
@@ -129,7 +124,7 @@ async fn every_413_to_a_body_past_the_limit_reaches_curl_and_python_whole() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_415_to_a_body_that_is_not_json_reaches_curl_and_python_whole() {
+async fn every_415_to_a_body_that_is_not_json_reaches_curl_httpx_and_go_whole() {
     let app = spawn_app().await;
     let key = app.key("route-worker").to_owned();
     every_client_receives_whole(&app, None, (415, "unsupported-media-type"), |i| {
@@ -141,7 +136,7 @@ async fn every_415_to_a_body_that_is_not_json_reaches_curl_and_python_whole() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_422_to_an_invalid_plan_reaches_curl_and_python_whole() {
+async fn every_422_to_an_invalid_plan_reaches_curl_httpx_and_go_whole() {
     let app = spawn_app().await;
     let key = app.key("route-worker").to_owned();
     let max_stops = app.settings.limits.max_stops;
@@ -155,7 +150,7 @@ async fn every_422_to_an_invalid_plan_reaches_curl_and_python_whole() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_503_of_a_full_database_reaches_curl_and_python_whole() {
+async fn every_503_of_a_full_database_reaches_curl_httpx_and_go_whole() {
     // The size cap is a SQLite file's (database.max_size_bytes): SQLite on either suite run.
     let app = spawn_app_with(|s| {
         s.database.url = None;
@@ -198,7 +193,7 @@ async fn a_refusal_of_a_body_past_the_drain_bytes_still_reaches_http2_clients_wh
             )
         })
         .collect();
-    for client in [Client::CurlHttp2, Client::PythonHttp2] {
+    for client in [Client::CurlHttp2, Client::PythonHttp2, Client::GoHttp2] {
         for (i, seen) in stock::run(&app, client, None, &requests)
             .await
             .iter()

@@ -136,6 +136,18 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_database_file_is_read_over_a_connection_of_its_own_one_in_memory_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(dir.path().join("registry.db"))
+            .create_if_missing(true);
+        let file = SqlitePool::connect_with(options).await.unwrap();
+        assert!(file_of(&file).is_some_and(|path| path.ends_with("registry.db")));
+        let memory = SqlitePool::connect("sqlite::memory:").await.unwrap();
+        assert_eq!(file_of(&memory), None);
+    }
+
+    #[tokio::test]
     async fn a_read_stopped_with_the_runtime_answers_read_stopped_not_a_panic() {
         let task = tokio::spawn(std::future::pending::<()>());
         task.abort();

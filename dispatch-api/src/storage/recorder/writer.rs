@@ -10,8 +10,8 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use super::{
-    AUDIT_CHUNK, AUDIT_SHARE_OF_CAP, AuditEvent, Record, RecorderSettings, RefusalBook,
-    RefusalTotalsByKey, UsageTotals, UsageTotalsByKey, chain_text,
+    AUDIT_CHUNK, AUDIT_SHARE_OF_CAP, AuditEvent, Presented, Record, RecorderSettings, RefusalBook,
+    RefusalTotalsByKey, UsageTotalsByKey, chain_text,
 };
 use crate::identity::{AuthMethod, Fingerprint};
 use crate::storage::{Backend, Db, Tx, on_backend};
@@ -70,10 +70,10 @@ pub(super) async fn write_loop(
                 take_usage(&mut batch);
                 batch.write(&pool, &metrics).await;
             }
-            _ = prune_tick.tick(), if settings.retention.is_some() => {
-                if let Some(retention) = settings.retention {
-                    prune(&pool, retention).await;
-                }
+            _ = prune_tick.tick() => {
+                prune(&pool, settings.retention, settings.live_window).await;
+                // A pruned row comes back on its certificate's next use: with its chain.
+                batch.chains_written.clear();
             }
         }
         if batch.len() >= settings.batch {
@@ -82,19 +82,33 @@ pub(super) async fn write_loop(
     }
 }
 
-/// Deletes audit rows and refusal counts older than `retention`, a few thousand rows per short
-/// transaction, so that a large backlog never holds SQLite's write lock long enough to delay
-/// plans.
-async fn prune(pool: &Db, retention: Duration) {
+/// Deletes audit rows and refusal counts older than `retention` (if set), and presented
+/// certificates not seen within `live_window` (no tryout reads them), a few thousand rows per
+/// short transaction, so that a large backlog never holds SQLite's write lock long enough to
+/// delay plans.
+async fn prune(pool: &Db, retention: Option<Duration>, live_window: Duration) {
     const BATCH: i64 = 5000;
-    let before = time::OffsetDateTime::now_utc().unix_timestamp() - retention.as_secs() as i64;
-    let mut pruned = 0;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let before = |age: Duration| now - age.as_secs() as i64;
+    // Each table with the setting its rows' age comes from, for the log.
+    let mut tables = vec![(
+        "presented_certificates",
+        "last_seen",
+        before(live_window),
+        "migration.evidence_window_secs",
+    )];
+    if let Some(retention) = retention {
+        for (table, column) in [("audit_events", "at"), ("refusal_counts", "last_seen")] {
+            tables.push((table, column, before(retention), "audit.retention_days"));
+        }
+    }
     // The same statements but for the row's address: SQLite's rowid, PostgreSQL's ctid.
     let row_address = match pool {
         Backend::Sqlite(_) => "rowid",
         Backend::Postgres(_) => "ctid",
     };
-    for (table, column) in [("audit_events", "at"), ("refusal_counts", "last_seen")] {
+    for (table, column, before, setting) in tables {
+        let mut pruned = 0;
         let statement = format!(
             "DELETE FROM {table} WHERE {row_address} IN \
              (SELECT {row_address} FROM {table} WHERE {column} < $1 LIMIT $2)"
@@ -115,23 +129,24 @@ async fn prune(pool: &Db, retention: Duration) {
                 }
                 Ok(_) => break,
                 Err(error) => {
-                    tracing::warn!(error = %error, "pruning old audit rows failed; retried in an hour");
+                    tracing::warn!(table, error = %error, "pruning old rows failed; retried in an hour");
                     return;
                 }
             }
         }
-    }
-    if pruned > 0 {
-        tracing::info!(rows = pruned, "pruned audit rows past audit.retention_days");
+        if pruned > 0 {
+            tracing::info!(table, rows = pruned, "pruned rows older than {setting}");
+        }
     }
 }
 
 #[derive(Default)]
 struct Batch {
     usage: UsageTotalsByKey,
-    /// The certificate whose chain each usage row (client, hour) already holds, kept across
-    /// writes: a chain is a few KiB, written once per row and certificate, not on every tick.
-    chains_written: HashMap<(String, i64), Fingerprint>,
+    /// The hour in which each (client, certificate) row of `presented_certificates` was last
+    /// written with its chain, kept across writes: a chain is a few KiB, written once an hour
+    /// per certificate, not on every tick (which only moves `last_seen`).
+    chains_written: HashMap<(String, Fingerprint), i64>,
     refusals: RefusalTotalsByKey,
     audit: Vec<AuditEvent>,
     /// Pages the database may have before audit rows stop being written (see
@@ -181,24 +196,28 @@ impl Batch {
         self.audit.clear();
     }
 
-    /// Remembers the chains this batch wrote, and forgets rows of past hours.
+    /// Remembers the chains this batch wrote, and forgets those of past hours.
     fn note_chains_written(&mut self) {
         for ((client, method, hour), totals) in &self.usage {
-            if let (AuthMethod::Certificate, Some(seen)) = (method, &totals.certificate) {
-                self.chains_written
-                    .insert((client.clone(), *hour), seen.fingerprint);
+            if *method == AuthMethod::Certificate {
+                for presented in &totals.presented {
+                    self.chains_written
+                        .insert((client.clone(), presented.fingerprint), *hour);
+                }
             }
         }
-        if let Some(newest) = self.chains_written.keys().map(|(_, hour)| *hour).max() {
-            self.chains_written.retain(|(_, hour), _| *hour >= newest);
+        if let Some(newest) = self.chains_written.values().copied().max() {
+            self.chains_written.retain(|_, hour| *hour >= newest);
         }
     }
 
-    /// The chain to write into a usage row: none when the row holds this certificate's already.
-    fn chain_to_write(&self, client: &str, hour: i64, totals: &UsageTotals) -> Option<String> {
-        let seen = totals.certificate.as_ref()?;
-        let written = self.chains_written.get(&(client.to_owned(), hour));
-        (written != Some(&seen.fingerprint)).then(|| chain_text(&seen.chain))
+    /// The chain to write with a presented certificate: none when this writer wrote it in the
+    /// same hour (the row has it; at most once an hour, so a row pruned meanwhile gets it back).
+    fn chain_to_write(&self, client: &str, hour: i64, presented: &Presented) -> Option<String> {
+        let written = self
+            .chains_written
+            .get(&(client.to_owned(), presented.fingerprint));
+        (written != Some(&hour)).then(|| chain_text(&presented.chain))
     }
 
     /// Writes the batch; returns how many refusal counts and audit rows were held back by the
@@ -212,8 +231,8 @@ impl Batch {
         for ((client, method, hour), totals) in usage {
             on_backend!(&mut tx, tx => sqlx::query(
                 "INSERT INTO client_usage (client, method, hour, request_count, first_seen, last_seen, \
-                 last_cert_fingerprint, last_cert_not_after, last_cert_issuer_spki, last_cert_chain) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                 last_cert_fingerprint, last_cert_not_after, last_cert_issuer_spki) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
                  ON CONFLICT (client, method, hour) DO UPDATE SET \
                  request_count = client_usage.request_count + excluded.request_count, \
                  first_seen = CASE WHEN excluded.first_seen < client_usage.first_seen \
@@ -222,8 +241,7 @@ impl Batch {
                    THEN excluded.last_seen ELSE client_usage.last_seen END, \
                  last_cert_fingerprint = coalesce(excluded.last_cert_fingerprint, client_usage.last_cert_fingerprint), \
                  last_cert_not_after = coalesce(excluded.last_cert_not_after, client_usage.last_cert_not_after), \
-                 last_cert_issuer_spki = coalesce(excluded.last_cert_issuer_spki, client_usage.last_cert_issuer_spki), \
-                 last_cert_chain = coalesce(excluded.last_cert_chain, client_usage.last_cert_chain)",
+                 last_cert_issuer_spki = coalesce(excluded.last_cert_issuer_spki, client_usage.last_cert_issuer_spki)",
             )
             .bind(client)
             .bind(method.as_str())
@@ -234,7 +252,34 @@ impl Batch {
             .bind(totals.certificate.as_ref().map(|c| c.fingerprint.to_string()))
             .bind(totals.certificate.as_ref().map(|c| c.not_after))
             .bind(totals.certificate.as_ref().map(|c| c.issuer_spki.to_string()))
-            .bind(self.chain_to_write(client, *hour, totals))
+            .execute(&mut **tx)
+            .await
+            .map(|_| ()))?;
+        }
+        // Every certificate each client presented, in (client, fingerprint) order after the
+        // usage rows, for the same reason.
+        let mut presented: Vec<_> = self
+            .usage
+            .iter()
+            .filter(|((_, method, _), _)| *method == AuthMethod::Certificate)
+            .flat_map(|((client, _, hour), totals)| {
+                totals.presented.iter().map(move |p| (client, *hour, p))
+            })
+            .collect();
+        presented.sort_by(|a, b| (a.0, a.2.fingerprint).cmp(&(b.0, b.2.fingerprint)));
+        for (client, hour, certificate) in presented {
+            on_backend!(&mut tx, tx => sqlx::query(
+                "INSERT INTO presented_certificates (client, fingerprint, chain, last_seen) \
+                 VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (client, fingerprint) DO UPDATE SET \
+                 chain = coalesce(excluded.chain, presented_certificates.chain), \
+                 last_seen = CASE WHEN excluded.last_seen > presented_certificates.last_seen \
+                   THEN excluded.last_seen ELSE presented_certificates.last_seen END",
+            )
+            .bind(client)
+            .bind(certificate.fingerprint.to_string())
+            .bind(self.chain_to_write(client, hour, certificate))
+            .bind(certificate.last_seen)
             .execute(&mut **tx)
             .await
             .map(|_| ()))?;
@@ -333,47 +378,53 @@ impl Batch {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::identity::SpkiHash;
-    use crate::storage::recorder::CertificateSeen;
+    use crate::storage::recorder::UsageTotals;
+
+    fn presented(fingerprint: &[u8]) -> Presented {
+        Presented {
+            fingerprint: Fingerprint::of_der(fingerprint),
+            last_seen: 0,
+            chain: Arc::from(vec![fingerprint.to_vec()]),
+        }
+    }
 
     #[test]
-    fn a_chain_is_written_once_per_usage_row_and_certificate() {
-        let seen = |fingerprint: &[u8]| UsageTotals {
+    fn a_chain_is_written_once_an_hour_per_client_and_certificate() {
+        let totals = |certificates: &[&[u8]]| UsageTotals {
             count: 1,
-            certificate: Some(CertificateSeen {
-                fingerprint: Fingerprint::of_der(fingerprint),
-                not_after: 0,
-                issuer_spki: SpkiHash::of_der(b"ca"),
-                chain: Arc::from(vec![fingerprint.to_vec()]),
-            }),
+            presented: certificates.iter().map(|c| presented(c)).collect(),
             ..UsageTotals::default()
         };
         let mut batch = Batch::default();
-        let key = |hour| ("w".to_owned(), AuthMethod::Certificate, hour);
-        batch.usage.insert(key(3600), seen(b"a"));
-        assert!(batch.chain_to_write("w", 3600, &seen(b"a")).is_some());
+        let key = |client: &str, method, hour| (client.to_owned(), method, hour);
+        batch.usage.insert(
+            key("w", AuthMethod::Certificate, 3600),
+            totals(&[b"a", b"b"]),
+        );
+        // A key-authenticated row carries no certificate to keep.
+        batch
+            .usage
+            .insert(key("k", AuthMethod::ApiKey, 3600), totals(&[b"k"]));
+        assert!(batch.chain_to_write("w", 3600, &presented(b"a")).is_some());
         batch.note_chains_written();
+        assert_eq!(batch.chains_written.len(), 2, "both of w's, none of k's");
+        assert_eq!(batch.chain_to_write("w", 3600, &presented(b"a")), None);
+        assert_eq!(batch.chain_to_write("w", 3600, &presented(b"b")), None);
+        // Another certificate, another client's, or the same one in the next hour: written.
         assert_eq!(
-            batch.chain_to_write("w", 3600, &seen(b"a")),
-            None,
-            "written"
+            batch.chain_to_write("w", 3600, &presented(b"c")),
+            Some(chain_text(&[b"c".to_vec()]))
         );
-        // Another certificate, or the same one in the next hour's row: written again.
-        assert_eq!(
-            batch.chain_to_write("w", 3600, &seen(b"b")),
-            Some(chain_text(&[b"b".to_vec()]))
-        );
-        assert!(batch.chain_to_write("w", 7200, &seen(b"a")).is_some());
-        assert!(batch.chain_to_write("x", 3600, &seen(b"a")).is_some());
-        assert_eq!(
-            batch.chain_to_write("w", 3600, &UsageTotals::default()),
-            None
-        );
-        // Rows of past hours are forgotten once a newer hour is written.
+        assert!(batch.chain_to_write("x", 3600, &presented(b"a")).is_some());
+        assert!(batch.chain_to_write("w", 7200, &presented(b"a")).is_some());
+        // Chains of past hours are forgotten once a newer hour is written.
         batch.usage.clear();
-        batch.usage.insert(key(7200), seen(b"a"));
+        batch
+            .usage
+            .insert(key("w", AuthMethod::Certificate, 7200), totals(&[b"a"]));
         batch.note_chains_written();
         assert_eq!(batch.chains_written.len(), 1);
-        assert!(batch.chain_to_write("w", 3600, &seen(b"a")).is_some());
+        assert!(batch.chain_to_write("w", 3600, &presented(b"b")).is_some());
+        assert_eq!(batch.chain_to_write("w", 7200, &presented(b"a")), None);
     }
 }
