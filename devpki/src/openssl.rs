@@ -162,6 +162,54 @@ impl OpensslCa {
         Self::at(dir, &self.subject)
     }
 
+    /// This (intermediate) CA's key certified again by `parent`: the same subject and key, a
+    /// new serial and validity, as a CA's renewal without a re-key issues it.
+    pub fn renewed_by(&self, parent: &OpensslCa) -> OpensslCa {
+        let dir = unique(&parent.dir, "renewed");
+        std::fs::copy(&self.key_path, dir.join("ca.key")).unwrap();
+        std::fs::write(dir.join("ext.cnf"), format!("[ext]\n{CA_EXTENSIONS}")).unwrap();
+        openssl(
+            &dir,
+            &[
+                "req",
+                "-new",
+                "-key",
+                "ca.key",
+                "-out",
+                "req.csr",
+                "-subj",
+                &self.subject,
+            ],
+        );
+        let parent_cert = parent.cert_path.to_string_lossy().into_owned();
+        let parent_key = parent.key_path.to_string_lossy().into_owned();
+        openssl(
+            &dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "req.csr",
+                "-CA",
+                &parent_cert,
+                "-CAkey",
+                &parent_key,
+                "-CAcreateserial",
+                "-CAserial",
+                "serial",
+                "-days",
+                "1",
+                "-extfile",
+                "ext.cnf",
+                "-extensions",
+                "ext",
+                "-out",
+                "ca.pem",
+            ],
+        );
+        Self::at(dir, &self.subject)
+    }
+
     /// This CA's certificate as one to list in its issuer's CRL.
     pub fn as_cert(&self) -> OpensslCert {
         OpensslCert {

@@ -159,12 +159,17 @@ pub fn authenticate(
             if now < cert.not_before || now > cert.not_after {
                 return Err(certificate_refusal(ReasonCode::CertExpired));
             }
-            if let Err(failure) = trust.check_path(cert, now) {
+            // The deny list reaches the CAs of the bundle above the path's anchor here (the
+            // path's own certificates are checked with the binding, below).
+            if let Err(failure) = trust.check_path(cert, now, |ca| snapshot.is_revoked(ca)) {
                 let (reason, detail) = match failure {
                     PathFailure::Revoked { fingerprint } => (
                         ReasonCode::CertRevoked,
                         json!({ "revoked_by_crl": fingerprint }),
                     ),
+                    PathFailure::Denied { fingerprint } => {
+                        (ReasonCode::CertRevoked, json!({ "denied_ca": fingerprint }))
+                    }
                     PathFailure::CrlExpired { crl, .. } => (
                         ReasonCode::CertRevoked,
                         json!({ "crl_past_next_update": crl.display().to_string() }),
@@ -185,17 +190,6 @@ pub fn authenticate(
                 };
                 let mut refused = certificate_refusal(reason);
                 refused.detail["revocation"] = detail;
-                return Err(refused);
-            }
-            // The deny list, for the CAs of the bundle above the path's anchor (the path's own
-            // certificates are checked with the binding, below).
-            if let Some(denied) = trust
-                .cas_above(cert)
-                .iter()
-                .find(|fingerprint| snapshot.is_revoked(fingerprint))
-            {
-                let mut refused = certificate_refusal(ReasonCode::CertRevoked);
-                refused.detail["revocation"] = json!({ "denied_ca": denied });
                 return Err(refused);
             }
             let client = snapshot

@@ -80,22 +80,28 @@ pub(super) fn crls_of_bundle(
     Ok(combined)
 }
 
-/// What of the bundle stands above one of its CAs.
-#[derive(Debug, Default)]
+/// What of the bundle stands above one certificate of one of its CAs.
+#[derive(Debug)]
 pub(super) struct Ancestry {
+    /// That certificate's validity: outside it, what stands above it speaks for nobody.
+    pub(super) not_before: OffsetDateTime,
+    pub(super) not_after: OffsetDateTime,
     /// The CA as signed by its parent, then the parent as signed by its own, ...
     pub(super) links: Vec<ChainLink>,
     /// The parents' fingerprints, up to the root.
     pub(super) above: Vec<Fingerprint>,
 }
 
-/// For each CA of the bundle, the CAs of the bundle that signed it, up to a self-signed root:
-/// its parent is a CA of the bundle whose name is its issuer and whose key verifies its
-/// signature.
+/// For each key of the bundle's CAs, what stands above each of its certificates: the CAs of
+/// the bundle that signed it, up to a self-signed root (its parent is a CA of the bundle whose
+/// name is its issuer and whose key verifies its signature). A key has several certificates
+/// when its CA was renewed without a new key: each brings its own ancestry, and the key stands
+/// while one of them does (its root revoking the old certificate as superseded, as CAs do on
+/// renewal, leaves the renewed one standing). In bundle order.
 pub(super) fn ancestry(
     cas: &[BundleCa],
     ders: &[CertificateDer<'_>],
-) -> HashMap<SpkiHash, Ancestry> {
+) -> HashMap<SpkiHash, Vec<Ancestry>> {
     let parsed: Vec<Option<X509Certificate<'_>>> = ders
         .iter()
         .map(|der| X509Certificate::from_der(der).ok().map(|(_, cert)| cert))
@@ -114,7 +120,12 @@ pub(super) fn ancestry(
     };
     let mut ancestry = HashMap::new();
     for start in 0..cas.len() {
-        let mut found = Ancestry::default();
+        let mut found = Ancestry {
+            not_before: cas[start].not_before,
+            not_after: cas[start].not_after,
+            links: Vec::new(),
+            above: Vec::new(),
+        };
         let mut seen = HashSet::from([start]);
         let mut current = start;
         while let Some(parent) = parent_of(current) {
@@ -135,8 +146,10 @@ pub(super) fn ancestry(
             }
             current = parent;
         }
-        // The first CA of a key decides (several certificates of one key: a renewed CA).
-        ancestry.entry(cas[start].spki).or_insert(found);
+        ancestry
+            .entry(cas[start].spki)
+            .or_insert_with(Vec::new)
+            .push(found);
     }
     ancestry
 }

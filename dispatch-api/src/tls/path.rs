@@ -23,6 +23,9 @@ pub enum PathFailure {
     /// The key that signed this certificate has CRLs, but none that covers it (a partition
     /// that is not loaded): its status is unknown, which is not "good".
     StatusUnknown { fingerprint: Fingerprint },
+    /// A CA of the bundle above the path's anchor is on the deny list (the registry's
+    /// revoked fingerprints).
+    Denied { fingerprint: Fingerprint },
     /// The path's anchor is no longer a CA of the bundle (removed since the handshake).
     AnchorRemoved { anchor: SpkiHash },
     /// The path's anchor is outside its validity.
@@ -35,7 +38,7 @@ pub enum PathFailure {
 impl PathFailure {
     pub(super) fn to_webpki(&self, now: UnixTime) -> webpki::Error {
         match self {
-            Self::Revoked { .. } => webpki::Error::CertRevoked,
+            Self::Revoked { .. } | Self::Denied { .. } => webpki::Error::CertRevoked,
             Self::CrlExpired { next_update, .. } => webpki::Error::CrlExpired {
                 time: now,
                 next_update: unix_time(*next_update),

@@ -43,7 +43,7 @@ pub struct Trust {
     anchors: Vec<TrustAnchor<'static>>,
     issuers: IssuerIndex,
     /// For each key of the bundle, the CAs of the bundle above its CA.
-    ancestry: HashMap<SpkiHash, Ancestry>,
+    ancestry: HashMap<SpkiHash, Vec<Ancestry>>,
     crls: Vec<Crl>,
     algorithms: WebPkiSupportedAlgorithms,
     /// The CRLs of each signing key, combined; keys outside the bundle (intermediates) are
@@ -154,7 +154,8 @@ impl Trust {
         // Called by webpki for each candidate path; the first one that passes is the one.
         let check = |path: &webpki::VerifiedPath<'_>| {
             let verified = self.describe(path, &leaf)?;
-            self.check_path(&verified, at)
+            // The deny list is the registry's: every request checks it (`auth`).
+            self.check_path(&verified, at, |_| false)
                 .map_err(|failure| failure.to_webpki(now))?;
             *found.borrow_mut() = Some(verified);
             Ok(())
@@ -249,31 +250,54 @@ impl Trust {
         })
     }
 
-    /// The links from the path's anchor up through the CAs of the bundle that signed it: the
-    /// anchor as its parent signed it, the parent as its own signed it, ... (none for a root).
+    /// What stands above the path's anchor: one ancestry per certificate of its key in the
+    /// bundle that is valid at `now` (several when its CA was renewed without a new key).
+    fn ancestries(
+        &self,
+        verified: &VerifiedCertificate,
+        now: OffsetDateTime,
+    ) -> impl Iterator<Item = &Ancestry> {
+        self.ancestry
+            .get(&verified.anchor_spki)
+            .into_iter()
+            .flatten()
+            .filter(move |ancestry| ancestry.not_before <= now && now <= ancestry.not_after)
+    }
+
+    /// The links from the path's anchor up through the CAs of the bundle that signed it (of
+    /// its key's first certificate in the bundle): the anchor as its parent signed it, the
+    /// parent as its own signed it, ... (none for a root).
+    #[cfg(test)]
     pub fn ancestors(&self, verified: &VerifiedCertificate) -> &[ChainLink] {
         self.ancestry
             .get(&verified.anchor_spki)
+            .and_then(|ancestries| ancestries.first())
             .map_or(&[], |ancestry| &ancestry.links)
     }
 
-    /// The fingerprints of the CAs of the bundle above the path's anchor, up to its root: the
-    /// deny list reaches them too.
+    /// The fingerprints of the CAs of the bundle above the path's anchor (of its key's first
+    /// certificate in the bundle), up to its root.
+    #[cfg(test)]
     pub fn cas_above(&self, verified: &VerifiedCertificate) -> &[Fingerprint] {
         self.ancestry
             .get(&verified.anchor_spki)
+            .and_then(|ancestries| ancestries.first())
             .map_or(&[], |ancestry| &ancestry.above)
     }
 
-    /// What the bundle and the CRLs say of a verified path now, beyond webpki: its anchor is
-    /// still a CA of this bundle and valid, and no certificate of the path, nor a CA of the
-    /// bundle above its anchor, is revoked by the CRLs of the key that signed it. A key with no
-    /// CRL is not checked (unknown status is allowed); an expired CRL fails closed, as nginx
-    /// does: renew CRLs before their nextUpdate.
+    /// What the bundle, the CRLs and the deny list say of a verified path now, beyond webpki:
+    /// its anchor is still a CA of this bundle and valid, no certificate of the path is revoked
+    /// by the CRLs of the key that signed it, and the anchor's key still stands: for one of its
+    /// certificates in the bundle (several when its CA was renewed without a new key), no CA of
+    /// the bundle above it is revoked by a CRL or `denied` (the registry's deny list), nor is
+    /// the certificate itself revoked by its parent. A key with no CRL is not checked (unknown
+    /// status is allowed); an expired CRL fails closed, as nginx does: renew CRLs before their
+    /// nextUpdate.
     pub fn check_path(
         &self,
         verified: &VerifiedCertificate,
         now: OffsetDateTime,
+        denied: impl Fn(&Fingerprint) -> bool,
     ) -> Result<(), PathFailure> {
         // The CAs of the anchor's key (several when a CA was renewed); no allocation: this
         // runs on every request.
@@ -289,25 +313,63 @@ impl Trust {
                 not_after,
             });
         }
+        for link in &verified.links {
+            self.link_status(link, now)?;
+        }
+        // The first ancestry's failure if none stands: in bundle order.
+        let mut failure = None;
+        for ancestry in self.ancestries(verified, now) {
+            match self.stands(ancestry, now, &denied) {
+                Ok(()) => return Ok(()),
+                Err(error) => {
+                    failure.get_or_insert(error);
+                }
+            }
+        }
+        failure.map_or(Ok(()), Err)
+    }
+
+    /// Whether one certificate of an anchor's key stands: none of its links revoked by a CRL,
+    /// no CA above it denied.
+    fn stands(
+        &self,
+        ancestry: &Ancestry,
+        now: OffsetDateTime,
+        denied: &impl Fn(&Fingerprint) -> bool,
+    ) -> Result<(), PathFailure> {
+        for link in &ancestry.links {
+            self.link_status(link, now)?;
+        }
+        match ancestry
+            .above
+            .iter()
+            .find(|fingerprint| denied(fingerprint))
+        {
+            Some(fingerprint) => Err(PathFailure::Denied {
+                fingerprint: *fingerprint,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// `link`'s status in the CRLs of the key that signed it (good when there are no CRLs).
+    fn link_status(&self, link: &ChainLink, now: OffsetDateTime) -> Result<(), PathFailure> {
         if self.crls.is_empty() {
             return Ok(());
         }
-        for link in verified.links.iter().chain(self.ancestors(verified)) {
-            self.crls_of(link)
-                .status(&link.serial, &link.scope, now)
-                .map_err(|verdict| match verdict {
-                    CrlVerdict::Revoked => PathFailure::Revoked {
-                        fingerprint: link.fingerprint,
-                    },
-                    CrlVerdict::Expired { crl, next_update } => {
-                        PathFailure::CrlExpired { crl, next_update }
-                    }
-                    CrlVerdict::NotCovered => PathFailure::StatusUnknown {
-                        fingerprint: link.fingerprint,
-                    },
-                })?;
-        }
-        Ok(())
+        self.crls_of(link)
+            .status(&link.serial, &link.scope, now)
+            .map_err(|verdict| match verdict {
+                CrlVerdict::Revoked => PathFailure::Revoked {
+                    fingerprint: link.fingerprint,
+                },
+                CrlVerdict::Expired { crl, next_update } => {
+                    PathFailure::CrlExpired { crl, next_update }
+                }
+                CrlVerdict::NotCovered => PathFailure::StatusUnknown {
+                    fingerprint: link.fingerprint,
+                },
+            })
     }
 
     /// The CRLs of the key that signed `link`: known for the bundle's CAs, looked up (by name,
@@ -744,7 +806,7 @@ mod tests {
             }
             // And on a connection verified before the CRL came.
             assert_eq!(
-                after.check_path(&path, OffsetDateTime::now_utc()),
+                after.check_path(&path, OffsetDateTime::now_utc(), |_| false),
                 Err(PathFailure::Revoked {
                     fingerprint: Fingerprint::of_der(&intermediate.cert_der())
                 })
@@ -772,7 +834,7 @@ mod tests {
         let after =
             openssl_trust(&[&issuing, &middle, &pki.root], &[("root.crl", &revokes)]).unwrap();
         assert_eq!(
-            after.check_path(&path, OffsetDateTime::now_utc()),
+            after.check_path(&path, OffsetDateTime::now_utc(), |_| false),
             Err(PathFailure::Revoked {
                 fingerprint: Fingerprint::of_der(&middle.cert_der())
             })
@@ -811,14 +873,72 @@ mod tests {
         assert!(
             openssl_trust(&[&renewed], &[])
                 .unwrap()
-                .check_path(&path, now)
+                .check_path(&path, now, |_| false)
                 .is_ok()
         );
         assert!(
             openssl_trust(&[&pki.root], &[])
                 .unwrap()
-                .check_path(&path, now)
+                .check_path(&path, now, |_| false)
                 .is_ok()
+        );
+    }
+
+    #[test]
+    fn an_intermediate_renewed_on_its_key_stands_while_one_of_its_certificates_is_unrevoked() {
+        let pki = pki();
+        let old = pki.root.intermediate("/O=Acme/CN=Acme Issuing", "");
+        let renewed = old.renewed_by(&pki.root);
+        assert_ne!(old.cert_der(), renewed.cert_der());
+        let leaf = client(&old, "w");
+        let now = OffsetDateTime::now_utc();
+        let revoking = |revoked: &[&OpensslCa]| {
+            let certificates: Vec<OpensslCert> = revoked.iter().map(|ca| ca.as_cert()).collect();
+            pki.root.crl(&CrlSpec {
+                revoked: certificates.iter().map(|c| (c, "superseded")).collect(),
+                number: 1,
+                ..CrlSpec::default()
+            })
+        };
+        // The root revokes the old certificate as superseded, as CAs do on renewal: whichever
+        // of the two comes first in the bundle, the key stands by the renewed one, in the
+        // handshake and on every request.
+        let superseded = revoking(&[&old]);
+        for order in [[&old, &renewed, &pki.root], [&renewed, &old, &pki.root]] {
+            let bundle = openssl_trust(&order, &[("root.crl", &superseded)]).unwrap();
+            let path = openssl_verified(&bundle, &leaf, &[]).unwrap();
+            assert_eq!(bundle.check_path(&path, now, |_| false), Ok(()));
+        }
+        // The renewed one revoked instead: the old one still stands.
+        let bundle = openssl_trust(
+            &[&old, &renewed, &pki.root],
+            &[("root.crl", &revoking(&[&renewed]))],
+        )
+        .unwrap();
+        assert!(openssl_verified(&bundle, &leaf, &[]).is_ok());
+        // Both revoked: the key stands by neither, and the first one's revocation is named.
+        let both = openssl_trust(
+            &[&old, &renewed, &pki.root],
+            &[("root.crl", &revoking(&[&old, &renewed]))],
+        )
+        .unwrap();
+        assert_eq!(
+            openssl_verified(&both, &leaf, &[]).unwrap_err(),
+            webpki::Error::CertRevoked
+        );
+        let before = openssl_trust(&[&old, &renewed, &pki.root], &[]).unwrap();
+        let path = openssl_verified(&before, &leaf, &[]).unwrap();
+        assert_eq!(
+            both.check_path(&path, now, |_| false),
+            Err(PathFailure::Revoked {
+                fingerprint: Fingerprint::of_der(&old.cert_der())
+            })
+        );
+        // The deny list reaches the root above both.
+        let root = Fingerprint::of_der(&pki.root.cert_der());
+        assert_eq!(
+            before.check_path(&path, now, |ca| *ca == root),
+            Err(PathFailure::Denied { fingerprint: root })
         );
     }
 
@@ -830,15 +950,19 @@ mod tests {
         let both = trust(&[&CA, &partner], &[]);
         let path = verified(&both, &issued, &[]).unwrap();
         let now = OffsetDateTime::now_utc();
-        assert!(both.check_path(&path, now).is_ok());
+        assert!(both.check_path(&path, now, |_| false).is_ok());
         assert_eq!(
-            trust(&[&CA], &[]).check_path(&path, now),
+            trust(&[&CA], &[]).check_path(&path, now, |_| false),
             Err(PathFailure::AnchorRemoved {
                 anchor: path.anchor_spki
             })
         );
         // Wherever it stands in the bundle.
-        assert!(trust(&[&partner, &CA], &[]).check_path(&path, now).is_ok());
+        assert!(
+            trust(&[&partner, &CA], &[])
+                .check_path(&path, now, |_| false)
+                .is_ok()
+        );
     }
 
     #[test]
@@ -847,19 +971,19 @@ mod tests {
         let bundle = trust(&[&CA], &[]);
         let path = verified(&bundle, &issued, &[]).unwrap();
         let not_after = bundle.cas()[0].not_after;
-        assert!(bundle.check_path(&path, not_after).is_ok());
+        assert!(bundle.check_path(&path, not_after, |_| false).is_ok());
         assert_eq!(
-            bundle.check_path(&path, not_after + time::Duration::seconds(1)),
+            bundle.check_path(&path, not_after + time::Duration::seconds(1), |_| false),
             Err(PathFailure::AnchorExpired {
                 anchor: path.anchor_spki,
                 not_after
             })
         );
         let not_before = bundle.cas()[0].not_before;
-        assert!(bundle.check_path(&path, not_before).is_ok());
+        assert!(bundle.check_path(&path, not_before, |_| false).is_ok());
         assert!(
             bundle
-                .check_path(&path, not_before - time::Duration::seconds(1))
+                .check_path(&path, not_before - time::Duration::seconds(1), |_| false)
                 .is_err()
         );
     }
@@ -908,7 +1032,7 @@ mod tests {
         );
         // And on a connection verified before the CRL was loaded.
         assert_eq!(
-            after.check_path(&path, OffsetDateTime::now_utc()),
+            after.check_path(&path, OffsetDateTime::now_utc(), |_| false),
             Err(PathFailure::Revoked {
                 fingerprint: Fingerprint::of_der(&intermediate.cert_der())
             })
@@ -1043,9 +1167,9 @@ mod tests {
             .unwrap();
         let bundle = trust(&[&CA], &[crl]);
         let path = verified(&bundle, &issued, &[]).unwrap();
-        assert!(bundle.check_path(&path, next_update).is_ok());
+        assert!(bundle.check_path(&path, next_update, |_| false).is_ok());
         assert_eq!(
-            bundle.check_path(&path, next_update + time::Duration::seconds(1)),
+            bundle.check_path(&path, next_update + time::Duration::seconds(1), |_| false),
             Err(PathFailure::CrlExpired {
                 crl: "test.crl".into(),
                 next_update
@@ -1060,10 +1184,18 @@ mod tests {
         let bundle = trust(&[&CA], &[crl]);
         let path = verified(&bundle, &issued, &[]).unwrap();
         assert!(matches!(
-            bundle.check_path(&path, OffsetDateTime::now_utc() + time::Duration::hours(2)),
+            bundle.check_path(
+                &path,
+                OffsetDateTime::now_utc() + time::Duration::hours(2),
+                |_| false
+            ),
             Err(PathFailure::CrlExpired { .. })
         ));
-        assert!(bundle.check_path(&path, OffsetDateTime::now_utc()).is_ok());
+        assert!(
+            bundle
+                .check_path(&path, OffsetDateTime::now_utc(), |_| false)
+                .is_ok()
+        );
     }
 
     #[test]

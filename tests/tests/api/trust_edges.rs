@@ -252,3 +252,35 @@ async fn a_ca_removed_from_the_bundle_refuses_its_open_http1_and_http2_connectio
     assert!(refused.contains("UnknownCA"), "{refused}");
     assert_eq!(whoami_status(&app, &app.operator).await, Ok(200));
 }
+
+#[tokio::test]
+async fn an_issuing_ca_renewed_on_its_key_still_serves_its_leaves_once_the_root_revokes_the_old_certificate_as_superseded()
+ {
+    let mut prepared = PreparedApp::new();
+    let root = OpensslCa::root(prepared.dir(), "/O=Acme/CN=Acme Root");
+    let issuing = root.intermediate("/O=Acme/CN=Acme Issuing", "");
+    let renewed = issuing.renewed_by(&root);
+    // The renewed certificate appended after the old one, as an operator adds it to a bundle.
+    bundle_with(&mut prepared, &[&issuing, &renewed, &root]);
+    let old = issuing.as_cert();
+    let superseded = root.crl(&CrlSpec {
+        revoked: vec![(&old, "superseded")],
+        number: 1,
+        ..CrlSpec::default()
+    });
+    prepared.settings.tls.crl_files = vec![crl_file(&prepared, "root.crl.pem", &superseded)];
+    let app = prepared.start().await;
+    register(&app, "acme-a", "O=Acme, CN=Acme Issuing").await;
+    let leaf = identity(&issuing.client("/O=Acme/CN=acme-a", ""));
+    assert_eq!(whoami_status(&app, &leaf).await, Ok(200));
+    // Stock clients too, over HTTP/2 and HTTP/1.1.
+    let whoami = [e2e::stock::StockRequest::new(
+        "GET",
+        "/api/whoami",
+        String::new(),
+    )];
+    for client in e2e::stock::EVERY_CLIENT {
+        let served = e2e::stock::run(&app, client, Some(&leaf), &whoami).await;
+        assert_eq!(served[0].status, 200, "{client:?}: {served:?}");
+    }
+}
