@@ -162,9 +162,10 @@ impl OpensslCa {
         Self::at(dir, &self.subject)
     }
 
-    /// This (intermediate) CA's key certified again by `parent`: the same subject and key, a
-    /// new serial and validity, as a CA's renewal without a re-key issues it.
-    pub fn renewed_by(&self, parent: &OpensslCa) -> OpensslCa {
+    /// This (intermediate) CA's key certified again by `parent` for `days` (0: expired a second
+    /// later): the same subject and key, a new serial and validity, as a CA's renewal without a
+    /// re-key issues it.
+    pub fn renewed_by(&self, parent: &OpensslCa, days: u32) -> OpensslCa {
         let dir = unique(&parent.dir, "renewed");
         std::fs::copy(&self.key_path, dir.join("ca.key")).unwrap();
         std::fs::write(dir.join("ext.cnf"), format!("[ext]\n{CA_EXTENSIONS}")).unwrap();
@@ -181,32 +182,7 @@ impl OpensslCa {
                 &self.subject,
             ],
         );
-        let parent_cert = parent.cert_path.to_string_lossy().into_owned();
-        let parent_key = parent.key_path.to_string_lossy().into_owned();
-        openssl(
-            &dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                "req.csr",
-                "-CA",
-                &parent_cert,
-                "-CAkey",
-                &parent_key,
-                "-CAcreateserial",
-                "-CAserial",
-                "serial",
-                "-days",
-                "1",
-                "-extfile",
-                "ext.cnf",
-                "-extensions",
-                "ext",
-                "-out",
-                "ca.pem",
-            ],
-        );
+        parent.certify(&dir, "ca.pem", days);
         Self::at(dir, &self.subject)
     }
 
@@ -222,21 +198,14 @@ impl OpensslCa {
         pem_der(&self.cert_pem())
     }
 
-    /// Signs a new key (RSA 2048) with this CA, for one day, with these extension lines.
-    pub fn sign(&self, subject: &str, extensions: &str) -> OpensslCert {
-        let dir = unique(&self.dir, "issued");
-        std::fs::write(dir.join("ext.cnf"), format!("[ext]\n{extensions}")).unwrap();
-        openssl(
-            &dir,
-            &[
-                "req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", "key.pem", "-out",
-                "req.csr", "-subj", subject,
-            ],
-        );
+    /// Certifies `dir/req.csr` with this CA for `days`, with the extensions of `dir/ext.cnf`
+    /// and a random serial, into `dir/out`.
+    fn certify(&self, dir: &Path, out: &str, days: u32) {
         let ca_cert = self.cert_path.to_string_lossy().into_owned();
         let ca_key = self.key_path.to_string_lossy().into_owned();
+        let days = days.to_string();
         openssl(
-            &dir,
+            dir,
             &[
                 "x509",
                 "-req",
@@ -250,15 +219,29 @@ impl OpensslCa {
                 "-CAserial",
                 "serial",
                 "-days",
-                "1",
+                &days,
                 "-extfile",
                 "ext.cnf",
                 "-extensions",
                 "ext",
                 "-out",
-                "cert.pem",
+                out,
             ],
         );
+    }
+
+    /// Signs a new key (RSA 2048) with this CA, for one day, with these extension lines.
+    pub fn sign(&self, subject: &str, extensions: &str) -> OpensslCert {
+        let dir = unique(&self.dir, "issued");
+        std::fs::write(dir.join("ext.cnf"), format!("[ext]\n{extensions}")).unwrap();
+        openssl(
+            &dir,
+            &[
+                "req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", "key.pem", "-out",
+                "req.csr", "-subj", subject,
+            ],
+        );
+        self.certify(&dir, "cert.pem", 1);
         OpensslCert {
             cert_path: dir.join("cert.pem"),
             key_path: dir.join("key.pem"),

@@ -888,7 +888,7 @@ mod tests {
     fn an_intermediate_renewed_on_its_key_stands_while_one_of_its_certificates_is_unrevoked() {
         let pki = pki();
         let old = pki.root.intermediate("/O=Acme/CN=Acme Issuing", "");
-        let renewed = old.renewed_by(&pki.root);
+        let renewed = old.renewed_by(&pki.root, 1);
         assert_ne!(old.cert_der(), renewed.cert_der());
         let leaf = client(&old, "w");
         let now = OffsetDateTime::now_utc();
@@ -939,6 +939,29 @@ mod tests {
         assert_eq!(
             before.check_path(&path, now, |ca| *ca == root),
             Err(PathFailure::Denied { fingerprint: root })
+        );
+    }
+
+    #[test]
+    fn an_expired_certificate_of_a_renewed_key_does_not_keep_it_standing_once_the_valid_one_is_revoked()
+     {
+        let pki = pki();
+        let current = pki.root.intermediate("/O=Acme/CN=Acme Issuing", "");
+        // An earlier certificate of the same key, past its notAfter and never revoked: CAs
+        // drop expired certificates from their CRLs.
+        let expired = current.renewed_by(&pki.root, 0);
+        let leaf = client(&current, "w");
+        let before = openssl_trust(&[&current, &pki.root], &[]).unwrap();
+        let path = openssl_verified(&before, &leaf, &[]).unwrap();
+        let revoked = crl(&pki.root, &[&current.as_cert()], 1, "");
+        let bundle =
+            openssl_trust(&[&expired, &current, &pki.root], &[("root.crl", &revoked)]).unwrap();
+        let later = OffsetDateTime::now_utc() + time::Duration::minutes(1);
+        assert_eq!(
+            bundle.check_path(&path, later, |_| false),
+            Err(PathFailure::Revoked {
+                fingerprint: Fingerprint::of_der(&current.cert_der())
+            })
         );
     }
 

@@ -259,7 +259,7 @@ async fn an_issuing_ca_renewed_on_its_key_still_serves_its_leaves_once_the_root_
     let mut prepared = PreparedApp::new();
     let root = OpensslCa::root(prepared.dir(), "/O=Acme/CN=Acme Root");
     let issuing = root.intermediate("/O=Acme/CN=Acme Issuing", "");
-    let renewed = issuing.renewed_by(&root);
+    let renewed = issuing.renewed_by(&root, 1);
     // The renewed certificate appended after the old one, as an operator adds it to a bundle.
     bundle_with(&mut prepared, &[&issuing, &renewed, &root]);
     let old = issuing.as_cert();
