@@ -101,8 +101,9 @@ enum Command {
         set: Option<String>,
         #[arg(long)]
         reason: Option<String>,
-        /// Replace them even though the client's last certificate would no longer match (it
-        /// is about to get a new one); never lets a binding capture another client's.
+        /// Replace them even though a certificate the client presented recently would no
+        /// longer match (it is about to get a new one); never lets a binding capture another
+        /// client's.
         #[arg(long, requires = "set")]
         force: bool,
     },

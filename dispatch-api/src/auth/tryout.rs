@@ -1,7 +1,7 @@
 //! A registry change tried before it is made (DESIGN §2): the real [`authenticate`] runs on the
 //! registry as it would be, against the certificates that are in use. Those are the operator's
-//! own (the one this admin call came with) and the chain each client last presented within the
-//! evidence window, as stored by whichever replica saw it. A change that would let one of them
+//! own (the one this admin call came with) and every chain each client presented within the
+//! evidence window (its latest eight), as stored by whichever replica saw it. A change that would let one of them
 //! in as another client, or make it ambiguous, is refused (`force` never overrides that); one
 //! that would keep it out is refused unless keeping it out is what the change is for. Whose a
 //! certificate is comes from the bindings, so a client refused now for another reason (disabled,
@@ -81,7 +81,7 @@ pub struct LiveCertificates {
 }
 
 impl LiveCertificates {
-    /// The operator's certificate and the chains clients last presented (leaf first, DER),
+    /// The operator's certificate and the chains clients presented (leaf first, DER),
     /// each verified again under the current trust at a time inside its own validity (a chain
     /// verified in a recent handshake is taken as it was). A chain that no longer verifies
     /// lets nobody in, so no change can take it from anybody: it is left out.

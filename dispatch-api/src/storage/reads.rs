@@ -206,44 +206,29 @@ pub async fn usage_by_client(db: &Db, since: i64) -> Result<UsageByClient, Stora
     read.map_err(StorageError::database)
 }
 
-/// Certificates a change is tried against, at most, per client: the latest it presented. A
-/// client renewing its instances one by one presents two or three at a time; each tried costs a
-/// chain verification on every admin change.
-pub const LIVE_PER_CLIENT: usize = 8;
-
 /// The chains each client presented (leaf first, DER) since `since` (unix seconds), the latest
-/// [`LIVE_PER_CLIENT`] per client, whichever replica saw them: the live certificates a registry
-/// change is tried against. Every one, not only the last: while a client's instances move to a
-/// renewed certificate, a change that keeps the old one out cuts off the instances still on it.
+/// [`recorder::LIVE_PER_CLIENT`] per client, whichever replica saw them: the live certificates a
+/// registry change is tried against. Every one, not only the last: while a client's instances
+/// move to a renewed certificate, a change that keeps the old one out cuts off the instances
+/// still on it.
 pub async fn live_certificates(db: &Db, since: i64) -> Result<Vec<Vec<Vec<u8>>>, StorageError> {
     let read: Result<_, sqlx::Error> = async {
         on_backend!(db, pool => {
-            let rows = sqlx::query(
-                "SELECT client, chain FROM presented_certificates \
-                 WHERE last_seen >= $1 AND chain IS NOT NULL \
-                 ORDER BY client, last_seen DESC, fingerprint",
+            let texts: Vec<String> = sqlx::query_scalar(
+                "SELECT chain FROM \
+                   (SELECT chain, ROW_NUMBER() OVER \
+                     (PARTITION BY client ORDER BY last_seen DESC, fingerprint) AS latest \
+                    FROM presented_certificates WHERE last_seen >= $1) AS ranked \
+                 WHERE latest <= $2",
             )
             .bind(since)
+            .bind(recorder::LIVE_PER_CLIENT as i64)
             .fetch_all(pool)
             .await?;
-            let mut live = Vec::new();
-            let mut per_client: Option<(String, usize)> = None;
-            for row in rows {
-                let client: String = row.try_get("client")?;
-                let taken = match &mut per_client {
-                    Some((name, taken)) if *name == client => taken,
-                    _ => &mut per_client.insert((client, 0)).1,
-                };
-                if *taken == LIVE_PER_CLIENT {
-                    continue;
-                }
-                let text: String = row.try_get("chain")?;
-                if let Some(chain) = recorder::chain_from_text(&text) {
-                    live.push(chain);
-                    *taken += 1;
-                }
-            }
-            Ok(live)
+            Ok(texts
+                .iter()
+                .filter_map(|text| recorder::chain_from_text(text))
+                .collect())
         })
     }
     .await;

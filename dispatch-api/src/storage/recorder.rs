@@ -26,6 +26,7 @@ use crate::identity::{AuthMethod, Fingerprint, SpkiHash};
 use crate::telemetry::Metrics;
 use writer::{Totals, write_loop};
 
+mod prune;
 mod writer;
 
 /// One authenticated request, for the migration report.
@@ -366,6 +367,11 @@ struct Presented {
     last_seen: i64,
     chain: Arc<[Vec<u8>]>,
 }
+
+/// Certificates a registry change is tried against, at most, per client: the latest it
+/// presented. A client renewing its instances one by one presents two or three at a time; each
+/// tried costs a chain verification on every admin change. The rest are pruned hourly.
+pub const LIVE_PER_CLIENT: usize = 8;
 
 /// Distinct certificates one usage row keeps between two writes (half a second apart): a
 /// client's instances present a few at a time; past this many, the rest are noted by their

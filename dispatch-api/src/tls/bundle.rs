@@ -1,6 +1,6 @@
 //! The client CA bundle as loaded: each CA with its key, the CRLs of each key combined, and
-//! what of the bundle stands above each CA (its "ancestry": the root speaks for the issuing CA
-//! beside it in the bundle, whether or not a path went through the root).
+//! which CA of the bundle signed each of its certificates (its "lineage": the root speaks for
+//! the issuing CA beside it in the bundle, whether or not a path went through the root).
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -80,76 +80,64 @@ pub(super) fn crls_of_bundle(
     Ok(combined)
 }
 
-/// What of the bundle stands above one certificate of one of its CAs.
+/// One certificate of a CA of the bundle, with what of the bundle signed it.
 #[derive(Debug)]
-pub(super) struct Ancestry {
-    /// That certificate's validity: outside it, what stands above it speaks for nobody.
+pub(super) struct Certified {
+    pub(super) fingerprint: Fingerprint,
     pub(super) not_before: OffsetDateTime,
     pub(super) not_after: OffsetDateTime,
-    /// The CA as signed by its parent, then the parent as signed by its own, ...
-    pub(super) links: Vec<ChainLink>,
-    /// The parents' fingerprints, up to the root.
-    pub(super) above: Vec<Fingerprint>,
+    /// The certificate as a CA of the bundle signed it, with that CA's key; none for a
+    /// self-signed root, or a CA whose issuer is not in the bundle.
+    pub(super) signed: Option<(ChainLink, SpkiHash)>,
 }
 
-/// For each key of the bundle's CAs, what stands above each of its certificates: the CAs of
-/// the bundle that signed it, up to a self-signed root (its parent is a CA of the bundle whose
-/// name is its issuer and whose key verifies its signature). A key has several certificates
-/// when its CA was renewed without a new key: each brings its own ancestry, and the key stands
-/// while one of them does (its root revoking the old certificate as superseded, as CAs do on
-/// renewal, leaves the renewed one standing). In bundle order.
-pub(super) fn ancestry(
+/// For each key of the bundle's CAs, its certificates in bundle order, each with the CA of the
+/// bundle that signed it: a CA of the bundle whose name is its issuer and whose key verifies
+/// its signature. A key has several certificates when its CA was renewed without a new key,
+/// or cross-signed; `Trust::check_path` decides whether the key stands from all of them.
+pub(super) fn lineage(
     cas: &[BundleCa],
     ders: &[CertificateDer<'_>],
-) -> HashMap<SpkiHash, Vec<Ancestry>> {
+) -> HashMap<SpkiHash, Vec<Certified>> {
     let parsed: Vec<Option<X509Certificate<'_>>> = ders
         .iter()
         .map(|der| X509Certificate::from_der(der).ok().map(|(_, cert)| cert))
         .collect();
+    // Any CA of the parent's key: its certificates share the key, so the signature and the
+    // link are the same whichever is found.
     let parent_of = |index: usize| -> Option<usize> {
         let cert = parsed[index].as_ref()?;
         let issuer = DistinguishedName::from_x509(cert.issuer());
         (0..cas.len()).find(|&other| {
             let ca = &cas[other];
-            other != index
-                && ca.subject == issuer
+            ca.subject == issuer
                 && ca.spki != cas[index].spki
                 && SubjectPublicKeyInfo::from_der(&ca.spki_der)
                     .is_ok_and(|(_, spki)| cert.verify_signature(Some(&spki)).is_ok())
         })
     };
-    let mut ancestry = HashMap::new();
-    for start in 0..cas.len() {
-        let mut found = Ancestry {
-            not_before: cas[start].not_before,
-            not_after: cas[start].not_after,
-            links: Vec::new(),
-            above: Vec::new(),
-        };
-        let mut seen = HashSet::from([start]);
-        let mut current = start;
-        while let Some(parent) = parent_of(current) {
-            let Some(cert) = parsed[current].as_ref() else {
-                break;
-            };
-            found.above.push(cas[parent].fingerprint);
-            found.links.push(ChainLink {
-                fingerprint: cas[current].fingerprint,
-                serial: cert.raw_serial().to_vec(),
-                issuer: DistinguishedName::from_x509(cert.issuer()),
-                signer_spki: cas[parent].spki,
-                signer_spki_der: cas[parent].spki_der.clone().into(),
-                scope: CertificateScope::of(cert),
+    let mut lineage: HashMap<SpkiHash, Vec<Certified>> = HashMap::new();
+    for (index, ca) in cas.iter().enumerate() {
+        let signed = parent_of(index)
+            .zip(parsed[index].as_ref())
+            .map(|(parent, cert)| {
+                let parent = &cas[parent];
+                let link = ChainLink {
+                    fingerprint: ca.fingerprint,
+                    serial: cert.raw_serial().to_vec(),
+                    issuer: DistinguishedName::from_x509(cert.issuer()),
+                    signer_spki: parent.spki,
+                    signer_spki_der: parent.spki_der.clone().into(),
+                    scope: CertificateScope::of(cert),
+                };
+                (link, parent.spki)
             });
-            if !seen.insert(parent) {
-                break;
-            }
-            current = parent;
-        }
-        ancestry
-            .entry(cas[start].spki)
-            .or_insert_with(Vec::new)
-            .push(found);
+        lineage.entry(ca.spki).or_default().push(Certified {
+            fingerprint: ca.fingerprint,
+            not_before: ca.not_before,
+            not_after: ca.not_after,
+            signed,
+        });
     }
-    ancestry
+    lineage
 }

@@ -12,8 +12,11 @@
 //!
 //! A path ends at whichever CA of the bundle webpki reached first, often an issuing CA that
 //! sits in the bundle beside its root. The root still speaks for it: each CA of the bundle
-//! that another CA of the bundle signed carries that link (its "ancestry", settled at load),
-//! so the root's CRL and the deny list reach it whether or not the path went through the root.
+//! that another CA of the bundle signed carries that link (its "lineage", settled at load), so
+//! the root's CRL and the deny list reach it whether or not the path went through the root.
+//! A key stands while one of its certificates does, up to the root: a CA renewed without a new
+//! key, whose old certificate its parent revoked as superseded, stands by the renewed one, at
+//! every level. A certificate of a key on the deny list takes the whole key with it.
 //! On every request the path's anchor must also still be a CA of the current bundle, by key,
 //! and within its validity: removing a CA takes its open connections with it.
 
@@ -25,13 +28,13 @@ use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls_pki_types::{CertificateDer, TrustAnchor, UnixTime};
 use time::OffsetDateTime;
 
-use super::bundle::{Ancestry, BundleCa, ancestry, crl_error, crls_of_bundle};
-use super::crl::{Crl, CrlVerdict, SignerCrls};
+use super::bundle::{BundleCa, Certified, crl_error, crls_of_bundle, lineage};
+use super::crl::{Crl, SignerCrls};
 use super::error::MaterialError;
-use super::path::{PathFailure, unix_time};
-use crate::identity::{
-    ChainLink, Fingerprint, IssuerIndex, PeerCertificate, SpkiHash, VerifiedCertificate,
-};
+use super::path::unix_time;
+use crate::identity::{ChainLink, IssuerIndex, PeerCertificate, SpkiHash, VerifiedCertificate};
+
+mod standing;
 
 /// Verified paths remembered between the handshake and `on_connect` (and for resumptions).
 const RECENT_PATHS: usize = 4096;
@@ -43,7 +46,8 @@ pub struct Trust {
     anchors: Vec<TrustAnchor<'static>>,
     issuers: IssuerIndex,
     /// For each key of the bundle, the CAs of the bundle above its CA.
-    ancestry: HashMap<SpkiHash, Vec<Ancestry>>,
+    /// Each key of the bundle's CAs: its certificates and what of the bundle signed each.
+    lineage: HashMap<SpkiHash, Vec<Certified>>,
     crls: Vec<Crl>,
     algorithms: WebPkiSupportedAlgorithms,
     /// The CRLs of each signing key, combined; keys outside the bundle (intermediates) are
@@ -92,7 +96,7 @@ impl Trust {
             anchors.push(anchor);
         }
         let issuers = IssuerIndex::new(cas.iter().map(|ca| (ca.subject.clone(), ca.spki)));
-        let ancestry = ancestry(&cas, ca_certs);
+        let lineage = lineage(&cas, ca_certs);
         let crls = crls
             .into_iter()
             .map(|(path, der)| {
@@ -104,7 +108,7 @@ impl Trust {
             anchors,
             cas,
             issuers,
-            ancestry,
+            lineage,
             crls,
             algorithms,
             crls_of_signer: RwLock::new(crls_of_signer),
@@ -119,7 +123,7 @@ impl Trust {
             cas: Vec::new(),
             anchors: Vec::new(),
             issuers: IssuerIndex::default(),
-            ancestry: HashMap::new(),
+            lineage: HashMap::new(),
             crls: Vec::new(),
             algorithms: super::provider().signature_verification_algorithms,
             crls_of_signer: RwLock::new(HashMap::new()),
@@ -250,160 +254,6 @@ impl Trust {
         })
     }
 
-    /// What stands above the path's anchor: one ancestry per certificate of its key in the
-    /// bundle that is valid at `now` (several when its CA was renewed without a new key).
-    fn ancestries(
-        &self,
-        verified: &VerifiedCertificate,
-        now: OffsetDateTime,
-    ) -> impl Iterator<Item = &Ancestry> {
-        self.ancestry
-            .get(&verified.anchor_spki)
-            .into_iter()
-            .flatten()
-            .filter(move |ancestry| ancestry.not_before <= now && now <= ancestry.not_after)
-    }
-
-    /// The links from the path's anchor up through the CAs of the bundle that signed it (of
-    /// its key's first certificate in the bundle): the anchor as its parent signed it, the
-    /// parent as its own signed it, ... (none for a root).
-    #[cfg(test)]
-    pub fn ancestors(&self, verified: &VerifiedCertificate) -> &[ChainLink] {
-        self.ancestry
-            .get(&verified.anchor_spki)
-            .and_then(|ancestries| ancestries.first())
-            .map_or(&[], |ancestry| &ancestry.links)
-    }
-
-    /// The fingerprints of the CAs of the bundle above the path's anchor (of its key's first
-    /// certificate in the bundle), up to its root.
-    #[cfg(test)]
-    pub fn cas_above(&self, verified: &VerifiedCertificate) -> &[Fingerprint] {
-        self.ancestry
-            .get(&verified.anchor_spki)
-            .and_then(|ancestries| ancestries.first())
-            .map_or(&[], |ancestry| &ancestry.above)
-    }
-
-    /// What the bundle, the CRLs and the deny list say of a verified path now, beyond webpki:
-    /// its anchor is still a CA of this bundle and valid, no certificate of the path is revoked
-    /// by the CRLs of the key that signed it, and the anchor's key still stands: for one of its
-    /// certificates in the bundle (several when its CA was renewed without a new key), no CA of
-    /// the bundle above it is revoked by a CRL or `denied` (the registry's deny list), nor is
-    /// the certificate itself revoked by its parent. A key with no CRL is not checked (unknown
-    /// status is allowed); an expired CRL fails closed, as nginx does: renew CRLs before their
-    /// nextUpdate.
-    pub fn check_path(
-        &self,
-        verified: &VerifiedCertificate,
-        now: OffsetDateTime,
-        denied: impl Fn(&Fingerprint) -> bool,
-    ) -> Result<(), PathFailure> {
-        // The CAs of the anchor's key (several when a CA was renewed); no allocation: this
-        // runs on every request.
-        let same_key = || self.cas.iter().filter(|ca| ca.spki == verified.anchor_spki);
-        let Some(not_after) = same_key().map(|ca| ca.not_after).max() else {
-            return Err(PathFailure::AnchorRemoved {
-                anchor: verified.anchor_spki,
-            });
-        };
-        if !same_key().any(|ca| ca.not_before <= now && now <= ca.not_after) {
-            return Err(PathFailure::AnchorExpired {
-                anchor: verified.anchor_spki,
-                not_after,
-            });
-        }
-        for link in &verified.links {
-            self.link_status(link, now)?;
-        }
-        // The first ancestry's failure if none stands: in bundle order.
-        let mut failure = None;
-        for ancestry in self.ancestries(verified, now) {
-            match self.stands(ancestry, now, &denied) {
-                Ok(()) => return Ok(()),
-                Err(error) => {
-                    failure.get_or_insert(error);
-                }
-            }
-        }
-        failure.map_or(Ok(()), Err)
-    }
-
-    /// Whether one certificate of an anchor's key stands: none of its links revoked by a CRL,
-    /// no CA above it denied.
-    fn stands(
-        &self,
-        ancestry: &Ancestry,
-        now: OffsetDateTime,
-        denied: &impl Fn(&Fingerprint) -> bool,
-    ) -> Result<(), PathFailure> {
-        for link in &ancestry.links {
-            self.link_status(link, now)?;
-        }
-        match ancestry
-            .above
-            .iter()
-            .find(|fingerprint| denied(fingerprint))
-        {
-            Some(fingerprint) => Err(PathFailure::Denied {
-                fingerprint: *fingerprint,
-            }),
-            None => Ok(()),
-        }
-    }
-
-    /// `link`'s status in the CRLs of the key that signed it (good when there are no CRLs).
-    fn link_status(&self, link: &ChainLink, now: OffsetDateTime) -> Result<(), PathFailure> {
-        if self.crls.is_empty() {
-            return Ok(());
-        }
-        self.crls_of(link)
-            .status(&link.serial, &link.scope, now)
-            .map_err(|verdict| match verdict {
-                CrlVerdict::Revoked => PathFailure::Revoked {
-                    fingerprint: link.fingerprint,
-                },
-                CrlVerdict::Expired { crl, next_update } => {
-                    PathFailure::CrlExpired { crl, next_update }
-                }
-                CrlVerdict::NotCovered => PathFailure::StatusUnknown {
-                    fingerprint: link.fingerprint,
-                },
-            })
-    }
-
-    /// The CRLs of the key that signed `link`: known for the bundle's CAs, looked up (by name,
-    /// then by signature) and remembered for other keys.
-    fn crls_of(&self, link: &ChainLink) -> Arc<SignerCrls> {
-        if let Some(known) = self
-            .crls_of_signer
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&link.signer_spki)
-        {
-            return known.clone();
-        }
-        // Only keys outside the bundle get here: the bundle's were settled at load.
-        let named_in_bundle = !self.issuers.keys_named(&link.issuer).is_empty();
-        let signed: Vec<&Crl> = if named_in_bundle {
-            Vec::new()
-        } else {
-            self.crls
-                .iter()
-                .filter(|crl| crl.issuer == link.issuer && crl.signed_by(&link.signer_spki_der))
-                .collect()
-        };
-        // The CRLs of one name combined at load; a subset of them (those of this key) that
-        // does not is no status at all.
-        let found =
-            Arc::new(SignerCrls::combine(&signed).unwrap_or_else(|_| SignerCrls::unusable()));
-        self.crls_of_signer
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(link.signer_spki, found.clone());
-        found
-    }
-
     /// Remembers a path verified in a handshake, for `on_connect` to pick up.
     pub fn remember(&self, key: [u8; 32], verified: Arc<VerifiedCertificate>) {
         let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
@@ -429,9 +279,10 @@ mod tests {
 
     use devpki::openssl::{CrlSpec, OpensslCa, OpensslCert, delta_of};
 
-    use super::super::path::chain_key;
+    use super::super::path::{PathFailure, chain_key};
     use super::super::testing::{CA, leaf, openssl_trust, openssl_verified, trust, verified};
     use super::*;
+    use crate::identity::Fingerprint;
 
     /// An openssl root CA in a temp dir (kept for the test's life) and two of its clients.
     struct Pki {
@@ -456,6 +307,16 @@ mod tests {
             revoked: revoked.iter().map(|c| (*c, "keyCompromise")).collect(),
             number,
             extensions,
+            ..CrlSpec::default()
+        })
+    }
+
+    /// A CRL of `ca` revoking these CAs' certificates as superseded (as a CA does on renewal).
+    fn superseding(ca: &OpensslCa, revoked: &[&OpensslCa]) -> String {
+        let certificates: Vec<OpensslCert> = revoked.iter().map(|ca| ca.as_cert()).collect();
+        ca.crl(&CrlSpec {
+            revoked: certificates.iter().map(|c| (c, "superseded")).collect(),
+            number: 1,
             ..CrlSpec::default()
         })
     }
@@ -790,7 +651,7 @@ mod tests {
         let before = openssl_trust(&[&pki.root, &intermediate], &[]).unwrap();
         let path = openssl_verified(&before, &leaf, &[]).unwrap();
         assert_eq!(path.anchor, Fingerprint::of_der(&intermediate.cert_der()));
-        assert_eq!(before.ancestors(&path).len(), 1);
+        assert!(before.anchor_signed_in_bundle(&path));
         assert_eq!(
             before.cas_above(&path),
             [Fingerprint::of_der(&pki.root.cert_der())]
@@ -848,10 +709,10 @@ mod tests {
         let leaf = client(&other, "w");
         let bundle = openssl_trust(&[&pki.root, &other], &[]).unwrap();
         let path = openssl_verified(&bundle, &leaf, &[]).unwrap();
-        assert!(bundle.ancestors(&path).is_empty());
+        assert!(!bundle.anchor_signed_in_bundle(&path));
         assert!(bundle.cas_above(&path).is_empty());
         let direct = openssl_verified(&bundle, &client(&pki.root, "d"), &[]).unwrap();
-        assert!(bundle.ancestors(&direct).is_empty());
+        assert!(!bundle.anchor_signed_in_bundle(&direct));
     }
 
     #[test]
@@ -867,7 +728,7 @@ mod tests {
             "{:?}",
             both.cas_above(&path)
         );
-        assert!(both.ancestors(&path).is_empty());
+        assert!(!both.anchor_signed_in_bundle(&path));
         // Either certificate of the key keeps a path verified under the other.
         let now = OffsetDateTime::now_utc();
         assert!(
@@ -892,14 +753,7 @@ mod tests {
         assert_ne!(old.cert_der(), renewed.cert_der());
         let leaf = client(&old, "w");
         let now = OffsetDateTime::now_utc();
-        let revoking = |revoked: &[&OpensslCa]| {
-            let certificates: Vec<OpensslCert> = revoked.iter().map(|ca| ca.as_cert()).collect();
-            pki.root.crl(&CrlSpec {
-                revoked: certificates.iter().map(|c| (c, "superseded")).collect(),
-                number: 1,
-                ..CrlSpec::default()
-            })
-        };
+        let revoking = |revoked: &[&OpensslCa]| superseding(&pki.root, revoked);
         // The root revokes the old certificate as superseded, as CAs do on renewal: whichever
         // of the two comes first in the bundle, the key stands by the renewed one, in the
         // handshake and on every request.
@@ -963,6 +817,64 @@ mod tests {
                 fingerprint: Fingerprint::of_der(&current.cert_der())
             })
         );
+    }
+
+    #[test]
+    fn a_ca_renewed_on_its_key_above_the_anchor_stands_by_its_renewed_certificate_and_falls_with_it()
+     {
+        let pki = pki();
+        let middle = pki.root.intermediate("/O=Acme/CN=Acme Policy", "");
+        let issuing = middle.intermediate("/O=Acme/CN=Acme Issuing", "");
+        let renewed = middle.renewed_by(&pki.root, 1);
+        let leaf = client(&issuing, "w");
+        let now = OffsetDateTime::now_utc();
+        let cas = [&issuing, &middle, &renewed, &pki.root];
+        // The root revokes the middle CA's old certificate as superseded: its key stands by
+        // the renewed one, so the issuing CA below it does too.
+        let superseded =
+            openssl_trust(&cas, &[("root.crl", &superseding(&pki.root, &[&middle]))]).unwrap();
+        let path = openssl_verified(&superseded, &leaf, &[]).unwrap();
+        assert_eq!(path.anchor, Fingerprint::of_der(&issuing.cert_der()));
+        assert_eq!(superseded.check_path(&path, now, |_| false), Ok(()));
+        // Both revoked: the issuing CA's leaves fall with the middle CA's key.
+        let both = openssl_trust(
+            &cas,
+            &[("root.crl", &superseding(&pki.root, &[&middle, &renewed]))],
+        )
+        .unwrap();
+        assert_eq!(
+            both.check_path(&path, now, |_| false),
+            Err(PathFailure::Revoked {
+                fingerprint: Fingerprint::of_der(&middle.cert_der())
+            })
+        );
+        // An expired, never-revoked certificate of the middle key, first in the bundle, keeps
+        // nothing standing once the valid one is revoked.
+        let expired = middle.renewed_by(&pki.root, 0);
+        let stale = openssl_trust(
+            &[&issuing, &expired, &middle, &pki.root],
+            &[("root.crl", &superseding(&pki.root, &[&middle]))],
+        )
+        .unwrap();
+        let later = now + time::Duration::minutes(1);
+        assert_eq!(
+            stale.check_path(&path, later, |_| false),
+            Err(PathFailure::Revoked {
+                fingerprint: Fingerprint::of_der(&middle.cert_der())
+            })
+        );
+        // One certificate of the middle key on the deny list takes the key, whichever is first.
+        let denied = Fingerprint::of_der(&renewed.cert_der());
+        for order in [cas, [&issuing, &renewed, &middle, &pki.root]] {
+            assert_eq!(
+                openssl_trust(&order, &[])
+                    .unwrap()
+                    .check_path(&path, now, |ca| *ca == denied),
+                Err(PathFailure::Denied {
+                    fingerprint: denied
+                })
+            );
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Every early answer to a request with a body reaches stock clients whole: curl (HTTP/2 and
 //! HTTP/1.1, Debian's 7.88 with nghttp2), Python's httpx (over python3-h2, and HTTP/1.1) and
-//! Go's net/http (HTTP/2 and HTTP/1.1, Debian's golang-go), 50 requests per client and refusal class, bodies from 100 bytes to past the body limit.
+//! Go's net/http (HTTP/2 and HTTP/1.1, Debian's golang-go), 50 requests per client and refusal
+//! class, bodies from 100 bytes to past the body limit.
 //! A framing error, a reset stream or a cut connection is a failure: the refusal's problem body
 //! is what tells the client what to do.
 

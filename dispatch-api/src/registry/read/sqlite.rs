@@ -136,7 +136,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_database_file_is_read_over_a_connection_of_its_own_one_in_memory_is_not() {
+    async fn file_of_names_a_database_file_and_nothing_for_one_in_memory() {
         let dir = tempfile::tempdir().unwrap();
         let options = sqlx::sqlite::SqliteConnectOptions::new()
             .filename(dir.path().join("registry.db"))

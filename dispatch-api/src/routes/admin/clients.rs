@@ -323,7 +323,7 @@ pub async fn set_disabled(
 pub struct SetBindings {
     bindings: Vec<CertBindingSpec>,
     reason: String,
-    /// Replace them even though the client's live certificate would no longer match (it is
+    /// Replace them even though a live certificate of the client would no longer match (it is
     /// about to get a new one). Never lets a change capture another client's certificate.
     #[serde(default)]
     force: bool,

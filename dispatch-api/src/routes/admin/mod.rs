@@ -71,8 +71,8 @@ pub(crate) fn change<'a>(
 }
 
 /// The certificates in use that a change is tried against before it is made: the operator's
-/// own and each client's last within the evidence window (pending usage written first, so a
-/// request just answered counts).
+/// own and each client's within the evidence window, its latest eight (pending usage written
+/// first, so a request just answered counts).
 pub(crate) async fn live_certificates(
     state: &AppState,
     principal: &Principal,

@@ -1,6 +1,6 @@
 //! The recorder's writer task: on each tick it takes what the request path added up, and the
-//! audit events queued, and writes them in one transaction; it prunes old rows hourly and keeps
-//! audit rows out of the last tenth of a capped database.
+//! audit events queued, and writes them in one transaction; it prunes old rows hourly
+//! (`prune.rs`) and keeps audit rows out of the last tenth of a capped database.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
+use super::prune::prune;
 use super::{
     AUDIT_CHUNK, AUDIT_SHARE_OF_CAP, AuditEvent, Presented, Record, RecorderSettings, RefusalBook,
     RefusalTotalsByKey, UsageTotalsByKey, chain_text,
@@ -72,70 +73,10 @@ pub(super) async fn write_loop(
             }
             _ = prune_tick.tick() => {
                 prune(&pool, settings.retention, settings.live_window).await;
-                // A pruned row comes back on its certificate's next use: with its chain.
-                batch.chains_written.clear();
             }
         }
         if batch.len() >= settings.batch {
             batch.write(&pool, &metrics).await;
-        }
-    }
-}
-
-/// Deletes audit rows and refusal counts older than `retention` (if set), and presented
-/// certificates not seen within `live_window` (no tryout reads them), a few thousand rows per
-/// short transaction, so that a large backlog never holds SQLite's write lock long enough to
-/// delay plans.
-async fn prune(pool: &Db, retention: Option<Duration>, live_window: Duration) {
-    const BATCH: i64 = 5000;
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let before = |age: Duration| now - age.as_secs() as i64;
-    // Each table with the setting its rows' age comes from, for the log.
-    let mut tables = vec![(
-        "presented_certificates",
-        "last_seen",
-        before(live_window),
-        "migration.evidence_window_secs",
-    )];
-    if let Some(retention) = retention {
-        for (table, column) in [("audit_events", "at"), ("refusal_counts", "last_seen")] {
-            tables.push((table, column, before(retention), "audit.retention_days"));
-        }
-    }
-    // The same statements but for the row's address: SQLite's rowid, PostgreSQL's ctid.
-    let row_address = match pool {
-        Backend::Sqlite(_) => "rowid",
-        Backend::Postgres(_) => "ctid",
-    };
-    for (table, column, before, setting) in tables {
-        let mut pruned = 0;
-        let statement = format!(
-            "DELETE FROM {table} WHERE {row_address} IN \
-             (SELECT {row_address} FROM {table} WHERE {column} < $1 LIMIT $2)"
-        );
-        loop {
-            // The names are this function's constants, not input.
-            let statement = sqlx::AssertSqlSafe(statement.as_str());
-            let deleted = on_backend!(pool, pool => sqlx::query(statement)
-                .bind(before)
-                .bind(BATCH)
-                .execute(pool)
-                .await
-                .map(|done| done.rows_affected()));
-            match deleted {
-                Ok(rows) if rows > 0 => {
-                    pruned += rows;
-                    tokio::task::yield_now().await;
-                }
-                Ok(_) => break,
-                Err(error) => {
-                    tracing::warn!(table, error = %error, "pruning old rows failed; retried in an hour");
-                    return;
-                }
-            }
-        }
-        if pruned > 0 {
-            tracing::info!(table, rows = pruned, "pruned rows older than {setting}");
         }
     }
 }
@@ -211,13 +152,12 @@ impl Batch {
         }
     }
 
-    /// The chain to write with a presented certificate: none when this writer wrote it in the
-    /// same hour (the row has it; at most once an hour, so a row pruned meanwhile gets it back).
-    fn chain_to_write(&self, client: &str, hour: i64, presented: &Presented) -> Option<String> {
-        let written = self
-            .chains_written
-            .get(&(client.to_owned(), presented.fingerprint));
-        (written != Some(&hour)).then(|| chain_text(&presented.chain))
+    /// Whether this writer wrote the row of this client and certificate, chain included, in
+    /// the same hour: then only its `last_seen` moves.
+    fn chain_written(&self, client: &str, hour: i64, presented: &Presented) -> bool {
+        self.chains_written
+            .get(&(client.to_owned(), presented.fingerprint))
+            == Some(&hour)
     }
 
     /// Writes the batch; returns how many refusal counts and audit rows were held back by the
@@ -268,17 +208,36 @@ impl Batch {
             .collect();
         presented.sort_by(|a, b| (a.0, a.2.fingerprint).cmp(&(b.0, b.2.fingerprint)));
         for (client, hour, certificate) in presented {
+            let fingerprint = certificate.fingerprint.to_string();
+            // A row written this hour gets its new last_seen alone; one that is not there (new,
+            // or pruned since by any replica) is written whole, chain included.
+            if self.chain_written(client, hour, certificate) {
+                let updated = on_backend!(&mut tx, tx => sqlx::query(
+                    "UPDATE presented_certificates SET last_seen = \
+                     CASE WHEN $3 > last_seen THEN $3 ELSE last_seen END \
+                     WHERE client = $1 AND fingerprint = $2",
+                )
+                .bind(client)
+                .bind(&fingerprint)
+                .bind(certificate.last_seen)
+                .execute(&mut **tx)
+                .await
+                .map(|done| done.rows_affected()))?;
+                if updated > 0 {
+                    continue;
+                }
+            }
             on_backend!(&mut tx, tx => sqlx::query(
                 "INSERT INTO presented_certificates (client, fingerprint, chain, last_seen) \
                  VALUES ($1, $2, $3, $4) \
                  ON CONFLICT (client, fingerprint) DO UPDATE SET \
-                 chain = coalesce(excluded.chain, presented_certificates.chain), \
+                 chain = excluded.chain, \
                  last_seen = CASE WHEN excluded.last_seen > presented_certificates.last_seen \
                    THEN excluded.last_seen ELSE presented_certificates.last_seen END",
             )
             .bind(client)
-            .bind(certificate.fingerprint.to_string())
-            .bind(self.chain_to_write(client, hour, certificate))
+            .bind(&fingerprint)
+            .bind(chain_text(&certificate.chain))
             .bind(certificate.last_seen)
             .execute(&mut **tx)
             .await
@@ -389,7 +348,7 @@ mod tests {
     }
 
     #[test]
-    fn a_chain_is_written_once_an_hour_per_client_and_certificate() {
+    fn a_chain_is_noted_as_written_once_an_hour_per_client_and_certificate() {
         let totals = |certificates: &[&[u8]]| UsageTotals {
             count: 1,
             presented: certificates.iter().map(|c| presented(c)).collect(),
@@ -405,18 +364,15 @@ mod tests {
         batch
             .usage
             .insert(key("k", AuthMethod::ApiKey, 3600), totals(&[b"k"]));
-        assert!(batch.chain_to_write("w", 3600, &presented(b"a")).is_some());
+        assert!(!batch.chain_written("w", 3600, &presented(b"a")));
         batch.note_chains_written();
         assert_eq!(batch.chains_written.len(), 2, "both of w's, none of k's");
-        assert_eq!(batch.chain_to_write("w", 3600, &presented(b"a")), None);
-        assert_eq!(batch.chain_to_write("w", 3600, &presented(b"b")), None);
-        // Another certificate, another client's, or the same one in the next hour: written.
-        assert_eq!(
-            batch.chain_to_write("w", 3600, &presented(b"c")),
-            Some(chain_text(&[b"c".to_vec()]))
-        );
-        assert!(batch.chain_to_write("x", 3600, &presented(b"a")).is_some());
-        assert!(batch.chain_to_write("w", 7200, &presented(b"a")).is_some());
+        assert!(batch.chain_written("w", 3600, &presented(b"a")));
+        assert!(batch.chain_written("w", 3600, &presented(b"b")));
+        // Another certificate, another client's, or the same one in the next hour: not yet.
+        assert!(!batch.chain_written("w", 3600, &presented(b"c")));
+        assert!(!batch.chain_written("x", 3600, &presented(b"a")));
+        assert!(!batch.chain_written("w", 7200, &presented(b"a")));
         // Chains of past hours are forgotten once a newer hour is written.
         batch.usage.clear();
         batch
@@ -424,7 +380,7 @@ mod tests {
             .insert(key("w", AuthMethod::Certificate, 7200), totals(&[b"a"]));
         batch.note_chains_written();
         assert_eq!(batch.chains_written.len(), 1);
-        assert!(batch.chain_to_write("w", 3600, &presented(b"b")).is_some());
-        assert_eq!(batch.chain_to_write("w", 7200, &presented(b"a")), None);
+        assert!(!batch.chain_written("w", 3600, &presented(b"b")));
+        assert!(batch.chain_written("w", 7200, &presented(b"a")));
     }
 }

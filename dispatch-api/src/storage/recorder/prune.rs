@@ -1,0 +1,150 @@
+//! The recorder's hourly pruning: audit rows and refusal counts past `audit.retention_days`,
+//! and presented certificates no tryout reads any more.
+
+use std::time::Duration;
+
+use super::LIVE_PER_CLIENT;
+use crate::storage::{Backend, Db, on_backend};
+
+/// Deletes audit rows and refusal counts older than `retention` (if set), and presented
+/// certificates not seen within `live_window` or past each client's latest
+/// [`LIVE_PER_CLIENT`] (no tryout reads them), a few thousand rows per short transaction, so
+/// that a large backlog never holds SQLite's write lock long enough to delay plans.
+pub(super) async fn prune(pool: &Db, retention: Option<Duration>, live_window: Duration) {
+    const BATCH: i64 = 5000;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let before = |age: Duration| now - age.as_secs() as i64;
+    // Each table with the setting its rows' age comes from, for the log.
+    let mut tables = vec![(
+        "presented_certificates",
+        "last_seen",
+        before(live_window),
+        "migration.evidence_window_secs",
+    )];
+    if let Some(retention) = retention {
+        for (table, column) in [("audit_events", "at"), ("refusal_counts", "last_seen")] {
+            tables.push((table, column, before(retention), "audit.retention_days"));
+        }
+    }
+    // The same statements but for the row's address: SQLite's rowid, PostgreSQL's ctid. On
+    // PostgreSQL, rows another transaction holds (a usage write upserting the same presented
+    // certificate) are skipped, not waited for in ctid order, which could deadlock with it.
+    let (row_address, unlocked) = match pool {
+        Backend::Sqlite(_) => ("rowid", ""),
+        Backend::Postgres(_) => ("ctid", " FOR UPDATE SKIP LOCKED"),
+    };
+    for (table, column, before, setting) in tables {
+        let mut pruned = 0;
+        let statement = format!(
+            "DELETE FROM {table} WHERE {row_address} IN \
+             (SELECT {row_address} FROM {table} WHERE {column} < $1 LIMIT $2{unlocked})"
+        );
+        loop {
+            // The names are this function's constants, not input.
+            let statement = sqlx::AssertSqlSafe(statement.as_str());
+            let deleted = on_backend!(pool, pool => sqlx::query(statement)
+                .bind(before)
+                .bind(BATCH)
+                .execute(pool)
+                .await
+                .map(|done| done.rows_affected()));
+            match deleted {
+                Ok(rows) if rows > 0 => {
+                    pruned += rows;
+                    tokio::task::yield_now().await;
+                }
+                Ok(_) => break,
+                Err(error) => {
+                    tracing::warn!(table, error = %error, "pruning old rows failed; retried in an hour");
+                    return;
+                }
+            }
+        }
+        if pruned > 0 {
+            tracing::info!(table, rows = pruned, "pruned rows older than {setting}");
+        }
+    }
+    // Each client's presented certificates past its latest LIVE_PER_CLIENT: a client whose
+    // instances each present a certificate of their own adds a row each.
+    let capped = on_backend!(pool, pool => sqlx::query(
+        "DELETE FROM presented_certificates WHERE (client, fingerprint) IN \
+         (SELECT client, fingerprint FROM \
+           (SELECT client, fingerprint, ROW_NUMBER() OVER \
+             (PARTITION BY client ORDER BY last_seen DESC, fingerprint) AS latest \
+            FROM presented_certificates) AS ranked \
+          WHERE latest > $1)",
+    )
+    .bind(LIVE_PER_CLIENT as i64)
+    .execute(pool)
+    .await
+    .map(|done| done.rows_affected()));
+    match capped {
+        Ok(0) => {}
+        Ok(rows) => tracing::info!(
+            table = "presented_certificates",
+            rows,
+            "pruned certificates past each client's latest {LIVE_PER_CLIENT}"
+        ),
+        Err(error) => {
+            tracing::warn!(error = %error, "pruning presented certificates failed; retried in an hour")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn presented_certificates_past_the_window_or_past_a_clients_latest_eight_are_pruned() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = crate::configuration::DatabaseSettings {
+            path: dir.path().join("presented.db"),
+            ..Default::default()
+        };
+        let location = crate::storage::Location::of(&settings).unwrap();
+        let pool = crate::storage::connect(&settings, &location).await.unwrap();
+        let Backend::Sqlite(sqlite) = &pool else {
+            unreachable!("the unit tests run on SQLite")
+        };
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let fingerprint = |n: i64| format!("{n:064x}");
+        let insert = |client: &'static str, n: i64, last_seen: i64| {
+            sqlx::query(
+                "INSERT INTO presented_certificates (client, fingerprint, chain, last_seen) \
+                 VALUES ($1, $2, 'ab', $3)",
+            )
+            .bind(client)
+            .bind(fingerprint(n))
+            .bind(last_seen)
+            .execute(sqlite)
+        };
+        for n in 0..10 {
+            insert("many", n, now - n).await.unwrap();
+        }
+        insert("stale", 0, now - 7200).await.unwrap();
+        insert("fresh", 0, now - 60).await.unwrap();
+        prune(&pool, None, Duration::from_secs(3600)).await;
+        let left: Vec<(String, String)> = sqlx::query_as(
+            "SELECT client, fingerprint FROM presented_certificates ORDER BY client, fingerprint",
+        )
+        .fetch_all(sqlite)
+        .await
+        .unwrap();
+        let of = |client: &str| -> Vec<String> {
+            left.iter()
+                .filter(|(c, _)| c == client)
+                .map(|(_, f)| f.clone())
+                .collect()
+        };
+        assert_eq!(
+            of("many"),
+            (0..LIVE_PER_CLIENT as i64)
+                .map(fingerprint)
+                .collect::<Vec<_>>(),
+            "each client's latest eight"
+        );
+        assert_eq!(of("fresh"), [fingerprint(0)]);
+        assert!(of("stale").is_empty(), "not seen within the window");
+    }
+}

@@ -1,0 +1,181 @@
+//! Whether a verified path still stands, on every request and in the handshake: its anchor in
+//! the bundle and valid, every certificate of the path unrevoked by the CRLs of the key that
+//! signed it, and the anchor's key standing, up through the CAs of the bundle above it.
+
+use std::sync::Arc;
+
+use time::OffsetDateTime;
+
+use super::Trust;
+use crate::identity::{ChainLink, Fingerprint, SpkiHash, VerifiedCertificate};
+use crate::tls::bundle::Certified;
+use crate::tls::crl::{Crl, CrlVerdict, SignerCrls};
+use crate::tls::path::PathFailure;
+
+/// Keys followed up from a path's anchor, at most: deeper than any real CA hierarchy.
+const MAX_LINEAGE: usize = 8;
+
+impl Trust {
+    /// The fingerprints of the CAs of the bundle above the path's anchor, up to its root,
+    /// following each key's first certificate in the bundle.
+    #[cfg(test)]
+    pub fn cas_above(&self, verified: &VerifiedCertificate) -> Vec<Fingerprint> {
+        let mut above = Vec::new();
+        let mut key = verified.anchor_spki;
+        while let Some((_, parent)) = self.first_of(&key).and_then(|c| c.signed.as_ref()) {
+            let Some(first) = self.first_of(parent) else {
+                break;
+            };
+            if above.contains(&first.fingerprint) {
+                break;
+            }
+            above.push(first.fingerprint);
+            key = *parent;
+        }
+        above
+    }
+
+    /// Whether the first certificate of the path's anchor's key was signed by a CA of the bundle.
+    #[cfg(test)]
+    pub fn anchor_signed_in_bundle(&self, verified: &VerifiedCertificate) -> bool {
+        self.first_of(&verified.anchor_spki)
+            .is_some_and(|c| c.signed.is_some())
+    }
+
+    #[cfg(test)]
+    fn first_of(&self, key: &SpkiHash) -> Option<&Certified> {
+        self.lineage
+            .get(key)
+            .and_then(|certified| certified.first())
+    }
+
+    /// What the bundle, the CRLs and the deny list say of a verified path now, beyond webpki:
+    /// its anchor is still a CA of this bundle and valid, no certificate of the path is revoked
+    /// by the CRLs of the key that signed it, and the anchor's key stands ([`Self::key_stands`]:
+    /// the CRLs and `denied`, the registry's deny list, reach every CA of the bundle above it).
+    /// A key with no CRL is not checked (unknown status is allowed); an expired CRL fails
+    /// closed, as nginx does: renew CRLs before their nextUpdate.
+    pub fn check_path(
+        &self,
+        verified: &VerifiedCertificate,
+        now: OffsetDateTime,
+        denied: impl Fn(&Fingerprint) -> bool,
+    ) -> Result<(), PathFailure> {
+        // The CAs of the anchor's key (several when a CA was renewed); no allocation: this
+        // runs on every request.
+        let same_key = || self.cas.iter().filter(|ca| ca.spki == verified.anchor_spki);
+        let Some(not_after) = same_key().map(|ca| ca.not_after).max() else {
+            return Err(PathFailure::AnchorRemoved {
+                anchor: verified.anchor_spki,
+            });
+        };
+        if !same_key().any(|ca| ca.not_before <= now && now <= ca.not_after) {
+            return Err(PathFailure::AnchorExpired {
+                anchor: verified.anchor_spki,
+                not_after,
+            });
+        }
+        for link in &verified.links {
+            self.link_status(link, now)?;
+        }
+        let mut below = [verified.anchor_spki; MAX_LINEAGE];
+        self.key_stands(verified.anchor_spki, now, &denied, &mut below, 0)
+    }
+
+    /// Whether a key of the bundle's CAs stands at `now`. No certificate of it is `denied` (one
+    /// takes the whole key: fail closed), and one of its certificates stands: valid now (when
+    /// none is, the CA as a whole is past its validity, and all are weighed), and either signed
+    /// by no CA of the bundle, or not revoked by the CRLs of the key that signed it, which
+    /// itself stands. When none stands, the first one's failure, in bundle order. `below` holds
+    /// the keys already on the way up (a loop of cross-signatures ends there).
+    fn key_stands(
+        &self,
+        key: SpkiHash,
+        now: OffsetDateTime,
+        denied: &impl Fn(&Fingerprint) -> bool,
+        below: &mut [SpkiHash; MAX_LINEAGE],
+        depth: usize,
+    ) -> Result<(), PathFailure> {
+        let certified = self.lineage.get(&key).map_or(&[][..], Vec::as_slice);
+        if let Some(denied) = certified.iter().find(|c| denied(&c.fingerprint)) {
+            return Err(PathFailure::Denied {
+                fingerprint: denied.fingerprint,
+            });
+        }
+        below[depth] = key;
+        let valid = |c: &&Certified| c.not_before <= now && now <= c.not_after;
+        let any_valid = certified.iter().any(|c| valid(&c));
+        let mut failure = None;
+        for certificate in certified.iter().filter(|c| !any_valid || valid(c)) {
+            let Some((link, parent)) = &certificate.signed else {
+                return Ok(());
+            };
+            let stands = self.link_status(link, now).and_then(|()| {
+                if depth + 1 == MAX_LINEAGE || below[..=depth].contains(parent) {
+                    Ok(())
+                } else {
+                    self.key_stands(*parent, now, denied, below, depth + 1)
+                }
+            });
+            match stands {
+                Ok(()) => return Ok(()),
+                Err(error) => {
+                    failure.get_or_insert(error);
+                }
+            }
+        }
+        failure.map_or(Ok(()), Err)
+    }
+
+    /// `link`'s status in the CRLs of the key that signed it (good when there are no CRLs).
+    fn link_status(&self, link: &ChainLink, now: OffsetDateTime) -> Result<(), PathFailure> {
+        if self.crls.is_empty() {
+            return Ok(());
+        }
+        self.crls_of(link)
+            .status(&link.serial, &link.scope, now)
+            .map_err(|verdict| match verdict {
+                CrlVerdict::Revoked => PathFailure::Revoked {
+                    fingerprint: link.fingerprint,
+                },
+                CrlVerdict::Expired { crl, next_update } => {
+                    PathFailure::CrlExpired { crl, next_update }
+                }
+                CrlVerdict::NotCovered => PathFailure::StatusUnknown {
+                    fingerprint: link.fingerprint,
+                },
+            })
+    }
+
+    /// The CRLs of the key that signed `link`: known for the bundle's CAs, looked up (by name,
+    /// then by signature) and remembered for other keys.
+    fn crls_of(&self, link: &ChainLink) -> Arc<SignerCrls> {
+        if let Some(known) = self
+            .crls_of_signer
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&link.signer_spki)
+        {
+            return known.clone();
+        }
+        // Only keys outside the bundle get here: the bundle's were settled at load.
+        let named_in_bundle = !self.issuers.keys_named(&link.issuer).is_empty();
+        let signed: Vec<&Crl> = if named_in_bundle {
+            Vec::new()
+        } else {
+            self.crls
+                .iter()
+                .filter(|crl| crl.issuer == link.issuer && crl.signed_by(&link.signer_spki_der))
+                .collect()
+        };
+        // The CRLs of one name combined at load; a subset of them (those of this key) that
+        // does not is no status at all.
+        let found =
+            Arc::new(SignerCrls::combine(&signed).unwrap_or_else(|_| SignerCrls::unusable()));
+        self.crls_of_signer
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(link.signer_spki, found.clone());
+        found
+    }
+}
