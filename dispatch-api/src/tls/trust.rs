@@ -878,6 +878,44 @@ mod tests {
     }
 
     #[test]
+    fn a_bundle_deeper_than_the_lineage_followed_is_checked_up_to_that_depth_without_failing() {
+        let pki = pki();
+        // Ten CAs in a line below the root, the leaf under the last: past the eight keys
+        // followed up from the anchor, what is above is not weighed (no real hierarchy is that
+        // deep), and nothing overflows.
+        let mut line = vec![pki.root.intermediate("/O=Acme/CN=Acme 0", "")];
+        for n in 1..10 {
+            let next = line[n - 1].intermediate(&format!("/O=Acme/CN=Acme {n}"), "");
+            line.push(next);
+        }
+        let leaf = client(&line[9], "w");
+        let mut cas: Vec<&OpensslCa> = line.iter().rev().collect();
+        cas.push(&pki.root);
+        let bundle = openssl_trust(&cas, &[]).unwrap();
+        let path = openssl_verified(&bundle, &leaf, &[]).unwrap();
+        assert_eq!(path.anchor, Fingerprint::of_der(&line[9].cert_der()));
+        assert_eq!(bundle.cas_above(&path).len(), 10);
+        assert_eq!(
+            bundle.check_path(&path, OffsetDateTime::now_utc(), |_| false),
+            Ok(())
+        );
+        // The root, ten keys up, is past it: even on the deny list it is not weighed.
+        let root = Fingerprint::of_der(&pki.root.cert_der());
+        assert_eq!(
+            bundle.check_path(&path, OffsetDateTime::now_utc(), |ca| *ca == root),
+            Ok(())
+        );
+        // Within the depth followed, a denied CA still refuses.
+        let denied = Fingerprint::of_der(&line[5].cert_der());
+        assert_eq!(
+            bundle.check_path(&path, OffsetDateTime::now_utc(), |ca| *ca == denied),
+            Err(PathFailure::Denied {
+                fingerprint: denied
+            })
+        );
+    }
+
+    #[test]
     fn a_path_whose_anchor_left_the_bundle_is_refused_on_its_next_check() {
         let partner =
             CertificateAuthority::new("Partner CA", "Test", time::Duration::days(1)).unwrap();
