@@ -159,8 +159,9 @@ pub fn authenticate(
             if now < cert.not_before || now > cert.not_after {
                 return Err(certificate_refusal(ReasonCode::CertExpired));
             }
-            // The deny list reaches the CAs of the bundle above the path's anchor here (the
-            // path's own certificates are checked with the binding, below).
+            // The deny list reaches every certificate of the anchor's key and of the CA keys of
+            // the bundle above it here (the path's own certificates are checked with the
+            // binding, below).
             if let Err(failure) = trust.check_path(cert, now, |ca| snapshot.is_revoked(ca)) {
                 let (reason, detail) = match failure {
                     PathFailure::Revoked { fingerprint } => (

@@ -2,7 +2,6 @@
 //! each added only when absent and never overwriting what is registered.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 
 use super::follow::Notice;
 use super::keys::insert_api_key;
@@ -85,7 +84,7 @@ impl Registry {
                     next = next.with_client(&client.name, Some(client.clone()));
                 }
             }
-            self.snapshot.store(Arc::new(next.settled()));
+            self.publish(next);
         } else {
             // Another writer of the database got there first: read what is stored.
             self.refresh().await?;

@@ -71,11 +71,17 @@ impl Registry {
         self.snapshot.load()
     }
 
+    /// Makes `next` the current view, its base rebuilt first if the changes since have outgrown
+    /// it (`RegistrySnapshot::settled`): every snapshot published goes through here, none made
+    /// only to try a change does.
+    pub(super) fn publish(&self, next: RegistrySnapshot) {
+        self.snapshot.store(Arc::new(next.settled()));
+    }
+
     /// Reads every table into a new snapshot.
     pub(super) async fn refresh(&self) -> Result<(), StorageError> {
         let _update = self.updates.lock().await;
-        let snapshot = read_snapshot(&self.pool).await?;
-        self.snapshot.store(Arc::new(snapshot));
+        self.publish(read_snapshot(&self.pool).await?);
         Ok(())
     }
 
@@ -87,16 +93,14 @@ impl Registry {
         let stored = read_client(&self.pool, name)
             .await
             .map_err(StorageError::database)?;
-        let next = self.snapshot().with_client(name, stored).settled();
-        self.snapshot.store(Arc::new(next));
+        self.publish(self.snapshot().with_client(name, stored));
         Ok(())
     }
 
     /// Puts `fingerprint` on the snapshot's deny list (revoked here, or by another replica).
     pub(super) async fn note_revoked(&self, fingerprint: Fingerprint) {
         let _update = self.updates.lock().await;
-        let next = self.snapshot().with_revoked(fingerprint);
-        self.snapshot.store(Arc::new(next));
+        self.publish(self.snapshot().with_revoked(fingerprint));
     }
 
     pub(super) fn pool(&self) -> &Db {

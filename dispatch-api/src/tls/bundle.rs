@@ -86,9 +86,9 @@ pub(super) struct Certified {
     pub(super) fingerprint: Fingerprint,
     pub(super) not_before: OffsetDateTime,
     pub(super) not_after: OffsetDateTime,
-    /// The certificate as a CA of the bundle signed it, with that CA's key; none for a
-    /// self-signed root, or a CA whose issuer is not in the bundle.
-    pub(super) signed: Option<(ChainLink, SpkiHash)>,
+    /// The certificate as a CA of the bundle signed it (`signer_spki` is that CA's key); none
+    /// for a self-signed root, or a CA whose issuer is not in the bundle.
+    pub(super) signed: Option<ChainLink>,
 }
 
 /// For each key of the bundle's CAs, its certificates in bundle order, each with the CA of the
@@ -122,15 +122,14 @@ pub(super) fn lineage(
             .zip(parsed[index].as_ref())
             .map(|(parent, cert)| {
                 let parent = &cas[parent];
-                let link = ChainLink {
+                ChainLink {
                     fingerprint: ca.fingerprint,
                     serial: cert.raw_serial().to_vec(),
                     issuer: DistinguishedName::from_x509(cert.issuer()),
                     signer_spki: parent.spki,
                     signer_spki_der: parent.spki_der.clone().into(),
                     scope: CertificateScope::of(cert),
-                };
-                (link, parent.spki)
+                }
             });
         lineage.entry(ca.spki).or_default().push(Certified {
             fingerprint: ca.fingerprint,

@@ -23,8 +23,8 @@ pub enum PathFailure {
     /// The key that signed this certificate has CRLs, but none that covers it (a partition
     /// that is not loaded): its status is unknown, which is not "good".
     StatusUnknown { fingerprint: Fingerprint },
-    /// A CA of the bundle above the path's anchor is on the deny list (the registry's
-    /// revoked fingerprints).
+    /// A certificate of the anchor's key, or of a CA key of the bundle above it, is on the deny
+    /// list (the registry's revoked fingerprints).
     Denied { fingerprint: Fingerprint },
     /// The path's anchor is no longer a CA of the bundle (removed since the handshake).
     AnchorRemoved { anchor: SpkiHash },

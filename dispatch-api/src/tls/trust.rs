@@ -45,7 +45,6 @@ pub struct Trust {
     /// The same CAs as webpki takes them, in the same order as `cas`.
     anchors: Vec<TrustAnchor<'static>>,
     issuers: IssuerIndex,
-    /// For each key of the bundle, the CAs of the bundle above its CA.
     /// Each key of the bundle's CAs: its certificates and what of the bundle signed each.
     lineage: HashMap<SpkiHash, Vec<Certified>>,
     crls: Vec<Crl>,

@@ -22,15 +22,16 @@ impl Trust {
     pub fn cas_above(&self, verified: &VerifiedCertificate) -> Vec<Fingerprint> {
         let mut above = Vec::new();
         let mut key = verified.anchor_spki;
-        while let Some((_, parent)) = self.first_of(&key).and_then(|c| c.signed.as_ref()) {
-            let Some(first) = self.first_of(parent) else {
+        while let Some(link) = self.first_of(&key).and_then(|c| c.signed.as_ref()) {
+            let parent = link.signer_spki;
+            let Some(first) = self.first_of(&parent) else {
                 break;
             };
             if above.contains(&first.fingerprint) {
                 break;
             }
             above.push(first.fingerprint);
-            key = *parent;
+            key = parent;
         }
         above
     }
@@ -61,15 +62,21 @@ impl Trust {
         now: OffsetDateTime,
         denied: impl Fn(&Fingerprint) -> bool,
     ) -> Result<(), PathFailure> {
-        // The CAs of the anchor's key (several when a CA was renewed); no allocation: this
-        // runs on every request.
-        let same_key = || self.cas.iter().filter(|ca| ca.spki == verified.anchor_spki);
-        let Some(not_after) = same_key().map(|ca| ca.not_after).max() else {
+        // The certificates of the anchor's key (several when a CA was renewed); no allocation:
+        // this runs on every request.
+        let same_key = self
+            .lineage
+            .get(&verified.anchor_spki)
+            .map_or(&[][..], Vec::as_slice);
+        let Some(not_after) = same_key.iter().map(|ca| ca.not_after).max() else {
             return Err(PathFailure::AnchorRemoved {
                 anchor: verified.anchor_spki,
             });
         };
-        if !same_key().any(|ca| ca.not_before <= now && now <= ca.not_after) {
+        if !same_key
+            .iter()
+            .any(|ca| ca.not_before <= now && now <= ca.not_after)
+        {
             return Err(PathFailure::AnchorExpired {
                 anchor: verified.anchor_spki,
                 not_after,
@@ -107,9 +114,10 @@ impl Trust {
         let any_valid = certified.iter().any(|c| valid(&c));
         let mut failure = None;
         for certificate in certified.iter().filter(|c| !any_valid || valid(c)) {
-            let Some((link, parent)) = &certificate.signed else {
+            let Some(link) = &certificate.signed else {
                 return Ok(());
             };
+            let parent = &link.signer_spki;
             let stands = self.link_status(link, now).and_then(|()| {
                 if depth + 1 == MAX_LINEAGE || below[..=depth].contains(parent) {
                     Ok(())
