@@ -48,21 +48,7 @@ pub fn is_counted(reason: ReasonCode) -> bool {
     )
 }
 
-/// Where an anonymous caller comes from, coarse enough that one client counts once: its /24
-/// (IPv4) or /64 (IPv6).
-pub fn network(peer: Option<IpAddr>) -> String {
-    match peer {
-        Some(IpAddr::V4(ip)) => {
-            let [a, b, c, _] = ip.octets();
-            format!("{a}.{b}.{c}.0/24")
-        }
-        Some(IpAddr::V6(ip)) => {
-            let s = ip.segments();
-            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
-        }
-        None => "unknown".to_owned(),
-    }
-}
+pub use crate::identity::source_network as network;
 
 static REFUSAL_LINES: LogBudget = LogBudget::new(REFUSAL_LINES_PER_SECOND);
 
@@ -110,7 +96,7 @@ pub fn record(
     metrics.request(client.unwrap_or("-"), method_label, outcome);
 
     if let Some(principal) = principal {
-        record_evidence(recorder, metrics, principal);
+        record_evidence(recorder, metrics, principal, exchange.peer);
     }
     let path = clip(exchange.path);
     // Only refusals name the peer: no string for it on every answered request.
@@ -237,7 +223,12 @@ pub fn late_in_overlap(client: &Client, key: &ApiKeyHash, now: i64) -> bool {
 /// Evidence for the migration report: which method this client really used, with the
 /// certificate it showed; and an alert if an `mtls` client still sends its retired key, or a
 /// client still sends the key a rotation replaced late in its overlap.
-fn record_evidence(recorder: &Recorder, metrics: &Metrics, principal: &Principal) {
+fn record_evidence(
+    recorder: &Recorder,
+    metrics: &Metrics,
+    principal: &Principal,
+    peer: Option<IpAddr>,
+) {
     let now = OffsetDateTime::now_utc().unix_timestamp();
     if let Some(key) = &principal.key
         && late_in_overlap(&principal.client, key, now)
@@ -270,6 +261,7 @@ fn record_evidence(recorder: &Recorder, metrics: &Metrics, principal: &Principal
             chain: c.presented.clone(),
         }),
         key_sha256: principal.key.map(|key| key.to_hex()),
+        network: network(peer),
     });
     if principal.retired_key_presented {
         let client = principal.client.name.as_str();

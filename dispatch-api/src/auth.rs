@@ -104,6 +104,10 @@ pub struct Refusal {
     pub client: Option<String>,
     pub method: Option<AuthMethod>,
     pub detail: serde_json::Value,
+    /// For a refusal by the client's mode alone (`key_retired`, `method_not_allowed`): who the
+    /// caller proved to be. Only a reverted guard's reopening may let it in (the middleware
+    /// asks); nothing else reads it.
+    pub readmits: Option<Box<Principal>>,
 }
 
 pub const API_KEY_HEADER: &str = "x-api-key";
@@ -224,14 +228,16 @@ pub fn authenticate(
                 }
                 KeyHeader::Malformed | KeyHeader::Absent => {}
             }
-            enforce_mode(client, AuthMethod::Certificate, || certificate_detail(cert))?;
-            Ok(Principal {
-                client: client.clone(),
-                method: AuthMethod::Certificate,
-                certificate: Some(cert.clone()),
-                retired_key_presented,
-                key: None,
-            })
+            enforce_mode(
+                Principal {
+                    client: client.clone(),
+                    method: AuthMethod::Certificate,
+                    certificate: Some(cert.clone()),
+                    retired_key_presented,
+                    key: None,
+                },
+                || certificate_detail(cert),
+            )
         }
         ConnectionIdentity::Unverified { kind, detail } => Err(refusal(
             match *kind {
@@ -291,23 +297,29 @@ pub fn authenticate(
                     detail,
                 ));
             }
-            enforce_mode(client, AuthMethod::ApiKey, detail)?;
-            Ok(Principal {
-                client: client.clone(),
-                method: AuthMethod::ApiKey,
-                certificate: None,
-                retired_key_presented: false,
-                key: Some(hash),
-            })
+            enforce_mode(
+                Principal {
+                    client: client.clone(),
+                    method: AuthMethod::ApiKey,
+                    certificate: None,
+                    retired_key_presented: false,
+                    key: Some(hash),
+                },
+                detail,
+            )
         }
     }
 }
 
+/// The client's state and mode decide whether `principal` is let in. A refusal for the mode
+/// alone carries the principal it would have been: a reverted guard's reopening
+/// (`registry::Reopening`) may still let it in from the networks it names.
 fn enforce_mode(
-    client: &Arc<Client>,
-    method: AuthMethod,
+    principal: Principal,
     detail: impl Fn() -> serde_json::Value,
-) -> Result<(), Box<Refusal>> {
+) -> Result<Principal, Box<Refusal>> {
+    let client = &principal.client;
+    let method = principal.method;
     if client.disabled {
         return Err(refusal(
             ReasonCode::ClientDisabled,
@@ -316,14 +328,18 @@ fn enforce_mode(
             detail(),
         ));
     }
-    let reason = match (client.mode, method) {
-        (MigrationMode::Mtls, AuthMethod::ApiKey) => ReasonCode::KeyRetired,
-        (MigrationMode::ApiKey, AuthMethod::Certificate) => ReasonCode::MethodNotAllowed,
-        _ => return Ok(()),
+    if client.mode.accepts(method) {
+        return Ok(principal);
+    }
+    let reason = match method {
+        AuthMethod::ApiKey => ReasonCode::KeyRetired,
+        AuthMethod::Certificate => ReasonCode::MethodNotAllowed,
     };
     let mut detail = detail();
     detail["mode"] = json!(client.mode.as_str());
-    Err(refusal(reason, Some(client), Some(method), detail))
+    let mut refused = refusal(reason, Some(client), Some(method), detail);
+    refused.readmits = Some(Box::new(principal));
+    Err(refused)
 }
 
 fn refusal(
@@ -337,6 +353,7 @@ fn refusal(
         client: client.map(|c| c.name.to_string()),
         method,
         detail,
+        readmits: None,
     })
 }
 

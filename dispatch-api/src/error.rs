@@ -59,6 +59,7 @@ impl ApiError {
             client: None,
             method: None,
             detail: serde_json::json!({}),
+            readmits: None,
         }))
     }
 

@@ -322,8 +322,26 @@ pub enum ConnectionIdentity {
     Unreadable(String),
 }
 
+/// Where a caller comes from, coarse enough that one client's instances on one subnet count
+/// once: its /24 (IPv4) or /64 (IPv6). Anonymous refusals are counted by it, and a guard judges
+/// refusals of a retired credential by it.
+pub fn source_network(peer: Option<std::net::IpAddr>) -> String {
+    use std::net::IpAddr;
+    match peer {
+        Some(IpAddr::V4(ip)) => {
+            let [a, b, c, _] = ip.octets();
+            format!("{a}.{b}.{c}.0/24")
+        }
+        Some(IpAddr::V6(ip)) => {
+            let s = ip.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        None => "unknown".to_owned(),
+    }
+}
+
 /// How a principal authenticated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AuthMethod {
     ApiKey,

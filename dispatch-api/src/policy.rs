@@ -40,6 +40,7 @@ pub fn authorize(principal: &Principal, permission: Permission) -> Result<(), Ap
         client: Some(principal.client.name.to_string()),
         method: Some(principal.method),
         detail: json!({ "permission": format!("{permission:?}") }),
+        readmits: None,
     })))
 }
 

@@ -57,8 +57,10 @@ enum Command {
         #[arg(long)]
         force: bool,
         /// Watch the change this long (`15m`, `1h`, ...): at --max-refusals refusals it causes
-        /// the client goes back to its previous mode by itself. Default: the server's
-        /// migration.default_guard, if set.
+        /// from networks that used the retired method before the change, that method is
+        /// re-admitted from those networks only, for the rest of the watch and an hour (the
+        /// mode stays; the same credential from anywhere else is an alert, never counted).
+        /// Default: the server's migration.default_guard, if set.
         #[arg(long, value_parser = dispatchctl::duration::parse_secs, requires = "max_refusals")]
         guard: Option<u64>,
         /// With --guard: how many refusals the change may cause before it is reverted.
@@ -270,10 +272,8 @@ async fn run(cli: Cli) -> Result<u8, CtlError> {
             );
             if let Some(guard) = answer["guard"].as_object() {
                 println!(
-                    "guarded: back to {} by itself at {} refusals it causes within {} s (dispatchctl status shows the guard)",
-                    answer["before"].as_str().unwrap_or("?"),
-                    guard["max_refusals"],
-                    guard["watch_secs"]
+                    "guarded: at {} refusals it causes within {} s from networks that used the retired method before, that method is re-admitted from those networks only (dispatchctl status shows the guard)",
+                    guard["max_refusals"], guard["watch_secs"]
                 );
             }
         }

@@ -192,11 +192,21 @@ pub fn guard_line(row: &Value) -> Option<String> {
             text(&guard["refusals"]),
             text(&guard["max_refusals"])
         ),
-        "reverted" => format!(
-            "{change} reverted at {} because {}",
-            text(&guard["ended_at"]),
-            text(&guard["because"])
-        ),
+        "reverted" => {
+            let reopened = &guard["reopened"];
+            let networks: Vec<String> = reopened["networks"]
+                .as_array()
+                .map(|n| n.iter().map(text).collect())
+                .unwrap_or_default();
+            format!(
+                "{change} reverted at {} because {}: {} re-admitted from {} only, until {}",
+                text(&guard["ended_at"]),
+                text(&guard["because"]),
+                text(&reopened["method"]),
+                networks.join(", "),
+                text(&reopened["until"])
+            )
+        }
         "kept" => format!(
             "{change} reached its threshold at {} ({}) but was kept: reverting would lock every operator out",
             text(&guard["ended_at"]),
@@ -302,7 +312,9 @@ mod tests {
         let row = |guard: Value| json!({"name": "route-worker", "guard": guard});
         let base = json!({"from": "dual", "to": "mtls", "watch_until": "2026-12-06T01:15:00Z",
                           "max_refusals": 5, "refusals": 2, "ended_at": "2026-12-06T01:05:00Z",
-                          "because": "5 refusals (key_retired 5) from 10.0.0.0/24"});
+                          "because": "5 refusals (key_retired 5) from 10.0.0.0/24",
+                          "reopened": {"method": "api_key", "networks": ["10.0.0.0/24"],
+                                       "until": "2026-12-06T02:15:00Z"}});
         let with = |state: &str| {
             let mut guard = base.clone();
             guard["state"] = json!(state);
@@ -314,7 +326,7 @@ mod tests {
         );
         assert_eq!(
             with("reverted"),
-            "guard route-worker: dual -> mtls reverted at 2026-12-06T01:05:00Z because 5 refusals (key_retired 5) from 10.0.0.0/24"
+            "guard route-worker: dual -> mtls reverted at 2026-12-06T01:05:00Z because 5 refusals (key_retired 5) from 10.0.0.0/24: api_key re-admitted from 10.0.0.0/24 only, until 2026-12-06T02:15:00Z"
         );
         assert!(with("kept").contains("but was kept: reverting would lock every operator out"));
         assert_eq!(

@@ -310,6 +310,20 @@ impl TestApp {
         self.connect(identity).await?.send(request).await
     }
 
+    /// One request on a fresh connection from `source` (another loopback address: another
+    /// network as the server sees it).
+    pub async fn request_from(
+        &self,
+        source: std::net::IpAddr,
+        identity: Option<&Identity>,
+        request: Request,
+    ) -> io::Result<Response> {
+        crate::http::connect_from(source, self.https_port, &self.pki.ca_file, identity)
+            .await?
+            .send(request)
+            .await
+    }
+
     /// A request as the operator (admin API), panicking on transport errors.
     pub async fn admin(&self, request: Request) -> Response {
         self.request(Some(&self.operator), request)

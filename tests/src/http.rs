@@ -169,8 +169,30 @@ pub async fn connect_with(
     config: Arc<ClientConfig>,
     server_name: &str,
 ) -> io::Result<Connection> {
-    let connector = TlsConnector::from(config);
     let tcp = TcpStream::connect(("127.0.0.1", port)).await?;
+    over_tcp(tcp, config, server_name).await
+}
+
+/// Connects from `source` (another loopback address, 127.x.y.z: "another network" for the
+/// server, which sees the connection come from that address's /24).
+pub async fn connect_from(
+    source: std::net::IpAddr,
+    port: u16,
+    ca_file: &Path,
+    identity: Option<&Identity>,
+) -> io::Result<Connection> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(std::net::SocketAddr::new(source, 0))?;
+    let tcp = socket.connect(([127, 0, 0, 1], port).into()).await?;
+    over_tcp(tcp, Arc::new(client_config(ca_file, identity)), "localhost").await
+}
+
+async fn over_tcp(
+    tcp: TcpStream,
+    config: Arc<ClientConfig>,
+    server_name: &str,
+) -> io::Result<Connection> {
+    let connector = TlsConnector::from(config);
     let name = ServerName::try_from(server_name.to_owned()).map_err(io::Error::other)?;
     let tls: TlsStream<TcpStream> = connector.connect(name, tcp).await?;
     let session = tls.get_ref().1;

@@ -1,20 +1,34 @@
-//! Guarded flips. A mode change with a [`FlipGuard`] is watched: every replica counts the
-//! refusals of that client the flip causes (`key_retired`, `method_not_allowed`) in memory
-//! ([`FlipTally`]) and adds them to the guard's row about once a second
-//! ([`Registry::add_flip_refusals`]). At `max_refusals` within `watch_secs` the client goes back
-//! to its previous mode, `mode_reverted` in the audit log with the evidence; a guard that runs
-//! out first records `mode_confirmed` ([`Registry::end_due_guards`]); a manual mode change
-//! cancels it. Each ending is a conditional update of the row still `watching`, inside the
-//! client's row lock: of two replicas, exactly one reverts or confirms.
+//! Guarded flips. A mode change with a [`FlipGuard`](crate::configuration::FlipGuard) is
+//! watched: every replica counts the refusals of that client the flip may have caused
+//! (`key_retired`, `method_not_allowed`) in memory ([`super::FlipTally`]), each with its time
+//! and source network, and about once a second judges them against the guard ([`judge`]) and adds those that count to the guard's row
+//! ([`Registry::add_flip_refusals`]).
+//!
+//! A guard serves the instances the evidence shows were live, never a thief: when it starts, it
+//! notes the method the flip retires and the networks that used it within the evidence window
+//! before the flip (`credential_networks`). Only refusals of that method from those networks,
+//! after the guard started and before its watch ends, count; the same credential from any other
+//! network is an alert (`retired_credential_unknown_source`), never a reason to reopen.
+//!
+//! At `max_refusals` the guard reverts, scoped: the client stays in the mode the operator set,
+//! and the retired method is re-admitted from the networks whose refusals reverted it only, for
+//! the rest of the watch plus [`REOPEN_GRACE_SECS`] ([`Reopening`]), `mode_reverted` in the
+//! audit log with the evidence. A guard that runs out first records `mode_confirmed`
+//! ([`Registry::end_due_guards`]), once every replica's late tick has had [`SETTLE_SECS`] to
+//! land; a manual mode change cancels a watching guard and ends a reopening. Each ending is a
+//! conditional update of the row still `watching`, inside the client's row lock: of two
+//! replicas, exactly one reverts or confirms.
+
+use std::collections::{BTreeSet, HashMap};
 
 use serde::Serialize;
 use sqlx::Row;
 
-use super::follow::Notice;
-use super::tally::{FlipEvidence, FlipTally, reached};
-use super::write::{announce, lock_client_row, now};
-use super::{ClientName, MigrationMode, Registry, RegistryError, locks_out};
-use crate::configuration::FlipGuard;
+use super::reopening::{Reopening, reopening_of};
+use super::tally::{FlipEvidence, Judged, Tallied, Watch, judge, reached};
+use super::write::{lock_client_row, now};
+use super::{ClientName, Registry, RegistryError};
+use crate::identity::AuthMethod;
 use crate::storage::recorder::{AuditEvent, AuditKind};
 use crate::storage::{StorageError, Tx, on_backend};
 
@@ -31,6 +45,30 @@ pub struct GuardView {
     pub refusals: i64,
     pub ended_at: Option<i64>,
     pub evidence: FlipEvidence,
+    /// The method the flip retired (`None`: it retired none, and no refusal counts).
+    pub retired_method: Option<AuthMethod>,
+    /// The networks that used it within the evidence window before the flip: only refusals
+    /// from these count.
+    pub known_networks: BTreeSet<String>,
+    /// Once reverted: the retired method re-admitted from these networks only, until when.
+    pub reopened: Option<Reopening>,
+}
+
+/// How long after a reverted guard's watch its reopening lasts: time for the operator to give
+/// the instance it kept working its certificate (or to choose the old mode for good).
+pub const REOPEN_GRACE_SECS: i64 = 3600;
+
+/// How long past its watch a guard waits before it is confirmed: every replica's tick (about
+/// once a second) adds the refusals it saw within the watch first, so a late tick loses nothing.
+pub const SETTLE_SECS: i64 = 3;
+
+/// What one tick did with one client's refusals.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GuardTick {
+    pub end: Option<GuardEnd>,
+    /// Refusals of the retired credential from networks that never used it before the flip,
+    /// by network: alerts.
+    pub unknown_sources: Vec<(String, i64)>,
 }
 
 /// What a tick did to one guard.
@@ -39,12 +77,7 @@ pub enum GuardEnd {
     Reverted {
         client: String,
         because: String,
-    },
-    /// The threshold was reached, but putting the client back would have locked every
-    /// operator out of /admin: the flip stays, and says so.
-    Kept {
-        client: String,
-        because: String,
+        reopened: Reopening,
     },
     Confirmed {
         client: String,
@@ -52,138 +85,169 @@ pub enum GuardEnd {
 }
 
 impl Registry {
-    /// Adds the refusals a replica saw to `client`'s watching guard; reverts the flip when they
-    /// reach its threshold. `None` when nothing ended.
+    /// Judges the refusals a replica saw against `client`'s watching guard: those that count
+    /// are added to it, and at its threshold it reverts, scoped (see the module's comment);
+    /// those of the retired credential from unknown networks are written as alerts.
     pub async fn add_flip_refusals(
         &self,
         client: &str,
-        seen: &FlipEvidence,
-    ) -> Result<Option<GuardEnd>, RegistryError> {
+        tallied: &Tallied,
+    ) -> Result<GuardTick, RegistryError> {
         let Ok(name) = ClientName::parse(client) else {
-            return Ok(None);
+            return Ok(GuardTick::default());
         };
         // Most refused clients have no guard (a stale instance still sending its key long after
         // the move): a read, not a write transaction every second, tells.
-        let watched: Option<String> = on_backend!(self.pool(), pool => sqlx::query_scalar(
-            "SELECT client FROM mode_guards WHERE client = $1 AND state = 'watching'",
+        let watch = on_backend!(self.pool(), pool => sqlx::query(
+            "SELECT started_at, watch_until, retired_method, known_networks FROM mode_guards \
+             WHERE client = $1 AND state = 'watching'",
         )
         .bind(name.as_str())
         .fetch_optional(pool)
-        .await)
+        .await
+        .and_then(|row| row.map(|row| Ok::<_, sqlx::Error>(Watch {
+            started_at: row.try_get("started_at")?,
+            watch_until: row.try_get("watch_until")?,
+            retired: row
+                .try_get::<Option<String>, _>("retired_method")?
+                .and_then(|m| AuthMethod::parse(&m)),
+            known_networks: serde_json::from_str(&row.try_get::<String, _>("known_networks")?)
+                .unwrap_or_default(),
+        })).transpose()))
         .map_err(StorageError::database)?;
-        if watched.is_none() {
-            return Ok(None);
+        let Some(watch) = watch else {
+            return Ok(GuardTick::default());
+        };
+        let mut counted = FlipEvidence::default();
+        let mut unknown: HashMap<String, i64> = HashMap::new();
+        for (refusal, count) in &tallied.seen {
+            match judge(&watch, refusal) {
+                Judged::Counts => {
+                    for _ in 0..*count {
+                        counted.add(refusal.reason, Some(refusal.network.clone()), refusal.at);
+                    }
+                }
+                Judged::UnknownSource => {
+                    *unknown.entry(refusal.network.clone()).or_default() += count
+                }
+                Judged::Ignored => {}
+            }
+        }
+        let mut unknown_sources: Vec<(String, i64)> = unknown.into_iter().collect();
+        unknown_sources.sort();
+        if counted.total() == 0 && unknown_sources.is_empty() {
+            return Ok(GuardTick::default());
         }
         let _guard = self.writes.lock().await;
         let at = now();
-        let ended = async {
+        let end = async {
             let mut tx = self.pool().begin().await?;
             lock_client_row(&mut tx, &name).await?;
+            for (network, count) in &unknown_sources {
+                let mut event = AuditEvent::new(AuditKind::Alert, "retired_credential_unknown_source");
+                event.client = Some(name.to_string());
+                event.method = watch.retired;
+                event.detail = serde_json::json!({
+                    "network": network,
+                    "refusals": count,
+                    "known_networks": watch.known_networks,
+                    "why": "the credential a guarded flip retired, sent from a network that did \
+                            not use it before the flip: it never counts toward the guard",
+                });
+                event.insert(&mut tx).await?;
+            }
             // A write first: on SQLite a transaction that read before writing cannot wait for
-            // the write lock (it would fail at once, busy), one that writes first can.
+            // the write lock (it would fail at once, busy), one that writes first can. The
+            // refusals were judged against the watch by their own time: a tick that comes late
+            // still adds them, as long as the guard was not confirmed meanwhile.
             let row = on_backend!(&mut tx, tx => sqlx::query(
                 "UPDATE mode_guards SET refusals = refusals + $1 \
-                 WHERE client = $2 AND state = 'watching' AND watch_until > $3 \
-                 RETURNING from_mode, to_mode, max_refusals, refusals, evidence",
+                 WHERE client = $2 AND state = 'watching' AND started_at = $3 \
+                 RETURNING to_mode, max_refusals, refusals, evidence",
             )
-            .bind(seen.total())
+            .bind(counted.total())
             .bind(name.as_str())
-            .bind(at)
+            .bind(watch.started_at)
             .fetch_optional(&mut **tx)
             .await
             .and_then(|row| row.map(|row| Ok::<_, sqlx::Error>((
-                row.try_get::<String, _>("from_mode")?,
                 row.try_get::<String, _>("to_mode")?,
                 row.try_get::<i64, _>("max_refusals")?,
                 row.try_get::<i64, _>("refusals")?,
                 row.try_get::<String, _>("evidence")?,
             ))).transpose()))?;
-            let Some((from, to, max_refusals, refusals, evidence)) = row else {
+            let Some((to, max_refusals, refusals, evidence)) = row else {
+                tx.commit().await?;
                 return Ok(None);
             };
             let mut evidence: FlipEvidence = serde_json::from_str(&evidence).unwrap_or_default();
-            evidence.merge(seen);
+            evidence.merge(&counted);
             let evidence_text = serde_json::to_string(&evidence).unwrap_or_default();
-            let ended = if reached(refusals, max_refusals) {
-                let because = evidence.because();
-                let keeps_admin = self.revert_keeps_an_admin(&name, &from);
-                let state = if keeps_admin { "reverted" } else { "kept" };
-                set_guard(&mut tx, &name, state, refusals, &evidence_text, Some(at)).await?;
-                let mut event = AuditEvent::new(
-                    AuditKind::AdminChange,
-                    if keeps_admin {
-                        "mode_reverted"
-                    } else {
-                        "mode_revert_refused"
-                    },
-                );
-                event.client = Some(name.to_string());
-                event.actor = Some("dispatch-api (flip guard)".into());
-                event.before = Some(to.clone());
-                event.after = Some(if keeps_admin {
-                    from.clone()
-                } else {
-                    to.clone()
-                });
-                event.detail = serde_json::json!({
-                    "because": because,
-                    "max_refusals": max_refusals,
-                    "evidence": evidence,
-                });
-                if keeps_admin {
-                    on_backend!(&mut tx, tx => sqlx::query(
-                        "UPDATE clients SET mode = $1, updated_at = $2 WHERE name = $3",
-                    )
-                    .bind(&from)
-                    .bind(at)
-                    .bind(name.as_str())
-                    .execute(&mut **tx)
-                    .await
-                    .map(|_| ()))?;
-                }
-                event.insert(&mut tx).await?;
-                announce(&mut tx, Notice::Client(name.clone())).await?;
-                Some(if keeps_admin {
-                    GuardEnd::Reverted {
-                        client: name.to_string(),
-                        because,
-                    }
-                } else {
-                    GuardEnd::Kept {
-                        client: name.to_string(),
-                        because,
-                    }
-                })
-            } else {
-                set_guard(&mut tx, &name, "watching", refusals, &evidence_text, None).await?;
-                None
+            let reopened = match watch.retired {
+                Some(method) if reached(refusals, max_refusals) => Some(Reopening {
+                    method,
+                    networks: evidence.networks.clone(),
+                    until: watch.watch_until.saturating_add(REOPEN_GRACE_SECS),
+                }),
+                _ => None,
             };
+            let Some(reopened) = reopened else {
+                set_guard(&mut tx, &name, "watching", refusals, &evidence_text, None).await?;
+                tx.commit().await?;
+                return Ok(None);
+            };
+            let because = evidence.because();
+            set_guard(&mut tx, &name, "reverted", refusals, &evidence_text, Some(at)).await?;
+            on_backend!(&mut tx, tx => sqlx::query(
+                "UPDATE mode_guards SET reopened_networks = $1, reopened_until = $2 WHERE client = $3",
+            )
+            .bind(serde_json::to_string(&reopened.networks).unwrap_or_default())
+            .bind(reopened.until)
+            .bind(name.as_str())
+            .execute(&mut **tx)
+            .await
+            .map(|_| ()))?;
+            let mut event = AuditEvent::new(AuditKind::AdminChange, "mode_reverted");
+            event.client = Some(name.to_string());
+            event.actor = Some("dispatch-api (flip guard)".into());
+            event.method = Some(reopened.method);
+            event.before = Some(to.clone());
+            event.after = Some(format!(
+                "{to}, {} re-admitted from {}",
+                reopened.method.as_str(),
+                reopened.networks.iter().cloned().collect::<Vec<_>>().join(", ")
+            ));
+            event.detail = serde_json::json!({
+                "because": because,
+                "max_refusals": max_refusals,
+                "evidence": evidence,
+                "reopened": reopened,
+            });
+            event.insert(&mut tx).await?;
             tx.commit().await?;
-            Ok::<_, sqlx::Error>(ended)
+            Ok::<_, sqlx::Error>(Some(GuardEnd::Reverted {
+                client: name.to_string(),
+                because,
+                reopened,
+            }))
         }
         .await
         .map_err(StorageError::database)?;
-        // The end is committed: it is reported even if this replica's reload fails (the
-        // follower reads the client again on the announcement, or at its periodic read).
-        if ended.is_some()
-            && let Err(error) = self.reload_client(&name).await
+        // The reopening is committed: it is reported even if this replica's reread fails (every
+        // replica rereads the reopenings at its next tick).
+        if end.is_some()
+            && let Err(error) = self.refresh_reopenings().await
         {
-            tracing::error!(client, error = %error, "reloading a client after its flip guard ended failed");
+            tracing::error!(client, error = %error, "reading the reopenings after a revert failed");
         }
-        Ok(ended)
+        Ok(GuardTick {
+            end,
+            unknown_sources,
+        })
     }
+}
 
-    /// Whether putting `name` back in `from` leaves some client able to reach /admin.
-    fn revert_keeps_an_admin(&self, name: &ClientName, from: &str) -> bool {
-        let snapshot = self.snapshot();
-        let (Some(before), Ok(mode)) = (snapshot.client(name), MigrationMode::parse(from)) else {
-            return true;
-        };
-        let mut after = (**before).clone();
-        after.mode = mode;
-        !locks_out(before, &after, snapshot.clients().map(|c| &**c))
-    }
-
+impl Registry {
     /// Ends every guard whose watch is over without reaching its threshold: `mode_confirmed`.
     pub async fn end_due_guards(&self) -> Result<Vec<GuardEnd>, RegistryError> {
         let at = now();
@@ -192,10 +256,11 @@ impl Registry {
             // Conditional: of two replicas, the one whose update changed the row confirms.
             let rows: Vec<(String, String, i64)> = on_backend!(&mut tx, tx => sqlx::query(
                 "UPDATE mode_guards SET state = 'confirmed', ended_at = $1 \
-                 WHERE state = 'watching' AND watch_until <= $1 \
+                 WHERE state = 'watching' AND watch_until <= $2 \
                  RETURNING client, to_mode, refusals",
             )
             .bind(at)
+            .bind(at - SETTLE_SECS)
             .fetch_all(&mut **tx)
             .await
             .and_then(|rows| rows.iter().map(|row| Ok((
@@ -228,7 +293,8 @@ impl Registry {
         on_backend!(self.pool(), pool => {
             sqlx::query(
                 "SELECT client, from_mode, to_mode, state, started_at, watch_until, max_refusals, \
-                 refusals, ended_at, evidence FROM mode_guards ORDER BY client",
+                 refusals, ended_at, evidence, retired_method, known_networks, \
+                 reopened_networks, reopened_until FROM mode_guards ORDER BY client",
             )
             .fetch_all(pool)
             .await
@@ -244,6 +310,16 @@ impl Registry {
                 ended_at: row.try_get("ended_at")?,
                 evidence: serde_json::from_str(&row.try_get::<String, _>("evidence")?)
                     .unwrap_or_default(),
+                retired_method: row
+                    .try_get::<Option<String>, _>("retired_method")?
+                    .and_then(|m| AuthMethod::parse(&m)),
+                known_networks: serde_json::from_str(&row.try_get::<String, _>("known_networks")?)
+                    .unwrap_or_default(),
+                reopened: reopening_of(
+                    row.try_get("retired_method")?,
+                    row.try_get("reopened_networks")?,
+                    row.try_get("reopened_until")?,
+                ),
             })).collect())
             .map_err(StorageError::database)
         })
@@ -270,107 +346,4 @@ async fn set_guard(
     .execute(&mut **tx)
     .await
     .map(|_| ()))
-}
-
-/// In a mode change's transaction: a watching guard of `name` is cancelled (the operator
-/// decided), and with `guard` a new one starts, watching the change from `from` to `to`.
-pub(super) async fn replace_guard(
-    tx: &mut Tx,
-    name: &ClientName,
-    (from, to): (MigrationMode, MigrationMode),
-    guard: Option<FlipGuard>,
-    at: i64,
-) -> Result<(), sqlx::Error> {
-    on_backend!(&mut *tx, tx => sqlx::query(
-        "UPDATE mode_guards SET state = 'cancelled', ended_at = $1 \
-         WHERE client = $2 AND state = 'watching'",
-    )
-    .bind(at)
-    .bind(name.as_str())
-    .execute(&mut **tx)
-    .await
-    .map(|_| ()))?;
-    let Some(guard) = guard else {
-        return Ok(());
-    };
-    on_backend!(tx, tx => sqlx::query(
-        "INSERT INTO mode_guards (client, from_mode, to_mode, started_at, watch_until, \
-         max_refusals, refusals, state, ended_at, evidence) \
-         VALUES ($1, $2, $3, $4, $5, $6, 0, 'watching', NULL, '{}') \
-         ON CONFLICT (client) DO UPDATE SET from_mode = excluded.from_mode, \
-         to_mode = excluded.to_mode, started_at = excluded.started_at, \
-         watch_until = excluded.watch_until, max_refusals = excluded.max_refusals, \
-         refusals = 0, state = 'watching', ended_at = NULL, evidence = '{}'",
-    )
-    .bind(name.as_str())
-    .bind(from.as_str())
-    .bind(to.as_str())
-    .bind(at)
-    .bind(at.saturating_add_unsigned(guard.watch_secs))
-    .bind(i64::from(guard.max_refusals))
-    .execute(&mut **tx)
-    .await
-    .map(|_| ()))
-}
-
-/// How often a replica adds what it counted to the guards and ends those that are due.
-const TICK: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// Runs for the life of the process: about once a second, adds this replica's tally to the
-/// guards and ends the due ones; a reverted flip is counted in
-/// `dispatch_flips_reverted_total` and logged as an alert.
-pub async fn watch_guards(
-    registry: std::sync::Arc<Registry>,
-    tally: std::sync::Arc<FlipTally>,
-    metrics: std::sync::Arc<crate::telemetry::Metrics>,
-) {
-    static FAILURES: crate::telemetry::LogBudget = crate::telemetry::LogBudget::new(1);
-    let mut tick = tokio::time::interval(TICK);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        let mut ends = Vec::new();
-        let mut failed = None;
-        for (client, seen) in tally.take() {
-            match registry.add_flip_refusals(&client, &seen).await {
-                Ok(end) => ends.extend(end),
-                Err(error) => {
-                    tally.restore(client, &seen);
-                    failed = Some(error);
-                }
-            }
-        }
-        match registry.end_due_guards().await {
-            Ok(confirmed) => ends.extend(confirmed),
-            Err(error) => failed = Some(error),
-        }
-        for end in ends {
-            match end {
-                GuardEnd::Reverted { client, because } => {
-                    metrics.flip_reverted();
-                    tracing::warn!(
-                        client,
-                        because,
-                        "ALERT: a guarded flip was reverted: the client is back in its previous mode"
-                    );
-                }
-                GuardEnd::Kept { client, because } => {
-                    metrics.flip_reverted();
-                    tracing::error!(
-                        client,
-                        because,
-                        "ALERT: a guarded flip reached its threshold, but reverting it would lock every operator out of /admin: it stays"
-                    );
-                }
-                GuardEnd::Confirmed { client } => {
-                    tracing::info!(client, "a guarded flip ran out cleanly: confirmed");
-                }
-            }
-        }
-        if let Some(error) = failed
-            && let Some(suppressed) = FAILURES.take(crate::telemetry::this_second())
-        {
-            tracing::error!(error = %error, suppressed, "checking the flip guards failed; retrying");
-        }
-    }
 }

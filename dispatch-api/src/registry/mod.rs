@@ -11,9 +11,12 @@ mod compact;
 mod error;
 mod follow;
 mod guard;
+mod guard_start;
+mod guard_watch;
 mod keys;
 mod read;
 mod register;
+mod reopening;
 mod revocations;
 mod snapshot;
 mod store;
@@ -33,8 +36,11 @@ pub use bootstrap::{BootstrapClient, BootstrapError, BootstrapFile};
 pub use change::{Change, Intent, Tryout};
 pub use error::RegistryError;
 pub use follow::follow_changes;
-pub use guard::{GuardEnd, GuardView, watch_guards};
+pub use guard::{GuardEnd, GuardTick, GuardView};
+pub use guard_start::GuardStart;
+pub use guard_watch::watch_guards;
 pub use keys::Rotation;
+pub use reopening::Reopening;
 pub use snapshot::{CertMatchFailure, RegistrySnapshot};
 pub use store::Registry;
 pub use tally::{FlipEvidence, FlipTally};
@@ -112,6 +118,15 @@ impl MigrationMode {
             "mtls" => Ok(Self::Mtls),
             other => Err(format!("`{other}` is not a mode (api_key, dual, mtls)")),
         }
+    }
+
+    /// Whether a client in this mode is let in by `method`.
+    pub fn accepts(self, method: crate::identity::AuthMethod) -> bool {
+        use crate::identity::AuthMethod;
+        !matches!(
+            (self, method),
+            (Self::Mtls, AuthMethod::ApiKey) | (Self::ApiKey, AuthMethod::Certificate)
+        )
     }
 }
 

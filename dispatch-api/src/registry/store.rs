@@ -8,13 +8,13 @@ use arc_swap::{ArcSwap, Guard};
 
 use super::change::Update;
 use super::follow::Notice;
+use super::guard_start::GuardStart;
 use super::read::{read_client, read_snapshot};
 use super::write::{announce, insert_binding, lock_client_row, now};
 use super::{
     CertBinding, Change, Client, ClientName, Intent, MigrationMode, RegistryError,
     RegistrySnapshot, Verdict, locks_out,
 };
-use crate::configuration::FlipGuard;
 use crate::identity::{Fingerprint, IssuerIndex};
 use crate::storage::recorder::{AuditEvent, AuditKind};
 use crate::storage::{Db, StorageError, Tx, on_backend};
@@ -29,6 +29,9 @@ pub struct Registry {
     /// change must not both start from the same snapshot, or the later store would drop the
     /// earlier change. Held over the read, so one that starts later also reads later.
     pub(super) updates: tokio::sync::Mutex<()>,
+    /// The reopenings of reverted guards in force, by client (see `guard`): read on the request
+    /// path, reread about once a second.
+    pub(super) reopenings: ArcSwap<std::collections::HashMap<String, super::Reopening>>,
 }
 
 /// Whether `after` (the operator's own client as the change would leave it) no longer lets the
@@ -63,6 +66,7 @@ impl Registry {
             snapshot: ArcSwap::from_pointee(snapshot),
             writes: tokio::sync::Mutex::new(()),
             updates: tokio::sync::Mutex::new(()),
+            reopenings: ArcSwap::default(),
         })
     }
 
@@ -113,11 +117,11 @@ impl Registry {
         &self,
         name: &ClientName,
         mode: MigrationMode,
-        guard: Option<FlipGuard>,
+        guard: Option<GuardStart>,
         change: Change<'_>,
     ) -> Result<MigrationMode, RegistryError> {
         let was = std::cell::Cell::new(mode);
-        self.update_client(
+        let before = self.update_client(
             name,
             Update {
                 event: "mode_changed",
@@ -144,11 +148,16 @@ impl Registry {
                     .execute(&mut **tx)
                     .await
                     .map(|_| ()))?;
-                super::guard::replace_guard(tx, name, (was.get(), mode), guard, at).await
+                super::guard_start::replace_guard(tx, name, (was.get(), mode), guard, at).await
             },
         )
-        .await
-        .map(|before| before.mode)
+        .await?;
+        // The change ended any reopening of the client: this replica stops admitting it now
+        // (the others at their next guard tick, within a second).
+        if let Err(error) = self.refresh_reopenings().await {
+            tracing::error!(client = %name, error = %error, "reading the reopenings after a mode change failed");
+        }
+        Ok(before.mode)
     }
 
     pub async fn set_disabled(

@@ -1,10 +1,15 @@
-//! The refusals a guarded flip causes, counted in memory on each replica ([`FlipTally`]) and
-//! added to the guard's row about once a second; [`reached`] is the guard's threshold.
+//! The refusals a guarded flip may have caused, counted in memory on each replica
+//! ([`FlipTally`]), each with its time, method and source network, and judged against the
+//! guard about once a second ([`judge`]): only a refusal of the method the flip retired, from a
+//! network that used that method before the flip, after the guard started and before its watch
+//! ended, counts toward it. [`reached`] is the guard's threshold.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
+
+use crate::identity::AuthMethod;
 
 /// The refusals a flip caused, as seen so far.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,33 +82,122 @@ impl FlipEvidence {
     }
 }
 
+/// One refusal a flip may have caused, as the request observer saw it: the reason, the method
+/// refused, the source network (a /24 or a /64) and the second it came in.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RefusalAt {
+    pub reason: &'static str,
+    pub method: AuthMethod,
+    pub network: String,
+    pub at: i64,
+}
+
+/// Distinct (reason, method, network, second) entries one client keeps between two ticks: a
+/// holder of a leaked key sending from many networks cannot grow a replica's memory. Past it,
+/// new entries are dropped, counted in [`Tallied::dropped`].
+pub const MAX_TALLIED: usize = 1024;
+
+/// One client's refusals since the last tick.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tallied {
+    pub seen: BTreeMap<RefusalAt, i64>,
+    pub dropped: i64,
+}
+
 /// One replica's refusals per client since its last tick. Only the refusals a flip causes are
-/// counted; those of clients with no watching guard are dropped at the tick.
+/// kept; those of clients with no watching guard are dropped at the tick.
 #[derive(Debug, Default)]
-pub struct FlipTally(Mutex<HashMap<String, FlipEvidence>>);
+pub struct FlipTally(Mutex<HashMap<String, Tallied>>);
 
 impl FlipTally {
     /// Counts a refusal if its reason is one a flip causes.
-    pub fn count(&self, client: &str, reason: &str, network: Option<String>, at: i64) {
-        if !matches!(reason, "key_retired" | "method_not_allowed") {
-            return;
-        }
+    pub fn count(&self, client: &str, reason: &str, method: AuthMethod, network: String, at: i64) {
+        let reason = match reason {
+            "key_retired" => "key_retired",
+            "method_not_allowed" => "method_not_allowed",
+            _ => return,
+        };
         let mut tally = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        tally
-            .entry(client.to_owned())
-            .or_default()
-            .add(reason, network, at);
+        let tallied = tally.entry(client.to_owned()).or_default();
+        let key = RefusalAt {
+            reason,
+            method,
+            network,
+            at,
+        };
+        if let Some(count) = tallied.seen.get_mut(&key) {
+            *count += 1;
+        } else if tallied.seen.len() < MAX_TALLIED {
+            tallied.seen.insert(key, 1);
+        } else {
+            tallied.dropped += 1;
+        }
     }
 
-    pub fn take(&self) -> HashMap<String, FlipEvidence> {
+    pub fn take(&self) -> HashMap<String, Tallied> {
         std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Puts back what a failed tick could not add, for the next one.
-    pub fn restore(&self, client: String, evidence: &FlipEvidence) {
+    pub fn restore(&self, client: String, tallied: Tallied) {
         let mut tally = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        tally.entry(client).or_default().merge(evidence);
+        let mine = tally.entry(client).or_default();
+        mine.dropped += tallied.dropped;
+        for (key, count) in tallied.seen {
+            if let Some(have) = mine.seen.get_mut(&key) {
+                *have += count;
+            } else if mine.seen.len() < MAX_TALLIED {
+                mine.seen.insert(key, count);
+            } else {
+                mine.dropped += count;
+            }
+        }
     }
+}
+
+/// What a watching guard holds to judge a refusal by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Watch {
+    /// The method the flip retired (`None`: it retired none, and nothing counts).
+    pub retired: Option<AuthMethod>,
+    /// The networks that used it within the evidence window before the flip.
+    pub known_networks: BTreeSet<String>,
+    pub started_at: i64,
+    pub watch_until: i64,
+}
+
+/// How a guard takes one refusal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Judged {
+    /// A known instance the flip cut off: it counts toward the guard.
+    Counts,
+    /// The retired credential, sent from a network that never used it before the flip: a
+    /// leaked or stolen credential, never a reason to reopen. An alert.
+    UnknownSource,
+    /// Not the guard's business: another method, or outside its watch (a refusal from before
+    /// the flip, that the flip may even have cured).
+    Ignored,
+}
+
+/// The guard's rule (pure, table-tested): a refusal counts when it refuses the method the flip
+/// retired, came in while the guard watched, and came from a network that used that method
+/// before the flip.
+pub fn judge(watch: &Watch, refusal: &RefusalAt) -> Judged {
+    let within = refusal.at >= watch.started_at && refusal.at < watch.watch_until;
+    if watch.retired != Some(refusal.method) || !within {
+        Judged::Ignored
+    } else if watch.known_networks.contains(&refusal.network) {
+        Judged::Counts
+    } else {
+        Judged::UnknownSource
+    }
+}
+
+/// The method a flip from `from` to `to` retires: the one `from` accepted and `to` refuses.
+pub fn retired_by(from: super::MigrationMode, to: super::MigrationMode) -> Option<AuthMethod> {
+    [AuthMethod::ApiKey, AuthMethod::Certificate]
+        .into_iter()
+        .find(|method| from.accepts(*method) && !to.accepts(*method))
 }
 
 /// Whether `refusals` reach the guard's threshold (pure).
@@ -158,25 +252,138 @@ mod tests {
         assert_eq!(evidence.total(), 101);
     }
 
+    fn refused(method: AuthMethod, network: &str, at: i64) -> RefusalAt {
+        RefusalAt {
+            reason: match method {
+                AuthMethod::ApiKey => "key_retired",
+                AuthMethod::Certificate => "method_not_allowed",
+            },
+            method,
+            network: network.to_owned(),
+            at,
+        }
+    }
+
     #[test]
-    fn only_refusals_a_flip_causes_are_tallied() {
+    fn only_refusals_a_flip_causes_are_tallied_with_their_time_method_and_network() {
         let tally = FlipTally::default();
         for reason in [
             "key_retired",
             "method_not_allowed",
             "key_invalid",
+            "key_expired",
             "cert_revoked",
             "client_disabled",
         ] {
-            tally.count("w", reason, None, 1);
+            tally.count("w", reason, AuthMethod::ApiKey, "10.0.0.0/24".into(), 1);
         }
+        tally.count(
+            "w",
+            "key_retired",
+            AuthMethod::ApiKey,
+            "10.0.0.0/24".into(),
+            1,
+        );
         let taken = tally.take();
-        assert_eq!(taken["w"].total(), 2);
+        let seen = &taken["w"].seen;
+        assert_eq!(seen.len(), 2);
+        assert_eq!(seen[&refused(AuthMethod::ApiKey, "10.0.0.0/24", 1)], 2);
         assert!(tally.take().is_empty(), "taking empties the tally");
         // What a failed tick restores is added to what came meanwhile.
-        tally.count("w", "key_retired", None, 2);
-        tally.restore("w".into(), &taken["w"]);
-        assert_eq!(tally.take()["w"].total(), 3);
+        tally.count(
+            "w",
+            "key_retired",
+            AuthMethod::ApiKey,
+            "10.0.0.0/24".into(),
+            1,
+        );
+        tally.restore("w".into(), taken["w"].clone());
+        assert_eq!(
+            tally.take()["w"].seen[&refused(AuthMethod::ApiKey, "10.0.0.0/24", 1)],
+            3
+        );
+    }
+
+    #[test]
+    fn a_client_keeps_a_bounded_number_of_distinct_refusals_between_ticks() {
+        let tally = FlipTally::default();
+        for i in 0..(MAX_TALLIED as i64 + 10) {
+            tally.count(
+                "w",
+                "key_retired",
+                AuthMethod::ApiKey,
+                format!("2001:db8:{i:x}::/64"),
+                1,
+            );
+        }
+        let taken = tally.take();
+        assert_eq!(taken["w"].seen.len(), MAX_TALLIED);
+        assert_eq!(taken["w"].dropped, 10);
+        tally.restore("w".into(), taken["w"].clone());
+        tally.restore("w".into(), taken["w"].clone());
+        let twice = tally.take();
+        assert_eq!(twice["w"].seen.len(), MAX_TALLIED);
+        assert_eq!(twice["w"].dropped, 20);
+    }
+
+    #[test]
+    fn a_guard_counts_only_the_retired_method_from_known_networks_within_its_watch() {
+        use Judged::*;
+        let watch = Watch {
+            retired: Some(AuthMethod::ApiKey),
+            known_networks: ["10.1.2.0/24".to_owned()].into(),
+            started_at: 100,
+            watch_until: 200,
+        };
+        let known = "10.1.2.0/24";
+        let other = "203.0.113.0/24";
+        let table = [
+            // (method, network, at, judged)
+            (AuthMethod::ApiKey, known, 100, Counts),
+            (AuthMethod::ApiKey, known, 199, Counts),
+            // Before the flip (it may have cured it), or after the watch.
+            (AuthMethod::ApiKey, known, 99, Ignored),
+            (AuthMethod::ApiKey, known, 200, Ignored),
+            // A network that never used the key before the flip: a thief.
+            (AuthMethod::ApiKey, other, 150, UnknownSource),
+            (AuthMethod::ApiKey, other, 99, Ignored),
+            // A method the flip did not retire.
+            (AuthMethod::Certificate, known, 150, Ignored),
+            (AuthMethod::Certificate, other, 150, Ignored),
+        ];
+        for (method, network, at, judged) in table {
+            assert_eq!(
+                judge(&watch, &refused(method, network, at)),
+                judged,
+                "{method:?} from {network} at {at}"
+            );
+        }
+        // A flip that retired nothing counts nothing, from anywhere.
+        let nothing = Watch {
+            retired: None,
+            ..watch
+        };
+        for method in [AuthMethod::ApiKey, AuthMethod::Certificate] {
+            assert_eq!(judge(&nothing, &refused(method, known, 150)), Ignored);
+            assert_eq!(judge(&nothing, &refused(method, other, 150)), Ignored);
+        }
+    }
+
+    #[test]
+    fn a_flip_retires_the_method_its_old_mode_accepted_and_its_new_one_refuses() {
+        use super::super::MigrationMode::*;
+        let table = [
+            (ApiKey, Dual, None),
+            (ApiKey, Mtls, Some(AuthMethod::ApiKey)),
+            (Dual, Mtls, Some(AuthMethod::ApiKey)),
+            (Dual, ApiKey, Some(AuthMethod::Certificate)),
+            (Mtls, ApiKey, Some(AuthMethod::Certificate)),
+            (Mtls, Dual, None),
+            (Dual, Dual, None),
+        ];
+        for (from, to, retired) in table {
+            assert_eq!(retired_by(from, to), retired, "{from:?} -> {to:?}");
+        }
     }
 
     #[test]

@@ -5,8 +5,10 @@ use std::sync::LazyLock;
 
 use devpki::CertificateAuthority;
 
+use super::tally::{RefusalAt, Tallied};
 use super::*;
 use crate::configuration::FlipGuard;
+use crate::identity::AuthMethod;
 use crate::identity::{DistinguishedName, Fingerprint, IssuerIndex, SpkiHash, VerifiedCertificate};
 use crate::tls::testing::{CA, TEST_CA, leaf, trust, verified};
 
@@ -1373,14 +1375,6 @@ fn operator_change() -> Change<'static> {
     }
 }
 
-fn flip_refusals(n: usize, network: &str) -> FlipEvidence {
-    let mut seen = FlipEvidence::default();
-    for i in 0..n {
-        seen.add("key_retired", Some(network.to_owned()), 100 + i as i64);
-    }
-    seen
-}
-
 async fn guard_of(registry: &Registry, client: &str) -> GuardView {
     registry
         .guards()
@@ -1389,6 +1383,25 @@ async fn guard_of(registry: &Registry, client: &str) -> GuardView {
         .into_iter()
         .find(|g| g.client == client)
         .expect("a guard row")
+}
+
+/// `n` refusals of `method` from `network` at `at`, as one replica's tally holds them.
+fn tallied(n: i64, method: AuthMethod, network: &str, at: i64) -> Tallied {
+    let reason = match method {
+        AuthMethod::ApiKey => "key_retired",
+        AuthMethod::Certificate => "method_not_allowed",
+    };
+    let mut tallied = Tallied::default();
+    tallied.seen.insert(
+        RefusalAt {
+            reason,
+            method,
+            network: network.to_owned(),
+            at,
+        },
+        n,
+    );
+    tallied
 }
 
 async fn audit_reasons(registry: &Registry) -> Vec<String> {
@@ -1401,19 +1414,47 @@ async fn audit_reasons(registry: &Registry) -> Vec<String> {
         .unwrap()
 }
 
+/// `client` used `method` from `network` at `at`, as the recorder writes it.
+async fn used_from(registry: &Registry, client: &str, method: AuthMethod, network: &str, at: i64) {
+    let crate::storage::Backend::Sqlite(pool) = registry.pool() else {
+        unreachable!("the unit tests run on SQLite")
+    };
+    sqlx::query(
+        "INSERT INTO credential_networks (client, method, network, last_seen) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(client)
+    .bind(method.as_str())
+    .bind(network)
+    .bind(at)
+    .execute(pool)
+    .await
+    .unwrap();
+}
+
 /// `w`'s mode set to `mode`, with `guard`.
 async fn flip_w(registry: &Registry, mode: MigrationMode, guard: Option<FlipGuard>) {
     let name = ClientName::parse("w").unwrap();
     registry
-        .set_mode(&name, mode, guard, operator_change())
+        .set_mode(
+            &name,
+            mode,
+            guard.map(|guard| GuardStart {
+                guard,
+                evidence_window_secs: 86_400,
+            }),
+            operator_change(),
+        )
         .await
         .unwrap();
 }
 
-/// `n` refusals of `client` from `network`, added as one replica's tick would.
-async fn refuse(registry: &Registry, client: &str, n: usize, network: &str) -> Option<GuardEnd> {
+/// `n` key refusals of `client` from `network`, now, added as one replica's tick would.
+async fn refuse(registry: &Registry, client: &str, n: i64, network: &str) -> GuardTick {
     registry
-        .add_flip_refusals(client, &flip_refusals(n, network))
+        .add_flip_refusals(
+            client,
+            &tallied(n, AuthMethod::ApiKey, network, write::now()),
+        )
         .await
         .unwrap()
 }
@@ -1424,11 +1465,33 @@ const GUARD: FlipGuard = FlipGuard {
 };
 
 #[tokio::test]
-async fn a_guarded_flip_reaching_its_threshold_is_reverted_once_with_its_evidence() {
+async fn a_guard_reaching_its_threshold_from_known_networks_reopens_the_key_for_those_networks_only()
+ {
     let (_dir, registry, name) = guarded_registry(false).await;
+    let before = write::now() - 60;
+    used_from(&registry, "w", AuthMethod::ApiKey, "10.0.0.0/24", before).await;
+    used_from(&registry, "w", AuthMethod::ApiKey, "10.9.0.0/24", before).await;
+    // Certificates from elsewhere, and a key use past the evidence window, are not the key's
+    // known networks.
+    used_from(
+        &registry,
+        "w",
+        AuthMethod::Certificate,
+        "10.5.0.0/24",
+        before,
+    )
+    .await;
+    used_from(
+        &registry,
+        "w",
+        AuthMethod::ApiKey,
+        "10.7.0.0/24",
+        before - 90_000,
+    )
+    .await;
     flip_w(&registry, MigrationMode::Mtls, Some(GUARD)).await;
     let first = refuse(&registry, "w", 2, "10.0.0.0/24").await;
-    assert_eq!(first, None);
+    assert_eq!(first, GuardTick::default());
     let watching = guard_of(&registry, "w").await;
     assert_eq!(
         (watching.state.as_str(), watching.refusals),
@@ -1438,85 +1501,210 @@ async fn a_guarded_flip_reaching_its_threshold_is_reverted_once_with_its_evidenc
         (watching.from.as_str(), watching.to.as_str()),
         ("dual", "mtls")
     );
+    assert_eq!(watching.retired_method, Some(AuthMethod::ApiKey));
+    assert_eq!(
+        watching.known_networks,
+        BTreeSet::from(["10.0.0.0/24".to_owned(), "10.9.0.0/24".to_owned()])
+    );
     assert_eq!(watching.watch_until - watching.started_at, 600);
     assert_eq!(watching.max_refusals, 3);
-    let end = refuse(&registry, "w", 1, "10.9.0.0/24").await;
+    let end = refuse(&registry, "w", 1, "10.9.0.0/24").await.end;
+    let reopened = Reopening {
+        method: AuthMethod::ApiKey,
+        networks: BTreeSet::from(["10.0.0.0/24".to_owned(), "10.9.0.0/24".to_owned()]),
+        until: watching.watch_until + super::guard::REOPEN_GRACE_SECS,
+    };
     assert_eq!(
         end,
         Some(GuardEnd::Reverted {
             client: "w".into(),
             because: "3 refusals (key_retired 3) from 10.0.0.0/24, 10.9.0.0/24".into(),
+            reopened: reopened.clone(),
         })
     );
+    // The operator's mode stands; the key is re-admitted from those networks only.
     assert_eq!(
         registry.snapshot().client(&name).unwrap().mode,
-        MigrationMode::Dual
+        MigrationMode::Mtls
     );
+    assert_eq!(registry.reopening("w"), Some(reopened.clone()));
     let reverted = guard_of(&registry, "w").await;
     assert_eq!(
         (reverted.state.as_str(), reverted.refusals),
         ("reverted", 3)
     );
+    assert_eq!(reverted.reopened, Some(reopened));
     assert!(reverted.ended_at.is_some());
     assert_eq!(reverted.evidence.total(), 3);
     // Once ended, more refusals change nothing.
-    let late = refuse(&registry, "w", 5, "10.0.0.0/24").await;
-    assert_eq!(late, None);
+    assert_eq!(refuse(&registry, "w", 5, "10.0.0.0/24").await.end, None);
     let reasons = audit_reasons(&registry).await;
     assert_eq!(reasons.iter().filter(|r| *r == "mode_reverted").count(), 1);
     // Refusals of a client without a guard, or of no client at all, are dropped.
-    assert_eq!(refuse(&registry, "keeper", 9, "x").await, None);
-    assert_eq!(refuse(&registry, "not a name!", 9, "x").await, None);
+    assert_eq!(
+        refuse(&registry, "keeper", 9, "x").await,
+        GuardTick::default()
+    );
+    assert_eq!(
+        refuse(&registry, "not a name!", 9, "x").await,
+        GuardTick::default()
+    );
+    // A manual mode change ends the reopening (the operator decided).
+    flip_w(&registry, MigrationMode::Mtls, None).await;
+    registry.refresh_reopenings().await.unwrap();
+    assert_eq!(registry.reopening("w"), None);
 }
 
 #[tokio::test]
-async fn a_revert_that_would_lock_every_operator_out_is_kept_and_said() {
-    let (_dir, registry, name) = guarded_registry(true).await;
-    // `w` becomes an operator by the flip; then the other operator is disabled.
-    flip_w(&registry, MigrationMode::Dual, Some(GUARD)).await;
-    let keeper = ClientName::parse("keeper").unwrap();
-    registry
-        .set_disabled(&keeper, true, operator_change())
-        .await
-        .unwrap();
-    let end = refuse(&registry, "w", 3, "10.0.0.0/24").await;
+async fn the_retired_key_from_a_network_that_never_used_it_never_counts_and_is_an_alert() {
+    let (_dir, registry, name) = guarded_registry(false).await;
+    used_from(
+        &registry,
+        "w",
+        AuthMethod::ApiKey,
+        "10.0.0.0/24",
+        write::now() - 60,
+    )
+    .await;
+    flip_w(&registry, MigrationMode::Mtls, Some(GUARD)).await;
+    let tick = refuse(&registry, "w", 50, "203.0.113.0/24").await;
+    assert_eq!(tick.end, None);
+    assert_eq!(tick.unknown_sources, [("203.0.113.0/24".to_owned(), 50)]);
+    let guard = guard_of(&registry, "w").await;
+    assert_eq!((guard.state.as_str(), guard.refusals), ("watching", 0));
+    assert_eq!(
+        registry.snapshot().client(&name).unwrap().mode,
+        MigrationMode::Mtls
+    );
+    assert_eq!(registry.reopening("w"), None);
     assert!(
-        matches!(end, Some(GuardEnd::Kept { ref client, .. }) if client == "w"),
+        audit_reasons(&registry)
+            .await
+            .contains(&"retired_credential_unknown_source".to_owned())
+    );
+}
+
+#[tokio::test]
+async fn refusals_from_before_the_flip_or_of_a_method_it_did_not_retire_never_count() {
+    let (_dir, registry, _name) = guarded_registry(false).await;
+    let before = write::now() - 60;
+    used_from(&registry, "w", AuthMethod::ApiKey, "10.0.0.0/24", before).await;
+    used_from(
+        &registry,
+        "w",
+        AuthMethod::Certificate,
+        "10.0.0.0/24",
+        before,
+    )
+    .await;
+    flip_w(&registry, MigrationMode::Mtls, Some(GUARD)).await;
+    let started = guard_of(&registry, "w").await.started_at;
+    let early = tallied(9, AuthMethod::ApiKey, "10.0.0.0/24", started - 1);
+    assert_eq!(
+        registry.add_flip_refusals("w", &early).await.unwrap(),
+        GuardTick::default()
+    );
+    let other = tallied(9, AuthMethod::Certificate, "10.0.0.0/24", started);
+    assert_eq!(
+        registry.add_flip_refusals("w", &other).await.unwrap(),
+        GuardTick::default()
+    );
+    assert_eq!(guard_of(&registry, "w").await.refusals, 0);
+    // A flip that retires nothing (mtls -> dual) counts nothing, whatever comes.
+    flip_w(&registry, MigrationMode::Dual, Some(GUARD)).await;
+    let fresh = guard_of(&registry, "w").await;
+    assert_eq!(fresh.retired_method, None);
+    assert!(fresh.known_networks.is_empty());
+    let now = write::now();
+    for method in [AuthMethod::ApiKey, AuthMethod::Certificate] {
+        let tick = registry
+            .add_flip_refusals("w", &tallied(9, method, "10.0.0.0/24", now))
+            .await
+            .unwrap();
+        assert_eq!(tick, GuardTick::default());
+    }
+    assert_eq!(guard_of(&registry, "w").await.refusals, 0);
+}
+
+#[tokio::test]
+async fn a_flip_to_api_key_counts_certificates_from_their_known_networks_only() {
+    let (_dir, registry, name) = guarded_registry(false).await;
+    used_from(
+        &registry,
+        "w",
+        AuthMethod::Certificate,
+        "10.0.0.0/24",
+        write::now() - 60,
+    )
+    .await;
+    flip_w(&registry, MigrationMode::ApiKey, Some(GUARD)).await;
+    let now = write::now();
+    // A stolen certificate sent from another network: an alert, never a revert.
+    let stolen = tallied(9, AuthMethod::Certificate, "203.0.113.0/24", now);
+    let tick = registry.add_flip_refusals("w", &stolen).await.unwrap();
+    assert_eq!((tick.end, tick.unknown_sources.len()), (None, 1));
+    let known = tallied(3, AuthMethod::Certificate, "10.0.0.0/24", now);
+    let end = registry.add_flip_refusals("w", &known).await.unwrap().end;
+    assert!(
+        matches!(&end, Some(GuardEnd::Reverted { reopened, .. })
+            if reopened.method == AuthMethod::Certificate
+                && reopened.networks == BTreeSet::from(["10.0.0.0/24".to_owned()])),
         "{end:?}"
     );
     assert_eq!(
         registry.snapshot().client(&name).unwrap().mode,
-        MigrationMode::Dual
-    );
-    assert_eq!(guard_of(&registry, "w").await.state, "kept");
-    assert!(
-        audit_reasons(&registry)
-            .await
-            .contains(&"mode_revert_refused".to_owned())
+        MigrationMode::ApiKey
     );
 }
 
 #[tokio::test]
-async fn a_guard_whose_watch_is_over_is_confirmed_once() {
+async fn a_guard_whose_watch_is_over_is_confirmed_once_after_late_ticks_had_time_to_land() {
     let (_dir, registry, name) = guarded_registry(false).await;
-    // A guard started ten seconds ago that watched for one.
-    let mut tx = registry.pool().begin().await.unwrap();
-    super::guard::replace_guard(
-        &mut tx,
-        &name,
-        (MigrationMode::Dual, MigrationMode::Mtls),
-        Some(FlipGuard {
-            watch_secs: 1,
-            max_refusals: 3,
-        }),
-        write::now() - 10,
+    used_from(
+        &registry,
+        "w",
+        AuthMethod::ApiKey,
+        "10.0.0.0/24",
+        write::now() - 60,
     )
-    .await
-    .unwrap();
-    tx.commit().await.unwrap();
-    // Refusals after the watch do not count.
-    let late = refuse(&registry, "w", 3, "10.0.0.0/24").await;
-    assert_eq!(late, None);
+    .await;
+    let start = |ago: i64| {
+        let registry = &registry;
+        let name = &name;
+        async move {
+            let mut tx = registry.pool().begin().await.unwrap();
+            super::guard_start::replace_guard(
+                &mut tx,
+                name,
+                (MigrationMode::Dual, MigrationMode::Mtls),
+                Some(GuardStart {
+                    guard: FlipGuard {
+                        watch_secs: 1,
+                        max_refusals: 3,
+                    },
+                    evidence_window_secs: 86_400,
+                }),
+                write::now() - ago,
+            )
+            .await
+            .unwrap();
+            tx.commit().await.unwrap();
+        }
+    };
+    // A guard that watched for one second, from two seconds ago: its watch is over, but a
+    // replica's tick may still bring refusals from within it.
+    start(2).await;
+    assert_eq!(registry.end_due_guards().await.unwrap(), []);
+    let started = guard_of(&registry, "w").await.started_at;
+    let late = tallied(1, AuthMethod::ApiKey, "10.0.0.0/24", started);
+    registry.add_flip_refusals("w", &late).await.unwrap();
+    assert_eq!(guard_of(&registry, "w").await.refusals, 1);
+    // One started ten seconds ago is confirmed, once; refusals after its watch do not count.
+    start(10).await;
+    assert_eq!(
+        refuse(&registry, "w", 3, "10.0.0.0/24").await,
+        GuardTick::default()
+    );
     assert_eq!(
         registry.end_due_guards().await.unwrap(),
         [GuardEnd::Confirmed { client: "w".into() }]
@@ -1537,13 +1725,24 @@ async fn a_guard_whose_watch_is_over_is_confirmed_once() {
 #[tokio::test]
 async fn a_manual_mode_change_cancels_the_running_guard_and_a_new_guard_starts_afresh() {
     let (_dir, registry, name) = guarded_registry(false).await;
+    used_from(
+        &registry,
+        "w",
+        AuthMethod::ApiKey,
+        "10.0.0.0/24",
+        write::now() - 60,
+    )
+    .await;
     flip_w(&registry, MigrationMode::Mtls, Some(GUARD)).await;
     refuse(&registry, "w", 2, "10.0.0.0/24").await;
     flip_w(&registry, MigrationMode::Mtls, None).await;
     let cancelled = guard_of(&registry, "w").await;
     assert_eq!(cancelled.state, "cancelled");
     assert!(cancelled.ended_at.is_some());
-    assert_eq!(refuse(&registry, "w", 3, "10.0.0.0/24").await, None);
+    assert_eq!(
+        refuse(&registry, "w", 3, "10.0.0.0/24").await,
+        GuardTick::default()
+    );
     assert_eq!(
         registry.snapshot().client(&name).unwrap().mode,
         MigrationMode::Mtls

@@ -159,11 +159,14 @@ pub async fn observe_request(
         },
     );
     // A known client's refusal that a flip may have caused, for the flip guards.
-    if let Some((client, refusal)) = refusal.and_then(|r| Some((r.client.as_deref()?, r))) {
+    if let Some(refusal) = refusal
+        && let (Some(client), Some(method)) = (refusal.client.as_deref(), refusal.method)
+    {
         state.flip_tally.count(
             client,
             refusal.reason.as_str(),
-            peer.map(|ip| audit::network(Some(ip))),
+            method,
+            audit::network(peer),
             time::OffsetDateTime::now_utc().unix_timestamp(),
         );
     }
@@ -171,7 +174,9 @@ pub async fn observe_request(
 }
 
 /// On every authenticated scope: puts the [`Principal`] into the request, or answers with the
-/// refusal.
+/// refusal. A refusal by the client's mode alone is let in when a reverted guard's reopening
+/// admits its method from the caller's network (`registry::Reopening`): the one exception a
+/// guard makes, for the instances the evidence shows were live.
 pub async fn require_principal(
     request: ServiceRequest,
     next: Next<impl MessageBody>,
@@ -190,6 +195,10 @@ pub async fn require_principal(
         request.headers(),
         time::OffsetDateTime::now_utc(),
     );
+    let outcome = outcome.or_else(|mut refusal| match refusal.readmits.take() {
+        Some(principal) if reopened_for(state, &principal, &request) => Ok(*principal),
+        _ => Err(refusal),
+    });
     match outcome {
         Ok(principal) => {
             request.extensions_mut().insert(principal);
@@ -201,6 +210,20 @@ pub async fn require_principal(
             .error_response(ApiError::Refused(refusal))
             .map_into_right_body()),
     }
+}
+
+/// Whether a reverted guard's reopening lets `principal` in from the request's network.
+fn reopened_for(state: &AppState, principal: &Principal, request: &ServiceRequest) -> bool {
+    state
+        .registry
+        .reopening(principal.client.name.as_str())
+        .is_some_and(|reopening| {
+            reopening.admits(
+                principal.method,
+                &audit::network(request.peer_addr().map(|a| a.ip())),
+                time::OffsetDateTime::now_utc().unix_timestamp(),
+            )
+        })
 }
 
 /// Requests that proved nothing get their bounded share (see `precedence`): once the answer

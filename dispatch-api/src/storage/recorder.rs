@@ -26,8 +26,11 @@ use crate::identity::{AuthMethod, Fingerprint, SpkiHash};
 use crate::telemetry::Metrics;
 use writer::{Totals, write_loop};
 
+mod chain;
 mod prune;
 mod writer;
+
+pub use chain::{chain_from_text, chain_text};
 
 /// One authenticated request, for the migration report.
 #[derive(Debug, Clone)]
@@ -38,6 +41,8 @@ pub struct UsageEvent {
     pub certificate: Option<CertificateSeen>,
     /// The SHA-256 (hex) of the key it was authenticated with: each key counts its own use.
     pub key_sha256: Option<String>,
+    /// The caller's network (`identity::source_network`): a guard retiring the method counts it.
+    pub network: String,
 }
 
 /// The certificate a request was authenticated with, as the migration report shows it.
@@ -50,20 +55,6 @@ pub struct CertificateSeen {
     pub issuer_spki: SpkiHash,
     /// The chain presented (leaf first, DER), stored as one of the client's live certificates.
     pub chain: Arc<[Vec<u8>]>,
-}
-
-/// A presented chain as stored: each certificate's DER in hex, space-separated.
-pub fn chain_text(chain: &[Vec<u8>]) -> String {
-    chain.iter().map(hex::encode).collect::<Vec<_>>().join(" ")
-}
-
-/// A stored chain read back; `None` when it is not what [`chain_text`] writes.
-pub fn chain_from_text(text: &str) -> Option<Vec<Vec<u8>>> {
-    let chain = text
-        .split(' ')
-        .map(|der| hex::decode(der).ok().filter(|der| !der.is_empty()))
-        .collect::<Option<Vec<_>>>()?;
-    (!chain.is_empty()).then_some(chain)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -310,6 +301,11 @@ fn add_usage(usage: &mut UsageTotalsByKey, event: UsageEvent) {
         *count += 1;
         *last = (*last).max(event.at);
     }
+    if let Some(last) = totals.networks.get_mut(&event.network) {
+        *last = (*last).max(event.at);
+    } else if totals.networks.len() < MAX_NETWORKS {
+        totals.networks.insert(event.network, event.at);
+    }
 }
 
 fn add_refusal(book: &mut RefusalBook, seen: RefusalSeen) {
@@ -358,7 +354,16 @@ struct UsageTotals {
     presented: Vec<Presented>,
     /// By key (SHA-256 hex): requests and the last one.
     keys: BTreeMap<String, (i64, i64)>,
+    /// The networks these requests came from, and when each last did (at most
+    /// [`MAX_NETWORKS`] between two writes; the rest are noted by their next request after it).
+    networks: BTreeMap<String, i64>,
 }
+
+/// Distinct networks one usage row keeps between two writes (half a second apart).
+const MAX_NETWORKS: usize = 16;
+
+/// Networks kept per client and method in `credential_networks` (the latest), pruned hourly.
+pub const NETWORKS_PER_CLIENT: usize = 64;
 
 /// A certificate a client presented, and when it last did: a row of `presented_certificates`.
 #[derive(Debug, Clone)]
@@ -411,6 +416,7 @@ mod tests {
                 chain: Arc::from(vec![certificate.to_vec()]),
             }),
             key_sha256: None,
+            network: "10.0.0.0/24".into(),
         };
         let mut usage = UsageTotalsByKey::new();
         // Two instances of one client, one still on the certificate before a renewal.
@@ -441,6 +447,34 @@ mod tests {
             add_usage(&mut usage, presented(format!("c{n}").as_bytes(), 7204));
         }
         assert_eq!(usage[&row].presented.len(), MAX_PRESENTED);
+    }
+
+    #[test]
+    fn each_network_a_client_used_a_method_from_is_kept_with_its_last_use_up_to_the_bound() {
+        let used = |network: String, at| UsageEvent {
+            client: "w".into(),
+            method: AuthMethod::ApiKey,
+            at,
+            certificate: None,
+            key_sha256: None,
+            network,
+        };
+        let mut usage = UsageTotalsByKey::new();
+        add_usage(&mut usage, used("10.0.0.0/24".into(), 7200));
+        add_usage(&mut usage, used("10.0.1.0/24".into(), 7201));
+        add_usage(&mut usage, used("10.0.0.0/24".into(), 7203));
+        add_usage(&mut usage, used("10.0.0.0/24".into(), 7202));
+        let row = ("w".to_owned(), AuthMethod::ApiKey, 7200);
+        let networks: Vec<_> = usage[&row]
+            .networks
+            .iter()
+            .map(|(n, at)| (n.as_str(), *at))
+            .collect();
+        assert_eq!(networks, [("10.0.0.0/24", 7203), ("10.0.1.0/24", 7201)]);
+        for n in 0..2 * MAX_NETWORKS {
+            add_usage(&mut usage, used(format!("192.0.{n}.0/24"), 7204));
+        }
+        assert_eq!(usage[&row].networks.len(), MAX_NETWORKS);
     }
 
     fn event(detail_bytes: usize) -> AuditEvent {

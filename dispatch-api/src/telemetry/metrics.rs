@@ -37,6 +37,11 @@ struct KeyLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClientLabels {
+    client: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
     outcome: String,
 }
@@ -64,6 +69,7 @@ pub struct Metrics {
     unproven: Family<OutcomeLabels, Counter>,
     old_key_late_uses: Counter,
     flips_reverted: Counter,
+    retired_unknown_source: Family<ClientLabels, Counter>,
     tls_reloads: Family<OutcomeLabels, Counter>,
     certificate_expiry: Family<CertificateLabels, Gauge<i64, AtomicI64>>,
     api_key_expiry: Family<KeyLabels, Gauge<i64, AtomicI64>>,
@@ -84,6 +90,7 @@ impl Metrics {
         let unproven = Family::<OutcomeLabels, Counter>::default();
         let old_key_late_uses = Counter::default();
         let flips_reverted = Counter::default();
+        let retired_unknown_source = Family::<ClientLabels, Counter>::default();
         let tls_reloads = Family::<OutcomeLabels, Counter>::default();
         let certificate_expiry = Family::<CertificateLabels, Gauge<i64, AtomicI64>>::default();
         let api_key_expiry = Family::<KeyLabels, Gauge<i64, AtomicI64>>::default();
@@ -137,10 +144,19 @@ impl Metrics {
         );
         registry.register(
             "flips_reverted",
-            "Guarded mode changes that reached their max_refusals: put back by the service (or \
-             kept, when reverting would lock every operator out); the audit log's mode_reverted \
-             rows name the client and the evidence",
+            "Guarded mode changes that reached their max_refusals with refusals from networks \
+             that used the retired method before the flip: that method re-admitted from those \
+             networks only, for a bounded time; the audit log's mode_reverted rows name the \
+             client, the evidence and the networks",
             flips_reverted.clone(),
+        );
+        registry.register(
+            "retired_credential_unknown_source",
+            "Refusals, during a guarded flip's watch, of the credential it retired sent from a \
+             network that did not use it before the flip (a leaked or stolen credential): they \
+             never count toward the guard; by client (the audit log's \
+             retired_credential_unknown_source alerts name the network)",
+            retired_unknown_source.clone(),
         );
         registry.register(
             "old_key_late_uses",
@@ -179,6 +195,7 @@ impl Metrics {
             unproven,
             old_key_late_uses,
             flips_reverted,
+            retired_unknown_source,
             tls_reloads,
             certificate_expiry,
             api_key_expiry,
@@ -226,6 +243,14 @@ impl Metrics {
 
     pub fn flip_reverted(&self) {
         self.flips_reverted.inc();
+    }
+
+    pub fn retired_credential_unknown_source(&self, client: &str, refusals: u64) {
+        self.retired_unknown_source
+            .get_or_create(&ClientLabels {
+                client: client.into(),
+            })
+            .inc_by(refusals);
     }
 
     pub fn old_key_late_use(&self) {

@@ -601,8 +601,7 @@ async fn mode_with_a_guard_says_so_and_status_shows_the_guard_watching() {
         run.stdout
     );
     assert!(
-        run.stdout
-            .contains("guarded: back to dual by itself at 2 refusals"),
+        run.stdout.contains("guarded: at 2 refusals it causes"),
         "{}",
         run.stdout
     );

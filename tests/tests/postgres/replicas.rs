@@ -343,6 +343,17 @@ async fn two_replicas_replacing_one_clients_bindings_at_once_end_with_one_set() 
 async fn a_guarded_flip_counts_the_refusals_of_both_replicas_and_is_reverted_once() {
     let server = TestPostgres::start();
     let (a, b) = two_replicas(&server).await;
+    // The key in use from 127.0.0.0/24 before the flip, through replica b: the evidence a guard
+    // started on a reads.
+    let used = b
+        .request(
+            None,
+            submit(&plan("before", 1)).api_key(b.key("route-worker")),
+        )
+        .await
+        .unwrap();
+    assert_eq!(used.status, 202);
+    b.audit(Some("route-worker")).await;
     let flipped = a
         .admin(
             Request::put("/admin/clients/route-worker/mode").json(&json!({
@@ -365,15 +376,34 @@ async fn a_guarded_flip_counts_the_refusals_of_both_replicas_and_is_reverted_onc
             .unwrap();
         assert_eq!(again.status, 401);
     }
+    // Reverted for 127.0.0.0/24 on both replicas: the key is accepted again from there, while
+    // the mode the operator set stands.
     let deadline = Instant::now() + Duration::from_secs(10);
+    let mut attempt = 0;
     loop {
         let (on_a, on_b) = (
             a.migration_row("route-worker").await,
             b.migration_row("route-worker").await,
         );
-        if on_a["mode"] == "dual" && on_b["mode"] == "dual" {
-            assert_eq!(on_a["guard"]["state"], "reverted");
+        let mut accepted = 0;
+        for replica in [&a, &b] {
+            attempt += 1;
+            let answer = replica
+                .request(
+                    None,
+                    submit(&plan(&format!("after-{attempt}"), 1))
+                        .api_key(replica.key("route-worker")),
+                )
+                .await
+                .unwrap();
+            accepted += usize::from(answer.status == 202);
+        }
+        if on_a["guard"]["state"] == "reverted" && accepted == 2 {
             assert_eq!(on_a["guard"]["refusals"], 4);
+            assert_eq!(
+                (&on_a["mode"], &on_b["mode"]),
+                (&json!("mtls"), &json!("mtls"))
+            );
             break;
         }
         assert!(

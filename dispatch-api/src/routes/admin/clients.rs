@@ -217,13 +217,21 @@ pub async fn set_mode(
     if let Some(guard) = &guard {
         guard.check().map_err(ApiError::BadRequest)?;
     }
+    // A guard notes the networks that used the method it retires: the uses still buffered in
+    // the recorder are written first, so a flip right after a use still knows its network.
+    if guard.is_some() {
+        state.recorder.flush().await;
+    }
     let live = live_certificates(&state, &principal, &material).await?;
     let before = state
         .registry
         .set_mode(
             &name,
             body.mode,
-            guard,
+            guard.map(|guard| crate::registry::GuardStart {
+                guard,
+                evidence_window_secs: state.settings.migration.evidence_window_secs,
+            }),
             change(&actor, &change_reason, &principal, &material, Some(&live)),
         )
         .await?;

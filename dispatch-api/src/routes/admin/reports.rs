@@ -148,8 +148,10 @@ pub async fn list_refusals(
     Ok(HttpResponse::Ok().json(json!({ "refusals": counts })))
 }
 
-/// A client's latest flip guard: what it watches, its state (watching, confirmed, reverted,
-/// cancelled, kept), its refusals and, once it ended, when and why.
+/// A client's latest flip guard: what it watches (the method its flip retired, the networks
+/// that used it before), its state (watching, confirmed, reverted, cancelled; `kept` in rows of
+/// an earlier version), its refusals and, once it ended, when and why; once reverted, the
+/// networks the retired method is re-admitted from and until when.
 fn guard_view(guard: &GuardView) -> Value {
     json!({
         "state": guard.state,
@@ -162,5 +164,12 @@ fn guard_view(guard: &GuardView) -> Value {
         "ended_at": guard.ended_at.and_then(crate::routes::rfc3339),
         "because": (guard.refusals > 0).then(|| guard.evidence.because()),
         "evidence": guard.evidence,
+        "retired_method": guard.retired_method,
+        "known_networks": guard.known_networks,
+        "reopened": guard.reopened.as_ref().map(|reopened| json!({
+            "method": reopened.method,
+            "networks": reopened.networks,
+            "until": crate::routes::rfc3339(reopened.until),
+        })),
     })
 }

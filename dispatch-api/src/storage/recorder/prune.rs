@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::LIVE_PER_CLIENT;
+use super::{LIVE_PER_CLIENT, NETWORKS_PER_CLIENT};
 use crate::storage::{Backend, Db, on_backend};
 
 /// Deletes audit rows and refusal counts older than `retention` (if set), and presented
@@ -15,12 +15,20 @@ pub(super) async fn prune(pool: &Db, retention: Option<Duration>, live_window: D
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let before = |age: Duration| now - age.as_secs() as i64;
     // Each table with the setting its rows' age comes from, for the log.
-    let mut tables = vec![(
-        "presented_certificates",
-        "last_seen",
-        before(live_window),
-        "migration.evidence_window_secs",
-    )];
+    let mut tables = vec![
+        (
+            "presented_certificates",
+            "last_seen",
+            before(live_window),
+            "migration.evidence_window_secs",
+        ),
+        (
+            "credential_networks",
+            "last_seen",
+            before(live_window),
+            "migration.evidence_window_secs",
+        ),
+    ];
     if let Some(retention) = retention {
         for (table, column) in [("audit_events", "at"), ("refusal_counts", "last_seen")] {
             tables.push((table, column, before(retention), "audit.retention_days"));
@@ -78,6 +86,31 @@ pub(super) async fn prune(pool: &Db, retention: Option<Duration>, live_window: D
     .execute(pool)
     .await
     .map(|done| done.rows_affected()));
+    // Each client and method's networks past its latest NETWORKS_PER_CLIENT: a leaked key
+    // used from many networks adds a row each.
+    let networks = on_backend!(pool, pool => sqlx::query(
+        "DELETE FROM credential_networks WHERE (client, method, network) IN \
+         (SELECT client, method, network FROM \
+           (SELECT client, method, network, ROW_NUMBER() OVER \
+             (PARTITION BY client, method ORDER BY last_seen DESC, network) AS latest \
+            FROM credential_networks) AS ranked \
+          WHERE latest > $1)",
+    )
+    .bind(NETWORKS_PER_CLIENT as i64)
+    .execute(pool)
+    .await
+    .map(|done| done.rows_affected()));
+    match networks {
+        Ok(0) => {}
+        Ok(rows) => tracing::info!(
+            table = "credential_networks",
+            rows,
+            "pruned networks past each client and method's latest {NETWORKS_PER_CLIENT}"
+        ),
+        Err(error) => {
+            tracing::warn!(error = %error, "pruning credential networks failed; retried in an hour")
+        }
+    }
     match capped {
         Ok(0) => {}
         Ok(rows) => tracing::info!(

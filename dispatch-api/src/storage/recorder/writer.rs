@@ -267,6 +267,32 @@ impl Batch {
             .await
             .map(|_| ()))?;
         }
+        // Where each client used each method from, in key order after the usage rows.
+        let mut networks: BTreeMap<(&str, &str, &str), i64> = BTreeMap::new();
+        for ((client, method, _), totals) in &self.usage {
+            for (network, last) in &totals.networks {
+                let entry = networks
+                    .entry((client.as_str(), method.as_str(), network.as_str()))
+                    .or_insert(*last);
+                *entry = (*entry).max(*last);
+            }
+        }
+        for ((client, method, network), last) in networks {
+            on_backend!(&mut tx, tx => sqlx::query(
+                "INSERT INTO credential_networks (client, method, network, last_seen) \
+                 VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (client, method, network) DO UPDATE SET \
+                 last_seen = CASE WHEN excluded.last_seen > credential_networks.last_seen \
+                   THEN excluded.last_seen ELSE credential_networks.last_seen END",
+            )
+            .bind(client)
+            .bind(method)
+            .bind(network)
+            .bind(last)
+            .execute(&mut **tx)
+            .await
+            .map(|_| ()))?;
+        }
         // Under a size cap, refusal counts and audit rows are written in small chunks, each only
         // while the file's used pages are below their share of the cap: the overshoot is one
         // chunk, well inside the tenth kept for plans. Freed pages count as free.

@@ -1,0 +1,99 @@
+//! A reverted guard's scope ([`Reopening`]): the method its flip retired, re-admitted from the
+//! networks whose refusals reverted it, until a bounded time; the client stays in the mode the
+//! operator set. Every replica rereads the reopenings in force about once a second (and at
+//! once after its own revert or mode change); the request path reads them from memory.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::Registry;
+use super::write::now;
+use crate::identity::AuthMethod;
+use crate::storage::{StorageError, on_backend};
+
+/// A reverted guard's scope: the method its flip retired, re-admitted from the networks whose
+/// refusals reverted it, until a bounded time. The client stays in the mode the operator set;
+/// from every other network, and after `until`, that method is refused as before.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Reopening {
+    pub method: AuthMethod,
+    pub networks: BTreeSet<String>,
+    pub until: i64,
+}
+
+impl Reopening {
+    /// Whether a request refused for its mode is let in by this reopening (pure).
+    pub fn admits(&self, method: AuthMethod, network: &str, now: i64) -> bool {
+        self.method == method && now < self.until && self.networks.contains(network)
+    }
+}
+
+/// A guard row's reopening, as stored: the retired method, its networks (JSON) and its end.
+pub(super) fn reopening_of(
+    method: Option<String>,
+    networks: String,
+    until: Option<i64>,
+) -> Option<Reopening> {
+    Some(Reopening {
+        method: AuthMethod::parse(&method?)?,
+        networks: serde_json::from_str(&networks).ok()?,
+        until: until?,
+    })
+}
+
+impl Registry {
+    /// The reopening of `client` in force, if any: the request path's read, no database.
+    pub fn reopening(&self, client: &str) -> Option<Reopening> {
+        self.reopenings.load().get(client).cloned()
+    }
+
+    /// Rereads the reopenings in force (every replica, about once a second, and after a revert).
+    pub async fn refresh_reopenings(&self) -> Result<(), StorageError> {
+        let rows: Vec<(String, Option<String>, String, Option<i64>)> =
+            on_backend!(self.pool(), pool => sqlx::query_as(
+                "SELECT client, retired_method, reopened_networks, reopened_until FROM mode_guards \
+                 WHERE state = 'reverted' AND reopened_until > $1",
+            )
+            .bind(now())
+            .fetch_all(pool)
+            .await)
+            .map_err(StorageError::database)?;
+        let reopenings = rows
+            .into_iter()
+            .filter_map(|(client, method, networks, until)| {
+                Some((client, reopening_of(method, networks, until)?))
+            })
+            .collect();
+        self.reopenings.store(Arc::new(reopenings));
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reopening_admits_its_method_from_its_networks_until_it_ends_and_nothing_else() {
+        let reopening = Reopening {
+            method: AuthMethod::ApiKey,
+            networks: ["10.1.2.0/24".to_owned()].into(),
+            until: 500,
+        };
+        let table = [
+            (AuthMethod::ApiKey, "10.1.2.0/24", 499, true),
+            (AuthMethod::ApiKey, "10.1.2.0/24", 500, false),
+            (AuthMethod::ApiKey, "203.0.113.0/24", 100, false),
+            (AuthMethod::Certificate, "10.1.2.0/24", 100, false),
+        ];
+        for (method, network, now, admits) in table {
+            assert_eq!(
+                reopening.admits(method, network, now),
+                admits,
+                "{method:?} from {network} at {now}"
+            );
+        }
+    }
+}
