@@ -31,7 +31,7 @@ pub async fn watch_guards(
                 }) => {
                     ends.extend(end);
                     for (network, refusals) in unknown_sources {
-                        metrics.retired_credential_unknown_source(&client, refusals as u64);
+                        metrics.retired_credential_unknown_source(refusals as u64);
                         tracing::warn!(
                             alert = "retired_credential_unknown_source",
                             client,

@@ -324,6 +324,15 @@ mod tests {
         let twice = tally.take();
         assert_eq!(twice["w"].seen.len(), MAX_TALLIED);
         assert_eq!(twice["w"].dropped, 20);
+        // A new entry restored into a full tally is dropped, and counted.
+        tally.restore("w".into(), twice["w"].clone());
+        let mut new = Tallied::default();
+        new.seen
+            .insert(refused(AuthMethod::ApiKey, "192.0.2.0/24", 2), 7);
+        tally.restore("w".into(), new);
+        let full = tally.take();
+        assert_eq!(full["w"].seen.len(), MAX_TALLIED);
+        assert_eq!(full["w"].dropped, 27);
     }
 
     #[test]

@@ -37,11 +37,6 @@ struct KeyLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ClientLabels {
-    client: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
     outcome: String,
 }
@@ -69,7 +64,7 @@ pub struct Metrics {
     unproven: Family<OutcomeLabels, Counter>,
     old_key_late_uses: Counter,
     flips_reverted: Counter,
-    retired_unknown_source: Family<ClientLabels, Counter>,
+    retired_unknown_source: Counter,
     tls_reloads: Family<OutcomeLabels, Counter>,
     certificate_expiry: Family<CertificateLabels, Gauge<i64, AtomicI64>>,
     api_key_expiry: Family<KeyLabels, Gauge<i64, AtomicI64>>,
@@ -90,7 +85,7 @@ impl Metrics {
         let unproven = Family::<OutcomeLabels, Counter>::default();
         let old_key_late_uses = Counter::default();
         let flips_reverted = Counter::default();
-        let retired_unknown_source = Family::<ClientLabels, Counter>::default();
+        let retired_unknown_source = Counter::default();
         let tls_reloads = Family::<OutcomeLabels, Counter>::default();
         let certificate_expiry = Family::<CertificateLabels, Gauge<i64, AtomicI64>>::default();
         let api_key_expiry = Family::<KeyLabels, Gauge<i64, AtomicI64>>::default();
@@ -154,8 +149,8 @@ impl Metrics {
             "retired_credential_unknown_source",
             "Refusals, during a guarded flip's watch, of the credential it retired sent from a \
              network that did not use it before the flip (a leaked or stolen credential): they \
-             never count toward the guard; by client (the audit log's \
-             retired_credential_unknown_source alerts name the network)",
+             never count toward the guard (the audit log's retired_credential_unknown_source \
+             alerts name the client and the network)",
             retired_unknown_source.clone(),
         );
         registry.register(
@@ -245,12 +240,8 @@ impl Metrics {
         self.flips_reverted.inc();
     }
 
-    pub fn retired_credential_unknown_source(&self, client: &str, refusals: u64) {
-        self.retired_unknown_source
-            .get_or_create(&ClientLabels {
-                client: client.into(),
-            })
-            .inc_by(refusals);
+    pub fn retired_credential_unknown_source(&self, refusals: u64) {
+        self.retired_unknown_source.inc_by(refusals);
     }
 
     pub fn old_key_late_use(&self) {

@@ -376,8 +376,14 @@ async fn a_guarded_flip_counts_the_refusals_of_both_replicas_and_is_reverted_onc
             .unwrap();
         assert_eq!(again.status, 401);
     }
-    // Reverted for 127.0.0.0/24 on both replicas: the key is accepted again from there, while
-    // the mode the operator set stands.
+    // Reverted (the key requests below would be refused, and counted, until then)...
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while a.migration_row("route-worker").await["guard"]["state"] != "reverted" {
+        assert!(Instant::now() < deadline, "never reverted");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // ...for 127.0.0.0/24 on both replicas: the key is accepted again from there, while the
+    // mode the operator set stands.
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut attempt = 0;
     loop {
