@@ -132,11 +132,16 @@ pub fn record(
         ..
     } = exchange;
     let path = path.as_ref();
-    if refusal.is_some_and(|r| r.reason == ReasonCode::KeyRetired) {
-        // A retired key in use may be a leaked key.
+    if let Some(alert) = refusal.and_then(|r| match r.reason {
+        ReasonCode::KeyRetired => Some("retired_key_used"),
+        ReasonCode::KeyExpired => Some("expired_key_used"),
+        _ => None,
+    }) {
+        // A retired key, or one that ended (its overlap, its lifetime, or ended by an operator
+        // as leaked), in use may be a leaked key.
         if let Some(suppressed) = ALERT_LINES.take(client.unwrap_or("-"), this_second()) {
             tracing::warn!(
-                alert = "retired_key_used",
+                alert,
                 reason,
                 client,
                 http.method = http_method,
@@ -144,7 +149,7 @@ pub fn record(
                 peer = peer(),
                 status,
                 suppressed,
-                "ALERT: a retired API key was used"
+                "ALERT: a retired or ended API key was used"
             );
         }
     } else if refusal.is_some() {

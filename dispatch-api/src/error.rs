@@ -203,7 +203,7 @@ impl From<StorageError> for ApiError {
 impl From<RegistryError> for ApiError {
     fn from(error: RegistryError) -> Self {
         match error {
-            RegistryError::NotFound(_) => ApiError::NotFound,
+            RegistryError::NotFound(_) | RegistryError::KeyNotFound { .. } => ApiError::NotFound,
             RegistryError::AlreadyExists(name) => ApiError::Conflict {
                 kind: "client-exists",
                 title: "Client already registered",

@@ -80,11 +80,14 @@ enum Command {
         reason: String,
     },
     /// List a client's API keys (id, state, expiry, use), rotate (a new key, printed once; the
-    /// old one stays valid for the overlap) or delete them.
+    /// old one stays valid for the overlap), revoke one at once by its id (a leaked key; the
+    /// other stays), or delete them all.
     Key {
         action: KeyAction,
         client: String,
-        /// Required to rotate or delete: it goes into the audit log.
+        /// With `revoke`: the id of the key to end (the ID column of `key list`).
+        key_id: Option<String>,
+        /// Required to rotate, revoke or delete: it goes into the audit log.
         #[arg(long)]
         reason: Option<String>,
         /// How long the replaced key stays valid, e.g. `15m`, `12h`, `1d`, or seconds; `0`: it
@@ -183,6 +186,7 @@ struct Registration {
 enum KeyAction {
     List,
     Rotate,
+    Revoke,
     Delete,
 }
 
@@ -298,6 +302,7 @@ async fn run(cli: Cli) -> Result<u8, CtlError> {
         Command::Key {
             action,
             client,
+            key_id,
             reason,
             overlap,
             expires_in,
@@ -329,6 +334,21 @@ async fn run(cli: Cli) -> Result<u8, CtlError> {
                     );
                     eprint!("{}", dispatchctl::status::keys_table(&answer["api_keys"]));
                     println!("{}", answer["api_key"].as_str().unwrap_or_default());
+                }
+                KeyAction::Revoke => {
+                    let key_id = key_id.ok_or_else(|| {
+                        CtlError::Config(
+                            "key revoke needs the key's id (the ID column of `key list`)".into(),
+                        )
+                    })?;
+                    let answer = admin
+                        .delete(
+                            &format!("/admin/clients/{client}/api-keys/{key_id}"),
+                            json!({"reason": reason()?}),
+                        )
+                        .await?;
+                    println!("{client}: API key {key_id} ended now (its use is key_expired)");
+                    print!("{}", dispatchctl::status::keys_table(&answer["api_keys"]));
                 }
                 KeyAction::Delete => {
                     admin.delete(&path, json!({"reason": reason()?})).await?;

@@ -8,6 +8,9 @@ use crate::storage::StorageError;
 pub enum RegistryError {
     #[error("no client is registered as `{0}`")]
     NotFound(String),
+    /// No key of `client` has that id (or the key has already ended).
+    #[error("`{client}` has no live key with the id `{key_id}`")]
+    KeyNotFound { client: String, key_id: String },
     #[error("a client named `{0}` is already registered")]
     AlreadyExists(String),
     /// A binding of `client` would name certificates that `other` is bound to already.

@@ -96,6 +96,73 @@ impl Registry {
     }
 }
 
+impl Registry {
+    /// Ends one key of a client at once, by its id (a leaked key): from now on it is refused as
+    /// `key_expired`, and the client's other key, if any, stays as it was. Unknown ids, and keys
+    /// already ended, are [`RegistryError::KeyNotFound`].
+    pub async fn end_api_key(
+        &self,
+        name: &ClientName,
+        key_id: &str,
+        change: Change<'_>,
+    ) -> Result<(), RegistryError> {
+        let at = now();
+        let ended = std::cell::Cell::new(None);
+        // A key changes nothing a certificate proves: nothing to try.
+        self.update_client(
+            name,
+            Update {
+                event: "api_key_ended",
+                intent: None,
+            },
+            change,
+            |_, client| {
+                ended.set(Some(end_key(client, key_id, at)?));
+                Ok(())
+            },
+            |before, after| (describe_keys(before, at), describe_keys(after, at)),
+            async |tx| {
+                let Some(hash) = ended.get() else {
+                    return Ok(());
+                };
+                on_backend!(&mut *tx, tx => sqlx::query(
+                    "UPDATE api_keys SET expires_at = $1, \
+                     replaced_at = CASE WHEN replaced_at IS NULL THEN $1 ELSE replaced_at END \
+                     WHERE key_sha256 = $2",
+                )
+                .bind(at)
+                .bind(hash.to_hex())
+                .execute(&mut **tx)
+                .await
+                .map(|_| ()))
+            },
+        )
+        .await
+        .map(|_| ())
+    }
+}
+
+/// `client`'s key `key_id` ended at `now` (pure): it expires now, and is no longer the current
+/// key; the other keys are untouched. A key already expired, or no key of that id, is
+/// [`RegistryError::KeyNotFound`].
+pub(super) fn end_key(
+    client: &mut Client,
+    key_id: &str,
+    now: i64,
+) -> Result<ApiKeyHash, RegistryError> {
+    let key = client
+        .api_keys
+        .iter_mut()
+        .find(|key| key.hash.id() == key_id && !key.expired(now))
+        .ok_or_else(|| RegistryError::KeyNotFound {
+            client: client.name.to_string(),
+            key_id: key_id.to_owned(),
+        })?;
+    key.expires_at = Some(now);
+    key.replaced_at.get_or_insert(now);
+    Ok(key.hash)
+}
+
 pub(super) async fn insert_api_key(
     tx: &mut Tx,
     client: &ClientName,

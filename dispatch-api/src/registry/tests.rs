@@ -1755,6 +1755,89 @@ async fn a_manual_mode_change_cancels_the_running_guard_and_a_new_guard_starts_a
     assert_eq!(fresh.evidence, FlipEvidence::default());
 }
 
+#[test]
+fn ending_one_key_expires_it_now_and_leaves_the_other_as_it_was() {
+    let mut c = client("w", by_cn("w", TEST_CA));
+    let current = key(2, 900, None);
+    let old = replaced(key(1, 100, Some(5000)), 900);
+    c.api_keys = vec![current, old];
+    // The key in its overlap (a leak of the old key): the current one stays current.
+    assert_eq!(keys::end_key(&mut c, &hash(1).id(), 1000).unwrap(), hash(1));
+    assert_eq!(c.api_keys[0], current);
+    assert_eq!(
+        (c.api_keys[1].expires_at, c.api_keys[1].replaced_at),
+        (Some(1000), Some(900))
+    );
+    assert!(c.api_keys[1].expired(1000));
+    // Ended already, or no such key: not found, nothing changes.
+    for id in [hash(1).id(), "000000000000".to_owned()] {
+        let before = c.api_keys.clone();
+        assert!(matches!(
+            keys::end_key(&mut c, &id, 1001),
+            Err(RegistryError::KeyNotFound { .. })
+        ));
+        assert_eq!(c.api_keys, before);
+    }
+    // The current key: ended now, and no longer current.
+    assert_eq!(keys::end_key(&mut c, &hash(2).id(), 1002).unwrap(), hash(2));
+    assert_eq!(
+        (c.api_keys[0].expires_at, c.api_keys[0].replaced_at),
+        (Some(1002), Some(1002))
+    );
+    assert_eq!(c.current_key(), None);
+    assert!(!c.has_live_key(1002));
+}
+
+#[tokio::test]
+async fn an_ended_key_is_stored_as_expired_and_the_other_key_still_authenticates() {
+    let (_dir, registry) = registry().await;
+    let issuers = trust(&[&CA], &[]).issuers().clone();
+    let (first, second) = (generate_api_key(), generate_api_key());
+    let mut w = client("w", by_cn("w", TEST_CA));
+    w.api_keys = vec![ApiKey::new(ApiKeyHash::of(&first), write::now())];
+    assert!(registry.register(&w, None, &issuers).await.unwrap());
+    let name = ClientName::parse("w").unwrap();
+    let rotation = Rotation {
+        key: ApiKeyHash::of(&second),
+        overlap_secs: 3600,
+        expires_in_secs: None,
+    };
+    registry
+        .rotate_api_key(&name, rotation, operator_change())
+        .await
+        .unwrap();
+    let leaked = ApiKeyHash::of(&first);
+    registry
+        .end_api_key(&name, &leaked.id(), operator_change())
+        .await
+        .unwrap();
+    let stored = super::read::read_client(registry.pool(), &name)
+        .await
+        .unwrap()
+        .unwrap();
+    let now = write::now();
+    let (current, old) = (stored.api_keys[0], stored.api_keys[1]);
+    assert!(old.hash.matches(&leaked) && old.expired(now));
+    assert!(current.hash.matches(&ApiKeyHash::of(&second)) && !current.expired(now));
+    let snapshot = registry.snapshot();
+    let (_, in_snapshot) = snapshot.client_for_key(&leaked).unwrap();
+    assert!(in_snapshot.expired(now));
+    assert!(
+        matches!(
+            registry
+                .end_api_key(&name, &leaked.id(), operator_change())
+                .await,
+            Err(RegistryError::KeyNotFound { .. })
+        ),
+        "a key ends once"
+    );
+    assert!(
+        audit_reasons(&registry)
+            .await
+            .contains(&"api_key_ended".to_owned())
+    );
+}
+
 #[tokio::test]
 async fn the_database_holds_at_most_one_current_key_per_client() {
     let (_dir, registry) = registry().await;

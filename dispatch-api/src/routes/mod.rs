@@ -119,6 +119,11 @@ pub fn api_routes(config: &mut web::ServiceConfig) {
                         .default_service(not_allowed()),
                 )
                 .service(
+                    web::resource("/clients/{name}/api-keys/{key_id}")
+                        .route(web::delete().to(admin::end_api_key))
+                        .default_service(not_allowed()),
+                )
+                .service(
                     web::resource("/revocations")
                         .route(web::get().to(admin::list_revocations))
                         .route(web::post().to(admin::revoke_certificate))

@@ -1,6 +1,7 @@
 //! Key rotation with an overlap: the old key keeps working until the overlap ends, then is
 //! refused as `key_expired` (audited); a second rotation waits for the first overlap; each
-//! key's use is its own.
+//! key's use is its own; one key can be ended at once by its id (a leak during an overlap),
+//! keeping the other.
 
 use std::time::Duration;
 
@@ -225,4 +226,74 @@ async fn a_key_that_would_expire_at_once_is_refused_400_and_nothing_changes() {
         })))
         .await;
     registered.assert_problem(400, "malformed-request");
+}
+
+async fn end_key(app: &TestApp, key_id: &str) -> e2e::Response {
+    app.admin(
+        Request::new(
+            "DELETE",
+            &format!("/admin/clients/key-only/api-keys/{key_id}"),
+        )
+        .json(&json!({ "reason": "leaked" })),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_leaked_during_an_overlap_is_ended_at_once_by_its_id_and_the_other_keeps_working() {
+    let app = spawn_app().await;
+    let leaked = app.key("key-only").to_owned();
+    let rotated = rotate(&app, json!({ "reason": "yearly", "overlap_secs": 86_400 })).await;
+    assert_eq!(rotated.status, 200, "{}", rotated.text());
+    let new_key = rotated.json()["api_key"].as_str().unwrap().to_owned();
+    // A second rotation cannot end the leaked key while its overlap runs...
+    assert_eq!(rotate(&app, json!({ "reason": "leak" })).await.status, 409);
+    let leaked_id = keys(&app).await[1]["id"].as_str().unwrap().to_owned();
+    // ...ending it by its id does, at once.
+    let ended = end_key(&app, &leaked_id).await;
+    assert_eq!(ended.status, 200, "{}", ended.text());
+    assert_eq!(ended.json()["ended"], leaked_id);
+    let refused = submit_with(&app, &leaked, "r-leaked").await;
+    refused.assert_problem(401, "unauthenticated");
+    assert_eq!(refused.json()["reason"], "key_expired");
+    assert_eq!(submit_with(&app, &new_key, "r-new").await.status, 202);
+    let states: Vec<Value> = keys(&app)
+        .await
+        .iter()
+        .map(|k| k["state"].clone())
+        .collect();
+    assert_eq!(states, [json!("current"), json!("expired")]);
+    let audit = app.audit(Some("key-only")).await;
+    let change = audit
+        .iter()
+        .find(|e| e["reason"] == "api_key_ended")
+        .expect("an api_key_ended row");
+    assert_eq!(change["detail"]["note"], "leaked");
+    assert!(audit.iter().any(|e| e["reason"] == "key_expired"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ending_a_key_that_is_not_there_is_404_and_ending_it_twice_too() {
+    let app = spawn_app().await;
+    assert_eq!(end_key(&app, "000000000000").await.status, 404);
+    let unknown_client = app
+        .admin(
+            Request::new("DELETE", "/admin/clients/nobody/api-keys/000000000000")
+                .json(&json!({ "reason": "leaked" })),
+        )
+        .await;
+    assert_eq!(unknown_client.status, 404);
+    let id = keys(&app).await[0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(end_key(&app, &id).await.status, 200);
+    assert_eq!(end_key(&app, &id).await.status, 404);
+    // Its only key ended: the client's key is refused as key_expired.
+    let refused = submit_with(&app, app.key("key-only"), "r").await;
+    assert_eq!(refused.json()["reason"], "key_expired");
+    let missing_reason = app
+        .admin(
+            Request::new("DELETE", &format!("/admin/clients/key-only/api-keys/{id}"))
+                .json(&json!({})),
+        )
+        .await;
+    assert_eq!(missing_reason.status, 400);
 }

@@ -538,6 +538,54 @@ async fn audit_follow_prints_changes_as_they_happen() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_revoke_ends_the_leaked_key_by_its_id_at_once_and_keeps_the_other() {
+    let app = spawn_app().await;
+    let (new_key, _) = rotate_key_only(&app, "1d").await;
+    let list = ctl(&app, &["key", "list", "key-only"]).await;
+    let old_line = list.stdout.lines().find(|l| l.contains("overlap")).unwrap();
+    let old_id = old_line.split_whitespace().next().unwrap().to_owned();
+    // Without the id, nothing is sent.
+    let no_id = ctl(&app, &["key", "revoke", "key-only", "--reason", "leaked"]).await;
+    assert_ne!(no_id.code, 0);
+    assert!(
+        no_id.stderr.contains("needs the key's id"),
+        "{}",
+        no_id.stderr
+    );
+    let run = ctl(
+        &app,
+        &["key", "revoke", "key-only", &old_id, "--reason", "leaked"],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout.contains(&format!("API key {old_id} ended now")),
+        "{}",
+        run.stdout
+    );
+    let old = app
+        .request(
+            None,
+            Request::get("/api/whoami").api_key(app.key("key-only")),
+        )
+        .await
+        .unwrap();
+    assert_eq!(old.json()["reason"], "key_expired");
+    let served = app
+        .request(None, Request::get("/api/whoami").api_key(&new_key))
+        .await
+        .unwrap();
+    assert_eq!(served.status, 200);
+    // An id that names no live key: the server's 404, exit code 3.
+    let again = ctl(
+        &app,
+        &["key", "revoke", "key-only", &old_id, "--reason", "leaked"],
+    )
+    .await;
+    assert_eq!(again.code, 3, "{}", again.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn key_rotate_with_an_overlap_keeps_the_old_key_and_key_list_shows_both() {
     let app = spawn_app().await;
     let (new_key, _) = rotate_key_only(&app, "1d").await;

@@ -132,7 +132,7 @@ async fn alert_lines_of_a_retired_key_are_budgeted_per_client_with_a_suppressed_
     tokio::time::sleep(Duration::from_millis(300)).await;
     budgeted(
         &server,
-        "ALERT: a retired API key was used",
+        "ALERT: a retired or ended API key was used",
         REPEAT + 1,
         5,
         seconds,

@@ -1,5 +1,5 @@
 //! A client's API key: rotate (the new key is in the response only; the old one stays valid for
-//! an overlap) or remove.
+//! an overlap), end one key at once by its id (a leak), or remove them all.
 
 use super::*;
 use crate::registry::Rotation;
@@ -69,17 +69,12 @@ pub async fn rotate_api_key(
             change(&actor, reason, &principal, &material, None),
         )
         .await?;
-    let client = state.registry.snapshot().client(&name).cloned();
-    // The key is made and stored: a failing usage read must not keep it from its caller.
-    let usage = usage(&state).await.unwrap_or_default();
     Ok(HttpResponse::Ok().json(json!({
         "client": name.as_str(),
         "api_key": key.expose_secret(),
         "api_key_id": hash.id(),
         "api_key_note": "shown once; only its SHA-256 is stored",
-        "api_keys": client
-            .as_deref()
-            .map(|client| keys_view(client, usage.get(name.as_str()))),
+        "api_keys": keys_now(&state, &name).await,
     })))
 }
 
@@ -111,4 +106,59 @@ pub async fn remove_api_key(
         .remove_api_keys(&name, change(&actor, reason, &principal, &material, None))
         .await?;
     Ok(HttpResponse::Ok().json(json!({ "client": name.as_str(), "has_api_key": false })))
+}
+
+/// Ends one key of a client at once, by its id (the `id` of `api_keys` in `GET
+/// /admin/clients/{name}`, the first 12 hex digits of its SHA-256): a leaked key, say, in the
+/// middle of a rotation's overlap. The client's other key stays as it was; the ended one is
+/// refused as `key_expired` from now on, on every replica, and its use is an alert.
+#[utoipa::path(
+    delete,
+    path = "/admin/clients/{name}/api-keys/{key_id}",
+    tag = "admin",
+    request_body = KeyChange,
+    params(
+        ("name" = String, Path, description = "the client's name"),
+        ("key_id" = String, Path, description = "the key's id: the first 12 hex digits of its SHA-256"),
+    ),
+    responses(
+        (status = 200, description = "ended: the client's keys as they are now", body = Object),
+        (status = 400, description = "malformed request (a missing `reason`, say)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such client, or no live key of it with that id", body = crate::error::Problem, content_type = "application/problem+json")
+    ),
+    security(("mutual_tls" = []))
+)]
+pub async fn end_api_key(
+    Operator(principal): Operator,
+    path: web::Path<(String, String)>,
+    body: web::Json<KeyChange>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let (name, key_id) = path.into_inner();
+    let name = client_name(&name)?;
+    let reason = required_reason(&body.reason)?;
+    let actor = actor(&principal);
+    let material = arc_swap::Guard::into_inner(state.tls.material());
+    state
+        .registry
+        .end_api_key(
+            &name,
+            &key_id,
+            change(&actor, reason, &principal, &material, None),
+        )
+        .await?;
+    tracing::warn!(client = %name, key_id, actor, "an API key was ended at once");
+    Ok(HttpResponse::Ok().json(json!({
+        "client": name.as_str(),
+        "ended": key_id,
+        "api_keys": keys_now(&state, &name).await,
+    })))
+}
+
+/// The client's keys as a change left them, for its answer. The change is stored: a failing
+/// usage read leaves each key's use out rather than keeping the answer from its caller.
+async fn keys_now(state: &AppState, name: &ClientName) -> Option<Value> {
+    let client = state.registry.snapshot().client(name).cloned()?;
+    let usage = usage(state).await.unwrap_or_default();
+    Some(keys_view(&client, usage.get(name.as_str())))
 }

@@ -46,7 +46,7 @@ use crate::storage::{self, MethodUsage};
 pub use clients::{
     get_client, list_clients, register_client, set_bindings, set_disabled, set_mode,
 };
-pub use keys::{remove_api_key, rotate_api_key};
+pub use keys::{end_api_key, remove_api_key, rotate_api_key};
 pub use reports::{list_audit, list_refusals, migration_report};
 pub use revocations::{list_revocations, revoke_certificate};
 
