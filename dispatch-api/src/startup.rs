@@ -104,6 +104,7 @@ impl Application {
                 .unwrap_or_default(),
             precedence: crate::precedence::Precedence::new(settings.limits.unproven.clone()),
             flip_tally: Arc::default(),
+            readiness: Default::default(),
             settings: settings.clone(),
         });
 
@@ -337,6 +338,11 @@ fn serve_https(
     .map_err(|source| StartupError::Bind { address, source })
 }
 
+/// Connections the operations listener serves at once, at most: probes and scrapers need a
+/// few; it is unauthenticated, and every connection past these waits in the accept queue
+/// instead of costing the service memory and a task.
+const OPS_MAX_CONNECTIONS: usize = 64;
+
 /// The operations listener (plain HTTP): health, readiness, metrics, the OpenAPI document.
 fn serve_ops(socket: Socket, state: &web::Data<AppState>) -> Result<Server, StartupError> {
     let Socket {
@@ -354,6 +360,7 @@ fn serve_ops(socket: Socket, state: &web::Data<AppState>) -> Result<Server, Star
             .default_service(web::to(routes::not_found))
     })
     .workers(1)
+    .max_connections(OPS_MAX_CONNECTIONS)
     .disable_signals()
     .shutdown_timeout(grace)
     .listen(listener)

@@ -27,6 +27,8 @@ pub struct AppState {
     pub precedence: Arc<crate::precedence::Precedence>,
     /// Refusals guarded flips may have caused, until the guard task adds them up.
     pub flip_tally: Arc<crate::registry::FlipTally>,
+    /// `/readyz`'s database probe, at most one a second.
+    pub readiness: crate::storage::WritableProbe,
 }
 
 impl AppState {

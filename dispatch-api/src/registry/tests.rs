@@ -1757,9 +1757,15 @@ async fn a_manual_mode_change_cancels_the_running_guard_and_a_new_guard_starts_a
 
 #[test]
 fn ending_one_key_expires_it_now_and_leaves_the_other_as_it_was() {
+    // Hashes whose ids (their first 12 hex digits) differ, as real keys' do.
+    let hash = |n: u8| ApiKeyHash::parse_hex(&format!("{n:02x}{}", "0".repeat(62))).unwrap();
     let mut c = client("w", by_cn("w", TEST_CA));
-    let current = key(2, 900, None);
-    let old = replaced(key(1, 100, Some(5000)), 900);
+    let current = ApiKey::new(hash(2), 900);
+    let old = ApiKey {
+        expires_at: Some(5000),
+        replaced_at: Some(900),
+        ..ApiKey::new(hash(1), 100)
+    };
     c.api_keys = vec![current, old];
     // The key in its overlap (a leak of the old key): the current one stays current.
     assert_eq!(keys::end_key(&mut c, &hash(1).id(), 1000).unwrap(), hash(1));

@@ -9,7 +9,6 @@ use actix_web::{HttpResponse, web};
 use serde_json::json;
 
 use crate::state::AppState;
-use crate::storage;
 
 #[utoipa::path(
     get,
@@ -29,14 +28,19 @@ pub async fn healthz() -> HttpResponse {
 )]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     // The probe sees locks and lost files; a recent failed plan write also covers a full
-    // database, which a probe that writes nothing cannot see.
-    let database = match storage::probe_writable(&state.pool).await {
+    // database, which a probe that writes nothing cannot see. Anyone who reaches the ops
+    // listener can ask: the probe's result is at most a second old, one probe in flight.
+    let (writable, probed) = state.readiness.check(&state.pool).await;
+    if probed {
+        state.metrics.readiness_probe();
+    }
+    let database = match writable {
         _ if state.database_lock_lost.get() => {
             Err("its lock file was replaced and another dispatch-api holds it: stop one of them")
         }
-        Ok(()) if state.plans.health().failing_within(10) => Err("recent plan writes failed"),
-        Ok(()) => Ok(()),
-        Err(_) => Err("unavailable"),
+        true if state.plans.health().failing_within(10) => Err("recent plan writes failed"),
+        true => Ok(()),
+        false => Err("unavailable"),
     };
     let certificate_ok = state.tls.material().server_not_after > time::OffsetDateTime::now_utc();
     let ready = database.is_ok() && certificate_ok;

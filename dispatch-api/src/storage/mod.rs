@@ -10,11 +10,13 @@
 
 pub mod file_faults;
 mod open;
+mod probe;
 mod reads;
 pub mod recorder;
 pub mod writer_lock;
 
 pub use open::{Location, OpenError, connect, connection_pragmas};
+pub use probe::WritableProbe;
 pub use reads::{
     AuditRecord, KeyUse, MethodUsage, RefusalCount, UsageByClient, list_audit, list_refusal_counts,
     live_certificates, usage_by_client,
@@ -101,36 +103,6 @@ impl StorageError {
         file_faults::note(&error);
         Self::Database(Arc::new(error))
     }
-}
-
-/// Whether a write could happen now. SQLite: takes the write lock (`BEGIN IMMEDIATE`) and lets
-/// it go, failing when the file is locked by someone else, read-only, or gone (waits at most the
-/// busy timeout). PostgreSQL: the server answers and is not a read-only standby.
-pub async fn probe_writable(db: &Db) -> Result<(), StorageError> {
-    async {
-        match db {
-            Backend::Sqlite(pool) => {
-                let mut connection = pool.acquire().await?;
-                sqlx::query("BEGIN IMMEDIATE")
-                    .execute(&mut *connection)
-                    .await?;
-                sqlx::query("ROLLBACK").execute(&mut *connection).await?;
-            }
-            Backend::Postgres(pool) => {
-                let read_only: String = sqlx::query_scalar("SHOW transaction_read_only")
-                    .fetch_one(pool)
-                    .await?;
-                if read_only != "off" {
-                    return Err(sqlx::Error::Protocol(
-                        "the PostgreSQL server is read-only (a standby?)".into(),
-                    ));
-                }
-            }
-        }
-        Ok(())
-    }
-    .await
-    .map_err(StorageError::database)
 }
 
 /// SQLite's `PRAGMA integrity_check`: "ok" for a sound database file.

@@ -63,6 +63,7 @@ pub struct Metrics {
     request_bodies: Family<OutcomeLabels, Counter>,
     unproven: Family<OutcomeLabels, Counter>,
     old_key_late_uses: Counter,
+    readiness_probes: Counter,
     flips_reverted: Counter,
     retired_unknown_source: Counter,
     tls_reloads: Family<OutcomeLabels, Counter>,
@@ -84,6 +85,7 @@ impl Metrics {
         let request_bodies = Family::<OutcomeLabels, Counter>::default();
         let unproven = Family::<OutcomeLabels, Counter>::default();
         let old_key_late_uses = Counter::default();
+        let readiness_probes = Counter::default();
         let flips_reverted = Counter::default();
         let retired_unknown_source = Counter::default();
         let tls_reloads = Family::<OutcomeLabels, Counter>::default();
@@ -154,6 +156,12 @@ impl Metrics {
             retired_unknown_source.clone(),
         );
         registry.register(
+            "readiness_probes",
+            "Database probes /readyz took (a write transaction on SQLite): at most one a second, \
+             however often /readyz is asked",
+            readiness_probes.clone(),
+        );
+        registry.register(
             "old_key_late_uses",
             "Requests authenticated by the key a rotation replaced, in the last tenth of its \
              overlap: an instance still holds the old key and will fail when the overlap ends \
@@ -189,6 +197,7 @@ impl Metrics {
             request_bodies,
             unproven,
             old_key_late_uses,
+            readiness_probes,
             flips_reverted,
             retired_unknown_source,
             tls_reloads,
@@ -242,6 +251,10 @@ impl Metrics {
 
     pub fn retired_credential_unknown_source(&self, refusals: u64) {
         self.retired_unknown_source.inc_by(refusals);
+    }
+
+    pub fn readiness_probe(&self) {
+        self.readiness_probes.inc();
     }
 
     pub fn old_key_late_use(&self) {

@@ -85,6 +85,44 @@ async fn wrong_method_is_a_problem_json_405() {
     response.assert_problem(405, "method-not-allowed");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_hammered_by_anyone_costs_the_database_at_most_one_probe_a_second() {
+    let app = spawn_app().await;
+    let probes = || app.metric("dispatch_readiness_probes_total");
+    let before = probes().await;
+    let started = std::time::Instant::now();
+    // 50 callers at once, with curl (HTTP/1.1, as probes and scrapers send it) and ours.
+    let ours: Vec<_> = (0..40)
+        .map(|_| {
+            let port = app.ops_port;
+            tokio::spawn(async move { e2e::ops_get(port, "/readyz").await.status })
+        })
+        .collect();
+    let curl = tokio::process::Command::new("curl")
+        .args(["-sS", "-w", "%{http_code}\n", "--parallel"])
+        .args((0..10).flat_map(|_| {
+            [
+                "-o".to_owned(),
+                "/dev/null".to_owned(),
+                format!("http://127.0.0.1:{}/readyz", app.ops_port),
+            ]
+        }))
+        .output()
+        .await
+        .expect("curl runs");
+    for call in ours {
+        assert_eq!(call.await.unwrap(), 200);
+    }
+    let codes = String::from_utf8_lossy(&curl.stdout).to_string();
+    assert_eq!(codes.lines().filter(|c| *c == "200").count(), 10, "{codes}");
+    let seconds = started.elapsed().as_secs_f64().ceil();
+    let probed = probes().await - before;
+    assert!(
+        probed >= 1.0 && probed <= seconds + 1.0,
+        "{probed} probes for 50 calls in {seconds} s"
+    );
+}
+
 #[tokio::test]
 async fn ops_listener_serves_health_readiness_and_metrics_without_a_certificate() {
     let app = spawn_app().await;
