@@ -117,7 +117,7 @@ fn verify_again(
 ) -> Option<Arc<VerifiedCertificate>> {
     let (leaf, intermediates) = chain.split_first()?;
     let key = chain_key(leaf, intermediates);
-    if let Some(verified) = trust.recall(&key) {
+    if let Some(verified) = trust.recall_tried(&key) {
         return Some(verified);
     }
     let parsed = PeerCertificate::from_der(leaf).ok()?;
@@ -133,8 +133,9 @@ fn verify_again(
             now,
         )
         .ok()?;
-    // The next change (on this replica, under this trust) need not verify it again.
-    trust.remember(key, verified.clone());
+    // The next change (on this replica, under this trust) need not verify it again; the
+    // handshakes' paths are left alone (filling them would clear them).
+    trust.remember_tried(key, verified.clone());
     Some(verified)
 }
 
@@ -650,9 +651,14 @@ mod tests {
         assert_eq!(again.leaf.fingerprint, world.worker.leaf.fingerprint);
         assert_eq!(again.issuer_spki, world.worker.issuer_spki);
         let (leaf, rest) = world.worker.presented.split_first().unwrap();
+        let key = chain_key(leaf, rest);
         assert!(
-            fresh.recall(&chain_key(leaf, rest)).is_some(),
+            fresh.recall_tried(&key).is_some(),
             "remembered for the next change"
+        );
+        assert!(
+            fresh.recall(&key).is_none(),
+            "not among the handshakes' paths"
         );
     }
 }

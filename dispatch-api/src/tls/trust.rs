@@ -39,6 +39,34 @@ mod standing;
 /// Verified paths remembered between the handshake and `on_connect` (and for resumptions).
 const RECENT_PATHS: usize = 4096;
 
+/// Verified paths remembered between two tryouts of registry changes (every live certificate,
+/// verified again): apart from the handshakes' ones, so that a tryout over tens of thousands of
+/// clients' certificates never clears what handshakes remember.
+const TRIED_PATHS: usize = 65_536;
+
+/// Verified paths by a digest of the presented chain, at most `bound` (when full, it starts
+/// over: a miss costs one verification).
+#[derive(Debug, Default)]
+struct PathCache(Mutex<HashMap<[u8; 32], Arc<VerifiedCertificate>>>);
+
+impl PathCache {
+    fn remember(&self, key: [u8; 32], verified: Arc<VerifiedCertificate>, bound: usize) {
+        let mut paths = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if paths.len() >= bound {
+            paths.clear();
+        }
+        paths.insert(key, verified);
+    }
+
+    fn recall(&self, key: &[u8; 32]) -> Option<Arc<VerifiedCertificate>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .cloned()
+    }
+}
+
 /// The trust of the listener: CA bundle, CRLs and what was verified under them.
 pub struct Trust {
     cas: Vec<BundleCa>,
@@ -53,7 +81,9 @@ pub struct Trust {
     /// looked up when first seen.
     crls_of_signer: RwLock<HashMap<SpkiHash, Arc<SignerCrls>>>,
     /// Paths verified in recent handshakes, by a digest of the presented chain.
-    recent: Mutex<HashMap<[u8; 32], Arc<VerifiedCertificate>>>,
+    recent: PathCache,
+    /// Paths the tryouts of registry changes verified again.
+    tried: PathCache,
 }
 
 impl Trust {
@@ -111,7 +141,8 @@ impl Trust {
             crls,
             algorithms,
             crls_of_signer: RwLock::new(crls_of_signer),
-            recent: Mutex::new(HashMap::new()),
+            recent: PathCache::default(),
+            tried: PathCache::default(),
         })
     }
 
@@ -126,7 +157,8 @@ impl Trust {
             crls: Vec::new(),
             algorithms: super::provider().signature_verification_algorithms,
             crls_of_signer: RwLock::new(HashMap::new()),
-            recent: Mutex::new(HashMap::new()),
+            recent: PathCache::default(),
+            tried: PathCache::default(),
         }
     }
 
@@ -255,20 +287,23 @@ impl Trust {
 
     /// Remembers a path verified in a handshake, for `on_connect` to pick up.
     pub fn remember(&self, key: [u8; 32], verified: Arc<VerifiedCertificate>) {
-        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
-        if recent.len() >= RECENT_PATHS {
-            recent.clear();
-        }
-        recent.insert(key, verified);
+        self.recent.remember(key, verified, RECENT_PATHS);
     }
 
     /// A path verified in a recent handshake with this trust, if any.
     pub fn recall(&self, key: &[u8; 32]) -> Option<Arc<VerifiedCertificate>> {
-        self.recent
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(key)
-            .cloned()
+        self.recent.recall(key)
+    }
+
+    /// Remembers a path a tryout verified again, for the next tryout under this trust (never
+    /// in the handshakes' paths).
+    pub fn remember_tried(&self, key: [u8; 32], verified: Arc<VerifiedCertificate>) {
+        self.tried.remember(key, verified, TRIED_PATHS);
+    }
+
+    /// A path verified with this trust in a recent handshake or tryout, if any.
+    pub fn recall_tried(&self, key: &[u8; 32]) -> Option<Arc<VerifiedCertificate>> {
+        self.recall(key).or_else(|| self.tried.recall(key))
     }
 }
 
@@ -1209,6 +1244,6 @@ mod tests {
             bundle.remember(other, path.clone());
         }
         assert!(bundle.recall(&key).is_none());
-        assert!(bundle.recent.lock().unwrap().len() < RECENT_PATHS);
+        assert!(bundle.recent.0.lock().unwrap().len() < RECENT_PATHS);
     }
 }
