@@ -42,6 +42,25 @@ pub enum ConfigError {
     },
 }
 
+/// How current each replica's in-memory registry must be.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegistrySettings {
+    /// PostgreSQL: a replica that has not confirmed its registry current (the stored version
+    /// read and reflected) for this long answers authenticated requests 503 and is not ready,
+    /// until it has: a key removed, a revocation or a flip made through another replica must
+    /// not go unheard for longer. SQLite has one process, always current.
+    pub max_staleness_secs: u64,
+}
+
+impl Default for RegistrySettings {
+    fn default() -> Self {
+        Self {
+            max_staleness_secs: 30,
+        }
+    }
+}
+
 // No `deny_unknown_fields` at the top: `DISPATCH_CONFIG_DIR` and `DISPATCH_ENV` share the prefix.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
@@ -51,6 +70,7 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub bootstrap: BootstrapSettings,
     pub migration: MigrationSettings,
+    pub registry: RegistrySettings,
     pub audit: AuditSettings,
     pub limits: LimitSettings,
     pub telemetry: TelemetrySettings,

@@ -88,6 +88,7 @@ pub fn test_settings(dir: &Path, pki: &TestPki) -> Settings {
             quiet_period_secs: 0,
             ..MigrationSettings::default()
         },
+        registry: Default::default(),
         audit: Default::default(),
         limits: LimitSettings {
             max_body_bytes: 64 * 1024,

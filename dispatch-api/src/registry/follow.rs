@@ -15,8 +15,11 @@
 //! - every [`POLL`] it reads the stored version; a version newer than what it has heard, and
 //!   still newer at the next poll (not just in flight), makes it read the whole registry.
 //!
-//! While the database is unreachable the snapshot keeps serving as last read: authentication
-//! goes on, with the registry as it was when the connection dropped.
+//! Each poll that finds the stored version heard, and each whole read, confirms the snapshot
+//! current. A replica cut off from the database confirms nothing: past
+//! `registry.max_staleness_secs` it answers authenticated requests 503 and is not ready
+//! (`Registry::unconfirmed_for`), so a key removed, a revocation or a flip made through another
+//! replica meanwhile cannot go unheard for longer.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -159,6 +162,9 @@ impl Follower {
                 },
                 _ = poll.tick() => {
                     let Ok(stored) = self.stored_version().await else { continue };
+                    if stored <= self.heard {
+                        self.registry.confirm_current();
+                    }
                     let (read_all, next) = check(self.heard, stored, behind);
                     behind = next;
                     if read_all {
@@ -209,6 +215,7 @@ impl Follower {
                 // Not the larger of the two: a stored version that went back (a restored
                 // backup, a failover) must not make every later notice look old.
                 self.heard = version;
+                self.registry.confirm_current();
                 true
             }
             Err(error) => {

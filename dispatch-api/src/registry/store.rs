@@ -32,6 +32,9 @@ pub struct Registry {
     /// The reopenings of reverted guards in force, by client (see `guard`): read on the request
     /// path, reread about once a second.
     pub(super) reopenings: ArcSwap<std::collections::HashMap<String, super::Reopening>>,
+    /// Unix seconds: when the snapshot was last confirmed to reflect the stored registry (read
+    /// whole, or the stored version found heard); see `follow`.
+    pub(super) confirmed_at: std::sync::atomic::AtomicI64,
 }
 
 /// Whether `after` (the operator's own client as the change would leave it) no longer lets the
@@ -67,7 +70,22 @@ impl Registry {
             writes: tokio::sync::Mutex::new(()),
             updates: tokio::sync::Mutex::new(()),
             reopenings: ArcSwap::default(),
+            confirmed_at: std::sync::atomic::AtomicI64::new(now()),
         })
+    }
+
+    /// Notes that the snapshot reflects the stored registry now.
+    pub(super) fn confirm_current(&self) {
+        self.confirmed_at
+            .store(now(), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// How long, at `now` (unix seconds), since the snapshot was last confirmed current;
+    /// `None` on SQLite, where this process is the only writer and always current.
+    pub fn unconfirmed_for(&self, now: i64) -> Option<i64> {
+        self.pool
+            .is_postgres()
+            .then(|| now - self.confirmed_at.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     /// The current view: a cheap atomic load, no lock, no database.

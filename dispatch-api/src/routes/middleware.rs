@@ -16,6 +16,7 @@ use crate::error::ApiError;
 use crate::identity::ConnectionIdentity;
 use crate::precedence::{Admission, Cap, ConnectionMark, Network};
 use crate::state::AppState;
+use crate::storage::StorageError;
 use crate::telemetry;
 use crate::tls::{ConnectionOpened, connection_value};
 
@@ -186,6 +187,16 @@ pub async fn require_principal(
             .error_response(ApiError::Internal("application state missing".into()))
             .map_into_right_body());
     };
+    // A replica cut off from the database may have missed a key removed, a revocation or a
+    // flip made elsewhere: past the bound it judges nobody.
+    let now = time::OffsetDateTime::now_utc();
+    if let Some(secs) = state.registry.unconfirmed_for(now.unix_timestamp())
+        && secs > state.settings.registry.max_staleness_secs as i64
+    {
+        return Ok(request
+            .error_response(ApiError::Unavailable(StorageError::RegistryStale(secs)))
+            .map_into_right_body());
+    }
     let connection =
         connection_value::<ConnectionIdentity>(&request).unwrap_or(ConnectionIdentity::Anonymous);
     let outcome = authenticate(
@@ -193,7 +204,7 @@ pub async fn require_principal(
         &state.tls.material().trust,
         &connection,
         request.headers(),
-        time::OffsetDateTime::now_utc(),
+        now,
     );
     let outcome = outcome.or_else(|mut refusal| match refusal.readmits.take() {
         Some(principal) if reopened_for(state, &principal, &request) => Ok(*principal),

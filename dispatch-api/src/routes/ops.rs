@@ -42,12 +42,19 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         true => Ok(()),
         false => Err("unavailable"),
     };
-    let certificate_ok = state.tls.material().server_not_after > time::OffsetDateTime::now_utc();
-    let ready = database.is_ok() && certificate_ok;
+    let now = time::OffsetDateTime::now_utc();
+    let certificate_ok = state.tls.material().server_not_after > now;
+    // PostgreSQL: a registry not confirmed current within the bound judges nobody.
+    let registry_current = state
+        .registry
+        .unconfirmed_for(now.unix_timestamp())
+        .is_none_or(|secs| secs <= state.settings.registry.max_staleness_secs as i64);
+    let ready = database.is_ok() && certificate_ok && registry_current;
     let body = json!({
         "status": if ready { "ready" } else { "not_ready" },
         "database": database.err().unwrap_or("writable"),
         "server_certificate": if certificate_ok { "ok" } else { "expired" },
+        "registry": if registry_current { "current" } else { "stale" },
     });
     if ready {
         HttpResponse::Ok().json(body)

@@ -93,6 +93,13 @@ pub enum StorageError {
     ReadStopped,
     #[error("a stored {0} could not be read")]
     Corrupt(&'static str),
+    /// PostgreSQL: the registry was last confirmed current this many seconds ago, past
+    /// `registry.max_staleness_secs` (the database cannot be reached).
+    #[error(
+        "the registry was last confirmed current {0} s ago (past registry.max_staleness_secs): \
+         changes made through other replicas may be unheard"
+    )]
+    RegistryStale(i64),
 }
 
 impl StorageError {

@@ -192,3 +192,52 @@ async fn a_replica_reads_the_database_password_from_its_file_and_no_error_shows_
         .unwrap();
     assert_eq!(response.status, 202);
 }
+
+/// Polls `whoami` with route-worker's key (every 200 ms, at most `within`) until it answers
+/// `status`; returns that answer.
+async fn until_whoami(app: &TestApp, status: u16, within: Duration) -> e2e::http::Response {
+    let deadline = Instant::now() + within;
+    loop {
+        let answer = app
+            .request(
+                None,
+                Request::get("/api/whoami").api_key(app.key("route-worker")),
+            )
+            .await
+            .unwrap();
+        if answer.status == status {
+            return answer;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "whoami still {} after {within:?}: {}",
+            answer.status,
+            answer.text()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_cut_off_from_its_database_judges_nobody_past_max_staleness_and_recovers_without_a_restart()
+ {
+    let server = Arc::new(TestPostgres::start());
+    let mut prepared = PreparedApp::new().on_postgres(&server);
+    prepared.settings.database.busy_timeout_ms = 1000;
+    prepared.settings.registry.max_staleness_secs = 3;
+    let app = prepared.start().await;
+    until_whoami(&app, 200, Duration::from_secs(5)).await;
+    // Cut off: the registry it holds may miss a key removed or a revocation made elsewhere.
+    blocking(&server, TestPostgres::stop).await;
+    let refused = until_whoami(&app, 503, Duration::from_secs(20)).await;
+    refused.assert_problem(503, "unavailable");
+    assert!(refused.header("retry-after").is_some(), "Retry-After");
+    let ready = app.ops_get("/readyz").await;
+    assert_eq!(ready.status, 503, "{}", ready.text());
+    assert_eq!(ready.json()["registry"], "stale");
+    // Back: the follower reads the registry again and judges as before, no restart.
+    blocking(&server, TestPostgres::start_again).await;
+    until_whoami(&app, 200, Duration::from_secs(30)).await;
+    let ready = app.ops_get("/readyz").await;
+    assert_eq!(ready.json()["registry"], "current", "{}", ready.text());
+}
