@@ -248,6 +248,30 @@ impl OpensslCa {
         }
     }
 
+    /// A new certificate for the key of `issued`, as a renewal that reuses its key makes one
+    /// (certbot's `--reuse-key`): the same subject and extensions, another serial.
+    pub fn renewed_client(&self, issued: &OpensslCert, subject: &str, extra: &str) -> OpensslCert {
+        let dir = unique(&self.dir, "renewed");
+        std::fs::write(
+            dir.join("ext.cnf"),
+            format!("[ext]\n{CLIENT_EXTENSIONS}{extra}"),
+        )
+        .unwrap();
+        let key = issued.key_path.to_string_lossy().into_owned();
+        openssl(
+            &dir,
+            &[
+                "req", "-new", "-key", &key, "-out", "req.csr", "-subj", subject,
+            ],
+        );
+        self.certify(&dir, "cert.pem", 1);
+        std::fs::copy(&issued.key_path, dir.join("key.pem")).unwrap();
+        OpensslCert {
+            cert_path: dir.join("cert.pem"),
+            key_path: dir.join("key.pem"),
+        }
+    }
+
     /// An intermediate CA signed by this one, with these extra extension lines.
     pub fn intermediate(&self, subject: &str, extra: &str) -> OpensslCa {
         let issued = self.sign(subject, &format!("{CA_EXTENSIONS}{extra}"));

@@ -113,6 +113,9 @@ pub struct PeerCertificate {
     pub spiffe_ids: Vec<SpiffeId>,
     pub dns_names: Vec<String>,
     pub serial: String,
+    /// Its public key (SHA-256 of the SubjectPublicKeyInfo): what a denied key is matched by.
+    #[serde(skip)]
+    pub spki: SpkiHash,
     #[serde(with = "time::serde::rfc3339")]
     pub not_before: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
@@ -162,6 +165,7 @@ impl PeerCertificate {
             spiffe_ids,
             dns_names,
             serial: cert.raw_serial_as_string(),
+            spki: SpkiHash::of_der(cert.public_key().raw),
             not_before: time(cert.validity().not_before, "notBefore")?,
             not_after: time(cert.validity().not_after, "notAfter")?,
             crl_scope: CertificateScope::of(&cert),

@@ -134,6 +134,14 @@ enum Command {
         #[arg(long)]
         reason: String,
     },
+    /// Put a key on the deny list (SHA-256 of its SubjectPublicKeyInfo: `openssl x509 -noout
+    /// -pubkey | openssl pkey -pubin -outform der | sha256sum`): every certificate of that key
+    /// is refused from the next request on, renewals that reused it included (a stolen key).
+    DenyKey {
+        spki_sha256: String,
+        #[arg(long)]
+        reason: String,
+    },
     /// The audit log, newest last; `--follow` keeps printing new events.
     Audit {
         #[arg(long)]
@@ -387,6 +395,18 @@ async fn run(cli: Cli) -> Result<u8, CtlError> {
                 .post(
                     "/admin/revocations",
                     json!({"fingerprint": fingerprint, "reason": reason}),
+                )
+                .await?;
+            print(&answer);
+        }
+        Command::DenyKey {
+            spki_sha256,
+            reason,
+        } => {
+            let answer = admin
+                .post(
+                    "/admin/revocations",
+                    json!({"spki_sha256": spki_sha256, "reason": reason}),
                 )
                 .await?;
             print(&answer);

@@ -258,7 +258,10 @@ pub fn revocations_table(revocations: &Value) -> String {
         .flatten()
         .map(|entry| {
             vec![
-                text(&entry["fingerprint"]),
+                match entry["spki_sha256"].as_str() {
+                    Some(key) => format!("key {key}"),
+                    None => text(&entry["fingerprint"]),
+                },
                 at(&entry["revoked_at"]),
                 text(&entry["revoked_by"]),
                 text(&entry["reason"]),
@@ -266,7 +269,7 @@ pub fn revocations_table(revocations: &Value) -> String {
         })
         .collect();
     if rows.is_empty() {
-        return "no certificate is revoked by fingerprint\n".into();
+        return "no certificate is revoked by fingerprint, and no key is denied\n".into();
     }
     columns(&["FINGERPRINT", "REVOKED", "BY", "REASON"], rows)
 }
@@ -438,7 +441,7 @@ mod tests {
         assert!(lines[1].ends_with("operator  key leaked"), "{table}");
         assert_eq!(
             revocations_table(&json!([])),
-            "no certificate is revoked by fingerprint\n"
+            "no certificate is revoked by fingerprint, and no key is denied\n"
         );
     }
 }

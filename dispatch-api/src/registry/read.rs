@@ -18,7 +18,7 @@ use super::{
     ApiKey, ApiKeyHash, CertBinding, CertBindingSpec, Client, ClientName, MigrationMode,
     RegistrySnapshot, Scope,
 };
-use crate::identity::{DistinguishedName, Fingerprint};
+use crate::identity::{DistinguishedName, Fingerprint, SpkiHash};
 use crate::storage::{Backend, Db, StorageError, on_backend};
 
 const CLIENTS: &str = "SELECT name, mode, scopes, disabled FROM clients";
@@ -35,6 +35,7 @@ const KEYS_OF: &str = "SELECT client, key_sha256, created_at, expires_at, replac
      FROM api_keys WHERE client = $1 \
      ORDER BY replaced_at IS NOT NULL, replaced_at DESC, created_at DESC, key_sha256";
 const REVOKED: &str = "SELECT fingerprint FROM revoked_certificates";
+const DENIED_KEYS: &str = "SELECT spki_sha256 FROM denied_keys";
 
 /// Reads every table into a fresh snapshot. Rows that no longer parse (edited by hand, say) are
 /// skipped with an error in the log rather than taking the service down.
@@ -56,7 +57,13 @@ pub(super) async fn read_snapshot(pool: &Db) -> Result<RegistrySnapshot, Storage
             )
         }
     };
-    Ok(RegistrySnapshot::new(clients, revoked))
+    // A few rows at most (keys denied as stolen): through sqlx whichever driver read the rest.
+    let denied: Vec<String> = on_backend!(pool, pool => {
+        sqlx::query_scalar(DENIED_KEYS).fetch_all(pool).await
+    })
+    .map_err(StorageError::database)?;
+    Ok(RegistrySnapshot::new(clients, revoked)
+        .with_denied_keys(denied.iter().filter_map(|text| SpkiHash::parse(text).ok())))
 }
 
 /// The deny list.

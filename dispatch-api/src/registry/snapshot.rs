@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::compact::Indexed;
 use super::{ApiKey, ApiKeyHash, CertBinding, Client, ClientName, Verdict, first_overlap};
-use crate::identity::{Fingerprint, IssuerIndex, VerifiedCertificate};
+use crate::identity::{Fingerprint, IssuerIndex, SpkiHash, VerifiedCertificate};
 
 /// Why a certificate did not identify a client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +50,8 @@ pub struct RegistrySnapshot {
     /// Every binding that pins certificates, by pinned fingerprint: where overlaps are found.
     by_pin: Trie<Fingerprint, Vec<Arc<Client>>>,
     revoked: rpds::HashTrieSetSync<Fingerprint>,
+    /// Keys on the deny list: every certificate of such a key is refused.
+    denied_keys: rpds::HashTrieSetSync<SpkiHash>,
 }
 
 type Trie<K, V> = rpds::HashTrieMapSync<K, V>;
@@ -128,11 +130,26 @@ impl RegistrySnapshot {
         next
     }
 
+    /// The next snapshot, with every key of `keys` on the deny list.
+    pub fn with_denied_keys(&self, keys: impl IntoIterator<Item = SpkiHash>) -> Self {
+        let mut next = self.clone();
+        for key in keys {
+            next.denied_keys.insert_mut(key);
+        }
+        next
+    }
+
+    #[cfg(test)]
+    pub(super) fn rebuilt_for_test(&self) -> Self {
+        self.rebuilt()
+    }
+
     /// The same clients, all in a new base.
     fn rebuilt(&self) -> Self {
         Self {
             base: Arc::new(Indexed::build(self.clients().cloned())),
             revoked: self.revoked.clone(),
+            denied_keys: self.denied_keys.clone(),
             ..Self::default()
         }
     }
@@ -263,7 +280,9 @@ impl RegistrySnapshot {
         cert: &VerifiedCertificate,
         issuers: &IssuerIndex,
     ) -> Result<&Arc<Client>, CertMatchFailure> {
-        if cert.fingerprints().any(|f| self.is_revoked(f)) {
+        if cert.fingerprints().any(|f| self.is_revoked(f))
+            || self.denied_keys.contains(&cert.leaf.spki)
+        {
             return Err(CertMatchFailure::Revoked);
         }
         let leaf = &cert.leaf;

@@ -114,6 +114,90 @@ fn revoked_fingerprint_wins_over_a_matching_binding() {
 }
 
 #[test]
+fn a_denied_key_takes_its_certificates_whatever_their_fingerprint_and_nothing_else() {
+    let (denied, other) = (cert("w", TEST_CA, None), cert("w", TEST_CA, None));
+    assert_ne!(denied.leaf.spki, other.leaf.spki, "two keys");
+    let snap = RegistrySnapshot::new(vec![client("w", by_cn("w", TEST_CA))], HashSet::new());
+    assert!(snap.client_for_certificate(&denied, &issuers()).is_ok());
+    let after = snap.with_denied_keys([denied.leaf.spki]);
+    assert_eq!(
+        after
+            .client_for_certificate(&denied, &issuers())
+            .unwrap_err(),
+        CertMatchFailure::Revoked
+    );
+    assert!(after.client_for_certificate(&other, &issuers()).is_ok());
+    // A rebuilt base keeps the deny list; the snapshot it came from is unchanged.
+    assert_eq!(
+        after
+            .rebuilt_for_test()
+            .client_for_certificate(&denied, &issuers())
+            .unwrap_err(),
+        CertMatchFailure::Revoked
+    );
+    assert!(snap.client_for_certificate(&denied, &issuers()).is_ok());
+}
+
+#[tokio::test]
+async fn a_denied_key_is_stored_read_back_whole_and_the_operators_own_key_is_refused() {
+    let (_dir, registry) = registry().await;
+    let issuers = trust(&[&CA], &[]).issuers().clone();
+    assert!(
+        registry
+            .register(&client("w", by_cn("w", TEST_CA)), None, &issuers)
+            .await
+            .unwrap()
+    );
+    let stolen = cert("w", TEST_CA, None);
+    assert!(
+        registry
+            .deny_key(stolen.leaf.spki, operator_change())
+            .await
+            .unwrap()
+    );
+    assert!(
+        !registry
+            .deny_key(stolen.leaf.spki, operator_change())
+            .await
+            .unwrap(),
+        "once"
+    );
+    assert_eq!(
+        registry
+            .snapshot()
+            .client_for_certificate(&stolen, &issuers)
+            .unwrap_err(),
+        CertMatchFailure::Revoked
+    );
+    // A whole read (another replica's, or a restart) finds it too.
+    registry.refresh().await.unwrap();
+    assert_eq!(
+        registry
+            .snapshot()
+            .client_for_certificate(&stolen, &issuers)
+            .unwrap_err(),
+        CertMatchFailure::Revoked
+    );
+    assert!(
+        registry
+            .revocations()
+            .await
+            .unwrap()
+            .iter()
+            .any(|entry| entry["spki_sha256"] == stolen.leaf.spki.to_string())
+    );
+    let own = cert("op", TEST_CA, None);
+    let change = Change {
+        operator: Some((&own, &issuers)),
+        ..operator_change()
+    };
+    assert!(matches!(
+        registry.deny_key(own.leaf.spki, change).await,
+        Err(RegistryError::OwnCertificate { .. })
+    ));
+}
+
+#[test]
 fn api_keys_are_found_by_hash() {
     let key = generate_api_key();
     let mut c = client("w", by_cn("w", TEST_CA));

@@ -284,3 +284,104 @@ async fn an_issuing_ca_renewed_on_its_key_still_serves_its_leaves_once_the_root_
         assert_eq!(served[0].status, 200, "{client:?}: {served:?}");
     }
 }
+
+/// The SHA-256 of a certificate's SubjectPublicKeyInfo, as the operator's openssl prints it.
+fn spki_sha256(cert: &OpensslCert) -> String {
+    let dir = cert.cert_path.parent().unwrap();
+    let cert_path = cert.cert_path.to_string_lossy().into_owned();
+    e2e::devpki::openssl::openssl(
+        dir,
+        &[
+            "x509", "-in", &cert_path, "-noout", "-pubkey", "-out", "pub.pem",
+        ],
+    );
+    e2e::devpki::openssl::openssl(
+        dir,
+        &[
+            "pkey", "-pubin", "-in", "pub.pem", "-outform", "der", "-out", "pub.der",
+        ],
+    );
+    e2e::devpki::sha256_hex(&std::fs::read(dir.join("pub.der")).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_denied_key_takes_every_certificate_of_it_renewals_that_reused_it_included_at_once() {
+    let mut prepared = PreparedApp::new();
+    let root = OpensslCa::root(prepared.dir(), "/O=Acme/CN=Acme Root");
+    let stolen = root.client("/O=Acme/CN=acme-a", "");
+    // The thief's copy of the key got a renewal that reused it (certbot --reuse-key).
+    let renewed = root.renewed_client(&stolen, "/O=Acme/CN=acme-a", "");
+    assert_ne!(stolen.der(), renewed.der());
+    let other = root.client("/O=Acme/CN=acme-b", "");
+    bundle_with(&mut prepared, &[&root]);
+    let app = prepared.start().await;
+    for name in ["acme-a", "acme-b"] {
+        register(&app, name, "O=Acme, CN=Acme Root").await;
+    }
+    let (stolen_id, renewed_id) = (identity(&stolen), identity(&renewed));
+    // A connection open before the denial, and the renewal, both served.
+    let mut open = app.connect(Some(&stolen_id)).await.unwrap();
+    assert_eq!(
+        open.send(Request::get("/api/whoami")).await.unwrap().status,
+        200
+    );
+    assert_eq!(whoami_status(&app, &renewed_id).await, Ok(200));
+    let key = spki_sha256(&stolen);
+    assert_eq!(key, spki_sha256(&renewed));
+    let denied = app
+        .admin(Request::post("/admin/revocations").json(&json!({
+            "spki_sha256": key, "reason": "private key stolen",
+        })))
+        .await;
+    assert_eq!(denied.status, 201, "{}", denied.text());
+    // Every certificate of the key, at once, the open connection's next request too.
+    let refused = open.send(Request::get("/api/whoami")).await.unwrap();
+    refused.assert_problem(401, "unauthenticated");
+    assert_eq!(refused.json()["reason"], "cert_revoked");
+    let renewed_refused = app
+        .request(Some(&renewed_id), Request::get("/api/whoami"))
+        .await
+        .unwrap();
+    assert_eq!(renewed_refused.json()["reason"], "cert_revoked");
+    // Another key of the same CA and name space is untouched.
+    assert_eq!(whoami_status(&app, &identity(&other)).await, Ok(200));
+    // The deny list shows the key; the audit log the change.
+    let list = app.admin(Request::get("/admin/revocations")).await.json();
+    assert!(
+        list["revocations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|entry| entry["spki_sha256"] == key.as_str()),
+        "{list}"
+    );
+    let audit = app.audit(None).await;
+    assert!(
+        audit.iter().any(|e| e["reason"] == "key_denied"),
+        "{audit:?}"
+    );
+    // Naming both, or neither, is a 400.
+    for body in [
+        json!({ "reason": "x" }),
+        json!({ "spki_sha256": key, "fingerprint": "00".repeat(32), "reason": "x" }),
+    ] {
+        let refused = app
+            .admin(Request::post("/admin/revocations").json(&body))
+            .await;
+        assert_eq!(refused.status, 400, "{body}");
+    }
+}
+
+#[tokio::test]
+async fn denying_the_key_of_the_operators_own_certificate_is_refused() {
+    let app = e2e::spawn_app().await;
+    let own = app.operator.chain[0].as_ref().to_vec();
+    let parsed = dispatch_api::identity::PeerCertificate::from_der(&own).unwrap();
+    let refused = app
+        .admin(Request::post("/admin/revocations").json(&json!({
+            "spki_sha256": parsed.spki.to_string(), "reason": "oops",
+        })))
+        .await;
+    assert_eq!(refused.status, 409, "{}", refused.text());
+    assert_eq!(app.admin(Request::get("/admin/clients")).await.status, 200);
+}

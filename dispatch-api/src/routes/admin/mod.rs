@@ -28,7 +28,7 @@ use crate::auth::Principal;
 use crate::auth::tryout::LiveCertificates;
 use crate::configuration::ClientAuth;
 use crate::error::ApiError;
-use crate::identity::{AuthMethod, Fingerprint};
+use crate::identity::{AuthMethod, Fingerprint, SpkiHash};
 use crate::policy::Operator;
 use crate::registry::{
     ApiKey, ApiKeyHash, CertBinding, CertBindingSpec, Change, Client, ClientName, MigrationMode,

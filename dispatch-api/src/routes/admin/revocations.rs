@@ -1,15 +1,20 @@
-//! The certificate deny list, effective on the next request.
+//! The certificate deny list, by fingerprint or by key, effective on the next request.
 
 use super::*;
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Revoke {
-    fingerprint: String,
+    /// A certificate's SHA-256 fingerprint: that certificate.
+    fingerprint: Option<String>,
+    /// A key's SHA-256 of its SubjectPublicKeyInfo: every certificate of that key (a stolen
+    /// private key). Exactly one of the two.
+    spki_sha256: Option<String>,
     reason: String,
 }
 
-/// Adds a certificate fingerprint to the deny list, effective on the next request.
+/// Adds a certificate fingerprint, or a key (every certificate of it), to the deny list,
+/// effective on the next request.
 #[utoipa::path(
     post,
     path = "/admin/revocations",
@@ -26,7 +31,6 @@ pub async fn revoke_certificate(
     body: web::Json<Revoke>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let fingerprint = Fingerprint::parse(&body.fingerprint).map_err(ApiError::BadRequest)?;
     let reason = required_reason(&body.reason)?;
     let actor = actor(&principal);
     let material = arc_swap::Guard::into_inner(state.tls.material());
@@ -37,19 +41,39 @@ pub async fn revoke_certificate(
         [],
         time::OffsetDateTime::now_utc(),
     );
-    let added = state
-        .registry
-        .revoke(
-            fingerprint,
-            change(&actor, reason, &principal, &material, Some(&own)),
-        )
-        .await?;
+    let change = change(&actor, reason, &principal, &material, Some(&own));
+    let (added, answer) = match (&body.fingerprint, &body.spki_sha256) {
+        (Some(fingerprint), None) => {
+            let fingerprint = Fingerprint::parse(fingerprint).map_err(ApiError::BadRequest)?;
+            let added = state.registry.revoke(fingerprint, change).await?;
+            (
+                added,
+                json!({ "fingerprint": fingerprint, "revoked": true }),
+            )
+        }
+        (None, Some(key)) => {
+            let key = SpkiHash::parse(key).map_err(ApiError::BadRequest)?;
+            let added = state.registry.deny_key(key, change).await?;
+            tracing::warn!(spki_sha256 = %key, actor, "a key was put on the deny list");
+            (
+                added,
+                json!({ "spki_sha256": key.to_string(), "revoked": true }),
+            )
+        }
+        _ => {
+            return Err(ApiError::BadRequest(
+                "name exactly one of `fingerprint` (a certificate) and `spki_sha256` (a key: \
+                 every certificate of it)"
+                    .into(),
+            ));
+        }
+    };
     let status = if added {
         actix_web::http::StatusCode::CREATED
     } else {
         actix_web::http::StatusCode::OK
     };
-    Ok(HttpResponse::build(status).json(json!({ "fingerprint": fingerprint, "revoked": true })))
+    Ok(HttpResponse::build(status).json(answer))
 }
 
 #[utoipa::path(
