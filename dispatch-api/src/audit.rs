@@ -335,6 +335,9 @@ mod tests {
         let v6: IpAddr = "2001:db8:aa:bb:1:2:3:4".parse().unwrap();
         assert_eq!(network(Some(v6)), "2001:db8:aa:bb::/64");
         assert_eq!(network(None), "unknown");
+        // An IPv4 caller on a dual-stack listener: its own /24.
+        let mapped: IpAddr = "::ffff:203.0.113.9".parse().unwrap();
+        assert_eq!(network(Some(mapped)), "203.0.113.0/24");
     }
 
     #[test]

@@ -347,6 +347,12 @@ impl Settings {
                 "must not exceed migration.evidence_window_secs (key use older than the window is not read)",
             );
         }
+        if !(5..=86_400).contains(&self.registry.max_staleness_secs) {
+            return out(
+                "registry.max_staleness_secs",
+                "must be between 5 (more than two of the follower's 2 s version checks) and 86400",
+            );
+        }
         if let Some(guard) = &self.migration.default_guard
             && guard.check().is_err()
         {
@@ -397,6 +403,14 @@ mod tests {
             (
                 "[migration.default_guard]\nwatch_secs = 900\nmax_refusals = 0\n",
                 "migration.default_guard",
+            ),
+            (
+                "[registry]\nmax_staleness_secs = 4\n",
+                "registry.max_staleness_secs",
+            ),
+            (
+                "[registry]\nmax_staleness_secs = 86401\n",
+                "registry.max_staleness_secs",
             ),
         ] {
             let text = format!("{MINIMAL}{section}").replace(

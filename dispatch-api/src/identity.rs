@@ -331,6 +331,12 @@ pub enum ConnectionIdentity {
 /// refusals of a retired credential by it.
 pub fn source_network(peer: Option<std::net::IpAddr>) -> String {
     use std::net::IpAddr;
+    // On a dual-stack listener an IPv4 caller arrives as ::ffff:a.b.c.d: its /24, not the one
+    // /64 every IPv4 caller would share.
+    let peer = peer.map(|ip| match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    });
     match peer {
         Some(IpAddr::V4(ip)) => {
             let [a, b, c, _] = ip.octets();

@@ -132,6 +132,7 @@ impl Application {
             state.registry.clone(),
             state.flip_tally.clone(),
             state.metrics.clone(),
+            state.recorder.clone(),
         ));
         Ok(Self {
             https_port,

@@ -3,7 +3,7 @@
 -- flip reads the networks that used the method it retires within the evidence window: only
 -- refusals from those networks count toward it (a leaked key sent from anywhere else cannot
 -- undo the flip that retired it). Rows not seen within migration.evidence_window_secs, and
--- rows past each client and method's latest 32, are pruned hourly.
+-- rows past each client and method's latest 64, are pruned hourly.
 CREATE TABLE credential_networks (
     client     TEXT NOT NULL,
     method     TEXT NOT NULL CHECK (method IN ('api_key', 'certificate')),

@@ -21,8 +21,9 @@ pub struct MigrationSettings {
 }
 
 /// A guarded flip: for `watch_secs` after a mode change, the refusals it causes that client
-/// (`key_retired`, `method_not_allowed`) are counted, all replicas together; at
-/// `max_refusals` the service puts the client back in its previous mode by itself.
+/// (`key_retired`, `method_not_allowed`) from networks that used the retired method before the
+/// change are counted, all replicas together; at `max_refusals` that method is re-admitted
+/// from those networks only, for the rest of the watch and an hour (the mode stays).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FlipGuard {

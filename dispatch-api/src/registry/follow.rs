@@ -162,7 +162,13 @@ impl Follower {
                 },
                 _ = poll.tick() => {
                     let Ok(stored) = self.stored_version().await else { continue };
-                    if stored <= self.heard {
+                    if stored < self.heard {
+                        // The stored version went back (a restored backup, a failover): later
+                        // notices would look old and be ignored. Listen anew and read it all.
+                        tracing::warn!(stored, heard = self.heard, "the stored registry version went back; listening anew and reading the whole registry");
+                        return;
+                    }
+                    if stored == self.heard {
                         self.registry.confirm_current();
                     }
                     let (read_all, next) = check(self.heard, stored, behind);

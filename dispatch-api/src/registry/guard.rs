@@ -24,8 +24,8 @@ use std::collections::{BTreeSet, HashMap};
 use serde::Serialize;
 use sqlx::Row;
 
-use super::reopening::{Reopening, reopening_of};
-use super::tally::{FlipEvidence, Judged, Tallied, Watch, judge, reached};
+use super::reopening::{Reopening, reopening_of, watch_of};
+use super::tally::{FlipEvidence, Judged, Tallied, judge, reached};
 use super::write::{lock_client_row, now};
 use super::{ClientName, Registry, RegistryError};
 use crate::identity::AuthMethod;
@@ -67,7 +67,7 @@ pub const SETTLE_SECS: i64 = 3;
 pub struct GuardTick {
     pub end: Option<GuardEnd>,
     /// Refusals of the retired credential from networks that never used it before the flip,
-    /// by network: alerts.
+    /// by network, the most first: alerts (the guard task writes them through the recorder).
     pub unknown_sources: Vec<(String, i64)>,
 }
 
@@ -98,64 +98,53 @@ impl Registry {
         };
         // Most refused clients have no guard (a stale instance still sending its key long after
         // the move): a read, not a write transaction every second, tells.
-        let watch = on_backend!(self.pool(), pool => sqlx::query(
-            "SELECT started_at, watch_until, retired_method, known_networks FROM mode_guards \
-             WHERE client = $1 AND state = 'watching'",
-        )
-        .bind(name.as_str())
-        .fetch_optional(pool)
-        .await
-        .and_then(|row| row.map(|row| Ok::<_, sqlx::Error>(Watch {
-            started_at: row.try_get("started_at")?,
-            watch_until: row.try_get("watch_until")?,
-            retired: row
-                .try_get::<Option<String>, _>("retired_method")?
-                .and_then(|m| AuthMethod::parse(&m)),
-            known_networks: serde_json::from_str(&row.try_get::<String, _>("known_networks")?)
-                .unwrap_or_default(),
-        })).transpose()))
-        .map_err(StorageError::database)?;
+        let watch: Option<(i64, i64, Option<String>, String)> =
+            on_backend!(self.pool(), pool => sqlx::query_as(
+                "SELECT started_at, watch_until, retired_method, known_networks FROM mode_guards \
+                 WHERE client = $1 AND state = 'watching'",
+            )
+            .bind(name.as_str())
+            .fetch_optional(pool)
+            .await)
+            .map_err(StorageError::database)?;
+        let watch = watch.map(|(started_at, watch_until, retired, known)| {
+            watch_of(started_at, watch_until, retired, &known)
+        });
         let Some(watch) = watch else {
             return Ok(GuardTick::default());
         };
         let mut counted = FlipEvidence::default();
-        let mut unknown: HashMap<String, i64> = HashMap::new();
+        // Judged at count time already, against this replica's copy of the guard.
+        let mut unknown: HashMap<String, i64> = tallied.unknown.clone().into_iter().collect();
         for (refusal, count) in &tallied.seen {
             match judge(&watch, refusal) {
-                Judged::Counts => {
-                    for _ in 0..*count {
-                        counted.add(refusal.reason, Some(refusal.network.clone()), refusal.at);
-                    }
-                }
+                Judged::Counts => counted.add_many(
+                    refusal.reason,
+                    Some(refusal.network.clone()),
+                    refusal.at,
+                    *count,
+                ),
                 Judged::UnknownSource => {
                     *unknown.entry(refusal.network.clone()).or_default() += count
                 }
                 Judged::Ignored => {}
             }
         }
+        // The most refusals first: an alert names the busiest networks.
         let mut unknown_sources: Vec<(String, i64)> = unknown.into_iter().collect();
-        unknown_sources.sort();
-        if counted.total() == 0 && unknown_sources.is_empty() {
-            return Ok(GuardTick::default());
+        unknown_sources.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        // Nothing counts: no transaction (a thief's refusals cost the database nothing).
+        if counted.total() == 0 {
+            return Ok(GuardTick {
+                end: None,
+                unknown_sources,
+            });
         }
         let _guard = self.writes.lock().await;
         let at = now();
         let end = async {
             let mut tx = self.pool().begin().await?;
             lock_client_row(&mut tx, &name).await?;
-            for (network, count) in &unknown_sources {
-                let mut event = AuditEvent::new(AuditKind::Alert, "retired_credential_unknown_source");
-                event.client = Some(name.to_string());
-                event.method = watch.retired;
-                event.detail = serde_json::json!({
-                    "network": network,
-                    "refusals": count,
-                    "known_networks": watch.known_networks,
-                    "why": "the credential a guarded flip retired, sent from a network that did \
-                            not use it before the flip: it never counts toward the guard",
-                });
-                event.insert(&mut tx).await?;
-            }
             // A write first: on SQLite a transaction that read before writing cannot wait for
             // the write lock (it would fail at once, busy), one that writes first can. The
             // refusals were judged against the watch by their own time: a tick that comes late
@@ -177,7 +166,6 @@ impl Registry {
                 row.try_get::<String, _>("evidence")?,
             ))).transpose()))?;
             let Some((to, max_refusals, refusals, evidence)) = row else {
-                tx.commit().await?;
                 return Ok(None);
             };
             let mut evidence: FlipEvidence = serde_json::from_str(&evidence).unwrap_or_default();
@@ -236,7 +224,7 @@ impl Registry {
         // The reopening is committed: it is reported even if this replica's reread fails (every
         // replica rereads the reopenings at its next tick).
         if end.is_some()
-            && let Err(error) = self.refresh_reopenings().await
+            && let Err(error) = self.refresh_guards_in_force().await
         {
             tracing::error!(client, error = %error, "reading the reopenings after a revert failed");
         }

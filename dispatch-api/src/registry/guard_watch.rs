@@ -3,6 +3,59 @@
 
 use super::guard::{GuardEnd, GuardTick};
 use super::{FlipTally, Registry};
+use crate::storage::recorder::{AuditEvent, AuditKind, Recorder};
+
+/// Networks one `retired_credential_unknown_source` alert names, at most (the busiest).
+const ALERT_NETWORKS: usize = 16;
+
+/// Alert lines per second and client for unknown sources: the audit row says the rest.
+static UNKNOWN_SOURCE_LINES: std::sync::LazyLock<crate::telemetry::LogBudgets> =
+    std::sync::LazyLock::new(|| crate::telemetry::LogBudgets::new(1));
+
+/// One alert per client and tick for the refusals of a retired credential from unknown
+/// networks (`unknown`, the busiest first): an audit row through the recorder (its queue and
+/// the database's size cap bound it), a metric and a budgeted log line, however many networks
+/// a thief sends from.
+fn alert_unknown_sources(
+    recorder: &Recorder,
+    metrics: &crate::telemetry::Metrics,
+    client: &str,
+    unknown: &[(String, i64)],
+) {
+    if unknown.is_empty() {
+        return;
+    }
+    let refusals: i64 = unknown.iter().map(|(_, count)| count).sum();
+    metrics.retired_credential_unknown_source(refusals as u64);
+    let named: Vec<_> = unknown
+        .iter()
+        .take(ALERT_NETWORKS)
+        .map(|(network, count)| serde_json::json!({ "network": network, "refusals": count }))
+        .collect();
+    let mut event = AuditEvent::new(AuditKind::Alert, "retired_credential_unknown_source");
+    event.client = Some(client.to_owned());
+    event.detail = serde_json::json!({
+        "refusals": refusals,
+        "networks": named,
+        "networks_seen": unknown.len(),
+        "why": "the credential a guarded flip retired, sent from networks that did not use it \
+                before the flip: it never counts toward the guard",
+    });
+    recorder.audit(event);
+    if let Some(suppressed) = UNKNOWN_SOURCE_LINES.take(client, crate::telemetry::this_second()) {
+        tracing::warn!(
+            alert = "retired_credential_unknown_source",
+            client,
+            refusals,
+            networks = unknown.len(),
+            busiest = %unknown[0].0,
+            suppressed,
+            "ALERT: the credential a guarded flip retired was sent from networks that did not \
+             use it before the flip (a leaked or stolen credential?); it does not count toward \
+             the guard"
+        );
+    }
+}
 
 /// How often a replica adds what it counted to the guards and ends those that are due.
 const TICK: std::time::Duration = std::time::Duration::from_secs(1);
@@ -15,6 +68,7 @@ pub async fn watch_guards(
     registry: std::sync::Arc<Registry>,
     tally: std::sync::Arc<FlipTally>,
     metrics: std::sync::Arc<crate::telemetry::Metrics>,
+    recorder: Recorder,
 ) {
     static FAILURES: crate::telemetry::LogBudget = crate::telemetry::LogBudget::new(1);
     let mut tick = tokio::time::interval(TICK);
@@ -30,18 +84,7 @@ pub async fn watch_guards(
                     unknown_sources,
                 }) => {
                     ends.extend(end);
-                    for (network, refusals) in unknown_sources {
-                        metrics.retired_credential_unknown_source(refusals as u64);
-                        tracing::warn!(
-                            alert = "retired_credential_unknown_source",
-                            client,
-                            network,
-                            refusals,
-                            "ALERT: the credential a guarded flip retired was sent from a network \
-                             that did not use it before the flip (a leaked or stolen credential?); \
-                             it does not count toward the guard"
-                        );
-                    }
+                    alert_unknown_sources(&recorder, &metrics, &client, &unknown_sources);
                 }
                 Err(error) => {
                     tally.restore(client, tallied);
@@ -53,7 +96,7 @@ pub async fn watch_guards(
             Ok(confirmed) => ends.extend(confirmed),
             Err(error) => failed = Some(error),
         }
-        if let Err(error) = registry.refresh_reopenings().await {
+        if let Err(error) = registry.refresh_guards_in_force().await {
             failed = Some(error.into());
         }
         for end in ends {

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::Registry;
+use super::tally::Watch;
 use super::write::now;
 use crate::identity::AuthMethod;
 use crate::storage::{StorageError, on_backend};
@@ -49,8 +50,14 @@ impl Registry {
         self.reopenings.load().get(client).cloned()
     }
 
-    /// Rereads the reopenings in force (every replica, about once a second, and after a revert).
-    pub async fn refresh_reopenings(&self) -> Result<(), StorageError> {
+    /// The watching guard of `client`, as last reread: the request path's read, no database.
+    pub fn watch(&self, client: &str) -> Option<Arc<Watch>> {
+        self.watches.load().get(client).cloned()
+    }
+
+    /// Rereads the guards in force: the reopenings, and the watching guards (every replica,
+    /// about once a second, and after its own revert or mode change).
+    pub async fn refresh_guards_in_force(&self) -> Result<(), StorageError> {
         let rows: Vec<(String, Option<String>, String, Option<i64>)> =
             on_backend!(self.pool(), pool => sqlx::query_as(
                 "SELECT client, retired_method, reopened_networks, reopened_until FROM mode_guards \
@@ -66,8 +73,41 @@ impl Registry {
                 Some((client, reopening_of(method, networks, until)?))
             })
             .collect();
+        let watching: Vec<(String, i64, i64, Option<String>, String)> =
+            on_backend!(self.pool(), pool => sqlx::query_as(
+                "SELECT client, started_at, watch_until, retired_method, known_networks \
+                 FROM mode_guards WHERE state = 'watching'",
+            )
+            .fetch_all(pool)
+            .await)
+            .map_err(StorageError::database)?;
+        let watches = watching
+            .into_iter()
+            .map(|(client, started_at, watch_until, retired, known)| {
+                (
+                    client,
+                    Arc::new(watch_of(started_at, watch_until, retired, &known)),
+                )
+            })
+            .collect();
         self.reopenings.store(Arc::new(reopenings));
+        self.watches.store(Arc::new(watches));
         Ok(())
+    }
+}
+
+/// A watching guard's row as its rule reads it.
+pub(super) fn watch_of(
+    started_at: i64,
+    watch_until: i64,
+    retired_method: Option<String>,
+    known_networks: &str,
+) -> Watch {
+    Watch {
+        started_at,
+        watch_until,
+        retired: retired_method.and_then(|m| AuthMethod::parse(&m)),
+        known_networks: serde_json::from_str(known_networks).unwrap_or_default(),
     }
 }
 

@@ -32,6 +32,9 @@ pub struct Registry {
     /// The reopenings of reverted guards in force, by client (see `guard`): read on the request
     /// path, reread about once a second.
     pub(super) reopenings: ArcSwap<std::collections::HashMap<String, super::Reopening>>,
+    /// The watching guards, by client, as last reread: the request path judges a refusal
+    /// against its client's at once (see `FlipTally::count`).
+    pub(super) watches: ArcSwap<std::collections::HashMap<String, Arc<super::tally::Watch>>>,
     /// Unix seconds: when the snapshot was last confirmed to reflect the stored registry (read
     /// whole, or the stored version found heard); see `follow`.
     pub(super) confirmed_at: std::sync::atomic::AtomicI64,
@@ -70,6 +73,7 @@ impl Registry {
             writes: tokio::sync::Mutex::new(()),
             updates: tokio::sync::Mutex::new(()),
             reopenings: ArcSwap::default(),
+            watches: ArcSwap::default(),
             confirmed_at: std::sync::atomic::AtomicI64::new(now()),
         })
     }
@@ -116,6 +120,15 @@ impl Registry {
             .await
             .map_err(StorageError::database)?;
         self.publish(self.snapshot().with_client(name, stored));
+        // A change of the client (a mode change made on another replica, say) may have ended
+        // its reopening: none is applied again until the next reread finds it still stored.
+        if self.reopenings.load().contains_key(name.as_str()) {
+            self.reopenings.rcu(|reopenings| {
+                let mut without = (**reopenings).clone();
+                without.remove(name.as_str());
+                without
+            });
+        }
         Ok(())
     }
 
@@ -172,7 +185,7 @@ impl Registry {
         .await?;
         // The change ended any reopening of the client: this replica stops admitting it now
         // (the others at their next guard tick, within a second).
-        if let Err(error) = self.refresh_reopenings().await {
+        if let Err(error) = self.refresh_guards_in_force().await {
             tracing::error!(client = %name, error = %error, "reading the reopenings after a mode change failed");
         }
         Ok(before.mode)

@@ -1,6 +1,7 @@
 //! The refusals a guarded flip may have caused, counted in memory on each replica
-//! ([`FlipTally`]), each with its time, method and source network, and judged against the
-//! guard about once a second ([`judge`]): only a refusal of the method the flip retired, from a
+//! ([`FlipTally`]), each with its time, method and source network, and judged by the guard's
+//! rule ([`judge`]) as they come, against the replica's copy of the guard, and again about once
+//! a second against the stored guard: only a refusal of the method the flip retired, from a
 //! network that used that method before the flip, after the guard started and before its watch
 //! ended, counts toward it. [`reached`] is the guard's threshold.
 
@@ -23,12 +24,18 @@ pub struct FlipEvidence {
     pub last_seen: Option<i64>,
 }
 
-/// Enough networks to tell "one stale deploy" from "a whole region".
-const NETWORKS_KEPT: usize = 16;
+/// As many as a guard knows (`guard_start::KNOWN_NETWORKS_KEPT`): the evidence of a guard
+/// holds only known networks, and a revert reopens every one of them whose refusals counted.
+const NETWORKS_KEPT: usize = 64;
 
 impl FlipEvidence {
     pub fn add(&mut self, reason: &str, network: Option<String>, at: i64) {
-        *self.by_reason.entry(reason.to_owned()).or_default() += 1;
+        self.add_many(reason, network, at, 1);
+    }
+
+    /// `count` refusals at once, all alike.
+    pub fn add_many(&mut self, reason: &str, network: Option<String>, at: i64, count: i64) {
+        *self.by_reason.entry(reason.to_owned()).or_default() += count;
         if let Some(network) = network
             && self.networks.len() < NETWORKS_KEPT
         {
@@ -97,11 +104,26 @@ pub struct RefusalAt {
 /// new entries are dropped, counted in [`Tallied::dropped`].
 pub const MAX_TALLIED: usize = 1024;
 
-/// One client's refusals since the last tick.
+/// One client's refusals since the last tick: those to judge at the tick (`seen`), and those
+/// already judged, against the guard this replica holds in memory, to come from unknown
+/// networks (`unknown`, by network), kept apart so that a flood of them never crowds out a
+/// known instance's refusals.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Tallied {
     pub seen: BTreeMap<RefusalAt, i64>,
+    pub unknown: BTreeMap<String, i64>,
     pub dropped: i64,
+}
+
+/// Adds `count` under `key`, or counts it dropped past `MAX_TALLIED` distinct keys.
+fn bounded_add<K: Ord>(map: &mut BTreeMap<K, i64>, dropped: &mut i64, key: K, count: i64) {
+    if let Some(have) = map.get_mut(&key) {
+        *have += count;
+    } else if map.len() < MAX_TALLIED {
+        map.insert(key, count);
+    } else {
+        *dropped += count;
+    }
 }
 
 /// One replica's refusals per client since its last tick. Only the refusals a flip causes are
@@ -110,27 +132,45 @@ pub struct Tallied {
 pub struct FlipTally(Mutex<HashMap<String, Tallied>>);
 
 impl FlipTally {
-    /// Counts a refusal if its reason is one a flip causes.
-    pub fn count(&self, client: &str, reason: &str, method: AuthMethod, network: String, at: i64) {
+    /// Counts a refusal if its reason is one a flip causes. With the client's watching guard
+    /// as this replica holds it (`watch`), it is judged at once: ignored, kept apart as from
+    /// an unknown network, or kept to count; without (a guard started on another replica under
+    /// a second ago), it is kept to be judged at the tick.
+    pub fn count(
+        &self,
+        client: &str,
+        reason: &str,
+        method: AuthMethod,
+        network: String,
+        at: i64,
+        watch: Option<&Watch>,
+    ) {
         let reason = match reason {
             "key_retired" => "key_retired",
             "method_not_allowed" => "method_not_allowed",
             _ => return,
         };
-        let mut tally = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let tallied = tally.entry(client.to_owned()).or_default();
-        let key = RefusalAt {
+        let refusal = RefusalAt {
             reason,
             method,
             network,
             at,
         };
-        if let Some(count) = tallied.seen.get_mut(&key) {
-            *count += 1;
-        } else if tallied.seen.len() < MAX_TALLIED {
-            tallied.seen.insert(key, 1);
+        let judged = watch.map(|watch| judge(watch, &refusal));
+        if judged == Some(Judged::Ignored) {
+            return;
+        }
+        let mut tally = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let tallied = tally.entry(client.to_owned()).or_default();
+        if judged == Some(Judged::UnknownSource) {
+            bounded_add(
+                &mut tallied.unknown,
+                &mut tallied.dropped,
+                refusal.network,
+                1,
+            );
         } else {
-            tallied.dropped += 1;
+            bounded_add(&mut tallied.seen, &mut tallied.dropped, refusal, 1);
         }
     }
 
@@ -144,13 +184,10 @@ impl FlipTally {
         let mine = tally.entry(client).or_default();
         mine.dropped += tallied.dropped;
         for (key, count) in tallied.seen {
-            if let Some(have) = mine.seen.get_mut(&key) {
-                *have += count;
-            } else if mine.seen.len() < MAX_TALLIED {
-                mine.seen.insert(key, count);
-            } else {
-                mine.dropped += count;
-            }
+            bounded_add(&mut mine.seen, &mut mine.dropped, key, count);
+        }
+        for (network, count) in tallied.unknown {
+            bounded_add(&mut mine.unknown, &mut mine.dropped, network, count);
         }
     }
 }
@@ -275,7 +312,14 @@ mod tests {
             "cert_revoked",
             "client_disabled",
         ] {
-            tally.count("w", reason, AuthMethod::ApiKey, "10.0.0.0/24".into(), 1);
+            tally.count(
+                "w",
+                reason,
+                AuthMethod::ApiKey,
+                "10.0.0.0/24".into(),
+                1,
+                None,
+            );
         }
         tally.count(
             "w",
@@ -283,6 +327,7 @@ mod tests {
             AuthMethod::ApiKey,
             "10.0.0.0/24".into(),
             1,
+            None,
         );
         let taken = tally.take();
         let seen = &taken["w"].seen;
@@ -296,11 +341,62 @@ mod tests {
             AuthMethod::ApiKey,
             "10.0.0.0/24".into(),
             1,
+            None,
         );
         tally.restore("w".into(), taken["w"].clone());
         assert_eq!(
             tally.take()["w"].seen[&refused(AuthMethod::ApiKey, "10.0.0.0/24", 1)],
             3
+        );
+    }
+
+    #[test]
+    fn a_flood_from_unknown_networks_never_crowds_out_a_known_instances_refusals() {
+        let tally = FlipTally::default();
+        let watch = Watch {
+            retired: Some(AuthMethod::ApiKey),
+            known_networks: ["10.1.2.0/24".to_owned()].into(),
+            started_at: 100,
+            watch_until: 200,
+        };
+        let count = |network: String, at| {
+            tally.count(
+                "w",
+                "key_retired",
+                AuthMethod::ApiKey,
+                network,
+                at,
+                Some(&watch),
+            );
+        };
+        for i in 0..(2 * MAX_TALLIED as i64) {
+            count(format!("2001:db8:{i:x}::/64"), 150);
+        }
+        count("10.1.2.0/24".into(), 150);
+        // Before the flip, or of another method: dropped at once.
+        count("10.1.2.0/24".into(), 99);
+        tally.count(
+            "w",
+            "method_not_allowed",
+            AuthMethod::Certificate,
+            "10.1.2.0/24".into(),
+            150,
+            Some(&watch),
+        );
+        let taken = tally.take();
+        assert_eq!(
+            taken["w"].seen,
+            BTreeMap::from([(refused(AuthMethod::ApiKey, "10.1.2.0/24", 150), 1)])
+        );
+        assert_eq!(taken["w"].unknown.len(), MAX_TALLIED);
+        assert_eq!(taken["w"].dropped, MAX_TALLIED as i64);
+        // Restored, the unknown ones stay apart too.
+        tally.restore("w".into(), taken["w"].clone());
+        let again = tally.take();
+        assert_eq!(again["w"].seen.len(), 1);
+        assert_eq!(
+            again["w"].unknown.values().sum::<i64>() + again["w"].dropped,
+            2 * MAX_TALLIED as i64
         );
     }
 
@@ -314,6 +410,7 @@ mod tests {
                 AuthMethod::ApiKey,
                 format!("2001:db8:{i:x}::/64"),
                 1,
+                None,
             );
         }
         let taken = tally.take();

@@ -169,6 +169,7 @@ pub async fn observe_request(
             method,
             audit::network(peer),
             time::OffsetDateTime::now_utc().unix_timestamp(),
+            state.registry.watch(client).as_deref(),
         );
     }
     Ok(response)

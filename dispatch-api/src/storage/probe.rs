@@ -11,9 +11,9 @@ use super::{Backend, Db, StorageError};
 /// How old a probe result `/readyz` answers from may be, at most.
 pub const PROBE_EVERY: Duration = Duration::from_secs(1);
 
-/// How long a failed probe's result is answered from: only to the callers that waited for that
-/// probe, so that a database that comes back is seen as soon as it is asked again.
-const FAILURE_SHARED: Duration = Duration::from_millis(100);
+/// How long a probe may take before it counts as failed (SQLite's busy timeout is 5 s by
+/// default; a probe past this is a database that cannot take writes in time anyway).
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Whether a write could happen now. SQLite: takes the write lock (`BEGIN IMMEDIATE`) and lets
 /// it go, failing when the file is locked by someone else, read-only, or gone (waits at most the
@@ -53,22 +53,23 @@ pub struct WritableProbe {
 }
 
 impl WritableProbe {
-    /// Whether the database took writes at the last probe, probing first when that result is
-    /// older than [`PROBE_EVERY`] (a failure: [`FAILURE_SHARED`]). The second value says
-    /// whether this call probed.
+    /// Whether the database takes writes: a success at most [`PROBE_EVERY`] old, or the
+    /// result of a probe that ended while this caller waited for it (a failure is never
+    /// answered to a caller that came after it: a database that came back is seen at once),
+    /// else a probe of its own. The second value says whether this call probed.
     pub async fn check(&self, db: &Db) -> (bool, bool) {
+        let arrived = Instant::now();
         let mut last = self.last.lock().await;
         if let Some((at, writable)) = *last
-            && at.elapsed()
-                < if writable {
-                    PROBE_EVERY
-                } else {
-                    FAILURE_SHARED
-                }
+            && (at >= arrived || (writable && at.elapsed() < PROBE_EVERY))
         {
             return (writable, false);
         }
-        let writable = probe_writable(db).await.is_ok();
+        // Bounded: a server that drops packets must not hold every /readyz caller (and the ops
+        // listener's connections, /healthz's too) for as long as TCP retries.
+        let writable = tokio::time::timeout(PROBE_TIMEOUT, probe_writable(db))
+            .await
+            .is_ok_and(|probed| probed.is_ok());
         *last = Some((Instant::now(), writable));
         (writable, true)
     }
@@ -105,11 +106,20 @@ mod tests {
         *probe.last.lock().await = Some((Instant::now() - PROBE_EVERY, true));
         assert_eq!(probe.check(&pool).await, (true, true));
         assert_eq!(probe.check(&pool).await, (true, false));
-        // A failure is shared only with the callers that waited for it: a database that came
-        // back is seen at the next ask past FAILURE_SHARED, not a second later.
+        // A failure is answered only to the callers that waited for it: one that comes after
+        // it probes again, however recent it is.
         *probe.last.lock().await = Some((Instant::now(), false));
-        assert_eq!(probe.check(&pool).await, (false, false));
-        *probe.last.lock().await = Some((Instant::now() - FAILURE_SHARED, false));
         assert_eq!(probe.check(&pool).await, (true, true));
+        // One that waited for a probe gets that probe's result, failed or not.
+        let held = probe.last.lock().await;
+        let waiting = {
+            let (probe, pool) = (probe.clone(), pool.clone());
+            tokio::spawn(async move { probe.check(&pool).await })
+        };
+        tokio::task::yield_now().await;
+        let mut held = held;
+        *held = Some((Instant::now() + std::time::Duration::from_secs(1), false));
+        drop(held);
+        assert_eq!(waiting.await.unwrap(), (false, false));
     }
 }

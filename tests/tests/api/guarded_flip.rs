@@ -333,10 +333,12 @@ async fn a_leaked_key_sent_from_another_network_never_reverts_a_guarded_flip_and
         .filter(|e| e["reason"] == "retired_credential_unknown_source")
         .collect();
     assert!(!alerts.is_empty(), "{audit:?}");
+    // One row a tick, naming the networks (here one) with their counts.
     assert!(
-        alerts
-            .iter()
-            .all(|e| e["kind"] == "alert" && e["detail"]["network"] == "127.77.0.0/24")
+        alerts.iter().all(|e| e["kind"] == "alert"
+            && e["detail"]["networks"][0]["network"] == "127.77.0.0/24"
+            && e["detail"]["networks_seen"] == 1),
+        "{alerts:?}"
     );
     let total: i64 = alerts
         .iter()

@@ -224,7 +224,7 @@ async fn a_replica_cut_off_from_its_database_judges_nobody_past_max_staleness_an
     let server = Arc::new(TestPostgres::start());
     let mut prepared = PreparedApp::new().on_postgres(&server);
     prepared.settings.database.busy_timeout_ms = 1000;
-    prepared.settings.registry.max_staleness_secs = 3;
+    prepared.settings.registry.max_staleness_secs = 5;
     let app = prepared.start().await;
     until_whoami(&app, 200, Duration::from_secs(5)).await;
     // Cut off: the registry it holds may miss a key removed or a revocation made elsewhere.

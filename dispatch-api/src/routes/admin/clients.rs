@@ -153,8 +153,9 @@ pub struct SetMode {
     /// Move to `mtls` without recent certificate evidence.
     #[serde(default)]
     force: bool,
-    /// Watch the change: at `max_refusals` refusals it causes within `watch_secs`, the client
-    /// goes back to its previous mode by itself. Default `migration.default_guard`.
+    /// Watch the change: at `max_refusals` refusals it causes within `watch_secs` from networks
+    /// that used the retired method before the change, that method is re-admitted from those
+    /// networks only, for the rest of the watch and an hour. Default `migration.default_guard`.
     guard: Option<crate::configuration::FlipGuard>,
 }
 
