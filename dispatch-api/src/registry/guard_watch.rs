@@ -130,3 +130,74 @@ pub async fn watch_guards(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::storage::recorder::RecorderSettings;
+
+    #[tokio::test]
+    async fn refusals_from_unknown_networks_are_one_alert_naming_the_busiest_and_a_metric() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = crate::configuration::DatabaseSettings {
+            path: dir.path().join("alerts.db"),
+            ..Default::default()
+        };
+        let location = crate::storage::Location::of(&settings).unwrap();
+        let pool = crate::storage::connect(&settings, &location).await.unwrap();
+        let metrics = Arc::new(crate::telemetry::Metrics::new());
+        let (recorder, _writer) = Recorder::start(
+            pool.clone(),
+            RecorderSettings {
+                queue: 100,
+                queue_bytes: 1 << 20,
+                batch: 100,
+                interval: Duration::from_secs(3600),
+                retention: None,
+                live_window: Duration::from_secs(86_400),
+                max_database_bytes: None,
+            },
+            metrics.clone(),
+        );
+        // Nothing from unknown networks: nothing said.
+        alert_unknown_sources(&recorder, &metrics, "w", &[]);
+        let unknown: Vec<(String, i64)> = (0..20)
+            .map(|n| (format!("2001:db8:{n:x}::/64"), 40 - n))
+            .collect();
+        alert_unknown_sources(&recorder, &metrics, "w", &unknown);
+        recorder.flush().await;
+        let crate::storage::Backend::Sqlite(sqlite) = &pool else {
+            unreachable!("the unit tests run on SQLite")
+        };
+        let rows: Vec<(String, String, Option<String>)> =
+            sqlx::query_as("SELECT kind, detail, client FROM audit_events")
+                .fetch_all(sqlite)
+                .await
+                .unwrap();
+        assert_eq!(
+            rows.len(),
+            1,
+            "one alert for the tick, however many networks"
+        );
+        let (kind, detail, client) = &rows[0];
+        assert_eq!((kind.as_str(), client.as_deref()), ("alert", Some("w")));
+        let detail: serde_json::Value = serde_json::from_str(detail).unwrap();
+        let total: i64 = unknown.iter().map(|(_, n)| n).sum();
+        assert_eq!(detail["refusals"], total);
+        assert_eq!(detail["networks_seen"], 20);
+        let named = detail["networks"].as_array().unwrap();
+        assert_eq!(named.len(), ALERT_NETWORKS);
+        assert_eq!(named[0]["network"], "2001:db8:0::/64");
+        assert_eq!(named[0]["refusals"], 40);
+        assert!(
+            metrics.encode().contains(&format!(
+                "dispatch_retired_credential_unknown_source_total {total}"
+            )),
+            "{}",
+            metrics.encode()
+        );
+    }
+}
