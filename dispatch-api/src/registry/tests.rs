@@ -1592,6 +1592,16 @@ async fn a_guard_reaching_its_threshold_from_known_networks_reopens_the_key_for_
     );
     assert_eq!(watching.watch_until - watching.started_at, 600);
     assert_eq!(watching.max_refusals, 3);
+    // The request path's copy of the guard, from the mode change on: what a refusal is judged
+    // against as it comes.
+    let in_memory = registry.watch("w").expect("the watching guard in memory");
+    assert_eq!(in_memory.retired, Some(AuthMethod::ApiKey));
+    assert_eq!(in_memory.known_networks, watching.known_networks);
+    assert_eq!(
+        (in_memory.started_at, in_memory.watch_until),
+        (watching.started_at, watching.watch_until)
+    );
+    assert!(registry.watch("keeper").is_none());
     let end = refuse(&registry, "w", 1, "10.9.0.0/24").await.end;
     let reopened = Reopening {
         method: AuthMethod::ApiKey,
@@ -1612,6 +1622,7 @@ async fn a_guard_reaching_its_threshold_from_known_networks_reopens_the_key_for_
         MigrationMode::Mtls
     );
     assert_eq!(registry.reopening("w"), Some(reopened.clone()));
+    assert!(registry.watch("w").is_none(), "no longer watching");
     // A reload of the client (a change made elsewhere) sets it aside until the next reread
     // finds it still stored.
     registry.reload_client(&name).await.unwrap();
