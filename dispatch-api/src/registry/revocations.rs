@@ -6,10 +6,61 @@ use sqlx::Row;
 
 use super::follow::Notice;
 use super::write::{announce, now};
-use super::{Change, Intent, Registry, RegistryError};
-use crate::identity::{Fingerprint, SpkiHash};
+use super::{Change, Intent, Registry, RegistryError, RegistrySnapshot};
+use crate::identity::{Fingerprint, SpkiHash, VerifiedCertificate};
 use crate::storage::recorder::{AuditEvent, AuditKind};
 use crate::storage::{StorageError, on_backend};
+
+/// What an operator puts on the deny list: one certificate, or a key (every certificate of it).
+#[derive(Debug, Clone, Copy)]
+enum Denied {
+    Certificate(Fingerprint),
+    Key(SpkiHash),
+}
+
+impl Denied {
+    /// Whether it would take the certificate the operator is using right now.
+    fn takes(self, certificate: &VerifiedCertificate) -> bool {
+        match self {
+            Self::Certificate(fingerprint) => certificate.fingerprints().any(|f| *f == fingerprint),
+            Self::Key(key) => certificate.leaf.spki == key,
+        }
+    }
+
+    /// `snapshot` with it on the deny list.
+    fn applied_to(self, snapshot: &RegistrySnapshot) -> RegistrySnapshot {
+        match self {
+            Self::Certificate(fingerprint) => snapshot.with_revoked(fingerprint),
+            Self::Key(key) => snapshot.with_denied_keys([key]),
+        }
+    }
+
+    fn text(self) -> String {
+        match self {
+            Self::Certificate(fingerprint) => fingerprint.to_string(),
+            Self::Key(key) => key.to_string(),
+        }
+    }
+
+    /// Its audit reason, its row (value, reason, by, at), and what the other replicas hear.
+    fn stored_as(self) -> (&'static str, &'static str, Notice) {
+        match self {
+            Self::Certificate(fingerprint) => (
+                "certificate_revoked",
+                "INSERT INTO revoked_certificates (fingerprint, reason, revoked_by, revoked_at) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (fingerprint) DO NOTHING",
+                Notice::Revoked(fingerprint),
+            ),
+            // Rare, and urgent: the other replicas read the whole registry.
+            Self::Key(_) => (
+                "key_denied",
+                "INSERT INTO denied_keys (spki_sha256, reason, denied_by, denied_at) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (spki_sha256) DO NOTHING",
+                Notice::All,
+            ),
+        }
+    }
+}
 
 impl Registry {
     /// Adds a certificate to the deny list; effective on the next request.
@@ -18,9 +69,26 @@ impl Registry {
         fingerprint: Fingerprint,
         change: Change<'_>,
     ) -> Result<bool, RegistryError> {
+        self.deny(Denied::Certificate(fingerprint), change).await
+    }
+
+    /// Puts a key on the deny list: every certificate whose public key it is, whatever its
+    /// fingerprint (a renewal that reused a stolen key), is refused from the next request on.
+    pub async fn deny_key(&self, key: SpkiHash, change: Change<'_>) -> Result<bool, RegistryError> {
+        self.deny(Denied::Key(key), change).await
+    }
+
+    /// Puts `denied` on the deny list, unless it would take the operator's own certificate
+    /// (or the tryout refuses it); whether it was not there yet.
+    async fn deny(&self, denied: Denied, change: Change<'_>) -> Result<bool, RegistryError> {
         if let Some((certificate, _)) = change.operator
-            && certificate.fingerprints().any(|f| *f == fingerprint)
+            && denied.takes(certificate)
         {
+            // The certificate of the operator's chain it names, or the leaf of the denied key.
+            let fingerprint = match denied {
+                Denied::Certificate(fingerprint) => fingerprint,
+                Denied::Key(_) => certificate.leaf.fingerprint,
+            };
             return Err(RegistryError::OwnCertificate {
                 fingerprint: fingerprint.to_string(),
             });
@@ -28,85 +96,27 @@ impl Registry {
         let _guard = self.writes.lock().await;
         if let Some(tryout) = change.tryout {
             let snapshot = self.snapshot();
-            tryout.check(
-                &snapshot,
-                &snapshot.with_revoked(fingerprint),
-                Intent::Revocation,
-            )?;
+            tryout.check(&snapshot, &denied.applied_to(&snapshot), Intent::Revocation)?;
         }
-        let mut event = AuditEvent::new(AuditKind::AdminChange, "certificate_revoked");
+        let (reason, insert, notice) = denied.stored_as();
+        let mut event = AuditEvent::new(AuditKind::AdminChange, reason);
         event.actor = Some(change.actor.to_owned());
-        event.after = Some(fingerprint.to_string());
+        event.after = Some(denied.text());
         event.detail = serde_json::json!({ "note": change.reason });
         let added = async {
             let mut tx = self.pool.begin().await?;
-            let added = on_backend!(&mut tx, tx => sqlx::query(
-                "INSERT INTO revoked_certificates (fingerprint, reason, revoked_by, revoked_at) \
-                 VALUES ($1, $2, $3, $4) ON CONFLICT (fingerprint) DO NOTHING",
-            )
-            .bind(fingerprint.to_string())
-            .bind(change.reason)
-            .bind(change.actor)
-            .bind(now())
-            .execute(&mut **tx)
-            .await?
-            .rows_affected())
+            let added = on_backend!(&mut tx, tx => sqlx::query(insert)
+                .bind(denied.text())
+                .bind(change.reason)
+                .bind(change.actor)
+                .bind(now())
+                .execute(&mut **tx)
+                .await?
+                .rows_affected())
                 == 1;
             event.insert(&mut tx).await?;
             if added {
-                announce(&mut tx, Notice::Revoked(fingerprint)).await?;
-            }
-            tx.commit().await?;
-            Ok::<_, sqlx::Error>(added)
-        }
-        .await
-        .map_err(StorageError::database)?;
-        self.note_revoked(fingerprint).await;
-        Ok(added)
-    }
-
-    /// Puts a key on the deny list: every certificate whose public key it is, whatever its
-    /// fingerprint (a renewal that reused a stolen key), is refused from the next request on.
-    /// Refused for the key of the operator's own certificate.
-    pub async fn deny_key(&self, key: SpkiHash, change: Change<'_>) -> Result<bool, RegistryError> {
-        if let Some((certificate, _)) = change.operator
-            && certificate.leaf.spki == key
-        {
-            return Err(RegistryError::OwnCertificate {
-                fingerprint: certificate.leaf.fingerprint.to_string(),
-            });
-        }
-        let _guard = self.writes.lock().await;
-        if let Some(tryout) = change.tryout {
-            let snapshot = self.snapshot();
-            tryout.check(
-                &snapshot,
-                &snapshot.with_denied_keys([key]),
-                Intent::Revocation,
-            )?;
-        }
-        let mut event = AuditEvent::new(AuditKind::AdminChange, "key_denied");
-        event.actor = Some(change.actor.to_owned());
-        event.after = Some(key.to_string());
-        event.detail = serde_json::json!({ "note": change.reason });
-        let added = async {
-            let mut tx = self.pool.begin().await?;
-            let added = on_backend!(&mut tx, tx => sqlx::query(
-                "INSERT INTO denied_keys (spki_sha256, reason, denied_by, denied_at) \
-                 VALUES ($1, $2, $3, $4) ON CONFLICT (spki_sha256) DO NOTHING",
-            )
-            .bind(key.to_string())
-            .bind(change.reason)
-            .bind(change.actor)
-            .bind(now())
-            .execute(&mut **tx)
-            .await?
-            .rows_affected())
-                == 1;
-            event.insert(&mut tx).await?;
-            if added {
-                // Rare, and urgent: the other replicas read the whole registry.
-                announce(&mut tx, Notice::All).await?;
+                announce(&mut tx, notice).await?;
             }
             tx.commit().await?;
             Ok::<_, sqlx::Error>(added)
@@ -114,7 +124,7 @@ impl Registry {
         .await
         .map_err(StorageError::database)?;
         let _update = self.updates.lock().await;
-        self.publish(self.snapshot().with_denied_keys([key]));
+        self.publish(denied.applied_to(&self.snapshot()));
         Ok(added)
     }
 
