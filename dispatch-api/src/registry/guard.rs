@@ -1,7 +1,8 @@
 //! Guarded flips. A mode change with a [`FlipGuard`](crate::configuration::FlipGuard) is
 //! watched: every replica counts the refusals of that client the flip may have caused
 //! (`key_retired`, `method_not_allowed`) in memory ([`super::FlipTally`]), each with its time
-//! and source network, and about once a second judges them against the guard ([`judge`]) and adds those that count to the guard's row
+//! and source network, judged by the guard's rule ([`judge`]) as it comes and again about once
+//! a second against the stored guard; those that count are added to the guard's row
 //! ([`Registry::add_flip_refusals`]).
 //!
 //! A guard serves the instances the evidence shows were live, never a thief: when it starts, it

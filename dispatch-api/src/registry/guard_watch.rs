@@ -1,5 +1,6 @@
 //! The guard task: about once a second, every replica judges its tally against the guards,
-//! ends the due ones and rereads the reopenings in force, and raises what it found as alerts.
+//! ends the due ones, rereads the guards in force (watching guards and reopenings), and raises
+//! what it found as alerts.
 
 use super::guard::{GuardEnd, GuardTick};
 use super::{FlipTally, Registry};
@@ -61,7 +62,7 @@ fn alert_unknown_sources(
 const TICK: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Runs for the life of the process: about once a second, judges this replica's tally against
-/// the guards, ends the due ones and rereads the reopenings in force; a reverted flip is counted
+/// the guards, ends the due ones and rereads the guards in force; a reverted flip is counted
 /// in `dispatch_flips_reverted_total` and a retired credential from an unknown network in
 /// `dispatch_retired_credential_unknown_source_total`, each logged as an alert.
 pub async fn watch_guards(
