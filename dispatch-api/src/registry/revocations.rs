@@ -128,6 +128,17 @@ impl Registry {
         Ok(added)
     }
 
+    /// Whether this key is on the deny list as this replica knows it.
+    pub fn key_denied(&self, key: &SpkiHash) -> bool {
+        self.snapshot().denied_keys.contains(key)
+    }
+
+    /// Every chain stored as presented (the latest per client, whenever seen), for finding
+    /// the keys a CRL revokes for keyCompromise (`tls::watch`).
+    pub async fn presented_chains(&self) -> Result<Vec<Vec<Vec<u8>>>, StorageError> {
+        crate::storage::live_certificates(&self.pool, 0).await
+    }
+
     pub async fn revocations(&self) -> Result<Vec<serde_json::Value>, StorageError> {
         on_backend!(&self.pool, pool => {
             let rows = sqlx::query(

@@ -51,7 +51,7 @@ pub struct RegistrySnapshot {
     by_pin: Trie<Fingerprint, Vec<Arc<Client>>>,
     revoked: rpds::HashTrieSetSync<Fingerprint>,
     /// Keys on the deny list: every certificate of such a key is refused.
-    denied_keys: rpds::HashTrieSetSync<SpkiHash>,
+    pub(super) denied_keys: rpds::HashTrieSetSync<SpkiHash>,
 }
 
 type Trie<K, V> = rpds::HashTrieMapSync<K, V>;

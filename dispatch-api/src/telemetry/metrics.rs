@@ -67,6 +67,7 @@ pub struct Metrics {
     flips_reverted: Counter,
     retired_unknown_source: Counter,
     tls_reloads: Family<OutcomeLabels, Counter>,
+    crls_refused: Gauge<i64, AtomicI64>,
     certificate_expiry: Family<CertificateLabels, Gauge<i64, AtomicI64>>,
     api_key_expiry: Family<KeyLabels, Gauge<i64, AtomicI64>>,
     /// notAfter (unix seconds) of the last certificate seen from each client.
@@ -89,6 +90,7 @@ impl Metrics {
         let flips_reverted = Counter::default();
         let retired_unknown_source = Counter::default();
         let tls_reloads = Family::<OutcomeLabels, Counter>::default();
+        let crls_refused = Gauge::<i64, AtomicI64>::default();
         let certificate_expiry = Family::<CertificateLabels, Gauge<i64, AtomicI64>>::default();
         let api_key_expiry = Family::<KeyLabels, Gauge<i64, AtomicI64>>::default();
         registry.register(
@@ -174,6 +176,12 @@ impl Metrics {
             tls_reloads.clone(),
         );
         registry.register(
+            "crls_refused",
+            "CRL files' lists left out of the TLS material in service because no CA of the \
+             bundle signed them (a CA re-keyed under its name: add its new certificate)",
+            crls_refused.clone(),
+        );
+        registry.register(
             "certificate_expiry_seconds",
             "Seconds until expiry: the server certificate, each client CA, each client's last certificate",
             certificate_expiry.clone(),
@@ -201,6 +209,7 @@ impl Metrics {
             flips_reverted,
             retired_unknown_source,
             tls_reloads,
+            crls_refused,
             certificate_expiry,
             api_key_expiry,
             client_certificates: Default::default(),
@@ -267,6 +276,12 @@ impl Metrics {
                 outcome: outcome.into(),
             })
             .inc();
+    }
+
+    /// How many CRLs the TLS material in service left out (`Trust::refused_crls`).
+    pub fn set_crls_refused(&self, count: usize) {
+        self.crls_refused
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
     }
 
     pub fn tls_reload(&self, outcome: &str) {

@@ -35,15 +35,19 @@ pub(super) fn crl_error(path: &Path, detail: String) -> MaterialError {
     }
 }
 
-/// The CRLs of each key of the bundle, combined; and a check that the CRLs of every other
-/// issuer (intermediates outside the bundle) combine too, so a delta without its base is
-/// refused at load whoever issued it.
-pub(super) fn crls_of_bundle(
-    cas: &[BundleCa],
-    crls: &[Crl],
-) -> Result<HashMap<SpkiHash, Arc<SignerCrls>>, MaterialError> {
+/// The CRLs of each key of the bundle, combined, and the CRLs refused on their own; and a
+/// check that the CRLs of every other issuer (intermediates outside the bundle) combine too,
+/// so a delta without its base is refused at load whoever issued it.
+///
+/// A CRL under the name of a CA of the bundle that no CA of that name signed comes from a key
+/// outside the bundle: a CA re-keyed under its old name, whose new certificate nobody added.
+/// That CRL cannot be checked, so it is refused, naming the certificate to add; the other CRLs
+/// still apply, and what that key signed has unknown status (`Trust::crls_of`), so refusing
+/// the CRL revokes nothing and admits nothing.
+pub(super) fn crls_of_bundle(cas: &[BundleCa], crls: &[Crl]) -> Result<BundleCrls, MaterialError> {
     let mut by_signer: HashMap<SpkiHash, Vec<&Crl>> = HashMap::new();
     let mut by_outside_name: HashMap<&DistinguishedName, Vec<&Crl>> = HashMap::new();
+    let mut refused = Vec::new();
     for crl in crls {
         let named: Vec<&BundleCa> = cas.iter().filter(|ca| ca.subject == crl.issuer).collect();
         if named.is_empty() {
@@ -56,13 +60,21 @@ pub(super) fn crls_of_bundle(
             .map(|ca| ca.spki)
             .collect();
         if signers.is_empty() {
-            return Err(crl_error(
+            let key = crl.authority_key_id.as_deref().map_or_else(
+                || "its key".to_owned(),
+                |id| format!("the key with identifier {}", colon_hex(id)),
+            );
+            refused.push(crl_error(
                 &crl.path,
                 format!(
-                    "it names `{}` as its issuer, but no CA of that name in the bundle signed it",
-                    crl.issuer
+                    "it names `{}` as its issuer, but no CA of that name in the bundle signed it: \
+                     add to tls.client_ca_file the certificate of `{}` for {key} (the CA was \
+                     re-keyed); until then the certificates that key signed are refused as of \
+                     unknown status",
+                    crl.issuer, crl.issuer
                 ),
             ));
+            continue;
         }
         for spki in signers {
             by_signer.entry(spki).or_default().push(crl);
@@ -77,7 +89,25 @@ pub(super) fn crls_of_bundle(
         let crls = SignerCrls::combine(crls).map_err(|(path, detail)| crl_error(&path, detail))?;
         combined.insert(ca.spki, Arc::new(crls));
     }
-    Ok(combined)
+    Ok(BundleCrls {
+        by_signer: combined,
+        refused,
+    })
+}
+
+/// The CRLs of a load: combined per key of the bundle, and the ones left out with why.
+pub(super) struct BundleCrls {
+    pub(super) by_signer: HashMap<SpkiHash, Arc<SignerCrls>>,
+    pub(super) refused: Vec<MaterialError>,
+}
+
+/// A key identifier as operators read it in `openssl x509 -text` (`AB:CD:...`).
+fn colon_hex(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 /// One certificate of a CA of the bundle, with what of the bundle signed it.

@@ -18,8 +18,13 @@
 //!   extension named: a CRL partitioned by reason (onlySomeReasons), an indirect CRL (or an
 //!   entry naming another certificate issuer), one for attribute certificates, a distribution
 //!   point relative to the issuer's name, and any unknown critical extension.
+//! - An entry's reason keyCompromise is kept: the key of that certificate is stolen, and
+//!   `tls::watch` puts it on the deny list so its other certificates go too.
+//!
+//! One CRL as loaded is here; the CRLs of one signing key combined, and what they say of a
+//! certificate, in `signer`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::PathBuf;
 
 use time::OffsetDateTime;
@@ -29,6 +34,10 @@ use x509_parser::revocation_list::CertificateRevocationList;
 
 use crate::identity::{CertificateScope, DistinguishedName, general_name_text};
 
+mod signer;
+
+pub(in crate::tls) use signer::{CrlVerdict, SignerCrls};
+
 const CRL_NUMBER: &str = "2.5.29.20";
 const DELTA_CRL_INDICATOR: &str = "2.5.29.27";
 const ISSUING_DISTRIBUTION_POINT: &str = "2.5.29.28";
@@ -36,9 +45,21 @@ const REASON_CODE: &str = "2.5.29.21";
 const HOLD_INSTRUCTION: &str = "2.5.29.23";
 const INVALIDITY_DATE: &str = "2.5.29.24";
 const CERTIFICATE_ISSUER: &str = "2.5.29.29";
+const AUTHORITY_KEY_IDENTIFIER: &str = "2.5.29.35";
 /// reasonCode removeFromCRL: in a delta CRL, the certificate is no longer revoked (it was on
 /// hold).
 const REMOVE_FROM_CRL: u8 = 8;
+/// reasonCode keyCompromise: the private key is known or suspected stolen, so every certificate
+/// of that key is as good as revoked (`registry::revocations` puts the key on the deny list).
+const KEY_COMPROMISE: u8 = 1;
+
+/// What a CRL says of one serial: listed as removeFromCRL (a delta lifting a hold), or revoked,
+/// and then whether for keyCompromise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Entry {
+    Removed,
+    Revoked { key_compromise: bool },
+}
 
 /// A CRL number: a non-negative INTEGER of up to 20 octets.
 pub(super) type CrlNumber = x509_parser::num_bigint::BigUint;
@@ -83,11 +104,14 @@ pub(super) struct Crl {
     pub path: PathBuf,
     pub issuer: DistinguishedName,
     pub der: Vec<u8>,
-    /// Serials as encoded, each with whether it is listed as removeFromCRL.
-    entries: HashMap<Vec<u8>, bool>,
+    /// Serials as encoded, each with what the CRL says of it.
+    entries: HashMap<Vec<u8>, Entry>,
     pub this_update: i64,
     pub next_update: Option<OffsetDateTime>,
     number: Option<CrlNumber>,
+    /// The Authority Key Identifier's key identifier: which key signed it, to name in an error
+    /// when that key is not in the bundle.
+    pub authority_key_id: Option<Vec<u8>>,
     /// For a delta CRL, the number of the complete CRL it starts from.
     delta_of: Option<CrlNumber>,
     scope: Scope,
@@ -101,6 +125,7 @@ impl Crl {
         let mut number = None;
         let mut delta_of = None;
         let mut scope = Scope::default();
+        let mut authority_key_id = None;
         for ext in crl.extensions() {
             let oid = ext.oid.to_id_string();
             match oid.as_str() {
@@ -118,6 +143,11 @@ impl Crl {
                     );
                 }
                 ISSUING_DISTRIBUTION_POINT => scope = read_scope(ext)?,
+                AUTHORITY_KEY_IDENTIFIER => {
+                    if let ParsedExtension::AuthorityKeyIdentifier(aki) = ext.parsed_extension() {
+                        authority_key_id = aki.key_identifier.as_ref().map(|id| id.0.to_vec());
+                    }
+                }
                 // Whatever else (authority key identifier, freshest CRL, AD CS's own) is read
                 // past unless it is critical: then it may change what the CRL means.
                 _ if ext.critical => {
@@ -135,12 +165,22 @@ impl Crl {
         }
         let mut entries = HashMap::new();
         for revoked in crl.iter_revoked_certificates() {
-            let mut removed = false;
+            let mut entry = Entry::Revoked {
+                key_compromise: false,
+            };
             for ext in revoked.extensions() {
                 let oid = ext.oid.to_id_string();
                 match oid.as_str() {
                     REASON_CODE => {
-                        removed = matches!(ext.parsed_extension(), ParsedExtension::ReasonCode(code) if code.0 == REMOVE_FROM_CRL);
+                        entry = match ext.parsed_extension() {
+                            ParsedExtension::ReasonCode(code) if code.0 == REMOVE_FROM_CRL => {
+                                Entry::Removed
+                            }
+                            ParsedExtension::ReasonCode(code) => Entry::Revoked {
+                                key_compromise: code.0 == KEY_COMPROMISE,
+                            },
+                            _ => entry,
+                        };
                     }
                     CERTIFICATE_ISSUER => {
                         return Err(format!(
@@ -158,7 +198,7 @@ impl Crl {
                     _ => {}
                 }
             }
-            entries.insert(revoked.raw_serial().to_vec(), removed);
+            entries.insert(revoked.raw_serial().to_vec(), entry);
         }
         Ok(Self {
             path,
@@ -169,6 +209,7 @@ impl Crl {
                 .next_update()
                 .and_then(|t| OffsetDateTime::from_unix_timestamp(t.timestamp()).ok()),
             number,
+            authority_key_id,
             delta_of,
             scope,
             der,
@@ -197,7 +238,19 @@ impl Crl {
     fn revoked(&self) -> impl Iterator<Item = &Vec<u8>> {
         self.entries
             .iter()
-            .filter(|(_, removed)| !**removed)
+            .filter(|(_, entry)| **entry != Entry::Removed)
+            .map(|(serial, _)| serial)
+    }
+
+    fn compromised(&self) -> impl Iterator<Item = &Vec<u8>> {
+        self.entries
+            .iter()
+            .filter(|(_, entry)| {
+                **entry
+                    == Entry::Revoked {
+                        key_compromise: true,
+                    }
+            })
             .map(|(serial, _)| serial)
     }
 }
@@ -238,149 +291,6 @@ fn read_scope(ext: &X509Extension<'_>) -> Result<Scope, String> {
         only_user_certs: idp.only_contains_user_certs,
         only_ca_certs: idp.only_contains_ca_certs,
     })
-}
-
-/// One scope's revocation list as it applies: a complete CRL, merged with its newest delta.
-#[derive(Debug)]
-struct Effective {
-    scope: Scope,
-    revoked: HashSet<Vec<u8>>,
-    /// The files it was made of and their nextUpdate: past any of them, the status is stale.
-    sources: Vec<(PathBuf, Option<OffsetDateTime>)>,
-}
-
-/// Why a certificate's status by its signer's CRLs is not "good".
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum CrlVerdict {
-    Revoked,
-    Expired {
-        crl: PathBuf,
-        next_update: OffsetDateTime,
-    },
-    /// The key has CRLs, but none covers this certificate (or they could not be combined).
-    NotCovered,
-}
-
-/// What the CRLs of one signing key say. No CRL at all: the key is not checked.
-#[derive(Debug, Default)]
-pub(super) struct SignerCrls {
-    lists: Vec<Effective>,
-    /// The CRLs of this key could not be combined (a delta without its base): nothing is good.
-    unusable: bool,
-}
-
-impl SignerCrls {
-    /// Combines the CRLs of one key: per scope, the newest complete CRL and the newest delta
-    /// on top of it. Errors name the file at fault.
-    pub fn combine(crls: &[&Crl]) -> Result<Self, (PathBuf, String)> {
-        let mut complete: Vec<&Crl> = Vec::new();
-        for crl in crls.iter().filter(|c| !c.is_delta()) {
-            match complete.iter_mut().find(|c| c.scope == crl.scope) {
-                Some(chosen) if crl.recency() > chosen.recency() => *chosen = crl,
-                Some(_) => {}
-                None => complete.push(crl),
-            }
-        }
-        let mut deltas: Vec<Option<&Crl>> = vec![None; complete.len()];
-        for delta in crls.iter().filter(|c| c.is_delta()) {
-            let fail = |detail: String| Err((delta.path.clone(), detail));
-            let Some(index) = complete.iter().position(|c| c.scope == delta.scope) else {
-                return fail(
-                    "it is a delta CRL, and the complete CRL it builds on (same CA, same scope) is not loaded: add it to tls.crl_files".into(),
-                );
-            };
-            let base = complete[index];
-            let (Some(base_number), Some(wanted), Some(number)) =
-                (&base.number, &delta.delta_of, &delta.number)
-            else {
-                return fail(format!(
-                    "it is a delta CRL, and the complete CRL `{}` carries no CRL Number to apply it to",
-                    base.path.display()
-                ));
-            };
-            if wanted > base_number {
-                return fail(format!(
-                    "it is a delta CRL on complete CRL number {wanted}, newer than the one loaded (`{}`, number {base_number}): load that complete CRL",
-                    base.path.display()
-                ));
-            }
-            // A delta no newer than the complete CRL is already part of it.
-            let newer = number > base_number
-                && deltas[index].is_none_or(|chosen| chosen.number.as_ref() < Some(number));
-            if newer {
-                deltas[index] = Some(delta);
-            }
-        }
-        let lists = complete
-            .into_iter()
-            .zip(deltas)
-            .map(|(base, delta)| {
-                let mut revoked: HashSet<Vec<u8>> = base.revoked().cloned().collect();
-                let mut sources = vec![(base.path.clone(), base.next_update)];
-                if let Some(delta) = delta {
-                    revoked.extend(delta.revoked().cloned());
-                    for (serial, removed) in &delta.entries {
-                        if *removed {
-                            revoked.remove(serial);
-                        }
-                    }
-                    sources.push((delta.path.clone(), delta.next_update));
-                }
-                Effective {
-                    scope: base.scope.clone(),
-                    revoked,
-                    sources,
-                }
-            })
-            .collect();
-        Ok(Self {
-            lists,
-            unusable: false,
-        })
-    }
-
-    /// CRLs of a key that cannot be combined: every certificate it signed has unknown status.
-    pub fn unusable() -> Self {
-        Self {
-            lists: Vec::new(),
-            unusable: true,
-        }
-    }
-
-    /// The status of the certificate with this serial and scope at `now`.
-    pub fn status(
-        &self,
-        serial: &[u8],
-        cert: &CertificateScope,
-        now: OffsetDateTime,
-    ) -> Result<(), CrlVerdict> {
-        if self.unusable {
-            return Err(CrlVerdict::NotCovered);
-        }
-        if self.lists.is_empty() {
-            return Ok(());
-        }
-        let mut covered = false;
-        for list in self.lists.iter().filter(|l| l.scope.covers(cert)) {
-            covered = true;
-            for (crl, next_update) in &list.sources {
-                if let Some(next_update) = next_update.filter(|next| *next < now) {
-                    return Err(CrlVerdict::Expired {
-                        crl: crl.clone(),
-                        next_update,
-                    });
-                }
-            }
-            if list.revoked.contains(serial) {
-                return Err(CrlVerdict::Revoked);
-            }
-        }
-        if covered {
-            Ok(())
-        } else {
-            Err(CrlVerdict::NotCovered)
-        }
-    }
 }
 
 #[cfg(test)]

@@ -79,6 +79,7 @@ impl ReloadableTls {
     pub fn load(settings: &TlsSettings, metrics: Arc<Metrics>) -> Result<Arc<Self>, MaterialError> {
         let provider = provider();
         let material = TlsMaterial::load(settings, &provider)?;
+        report_refused_crls(&material, &metrics);
         let tls = Arc::new(Self {
             settings: settings.clone(),
             provider,
@@ -142,6 +143,7 @@ impl ReloadableTls {
                     trust_changed,
                     "TLS material reloaded; new handshakes use it"
                 );
+                report_refused_crls(&material, &self.metrics);
                 self.material.store(Arc::new(material));
                 self.metrics.tls_reload("ok");
                 self.publish_expiry();
@@ -186,6 +188,17 @@ impl ReloadableTls {
                 (ca.not_after - now).whole_seconds(),
             );
         }
+    }
+}
+
+/// The CRLs left out of a load that otherwise succeeded: an error each, naming the file and
+/// the CA certificate to add, and the gauge `dispatch_crls_refused` (alert
+/// `DispatchCrlRefused`) while the material in service leaves them out.
+fn report_refused_crls(material: &TlsMaterial, metrics: &Metrics) {
+    let refused = material.trust.refused_crls();
+    metrics.set_crls_refused(refused.len());
+    for error in refused {
+        tracing::error!(error = %error, "CRL refused; the other CRLs apply");
     }
 }
 

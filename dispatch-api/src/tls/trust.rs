@@ -76,6 +76,9 @@ pub struct Trust {
     /// Each key of the bundle's CAs: its certificates and what of the bundle signed each.
     lineage: HashMap<SpkiHash, Vec<Certified>>,
     crls: Vec<Crl>,
+    /// CRLs left out of this load, each with why (signed by a key outside the bundle): logged
+    /// and counted by the reload, while the other CRLs apply.
+    refused_crls: Vec<MaterialError>,
     algorithms: WebPkiSupportedAlgorithms,
     /// The CRLs of each signing key, combined; keys outside the bundle (intermediates) are
     /// looked up when first seen.
@@ -88,8 +91,9 @@ pub struct Trust {
 
 impl Trust {
     /// Loads the bundle and the CRLs. A CRL must be signed by a CA of the bundle that bears
-    /// its issuer's name, or (for an intermediate's CRL) name no CA of the bundle at all; the
-    /// CRLs of one issuer must combine (`crl::SignerCrls::combine`).
+    /// its issuer's name, or (for an intermediate's CRL) name no CA of the bundle at all; one
+    /// that is neither is left out ([`Self::refused_crls`]). The CRLs of one issuer must
+    /// combine (`crl::SignerCrls::combine`).
     pub fn load(
         ca_path: &Path,
         ca_certs: &[CertificateDer<'static>],
@@ -132,15 +136,16 @@ impl Trust {
                 Crl::parse(path.clone(), der).map_err(|detail| crl_error(&path, detail))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let crls_of_signer = crls_of_bundle(&cas, &crls)?;
+        let combined = crls_of_bundle(&cas, &crls)?;
         Ok(Self {
+            refused_crls: combined.refused,
             anchors,
             cas,
             issuers,
             lineage,
             crls,
             algorithms,
-            crls_of_signer: RwLock::new(crls_of_signer),
+            crls_of_signer: RwLock::new(combined.by_signer),
             recent: PathCache::default(),
             tried: PathCache::default(),
         })
@@ -155,6 +160,7 @@ impl Trust {
             issuers: IssuerIndex::default(),
             lineage: HashMap::new(),
             crls: Vec::new(),
+            refused_crls: Vec::new(),
             algorithms: super::provider().signature_verification_algorithms,
             crls_of_signer: RwLock::new(HashMap::new()),
             recent: PathCache::default(),
@@ -165,6 +171,11 @@ impl Trust {
     /// The CAs of the bundle.
     pub fn cas(&self) -> &[BundleCa] {
         &self.cas
+    }
+
+    /// The CRLs this load left out, each with why and the file it came from.
+    pub fn refused_crls(&self) -> &[MaterialError] {
+        &self.refused_crls
     }
 
     /// The bundle's CAs by name, for matching bindings.
@@ -1104,27 +1115,118 @@ mod tests {
     }
 
     #[test]
-    fn a_crl_that_no_ca_of_its_issuers_name_signed_is_refused_at_load() {
-        let twin = CertificateAuthority::new("Test CA", "Test", time::Duration::days(1)).unwrap();
-        let crl = twin.revocation_list(&[], time::Duration::days(1)).unwrap();
-        let der = {
-            use rustls_pki_types::CertificateRevocationListDer;
-            use rustls_pki_types::pem::PemObject;
-            CertificateRevocationListDer::from_pem_slice(crl.as_bytes())
-                .unwrap()
-                .to_vec()
+    fn a_crl_that_no_ca_of_its_issuers_name_signed_is_refused_alone_naming_the_ca_to_add() {
+        // The bundle's issuing CA was re-keyed under its name; the new certificate was not
+        // added. Its CRL is refused (the other CRLs of the load apply), and the error names
+        // the CA and the key to add.
+        let pki = pki();
+        let bundled = pki.root.intermediate("/O=Acme/CN=Acme Issuing", "");
+        let rekeyed = pki.root.intermediate("/O=Acme/CN=Acme Issuing", "");
+        let revoked = client(&pki.root, "revoked-by-the-root");
+        let roots = crl(&pki.root, &[&revoked], 1, "");
+        let outside = crl(&rekeyed, &[], 1, "");
+        let bundle = openssl_trust(
+            &[&pki.root, &bundled],
+            &[("root.crl", &roots), ("rekeyed.crl", &outside)],
+        )
+        .unwrap();
+        let [refused] = bundle.refused_crls() else {
+            panic!("one CRL refused: {:?}", bundle.refused_crls());
         };
-        let Err(error) = Trust::load(
-            Path::new("bundle.pem"),
-            &[CertificateDer::from(CA.cert_der())],
-            vec![("twin.crl".into(), der)],
-            super::super::provider().signature_verification_algorithms,
-        ) else {
-            panic!("a CRL no CA of its issuer's name signed is refused");
-        };
-        let message = error.to_string();
-        assert!(message.contains("twin.crl"), "{message}");
+        let message = refused.to_string();
+        assert!(message.contains("rekeyed.crl"), "{message}");
         assert!(message.contains("no CA of that name"), "{message}");
+        assert!(message.contains("CN=Acme Issuing"), "{message}");
+        assert!(
+            message.contains("key with identifier") && message.contains("tls.client_ca_file"),
+            "{message}"
+        );
+        assert_eq!(
+            openssl_verified(&bundle, &revoked, &[]).unwrap_err(),
+            webpki::Error::CertRevoked,
+            "the root's CRL of the same load applies"
+        );
+    }
+
+    #[test]
+    fn a_certificate_revoked_for_key_compromise_names_its_key_and_other_reasons_do_not() {
+        let pki = pki();
+        let issuing = pki.root.intermediate("/O=Acme/CN=Acme Issuing", "");
+        let stolen = client(&pki.root, "stolen");
+        let renewed = pki.root.renewed_client(&stolen, "/O=Acme/CN=stolen", "");
+        let superseded = client(&pki.root, "superseded");
+        let below = client(&issuing, "below");
+        let roots = pki.root.crl(&CrlSpec {
+            revoked: vec![(&stolen, "keyCompromise"), (&superseded, "superseded")],
+            number: 1,
+            ..CrlSpec::default()
+        });
+        let issuings = crl(&issuing, &[&below], 1, "");
+        // The issuing CA is outside the bundle: its CRL is found by the chain sent.
+        let bundle = openssl_trust(
+            &[&pki.root],
+            &[("root.crl", &roots), ("issuing.crl", &issuings)],
+        )
+        .unwrap();
+        let chain = |cert: &OpensslCert, cas: &[&OpensslCa]| -> Vec<Vec<u8>> {
+            std::iter::once(cert.der())
+                .chain(cas.iter().map(|ca| ca.cert_der()))
+                .collect()
+        };
+        let found = bundle.compromised_key(&chain(&stolen, &[])).unwrap();
+        assert_eq!(
+            found.fingerprint,
+            PeerCertificate::from_der(&stolen.der())
+                .unwrap()
+                .fingerprint
+        );
+        let renewed_key = PeerCertificate::from_der(&renewed.der()).unwrap().spki;
+        assert_eq!(found.spki, renewed_key, "the key the renewal reused");
+        assert!(bundle.compromised_key(&chain(&renewed, &[])).is_none());
+        assert!(bundle.compromised_key(&chain(&superseded, &[])).is_none());
+        assert!(
+            bundle
+                .compromised_key(&chain(&below, &[&issuing]))
+                .is_some()
+        );
+        assert!(
+            bundle.compromised_key(&chain(&below, &[])).is_none(),
+            "without the chain, the signer outside the bundle is not known"
+        );
+        let no_crls = openssl_trust(&[&pki.root], &[]).unwrap();
+        assert!(no_crls.compromised_key(&chain(&stolen, &[])).is_none());
+    }
+
+    #[test]
+    fn a_leaf_of_a_rekeyed_ca_outside_the_bundle_under_a_name_with_crls_has_unknown_status() {
+        let pki = pki();
+        let bundled = pki.root.intermediate("/O=Acme/CN=Acme Issuing", "");
+        let rekeyed = pki.root.intermediate("/O=Acme/CN=Acme Issuing", "");
+        let leaf = client(&rekeyed, "a");
+        let bundled_crl = crl(&bundled, &[], 1, "");
+        let rekeyed_crl = crl(&rekeyed, &[], 1, "");
+        // The name has CRLs (of the bundled key, or refused ones of the new key): the new
+        // key's leaves are not "good" for lack of a CRL of their own.
+        for crls in [
+            vec![("bundled.crl", &*bundled_crl)],
+            vec![("rekeyed.crl", &*rekeyed_crl)],
+            vec![
+                ("bundled.crl", &*bundled_crl),
+                ("rekeyed.crl", &*rekeyed_crl),
+            ],
+        ] {
+            let bundle = openssl_trust(&[&pki.root, &bundled], &crls).unwrap();
+            assert_eq!(
+                openssl_verified(&bundle, &leaf, &[&rekeyed]).unwrap_err(),
+                webpki::Error::UnknownRevocationStatus,
+                "{crls:?}"
+            );
+            assert!(openssl_verified(&bundle, &client(&bundled, "b"), &[]).is_ok());
+        }
+        // No CRL of that name at all: unknown status is allowed, as for any key without CRLs.
+        let root_only = crl(&pki.root, &[], 1, "");
+        let bundle = openssl_trust(&[&pki.root, &bundled], &[("root.crl", &root_only)]).unwrap();
+        assert!(openssl_verified(&bundle, &leaf, &[&rekeyed]).is_ok());
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! Keeps the TLS material current: polls the files (every `tls.reload_interval_secs`), reloads
-//! on SIGHUP, and warns once a day about certificates inside the expiry window.
+//! on SIGHUP, and warns once a day about certificates inside the expiry window. At start and
+//! after each change of trust, the key of every stored certificate that a CRL revokes for
+//! keyCompromise goes on the deny list, so its other certificates die with it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -8,7 +10,7 @@ use std::time::{Duration, Instant};
 use time::OffsetDateTime;
 
 use super::ReloadableTls;
-use crate::registry::Registry;
+use crate::registry::{Change, Registry};
 
 /// Runs until the process ends (the application aborts it on shutdown). `registry` is read
 /// after a change of trust, to name the bindings the new CA bundle leaves ambiguous.
@@ -18,6 +20,7 @@ pub async fn watch(tls: Arc<ReloadableTls>, registry: Arc<Registry>) {
     #[cfg(unix)]
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     let mut warned: HashMap<String, Instant> = HashMap::new();
+    deny_compromised_keys(&tls, &registry).await;
     loop {
         #[cfg(unix)]
         let signalled = async {
@@ -39,6 +42,7 @@ pub async fn watch(tls: Arc<ReloadableTls>, registry: Arc<Registry>) {
         };
         if trust_changed {
             warn_ambiguous_bindings(&tls, &registry);
+            deny_compromised_keys(&tls, &registry).await;
         }
         tls.publish_expiry();
         warn_expiring(&tls, &mut warned);
@@ -56,6 +60,57 @@ fn warn_ambiguous_bindings(tls: &ReloadableTls, registry: &Registry) {
             binding = problem,
             "after the CA bundle changed, this binding matches no certificate until its issuer's key is pinned"
         );
+    }
+}
+
+/// Puts on the deny list the key of each stored certificate that a CRL of the current trust
+/// revokes for keyCompromise (`Trust::compromised_key`): a renewal that reused the stolen key
+/// is refused as `cert_revoked` from the next request on, on open connections too, and on
+/// every replica (each one that loads the CRL also finds it; the first one's row counts).
+/// Failures are logged and tried again at the next change of trust.
+async fn deny_compromised_keys(tls: &ReloadableTls, registry: &Registry) {
+    let chains = match registry.presented_chains().await {
+        Ok(chains) => chains,
+        Err(error) => {
+            tracing::error!(error = %error, "cannot read the presented certificates to find keys revoked for keyCompromise");
+            return;
+        }
+    };
+    let trust = tls.material().trust.clone();
+    // A signature check per stored certificate: off the event loop.
+    let found = tokio::task::spawn_blocking(move || {
+        chains
+            .iter()
+            .filter_map(|chain| trust.compromised_key(chain))
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap_or_default();
+    for certificate in found {
+        if registry.key_denied(&certificate.spki) {
+            continue;
+        }
+        let reason = format!(
+            "keyCompromise: certificate {} is revoked for keyCompromise by a CRL",
+            certificate.fingerprint
+        );
+        let change = Change {
+            actor: "crl",
+            reason: &reason,
+            operator: None,
+            tryout: None,
+        };
+        match registry.deny_key(certificate.spki, change).await {
+            Ok(_) => tracing::warn!(
+                key = %certificate.spki,
+                certificate = %certificate.fingerprint,
+                subject = %certificate.subject,
+                "a CRL revokes this certificate for keyCompromise: every certificate of its key is refused"
+            ),
+            Err(error) => {
+                tracing::error!(error = %error, key = %certificate.spki, "cannot deny a key revoked for keyCompromise")
+            }
+        }
     }
 }
 

@@ -385,3 +385,188 @@ async fn denying_the_key_of_the_operators_own_certificate_is_refused() {
     assert_eq!(refused.status, 409, "{}", refused.text());
     assert_eq!(app.admin(Request::get("/admin/clients")).await.status, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leaf_of_an_issuing_ca_rekeyed_outside_the_bundle_is_refused_and_its_crl_is_left_out_alone()
+ {
+    let mut prepared = PreparedApp::new();
+    let root = OpensslCa::root(prepared.dir(), "/O=Acme/CN=Acme Root");
+    let issuing = root.intermediate("/O=Acme/CN=Acme Issuing CA", "");
+    // The issuing CA re-keyed under its name; nobody added its new certificate to the bundle.
+    let rekeyed = root.intermediate("/O=Acme/CN=Acme Issuing CA", "");
+    bundle_with(&mut prepared, &[&root, &issuing]);
+    let issuing_crl = issuing.crl(&CrlSpec {
+        number: 1,
+        ..CrlSpec::default()
+    });
+    let crls = crl_file(&prepared, "crls.pem", &issuing_crl);
+    prepared.settings.tls.crl_files = vec![crls.clone()];
+    let app = prepared.start().await;
+    register(&app, "acme-worker", "O=Acme, CN=Acme Issuing CA").await;
+    let old = identity(&issuing.client("/O=Acme/CN=acme-worker", ""));
+    assert_eq!(whoami_status(&app, &old).await, Ok(200));
+    // The new key's leaf, sent with the re-keyed CA's certificate: the name has CRLs, this key
+    // has none the service can check, so its status is unknown, not good (the TLS alert:
+    // certificate_unknown).
+    let leaf = rekeyed.client("/O=Acme/CN=acme-worker", "");
+    let chain = prepared_chain(&leaf, &rekeyed);
+    let new = e2e::identity_from_files(&chain, &leaf.key_path);
+    let refused = whoami_status(&app, &new).await.unwrap_err();
+    assert!(refused.contains("CertificateUnknown"), "{refused}");
+    let whoami = [e2e::stock::StockRequest::new(
+        "GET",
+        "/api/whoami",
+        String::new(),
+    )];
+    for client in e2e::stock::EVERY_CLIENT {
+        let answers = e2e::stock::run(&app, client, Some(&new), &whoami).await;
+        assert!(
+            answers[0].error.is_some() && answers[0].status == 0,
+            "{client:?}: {answers:?}"
+        );
+    }
+    // One reload brings the re-keyed CA's CRL and a root CRL that revokes another leaf: the
+    // first is left out, named, and the second applies.
+    let revoked = root.client("/O=Acme/CN=acme-root-leaf", "");
+    register(&app, "acme-root-leaf", "O=Acme, CN=Acme Root").await;
+    assert_eq!(whoami_status(&app, &identity(&revoked)).await, Ok(200));
+    let rekeyed_crl = rekeyed.crl(&CrlSpec {
+        number: 1,
+        ..CrlSpec::default()
+    });
+    let root_crl = root.crl(&CrlSpec {
+        revoked: vec![(&revoked, "keyCompromise")],
+        number: 1,
+        ..CrlSpec::default()
+    });
+    replace_file(
+        &crls,
+        format!("{issuing_crl}{rekeyed_crl}{root_crl}").as_bytes(),
+    );
+    app.wait_for_metric(RELOADED, 1.0).await;
+    app.wait_for_metric("dispatch_crls_refused", 1.0).await;
+    let refused = whoami_status(&app, &identity(&revoked)).await.unwrap_err();
+    assert!(refused.contains("CertificateRevoked"), "{refused}");
+    let still = whoami_status(&app, &new).await.unwrap_err();
+    assert!(still.contains("CertificateUnknown"), "{still}");
+    assert_eq!(whoami_status(&app, &old).await, Ok(200));
+    // The operator adds the new certificate: its CRL is taken and its leaves pass the
+    // handshake. (Two CAs of one name now: the binding needs the issuer's key pinned before
+    // it names either, as the service warns.)
+    let bundle = prepared_bundle_plus(&app, &rekeyed);
+    replace_file(&bundle.0, bundle.1.as_bytes());
+    app.wait_for_metric(RELOADED, 2.0).await;
+    assert_eq!(app.metric("dispatch_crls_refused").await, 0.0);
+    let answer = app
+        .request(Some(&new), Request::get("/api/whoami"))
+        .await
+        .unwrap();
+    assert_eq!(
+        answer.json()["reason"],
+        "issuer_not_allowed",
+        "{}",
+        answer.text()
+    );
+}
+
+/// A PEM file of `leaf` followed by `ca`'s certificate, as a client sends its chain.
+fn prepared_chain(leaf: &OpensslCert, ca: &OpensslCa) -> PathBuf {
+    let path = leaf.cert_path.with_file_name("chain.pem");
+    let pem = std::fs::read_to_string(&leaf.cert_path).unwrap() + &ca.cert_pem();
+    std::fs::write(&path, pem).unwrap();
+    path
+}
+
+/// The app's client CA bundle with `ca` added: the file and its new contents.
+fn prepared_bundle_plus(app: &TestApp, ca: &OpensslCa) -> (PathBuf, String) {
+    let path = app.settings.tls.client_ca_file.clone();
+    let pem = std::fs::read_to_string(&path).unwrap() + &ca.cert_pem();
+    (path, pem)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crl_revoking_a_certificate_for_key_compromise_takes_every_certificate_of_its_key_at_once()
+ {
+    let mut prepared = PreparedApp::new();
+    let root = OpensslCa::root(prepared.dir(), "/O=Acme/CN=Acme Root");
+    let stolen = root.client("/O=Acme/CN=acme-a", "");
+    // The thief's copy of the key got a renewal that reused it (certbot --reuse-key).
+    let renewed = root.renewed_client(&stolen, "/O=Acme/CN=acme-a", "");
+    // Another client's certificate revoked as superseded: its key is not stolen.
+    let superseded = root.client("/O=Acme/CN=acme-b", "");
+    let successor = root.renewed_client(&superseded, "/O=Acme/CN=acme-b", "");
+    bundle_with(&mut prepared, &[&root]);
+    let crls = crl_file(
+        &prepared,
+        "root.crl.pem",
+        &root.crl(&CrlSpec {
+            number: 1,
+            ..CrlSpec::default()
+        }),
+    );
+    prepared.settings.tls.crl_files = vec![crls.clone()];
+    let app = prepared.start().await;
+    for name in ["acme-a", "acme-b"] {
+        register(&app, name, "O=Acme, CN=Acme Root").await;
+    }
+    // Both certificates were presented while good (the service keeps them as evidence), and a
+    // connection with the renewal is open.
+    for cert in [&stolen, &superseded] {
+        assert_eq!(whoami_status(&app, &identity(cert)).await, Ok(200));
+    }
+    app.audit(None).await;
+    let renewed_id = identity(&renewed);
+    let mut open = app.connect(Some(&renewed_id)).await.unwrap();
+    assert_eq!(
+        open.send(Request::get("/api/whoami")).await.unwrap().status,
+        200
+    );
+    replace_file(
+        &crls,
+        root.crl(&CrlSpec {
+            revoked: vec![(&stolen, "keyCompromise"), (&superseded, "superseded")],
+            number: 2,
+            ..CrlSpec::default()
+        })
+        .as_bytes(),
+    );
+    app.wait_for_metric(RELOADED, 1.0).await;
+    // The key goes on the deny list after the reload: the open connection's next request and
+    // a new one with the renewal are refused as cert_revoked.
+    let key = spki_sha256(&stolen);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let list = app.admin(Request::get("/admin/revocations")).await.json();
+        let denied = list["revocations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|entry| entry["spki_sha256"] == key.as_str());
+        if denied {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{list}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let refused = open.send(Request::get("/api/whoami")).await.unwrap();
+    refused.assert_problem(401, "unauthenticated");
+    assert_eq!(refused.json()["reason"], "cert_revoked");
+    let whoami = [e2e::stock::StockRequest::new(
+        "GET",
+        "/api/whoami",
+        String::new(),
+    )];
+    for client in e2e::stock::EVERY_CLIENT {
+        let answers = e2e::stock::run(&app, client, Some(&renewed_id), &whoami).await;
+        assert_eq!(answers[0].status, 401, "{client:?}: {answers:?}");
+    }
+    // The superseded certificate's key is not stolen: its successor is served.
+    assert_eq!(whoami_status(&app, &identity(&successor)).await, Ok(200));
+    let audit = app.audit(None).await;
+    assert!(
+        audit
+            .iter()
+            .any(|e| e["reason"] == "key_denied" && e["actor"] == "crl"),
+        "{audit:?}"
+    );
+}

@@ -426,3 +426,75 @@ async fn a_guarded_flip_counts_the_refusals_of_both_replicas_and_is_reverted_onc
         .count();
     assert_eq!(reverted, 1, "exactly one replica reverted the flip");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_compromise_in_a_crl_denies_the_key_on_both_replicas_for_its_renewal_too() {
+    use e2e::devpki::openssl::{CrlSpec, OpensslCa};
+    let server = TestPostgres::start();
+    let mut prepared = PreparedApp::new().on_postgres(&server);
+    let root = OpensslCa::root(prepared.dir(), "/O=Acme/CN=Acme Root");
+    let stolen = root.client("/O=Acme/CN=acme-a", "");
+    let renewed = root.renewed_client(&stolen, "/O=Acme/CN=acme-a", "");
+    let bundle = prepared.dir().join("bundle-with-acme.pem");
+    let pem = std::fs::read_to_string(&prepared.pki.client_ca_bundle).unwrap() + &root.cert_pem();
+    std::fs::write(&bundle, pem).unwrap();
+    prepared.settings.tls.client_ca_file = bundle;
+    let crls = prepared.dir().join("root.crl.pem");
+    let empty = root.crl(&CrlSpec {
+        number: 1,
+        ..CrlSpec::default()
+    });
+    std::fs::write(&crls, empty).unwrap();
+    prepared.settings.tls.crl_files = vec![crls.clone()];
+    let b = prepared.replica();
+    let (a, b) = (prepared.start().await, b.start().await);
+    let registered = a
+        .admin(Request::post("/admin/clients").json(&json!({
+            "name": "acme-a",
+            "mode": "mtls",
+            "scopes": ["plans:submit"],
+            "bindings": [{ "issuer": "O=Acme, CN=Acme Root", "subject_cn": "acme-a" }],
+            "reason": "a client of another CA",
+        })))
+        .await;
+    assert_eq!(registered.status, 201, "{}", registered.text());
+    // The certificate was presented to replica A while good; the renewal of its key is in use
+    // on replica B.
+    let stolen_id = e2e::identity_from_files(&stolen.cert_path, &stolen.key_path);
+    let renewed_id = e2e::identity_from_files(&renewed.cert_path, &renewed.key_path);
+    let whoami = Request::get("/api/whoami");
+    let seen = a.request(Some(&stolen_id), whoami.clone()).await.unwrap();
+    assert_eq!(seen.status, 200, "{}", seen.text());
+    a.audit(None).await;
+    let mut on_b = b.connect(Some(&renewed_id)).await.unwrap();
+    assert_eq!(on_b.send(whoami.clone()).await.unwrap().status, 200);
+    let revoking = root.crl(&CrlSpec {
+        revoked: vec![(&stolen, "keyCompromise")],
+        number: 2,
+        ..CrlSpec::default()
+    });
+    e2e::replace_file(&crls, revoking.as_bytes());
+    // Both replicas reload the CRL (polled) and find the key; B refuses the renewal on its
+    // open connection.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let refused = loop {
+        let response = on_b.send(whoami.clone()).await.unwrap();
+        if response.status == 401 {
+            break response;
+        }
+        assert!(Instant::now() < deadline, "{}", response.text());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(refused.json()["reason"], "cert_revoked");
+    let renewed_on_a = a.request(Some(&renewed_id), whoami).await.unwrap();
+    assert_eq!(renewed_on_a.json()["reason"], "cert_revoked");
+    // One row, however many replicas found it.
+    let list = a.admin(Request::get("/admin/revocations")).await.json();
+    let keys = list["revocations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|entry| entry.get("spki_sha256").is_some())
+        .count();
+    assert_eq!(keys, 1, "{list}");
+}

@@ -5,9 +5,13 @@
 use std::sync::Arc;
 
 use time::OffsetDateTime;
+use x509_parser::prelude::{FromDer, X509Certificate};
+use x509_parser::x509::SubjectPublicKeyInfo;
 
 use super::Trust;
-use crate::identity::{ChainLink, Fingerprint, SpkiHash, VerifiedCertificate};
+use crate::identity::{
+    ChainLink, DistinguishedName, Fingerprint, PeerCertificate, SpkiHash, VerifiedCertificate,
+};
 use crate::tls::bundle::Certified;
 use crate::tls::crl::{Crl, CrlVerdict, SignerCrls};
 use crate::tls::path::PathFailure;
@@ -135,6 +139,47 @@ impl Trust {
         failure.map_or(Ok(()), Err)
     }
 
+    /// Whether a CRL of the key that signed the leaf of `chain` (DER, leaf first, as a client
+    /// presented it) revokes that leaf for keyCompromise: then its public key is stolen, and
+    /// every certificate of it must go (the caller puts the key on the deny list). The signer
+    /// is a CA of the bundle or a certificate of the chain, of the leaf's issuer name, whose
+    /// key verifies the leaf's signature: no path is verified (the leaf is revoked, and may
+    /// have expired).
+    pub fn compromised_key(&self, chain: &[Vec<u8>]) -> Option<PeerCertificate> {
+        if self.crls.is_empty() {
+            return None;
+        }
+        let leaf_der = chain.first()?;
+        let (_, cert) = X509Certificate::from_der(leaf_der).ok()?;
+        let issuer = DistinguishedName::from_x509(cert.issuer());
+        let bundled = self
+            .cas
+            .iter()
+            .filter(|ca| ca.subject == issuer)
+            .map(|ca| ca.spki_der.clone());
+        let sent = chain.iter().skip(1).filter_map(|der| {
+            let (_, ca) = X509Certificate::from_der(der).ok()?;
+            (DistinguishedName::from_x509(ca.subject()) == issuer)
+                .then(|| ca.public_key().raw.to_vec())
+        });
+        let signer = bundled.chain(sent).find(|spki| {
+            SubjectPublicKeyInfo::from_der(spki)
+                .is_ok_and(|(_, key)| cert.verify_signature(Some(&key)).is_ok())
+        })?;
+        let leaf = PeerCertificate::from_der(leaf_der).ok()?;
+        let link = ChainLink {
+            fingerprint: leaf.fingerprint,
+            serial: cert.raw_serial().to_vec(),
+            issuer,
+            signer_spki: SpkiHash::of_der(&signer),
+            signer_spki_der: signer.into(),
+            scope: leaf.crl_scope.clone(),
+        };
+        self.crls_of(&link)
+            .key_compromised(&link.serial, &link.scope)
+            .then_some(leaf)
+    }
+
     /// `link`'s status in the CRLs of the key that signed it (good when there are no CRLs).
     fn link_status(&self, link: &ChainLink, now: OffsetDateTime) -> Result<(), PathFailure> {
         if self.crls.is_empty() {
@@ -168,18 +213,26 @@ impl Trust {
         }
         // Only keys outside the bundle get here: the bundle's were settled at load.
         let named_in_bundle = !self.issuers.keys_named(&link.issuer).is_empty();
-        let signed: Vec<&Crl> = if named_in_bundle {
-            Vec::new()
+        let found = if named_in_bundle {
+            // A key under the name of a CA of the bundle, but not its key: that CA re-keyed.
+            // Its CRLs were refused at load (`bundle::crls_of_bundle`); where the name has any
+            // CRL at all, what this key signed has unknown status, never "good".
+            if self.crls.iter().any(|crl| crl.issuer == link.issuer) {
+                SignerCrls::unusable()
+            } else {
+                SignerCrls::default()
+            }
         } else {
-            self.crls
+            let signed: Vec<&Crl> = self
+                .crls
                 .iter()
                 .filter(|crl| crl.issuer == link.issuer && crl.signed_by(&link.signer_spki_der))
-                .collect()
+                .collect();
+            // The CRLs of one name combined at load; a subset of them (those of this key) that
+            // does not is no status at all.
+            SignerCrls::combine(&signed).unwrap_or_else(|_| SignerCrls::unusable())
         };
-        // The CRLs of one name combined at load; a subset of them (those of this key) that
-        // does not is no status at all.
-        let found =
-            Arc::new(SignerCrls::combine(&signed).unwrap_or_else(|_| SignerCrls::unusable()));
+        let found = Arc::new(found);
         self.crls_of_signer
             .write()
             .unwrap_or_else(|e| e.into_inner())
