@@ -14,6 +14,7 @@ use serde_json::json;
 use time::OffsetDateTime;
 
 use crate::auth::{Principal, ReasonCode, Refusal};
+use crate::identity::VerifiedCertificate;
 use crate::registry::{ApiKeyHash, Client};
 use crate::storage::recorder::{
     AuditEvent, AuditKind, CertificateSeen, Recorder, RefusalSeen, UsageEvent,
@@ -122,6 +123,13 @@ pub fn record(
             event.method = refusal.method;
             event.detail = detail;
             recorder.audit(event);
+        }
+        if let Some(refused) = &refusal.evidence {
+            let seen = certificate_seen(&refused.certificate);
+            let at = OffsetDateTime::now_utc().unix_timestamp();
+            for client in &refused.clients {
+                recorder.refused_certificate(client, &seen, at);
+            }
         }
     }
     let Exchange {
@@ -259,12 +267,7 @@ fn record_evidence(
         client: principal.client.name.to_string(),
         method: principal.method,
         at: OffsetDateTime::now_utc().unix_timestamp(),
-        certificate: principal.certificate.as_ref().map(|c| CertificateSeen {
-            fingerprint: c.leaf.fingerprint,
-            not_after: c.not_after.unix_timestamp(),
-            issuer_spki: c.issuer_spki,
-            chain: c.presented.clone(),
-        }),
+        certificate: principal.certificate.as_deref().map(certificate_seen),
         key_sha256: principal.key.map(|key| key.to_hex()),
         network: network(peer),
     });
@@ -281,6 +284,16 @@ fn record_evidence(
         event.client = Some(principal.client.name.to_string());
         event.method = Some(principal.method);
         recorder.audit(event);
+    }
+}
+
+/// A verified certificate as the recorder keeps it.
+fn certificate_seen(certificate: &VerifiedCertificate) -> CertificateSeen {
+    CertificateSeen {
+        fingerprint: certificate.leaf.fingerprint,
+        not_after: certificate.not_after.unix_timestamp(),
+        issuer_spki: certificate.issuer_spki,
+        chain: certificate.presented.clone(),
     }
 }
 

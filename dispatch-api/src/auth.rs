@@ -19,10 +19,8 @@
 
 use std::sync::Arc;
 
-use actix_web::http::StatusCode;
 use actix_web::http::header::HeaderMap;
 use secrecy::SecretString;
-use serde::Serialize;
 use serde_json::json;
 
 use time::OffsetDateTime;
@@ -44,57 +42,6 @@ pub struct Principal {
     pub key: Option<ApiKeyHash>,
 }
 
-/// Why a request was refused by authentication or authorization. The code is stable: it is
-/// used in the audit log, in `tracing` fields and as a metric label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ReasonCode {
-    NoCredentials,
-    KeyInvalid,
-    KeyRetired,
-    /// A key of the client, past its expiry (the end of a rotation's overlap, or its own).
-    KeyExpired,
-    MethodNotAllowed,
-    CertUnmapped,
-    IssuerNotAllowed,
-    CertAmbiguous,
-    CertExpired,
-    CertUnreadable,
-    CertRevoked,
-    CredentialMismatch,
-    ClientDisabled,
-    PolicyDenied,
-}
-
-impl ReasonCode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::NoCredentials => "no_credentials",
-            Self::KeyInvalid => "key_invalid",
-            Self::KeyRetired => "key_retired",
-            Self::KeyExpired => "key_expired",
-            Self::MethodNotAllowed => "method_not_allowed",
-            Self::CertUnmapped => "cert_unmapped",
-            Self::IssuerNotAllowed => "issuer_not_allowed",
-            Self::CertAmbiguous => "cert_ambiguous",
-            Self::CertExpired => "cert_expired",
-            Self::CertUnreadable => "cert_unreadable",
-            Self::CertRevoked => "cert_revoked",
-            Self::CredentialMismatch => "credential_mismatch",
-            Self::ClientDisabled => "client_disabled",
-            Self::PolicyDenied => "policy_denied",
-        }
-    }
-
-    /// 401 when we do not accept who the caller claims to be, 403 when we do but it may not.
-    pub fn status(self) -> StatusCode {
-        match self {
-            Self::ClientDisabled | Self::PolicyDenied => StatusCode::FORBIDDEN,
-            _ => StatusCode::UNAUTHORIZED,
-        }
-    }
-}
-
 /// A refusal with what is known of the caller, for the audit log. The caller sees only the
 /// coarse problem type (and, if it proved it holds something we issued, the reason code); the
 /// detail goes to the operator.
@@ -108,6 +55,17 @@ pub struct Refusal {
     /// caller proved to be. Only a reverted guard's reopening may let it in (the middleware
     /// asks); nothing else reads it.
     pub readmits: Option<Box<Principal>>,
+    /// A certificate refused though bindings name its client (its mode, a disabled client) or
+    /// clients (`cert_ambiguous`): still evidence of whose it is, kept for the tryout
+    /// (`storage::recorder`), so that no change hands it to another client meanwhile.
+    pub evidence: Option<RefusedCertificate>,
+}
+
+/// A refused certificate and the clients whose bindings name it.
+#[derive(Debug, Clone)]
+pub struct RefusedCertificate {
+    pub certificate: Arc<VerifiedCertificate>,
+    pub clients: Vec<String>,
 }
 
 pub const API_KEY_HEADER: &str = "x-api-key";
@@ -200,12 +158,19 @@ pub fn authenticate(
             let client = snapshot
                 .client_for_certificate(cert, trust.issuers())
                 .map_err(|failure| {
-                    certificate_refusal(match failure {
+                    let mut refused = certificate_refusal(match failure {
                         CertMatchFailure::Revoked => ReasonCode::CertRevoked,
                         CertMatchFailure::Unmapped => ReasonCode::CertUnmapped,
                         CertMatchFailure::IssuerNotAllowed => ReasonCode::IssuerNotAllowed,
                         CertMatchFailure::Ambiguous => ReasonCode::CertAmbiguous,
-                    })
+                    });
+                    if failure == CertMatchFailure::Ambiguous {
+                        refused.evidence = Some(RefusedCertificate {
+                            certificate: cert.clone(),
+                            clients: snapshot.clients_naming(cert, trust.issuers()),
+                        });
+                    }
+                    refused
                 })?;
             let mut retired_key_presented = false;
             match &key {
@@ -320,13 +285,25 @@ fn enforce_mode(
 ) -> Result<Principal, Box<Refusal>> {
     let client = &principal.client;
     let method = principal.method;
+    // Refused, the certificate is still this client's.
+    let evidence = || {
+        principal
+            .certificate
+            .clone()
+            .map(|certificate| RefusedCertificate {
+                certificate,
+                clients: vec![client.name.to_string()],
+            })
+    };
     if client.disabled {
-        return Err(refusal(
+        let mut refused = refusal(
             ReasonCode::ClientDisabled,
             Some(client),
             Some(method),
             detail(),
-        ));
+        );
+        refused.evidence = evidence();
+        return Err(refused);
     }
     if client.mode.accepts(method) {
         return Ok(principal);
@@ -338,6 +315,7 @@ fn enforce_mode(
     let mut detail = detail();
     detail["mode"] = json!(client.mode.as_str());
     let mut refused = refusal(reason, Some(client), Some(method), detail);
+    refused.evidence = evidence();
     refused.readmits = Some(Box::new(principal));
     Err(refused)
 }
@@ -354,6 +332,7 @@ fn refusal(
         method,
         detail,
         readmits: None,
+        evidence: None,
     })
 }
 
@@ -370,7 +349,10 @@ pub fn certificate_detail(cert: &VerifiedCertificate) -> serde_json::Value {
     })
 }
 
+mod reason;
 pub mod tryout;
+
+pub use reason::ReasonCode;
 
 #[cfg(test)]
 mod tests;

@@ -60,6 +60,7 @@ impl ApiError {
             method: None,
             detail: serde_json::json!({}),
             readmits: None,
+            evidence: None,
         }))
     }
 

@@ -41,6 +41,7 @@ pub fn authorize(principal: &Principal, permission: Permission) -> Result<(), Ap
         method: Some(principal.method),
         detail: json!({ "permission": format!("{permission:?}") }),
         readmits: None,
+        evidence: None,
     })))
 }
 

@@ -211,9 +211,33 @@ enum Standing {
 /// A connection's standing, in its connection data: shared by its requests (one worker thread),
 /// and dropped with the connection, which gives its slot back.
 #[derive(Debug, Clone, Default)]
-pub struct ConnectionMark(Rc<RefCell<Standing>>);
+pub struct ConnectionMark(Rc<RefCell<Standing>>, Rc<Authenticated>);
+
+/// Whether a request on the connection authenticated, and who waits to hear it: the HTTP/2
+/// connection, whose flow-control windows stay small until then (`listener::http2`).
+#[derive(Debug, Default)]
+struct Authenticated {
+    done: std::cell::Cell<bool>,
+    heard: tokio::sync::Notify,
+}
 
 impl ConnectionMark {
+    /// A request on it authenticated: it may be sent to as fast as a client that proved itself.
+    /// (A known client refused, say for a retired key, has proved nothing of the kind.)
+    pub fn authenticated(&self) {
+        if !self.1.done.replace(true) {
+            self.1.heard.notify_one();
+        }
+    }
+
+    /// Returns once a request on the connection has authenticated.
+    pub async fn until_authenticated(&self) {
+        if self.1.done.get() {
+            return;
+        }
+        self.1.heard.notified().await;
+    }
+
     /// One of its requests proved something.
     pub fn prove(&self) {
         *self.0.borrow_mut() = Standing::Proven;

@@ -441,6 +441,57 @@ fn a_certificate_bound_to_two_clients_is_cert_ambiguous() {
     )
     .unwrap_err();
     assert_eq!(refused.reason, ReasonCode::CertAmbiguous);
+    // Still evidence of whose it is: both clients keep it.
+    let evidence = refused
+        .evidence
+        .expect("an ambiguous certificate is evidence");
+    let mut clients = evidence.clients.clone();
+    clients.sort();
+    assert_eq!(clients, ["alpha", "beta"]);
+}
+
+#[test]
+fn a_certificate_refused_for_its_clients_mode_or_a_disabled_client_is_still_that_clients_evidence()
+{
+    // (mode, disabled, connection, evidence kept for alpha)
+    let rows = [
+        (MigrationMode::ApiKey, false, Connection::Certificate, true),
+        (MigrationMode::Mtls, true, Connection::Certificate, true),
+        (MigrationMode::Dual, true, Connection::Certificate, true),
+        // Let in: its usage is the evidence, not a refusal's.
+        (MigrationMode::Mtls, false, Connection::Certificate, false),
+        // No certificate, or one no client's bindings name: nothing to keep.
+        (MigrationMode::Mtls, false, Connection::NoCertificate, false),
+        (
+            MigrationMode::ApiKey,
+            true,
+            Connection::NoCertificate,
+            false,
+        ),
+        (
+            MigrationMode::Mtls,
+            false,
+            Connection::UnregisteredCertificate,
+            false,
+        ),
+    ];
+    for (mode, disabled, kind, kept) in rows {
+        let key = match kind {
+            Connection::NoCertificate => Key::Own,
+            _ => Key::Absent,
+        };
+        let answer = authenticate(&snapshot(mode, disabled), &connection(kind), &headers(key));
+        let evidence = answer.err().and_then(|refused| refused.evidence);
+        assert_eq!(
+            evidence.is_some(),
+            kept,
+            "{mode:?} disabled={disabled} {kind:?}"
+        );
+        if let Some(evidence) = evidence {
+            assert_eq!(evidence.clients, ["alpha"]);
+            assert_eq!(evidence.certificate.leaf.common_names, ["alpha"]);
+        }
+    }
 }
 
 #[test]

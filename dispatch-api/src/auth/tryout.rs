@@ -1,11 +1,12 @@
 //! A registry change tried before it is made (DESIGN §2): the real [`authenticate`] runs on the
 //! registry as it would be, against the certificates that are in use. Those are the operator's
-//! own (the one this admin call came with) and every chain each client presented within the
-//! evidence window (its latest eight), as stored by whichever replica saw it. A change that would let one of them
-//! in as another client, or make it ambiguous, is refused (`force` never overrides that); one
-//! that would keep it out is refused unless keeping it out is what the change is for. Whose a
-//! certificate is comes from the bindings, so a client refused now for another reason (disabled,
-//! its mode) still cannot have its certificate captured meanwhile.
+//! own (the one this admin call came with) and every chain each client presented that is still
+//! valid or was presented within the evidence window (its latest eight), as stored by whichever
+//! replica saw it, refused ones included (`storage::recorder`'s evidence). A change that would
+//! let one of them in as another client, or make it ambiguous, is refused (`force` never
+//! overrides that); one that would keep it out is refused unless keeping it out is what the
+//! change is for. Whose a certificate is comes from the bindings, so a client refused now for
+//! another reason (disabled, its mode) still cannot have its certificate captured meanwhile.
 //!
 //! Why not a static overlap check alone: bindings overlap in ways only a certificate shows. A
 //! CN binding and a SPIFFE binding of one issuer name different things, until a certificate

@@ -36,6 +36,7 @@ use h2::server::{Builder, SendResponse};
 use h2::{Ping, RecvStream};
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use crate::precedence::ConnectionMark;
 use crate::tls::ConnectionData;
 
 /// What each HTTP/2 connection is built with.
@@ -51,9 +52,16 @@ pub struct Http2Limits {
     pub keep_alive: Option<Duration>,
 }
 
-/// actix-http's flow-control windows, so that switching dispatchers changes no throughput.
+/// The flow-control windows: actix-http's, so that switching dispatchers changed no throughput.
 const STREAM_WINDOW: u32 = 1024 * 1024;
 const CONNECTION_WINDOW: u32 = 2 * 1024 * 1024;
+/// The connection's window until a request on it authenticates. What a client that proved
+/// nothing can make the server hold of bodies waiting their turn (`limits.unproven`) is its
+/// connection window, whatever its streams' windows: over 1024 such connections, 64 MiB at
+/// most, where the window above would allow 2 GiB. Only the connection's window changes when
+/// it grows (a WINDOW_UPDATE), not the streams' (a SETTINGS change would wait for the client's
+/// acknowledgement of the first).
+const UNPROVEN_CONNECTION_WINDOW: u32 = 64 * 1024;
 /// The largest DATA frame the response body is cut into (h2's default max frame size).
 const CHUNK: usize = 16_384;
 
@@ -64,7 +72,7 @@ impl Http2Limits {
             .max_concurrent_streams(self.max_concurrent_streams)
             .max_header_list_size(self.max_header_list_size)
             .initial_window_size(STREAM_WINDOW)
-            .initial_connection_window_size(CONNECTION_WINDOW);
+            .initial_connection_window_size(UNPROVEN_CONNECTION_WINDOW);
         builder
     }
 }
@@ -90,6 +98,8 @@ pub async fn serve_connection<T, S, B>(
         return;
     };
     let mut ping_pong = connection.ping_pong().expect("taken once, here");
+    let mark = connection_data.get::<ConnectionMark>().cloned();
+    let mut window_raised = mark.is_none();
     let keep_alive = limits.keep_alive;
     let idle = tokio::time::sleep(keep_alive.unwrap_or(Duration::MAX));
     let mut idle = pin!(idle);
@@ -116,6 +126,12 @@ pub async fn serve_connection<T, S, B>(
                 ping_in_flight = true;
                 idle.as_mut().reset(deadline(keep_alive));
             }
+            () = until_authenticated(mark.as_ref()), if !window_raised => {
+                // A request authenticated: the connection's window grows to what proven
+                // clients get.
+                window_raised = true;
+                connection.set_target_window_size(CONNECTION_WINDOW);
+            }
             pong = poll_fn(|cx| ping_pong.poll_pong(cx)), if ping_in_flight => {
                 if pong.is_err() {
                     return;
@@ -124,6 +140,13 @@ pub async fn serve_connection<T, S, B>(
                 idle.as_mut().reset(deadline(keep_alive));
             }
         }
+    }
+}
+
+async fn until_authenticated(mark: Option<&ConnectionMark>) {
+    match mark {
+        Some(mark) => mark.until_authenticated().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -202,7 +202,10 @@ impl Follower {
             }
         };
         match applied {
-            Ok(()) => self.heard = version,
+            Ok(()) => {
+                self.heard = version;
+                self.registry.note_reflects(version);
+            }
             Err(error) => {
                 tracing::warn!(%error, "applying a registry change failed; reading the whole registry");
                 self.read_all().await;
@@ -221,6 +224,7 @@ impl Follower {
                 // Not the larger of the two: a stored version that went back (a restored
                 // backup, a failover) must not make every later notice look old.
                 self.heard = version;
+                self.registry.note_reflects(version);
                 self.registry.confirm_current();
                 true
             }

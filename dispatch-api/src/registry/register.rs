@@ -9,7 +9,7 @@ use super::write::{announce, insert_binding, now, scopes_text};
 use super::{Change, Client, ClientName, Intent, Registry, RegistryError, RegistrySnapshot};
 use crate::identity::IssuerIndex;
 use crate::storage::recorder::{AuditEvent, AuditKind};
-use crate::storage::{StorageError, on_backend};
+use crate::storage::{StorageError, Tx, on_backend};
 
 impl Registry {
     /// Registers a client unless one of that name exists; returns whether it was added.
@@ -38,6 +38,7 @@ impl Registry {
         issuers: &IssuerIndex,
     ) -> Result<usize, RegistryError> {
         let _guard = self.writes.lock().await;
+        let tx = self.begin_checked_write().await?;
         // The registry as it will be, grown one client at a time, so that each new client is
         // checked against those registered and those before it in `clients`, through the
         // indexes (a bootstrap file may hold a million).
@@ -69,7 +70,7 @@ impl Registry {
         }
         drop(will_be);
         let added = self
-            .insert_absent(clients, change.as_ref())
+            .insert_absent(tx, clients, change.as_ref())
             .await
             .map_err(StorageError::database)?;
         if added.len() == absent {
@@ -92,15 +93,15 @@ impl Registry {
         Ok(added.len())
     }
 
-    /// The write of `register_all`, in one transaction: every absent client with its bindings,
+    /// The write of `register_all`, in its transaction: every absent client with its bindings,
     /// key and audit event. Returns the names added.
     async fn insert_absent(
         &self,
+        mut tx: Tx,
         clients: &[Client],
         change: Option<&Change<'_>>,
     ) -> Result<BTreeSet<ClientName>, sqlx::Error> {
         let now = now();
-        let mut tx = self.pool.begin().await?;
         let mut added = Vec::new();
         for client in clients {
             let inserted = on_backend!(&mut tx, tx => sqlx::query(

@@ -94,6 +94,7 @@ impl Registry {
             });
         }
         let _guard = self.writes.lock().await;
+        let mut tx = self.begin_checked_write().await?;
         if let Some(tryout) = change.tryout {
             let snapshot = self.snapshot();
             tryout.check(&snapshot, &denied.applied_to(&snapshot), Intent::Revocation)?;
@@ -104,7 +105,6 @@ impl Registry {
         event.after = Some(denied.text());
         event.detail = serde_json::json!({ "note": change.reason });
         let added = async {
-            let mut tx = self.pool.begin().await?;
             let added = on_backend!(&mut tx, tx => sqlx::query(insert)
                 .bind(denied.text())
                 .bind(change.reason)
@@ -136,7 +136,7 @@ impl Registry {
     /// Every chain stored as presented (the latest per client, whenever seen), for finding
     /// the keys a CRL revokes for keyCompromise (`tls::watch`).
     pub async fn presented_chains(&self) -> Result<Vec<Vec<Vec<u8>>>, StorageError> {
-        crate::storage::live_certificates(&self.pool, 0).await
+        crate::storage::live_certificates(&self.pool, 0, 0).await
     }
 
     pub async fn revocations(&self) -> Result<Vec<serde_json::Value>, StorageError> {

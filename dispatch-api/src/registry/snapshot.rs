@@ -285,17 +285,10 @@ impl RegistrySnapshot {
         {
             return Err(CertMatchFailure::Revoked);
         }
-        let leaf = &cert.leaf;
-        let candidates = leaf
-            .common_names
-            .iter()
-            .flat_map(|cn| self.with_cn(cn))
-            .chain(leaf.uri_sans.iter().flat_map(|uri| self.with_uri(uri)))
-            .chain(self.pinned_only(&leaf.fingerprint));
         let mut matched: Vec<&Arc<Client>> = Vec::new();
         let mut ambiguous = false;
         let mut wrong_issuer = false;
-        for client in candidates {
+        for client in self.candidates(cert) {
             for binding in &client.bindings {
                 match binding.judge(cert, issuers) {
                     Verdict::Matches => {
@@ -315,6 +308,38 @@ impl RegistrySnapshot {
             (false, []) => Err(CertMatchFailure::Unmapped),
             _ => Err(CertMatchFailure::Ambiguous),
         }
+    }
+
+    /// The clients a binding of which could name `cert`: by its names and its pin.
+    fn candidates<'s, 'c>(
+        &'s self,
+        cert: &'c VerifiedCertificate,
+    ) -> impl Iterator<Item = &'s Arc<Client>> + use<'s, 'c> {
+        let leaf = &cert.leaf;
+        leaf.common_names
+            .iter()
+            .flat_map(|cn| self.with_cn(cn))
+            .chain(leaf.uri_sans.iter().flat_map(|uri| self.with_uri(uri)))
+            .chain(self.pinned_only(&leaf.fingerprint))
+    }
+
+    /// The clients whose bindings name `cert`, or would but for an ambiguous issuer: whose
+    /// certificate it is, for the evidence of one refused as `cert_ambiguous` (each of them
+    /// keeps it, so no change can hand it to yet another client meanwhile).
+    pub fn clients_naming(&self, cert: &VerifiedCertificate, issuers: &IssuerIndex) -> Vec<String> {
+        let mut named: Vec<String> = Vec::new();
+        for client in self.candidates(cert) {
+            let names = client.bindings.iter().any(|binding| {
+                matches!(
+                    binding.judge(cert, issuers),
+                    Verdict::Matches | Verdict::Ambiguous
+                )
+            });
+            if names && !named.iter().any(|n| n == client.name.as_str()) {
+                named.push(client.name.to_string());
+            }
+        }
+        named
     }
 
     /// Every binding whose issuer is ambiguous under `issuers`, as `client: why`.

@@ -10,7 +10,7 @@ use super::change::Update;
 use super::follow::Notice;
 use super::guard_start::GuardStart;
 use super::read::{read_client, read_snapshot};
-use super::write::{announce, insert_binding, lock_client_row, now};
+use super::write::{announce, insert_binding, lock_client_row, lock_registry, now};
 use super::{
     CertBinding, Change, Client, ClientName, Intent, MigrationMode, RegistryError,
     RegistrySnapshot, Verdict, locks_out,
@@ -38,6 +38,10 @@ pub struct Registry {
     /// Unix seconds: when the snapshot was last confirmed to reflect the stored registry (read
     /// whole, or the stored version found heard); see `follow`.
     pub(super) confirmed_at: std::sync::atomic::AtomicI64,
+    /// The registry version the snapshot is known to reflect (the follower's, on PostgreSQL;
+    /// -1 until it knows): a checked write whose lock finds a newer stored version reads the
+    /// whole registry first (`begin_checked_write`).
+    pub(super) reflects: std::sync::atomic::AtomicI64,
 }
 
 /// Whether `after` (the operator's own client as the change would leave it) no longer lets the
@@ -75,7 +79,34 @@ impl Registry {
             reopenings: ArcSwap::default(),
             watches: ArcSwap::default(),
             confirmed_at: std::sync::atomic::AtomicI64::new(now()),
+            reflects: std::sync::atomic::AtomicI64::new(-1),
         })
+    }
+
+    /// Notes that the snapshot reflects the stored registry at `version`.
+    pub(super) fn note_reflects(&self, version: i64) {
+        self.reflects
+            .store(version, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Begins a registry write that checks the registry before it writes (the last-admin rule,
+    /// overlaps, the tryout). On PostgreSQL the transaction first takes the registry's advisory
+    /// lock, so the checked writes of every replica take turns, and the snapshot is brought up
+    /// to the version stored under that lock when it lags (another replica's change not heard
+    /// yet): two replicas can then never each pass a check that their two changes together
+    /// break (each disabling one of the last two admins, say).
+    pub(super) async fn begin_checked_write(&self) -> Result<Tx, StorageError> {
+        let mut tx = self.pool.begin().await.map_err(StorageError::database)?;
+        let stored = lock_registry(&mut tx)
+            .await
+            .map_err(StorageError::database)?;
+        if let Some(stored) = stored
+            && stored != self.reflects.load(std::sync::atomic::Ordering::Relaxed)
+        {
+            self.refresh().await?;
+            self.note_reflects(stored);
+        }
+        Ok(tx)
     }
 
     /// Notes that the snapshot reflects the stored registry now.
@@ -310,6 +341,7 @@ impl Registry {
         write: impl AsyncFnOnce(&mut Tx) -> Result<(), sqlx::Error>,
     ) -> Result<Client, RegistryError> {
         let _guard = self.writes.lock().await;
+        let mut tx = self.begin_checked_write().await?;
         // Judge against the client as stored, not as an earlier failed reload left it.
         self.reload_client(name).await?;
         let snapshot = self.snapshot();
@@ -339,7 +371,6 @@ impl Registry {
         event.after = Some(will_be);
         event.detail = serde_json::json!({ "note": change.reason });
         async {
-            let mut tx = self.pool.begin().await?;
             lock_client_row(&mut tx, name).await?;
             write(&mut tx).await?;
             event.insert(&mut tx).await?;

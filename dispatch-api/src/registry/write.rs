@@ -22,6 +22,29 @@ pub(super) async fn lock_client_row(tx: &mut Tx, name: &ClientName) -> Result<()
     Ok(())
 }
 
+/// An arbitrary key of the advisory lock every replica's checked registry writes take (see
+/// `Registry::begin_checked_write`): "dispatch" in ASCII, so an operator reading `pg_locks`
+/// can tell it.
+const REGISTRY_LOCK: i64 = 0x6469_7370_6174_6368;
+
+/// On PostgreSQL, takes the registry's advisory lock for the rest of the transaction (replicas'
+/// checked writes take turns), then reads the stored registry version: what the checks made
+/// under the lock must see. `None` on SQLite, where one process writes a file and its own
+/// mutex orders its writes.
+pub(super) async fn lock_registry(tx: &mut Tx) -> Result<Option<i64>, sqlx::Error> {
+    let Backend::Postgres(tx) = tx else {
+        return Ok(None);
+    };
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(REGISTRY_LOCK)
+        .execute(&mut **tx)
+        .await?;
+    let version = sqlx::query_scalar("SELECT version FROM registry_version WHERE id = 1")
+        .fetch_one(&mut **tx)
+        .await?;
+    Ok(Some(version))
+}
+
 pub(super) async fn insert_binding(
     tx: &mut Tx,
     client: &ClientName,

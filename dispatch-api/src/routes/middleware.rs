@@ -243,7 +243,8 @@ fn reopened_for(state: &AppState, principal: &Principal, request: &ServiceReques
 /// its turn within `limits.unproven`'s rates, or is replaced by a 503 with Retry-After when the
 /// turn is too far away or the connection past the caps (HTTP/1.1: the connection then closed,
 /// and the body not drained). A request on a connection with a certificate, or one that
-/// authenticated or was refused as a known client, is never counted nor held.
+/// authenticated or was refused as a known client, is never counted nor held. A request that
+/// authenticated also lets its connection's HTTP/2 flow-control windows grow.
 pub async fn give_precedence(
     request: ServiceRequest,
     next: Next<impl MessageBody>,
@@ -255,10 +256,15 @@ pub async fn give_precedence(
     );
     let mark = connection_value::<ConnectionMark>(&request);
     let response = next.call(request).await?;
+    let authenticated = response.request().extensions().contains::<Principal>();
+    if let Some(mark) = mark.as_ref().filter(|_| authenticated) {
+        // Its HTTP/2 windows grow (`listener::http2`), whatever it connected with.
+        mark.authenticated();
+    }
     let (Some(state), Some(mark), false) = (state, mark, certificate) else {
         return Ok(response.map_into_left_body());
     };
-    let known = response.request().extensions().contains::<Principal>()
+    let known = authenticated
         || response
             .response()
             .error()

@@ -206,23 +206,30 @@ pub async fn usage_by_client(db: &Db, since: i64) -> Result<UsageByClient, Stora
     read.map_err(StorageError::database)
 }
 
-/// The chains each client presented (leaf first, DER) since `since` (unix seconds), the latest
-/// [`recorder::LIVE_PER_CLIENT`] per client, whichever replica saw them: the live certificates a
-/// registry change is tried against. Every one, not only the last: while a client's instances
-/// move to a renewed certificate, a change that keeps the old one out cuts off the instances
-/// still on it.
-pub async fn live_certificates(db: &Db, since: i64) -> Result<Vec<Vec<Vec<u8>>>, StorageError> {
+/// The chains each client presented (leaf first, DER) that are still valid at `now` (unix
+/// seconds), or were last presented since `since` (rows of before the expiry was stored), the
+/// latest [`recorder::LIVE_PER_CLIENT`] per client, whichever replica saw them: the live
+/// certificates a registry change is tried against. Every one, not only the last: while a
+/// client's instances move to a renewed certificate, a change that keeps the old one out cuts
+/// off the instances still on it. And until it expires, not only within the evidence window: a
+/// weekly job's certificate is live between its runs.
+pub async fn live_certificates(
+    db: &Db,
+    since: i64,
+    now: i64,
+) -> Result<Vec<Vec<Vec<u8>>>, StorageError> {
     let read: Result<_, sqlx::Error> = async {
         on_backend!(db, pool => {
             let texts: Vec<String> = sqlx::query_scalar(
                 "SELECT chain FROM \
                    (SELECT chain, ROW_NUMBER() OVER \
                      (PARTITION BY client ORDER BY last_seen DESC, fingerprint) AS latest \
-                    FROM presented_certificates WHERE last_seen >= $1) AS ranked \
+                    FROM presented_certificates WHERE last_seen >= $1 OR not_after >= $3) AS ranked \
                  WHERE latest <= $2",
             )
             .bind(since)
             .bind(recorder::LIVE_PER_CLIENT as i64)
+            .bind(now)
             .fetch_all(pool)
             .await?;
             Ok(texts

@@ -27,10 +27,13 @@ use crate::telemetry::Metrics;
 use writer::{Totals, write_loop};
 
 mod chain;
+mod evidence;
 mod prune;
 mod writer;
 
 pub use chain::{chain_from_text, chain_text};
+pub use evidence::LIVE_PER_CLIENT;
+use evidence::{Presented, RefusedByClient, note_presented, note_refused};
 
 /// One authenticated request, for the migration report.
 #[derive(Debug, Clone)]
@@ -177,6 +180,9 @@ pub struct Recorder {
     max_queued_bytes: usize,
     usage: Arc<Mutex<UsageTotalsByKey>>,
     refusals: Arc<Mutex<RefusalBook>>,
+    /// Certificates refused for their client's mode, a disabled client, or as ambiguous: kept
+    /// as evidence for the tryout (`evidence`), though no usage.
+    refused_certificates: Arc<Mutex<RefusedByClient>>,
     metrics: Arc<Metrics>,
 }
 
@@ -201,8 +207,8 @@ pub struct RecorderSettings {
     pub interval: Duration,
     /// Audit rows and refusal counts older than this are deleted (checked hourly, and at start).
     pub retention: Option<Duration>,
-    /// Presented certificates not seen for this long are deleted (checked hourly, and at
-    /// start): `migration.evidence_window_secs`, past which no tryout reads them.
+    /// Presented certificates not seen for this long and expired (or of unknown expiry) are
+    /// deleted (checked hourly, and at start): `migration.evidence_window_secs`.
     pub live_window: Duration,
     /// `database.max_size_bytes`, if set: audit rows keep out of its last tenth.
     pub max_database_bytes: Option<u64>,
@@ -218,6 +224,7 @@ impl Recorder {
         let (queue, receiver) = mpsc::channel(settings.queue.max(1));
         let usage = Arc::new(Mutex::new(HashMap::new()));
         let refusals = Arc::new(Mutex::new(RefusalBook::default()));
+        let refused_certificates = Arc::new(Mutex::new(RefusedByClient::new()));
         let queued_bytes = Arc::new(AtomicUsize::new(0));
         let max_queued_bytes = settings.queue_bytes;
         let handle = tokio::spawn(write_loop(
@@ -226,6 +233,7 @@ impl Recorder {
             Totals {
                 usage: usage.clone(),
                 refusals: refusals.clone(),
+                refused_certificates: refused_certificates.clone(),
                 queued_bytes: queued_bytes.clone(),
             },
             settings,
@@ -238,10 +246,21 @@ impl Recorder {
                 max_queued_bytes,
                 usage,
                 refusals,
+                refused_certificates,
                 metrics,
             },
             handle,
         )
+    }
+
+    /// Keeps a certificate that was refused but that `client`'s bindings name (its mode, a
+    /// disabled client, or one of two clients it matches) as that client's evidence.
+    pub fn refused_certificate(&self, client: &str, seen: &CertificateSeen, at: i64) {
+        let mut refused = self
+            .refused_certificates
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        note_refused(&mut refused, client, seen, at);
     }
 
     /// Adds one refusal of a caller we cannot name to its hour's count.
@@ -365,41 +384,9 @@ const MAX_NETWORKS: usize = 16;
 /// Networks kept per client and method in `credential_networks` (the latest), pruned hourly.
 pub const NETWORKS_PER_CLIENT: usize = 64;
 
-/// A certificate a client presented, and when it last did: a row of `presented_certificates`.
-#[derive(Debug, Clone)]
-struct Presented {
-    fingerprint: Fingerprint,
-    last_seen: i64,
-    chain: Arc<[Vec<u8>]>,
-}
-
-/// Certificates a registry change is tried against, at most, per client: the latest it
-/// presented. A client renewing its instances one by one presents two or three at a time; each
-/// tried costs a chain verification on every admin change. The rest are pruned hourly.
-pub const LIVE_PER_CLIENT: usize = 8;
-
-/// Distinct certificates one usage row keeps between two writes (half a second apart): a
-/// client's instances present a few at a time; past this many, the rest are noted by their
-/// next request after the write.
-const MAX_PRESENTED: usize = 16;
-
-fn note_presented(presented: &mut Vec<Presented>, seen: &CertificateSeen, at: i64) {
-    if let Some(known) = presented
-        .iter_mut()
-        .find(|p| p.fingerprint == seen.fingerprint)
-    {
-        known.last_seen = known.last_seen.max(at);
-    } else if presented.len() < MAX_PRESENTED {
-        presented.push(Presented {
-            fingerprint: seen.fingerprint,
-            last_seen: at,
-            chain: seen.chain.clone(),
-        });
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::evidence::MAX_PRESENTED;
     use super::*;
     use crate::storage::Backend;
 

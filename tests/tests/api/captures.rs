@@ -173,3 +173,101 @@ async fn pinning_a_client_to_its_renewed_certificate_is_409_while_an_instance_st
         .unwrap();
     assert_eq!(after.status, 401, "{}", after.text());
 }
+
+/// route-worker presents its certificate with curl (HTTP/2) and gets `reason`: refused, but
+/// the certificate is still route-worker's by its bindings.
+async fn route_worker_refused_with_curl(app: &TestApp, reason: &str) -> e2e::Identity {
+    let worker = app.pki.workload("route-worker");
+    let whoami = [e2e::stock::StockRequest::new(
+        "GET",
+        "/api/whoami",
+        String::new(),
+    )];
+    let answers = e2e::stock::run(app, e2e::stock::Client::CurlHttp2, Some(&worker), &whoami).await;
+    assert!(
+        answers[0].status == 401 || answers[0].status == 403,
+        "{answers:?}"
+    );
+    app.assert_last_refusal(reason).await;
+    worker
+}
+
+/// Registering `copycat` (a CN binding that names route-worker's certificate too) is 409,
+/// naming that certificate.
+async fn copycat_is_refused_naming(app: &TestApp, worker: &e2e::Identity) {
+    let response = register(app, copycat()).await;
+    response.assert_problem(409, "binding-conflict");
+    let detail = response.json()["detail"].as_str().unwrap().to_owned();
+    assert!(detail.contains(&worker.fingerprint), "{detail}");
+}
+
+fn copycat() -> Value {
+    json!({
+        "name": "copycat",
+        "mode": "dual",
+        "scopes": ["plans:submit"],
+        "bindings": [{ "issuer": DEV_CA, "subject_cn": "route-worker" }],
+        "reason": "a new worker",
+    })
+}
+
+#[tokio::test]
+async fn a_registration_capturing_a_certificate_refused_for_its_clients_api_key_mode_is_409() {
+    let app = spawn_app().await;
+    let flip = json!({ "mode": "api_key", "reason": "certificates on hold", "force": true });
+    let flipped = app
+        .admin(Request::put("/admin/clients/route-worker/mode").json(&flip))
+        .await;
+    assert_eq!(flipped.status, 200, "{}", flipped.text());
+    let worker = route_worker_refused_with_curl(&app, "method_not_allowed").await;
+    copycat_is_refused_naming(&app, &worker).await;
+    // Back in dual, it is route-worker's still, not ambiguous.
+    let back = json!({ "mode": "dual", "reason": "certificates back", "force": true });
+    let flipped = app
+        .admin(Request::put("/admin/clients/route-worker/mode").json(&back))
+        .await;
+    assert_eq!(flipped.status, 200, "{}", flipped.text());
+    still_served_as(&app, &worker, "route-worker").await;
+}
+
+#[tokio::test]
+async fn a_registration_capturing_a_certificate_of_a_disabled_client_is_409() {
+    let app = spawn_app().await;
+    let disabled = app
+        .admin(
+            Request::put("/admin/clients/route-worker/disabled")
+                .json(&json!({ "disabled": true, "reason": "paused" })),
+        )
+        .await;
+    assert_eq!(disabled.status, 200, "{}", disabled.text());
+    let worker = route_worker_refused_with_curl(&app, "client_disabled").await;
+    copycat_is_refused_naming(&app, &worker).await;
+}
+
+#[tokio::test]
+async fn a_certificate_presented_before_the_evidence_window_is_live_until_it_expires() {
+    let app = spawn_app().await;
+    let worker = route_worker_is_live(&app).await;
+    app.state.recorder.flush().await;
+    // A weekly job: its last run was long before the evidence window, its certificate is
+    // still valid.
+    let month_ago = time::OffsetDateTime::now_utc().unix_timestamp() - 30 * 86_400;
+    const BACK: &str =
+        "UPDATE presented_certificates SET last_seen = $1 WHERE client = 'route-worker'";
+    let moved = match &app.state.pool {
+        dispatch_api::storage::Backend::Sqlite(pool) => sqlx::query(BACK)
+            .bind(month_ago)
+            .execute(pool)
+            .await
+            .unwrap()
+            .rows_affected(),
+        dispatch_api::storage::Backend::Postgres(pool) => sqlx::query(BACK)
+            .bind(month_ago)
+            .execute(pool)
+            .await
+            .unwrap()
+            .rows_affected(),
+    };
+    assert_eq!(moved, 1);
+    copycat_is_refused_naming(&app, &worker).await;
+}

@@ -17,6 +17,27 @@ async fn two_replicas(server: &TestPostgres) -> (TestApp, TestApp) {
     (prepared.start().await, b.start().await)
 }
 
+/// Registering `copycat` through `app`, a CN binding that also names route-worker's
+/// certificate (bound by its SPIFFE ID), is 409 naming that certificate.
+async fn copycat_is_refused_through(app: &TestApp, worker: &e2e::Identity) {
+    let copycat = json!({
+        "name": "copycat",
+        "mode": "dual",
+        "scopes": ["plans:submit"],
+        "bindings": [{ "issuer": "CN=Dispatch Dev Internal CA, O=Dispatch Dev", "subject_cn": "route-worker" }],
+        "reason": "a new worker",
+    });
+    let response = app
+        .admin(Request::post("/admin/clients").json(&copycat))
+        .await;
+    response.assert_problem(409, "binding-conflict");
+    assert!(
+        response.text().contains(&worker.fingerprint),
+        "{}",
+        response.text()
+    );
+}
+
 /// Sends `request` on `connection` (one keep-alive connection) until the answer's status is
 /// `status`; returns how long that took, or panics past twice the allowed propagation time.
 async fn until_status(
@@ -282,22 +303,7 @@ async fn a_registration_through_one_replica_cannot_capture_a_certificate_live_on
     let whoami = Request::get("/api/whoami");
     assert_eq!(on_a.send(whoami.clone()).await.unwrap().status, 200);
     a.state.recorder.flush().await;
-    let copycat = json!({
-        "name": "copycat",
-        "mode": "dual",
-        "scopes": ["plans:submit"],
-        "bindings": [{ "issuer": "CN=Dispatch Dev Internal CA, O=Dispatch Dev", "subject_cn": "route-worker" }],
-        "reason": "a new worker",
-    });
-    let response = b
-        .admin(Request::post("/admin/clients").json(&copycat))
-        .await;
-    response.assert_problem(409, "binding-conflict");
-    assert!(
-        response.text().contains(&worker.fingerprint),
-        "{}",
-        response.text()
-    );
+    copycat_is_refused_through(&b, &worker).await;
     // The same through B's rebinding of another client.
     let rebind = json!({
         "bindings": [{ "issuer": "CN=Dispatch Dev Internal CA, O=Dispatch Dev", "subject_cn": "route-worker" }],
@@ -497,4 +503,109 @@ async fn a_key_compromise_in_a_crl_denies_the_key_on_both_replicas_for_its_renew
         .filter(|entry| entry.get("spki_sha256").is_some())
         .count();
     assert_eq!(keys, 1, "{list}");
+}
+
+#[tokio::test]
+async fn a_certificate_refused_for_its_clients_mode_on_one_replica_cannot_be_captured_through_the_other_past_the_window()
+ {
+    let server = TestPostgres::start();
+    let (a, b) = two_replicas(&server).await;
+    let flip = json!({ "mode": "api_key", "reason": "certificates on hold", "force": true });
+    let flipped = a
+        .admin(Request::put("/admin/clients/route-worker/mode").json(&flip))
+        .await;
+    assert_eq!(flipped.status, 200, "{}", flipped.text());
+    // Refused on A for its client's mode: still route-worker's certificate.
+    let worker = a.pki.workload("route-worker");
+    let refused = a
+        .request(Some(&worker), Request::get("/api/whoami"))
+        .await
+        .unwrap();
+    assert_eq!(refused.json()["reason"], "method_not_allowed");
+    a.state.recorder.flush().await;
+    // Last presented a month ago, valid still (a weekly job's).
+    let month_ago = time::OffsetDateTime::now_utc().unix_timestamp() - 30 * 86_400;
+    let dispatch_api::storage::Backend::Postgres(pool) = &a.state.pool else {
+        unreachable!("on PostgreSQL");
+    };
+    let moved = sqlx::query(
+        "UPDATE presented_certificates SET last_seen = $1 WHERE client = 'route-worker'",
+    )
+    .bind(month_ago)
+    .execute(pool)
+    .await
+    .unwrap();
+    assert_eq!(moved.rows_affected(), 1);
+    copycat_is_refused_through(&b, &worker).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_each_disabling_one_of_two_admins_at_once_never_lock_the_operator_out() {
+    let server = TestPostgres::start();
+    let (a, b) = two_replicas(&server).await;
+    let deputy = json!({
+        "name": "deputy",
+        "mode": "mtls",
+        "scopes": ["admin"],
+        "bindings": [{ "issuer": "CN=Dispatch Dev Internal CA, O=Dispatch Dev", "subject_cn": "deputy" }],
+        "reason": "a second operator",
+    });
+    let registered = a.admin(Request::post("/admin/clients").json(&deputy)).await;
+    assert_eq!(registered.status, 201, "{}", registered.text());
+    let deputy_id = b.pki.workload("deputy");
+    // B knows the deputy (and serves it) before the race starts.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let answer = b
+            .request(Some(&deputy_id), Request::get("/admin/clients"))
+            .await
+            .unwrap();
+        if answer.status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{}", answer.text());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Each replica alone would allow its change: the other admin is still there. Together
+    // they would leave nobody.
+    let disable = |client: &str| {
+        Request::put(&format!("/admin/clients/{client}/disabled"))
+            .json(&json!({ "disabled": true, "reason": "handing over" }))
+    };
+    let (on_a, on_b) = tokio::join!(
+        a.request(Some(&a.operator), disable("deputy")),
+        b.request(Some(&deputy_id), disable("operator")),
+    );
+    let (on_a, on_b) = (on_a.unwrap(), on_b.unwrap());
+    assert!(
+        !(on_a.status == 200 && on_b.status == 200),
+        "both passed: {} / {}",
+        on_a.text(),
+        on_b.text()
+    );
+    // Exactly one of the two still administers, through either replica (once both replicas
+    // heard the change that passed).
+    let deadline = Instant::now() + 2 * PROPAGATION;
+    loop {
+        let mut admins = 0;
+        for app in [&a, &b] {
+            for id in [&a.operator, &deputy_id] {
+                let answer = app
+                    .request(Some(id), Request::get("/admin/clients"))
+                    .await
+                    .unwrap();
+                admins += usize::from(answer.status == 200);
+            }
+        }
+        if admins == 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{admins} of 4 admin answers: A: {} / B: {}",
+            on_a.text(),
+            on_b.text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

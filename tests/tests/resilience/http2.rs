@@ -321,3 +321,73 @@ async fn http2_an_early_answer_to_a_stream_whose_body_never_starts_ends_it_witho
     )
     .await;
 }
+
+/// How much of a body a new stream on `send` may send at once: the smaller of the stream's
+/// window and the connection's, as the server set them. The stream then ends with an empty
+/// body (a refused or malformed plan), and its answer is awaited.
+async fn window_of_a_new_stream(
+    app: &TestApp,
+    send: &mut h2::client::SendRequest<bytes::Bytes>,
+) -> usize {
+    const WANTED: usize = 4 * 1024 * 1024;
+    let request = http::Request::post(format!(
+        "https://localhost:{}/api/dispatch-plans",
+        app.https_port
+    ))
+    .header("content-type", "application/json")
+    .body(())
+    .unwrap();
+    *send = send.clone().ready().await.unwrap();
+    let (response, mut stream) = send.send_request(request, false).unwrap();
+    stream.reserve_capacity(WANTED);
+    let capacity = std::future::poll_fn(|cx| stream.poll_capacity(cx))
+        .await
+        .unwrap()
+        .unwrap();
+    stream.send_data(bytes::Bytes::new(), true).unwrap();
+    let status = response.await.unwrap().status();
+    assert!(status.is_client_error(), "{status}");
+    capacity
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_windows_stay_small_until_a_request_on_the_connection_authenticates() {
+    let app = spawn_app_with(|_| {}).await;
+    // Anonymous, and with a certificate no client is bound to: small windows, requests or not.
+    let stranger = app.pki.workload("stranger");
+    for identity in [None, Some(&stranger)] {
+        let (mut send, _connection) =
+            e2e::http::connect_h2(app.https_port, &app.pki.ca_file, identity)
+                .await
+                .unwrap();
+        assert_eq!(get_with_filler(&app, &mut send, 10).await.0, 401);
+        let window = window_of_a_new_stream(&app, &mut send).await;
+        assert!(
+            window <= 64 * 1024,
+            "{window} bytes before proving anything"
+        );
+    }
+    // A request that authenticates: the connection's window grows (to 2 MiB, a stream's to
+    // 1 MiB).
+    let worker = app.pki.workload("route-worker");
+    let (mut send, _connection) =
+        e2e::http::connect_h2(app.https_port, &app.pki.ca_file, Some(&worker))
+            .await
+            .unwrap();
+    // The first stream authenticates (its empty plan is then refused as malformed).
+    let before = window_of_a_new_stream(&app, &mut send).await;
+    assert!(before <= 64 * 1024, "{before}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let window = window_of_a_new_stream(&app, &mut send).await;
+        // (h2's client sends at most 400 KiB ahead of its own accord: its send buffer.)
+        if window >= 256 * 1024 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{window} bytes after authenticating"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

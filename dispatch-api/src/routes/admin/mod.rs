@@ -71,15 +71,16 @@ pub(crate) fn change<'a>(
 }
 
 /// The certificates in use that a change is tried against before it is made: the operator's
-/// own and each client's within the evidence window, its latest eight (pending usage written
-/// first, so a request just answered counts).
+/// own and each client's still valid (or seen within the evidence window), its latest eight
+/// (pending usage written first, so a request just answered counts).
 pub(crate) async fn live_certificates(
     state: &AppState,
     principal: &Principal,
     material: &TlsMaterial,
 ) -> Result<LiveCertificates, ApiError> {
     state.recorder.flush().await;
-    let presented = storage::live_certificates(&state.pool, state.evidence_since()).await?;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let presented = storage::live_certificates(&state.pool, state.evidence_since(), now).await?;
     // Each chain is verified again (signatures, a few tens of microseconds each): with tens of
     // thousands of certificate clients, on a blocking thread, not the worker's event loop that
     // serves other connections.

@@ -7,20 +7,30 @@ use super::{LIVE_PER_CLIENT, NETWORKS_PER_CLIENT};
 use crate::storage::{Backend, Db, on_backend};
 
 /// Deletes audit rows and refusal counts older than `retention` (if set), and presented
-/// certificates not seen within `live_window` or past each client's latest
-/// [`LIVE_PER_CLIENT`] (no tryout reads them), a few thousand rows per short transaction, so
-/// that a large backlog never holds SQLite's write lock long enough to delay plans.
+/// certificates not seen within `live_window` and expired (or of unknown expiry), or past each
+/// client's latest [`LIVE_PER_CLIENT`] (no tryout reads them), a few thousand rows per short
+/// transaction, so that a large backlog never holds SQLite's write lock long enough to delay
+/// plans.
 pub(super) async fn prune(pool: &Db, retention: Option<Duration>, live_window: Duration) {
     const BATCH: i64 = 5000;
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let before = |age: Duration| now - age.as_secs() as i64;
+    // A presented certificate is live while valid or seen within the window (`live_certificates`):
+    // it goes once both are past, that is when this expression is below `now - window`. (It is
+    // `not_after - window` where the certificate outlives its last sight by more than the
+    // window, `last_seen` otherwise.)
+    let window = live_window.as_secs() as i64;
+    let presented_age = format!(
+        "CASE WHEN not_after IS NOT NULL AND not_after >= last_seen + {window} \
+         THEN not_after - {window} ELSE last_seen END"
+    );
     // Each table with the setting its rows' age comes from, for the log.
     let mut tables = vec![
         (
             "presented_certificates",
-            "last_seen",
+            presented_age.as_str(),
             before(live_window),
-            "migration.evidence_window_secs",
+            "migration.evidence_window_secs and the certificate's expiry",
         ),
         (
             "credential_networks",
@@ -129,7 +139,8 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn presented_certificates_past_the_window_or_past_a_clients_latest_eight_are_pruned() {
+    async fn presented_certificates_past_the_window_and_expired_or_past_a_clients_latest_eight_are_pruned()
+     {
         let dir = tempfile::tempdir().unwrap();
         let settings = crate::configuration::DatabaseSettings {
             path: dir.path().join("presented.db"),
@@ -142,21 +153,38 @@ mod tests {
         };
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let fingerprint = |n: i64| format!("{n:064x}");
-        let insert = |client: &'static str, n: i64, last_seen: i64| {
+        let insert = |client: &'static str, n: i64, last_seen: i64, not_after: Option<i64>| {
             sqlx::query(
-                "INSERT INTO presented_certificates (client, fingerprint, chain, last_seen) \
-                 VALUES ($1, $2, 'ab', $3)",
+                "INSERT INTO presented_certificates (client, fingerprint, chain, last_seen, not_after) \
+                 VALUES ($1, $2, 'ab', $3, $4)",
             )
             .bind(client)
             .bind(fingerprint(n))
             .bind(last_seen)
+            .bind(not_after)
             .execute(sqlite)
         };
         for n in 0..10 {
-            insert("many", n, now - n).await.unwrap();
+            insert("many", n, now - n, None).await.unwrap();
         }
-        insert("stale", 0, now - 7200).await.unwrap();
-        insert("fresh", 0, now - 60).await.unwrap();
+        insert("stale", 0, now - 7200, None).await.unwrap();
+        insert("fresh", 0, now - 60, None).await.unwrap();
+        // Seen a week ago, valid for another week (a weekly job): kept. Seen a week ago and
+        // expired an hour ago, or a second ago: gone. Seen a minute ago, expired: kept (the
+        // window keeps it, as before).
+        let week = 7 * 86_400;
+        insert("weekly", 0, now - week, Some(now + week))
+            .await
+            .unwrap();
+        insert("expired", 0, now - week, Some(now - 3600))
+            .await
+            .unwrap();
+        insert("expired", 1, now - week, Some(now - 1))
+            .await
+            .unwrap();
+        insert("recent", 0, now - 60, Some(now - 3600))
+            .await
+            .unwrap();
         prune(&pool, None, Duration::from_secs(3600)).await;
         let left: Vec<(String, String)> = sqlx::query_as(
             "SELECT client, fingerprint FROM presented_certificates ORDER BY client, fingerprint",
@@ -179,5 +207,15 @@ mod tests {
         );
         assert_eq!(of("fresh"), [fingerprint(0)]);
         assert!(of("stale").is_empty(), "not seen within the window");
+        assert_eq!(
+            of("weekly"),
+            [fingerprint(0)],
+            "valid: evidence until it expires"
+        );
+        assert!(
+            of("expired").is_empty(),
+            "expired and not seen within the window"
+        );
+        assert_eq!(of("recent"), [fingerprint(0)]);
     }
 }

@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use super::prune::prune;
 use super::{
     AUDIT_CHUNK, AUDIT_SHARE_OF_CAP, AuditEvent, Presented, Record, RecorderSettings, RefusalBook,
-    RefusalTotalsByKey, UsageTotalsByKey, chain_text,
+    RefusalTotalsByKey, RefusedByClient, UsageTotalsByKey, chain_text,
 };
 use crate::identity::{AuthMethod, Fingerprint};
 use crate::storage::{Backend, Db, Tx, on_backend};
@@ -22,6 +22,7 @@ use crate::telemetry::Metrics;
 pub(super) struct Totals {
     pub(super) usage: Arc<Mutex<UsageTotalsByKey>>,
     pub(super) refusals: Arc<Mutex<RefusalBook>>,
+    pub(super) refused_certificates: Arc<Mutex<RefusedByClient>>,
     pub(super) queued_bytes: Arc<AtomicUsize>,
 }
 
@@ -48,6 +49,12 @@ pub(super) async fn write_loop(
         drop(usage);
         let mut book = totals.refusals.lock().unwrap_or_else(|e| e.into_inner());
         std::mem::swap(&mut batch.refusals, &mut book.totals);
+        drop(book);
+        let mut refused = totals
+            .refused_certificates
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        std::mem::swap(&mut batch.refused_certificates, &mut refused);
     };
     loop {
         tokio::select! {
@@ -89,6 +96,7 @@ struct Batch {
     /// per certificate, not on every tick (which only moves `last_seen`).
     chains_written: HashMap<(String, Fingerprint), i64>,
     refusals: RefusalTotalsByKey,
+    refused_certificates: RefusedByClient,
     audit: Vec<AuditEvent>,
     /// Pages the database may have before audit rows stop being written (see
     /// [`AUDIT_SHARE_OF_CAP`]).
@@ -97,7 +105,24 @@ struct Batch {
 
 impl Batch {
     fn len(&self) -> usize {
-        self.usage.len() + self.refusals.len() + self.audit.len()
+        self.usage.len() + self.refusals.len() + self.refused_certificates.len() + self.audit.len()
+    }
+
+    /// Every certificate presented in this batch, by client, with the hour it was last seen
+    /// in: those of authenticated requests, and those refused but named by a client's bindings.
+    fn presented(&self) -> Vec<(&String, i64, &Presented)> {
+        let used = self
+            .usage
+            .iter()
+            .filter(|((_, method, _), _)| *method == AuthMethod::Certificate)
+            .flat_map(|((client, _, hour), totals)| {
+                totals.presented.iter().map(move |p| (client, *hour, p))
+            });
+        let refused = self.refused_certificates.iter().flat_map(|(client, list)| {
+            list.iter()
+                .map(move |p| (client, p.last_seen - p.last_seen.rem_euclid(3600), p))
+        });
+        used.chain(refused).collect()
     }
 
     async fn write(&mut self, pool: &Db, metrics: &Metrics) {
@@ -134,19 +159,18 @@ impl Batch {
         }
         self.usage.clear();
         self.refusals.clear();
+        self.refused_certificates.clear();
         self.audit.clear();
     }
 
     /// Remembers the chains this batch wrote, and forgets those of past hours.
     fn note_chains_written(&mut self) {
-        for ((client, method, hour), totals) in &self.usage {
-            if *method == AuthMethod::Certificate {
-                for presented in &totals.presented {
-                    self.chains_written
-                        .insert((client.clone(), presented.fingerprint), *hour);
-                }
-            }
-        }
+        let written: Vec<((String, Fingerprint), i64)> = self
+            .presented()
+            .into_iter()
+            .map(|(client, hour, presented)| ((client.clone(), presented.fingerprint), hour))
+            .collect();
+        self.chains_written.extend(written);
         if let Some(newest) = self.chains_written.values().copied().max() {
             self.chains_written.retain(|_, hour| *hour >= newest);
         }
@@ -198,14 +222,7 @@ impl Batch {
         }
         // Every certificate each client presented, in (client, fingerprint) order after the
         // usage rows, for the same reason.
-        let mut presented: Vec<_> = self
-            .usage
-            .iter()
-            .filter(|((_, method, _), _)| *method == AuthMethod::Certificate)
-            .flat_map(|((client, _, hour), totals)| {
-                totals.presented.iter().map(move |p| (client, *hour, p))
-            })
-            .collect();
+        let mut presented = self.presented();
         presented.sort_by(|a, b| (a.0, a.2.fingerprint).cmp(&(b.0, b.2.fingerprint)));
         for (client, hour, certificate) in presented {
             let fingerprint = certificate.fingerprint.to_string();
@@ -228,10 +245,10 @@ impl Batch {
                 }
             }
             on_backend!(&mut tx, tx => sqlx::query(
-                "INSERT INTO presented_certificates (client, fingerprint, chain, last_seen) \
-                 VALUES ($1, $2, $3, $4) \
+                "INSERT INTO presented_certificates (client, fingerprint, chain, last_seen, not_after) \
+                 VALUES ($1, $2, $3, $4, $5) \
                  ON CONFLICT (client, fingerprint) DO UPDATE SET \
-                 chain = excluded.chain, \
+                 chain = excluded.chain, not_after = excluded.not_after, \
                  last_seen = CASE WHEN excluded.last_seen > presented_certificates.last_seen \
                    THEN excluded.last_seen ELSE presented_certificates.last_seen END",
             )
@@ -239,6 +256,7 @@ impl Batch {
             .bind(&fingerprint)
             .bind(chain_text(&certificate.chain))
             .bind(certificate.last_seen)
+            .bind(certificate.not_after)
             .execute(&mut **tx)
             .await
             .map(|_| ()))?;
@@ -369,6 +387,7 @@ mod tests {
         Presented {
             fingerprint: Fingerprint::of_der(fingerprint),
             last_seen: 0,
+            not_after: 0,
             chain: Arc::from(vec![fingerprint.to_vec()]),
         }
     }
