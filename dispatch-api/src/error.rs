@@ -246,6 +246,9 @@ impl From<RegistryError> for ApiError {
                 title: "The certificate you are using",
                 detail: error.to_string(),
             },
+            RegistryError::TryoutStopped => {
+                ApiError::Internal(RegistryError::TryoutStopped.to_string())
+            }
             RegistryError::Storage(e) => e.into(),
         }
     }

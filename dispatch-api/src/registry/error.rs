@@ -81,6 +81,9 @@ pub enum RegistryError {
          out (and, for a CA, every client it issued). Revoke it with another operator's certificate"
     )]
     OwnCertificate { fingerprint: String },
+    /// The thread trying the change out ended without an answer (a panic, or shutdown).
+    #[error("the tryout of the change stopped before it answered")]
+    TryoutStopped,
     #[error(transparent)]
     Storage(#[from] StorageError),
 }

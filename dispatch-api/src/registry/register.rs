@@ -3,6 +3,7 @@
 
 use std::collections::BTreeSet;
 
+use super::change::try_out;
 use super::follow::Notice;
 use super::keys::insert_api_key;
 use super::write::{announce, insert_binding, now, scopes_text};
@@ -65,10 +66,11 @@ impl Registry {
             will_be = will_be.with_client(&client.name, Some(client.clone()));
             absent += 1;
         }
-        if let Some(tryout) = change.as_ref().and_then(|c| c.tryout) {
-            tryout.check(&self.snapshot(), &will_be, Intent::Register)?;
+        if let Some(tryout) = change.as_ref().and_then(|c| c.tryout.as_ref()) {
+            try_out(tryout, self.snapshot.load_full(), will_be, Intent::Register).await?;
+        } else {
+            drop(will_be);
         }
-        drop(will_be);
         let added = self
             .insert_absent(tx, clients, change.as_ref())
             .await

@@ -4,6 +4,7 @@
 
 use sqlx::Row;
 
+use super::change::try_out;
 use super::follow::Notice;
 use super::write::{announce, now};
 use super::{Change, Intent, Registry, RegistryError, RegistrySnapshot};
@@ -95,9 +96,10 @@ impl Registry {
         }
         let _guard = self.writes.lock().await;
         let mut tx = self.begin_checked_write().await?;
-        if let Some(tryout) = change.tryout {
-            let snapshot = self.snapshot();
-            tryout.check(&snapshot, &denied.applied_to(&snapshot), Intent::Revocation)?;
+        if let Some(tryout) = &change.tryout {
+            let snapshot = self.snapshot.load_full();
+            let will_be = denied.applied_to(&snapshot);
+            try_out(tryout, snapshot, will_be, Intent::Revocation).await?;
         }
         let (reason, insert, notice) = denied.stored_as();
         let mut event = AuditEvent::new(AuditKind::AdminChange, reason);

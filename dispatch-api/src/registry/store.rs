@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use arc_swap::{ArcSwap, Guard};
 
-use super::change::Update;
+use super::change::{Update, try_out};
 use super::follow::Notice;
 use super::guard_start::GuardStart;
 use super::read::{read_client, read_snapshot};
@@ -344,7 +344,7 @@ impl Registry {
         let mut tx = self.begin_checked_write().await?;
         // Judge against the client as stored, not as an earlier failed reload left it.
         self.reload_client(name).await?;
-        let snapshot = self.snapshot();
+        let snapshot = self.snapshot.load_full();
         let before = snapshot
             .client(name)
             .map(|c| Client::clone(c))
@@ -358,11 +358,12 @@ impl Registry {
                 client: name.to_string(),
             });
         }
-        if let (Some(tryout), Some(intent)) = (change.tryout, intent) {
+        if let (Some(tryout), Some(intent)) = (&change.tryout, intent) {
             let will_be = snapshot.with_client(name, Some(after.clone()));
-            tryout.check(&snapshot, &will_be, intent)?;
+            try_out(tryout, snapshot, will_be, intent).await?;
+        } else {
+            drop(snapshot);
         }
-        drop(snapshot);
         let (was, will_be) = describe(&before, &after);
         let mut event = AuditEvent::new(AuditKind::AdminChange, reason);
         event.client = Some(name.to_string());

@@ -128,7 +128,7 @@ pub async fn register_client(
         .registry
         .register(
             &client,
-            Some(change(&actor, reason, &principal, &material, Some(&live))),
+            Some(change(&actor, reason, &principal, &material, Some(live))),
             state.tls.material().trust.issuers(),
         )
         .await?
@@ -233,7 +233,7 @@ pub async fn set_mode(
                 guard,
                 evidence_window_secs: state.settings.migration.evidence_window_secs,
             }),
-            change(&actor, &change_reason, &principal, &material, Some(&live)),
+            change(&actor, &change_reason, &principal, &material, Some(live)),
         )
         .await?;
     tracing::info!(client = %name, before = before.as_str(), after = body.mode.as_str(), actor, guarded = guard.is_some(), "migration mode changed");
@@ -321,7 +321,7 @@ pub async fn set_disabled(
         .set_disabled(
             &name,
             body.disabled,
-            change(&actor, reason, &principal, &material, Some(&live)),
+            change(&actor, reason, &principal, &material, Some(live)),
         )
         .await?;
     Ok(HttpResponse::Ok().json(json!({ "client": name.as_str(), "disabled": body.disabled })))
@@ -377,7 +377,7 @@ pub async fn set_bindings(
         .set_bindings(
             &name,
             bindings,
-            change(&actor, reason, &principal, &material, Some(&live)),
+            change(&actor, reason, &principal, &material, Some(live)),
             material.trust.issuers(),
             body.force,
         )

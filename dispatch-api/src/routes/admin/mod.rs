@@ -18,6 +18,7 @@
 //! certificate binding, not in `api_key` mode) is refused with 409 `last-admin`.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use actix_web::{HttpResponse, web};
 use secrecy::ExposeSecret;
@@ -57,7 +58,7 @@ pub(crate) fn change<'a>(
     reason: &'a str,
     principal: &'a Principal,
     material: &'a TlsMaterial,
-    live: Option<&'a LiveCertificates>,
+    live: Option<Arc<LiveCertificates>>,
 ) -> Change<'a> {
     Change {
         actor,
@@ -66,7 +67,7 @@ pub(crate) fn change<'a>(
             .certificate
             .as_deref()
             .map(|certificate| (certificate, material.trust.issuers())),
-        tryout: live.map(|live| live as &dyn Tryout),
+        tryout: live.map(|live| live as Arc<dyn Tryout>),
     }
 }
 
@@ -77,7 +78,7 @@ pub(crate) async fn live_certificates(
     state: &AppState,
     principal: &Principal,
     material: &TlsMaterial,
-) -> Result<LiveCertificates, ApiError> {
+) -> Result<Arc<LiveCertificates>, ApiError> {
     state.recorder.flush().await;
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let presented = storage::live_certificates(&state.pool, state.evidence_since(), now).await?;
@@ -86,7 +87,12 @@ pub(crate) async fn live_certificates(
     // serves other connections.
     let (trust, operator) = (material.trust.clone(), principal.certificate.clone());
     web::block(move || {
-        LiveCertificates::new(trust, operator, presented, time::OffsetDateTime::now_utc())
+        Arc::new(LiveCertificates::new(
+            trust,
+            operator,
+            presented,
+            time::OffsetDateTime::now_utc(),
+        ))
     })
     .await
     .map_err(|_| ApiError::Internal("verifying the live certificates stopped".into()))

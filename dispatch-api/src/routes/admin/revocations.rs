@@ -41,7 +41,7 @@ pub async fn revoke_certificate(
         [],
         time::OffsetDateTime::now_utc(),
     );
-    let change = change(&actor, reason, &principal, &material, Some(&own));
+    let change = change(&actor, reason, &principal, &material, Some(Arc::new(own)));
     let (added, answer) = match (&body.fingerprint, &body.spki_sha256) {
         (Some(fingerprint), None) => {
             let fingerprint = Fingerprint::parse(fingerprint).map_err(ApiError::BadRequest)?;
