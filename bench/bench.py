@@ -32,6 +32,14 @@ REGISTRY_ONLY = "--registry" in sys.argv
 # --postgres: only the PostgreSQL figure (figure 1 on SQLite, on PostgreSQL with one replica, and
 # with two replicas behind HAProxy; also in the full run).
 POSTGRES_ONLY = "--postgres" in sys.argv
+# --ops: only the operations figures (plans beside /readyz and /metrics probes; the memory 1024
+# anonymous HTTP/2 connections can take; also in the full run).
+OPS_ONLY = "--ops" in sys.argv
+# Connections of the anonymous HTTP/2 memory figure, spread over networks of 128 (the default
+# limits.unproven.network_max_connections), each network a /24 of 127.0.0.0/8.
+H2_HOLDERS = int(os.environ.get("H2_HOLDERS", 1024))
+# Certificate clients of the tryout figure, each with a certificate it presented.
+TRYOUT_CLIENTS = int(os.environ.get("TRYOUT_CLIENTS", 20_000))
 REGISTRY_CLIENTS = int(os.environ.get("REGISTRY_CLIENTS", 1_000_000))
 FLOOD_SECONDS = int(os.environ.get("FLOOD_SECONDS", 10 if QUICK else 60))
 RUNS = int(os.environ.get("RUNS", 3 if QUICK else 5))
@@ -633,6 +641,11 @@ def main():
               f"dispatch-api synchronous={DURABILITY}", flush=True)
         flood()
         return
+    if OPS_ONLY:
+        print(f"machine: {os.cpu_count()} cores; {RUNS} runs x {SECONDS}s per figure, {CONNECTIONS} connections; "
+              f"load generator oha on the same machine; dispatch-api synchronous={DURABILITY}", flush=True)
+        ops_figures()
+        return
     print(f"machine: {os.cpu_count()} cores; {RUNS} runs x {SECONDS}s per figure, {CONNECTIONS} connections "
           f"(figure 4: {RESUME_CONNECTIONS}); load generator oha on the same machine; "
           f"dispatch-api synchronous={DURABILITY}", flush=True)
@@ -724,6 +737,7 @@ def main():
               f"reached: {reached}")
 
     flood()
+    ops_figures()
     if PROVIDERS:
         compare_providers()
     if not QUICK:
@@ -792,6 +806,14 @@ def registry_scale():
     baseline = start_dispatch("registry-baseline")
     print(f"  (10 clients: RSS {rss_now_mb(baseline):.0f} MiB)", flush=True)
     for label, target in [("10 clients", baseline), (f"{count:,} clients", server)]:
+        scrapes = []
+        for _ in range(5):
+            started = time.perf_counter()
+            size = len(urllib.request.urlopen(f"http://127.0.0.1:{target.ops}/metrics", timeout=60).read())
+            scrapes.append((time.perf_counter() - started) * 1000)
+        print(f"  GET /metrics ({label}): median {statistics.median(scrapes):.1f} ms, max {max(scrapes):.1f} ms, "
+              f"{size / 1024:.0f} KiB (goal < 100 ms)", flush=True)
+    for label, target in [("10 clients", baseline), (f"{count:,} clients", server)]:
         flips = []
         for disabled, expected in [(True, 403), (False, 200)] * 3:
             status, took = admin_put(target, "/admin/clients/route-worker/disabled",
@@ -805,6 +827,229 @@ def registry_scale():
     print_change(f"figure 1 with {count:,} clients", *alternate(baseline, server), "10 clients")
     stop(server)
     stop(baseline)
+
+
+def probes(server, path, seconds, connections=25):
+    """oha hammering an ops listener path over plain HTTP keep-alive connections."""
+    return subprocess.Popen(["oha", "-z", f"{seconds}s", "-c", str(connections), "--no-tui", "--output-format",
+                             "json", f"http://127.0.0.1:{server.ops}{path}"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+
+
+def probes_answered(hammer, seconds):
+    result = json.loads(hammer.communicate(timeout=seconds + 60)[0])
+    codes = result.get("statusCodeDistribution", {})
+    if set(codes) - {"200"}:
+        raise SystemExit(f"an ops probe got answers other than 200: {codes}")
+    return sum(codes.values()) / seconds
+
+
+def ops_figures():
+    """Figure 1 alone and beside 50 keep-alive connections hammering /readyz and /metrics (25
+    each), runs alternating: the plans' rate beside the probes against alone (goal: at least
+    0.8), and the probes' own rate. Then the memory anonymous HTTP/2 connections can take."""
+    print("\noperations (figure 1 beside /readyz and /metrics probes; anonymous HTTP/2 memory):", flush=True)
+    server = start_dispatch("ops")
+    alone, beside, answered = [], [], []
+    for run in range(RUNS):
+        for hammered in ([False, True] if run % 2 == 0 else [True, False]):
+            if not hammered:
+                alone.append(oha(server, cert=True))
+                continue
+            hammers = [probes(server, path, SECONDS) for path in ("/readyz", "/metrics")]
+            beside.append(oha(server, cert=True))
+            answered.append(sum(probes_answered(hammer, SECONDS) for hammer in hammers))
+    (ra, _, _), (rb, lo, hi) = summary(alone, "rps"), summary(beside, "rps")
+    pa, pb = summary(alone, "p99_ms")[0], summary(beside, "p99_ms")[0]
+    print(f"  figure 1 alone                          {ra:>8.0f} req/s, p99 {pa:.1f} ms", flush=True)
+    print(f"  figure 1 beside 50 probe connections    {rb:>8.0f} req/s ({lo:.0f}-{hi:.0f}), p99 {pb:.1f} ms; "
+          f"{rb / ra:.2f}x alone (goal >= 0.8); probes answered {statistics.median(answered):.0f}/s", flush=True)
+    stop(server)
+    # Each on a server of its own, so that one's memory is not the other's.
+    for sending in (False, True):
+        server = start_dispatch(f"h2-{'sending' if sending else 'idle'}")
+        h2_holders(server, sending)
+        stop(server)
+    tryout_scale()
+
+
+def h2_holders(server, sending=True):
+    """H2_HOLDERS anonymous HTTP/2 connections (python3-h2), 128 per network of 127.0.0.0/8 so
+    that none is shed by limits.unproven's per-network cap, each keeping 8 POST streams open
+    with a 1 GiB content-length and sending body bytes as fast as the server's flow-control
+    windows allow, for SECONDS: the server's RSS before, at its peak, and the growth (goal: at
+    most 64 MiB for 1024 connections)."""
+    import asyncio
+    import ssl
+    import h2.config
+    import h2.connection
+    import h2.events
+    import h2.exceptions
+
+    context = ssl.create_default_context(cafile=pki("ca.pem"))
+    context.set_alpn_protocols(["h2"])
+    chunk = b"x" * 16384
+    sent = [0]
+
+    async def hold(index, until):
+        loop = asyncio.get_running_loop()
+        network, host = divmod(index, 128)
+        source = f"127.0.{network + 1}.{host + 1}"
+        try:
+            reader, writer = await asyncio.open_connection(
+                "127.0.0.1", server.port, ssl=context, server_hostname="localhost", local_addr=(source, 0))
+        except OSError:
+            return
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
+        conn.initiate_connection()
+        open_streams = set()
+
+        def open_one():
+            stream = conn.get_next_available_stream_id()
+            conn.send_headers(stream, [(":method", "POST"), (":path", "/api/dispatch-plans"), (":scheme", "https"),
+                                       (":authority", "localhost"), ("content-type", "application/json"),
+                                       ("content-length", str(1 << 30))])
+            open_streams.add(stream)
+
+        try:
+            while loop.time() < until:
+                while sending and len(open_streams) < 8:
+                    open_one()
+                for stream in list(open_streams):
+                    window = min(conn.local_flow_control_window(stream), conn.max_outbound_frame_size)
+                    while window > 0:
+                        conn.send_data(stream, chunk[:window])
+                        sent[0] += window
+                        window = min(conn.local_flow_control_window(stream), conn.max_outbound_frame_size)
+                writer.write(conn.data_to_send())
+                await writer.drain()
+                try:
+                    data = await asyncio.wait_for(reader.read(65536), 0.5)
+                except asyncio.TimeoutError:
+                    continue
+                if not data:
+                    return
+                for event in conn.receive_data(data):
+                    if isinstance(event, (h2.events.StreamReset, h2.events.StreamEnded)):
+                        open_streams.discard(event.stream_id)
+                writer.write(conn.data_to_send())
+        except (OSError, h2.exceptions.ProtocolError, ssl.SSLError):
+            return
+        finally:
+            writer.close()
+
+    async def all_of_them():
+        until = asyncio.get_running_loop().time() + max(SECONDS, 10)
+        await asyncio.gather(*(hold(index, until) for index in range(H2_HOLDERS)))
+
+    before = rss_now_mb(server)
+    peak = [before]
+
+    def watch():
+        while not done[0]:
+            peak[0] = max(peak[0], rss_now_mb(server))
+            time.sleep(0.2)
+
+    import threading
+    done = [False]
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    asyncio.run(all_of_them())
+    done[0] = True
+    watcher.join()
+    growth = peak[0] - before
+    what = "sending bodies as fast as the windows allow" if sending else "idle (no stream)"
+    print(f"  {H2_HOLDERS} anonymous HTTP/2 connections {what}: RSS {before:.0f} MiB before, "
+          f"{peak[0]:.0f} MiB at the peak, +{growth:.0f} MiB (goal <= 64 MiB sending); "
+          f"{sent[0] / 1048576:.0f} MiB of body sent", flush=True)
+
+
+def tryout_scale():
+    """TRYOUT_CLIENTS certificate clients, each with a certificate it presented (rows of
+    presented_certificates, real chains the dev CA signed, made with python3-cryptography): how
+    long an admin change takes when it is tried against every one of them (a disable and an
+    enable of one client; the first one verifies every chain, later ones find them verified),
+    goal at most 1 s; and figure 1's p99 while such changes are made back to back, against
+    without (runs alternating), goal at most 2x."""
+    import datetime
+    import hashlib
+    import threading
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    count = TRYOUT_CLIENTS
+    print(f"\ntryout scale ({count:,} certificate clients, each with a live certificate):", flush=True)
+    db = os.path.join(work, "tryout.db")
+    stop(start_dispatch("tryout", database=db))
+    ca_cert = x509.load_pem_x509_certificate(open(pki("ca.pem"), "rb").read())
+    ca_key = serialization.load_pem_private_key(open(pki("ca.key"), "rb").read(), None)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    # One key for every leaf: the tryout checks the CA's signature on each, not the leaf's key.
+    leaf_key = ec.generate_private_key(ec.SECP256R1()).public_key()
+    issuer = "CN=Dispatch Dev Internal CA, O=Dispatch Dev"
+    not_after = now + datetime.timedelta(days=1)
+    rows = []
+    started = time.perf_counter()
+    for n in range(count):
+        name = f"tried-{n}"
+        cert = (x509.CertificateBuilder()
+                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+                .issuer_name(ca_cert.subject).public_key(leaf_key)
+                .serial_number(x509.random_serial_number())
+                .not_valid_before(now - datetime.timedelta(hours=1)).not_valid_after(not_after)
+                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+                .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+                .sign(ca_key, hashes.SHA256()))
+        der = cert.public_bytes(serialization.Encoding.DER)
+        rows.append((name, hashlib.sha256(der).hexdigest(), der.hex(), int(time.time()), int(not_after.timestamp())))
+    with sqlite3.connect(db) as conn:
+        conn.executemany("INSERT INTO clients (name, mode, scopes, disabled, created_at, updated_at) "
+                         "VALUES (?, 'dual', 'plans:submit', 0, 0, 0)", [(row[0],) for row in rows])
+        conn.executemany("INSERT INTO cert_bindings (client, issuer, subject_cn, fingerprints) VALUES (?, ?, ?, '')",
+                         [(row[0], issuer, row[0]) for row in rows])
+        conn.executemany("INSERT INTO presented_certificates (client, fingerprint, chain, last_seen, not_after) "
+                         "VALUES (?, ?, ?, ?, ?)", rows)
+    print(f"  {count:,} certificates made and stored: {time.perf_counter() - started:.1f} s", flush=True)
+    server = start_dispatch("tryout", database=db)
+    changes = []
+    for disabled in [True, False] * 3:
+        status, took = admin_put(server, "/admin/clients/tried-0/disabled",
+                                 {"disabled": disabled, "reason": "bench: a change tried against every certificate"})
+        if status != 200:
+            raise SystemExit(f"tryout figure: the admin change answered {status}")
+        changes.append(took * 1000)
+    print(f"  an admin change tried against {count:,} live certificates: first {changes[0]:.0f} ms (every chain "
+          f"verified), then median {statistics.median(changes[1:]):.0f} ms, max {max(changes[1:]):.0f} ms "
+          f"(goal <= 1000 ms)", flush=True)
+    quiet, busy, made = [], [], []
+    for run in range(RUNS):
+        for changing in ([False, True] if run % 2 == 0 else [True, False]):
+            if not changing:
+                quiet.append(oha(server, cert=True))
+                continue
+            stop_changes = threading.Event()
+
+            def change_back_to_back():
+                disabled = True
+                while not stop_changes.is_set():
+                    admin_put(server, "/admin/clients/tried-1/disabled",
+                              {"disabled": disabled, "reason": "bench: changes beside plans"})
+                    made.append(1)
+                    disabled = not disabled
+
+            changer = threading.Thread(target=change_back_to_back)
+            changer.start()
+            busy.append(oha(server, cert=True))
+            stop_changes.set()
+            changer.join()
+    (rq, _, _), (rb, _, _) = summary(quiet, "rps"), summary(busy, "rps")
+    pq, pb = summary(quiet, "p99_ms")[0], summary(busy, "p99_ms")[0]
+    print(f"  figure 1 without admin changes           {rq:>8.0f} req/s, p99 {pq:.1f} ms", flush=True)
+    print(f"  figure 1 beside changes back to back     {rb:>8.0f} req/s, p99 {pb:.1f} ms ({pb / pq:.2f}x, goal <= 2x); "
+          f"{len(made) / (RUNS * SECONDS):.1f} changes/s", flush=True)
+    stop(server)
 
 
 def alternate(baseline, other, options=None):

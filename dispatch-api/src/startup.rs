@@ -351,9 +351,14 @@ fn serve_ops(socket: Socket, state: &web::Data<AppState>) -> Result<Server, Star
     } = socket;
     let grace = state.settings.server.shutdown_grace_secs;
     let state = state.clone();
+    let pace = web::Data::new(routes::ops::Pace::default());
     let server = HttpServer::new(move || {
+        // On the listener's one worker thread, as it starts.
+        routes::ops::lower_thread_priority();
         App::new()
             .app_data(state.clone())
+            .app_data(pace.clone())
+            .wrap(from_fn(routes::ops::paced))
             .route("/healthz", web::get().to(routes::ops::healthz))
             .route("/readyz", web::get().to(routes::ops::readyz))
             .route("/metrics", web::get().to(routes::ops::metrics))

@@ -4,11 +4,69 @@
 //! - `GET /healthz`  the process is up
 //! - `GET /readyz`   the database takes writes and the server certificate is unexpired
 //! - `GET /metrics`  Prometheus text
+//!
+//! It is unauthenticated, so what it can cost is bounded: at most `OPS_MAX_CONNECTIONS`
+//! connections (`startup`), a thread of lower CPU priority, and [`ANSWERS_PER_SEC`] answers a
+//! second, each request waiting its turn ([`Pace`]): probes and scrapers need a few a second,
+//! and a client hammering /readyz or /metrics cannot take the CPU that plans need.
 
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
 use actix_web::{HttpResponse, web};
 use serde_json::json;
 
 use crate::state::AppState;
+
+/// Answers the operations listener gives a second, at most, all callers together.
+pub const ANSWERS_PER_SEC: u32 = 1000;
+
+/// The turns of the operations listener's requests, one every 1/[`ANSWERS_PER_SEC`] s. A
+/// request waits for its turn; since the listener holds at most 64 connections, each with one
+/// request at a time, no turn is more than 64 ms away (a probe's timeout is seconds).
+#[derive(Debug, Default)]
+pub struct Pace(Mutex<Option<Instant>>);
+
+impl Pace {
+    /// How long the request arriving at `now` waits for its turn.
+    pub fn turn(&self, now: Instant) -> Duration {
+        let mut next = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let slot = next.map_or(now, |next| next.max(now));
+        *next = Some(slot + Duration::from_secs(1) / ANSWERS_PER_SEC);
+        slot - now
+    }
+}
+
+/// The nice value of the operations listener's thread (0 is the default, 19 the lowest).
+const NICE: i32 = 19;
+
+/// Lowers the CPU priority of the calling thread, the listener's one worker: it yields the CPU
+/// to the HTTPS workers when both want it. Probes and scrapers still get every answer, only
+/// later under load; an unauthenticated client hammering /readyz or /metrics cannot take the
+/// CPU that plans need (bench: figure 1 beside 50 probe connections). On Linux the nice value
+/// is the calling thread's alone.
+pub fn lower_thread_priority() {
+    if let Err(error) = rustix::process::setpriority_process(None, NICE) {
+        tracing::warn!(%error, "the operations listener's thread keeps the default CPU priority");
+    }
+}
+
+/// Middleware of the operations listener: each request waits its turn ([`Pace`]).
+pub async fn paced(
+    request: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    if let Some(pace) = request.app_data::<web::Data<Pace>>() {
+        let wait = pace.turn(Instant::now());
+        if !wait.is_zero() {
+            actix_rt::time::sleep(wait).await;
+        }
+    }
+    next.call(request).await
+}
 
 #[utoipa::path(
     get,
@@ -126,5 +184,25 @@ pub fn probe_readiness(settings: &crate::configuration::ServerSettings) -> Resul
             "/readyz on {address} answered `{status_line}`: {}",
             response.rsplit("\r\n\r\n").next().unwrap_or_default()
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_of_one_instant_take_turns_and_one_after_a_quiet_spell_waits_for_none() {
+        let pace = Pace::default();
+        let start = Instant::now();
+        let step = Duration::from_secs(1) / ANSWERS_PER_SEC;
+        let waits: Vec<Duration> = (0..4).map(|_| pace.turn(start)).collect();
+        assert_eq!(waits, [Duration::ZERO, step, 2 * step, 3 * step]);
+        // Half a step later, the next turn is three and a half steps away.
+        assert_eq!(pace.turn(start + step / 2), 4 * step - step / 2);
+        // After a quiet second, no wait, and the turns start from then.
+        let later = start + Duration::from_secs(1);
+        assert_eq!(pace.turn(later), Duration::ZERO);
+        assert_eq!(pace.turn(later), step);
     }
 }

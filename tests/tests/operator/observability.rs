@@ -129,3 +129,29 @@ async fn the_operations_listener_serves_the_checked_in_openapi_document() {
     let checked_in = std::fs::read_to_string(ops_dir().join("../openapi.json")).unwrap();
     assert_eq!(served.text(), checked_in);
 }
+
+/// The nice value of each thread of this process (field 19 of `/proc/self/task/*/stat`).
+fn thread_nice_values() -> Vec<i32> {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("stat")).ok())
+        .filter_map(|stat| {
+            // The fields after the command name, which may hold spaces, in parentheses.
+            let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+            fields.get(16)?.parse().ok()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operations_listener_runs_on_a_thread_of_the_lowest_cpu_priority_and_the_rest_do_not() {
+    let app = spawn_app().await;
+    assert_eq!(app.ops_get("/healthz").await.status, 200);
+    let nice = thread_nice_values();
+    assert_eq!(
+        nice.iter().filter(|n| **n == 19).count(),
+        1,
+        "one thread, the operations listener's: {nice:?}"
+    );
+    assert!(nice.iter().any(|n| *n != 19), "{nice:?}");
+}
