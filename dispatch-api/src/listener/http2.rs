@@ -62,6 +62,11 @@ const CONNECTION_WINDOW: u32 = 2 * 1024 * 1024;
 /// it grows (a WINDOW_UPDATE), not the streams' (a SETTINGS change would wait for the client's
 /// acknowledgement of the first).
 const UNPROVEN_CONNECTION_WINDOW: u32 = 64 * 1024;
+/// Streams of a connection served at once until a request on it authenticates. Each stream in
+/// flight is a request the App holds (its head, its task, its answer waiting its turn under
+/// `limits.unproven`); a client that proved nothing keeps its further streams waiting in h2
+/// (their heads only, their bodies within the connection window) until one ends.
+const UNPROVEN_STREAMS: usize = 2;
 /// The largest DATA frame the response body is cut into (h2's default max frame size).
 const CHUNK: usize = 16_384;
 
@@ -100,24 +105,29 @@ pub async fn serve_connection<T, S, B>(
     let mut ping_pong = connection.ping_pong().expect("taken once, here");
     let mark = connection_data.get::<ConnectionMark>().cloned();
     let mut window_raised = mark.is_none();
+    let in_flight = Rc::new(InFlight::default());
     let keep_alive = limits.keep_alive;
     let idle = tokio::time::sleep(keep_alive.unwrap_or(Duration::MAX));
     let mut idle = pin!(idle);
     let mut ping_in_flight = false;
     loop {
+        let may_accept = window_raised || in_flight.count.get() < UNPROVEN_STREAMS;
         tokio::select! {
-            accepted = connection.accept() => match accepted {
+            accepted = next_stream(&mut connection, may_accept) => match accepted {
                 Some(Ok((request, respond))) => {
                     let service = service.clone();
                     let data = connection_data.clone();
+                    let stream = InFlight::enter(&in_flight);
                     actix_rt::spawn(async move {
                         serve_stream(&*service, request, respond, peer, data).await;
+                        drop(stream);
                     });
                 }
                 // The client went, broke the protocol (h2 has answered it), or the GOAWAY
                 // exchange is over.
                 Some(Err(_)) | None => return,
             },
+            () = in_flight.ended.notified(), if !may_accept => {}
             () = &mut idle, if keep_alive.is_some() => {
                 if ping_in_flight || ping_pong.send_ping(Ping::opaque()).is_err() {
                     // No PONG within the keep-alive time: the peer is gone.
@@ -140,6 +150,46 @@ pub async fn serve_connection<T, S, B>(
                 idle.as_mut().reset(deadline(keep_alive));
             }
         }
+    }
+}
+
+/// The streams of one connection being served, and a wake-up when one ends.
+#[derive(Default)]
+struct InFlight {
+    count: std::cell::Cell<usize>,
+    ended: tokio::sync::Notify,
+}
+
+/// One stream in flight, until dropped.
+struct InFlightStream(Rc<InFlight>);
+
+impl InFlight {
+    fn enter(this: &Rc<Self>) -> InFlightStream {
+        this.count.set(this.count.get() + 1);
+        InFlightStream(this.clone())
+    }
+}
+
+impl Drop for InFlightStream {
+    fn drop(&mut self) {
+        self.0.count.set(self.0.count.get() - 1);
+        self.0.ended.notify_one();
+    }
+}
+
+/// The next stream to serve, when `may_accept`; otherwise the connection is driven (frames
+/// read, PINGs and WINDOW_UPDATEs answered) without taking one, until it closes: new streams
+/// wait in h2 for the next call that may accept.
+async fn next_stream<T: AsyncRead + AsyncWrite + Unpin>(
+    connection: &mut h2::server::Connection<T, Bytes>,
+    may_accept: bool,
+) -> Option<Result<(http::Request<RecvStream>, SendResponse<Bytes>), h2::Error>> {
+    if may_accept {
+        return connection.accept().await;
+    }
+    match poll_fn(|cx| connection.poll_closed(cx)).await {
+        Ok(()) => None,
+        Err(error) => Some(Err(error)),
     }
 }
 

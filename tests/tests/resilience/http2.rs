@@ -391,3 +391,46 @@ async fn http2_windows_stay_small_until_a_request_on_the_connection_authenticate
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_a_connection_serves_two_streams_at_once_until_a_request_on_it_authenticates() {
+    let app = spawn_app_with(|_| {}).await;
+    let worker = app.pki.workload("route-worker");
+    let (mut send, _connection) =
+        e2e::http::connect_h2(app.https_port, &app.pki.ca_file, Some(&worker))
+            .await
+            .unwrap();
+    let url = |path: &str| format!("https://localhost:{}{path}", app.https_port);
+    // Two plans whose bodies have not ended: both streams are in flight, nothing has
+    // authenticated yet (a request counts once it is answered).
+    let mut open = Vec::new();
+    for _ in 0..2 {
+        let request = http::Request::post(url("/api/dispatch-plans"))
+            .header("content-type", "application/json")
+            .body(())
+            .unwrap();
+        send = send.clone().ready().await.unwrap();
+        open.push(send.send_request(request, false).unwrap());
+    }
+    // A third stream waits in h2 until one of them ends.
+    send = send.clone().ready().await.unwrap();
+    let whoami = http::Request::get(url("/api/whoami")).body(()).unwrap();
+    let (third, _) = send.send_request(whoami, true).unwrap();
+    let mut third = Box::pin(third);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), &mut third)
+            .await
+            .is_err(),
+        "answered while two streams of a connection that proved nothing were in flight"
+    );
+    // One plan ends (an empty body: a malformed plan, answered and authenticated): the third
+    // stream is served, and the connection is no longer held to two.
+    let (first, mut body) = open.remove(0);
+    body.send_data(bytes::Bytes::new(), true).unwrap();
+    assert!(first.await.unwrap().status().is_client_error());
+    let answered = tokio::time::timeout(Duration::from_secs(10), third)
+        .await
+        .expect("served once a stream ended")
+        .unwrap();
+    assert_eq!(answered.status(), 200);
+}
