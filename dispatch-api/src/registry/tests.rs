@@ -149,12 +149,15 @@ async fn a_denied_key_is_stored_read_back_whole_and_the_operators_own_key_is_ref
             .unwrap()
     );
     let stolen = cert("w", TEST_CA, None);
+    assert!(!registry.key_denied(&stolen.leaf.spki));
     assert!(
         registry
             .deny_key(stolen.leaf.spki, operator_change())
             .await
             .unwrap()
     );
+    assert!(registry.key_denied(&stolen.leaf.spki));
+    assert!(!registry.key_denied(&cert("x", TEST_CA, None).leaf.spki));
     assert!(
         !registry
             .deny_key(stolen.leaf.spki, operator_change())
@@ -436,6 +439,38 @@ fn a_certificate_that_matches_two_clients_is_ambiguous_never_first_wins() {
     assert_eq!(
         snap.client_for_certificate(&both, &issuers()).unwrap_err(),
         CertMatchFailure::Ambiguous
+    );
+}
+
+#[test]
+fn the_clients_naming_a_certificate_are_those_whose_bindings_name_it_each_once() {
+    // `a` by its CN and by its SPIFFE ID (found twice by the indexes), `b` by the SPIFFE ID,
+    // `c` by the same CN from the other CA (found by the index, named not).
+    let mut a = client("a", by_cn("a", TEST_CA));
+    a.bindings.push(
+        CertBinding::parse(&CertBindingSpec {
+            issuer: Some(TEST_CA.into()),
+            spiffe_id: Some("spiffe://d/a".into()),
+            ..Default::default()
+        })
+        .unwrap(),
+    );
+    let b = client(
+        "b",
+        CertBindingSpec {
+            issuer: Some(TEST_CA.into()),
+            spiffe_id: Some("spiffe://d/a".into()),
+            ..Default::default()
+        },
+    );
+    let c = client("c", by_cn("a", OTHER_CA));
+    let snap = RegistrySnapshot::new(vec![a, b, c], HashSet::new());
+    let mut named = snap.clients_naming(&cert("a", TEST_CA, Some("spiffe://d/a")), &issuers());
+    named.sort();
+    assert_eq!(named, ["a", "b"]);
+    assert!(
+        snap.clients_naming(&cert("z", TEST_CA, None), &issuers())
+            .is_empty()
     );
 }
 
@@ -2084,4 +2119,36 @@ async fn a_client_with_many_bindings_and_keys_is_read_whole_in_order_into_lists_
     // Grown by doubling past two, then trimmed: no room left over in a registry of a million.
     assert_eq!(many.bindings.capacity(), 5);
     assert_eq!(many.api_keys.capacity(), 3);
+}
+
+#[tokio::test]
+async fn the_presented_chains_are_every_stored_chain_whenever_it_was_last_seen() {
+    let (_dir, registry) = registry().await;
+    let crate::storage::Backend::Sqlite(pool) = registry.pool() else {
+        unreachable!("the unit tests run on SQLite")
+    };
+    // A chain of two certificates seen long ago and already expired, and one of one seen now:
+    // the keyCompromise sweep looks at both (a revoked certificate need not be valid).
+    for (client, chain, last_seen, not_after) in [
+        ("old", "0a0b 0c", 1_i64, Some(2_i64)),
+        ("new", "0d", 4_000_000_000, None),
+    ] {
+        sqlx::query(
+            "INSERT INTO presented_certificates (client, fingerprint, chain, last_seen, not_after) \
+             VALUES ($1, $1, $2, $3, $4)",
+        )
+        .bind(client)
+        .bind(chain)
+        .bind(last_seen)
+        .bind(not_after)
+        .execute(pool)
+        .await
+        .unwrap();
+    }
+    let mut chains = registry.presented_chains().await.unwrap();
+    chains.sort();
+    assert_eq!(
+        chains,
+        [vec![vec![0x0a, 0x0b], vec![0x0c]], vec![vec![0x0d]]]
+    );
 }

@@ -1137,8 +1137,18 @@ mod tests {
         assert!(message.contains("rekeyed.crl"), "{message}");
         assert!(message.contains("no CA of that name"), "{message}");
         assert!(message.contains("CN=Acme Issuing"), "{message}");
+        assert!(message.contains("tls.client_ca_file"), "{message}");
+        // The key identifier as `openssl x509 -text` prints it: AB:CD:...
+        let identifier = message
+            .split("key with identifier ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_default();
         assert!(
-            message.contains("key with identifier") && message.contains("tls.client_ca_file"),
+            identifier.len() > 20
+                && identifier
+                    .split(':')
+                    .all(|byte| { byte.len() == 2 && byte.chars().all(|c| c.is_ascii_hexdigit()) }),
             "{message}"
         );
         assert_eq!(
