@@ -16,6 +16,11 @@
 //! A stream answered before the client finished its body ends with the answer and, once the
 //! answer is written, RST_STREAM(NO_ERROR) (RFC 9113 §8.1): h2 sends it when the last handle
 //! of a stream whose sending side is closed goes while the client is still sending.
+//!
+//! Until a request on it authenticates (`precedence::ConnectionMark`), a connection has proved
+//! nothing: its flow-control window is 64 KiB (2 MiB after) and it is served two streams at a
+//! time, so what a client that proved nothing can make the server hold of bodies and requests
+//! waiting their turn (`limits.unproven`) is bounded per connection.
 
 use std::cmp;
 use std::future::poll_fn;
