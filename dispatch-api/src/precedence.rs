@@ -214,7 +214,8 @@ enum Standing {
 pub struct ConnectionMark(Rc<RefCell<Standing>>, Rc<Authenticated>);
 
 /// Whether a request on the connection authenticated, and who waits to hear it: the HTTP/2
-/// connection, whose flow-control windows stay small until then (`listener::http2`).
+/// connection, whose flow-control window stays small and whose streams are served two at a
+/// time until then (`listener::http2`).
 #[derive(Debug, Default)]
 struct Authenticated {
     done: std::cell::Cell<bool>,

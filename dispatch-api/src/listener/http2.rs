@@ -109,14 +109,14 @@ pub async fn serve_connection<T, S, B>(
     };
     let mut ping_pong = connection.ping_pong().expect("taken once, here");
     let mark = connection_data.get::<ConnectionMark>().cloned();
-    let mut window_raised = mark.is_none();
+    let mut proven = mark.is_none();
     let in_flight = Rc::new(InFlight::default());
     let keep_alive = limits.keep_alive;
     let idle = tokio::time::sleep(keep_alive.unwrap_or(Duration::MAX));
     let mut idle = pin!(idle);
     let mut ping_in_flight = false;
     loop {
-        let may_accept = window_raised || in_flight.count.get() < UNPROVEN_STREAMS;
+        let may_accept = proven || in_flight.count.get() < UNPROVEN_STREAMS;
         tokio::select! {
             accepted = next_stream(&mut connection, may_accept) => match accepted {
                 Some(Ok((request, respond))) => {
@@ -141,10 +141,10 @@ pub async fn serve_connection<T, S, B>(
                 ping_in_flight = true;
                 idle.as_mut().reset(deadline(keep_alive));
             }
-            () = until_authenticated(mark.as_ref()), if !window_raised => {
+            () = until_authenticated(mark.as_ref()), if !proven => {
                 // A request authenticated: the connection's window grows to what proven
-                // clients get.
-                window_raised = true;
+                // clients get, and its streams are no longer served two at a time.
+                proven = true;
                 connection.set_target_window_size(CONNECTION_WINDOW);
             }
             pong = poll_fn(|cx| ping_pong.poll_pong(cx)), if ping_in_flight => {

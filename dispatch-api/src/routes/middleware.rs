@@ -244,7 +244,8 @@ fn reopened_for(state: &AppState, principal: &Principal, request: &ServiceReques
 /// turn is too far away or the connection past the caps (HTTP/1.1: the connection then closed,
 /// and the body not drained). A request on a connection with a certificate, or one that
 /// authenticated or was refused as a known client, is never counted nor held. A request that
-/// authenticated also lets its connection's HTTP/2 flow-control windows grow.
+/// authenticated also lifts what its HTTP/2 connection was held to while it proved nothing (a
+/// small flow-control window, two streams at a time).
 pub async fn give_precedence(
     request: ServiceRequest,
     next: Next<impl MessageBody>,
@@ -258,7 +259,8 @@ pub async fn give_precedence(
     let response = next.call(request).await?;
     let authenticated = response.request().extensions().contains::<Principal>();
     if let Some(mark) = mark.as_ref().filter(|_| authenticated) {
-        // Its HTTP/2 windows grow (`listener::http2`), whatever it connected with.
+        // Its HTTP/2 connection is no longer held as unproven (`listener::http2`), whatever
+        // it connected with.
         mark.authenticated();
     }
     let (Some(state), Some(mark), false) = (state, mark, certificate) else {
