@@ -1,18 +1,20 @@
 //! How a certificate is tied to a client, and how one binding judges one verified
 //! certificate: by what the verified path proves (the issuer's encoded name and key, the leaf's
-//! one CN or URI SAN, pins), never by how a name prints.
+//! names, pins), never by how a name prints. The kinds of name are in [`name`].
+
+mod name;
 
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use super::{Client, ClientName};
-use crate::identity::{
-    DistinguishedName, Fingerprint, IssuerIndex, SpiffeId, SpkiHash, VerifiedCertificate,
-};
+use crate::identity::{DistinguishedName, Fingerprint, IssuerIndex, SpkiHash, VerifiedCertificate};
+use name::Named;
+pub use name::{Kind, Name};
 
-/// How a certificate is tied to a client. A name (subject CN, SPIFFE URI SAN, or both, which
-/// must then both match) comes with the issuer expected to have signed it; pinned fingerprints
+/// How a certificate is tied to a client. Its names (one of each [`Kind`] at most; several
+/// must all match) come with the issuer expected to have signed them; pinned fingerprints
 /// narrow it to exact certificates. Binding by issuer plus name, rather than by fingerprint
 /// alone, lets a certificate be renewed without re-registering the client.
 ///
@@ -21,17 +23,23 @@ use crate::identity::{
 /// pinned, otherwise the key of the one CA of the bundle with that name (or, for an
 /// intermediate outside the bundle, whatever the bundle's only CA signed). A name that could
 /// stand for more than one key is ambiguous and refused: see [`CertBinding::check_issuer`].
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CertBinding {
     /// Shared: a million bindings name a handful of CAs (see [`CertBinding::parse_with`]).
     pub issuer: Option<Arc<DistinguishedName>>,
     /// Boxed: few bindings pin the key, and inline it would cost 32 bytes in every binding
     /// (a registry of a million clients holds a million bindings).
-    #[serde(rename = "issuer_spki_sha256")]
     pub issuer_spki: Option<Box<SpkiHash>>,
-    pub subject_cn: Option<String>,
-    pub spiffe_id: Option<SpiffeId>,
+    /// In the order of [`Kind::ALL`]; empty for a binding by pins alone.
+    pub names: Box<[Name]>,
     pub fingerprints: Vec<Fingerprint>,
+}
+
+/// As written: a binding answers as it was given.
+impl Serialize for CertBinding {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.to_spec().serialize(serializer)
+    }
 }
 
 /// A binding as written in the bootstrap file or sent to the admin API.
@@ -40,6 +48,7 @@ pub struct CertBinding {
 pub struct CertBindingSpec {
     pub issuer: Option<String>,
     pub issuer_spki_sha256: Option<String>,
+    // One field per [`Kind`], named by `Kind::field`.
     pub subject_cn: Option<String>,
     pub spiffe_id: Option<String>,
     #[serde(default)]
@@ -53,7 +62,7 @@ pub(crate) enum Verdict {
     NoMatch,
     /// It names it and everything holds.
     Matches,
-    /// It names one of several CNs or URI SANs of the certificate: which name is meant?
+    /// It names one of several names of a kind that wants one (CNs, URI SANs): which is meant?
     Ambiguous,
     /// It names the certificate but expects another issuer (name or key).
     WrongIssuer,
@@ -77,23 +86,27 @@ impl CertBinding {
             .map(SpkiHash::parse)
             .transpose()?
             .map(Box::new);
-        let spiffe_id = spec.spiffe_id.as_deref().map(SpiffeId::parse).transpose()?;
-        let subject_cn = spec.subject_cn.as_ref().map(|cn| cn.trim().to_owned());
-        if subject_cn.as_deref() == Some("") {
-            return Err("subject_cn is empty".into());
-        }
+        let names = Kind::ALL
+            .into_iter()
+            .filter_map(|kind| Some(Name::parse(kind, kind.in_spec(spec)?)))
+            .collect::<Result<Box<[Name]>, _>>()?;
         let fingerprints = spec
             .fingerprints
             .iter()
             .map(|f| Fingerprint::parse(f))
             .collect::<Result<Vec<_>, _>>()?;
-        let names_a_subject = subject_cn.is_some() || spiffe_id.is_some();
-        if !names_a_subject && fingerprints.is_empty() {
-            return Err("a binding needs a subject_cn, a spiffe_id or pinned fingerprints".into());
+        if names.is_empty() && fingerprints.is_empty() {
+            return Err(format!(
+                "a binding needs {} or pinned fingerprints",
+                Kind::fields("a ")
+            ));
         }
-        if names_a_subject && issuer.is_none() {
+        if !names.is_empty() && issuer.is_none() {
             // A name alone would let any CA in the bundle mint this client's identity.
-            return Err("a binding by subject_cn or spiffe_id needs the expected issuer".into());
+            return Err(format!(
+                "a binding by {} needs the expected issuer",
+                Kind::fields("")
+            ));
         }
         if issuer_spki.is_some() && issuer.is_none() {
             return Err("issuer_spki_sha256 pins the key of the issuer: set issuer too".into());
@@ -101,48 +114,51 @@ impl CertBinding {
         Ok(Self {
             issuer,
             issuer_spki,
-            subject_cn,
-            spiffe_id,
+            names,
             fingerprints,
         })
     }
 
     pub fn to_spec(&self) -> CertBindingSpec {
-        CertBindingSpec {
+        let mut spec = CertBindingSpec {
             issuer: self.issuer.as_ref().map(|i| i.as_str().to_owned()),
             issuer_spki_sha256: self.issuer_spki.as_ref().map(|k| k.to_string()),
-            subject_cn: self.subject_cn.clone(),
-            spiffe_id: self.spiffe_id.as_ref().map(|s| s.as_str().to_owned()),
             fingerprints: self.fingerprints.iter().map(|f| f.to_string()).collect(),
+            ..CertBindingSpec::default()
+        };
+        for name in &self.names {
+            *name.kind().in_spec_mut(&mut spec) = Some(name.as_str().to_owned());
         }
+        spec
     }
 
     pub(super) fn names_a_subject(&self) -> bool {
-        self.subject_cn.is_some() || self.spiffe_id.is_some()
+        !self.names.is_empty()
     }
 
-    /// Judges a verified certificate. A CN binding needs the subject's only CN, a SPIFFE
-    /// binding the certificate's only URI SAN (as X.509-SVID requires); a binding with both
-    /// needs both.
+    /// Its name of `kind`, if it has one.
+    pub fn name(&self, kind: Kind) -> Option<&str> {
+        self.names
+            .iter()
+            .find(|name| name.kind() == kind)
+            .map(Name::as_str)
+    }
+
+    /// Judges a verified certificate. Each of its names must be carried by the leaf, alone of
+    /// its kind where the kind wants one (a CN binding needs the subject's only CN, a SPIFFE
+    /// binding the only URI SAN, as X.509-SVID requires).
     pub(crate) fn judge(&self, cert: &VerifiedCertificate, issuers: &IssuerIndex) -> Verdict {
         let leaf = &cert.leaf;
-        if self.names_a_subject() {
-            let cn_named = self
-                .subject_cn
-                .as_ref()
-                .is_none_or(|cn| leaf.common_names.contains(cn));
-            let id_named = self
-                .spiffe_id
-                .as_ref()
-                .is_none_or(|id| leaf.uri_sans.iter().any(|uri| uri == id.as_str()));
-            if !(cn_named && id_named) {
-                return Verdict::NoMatch;
+        let mut ambiguous = false;
+        for name in &self.names {
+            match name.judge(leaf) {
+                Named::No => return Verdict::NoMatch,
+                Named::Ambiguous => ambiguous = true,
+                Named::Yes => {}
             }
-            let cn_unique = self.subject_cn.is_none() || leaf.common_names.len() == 1;
-            let id_unique = self.spiffe_id.is_none() || leaf.uri_sans.len() == 1;
-            if !(cn_unique && id_unique) {
-                return Verdict::Ambiguous;
-            }
+        }
+        if ambiguous {
+            return Verdict::Ambiguous;
         }
         // Pins (a pin-only binding has nothing else) narrow it to exact certificates; a
         // certificate they exclude is not named by this binding, whatever its issuer.
@@ -213,8 +229,8 @@ impl CertBinding {
         }
     }
 
-    /// Whether one certificate could be named by both bindings: the same CN or the same
-    /// SPIFFE ID from the same issuer (unless their pins tell them apart), or the same pinned
+    /// Whether one certificate could be named by both bindings: a name they share (the same
+    /// kind and value) from the same issuer (unless their pins tell them apart), or the same pinned
     /// certificate. Two clients must never hold overlapping bindings.
     pub fn overlaps(&self, other: &CertBinding) -> bool {
         let pins_apart = !self.fingerprints.is_empty()
@@ -232,8 +248,7 @@ impl CertBinding {
         }
         let keys_apart =
             matches!((&self.issuer_spki, &other.issuer_spki), (Some(a), Some(b)) if a != b);
-        let same_name = self.subject_cn.is_some() && self.subject_cn == other.subject_cn
-            || self.spiffe_id.is_some() && self.spiffe_id == other.spiffe_id;
+        let same_name = self.names.iter().any(|name| other.names.contains(name));
         self.issuer == other.issuer && !keys_apart && same_name
     }
 }

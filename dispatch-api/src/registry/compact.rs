@@ -15,10 +15,11 @@ use std::sync::Arc;
 
 use hashbrown::HashTable;
 
-use super::{ApiKeyHash, Client};
+use super::{ApiKeyHash, Client, Kind};
 use crate::identity::Fingerprint;
 
-/// Every client of one moment, indexed by name, key hash, CN, URI SAN and pin.
+/// Every client of one moment, indexed by name, key hash, the names its bindings name (of
+/// every [`Kind`]) and pin.
 #[derive(Default)]
 pub(super) struct Indexed {
     hasher: RandomState,
@@ -26,8 +27,8 @@ pub(super) struct Indexed {
     all: Box<[Arc<Client>]>,
     names: NamePositions,
     by_key: HashTable<Filed>,
-    by_cn: HashTable<Filed>,
-    by_uri: HashTable<Filed>,
+    /// Filed under the tag of (kind, name).
+    by_name: HashTable<Filed>,
     /// Pins of bindings that name no subject.
     by_fingerprint: HashTable<Filed>,
     /// Every pin.
@@ -108,8 +109,8 @@ impl Indexed {
     pub(super) fn build(clients: impl IntoIterator<Item = Arc<Client>>) -> Self {
         let hasher = RandomState::new();
         let all: Box<[Arc<Client>]> = clients.into_iter().collect();
-        let mut entries: [Vec<Filed>; 5] = Default::default();
-        let [keys, cns, uris, fingerprints, pins] = &mut entries;
+        let mut entries: [Vec<Filed>; 4] = Default::default();
+        let [keys, names, fingerprints, pins] = &mut entries;
         let mut tags = Vec::new();
         for (at, client) in all.iter().enumerate() {
             let at = u32::try_from(at).expect("fewer than four billion clients");
@@ -125,17 +126,10 @@ impl Indexed {
             tags.extend(
                 bindings
                     .iter()
-                    .filter_map(|b| b.subject_cn.as_deref())
-                    .map(|cn| tag(&hasher, cn)),
+                    .flat_map(|b| &b.names)
+                    .map(|name| tag(&hasher, &(name.kind(), name.as_str()))),
             );
-            file(cns, &mut tags);
-            tags.extend(
-                bindings
-                    .iter()
-                    .filter_map(|b| b.spiffe_id.as_ref())
-                    .map(|id| tag(&hasher, id.as_str())),
-            );
-            file(uris, &mut tags);
+            file(names, &mut tags);
             tags.extend(
                 bindings
                     .iter()
@@ -152,14 +146,13 @@ impl Indexed {
             );
             file(pins, &mut tags);
         }
-        let [by_key, by_cn, by_uri, by_fingerprint, by_pin] = entries.map(table);
+        let [by_key, by_name, by_fingerprint, by_pin] = entries.map(table);
         Self {
             hasher,
             names: NamePositions::of(&all),
             all,
             by_key,
-            by_cn,
-            by_uri,
+            by_name,
             by_fingerprint,
             by_pin,
         }
@@ -196,20 +189,13 @@ impl Indexed {
             .find(|c| c.api_keys.iter().any(|k| k.hash == *hash))
     }
 
-    pub(super) fn by_cn<'a>(&'a self, cn: &str) -> impl Iterator<Item = &'a Arc<Client>> {
-        self.filed(&self.by_cn, cn).filter(move |c| {
-            c.bindings
-                .iter()
-                .any(|b| b.subject_cn.as_deref() == Some(cn))
-        })
-    }
-
-    pub(super) fn by_uri<'a>(&'a self, uri: &str) -> impl Iterator<Item = &'a Arc<Client>> {
-        self.filed(&self.by_uri, uri).filter(move |c| {
-            c.bindings
-                .iter()
-                .any(|b| b.spiffe_id.as_ref().is_some_and(|id| id.as_str() == uri))
-        })
+    pub(super) fn by_name<'a, 'n>(
+        &'a self,
+        kind: Kind,
+        name: &'n str,
+    ) -> impl Iterator<Item = &'a Arc<Client>> + use<'a, 'n> {
+        self.filed(&self.by_name, &(kind, name))
+            .filter(move |c| c.bindings.iter().any(|b| b.name(kind) == Some(name)))
     }
 
     pub(super) fn by_fingerprint<'a>(

@@ -30,7 +30,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
-pub use binding::{CertBinding, CertBindingSpec};
+pub use binding::{CertBinding, CertBindingSpec, Kind, Name};
 pub(crate) use binding::{Verdict, first_overlap};
 pub use bootstrap::{BootstrapClient, BootstrapError, BootstrapFile};
 pub use change::{Change, Intent, Tryout};

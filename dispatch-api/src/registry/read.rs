@@ -8,14 +8,14 @@
 mod sqlite;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use futures_util::TryStreamExt as _;
 use sqlx::Row;
 
 use super::compact::NamePositions;
 use super::{
-    ApiKey, ApiKeyHash, CertBinding, CertBindingSpec, Client, ClientName, MigrationMode,
+    ApiKey, ApiKeyHash, CertBinding, CertBindingSpec, Client, ClientName, Kind, MigrationMode,
     RegistrySnapshot, Scope,
 };
 use crate::identity::{DistinguishedName, Fingerprint, SpkiHash};
@@ -23,10 +23,20 @@ use crate::storage::{Backend, Db, StorageError, on_backend};
 
 const CLIENTS: &str = "SELECT name, mode, scopes, disabled FROM clients";
 const CLIENT: &str = "SELECT name, mode, scopes, disabled FROM clients WHERE name = $1";
-const BINDINGS: &str = "SELECT client, issuer, issuer_spki_sha256, subject_cn, spiffe_id, \
-     fingerprints FROM cert_bindings ORDER BY id";
-const BINDINGS_OF: &str = "SELECT client, issuer, issuer_spki_sha256, subject_cn, spiffe_id, \
-     fingerprints FROM cert_bindings WHERE client = $1 ORDER BY id";
+// A binding's names, one column per kind, after the columns every binding has.
+static BINDINGS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT client, issuer, issuer_spki_sha256, fingerprints, {} FROM cert_bindings ORDER BY id",
+        Kind::columns()
+    )
+});
+static BINDINGS_OF: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT client, issuer, issuer_spki_sha256, fingerprints, {} FROM cert_bindings \
+         WHERE client = $1 ORDER BY id",
+        Kind::columns()
+    )
+});
 // The current key first, then the replaced ones, the latest replaced first: as
 // `Client::api_keys` holds them.
 const KEYS: &str = "SELECT client, key_sha256, created_at, expires_at, replaced_at FROM api_keys \
@@ -111,19 +121,19 @@ async fn read_clients(pool: &Db, only: Option<&ClientName>) -> Result<Vec<Client
         }
         drop(rows);
         assembly.index();
-        let mut rows = select(BINDINGS, BINDINGS_OF).fetch(pool);
+        let mut rows = select(&BINDINGS, &BINDINGS_OF).fetch(pool);
         while let Some(row) = rows.try_next().await? {
             let fingerprints: &str = row.try_get("fingerprints")?;
-            assembly.binding(
-                row.try_get("client")?,
-                CertBindingSpec {
-                    issuer: row.try_get("issuer")?,
-                    issuer_spki_sha256: row.try_get("issuer_spki_sha256")?,
-                    subject_cn: row.try_get("subject_cn")?,
-                    spiffe_id: row.try_get("spiffe_id")?,
-                    fingerprints: fingerprints.split_whitespace().map(str::to_owned).collect(),
-                },
-            );
+            let mut spec = CertBindingSpec {
+                issuer: row.try_get("issuer")?,
+                issuer_spki_sha256: row.try_get("issuer_spki_sha256")?,
+                fingerprints: fingerprints.split_whitespace().map(str::to_owned).collect(),
+                ..CertBindingSpec::default()
+            };
+            for kind in Kind::ALL {
+                *kind.in_spec_mut(&mut spec) = row.try_get(kind.field())?;
+            }
+            assembly.binding(row.try_get("client")?, spec);
         }
         drop(rows);
         let mut rows = select(KEYS, KEYS_OF).fetch(pool);

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use super::compact::Indexed;
-use super::{ApiKey, ApiKeyHash, CertBinding, Client, ClientName, Verdict, first_overlap};
+use super::{ApiKey, ApiKeyHash, CertBinding, Client, ClientName, Kind, Verdict, first_overlap};
 use crate::identity::{Fingerprint, IssuerIndex, SpkiHash, VerifiedCertificate};
 
 /// Why a certificate did not identify a client.
@@ -42,9 +42,8 @@ pub struct RegistrySnapshot {
     changed: Trie<ClientName, Option<Arc<Client>>>,
     // The changed clients that exist, by what they are looked up by.
     by_key: Trie<ApiKeyHash, Arc<Client>>,
-    by_cn: Trie<String, Vec<Arc<Client>>>,
-    /// By SPIFFE ID as written, to look up each URI SAN of a certificate.
-    by_uri: Trie<String, Vec<Arc<Client>>>,
+    /// By name, one trie per [`Kind`]: each name of a certificate is looked up in its kind's.
+    by_name: [Trie<String, Vec<Arc<Client>>>; Kind::ALL.len()],
     /// Bindings that pin certificates and name no subject, by pinned fingerprint.
     by_fingerprint: Trie<Fingerprint, Vec<Arc<Client>>>,
     /// Every binding that pins certificates, by pinned fingerprint: where overlaps are found.
@@ -161,11 +160,9 @@ impl RegistrySnapshot {
             self.by_key.insert_mut(key.hash, client.clone());
         }
         for binding in &client.bindings {
-            if let Some(cn) = &binding.subject_cn {
-                add(&mut self.by_cn, cn.clone(), &client);
-            }
-            if let Some(id) = &binding.spiffe_id {
-                add(&mut self.by_uri, id.as_str().to_owned(), &client);
+            for name in &binding.names {
+                let by_name = &mut self.by_name[name.kind().index()];
+                add(by_name, name.as_str().to_owned(), &client);
             }
             for pin in &binding.fingerprints {
                 add(&mut self.by_pin, *pin, &client);
@@ -190,11 +187,9 @@ impl RegistrySnapshot {
             }
         }
         for binding in &client.bindings {
-            if let Some(cn) = &binding.subject_cn {
-                remove(&mut self.by_cn, cn, name);
-            }
-            if let Some(id) = &binding.spiffe_id {
-                remove(&mut self.by_uri, &id.as_str().to_owned(), name);
+            for named in &binding.names {
+                let by_name = &mut self.by_name[named.kind().index()];
+                remove(by_name, &named.as_str().to_owned(), name);
             }
             for pin in &binding.fingerprints {
                 remove(&mut self.by_pin, pin, name);
@@ -258,12 +253,13 @@ impl RegistrySnapshot {
         self.revoked.contains(fingerprint)
     }
 
-    fn with_cn<'a>(&'a self, cn: &str) -> impl Iterator<Item = &'a Arc<Client>> {
-        self.found(&self.by_cn, cn, self.base.by_cn(cn))
-    }
-
-    fn with_uri<'a>(&'a self, uri: &str) -> impl Iterator<Item = &'a Arc<Client>> {
-        self.found(&self.by_uri, uri, self.base.by_uri(uri))
+    fn with_name<'a, 'n>(
+        &'a self,
+        kind: Kind,
+        name: &'n str,
+    ) -> impl Iterator<Item = &'a Arc<Client>> + use<'a, 'n> {
+        let changed = &self.by_name[kind.index()];
+        self.found(changed, name, self.base.by_name(kind, name))
     }
 
     fn with_pin<'a>(&'a self, pin: &Fingerprint) -> impl Iterator<Item = &'a Arc<Client>> {
@@ -316,10 +312,12 @@ impl RegistrySnapshot {
         cert: &'c VerifiedCertificate,
     ) -> impl Iterator<Item = &'s Arc<Client>> + use<'s, 'c> {
         let leaf = &cert.leaf;
-        leaf.common_names
-            .iter()
-            .flat_map(|cn| self.with_cn(cn))
-            .chain(leaf.uri_sans.iter().flat_map(|uri| self.with_uri(uri)))
+        Kind::ALL
+            .into_iter()
+            .flat_map(move |kind| {
+                let names = kind.of_leaf(leaf).iter();
+                names.flat_map(move |name| self.with_name(kind, name))
+            })
             .chain(self.pinned_only(&leaf.fingerprint))
     }
 
@@ -363,15 +361,9 @@ impl RegistrySnapshot {
     /// those are looked at.
     pub fn overlapping(&self, client: &ClientName, binding: &CertBinding) -> Option<&ClientName> {
         let candidates = binding
-            .subject_cn
+            .names
             .iter()
-            .flat_map(|cn| self.with_cn(cn))
-            .chain(
-                binding
-                    .spiffe_id
-                    .iter()
-                    .flat_map(|id| self.with_uri(id.as_str())),
-            )
+            .flat_map(|name| self.with_name(name.kind(), name.as_str()))
             .chain(
                 binding
                     .fingerprints
@@ -477,15 +469,10 @@ mod tests {
                 list("key", key.hash.to_hex(), found.into_iter().collect());
             }
             for binding in &client.bindings {
-                if let Some(cn) = &binding.subject_cn {
-                    list("cn", cn.clone(), snapshot.with_cn(cn).collect());
-                }
-                if let Some(id) = &binding.spiffe_id {
-                    list(
-                        "uri",
-                        id.as_str().to_owned(),
-                        snapshot.with_uri(id.as_str()).collect(),
-                    );
+                for name in &binding.names {
+                    let (kind, name) = (name.kind(), name.as_str());
+                    let found = snapshot.with_name(kind, name).collect();
+                    list(kind.field(), name.to_owned(), found);
                 }
                 for pin in &binding.fingerprints {
                     list(

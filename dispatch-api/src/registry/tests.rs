@@ -1112,9 +1112,7 @@ async fn bindings_are_replaced_on_disk_and_in_the_snapshot_unless_they_overlap_o
         Err(RegistryError::LastAdmin { .. })
     ));
     assert_eq!(
-        registry.snapshot().client(&op).unwrap().bindings[0]
-            .subject_cn
-            .as_deref(),
+        registry.snapshot().client(&op).unwrap().bindings[0].name(Kind::SubjectCn),
         Some("op")
     );
 }
@@ -2047,7 +2045,7 @@ async fn a_whole_read_skips_rows_that_do_not_parse_keeps_the_rest_in_order_and_s
     let cns: Vec<_> = good
         .bindings
         .iter()
-        .map(|b| b.subject_cn.as_deref().unwrap())
+        .map(|b| b.name(Kind::SubjectCn).unwrap())
         .collect();
     assert_eq!(
         cns,
@@ -2111,7 +2109,7 @@ async fn a_client_with_many_bindings_and_keys_is_read_whole_in_order_into_lists_
     let cns: Vec<_> = many
         .bindings
         .iter()
-        .map(|b| b.subject_cn.as_deref().unwrap())
+        .map(|b| b.name(Kind::SubjectCn).unwrap())
         .collect();
     assert_eq!(cns, ["many-1", "many-2", "many-3", "many-4", "many-5"]);
     let keys: Vec<_> = many.api_keys.iter().map(|k| k.hash).collect();

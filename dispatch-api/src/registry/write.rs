@@ -2,9 +2,10 @@
 //! announcement to the other replicas, all inside the write's own transaction.
 
 use std::collections::BTreeSet;
+use std::sync::LazyLock;
 
 use super::follow::Notice;
-use super::{CertBinding, ClientName, Scope};
+use super::{CertBinding, ClientName, Kind, Scope};
 use crate::identity::Fingerprint;
 use crate::storage::{Backend, Tx, on_backend};
 
@@ -50,26 +51,33 @@ pub(super) async fn insert_binding(
     client: &ClientName,
     binding: &CertBinding,
 ) -> Result<(), sqlx::Error> {
-    on_backend!(tx, tx => sqlx::query(
-        "INSERT INTO cert_bindings (client, issuer, issuer_spki_sha256, subject_cn, spiffe_id, fingerprints) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(client.as_str())
-    .bind(binding.issuer.as_ref().map(|i| i.as_str().to_owned()))
-    .bind(binding.issuer_spki.as_ref().map(|k| k.to_string()))
-    .bind(binding.subject_cn.as_deref())
-    .bind(binding.spiffe_id.as_ref().map(|s| s.as_str().to_owned()))
-    .bind(
-        binding
-            .fingerprints
-            .iter()
-            .map(Fingerprint::to_string)
-            .collect::<Vec<_>>()
-            .join(" "),
-    )
-    .execute(&mut **tx)
-    .await
-    .map(|_| ()))
+    static INSERT: LazyLock<String> = LazyLock::new(|| {
+        let names = (0..Kind::ALL.len()).map(|at| format!("${}", at + 5));
+        format!(
+            "INSERT INTO cert_bindings (client, issuer, issuer_spki_sha256, fingerprints, {}) \
+             VALUES ($1, $2, $3, $4, {})",
+            Kind::columns(),
+            names.collect::<Vec<_>>().join(", ")
+        )
+    });
+    on_backend!(tx, tx => {
+        let mut insert = sqlx::query(INSERT.as_str())
+            .bind(client.as_str())
+            .bind(binding.issuer.as_ref().map(|i| i.as_str().to_owned()))
+            .bind(binding.issuer_spki.as_ref().map(|k| k.to_string()))
+            .bind(
+                binding
+                    .fingerprints
+                    .iter()
+                    .map(Fingerprint::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            );
+        for kind in Kind::ALL {
+            insert = insert.bind(binding.name(kind).map(str::to_owned));
+        }
+        insert.execute(&mut **tx).await.map(|_| ())
+    })
 }
 
 /// Records that the registry changed, in the change's own transaction: the version every

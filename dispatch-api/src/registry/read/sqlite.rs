@@ -17,7 +17,7 @@ use tokio::task::JoinError;
 
 use super::{Assembly, BINDINGS, CLIENTS, KEYS, REVOKED, revoked};
 use crate::identity::Fingerprint;
-use crate::registry::{CertBindingSpec, Client};
+use crate::registry::{CertBindingSpec, Client, Kind};
 use crate::storage::{StorageError, file_faults};
 
 /// How long the read waits for a lock: only a WAL recovery or checkpoint holds one against a
@@ -76,19 +76,21 @@ fn read_file(path: &Path) -> rusqlite::Result<(Vec<Client>, HashSet<Fingerprint>
         );
     }
     assembly.index();
-    let mut bindings = transaction.prepare(BINDINGS)?;
+    let mut bindings = transaction.prepare(&BINDINGS)?;
     let mut rows = bindings.query([])?;
     while let Some(row) = rows.next()? {
-        let spec = CertBindingSpec {
+        let mut spec = CertBindingSpec {
             issuer: row.get(1)?,
             issuer_spki_sha256: row.get(2)?,
-            subject_cn: row.get(3)?,
-            spiffe_id: row.get(4)?,
-            fingerprints: text(row, 5)?
+            fingerprints: text(row, 3)?
                 .split_whitespace()
                 .map(str::to_owned)
                 .collect(),
+            ..CertBindingSpec::default()
         };
+        for kind in Kind::ALL {
+            *kind.in_spec_mut(&mut spec) = row.get(kind.field())?;
+        }
         assembly.binding(text(row, 0)?, spec);
     }
     let mut keys = transaction.prepare(KEYS)?;
