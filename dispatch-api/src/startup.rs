@@ -355,14 +355,20 @@ fn serve_ops(socket: Socket, state: &web::Data<AppState>) -> Result<Server, Star
     let server = HttpServer::new(move || {
         // On the listener's one worker thread, as it starts.
         routes::ops::lower_thread_priority();
-        App::new()
+        let app = App::new()
             .app_data(state.clone())
             .app_data(pace.clone())
             .wrap(from_fn(routes::ops::paced))
-            .route("/healthz", web::get().to(routes::ops::healthz))
-            .route("/readyz", web::get().to(routes::ops::readyz))
-            .route("/metrics", web::get().to(routes::ops::metrics))
-            .route("/openapi.json", web::get().to(routes::openapi::serve))
+            // Not documented in itself: it is the document.
+            .route("/openapi.json", web::get().to(routes::openapi::serve));
+        routes::ops::endpoints()
+            .iter()
+            .flat_map(|endpoint| {
+                endpoint
+                    .routes()
+                    .map(|route| (endpoint.path.clone(), route))
+            })
+            .fold(app, |app, (path, route)| app.route(&path, route))
             .default_service(web::to(routes::not_found))
     })
     .workers(1)

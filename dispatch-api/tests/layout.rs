@@ -2,7 +2,7 @@
 //! uses only modules listed before it, so dependencies run one way and there is no import
 //! circle. Read from the source, so a new `use crate::...` that breaks the order fails here.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 fn source_dir() -> PathBuf {
@@ -155,55 +155,56 @@ fn modules_under(dir: &Path) -> Vec<(Vec<String>, PathBuf)> {
     found
 }
 
-/// The module paths a file's code reaches through `crate::`, `super::` and `self::`, each item
-/// of a `{...}` group apart (`super::{store::now, Client}` is `store::now` and `Client`).
-fn paths_used(code: &str, module: &[String]) -> Vec<Vec<String>> {
-    fn ident(s: &str) -> &str {
-        let end = s
-            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-            .unwrap_or(s.len());
-        &s[..end]
-    }
-    /// `a::b::{c, d::e}` → [a, b, c], [a, b, d, e] (one level of group is enough here).
-    fn expand(rest: &str, base: Vec<String>, out: &mut Vec<Vec<String>>) {
-        let mut path = base;
-        let mut rest = rest;
-        loop {
-            if let Some(group) = rest.strip_prefix('{') {
-                let end = group.find('}').unwrap_or(group.len());
-                for item in group[..end].split(',') {
-                    let item = item.trim();
-                    if item.is_empty() || item == "self" {
-                        continue;
-                    }
-                    let mut each = path.clone();
-                    for segment in item.split("::") {
-                        let name = ident(segment.trim());
-                        if name.is_empty() {
-                            break;
-                        }
-                        each.push(name.to_owned());
-                    }
-                    out.push(each);
+fn ident(s: &str) -> &str {
+    let end = s
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .unwrap_or(s.len());
+    &s[..end]
+}
+/// `a::b::{c, d::e}` → [a, b, c], [a, b, d, e] (one level of group is enough here).
+fn expand(rest: &str, base: Vec<String>, out: &mut Vec<Vec<String>>) {
+    let mut path = base;
+    let mut rest = rest;
+    loop {
+        if let Some(group) = rest.strip_prefix('{') {
+            let end = group.find('}').unwrap_or(group.len());
+            for item in group[..end].split(',') {
+                let item = item.trim();
+                if item.is_empty() || item == "self" {
+                    continue;
                 }
-                return;
+                let mut each = path.clone();
+                for segment in item.split("::") {
+                    let name = ident(segment.trim());
+                    if name.is_empty() {
+                        break;
+                    }
+                    each.push(name.to_owned());
+                }
+                out.push(each);
             }
-            let name = ident(rest);
-            if name.is_empty() {
+            return;
+        }
+        let name = ident(rest);
+        if name.is_empty() {
+            out.push(path);
+            return;
+        }
+        path.push(name.to_owned());
+        rest = &rest[name.len()..];
+        match rest.strip_prefix("::") {
+            Some(next) => rest = next,
+            None => {
                 out.push(path);
                 return;
             }
-            path.push(name.to_owned());
-            rest = &rest[name.len()..];
-            match rest.strip_prefix("::") {
-                Some(next) => rest = next,
-                None => {
-                    out.push(path);
-                    return;
-                }
-            }
         }
     }
+}
+
+/// The module paths a file's code reaches through `crate::`, `super::` and `self::`, each item
+/// of a `{...}` group apart (`super::{store::now, Client}` is `store::now` and `Client`).
+fn paths_used(code: &str, module: &[String]) -> Vec<Vec<String>> {
     let mut found = Vec::new();
     for (at, _) in code.match_indices("::") {
         let before = &code[..at];
@@ -230,6 +231,41 @@ fn paths_used(code: &str, module: &[String]) -> Vec<Vec<String>> {
     found
 }
 
+/// What each file re-exports: `(its module, the name) → the full path` of every item of a
+/// `pub use` / `pub(crate) use` of its own submodules (`registry/mod.rs`'s `pub use
+/// store::Registry` makes `registry::Registry` the item of `registry/store.rs`).
+fn reexports(modules: &[(Vec<String>, PathBuf)]) -> BTreeMap<(Vec<String>, String), Vec<String>> {
+    let mut found = BTreeMap::new();
+    for (module, path) in modules {
+        let code = shipped_code(path);
+        for statement in code.split(';') {
+            let statement = statement.trim();
+            let Some(rest) = ["pub use ", "pub(crate) use ", "pub(super) use "]
+                .iter()
+                .find_map(|lead| statement.strip_prefix(lead))
+            else {
+                continue;
+            };
+            let rest = rest.trim().strip_prefix("self::").unwrap_or(rest.trim());
+            if rest.starts_with("crate::") || rest.starts_with("super::") {
+                continue;
+            }
+            let mut paths = Vec::new();
+            expand(
+                &rest.replace(char::is_whitespace, ""),
+                module.clone(),
+                &mut paths,
+            );
+            for full in paths {
+                if let Some(name) = full.last() {
+                    found.insert((module.clone(), name.clone()), full.clone());
+                }
+            }
+        }
+    }
+    found
+}
+
 /// The pairs of files of a crate that import each other. A module and its own submodules (a
 /// file and the files under its directory) are one unit and not counted: a child using its
 /// parent's types is how Rust splits a module.
@@ -241,10 +277,27 @@ fn import_circles(src: &Path) -> Vec<String> {
             .find_map(|len| modules.iter().position(|(m, _)| m[..] == path[..len]))
     };
     let related = |a: &[String], b: &[String]| a.starts_with(b) || b.starts_with(a);
+    let reexported = reexports(&modules);
+    // Through a parent's re-export to the file that defines the item: `super::Registry` from
+    // `registry/follow.rs` is `registry/store.rs`, not the parent.
+    let resolve = |mut used: Vec<String>| {
+        for _ in 0..4 {
+            let Some(file) = file_of(&used) else { break };
+            let depth = modules[file].0.len();
+            let Some(name) = used.get(depth) else { break };
+            let Some(target) = reexported.get(&(modules[file].0.clone(), name.clone())) else {
+                break;
+            };
+            let mut next = target.clone();
+            next.extend(used[depth + 1..].iter().cloned());
+            used = next;
+        }
+        used
+    };
     let mut edges = BTreeSet::new();
     for (index, (module, path)) in modules.iter().enumerate() {
         for used in paths_used(&shipped_code(path), module) {
-            if let Some(target) = file_of(&used)
+            if let Some(target) = file_of(&resolve(used))
                 && target != index
                 && !related(module, &modules[target].0)
             {
@@ -290,6 +343,17 @@ fn the_circle_finder_sees_two_sibling_files_that_use_each_other() {
     // One way only is fine, and so is a child using its parent.
     std::fs::write(src.join("tls/b.rs"), "use super::T;\n").unwrap();
     assert!(import_circles(src).is_empty());
+    // Through the parent's re-exports, it is still a circle: `super::B` is b.rs's.
+    std::fs::write(
+        src.join("tls/mod.rs"),
+        "mod a;\nmod b;\npub use b::B;\npub(crate) use a::{A, Other};\npub struct T;\n",
+    )
+    .unwrap();
+    std::fs::write(src.join("tls/a.rs"), "use super::{B, T};\npub struct A;\n").unwrap();
+    std::fs::write(src.join("tls/b.rs"), "use crate::tls::A;\npub struct B;\n").unwrap();
+    let circles = import_circles(src);
+    assert_eq!(circles.len(), 1, "{circles:?}");
+    assert!(circles[0].contains("a.rs") && circles[0].contains("b.rs"));
 }
 
 #[test]

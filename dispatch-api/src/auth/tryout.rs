@@ -1,4 +1,5 @@
-//! A registry change tried before it is made (DESIGN §2): the real [`authenticate`] runs on the
+//! A registry change tried before it is made (docs/security-model.md, "How a certificate is
+//! bound to a client"): the real [`authenticate`] runs on the
 //! registry as it would be, against the certificates that are in use. Those are the operator's
 //! own (the one this admin call came with) and every chain each client presented that is still
 //! valid or was presented within the evidence window (its latest eight), as stored by whichever

@@ -2,7 +2,7 @@
 //! process).
 //!
 //! Every registry write bumps `registry_version` and, in the same transaction, NOTIFYs
-//! [`CHANNEL`] with the new version and what changed ([`Notice`]). Each replica's follower
+//! [`CHANNEL`] with the new version and what changed ([`Notice`], `write::announce`). Each replica's follower
 //! LISTENs and applies a notice to its snapshot as the writing replica does: one client read by
 //! its key, or one fingerprint added to the deny list. PostgreSQL delivers notices after the
 //! commit and in commit order, so within a second of a flip the next request on every replica
@@ -27,50 +27,14 @@ use std::time::Duration;
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 
-use super::{ClientName, Registry};
-use crate::identity::Fingerprint;
+use super::Registry;
+use super::notice::{CHANNEL, Notice};
 use crate::storage::Backend;
 
-/// The NOTIFY channel of registry changes.
-pub const CHANNEL: &str = "dispatch_registry";
 /// How often the stored version is compared with what was heard.
 pub const POLL: Duration = Duration::from_secs(2);
 /// How long to wait before trying the database again.
 const RETRY: Duration = Duration::from_secs(1);
-
-/// What one committed change touched.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Notice {
-    Client(ClientName),
-    Revoked(Fingerprint),
-    /// Many clients at once (a bootstrap file): read everything.
-    All,
-}
-
-impl Notice {
-    /// `<version> client <name>`, `<version> revoked <fingerprint>`, `<version> all`.
-    pub fn payload(&self, version: i64) -> String {
-        match self {
-            Self::Client(name) => format!("{version} client {name}"),
-            Self::Revoked(fingerprint) => format!("{version} revoked {fingerprint}"),
-            Self::All => format!("{version} all"),
-        }
-    }
-
-    /// The version and notice of a payload; `None` for one this version does not understand
-    /// (a newer replica's), which the caller treats as "read everything".
-    pub fn parse(payload: &str) -> Option<(i64, Self)> {
-        let mut words = payload.split(' ');
-        let version = words.next()?.parse().ok()?;
-        let notice = match (words.next()?, words.next()) {
-            ("client", Some(name)) => Self::Client(ClientName::parse(name).ok()?),
-            ("revoked", Some(fingerprint)) => Self::Revoked(Fingerprint::parse(fingerprint).ok()?),
-            ("all", None) => Self::All,
-            _ => return None,
-        };
-        words.next().is_none().then_some((version, notice))
-    }
-}
 
 /// What the follower does with a notice of `version`, having heard up to `heard`.
 #[derive(Debug, PartialEq, Eq)]
@@ -246,6 +210,7 @@ impl Follower {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::registry::ClientName;
 
     #[test]
     fn a_version_still_unheard_at_the_next_check_makes_the_follower_read_everything() {
@@ -271,39 +236,6 @@ mod tests {
 
     fn client(name: &str) -> Notice {
         Notice::Client(ClientName::parse(name).unwrap())
-    }
-
-    #[test]
-    fn a_notice_survives_its_payload() {
-        let fingerprint = Fingerprint::parse(&"ab".repeat(32)).unwrap();
-        for notice in [
-            client("route-worker"),
-            Notice::Revoked(fingerprint),
-            Notice::All,
-        ] {
-            assert_eq!(
-                Notice::parse(&notice.payload(7)),
-                Some((7, notice.clone())),
-                "{notice:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn payloads_this_version_does_not_understand_are_none() {
-        for payload in [
-            "",
-            "7",
-            "x client a",
-            "7 client",
-            "7 client a b",
-            "7 client bad/name",
-            "7 revoked nothex",
-            "7 all more",
-            "7 renamed a",
-        ] {
-            assert_eq!(Notice::parse(payload), None, "{payload:?}");
-        }
     }
 
     #[test]

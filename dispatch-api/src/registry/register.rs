@@ -4,8 +4,8 @@
 use std::collections::BTreeSet;
 
 use super::change::try_out;
-use super::follow::Notice;
 use super::keys::insert_api_key;
+use super::notice::Notice;
 use super::write::{announce, insert_binding, now, scopes_text};
 use super::{Change, Client, ClientName, Intent, Registry, RegistryError, RegistrySnapshot};
 use crate::identity::IssuerIndex;

@@ -1,18 +1,14 @@
 //! A reverted guard's scope ([`Reopening`]): the method its flip retired, re-admitted from the
 //! networks whose refusals reverted it, until a bounded time; the client stays in the mode the
-//! operator set. Every replica rereads the reopenings in force about once a second (and at
-//! once after its own revert or mode change); the request path reads them from memory.
+//! operator set. And a guard's rows as its rule reads them. Every replica rereads the ones in
+//! force about once a second (`in_force.rs`); the request path reads them from memory.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::Registry;
 use super::tally::Watch;
-use super::write::now;
 use crate::identity::AuthMethod;
-use crate::storage::{StorageError, on_backend};
 
 /// A reverted guard's scope: the method its flip retired, re-admitted from the networks whose
 /// refusals reverted it, until a bounded time. The client stays in the mode the operator set;
@@ -42,58 +38,6 @@ pub(super) fn reopening_of(
         networks: serde_json::from_str(&networks).ok()?,
         until: until?,
     })
-}
-
-impl Registry {
-    /// The reopening of `client` in force, if any: the request path's read, no database.
-    pub fn reopening(&self, client: &str) -> Option<Reopening> {
-        self.reopenings.load().get(client).cloned()
-    }
-
-    /// The watching guard of `client`, as last reread: the request path's read, no database.
-    pub fn watch(&self, client: &str) -> Option<Arc<Watch>> {
-        self.watches.load().get(client).cloned()
-    }
-
-    /// Rereads the guards in force: the reopenings, and the watching guards (every replica,
-    /// about once a second, and after its own revert or mode change).
-    pub async fn refresh_guards_in_force(&self) -> Result<(), StorageError> {
-        let rows: Vec<(String, Option<String>, String, Option<i64>)> =
-            on_backend!(self.pool(), pool => sqlx::query_as(
-                "SELECT client, retired_method, reopened_networks, reopened_until FROM mode_guards \
-                 WHERE state = 'reverted' AND reopened_until > $1",
-            )
-            .bind(now())
-            .fetch_all(pool)
-            .await)
-            .map_err(StorageError::database)?;
-        let reopenings = rows
-            .into_iter()
-            .filter_map(|(client, method, networks, until)| {
-                Some((client, reopening_of(method, networks, until)?))
-            })
-            .collect();
-        let watching: Vec<(String, i64, i64, Option<String>, String)> =
-            on_backend!(self.pool(), pool => sqlx::query_as(
-                "SELECT client, started_at, watch_until, retired_method, known_networks \
-                 FROM mode_guards WHERE state = 'watching'",
-            )
-            .fetch_all(pool)
-            .await)
-            .map_err(StorageError::database)?;
-        let watches = watching
-            .into_iter()
-            .map(|(client, started_at, watch_until, retired, known)| {
-                (
-                    client,
-                    Arc::new(watch_of(started_at, watch_until, retired, &known)),
-                )
-            })
-            .collect();
-        self.reopenings.store(Arc::new(reopenings));
-        self.watches.store(Arc::new(watches));
-        Ok(())
-    }
 }
 
 /// A watching guard's row as its rule reads it.

@@ -5,7 +5,7 @@
 use sqlx::Row;
 
 use super::change::try_out;
-use super::follow::Notice;
+use super::notice::Notice;
 use super::write::{announce, now};
 use super::{Change, Intent, Registry, RegistryError, RegistrySnapshot};
 use crate::identity::{Fingerprint, SpkiHash, VerifiedCertificate};

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use arc_swap::{ArcSwap, Guard};
 
 use super::change::{Update, try_out};
-use super::follow::Notice;
 use super::guard_start::GuardStart;
+use super::notice::Notice;
 use super::read::{read_client, read_snapshot};
 use super::write::{announce, insert_binding, lock_client_row, lock_registry, now};
 use super::{

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::sync::LazyLock;
 
-use super::follow::Notice;
+use super::notice::Notice;
 use super::{CertBinding, ClientName, Kind, Scope};
 use crate::identity::Fingerprint;
 use crate::storage::{Backend, Tx, on_backend};
@@ -93,7 +93,7 @@ pub(super) async fn announce(tx: &mut Tx, notice: Notice) -> Result<(), sqlx::Er
         Backend::Postgres(tx) => {
             let version: i64 = sqlx::query_scalar(BUMP).fetch_one(&mut **tx).await?;
             sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(super::follow::CHANNEL)
+                .bind(super::notice::CHANNEL)
                 .bind(notice.payload(version))
                 .execute(&mut **tx)
                 .await?;

@@ -1,7 +1,11 @@
 //! The middleware of the HTTPS listener, outermost first: the request body's bounds (read
 //! timeout, drain before the answer), the header-size limit, the request observer (audit,
 //! metrics, log line), and authentication on the `/api` and `/admin` scopes.
-//! Each is a thin adapter from actix to a module that decides: `auth`, `audit`.
+//! `require_principal`, `observe_request` and `reject_oversized_headers` are thin adapters
+//! from actix to the modules that decide (`auth`, `audit`, the limits). Two decide here, where
+//! what they decide about is: `bound_request_body` (how long an unread body is drained before
+//! an answer) and `give_precedence` (whether a request that proved nothing waits, is shed, or
+//! closes its connection, by `precedence`'s admission).
 
 use crate::telemetry::LogBudget;
 use actix_web::body::{EitherBody, MessageBody};

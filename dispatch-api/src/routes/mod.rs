@@ -1,8 +1,10 @@
-//! HTTP handlers, one file per resource, the middleware, and the routing table of the HTTPS
-//! listener ([`api_routes`]); `startup` mounts it.
+//! HTTP handlers, one file per resource, each with its routes (`endpoints()`, see
+//! [`endpoint`]); the middleware; and the HTTPS listener's routes ([`api_routes`]), which
+//! `startup` mounts.
 
 pub mod admin;
 pub mod body;
+pub mod endpoint;
 pub mod middleware;
 pub mod openapi;
 pub mod ops;
@@ -13,6 +15,7 @@ use actix_web::middleware::from_fn;
 use actix_web::{HttpResponse, web};
 
 use crate::error::ApiError;
+use endpoint::Endpoint;
 
 /// Unknown paths: a problem+json 404 (never the framework's plain text).
 pub async fn not_found() -> Result<HttpResponse, ApiError> {
@@ -58,92 +61,39 @@ pub fn json_config(limit: usize, body_timeout_secs: u64) -> web::JsonConfig {
         })
 }
 
-/// The HTTPS routes. Everything here is behind `require_principal`; each handler states its
-/// policy through its extractor (`policy`).
+/// The HTTPS routes: `/api` and `/admin`, each behind `require_principal`, each handler stating
+/// its policy through its extractor (`policy`). Every route is an [`Endpoint`] of its module.
 pub fn api_routes(config: &mut web::ServiceConfig) {
-    let not_allowed = || web::to(method_not_allowed);
     config
-        .service(
-            web::scope("/api")
-                .wrap(from_fn(middleware::require_principal))
-                .service(
-                    web::resource("/dispatch-plans")
-                        .route(web::post().to(plans::submit_plan))
-                        .default_service(not_allowed()),
-                )
-                .service(
-                    web::resource("/dispatch-plans/{id}")
-                        .route(web::get().to(plans::get_plan))
-                        .default_service(not_allowed()),
-                )
-                .service(
-                    web::resource("/whoami")
-                        .route(web::get().to(whoami::whoami))
-                        .default_service(not_allowed()),
-                )
-                .default_service(web::to(not_found)),
-        )
-        .service(
-            web::scope("/admin")
-                .wrap(from_fn(middleware::require_principal))
-                .service(
-                    web::resource("/clients")
-                        .route(web::get().to(admin::list_clients))
-                        .route(web::post().to(admin::register_client))
-                        .default_service(not_allowed()),
-                )
-                .service(
-                    web::resource("/clients/{name}")
-                        .route(web::get().to(admin::get_client))
-                        .default_service(not_allowed()),
-                )
-                .service(
-                    web::resource("/clients/{name}/mode")
-                        .route(web::put().to(admin::set_mode))
-                        .default_service(not_allowed()),
-                )
-                .service(
-                    web::resource("/clients/{name}/disabled")
-                        .route(web::put().to(admin::set_disabled))
-                        .default_service(not_allowed()),
-                )
-                .service(
-                    web::resource("/clients/{name}/bindings")
-                        .route(web::put().to(admin::set_bindings))
-                        .default_service(not_allowed()),
-                )
-                .service(
-                    web::resource("/clients/{name}/api-key")
-                        .route(web::post().to(admin::rotate_api_key))
-                        .route(web::delete().to(admin::remove_api_key))
-                        .default_service(not_allowed()),
-                )
-                .service(
-                    web::resource("/clients/{name}/api-keys/{key_id}")
-                        .route(web::delete().to(admin::end_api_key))
-                        .default_service(not_allowed()),
-                )
-                .service(
-                    web::resource("/revocations")
-                        .route(web::get().to(admin::list_revocations))
-                        .route(web::post().to(admin::revoke_certificate))
-                        .default_service(not_allowed()),
-                )
-                .service(
-                    web::resource("/migration")
-                        .route(web::get().to(admin::migration_report))
-                        .default_service(not_allowed()),
-                )
-                .service(
-                    web::resource("/audit")
-                        .route(web::get().to(admin::list_audit))
-                        .default_service(not_allowed()),
-                )
-                .service(
-                    web::resource("/refusals")
-                        .route(web::get().to(admin::list_refusals))
-                        .default_service(not_allowed()),
-                )
-                .default_service(web::to(not_found)),
-        );
+        .service(scope(
+            "/api",
+            &[plans::endpoints(), whoami::endpoints()]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>(),
+        ))
+        .service(scope("/admin", &admin::endpoints()));
+}
+
+/// Every route of the HTTPS listener, then the documented ones of the operations listener:
+/// what the OpenAPI document documents.
+pub fn endpoints() -> Vec<Endpoint> {
+    [
+        plans::endpoints(),
+        whoami::endpoints(),
+        admin::endpoints(),
+        ops::endpoints(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+/// The endpoints under `prefix`, authenticated; a path outside them is a 404 problem, a known
+/// path with another method a 405 problem.
+fn scope(prefix: &str, endpoints: &[Endpoint]) -> impl actix_web::dev::HttpServiceFactory + use<> {
+    let scope = web::scope(prefix).wrap(from_fn(middleware::require_principal));
+    endpoint::resources(prefix, endpoints, || web::to(method_not_allowed))
+        .fold(scope, |scope, resource| scope.service(resource))
+        .default_service(web::to(not_found))
 }

@@ -19,6 +19,7 @@ use actix_web::middleware::Next;
 use actix_web::{HttpResponse, web};
 use serde_json::json;
 
+use crate::routes::endpoint::Endpoint;
 use crate::state::AppState;
 
 /// Answers the operations listener gives a second, at most, all callers together.
@@ -185,6 +186,15 @@ pub fn probe_readiness(settings: &crate::configuration::ServerSettings) -> Resul
             response.rsplit("\r\n\r\n").next().unwrap_or_default()
         ))
     }
+}
+
+/// The operations listener's documented routes (see `routes::endpoint`).
+pub fn endpoints() -> Vec<Endpoint> {
+    vec![
+        Endpoint::of::<__path_healthz, _, _>(healthz),
+        Endpoint::of::<__path_readyz, _, _>(readyz),
+        Endpoint::of::<__path_metrics, _, _>(metrics),
+    ]
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use serde::Serialize;
 use crate::error::ApiError;
 use crate::plans::{NewPlan, Plan, PlanRequest, SubmitOutcome};
 use crate::policy::PlanSubmitter;
+use crate::routes::endpoint::Endpoint;
 use crate::state::AppState;
 
 pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
@@ -125,4 +126,12 @@ pub async fn get_plan(
         .await?
         .ok_or(ApiError::NotFound)?;
     Ok(HttpResponse::Ok().json(plan))
+}
+
+/// This module's routes (see `routes::endpoint`).
+pub fn endpoints() -> Vec<Endpoint> {
+    vec![
+        Endpoint::of::<__path_submit_plan, _, _>(submit_plan),
+        Endpoint::of::<__path_get_plan, _, _>(get_plan),
+    ]
 }

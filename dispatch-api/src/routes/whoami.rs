@@ -4,6 +4,7 @@ use actix_web::{HttpResponse, web};
 use serde_json::json;
 
 use crate::policy::Authenticated;
+use crate::routes::endpoint::Endpoint;
 use crate::state::AppState;
 
 #[utoipa::path(
@@ -50,4 +51,9 @@ pub async fn whoami(
         "certificate": certificate,
         "listener_client_auth": format!("{:?}", state.settings.tls.client_auth).to_lowercase(),
     }))
+}
+
+/// This module's routes (see `routes::endpoint`).
+pub fn endpoints() -> Vec<Endpoint> {
+    vec![Endpoint::of::<__path_whoami, _, _>(whoami)]
 }

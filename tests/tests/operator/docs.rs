@@ -1,6 +1,7 @@
 //! The documents a newcomer reads first stay true: every link of the README and of `docs/`
 //! leads somewhere (a file that exists, a heading that exists), and `docs/configuration.md`
-//! lists exactly the settings the three programs read, no fewer and no more.
+//! lists exactly the settings the three programs read, no fewer and no more; `docs/architecture.md`
+//! names every source file, and every file its "where to change what" names exists.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -258,5 +259,74 @@ fn configuration_md_lists_every_setting_of_dispatchctl_and_nothing_else() {
     assert_documented(
         "dispatchctl",
         settings_of::<dispatchctl::configuration::Settings>(),
+    );
+}
+
+/// Every `.rs` file under `dir`, recursively.
+fn sources(dir: &Path, found: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            sources(&path, found);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            found.push(path);
+        }
+    }
+}
+
+#[test]
+fn architecture_md_names_every_source_file_of_the_four_programs() {
+    let map = std::fs::read_to_string(workspace().join("docs/architecture.md")).unwrap();
+    let mut files = Vec::new();
+    for program in ["dispatch-api", "route-worker", "dispatchctl", "devpki"] {
+        sources(&workspace().join(program).join("src"), &mut files);
+    }
+    assert!(files.len() > 50, "{} files", files.len());
+    let unnamed: Vec<String> = files
+        .iter()
+        .filter(|file| {
+            let name = file.file_name().unwrap().to_str().unwrap();
+            !map.contains(name)
+        })
+        .map(|file| {
+            file.strip_prefix(workspace())
+                .unwrap()
+                .display()
+                .to_string()
+        })
+        .collect();
+    assert!(
+        unnamed.is_empty(),
+        "docs/architecture.md does not say what these are: {unnamed:?}"
+    );
+}
+
+/// The workspace paths in backticks of `text`: `a/b.rs`, `docs/x.md`, `migrations/sqlite`.
+fn named_paths(text: &str) -> Vec<String> {
+    text.split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|span| span.contains('/') && !span.contains(' ') && !span.starts_with('/'))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn every_file_where_to_change_what_names_exists() {
+    let map = std::fs::read_to_string(workspace().join("docs/architecture.md")).unwrap();
+    let section = map
+        .split("## Where to change what")
+        .nth(1)
+        .expect("docs/architecture.md has a \"Where to change what\"");
+    let paths = named_paths(section);
+    assert!(paths.len() > 15, "{paths:?}");
+    let missing: Vec<&String> = paths
+        .iter()
+        .filter(|path| !workspace().join(path).exists())
+        .collect();
+    assert!(missing.is_empty(), "named but not there: {missing:?}");
+    assert_eq!(
+        named_paths("see `a/b.rs` and `not a path` and `docs/x.md`"),
+        ["a/b.rs", "docs/x.md"]
     );
 }

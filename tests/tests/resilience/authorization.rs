@@ -48,77 +48,142 @@ struct Principal {
 /// The key id the route walk names: no key's (its 404 is still past the policy).
 const PLACEHOLDER_KEY_ID: &str = "000000000000";
 
-fn routes() -> Vec<(
+/// A request for each route of the HTTPS listener, in the order the walk makes them: its
+/// method, its path as documented, the path requested, and a body. `routes` checks that these
+/// are exactly the routes the OpenAPI document documents (generated from the route table the
+/// listener serves), so a route added without a line here fails the walk.
+fn examples() -> Vec<(
     &'static str,
     &'static str,
+    String,
     Option<serde_json::Value>,
-    Permission,
 )> {
     vec![
         (
             "POST",
             "/api/dispatch-plans",
+            "/api/dispatch-plans".into(),
             Some(e2e::plan("authz", 2)),
-            Permission::SubmitPlans,
         ),
         (
             "GET",
-            "/api/dispatch-plans/00000000-0000-4000-8000-000000000000",
+            "/api/dispatch-plans/{id}",
+            "/api/dispatch-plans/00000000-0000-4000-8000-000000000000".into(),
             None,
-            Permission::SubmitPlans,
         ),
-        ("GET", "/api/whoami", None, Permission::Identify),
-        ("GET", "/admin/clients", None, Permission::Administer),
+        ("GET", "/api/whoami", "/api/whoami".into(), None),
+        ("GET", "/admin/clients", "/admin/clients".into(), None),
         (
             "GET",
-            "/admin/clients/route-worker",
+            "/admin/clients/{name}",
+            "/admin/clients/route-worker".into(),
             None,
-            Permission::Administer,
         ),
-        ("GET", "/admin/migration", None, Permission::Administer),
-        ("GET", "/admin/audit", None, Permission::Administer),
-        ("GET", "/admin/refusals", None, Permission::Administer),
-        ("GET", "/admin/revocations", None, Permission::Administer),
+        ("GET", "/admin/migration", "/admin/migration".into(), None),
+        ("GET", "/admin/audit", "/admin/audit".into(), None),
+        ("GET", "/admin/refusals", "/admin/refusals".into(), None),
+        (
+            "GET",
+            "/admin/revocations",
+            "/admin/revocations".into(),
+            None,
+        ),
         (
             "POST",
             "/admin/revocations",
+            "/admin/revocations".into(),
             Some(json!({"fingerprint": "00".repeat(32), "reason": "authz walk"})),
-            Permission::Administer,
         ),
         (
             "PUT",
-            "/admin/clients/key-only/disabled",
+            "/admin/clients/{name}/disabled",
+            "/admin/clients/key-only/disabled".into(),
             Some(json!({"disabled": false, "reason": "authz walk"})),
-            Permission::Administer,
         ),
         (
             "PUT",
-            "/admin/clients/no-scope/bindings",
+            "/admin/clients/{name}/bindings",
+            "/admin/clients/no-scope/bindings".into(),
             Some(json!({
                 "bindings": [{"issuer": "CN=Dispatch Dev Internal CA, O=Dispatch Dev", "subject_cn": "no-scope"}],
                 "reason": "authz walk",
             })),
-            Permission::Administer,
         ),
         (
             "PUT",
-            "/admin/clients/no-scope/mode",
+            "/admin/clients/{name}/mode",
+            "/admin/clients/no-scope/mode".into(),
             Some(json!({"mode": "dual", "reason": "authz walk"})),
-            Permission::Administer,
         ),
         (
             "POST",
-            "/admin/clients/no-scope/api-key",
+            "/admin/clients/{name}/api-key",
+            "/admin/clients/no-scope/api-key".into(),
             Some(json!({"reason": "authz walk"})),
-            Permission::Administer,
         ),
         (
             "DELETE",
-            "/admin/clients/no-scope/api-keys/000000000000",
+            "/admin/clients/{name}/api-keys/{key_id}",
+            format!("/admin/clients/no-scope/api-keys/{PLACEHOLDER_KEY_ID}"),
             Some(json!({"reason": "authz walk"})),
-            Permission::Administer,
+        ),
+        // After the key ended by its id: what the rotation left.
+        (
+            "DELETE",
+            "/admin/clients/{name}/api-key",
+            "/admin/clients/no-scope/api-key".into(),
+            Some(json!({"reason": "authz walk"})),
+        ),
+        (
+            "POST",
+            "/admin/clients",
+            "/admin/clients".into(),
+            Some(
+                json!({"name": "walked", "mode": "api_key", "scopes": ["plans:submit"], "reason": "authz walk"}),
+            ),
         ),
     ]
+}
+
+/// The walk: [`examples`], each with the permission its route's tag in the document asks for,
+/// after checking that they cover exactly the documented routes of the HTTPS listener.
+async fn routes(
+    app: &TestApp,
+) -> Vec<(&'static str, String, Option<serde_json::Value>, Permission)> {
+    let document = app.ops_get("/openapi.json").await.json();
+    let mut documented = std::collections::BTreeMap::new();
+    for (path, item) in document["paths"].as_object().unwrap() {
+        if !(path.starts_with("/api/") || path.starts_with("/admin/")) {
+            continue;
+        }
+        for (method, operation) in item.as_object().unwrap() {
+            let permission = match operation["tags"][0].as_str() {
+                Some("plans") => Permission::SubmitPlans,
+                Some("identity") => Permission::Identify,
+                Some("admin") => Permission::Administer,
+                other => panic!("{method} {path}: no permission for the tag {other:?}"),
+            };
+            documented.insert((method.to_uppercase(), path.clone()), permission);
+        }
+    }
+    let examples = examples();
+    let walked: std::collections::BTreeSet<(String, String)> = examples
+        .iter()
+        .map(|(method, path, ..)| (method.to_string(), path.to_string()))
+        .collect();
+    assert_eq!(walked.len(), examples.len(), "a route walked twice");
+    assert_eq!(
+        walked,
+        documented.keys().cloned().collect(),
+        "the walk and the documented routes differ: each route needs its line in `examples`"
+    );
+    examples
+        .into_iter()
+        .map(|(method, path, request, body)| {
+            let permission = documented[&(method.to_owned(), path.to_owned())];
+            (method, request, body, permission)
+        })
+        .collect()
 }
 
 /// The clients of the extra principals, registered through the admin API: an admin client in
@@ -278,6 +343,7 @@ async fn every_route_answers_every_principal_as_the_policy_says_in_every_mode() 
     let app = spawn_app().await;
     let keys = register_multi_credential_clients(&app).await;
     let principals = principals(&app, keys);
+    let walk = routes(&app).await;
     let mut checked = 0;
     for mode in ["api_key", "dual", "mtls"] {
         let flip = json!({ "mode": mode, "reason": "authz walk", "force": true });
@@ -287,9 +353,9 @@ async fn every_route_answers_every_principal_as_the_policy_says_in_every_mode() 
                 .status,
             200
         );
-        for (method, path, body, permission) in routes() {
+        for (method, path, body, permission) in walk.clone() {
             for principal in &principals {
-                let mut request = Request::new(method, path);
+                let mut request = Request::new(method, &path);
                 if let Some(body) = &body {
                     request = request.json(body);
                 }
@@ -334,7 +400,7 @@ async fn every_route_answers_every_principal_as_the_policy_says_in_every_mode() 
             }
         }
     }
-    assert_eq!(checked, 3 * routes().len() * principals.len());
+    assert_eq!(checked, 3 * walk.len() * principals.len());
 }
 
 /// The admin API is for certificates only: an admin-scoped client that still holds a valid key
@@ -346,7 +412,8 @@ async fn an_admin_clients_valid_key_is_refused_on_every_admin_route_and_its_cert
     let app = spawn_app().await;
     let [deputy_key, _] = register_multi_credential_clients(&app).await;
     let deputy = app.pki.workload("deputy");
-    let admin_routes: Vec<_> = routes()
+    let admin_routes: Vec<_> = routes(&app)
+        .await
         .into_iter()
         .filter(|(.., permission)| *permission == Permission::Administer)
         .collect();

@@ -1,6 +1,7 @@
 //! Clients: list, read, register, and the operator's switches (mode, disabled, bindings).
 
 use super::*;
+use crate::routes::endpoint::Endpoint;
 
 #[utoipa::path(
     get,
@@ -242,48 +243,6 @@ pub async fn set_mode(
     ))
 }
 
-/// What a client still lacks before `mtls` can be switched on without cutting it off (empty:
-/// ready): a certificate-authenticated request within the evidence window, and no request with
-/// its API key within the quiet period.
-pub(super) fn not_ready_for_mtls(usage: Option<&Usage>, state: &AppState) -> Vec<String> {
-    readiness_gaps(
-        usage,
-        state.evidence_since(),
-        state.quiet_since(),
-        &state.settings.migration,
-    )
-}
-
-fn readiness_gaps(
-    usage: Option<&Usage>,
-    evidence_since: i64,
-    quiet_since: i64,
-    settings: &crate::configuration::MigrationSettings,
-) -> Vec<String> {
-    let last = |method: AuthMethod| {
-        usage
-            .and_then(|u| u.get(method.as_str()))
-            .and_then(|u| u.last_seen)
-    };
-    let mut gaps = Vec::new();
-    if last(AuthMethod::Certificate).is_none_or(|seen| seen < evidence_since) {
-        gaps.push(format!(
-            "no certificate-authenticated request in the last {} s",
-            settings.evidence_window_secs
-        ));
-    }
-    if settings.quiet_period_secs > 0
-        && let Some(seen) = last(AuthMethod::ApiKey).filter(|seen| *seen >= quiet_since)
-    {
-        gaps.push(format!(
-            "its API key was used within the last {} s (last at {})",
-            settings.quiet_period_secs,
-            crate::routes::rfc3339(seen).unwrap_or_default()
-        ));
-    }
-    gaps
-}
-
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetDisabled {
@@ -392,60 +351,14 @@ pub async fn set_bindings(
     Ok(HttpResponse::Ok().json(client_view(&client, usage.get(name.as_str()))))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::configuration::MigrationSettings;
-    use crate::storage::MethodUsage;
-
-    fn used(certificate: Option<i64>, key: Option<i64>) -> Usage {
-        let mut usage = Usage::new();
-        for (method, seen) in [
-            (AuthMethod::Certificate, certificate),
-            (AuthMethod::ApiKey, key),
-        ] {
-            if let Some(seen) = seen {
-                usage.insert(
-                    method.as_str(),
-                    MethodUsage {
-                        requests_in_window: 1,
-                        last_seen: Some(seen),
-                        ..MethodUsage::default()
-                    },
-                );
-            }
-        }
-        usage
-    }
-
-    #[test]
-    fn ready_for_mtls_needs_certificate_evidence_and_a_quiet_key() {
-        let settings = MigrationSettings {
-            evidence_window_secs: 100,
-            quiet_period_secs: 10,
-            key_overlap_secs: 0,
-            default_guard: None,
-        };
-        // now = 1000: evidence since 900, quiet since 990.
-        let gaps = |usage: Option<Usage>| readiness_gaps(usage.as_ref(), 900, 990, &settings);
-        assert_eq!(gaps(Some(used(Some(950), None))), Vec::<String>::new());
-        assert_eq!(gaps(Some(used(Some(900), Some(989)))), Vec::<String>::new());
-        let no_evidence = gaps(Some(used(Some(899), None)));
-        assert_eq!(no_evidence.len(), 1);
-        assert!(no_evidence[0].contains("no certificate-authenticated request in the last 100 s"));
-        let noisy_key = gaps(Some(used(Some(995), Some(990))));
-        assert_eq!(noisy_key.len(), 1);
-        assert!(
-            noisy_key[0].contains("API key was used within the last 10 s"),
-            "{noisy_key:?}"
-        );
-        assert_eq!(gaps(None).len(), 1);
-        assert_eq!(gaps(Some(used(None, Some(999)))).len(), 2);
-        // A quiet period of 0 asks only for the evidence.
-        let lenient = MigrationSettings {
-            quiet_period_secs: 0,
-            ..settings
-        };
-        assert!(readiness_gaps(Some(&used(Some(950), Some(999))), 900, 1000, &lenient).is_empty());
-    }
+/// This module's routes (see `routes::endpoint`).
+pub fn endpoints() -> Vec<Endpoint> {
+    vec![
+        Endpoint::of::<__path_list_clients, _, _>(list_clients),
+        Endpoint::of::<__path_register_client, _, _>(register_client),
+        Endpoint::of::<__path_get_client, _, _>(get_client),
+        Endpoint::of::<__path_set_mode, _, _>(set_mode),
+        Endpoint::of::<__path_set_disabled, _, _>(set_disabled),
+        Endpoint::of::<__path_set_bindings, _, _>(set_bindings),
+    ]
 }

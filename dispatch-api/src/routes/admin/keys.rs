@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::registry::Rotation;
+use crate::routes::endpoint::Endpoint;
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -161,4 +162,13 @@ async fn keys_now(state: &AppState, name: &ClientName) -> Option<Value> {
     let client = state.registry.snapshot().client(name).cloned()?;
     let usage = usage(state).await.unwrap_or_default();
     Some(keys_view(&client, usage.get(name.as_str())))
+}
+
+/// This module's routes (see `routes::endpoint`).
+pub fn endpoints() -> Vec<Endpoint> {
+    vec![
+        Endpoint::of::<__path_rotate_api_key, _, _>(rotate_api_key),
+        Endpoint::of::<__path_remove_api_key, _, _>(remove_api_key),
+        Endpoint::of::<__path_end_api_key, _, _>(end_api_key),
+    ]
 }

@@ -1,18 +1,10 @@
 //! The admin API under `/admin`. Every handler takes [`Operator`]: scope `admin` over a client
 //! certificate. Every change is audited with actor, reason, before and after.
 //!
-//! - `GET  /admin/clients`                      list clients with mode, bindings, last use
-//! - `POST /admin/clients`                      register a client (optionally issue a key)
-//! - `GET  /admin/clients/{name}`               one client
-//! - `PUT  /admin/clients/{name}/mode`          set the migration mode (`reason`, `force`)
-//! - `PUT  /admin/clients/{name}/disabled`      disable or enable a client
-//! - `PUT  /admin/clients/{name}/bindings`      replace the certificate bindings
-//! - `POST /admin/clients/{name}/api-key`       rotate the key (returned once)
-//! - `DELETE /admin/clients/{name}/api-key`     remove the key
-//! - `GET|POST /admin/revocations`              the certificate deny list
-//! - `GET  /admin/migration`                    the migration report
-//! - `GET  /admin/audit?client=&limit=`         refusals of known clients, alerts, admin changes
-//! - `GET  /admin/refusals?reason=&limit=`      counted refusals of callers without a name
+//! The routes are in each sub-resource's `endpoints()`: clients.rs (registration, one client,
+//! its mode, disabled flag and bindings), keys.rs (rotation, one key ended, every key removed),
+//! revocations.rs (the certificate deny list), reports.rs (the migration report, the audit log,
+//! counted refusals of callers without a name). docs/api.md describes each.
 //!
 //! A change that would leave no client able to reach `/admin` (enabled, `admin` scope, a
 //! certificate binding, not in `api_key` mode) is refused with 409 `last-admin`.
@@ -32,8 +24,8 @@ use crate::error::ApiError;
 use crate::identity::{AuthMethod, Fingerprint, SpkiHash};
 use crate::policy::Operator;
 use crate::registry::{
-    ApiKey, ApiKeyHash, CertBinding, CertBindingSpec, Change, Client, ClientName, MigrationMode,
-    RegistryError, Scope, Tryout, generate_api_key,
+    ApiKey, ApiKeyHash, CertBinding, CertBindingSpec, Change, Client, ClientName, Gap,
+    MigrationMode, RegistryError, Scope, Tryout, generate_api_key, readiness_gaps,
 };
 use crate::state::AppState;
 use crate::tls::TlsMaterial;
@@ -43,13 +35,21 @@ pub(crate) mod keys;
 pub(crate) mod reports;
 pub(crate) mod revocations;
 
+use crate::routes::endpoint::Endpoint;
 use crate::storage::{self, MethodUsage};
-pub use clients::{
-    get_client, list_clients, register_client, set_bindings, set_disabled, set_mode,
-};
-pub use keys::{end_api_key, remove_api_key, rotate_api_key};
-pub use reports::{list_audit, list_refusals, migration_report};
-pub use revocations::{list_revocations, revoke_certificate};
+
+/// Every admin route, each defined beside its handler.
+pub fn endpoints() -> Vec<Endpoint> {
+    [
+        clients::endpoints(),
+        keys::endpoints(),
+        revocations::endpoints(),
+        reports::endpoints(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
 
 /// An admin change by this operator: who, why, and the certificate they are using, so that no
 /// change can take the operator's own way in while leaving no other.
@@ -121,6 +121,37 @@ pub(crate) fn required_reason(reason: &str) -> Result<&str, ApiError> {
 }
 
 pub(crate) type Usage = BTreeMap<&'static str, MethodUsage>;
+
+/// What a client still lacks before `mtls` can be switched on without cutting it off (empty:
+/// ready), in words: the rule is `registry::readiness_gaps`.
+pub(crate) fn not_ready_for_mtls(usage: Option<&Usage>, state: &AppState) -> Vec<String> {
+    let last = |method: AuthMethod| {
+        usage
+            .and_then(|u| u.get(method.as_str()))
+            .and_then(|u| u.last_seen)
+    };
+    let migration = &state.settings.migration;
+    let quiet_since = (migration.quiet_period_secs > 0).then(|| state.quiet_since());
+    readiness_gaps(
+        last(AuthMethod::Certificate),
+        last(AuthMethod::ApiKey),
+        state.evidence_since(),
+        quiet_since,
+    )
+    .into_iter()
+    .map(|gap| match gap {
+        Gap::NoCertificateEvidence => format!(
+            "no certificate-authenticated request in the last {} s",
+            migration.evidence_window_secs
+        ),
+        Gap::KeyInUse { last_at } => format!(
+            "its API key was used within the last {} s (last at {})",
+            migration.quiet_period_secs,
+            crate::routes::rfc3339(last_at).unwrap_or_default()
+        ),
+    })
+    .collect()
+}
 
 pub(crate) fn client_view(client: &Client, usage: Option<&Usage>) -> Value {
     json!({

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::registry::GuardView;
-use clients::not_ready_for_mtls;
+use crate::routes::endpoint::Endpoint;
 
 /// Per client: mode, use of each method over the window, readiness for `mtls`; and whether
 /// every client is on `mtls`, so that the listener can require certificates.
@@ -172,4 +172,13 @@ fn guard_view(guard: &GuardView) -> Value {
             "until": crate::routes::rfc3339(reopened.until),
         })),
     })
+}
+
+/// This module's routes (see `routes::endpoint`).
+pub fn endpoints() -> Vec<Endpoint> {
+    vec![
+        Endpoint::of::<__path_migration_report, _, _>(migration_report),
+        Endpoint::of::<__path_list_audit, _, _>(list_audit),
+        Endpoint::of::<__path_list_refusals, _, _>(list_refusals),
+    ]
 }

@@ -1,6 +1,7 @@
 //! The certificate deny list, by fingerprint or by key, effective on the next request.
 
 use super::*;
+use crate::routes::endpoint::Endpoint;
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -90,4 +91,12 @@ pub async fn list_revocations(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(json!({ "revocations": state.registry.revocations().await? })))
+}
+
+/// This module's routes (see `routes::endpoint`).
+pub fn endpoints() -> Vec<Endpoint> {
+    vec![
+        Endpoint::of::<__path_list_revocations, _, _>(list_revocations),
+        Endpoint::of::<__path_revoke_certificate, _, _>(revoke_certificate),
+    ]
 }
