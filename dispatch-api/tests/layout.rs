@@ -124,7 +124,7 @@ fn shipped_code(path: &Path) -> String {
 }
 
 /// Every `.rs` file under `dir`, with its module path (`tls/trust.rs` is `["tls", "trust"]`,
-/// `registry/mod.rs` is `["registry"]`, `lib.rs` and `main.rs` are the crate's root).
+/// `registry.rs` and `registry/mod.rs` are `["registry"]`, `lib.rs` and `main.rs` are the crate's root).
 fn modules_under(dir: &Path) -> Vec<(Vec<String>, PathBuf)> {
     let mut found = Vec::new();
     let mut dirs = vec![dir.to_owned()];
@@ -232,7 +232,7 @@ fn paths_used(code: &str, module: &[String]) -> Vec<Vec<String>> {
 }
 
 /// What each file re-exports: `(its module, the name) → the full path` of every item of a
-/// `pub use` / `pub(crate) use` of its own submodules (`registry/mod.rs`'s `pub use
+/// `pub use` / `pub(crate) use` of its own submodules (`registry.rs`'s `pub use
 /// store::Registry` makes `registry::Registry` the item of `registry/store.rs`).
 fn reexports(modules: &[(Vec<String>, PathBuf)]) -> BTreeMap<(Vec<String>, String), Vec<String>> {
     let mut found = BTreeMap::new();
