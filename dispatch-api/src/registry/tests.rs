@@ -2150,3 +2150,41 @@ async fn the_presented_chains_are_every_stored_chain_whenever_it_was_last_seen()
         [vec![vec![0x0a, 0x0b], vec![0x0c]], vec![vec![0x0d]]]
     );
 }
+
+#[tokio::test]
+async fn a_binding_with_every_field_is_stored_and_read_back_whole_by_both_readers() {
+    let dir = tempfile::tempdir().unwrap();
+    let pool = pool_in(dir.path()).await;
+    let registry = Registry::load(pool.clone()).await.unwrap();
+    let issuers = trust(&[&CA], &[]).issuers().clone();
+    let whole = client(
+        "whole",
+        CertBindingSpec {
+            issuer: Some(TEST_CA.into()),
+            issuer_spki_sha256: Some("ab".repeat(32)),
+            subject_cn: Some("whole".into()),
+            spiffe_id: Some("spiffe://d/whole".into()),
+            fingerprints: vec!["cd".repeat(32), "ef".repeat(32)],
+        },
+    );
+    assert_eq!(
+        registry
+            .register_all(std::slice::from_ref(&whole), None, &issuers)
+            .await
+            .unwrap(),
+        1
+    );
+    // The whole read at start (on SQLite, over a connection of its own on the file).
+    let reread = Registry::load(pool.clone()).await.unwrap();
+    let snapshot = reread.snapshot();
+    assert_eq!(
+        snapshot.client(&whole.name).unwrap().bindings,
+        whole.bindings
+    );
+    // One client, through sqlx.
+    let one = read::read_client(&pool, &whole.name)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(one.bindings, whole.bindings);
+}

@@ -1,6 +1,6 @@
 //! The kinds of name a binding can name a certificate by, each defined once: its field in a
-//! binding as written and its column as stored, how its value is parsed, which of the verified
-//! leaf's names it is compared with, and when a leaf carrying several is ambiguous.
+//! binding as written and its column as stored, how its value is parsed, and which of the
+//! verified leaf's names it is compared with (a leaf carrying several is ambiguous).
 //!
 //! Adding a kind is a variant of [`Kind`] and of [`Name`], the arms the compiler then asks for
 //! here, its field in [`super::CertBindingSpec`] and its column in `cert_bindings` (a
@@ -43,15 +43,6 @@ impl Kind {
         match self {
             Self::SubjectCn => &leaf.common_names,
             Self::SpiffeId => &leaf.uri_sans,
-        }
-    }
-
-    /// Whether a leaf that carries several names of this kind is ambiguous to a binding by it:
-    /// which CN or URI SAN is meant? (A DNS name would not be: a certificate names its host
-    /// by several.)
-    const fn wants_one(self) -> bool {
-        match self {
-            Self::SubjectCn | Self::SpiffeId => true,
         }
     }
 
@@ -104,7 +95,7 @@ pub enum Named {
     No,
     /// The leaf carries it, and nothing else of its kind that could be meant instead.
     Yes,
-    /// The leaf carries it among several of its kind, where the kind wants one.
+    /// The leaf carries it among several of its kind.
     Ambiguous,
 }
 
@@ -135,13 +126,14 @@ impl Name {
         }
     }
 
-    /// Whether `leaf` carries this name, and alone of its kind where the kind wants one.
+    /// Whether `leaf` carries this name, and alone of its kind: which CN or URI SAN would be
+    /// meant otherwise? (A kind of name a certificate carries several of by design, as DNS
+    /// names, would say so here.)
     pub fn judge(&self, leaf: &PeerCertificate) -> Named {
-        let kind = self.kind();
-        let carried = kind.of_leaf(leaf);
+        let carried = self.kind().of_leaf(leaf);
         if !carried.iter().any(|name| name == self.as_str()) {
             Named::No
-        } else if kind.wants_one() && carried.len() != 1 {
+        } else if carried.len() != 1 {
             Named::Ambiguous
         } else {
             Named::Yes
