@@ -1,6 +1,8 @@
 //! dispatchctl: the operator's side of dispatch-api, over the admin API with the operator's
 //! certificate (admin never takes a key) and the internal CA (the server is always verified).
 //!
+//! - [`cli`]: the command line (clap) and the settings its flags override.
+//! - [`commands`]: each command, one module per thing the operator acts on.
 //! - [`error`]: what went wrong, with its exit code.
 //! - [`configuration`]: the file and `DISPATCHCTL_*` settings.
 //! - [`api`]: the admin API client.
@@ -11,7 +13,9 @@
 
 pub mod api;
 pub mod check;
+pub mod cli;
 pub mod clients;
+pub mod commands;
 pub mod configuration;
 pub mod duration;
 pub mod error;

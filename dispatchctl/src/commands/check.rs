@@ -1,0 +1,80 @@
+//! The preflight of the live service: what it reports, judged by `crate::check`.
+
+use std::time::Duration;
+
+use super::paint;
+use crate::api::{self, Admin};
+use crate::check::{self, Observed};
+use crate::configuration::Settings;
+use crate::error::CtlError;
+
+pub async fn check(admin: &Admin, settings: &Settings, required: bool) -> Result<u8, CtlError> {
+    let clients = admin.get("/admin/clients").await?;
+    let migration = admin.get("/admin/migration").await?;
+    let chain = api::server_chain(settings).await?;
+    let cas = api::ca_certificates(settings)?;
+    let metrics = match &settings.server.ops_url {
+        Some(url) => Some(ops_metrics(url).await?),
+        None => None,
+    };
+    let described = |certs: &[rustls_pki_types::CertificateDer<'static>]| {
+        certs
+            .iter()
+            .filter_map(|c| api::not_after(c))
+            .map(|(not_after, subject)| (subject, not_after))
+            .collect::<Vec<_>>()
+    };
+    let seen = Observed {
+        now: time::OffsetDateTime::now_utc().unix_timestamp(),
+        warning_days: settings.check.warning_days,
+        server_chain: described(&chain),
+        cas: described(&cas),
+        clients: &clients,
+        migration: &migration,
+        metrics: metrics.as_deref(),
+        required,
+    };
+    let paint = paint();
+    let results = check::checks(&seen);
+    for result in &results {
+        let mark = match result.ok {
+            Some(true) => paint.green("✓"),
+            Some(false) => paint.red("✗"),
+            None => "•".to_owned(),
+        };
+        println!("{mark} {}", result.text);
+    }
+    let failed = results.iter().filter(|c| c.ok == Some(false)).count();
+    if failed > 0 {
+        println!("{failed} check(s) failed");
+        return Ok(1);
+    }
+    println!("all checks passed");
+    Ok(0)
+}
+
+/// `/metrics` of the operations listener (plain HTTP on a trusted network, like Prometheus).
+async fn ops_metrics(url: &str) -> Result<String, CtlError> {
+    let client = awc::Client::builder()
+        .disable_redirects()
+        .timeout(Duration::from_secs(10))
+        .finish();
+    let target = format!("{}/metrics", url.trim_end_matches('/'));
+    let mut response = client
+        .get(&target)
+        .send()
+        .await
+        .map_err(|e| CtlError::Unreachable(format!("{target}: {e}")))?;
+    if !response.status().is_success() {
+        return Err(CtlError::Unreachable(format!(
+            "{target}: answered {}",
+            response.status()
+        )));
+    }
+    let body = response
+        .body()
+        .limit(8 * 1024 * 1024)
+        .await
+        .map_err(|e| CtlError::Unreachable(format!("{target}: {e}")))?;
+    Ok(String::from_utf8_lossy(&body).into_owned())
+}
