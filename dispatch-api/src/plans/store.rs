@@ -13,9 +13,8 @@
 //! first's commit, finds the key taken, and answers with the first plan's id.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 
-use sqlx::{PgPool, Row};
+use sqlx::Row;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
@@ -24,12 +23,14 @@ use crate::configuration::DatabaseSettings;
 use crate::identity::AuthMethod;
 use crate::registry::ClientName;
 use crate::storage::{Backend, Db, Location, OpenError, StorageError, on_backend};
+use group::Job;
 use sqlite::Writer;
 
+mod group;
+mod postgres;
 mod sqlite;
 
-/// How many waiting plans one transaction takes at most.
-const MAX_GROUP: usize = 256;
+pub use group::WriteHealth;
 
 pub struct NewPlan {
     pub client: ClientName,
@@ -79,30 +80,11 @@ pub enum SubmitOutcome {
     KeyReused,
 }
 
-struct Job {
-    plan: NewPlan,
-    reply: oneshot::Sender<Result<SubmitOutcome, StorageError>>,
-}
-
 #[derive(Clone)]
 pub struct PlanStore {
     jobs: mpsc::Sender<Job>,
     pool: Db,
     health: Arc<WriteHealth>,
-}
-
-/// When the last plan write failed (unix seconds; 0 once a write succeeds again).
-#[derive(Default)]
-pub struct WriteHealth(AtomicI64);
-
-impl WriteHealth {
-    /// Whether a write failed within `window` seconds and none has succeeded since. Readiness
-    /// uses this for faults its own probe cannot see (a full database): bounded in time, so a
-    /// probe-driven load balancer still lets a retry through to find out whether it cleared.
-    pub fn failing_within(&self, window: i64) -> bool {
-        let failed_at = self.0.load(Ordering::Relaxed);
-        failed_at != 0 && time::OffsetDateTime::now_utc().unix_timestamp() - failed_at < window
-    }
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -136,7 +118,7 @@ impl PlanStore {
                     .map_err(|source| OpenError::WriterThread { location, source })?;
             }
             Backend::Postgres(pool) => {
-                tokio::spawn(write_to_postgres(
+                tokio::spawn(postgres::write_to_postgres(
                     pool.clone(),
                     receiver,
                     writer_health,
@@ -190,173 +172,4 @@ impl PlanStore {
             .map_err(StorageError::database)
         })
     }
-}
-
-/// Answers every job of a group with its outcome, or all with the group's error.
-fn answer<E>(
-    group: &mut Vec<Job>,
-    written: Result<Vec<SubmitOutcome>, E>,
-    health: &WriteHealth,
-    error: impl FnOnce(E) -> StorageError,
-) {
-    match written {
-        Ok(outcomes) => {
-            health.0.store(0, Ordering::Relaxed);
-            for (job, outcome) in group.drain(..).zip(outcomes) {
-                let _ = job.reply.send(Ok(outcome));
-            }
-        }
-        Err(failure) => {
-            health.0.store(
-                time::OffsetDateTime::now_utc().unix_timestamp(),
-                Ordering::Relaxed,
-            );
-            let error = error(failure);
-            tracing::error!(error = %error, plans = group.len(), "storing plans failed; nothing was acknowledged");
-            for job in group.drain(..) {
-                let _ = job.reply.send(Err(error.clone()));
-            }
-        }
-    }
-}
-
-/// The PostgreSQL writer: takes every job waiting, commits them in one transaction, answers.
-async fn write_to_postgres(
-    pool: PgPool,
-    mut jobs: mpsc::Receiver<Job>,
-    health: Arc<WriteHealth>,
-    timeout: std::time::Duration,
-) {
-    let mut group = Vec::with_capacity(MAX_GROUP);
-    while jobs.recv_many(&mut group, MAX_GROUP).await > 0 {
-        // Bounded: on a network that drops packets rather than refusing them, a group would
-        // otherwise wait for TCP to give up (minutes) with every later plan behind it. A group
-        // cut off here may have committed: its callers get 503, and a retry with the same
-        // Idempotency-Key is answered with the stored plan.
-        let written = tokio::time::timeout(timeout, write_group_to_postgres(&pool, &group))
-            .await
-            .unwrap_or_else(|_| {
-                Err(sqlx::Error::Io(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    "storing the plans took longer than twice database.busy_timeout_ms",
-                )))
-            });
-        answer(&mut group, written, &health, StorageError::database);
-    }
-}
-
-/// The whole group in one statement (one round trip, however many plans): each column bound as
-/// an array and unnested by the server. A plan whose key is taken is not inserted and not
-/// returned.
-const INSERT_PLANS_PG: &str = "INSERT INTO plans (id, client, auth_method, route_id, team, \
-     planned_date, stop_count, body, idempotency_key, request_sha256, received_at) \
-     SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
-       $6::text[], $7::bigint[], $8::text[], $9::text[], $10::text[], $11::bigint[]) \
-     ON CONFLICT (client, idempotency_key) DO NOTHING RETURNING id";
-
-/// The plans holding the keys of those that were not inserted.
-const FIND_EARLIER_PG: &str = "SELECT client, idempotency_key, id, request_sha256 FROM plans \
-     WHERE (client, idempotency_key) IN (SELECT * FROM UNNEST($1::text[], $2::text[]))";
-
-async fn write_group_to_postgres(
-    pool: &PgPool,
-    group: &[Job],
-) -> Result<Vec<SubmitOutcome>, sqlx::Error> {
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    // In key order: two replicas' groups that share keys then wait on each other's keys in the
-    // same order, never in a cycle (a deadlock would fail both groups).
-    let mut order: Vec<usize> = (0..group.len()).collect();
-    order.sort_by(|&a, &b| {
-        let key = |i: usize| {
-            (
-                group[i].plan.client.as_str(),
-                &group[i].plan.idempotency_key,
-            )
-        };
-        key(a).cmp(&key(b))
-    });
-    let plans: Vec<&NewPlan> = order.iter().map(|&i| &group[i].plan).collect();
-    let ids: Vec<Uuid> = plans.iter().map(|_| Uuid::now_v7()).collect();
-    let column = |f: fn(&NewPlan) -> String| plans.iter().map(|p| f(p)).collect::<Vec<_>>();
-    let mut tx = pool.begin().await?;
-    let inserted: Vec<String> = sqlx::query_scalar(INSERT_PLANS_PG)
-        .bind(ids.iter().map(Uuid::to_string).collect::<Vec<_>>())
-        .bind(column(|p| p.client.to_string()))
-        .bind(column(|p| p.method.as_str().to_owned()))
-        .bind(column(|p| p.plan.route_id.as_str().to_owned()))
-        .bind(column(|p| p.plan.team.as_str().to_owned()))
-        .bind(column(|p| p.plan.planned_date.to_string()))
-        .bind(
-            plans
-                .iter()
-                .map(|p| p.plan.stops.len() as i64)
-                .collect::<Vec<_>>(),
-        )
-        .bind(column(|p| p.body.clone()))
-        .bind(
-            plans
-                .iter()
-                .map(|p| p.idempotency_key.clone())
-                .collect::<Vec<_>>(),
-        )
-        .bind(column(|p| p.request_sha256.clone()))
-        .bind(vec![now; plans.len()])
-        .fetch_all(&mut *tx)
-        .await?;
-    let inserted: std::collections::HashSet<String> = inserted.into_iter().collect();
-    // The keys taken, by this group or by a commit of any replica: whose plan holds each.
-    let taken: Vec<&NewPlan> = plans
-        .iter()
-        .zip(&ids)
-        .filter(|(_, id)| !inserted.contains(&id.to_string()))
-        .map(|(plan, _)| *plan)
-        .collect();
-    let mut earlier = std::collections::HashMap::new();
-    if !taken.is_empty() {
-        let rows: Vec<(String, String, String, String)> = sqlx::query_as(FIND_EARLIER_PG)
-            .bind(
-                taken
-                    .iter()
-                    .map(|p| p.client.to_string())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                taken
-                    .iter()
-                    .map(|p| p.idempotency_key.clone())
-                    .collect::<Vec<_>>(),
-            )
-            .fetch_all(&mut *tx)
-            .await?;
-        for (client, key, id, hash) in rows {
-            earlier.insert((client, key), (id, hash));
-        }
-    }
-    let mut outcomes = vec![SubmitOutcome::KeyReused; group.len()];
-    for ((&index, plan), id) in order.iter().zip(&plans).zip(&ids) {
-        outcomes[index] = if inserted.contains(&id.to_string()) {
-            SubmitOutcome::Created(*id)
-        } else {
-            let key = (
-                plan.client.to_string(),
-                plan.idempotency_key.clone().unwrap_or_default(),
-            );
-            let (id, hash) = earlier.get(&key).ok_or_else(|| {
-                sqlx::Error::Protocol(format!("no plan holds the idempotency key of {key:?}"))
-            })?;
-            earlier_outcome(id, hash, plan).map_err(|e| sqlx::Error::Decode(Box::new(e)))?
-        };
-    }
-    tx.commit().await?;
-    Ok(outcomes)
-}
-
-/// The answer to a plan whose idempotency key an earlier plan holds: a replay of that plan when
-/// the bodies are the same, a refusal when they differ.
-fn earlier_outcome(id: &str, hash: &str, plan: &NewPlan) -> Result<SubmitOutcome, uuid::Error> {
-    Ok(if hash == plan.request_sha256 {
-        SubmitOutcome::Replayed(Uuid::parse_str(id)?)
-    } else {
-        SubmitOutcome::KeyReused
-    })
 }

@@ -8,7 +8,8 @@ use rusqlite::{OptionalExtension, params};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use super::{Job, MAX_GROUP, SubmitOutcome, WriteHealth, answer, earlier_outcome};
+use super::SubmitOutcome;
+use super::group::{Job, MAX_GROUP, WriteHealth, answer, earlier_outcome};
 use crate::configuration::DatabaseSettings;
 use crate::storage::{self, StorageError, file_faults};
 

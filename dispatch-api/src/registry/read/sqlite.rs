@@ -15,9 +15,9 @@ use rusqlite::{Connection, OpenFlags, Row};
 use sqlx::SqlitePool;
 use tokio::task::JoinError;
 
-use super::{Assembly, BINDINGS, CLIENTS, KEYS, REVOKED, revoked};
+use super::rows::{Assembly, BINDINGS, CLIENTS, KEYS, REVOKED, binding_spec, revoked};
 use crate::identity::Fingerprint;
-use crate::registry::{CertBindingSpec, Client, Kind};
+use crate::registry::Client;
 use crate::storage::{StorageError, file_faults};
 
 /// How long the read waits for a lock: only a WAL recovery or checkpoint holds one against a
@@ -79,18 +79,9 @@ fn read_file(path: &Path) -> rusqlite::Result<(Vec<Client>, HashSet<Fingerprint>
     let mut bindings = transaction.prepare(&BINDINGS)?;
     let mut rows = bindings.query([])?;
     while let Some(row) = rows.next()? {
-        let mut spec = CertBindingSpec {
-            issuer: row.get(1)?,
-            issuer_spki_sha256: row.get(2)?,
-            fingerprints: text(row, 3)?
-                .split_whitespace()
-                .map(str::to_owned)
-                .collect(),
-            ..CertBindingSpec::default()
-        };
-        for kind in Kind::ALL {
-            *kind.in_spec_mut(&mut spec) = row.get(kind.field())?;
-        }
+        let spec = binding_spec(row.get(1)?, row.get(2)?, text(row, 3)?, |column| {
+            row.get(column)
+        })?;
         assembly.binding(text(row, 0)?, spec);
     }
     let mut keys = transaction.prepare(KEYS)?;
