@@ -51,6 +51,67 @@ pub fn endpoints() -> Vec<Endpoint> {
     .collect()
 }
 
+/// What every admin change needs before its own rule, taken from the request before its body:
+/// the operator (scope `admin` over a certificate, as [`Operator`] requires), who the audit log
+/// records, the TLS material the change is checked against, the service, and the client the
+/// path names. A handler takes it with its body and gives the reason and, where the change is
+/// tried, the certificates in use.
+pub(crate) struct AdminChange {
+    pub principal: Principal,
+    pub actor: String,
+    pub material: Arc<TlsMaterial>,
+    pub state: web::Data<AppState>,
+    /// The `{name}` of the path, as sent.
+    name: Option<String>,
+}
+
+impl actix_web::FromRequest for AdminChange {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(
+        request: &actix_web::HttpRequest,
+        payload: &mut actix_web::dev::Payload,
+    ) -> Self::Future {
+        let mut admin = || {
+            let Operator(principal) = Operator::from_request(request, payload).into_inner()?;
+            let state = request
+                .app_data::<web::Data<AppState>>()
+                .cloned()
+                .ok_or_else(|| ApiError::Internal("no application state".into()))?;
+            Ok(Self {
+                actor: actor(&principal),
+                material: arc_swap::Guard::into_inner(state.tls.material()),
+                principal,
+                state,
+                name: request.match_info().get("name").map(str::to_owned),
+            })
+        };
+        std::future::ready(admin())
+    }
+}
+
+impl AdminChange {
+    /// The client the path names: 404 for a name no client could have.
+    pub fn client(&self) -> Result<ClientName, ApiError> {
+        client_name(self.name.as_deref().unwrap_or_default())
+    }
+
+    /// The certificates in use, to try the change against ([`live_certificates`]).
+    pub async fn live(&self) -> Result<Arc<LiveCertificates>, ApiError> {
+        live_certificates(&self.state, &self.principal, &self.material).await
+    }
+
+    /// The change, for `reason`, tried against `live` if given.
+    pub fn change<'a>(
+        &'a self,
+        reason: &'a str,
+        live: Option<Arc<LiveCertificates>>,
+    ) -> Change<'a> {
+        change(&self.actor, reason, &self.principal, &self.material, live)
+    }
+}
+
 /// An admin change by this operator: who, why, and the certificate they are using, so that no
 /// change can take the operator's own way in while leaving no other.
 pub(crate) fn change<'a>(

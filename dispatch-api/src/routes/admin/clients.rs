@@ -84,9 +84,8 @@ pub struct RegisterClient {
     security(("mutual_tls" = []))
 )]
 pub async fn register_client(
-    Operator(principal): Operator,
+    admin: AdminChange,
     body: web::Json<RegisterClient>,
-    state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let name = ClientName::parse(&body.name).map_err(ApiError::BadRequest)?;
     let reason = required_reason(&body.reason)?;
@@ -122,16 +121,13 @@ pub async fn register_client(
             })
             .unwrap_or_default(),
     };
-    let actor = actor(&principal);
-    let material = arc_swap::Guard::into_inner(state.tls.material());
-    let live = live_certificates(&state, &principal, &material).await?;
-    if !state
+    let live = admin.live().await?;
+    let change = admin.change(reason, Some(live));
+    let issuers = admin.material.trust.issuers();
+    if !admin
+        .state
         .registry
-        .register(
-            &client,
-            Some(change(&actor, reason, &principal, &material, Some(live))),
-            state.tls.material().trust.issuers(),
-        )
+        .register(&client, Some(change), issuers)
         .await?
     {
         return Err(RegistryError::AlreadyExists(client.name.to_string()).into());
@@ -178,19 +174,18 @@ pub struct SetMode {
     security(("mutual_tls" = []))
 )]
 pub async fn set_mode(
-    Operator(principal): Operator,
-    name: web::Path<String>,
+    admin: AdminChange,
     body: web::Json<SetMode>,
-    state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let name = client_name(&name)?;
+    let name = admin.client()?;
     let reason = required_reason(&body.reason)?;
+    let state = &admin.state;
     let Some(current) = state.registry.snapshot().client(&name).map(|c| c.mode) else {
         return Err(ApiError::NotFound);
     };
     if body.mode == MigrationMode::Mtls && !body.force {
-        let usage = usage(&state).await?;
-        let missing = not_ready_for_mtls(usage.get(name.as_str()), &state);
+        let usage = usage(state).await?;
+        let missing = not_ready_for_mtls(usage.get(name.as_str()), state);
         if !missing.is_empty() {
             return Err(ApiError::Conflict {
                 kind: "migration-not-ready",
@@ -203,8 +198,6 @@ pub async fn set_mode(
             });
         }
     }
-    let actor = actor(&principal);
-    let material = arc_swap::Guard::into_inner(state.tls.material());
     let change_reason = if body.force {
         format!("{reason} (forced)")
     } else {
@@ -224,7 +217,7 @@ pub async fn set_mode(
     if guard.is_some() {
         state.recorder.flush().await;
     }
-    let live = live_certificates(&state, &principal, &material).await?;
+    let live = admin.live().await?;
     let before = state
         .registry
         .set_mode(
@@ -234,10 +227,10 @@ pub async fn set_mode(
                 guard,
                 evidence_window_secs: state.settings.migration.evidence_window_secs,
             }),
-            change(&actor, &change_reason, &principal, &material, Some(live)),
+            admin.change(&change_reason, Some(live)),
         )
         .await?;
-    tracing::info!(client = %name, before = before.as_str(), after = body.mode.as_str(), actor, guarded = guard.is_some(), "migration mode changed");
+    tracing::info!(client = %name, before = before.as_str(), after = body.mode.as_str(), actor = admin.actor, guarded = guard.is_some(), "migration mode changed");
     Ok(HttpResponse::Ok().json(
         json!({ "client": name.as_str(), "before": before, "after": body.mode, "guard": guard }),
     ))
@@ -265,24 +258,15 @@ pub struct SetDisabled {
     security(("mutual_tls" = []))
 )]
 pub async fn set_disabled(
-    Operator(principal): Operator,
-    name: web::Path<String>,
+    admin: AdminChange,
     body: web::Json<SetDisabled>,
-    state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let name = client_name(&name)?;
+    let name = admin.client()?;
     let reason = required_reason(&body.reason)?;
-    let actor = actor(&principal);
-    let material = arc_swap::Guard::into_inner(state.tls.material());
-    let live = live_certificates(&state, &principal, &material).await?;
-    state
-        .registry
-        .set_disabled(
-            &name,
-            body.disabled,
-            change(&actor, reason, &principal, &material, Some(live)),
-        )
-        .await?;
+    let live = admin.live().await?;
+    let change = admin.change(reason, Some(live));
+    let registry = &admin.state.registry;
+    registry.set_disabled(&name, body.disabled, change).await?;
     Ok(HttpResponse::Ok().json(json!({ "client": name.as_str(), "disabled": body.disabled })))
 }
 
@@ -315,12 +299,10 @@ pub struct SetBindings {
     security(("mutual_tls" = []))
 )]
 pub async fn set_bindings(
-    Operator(principal): Operator,
-    name: web::Path<String>,
+    admin: AdminChange,
     body: web::Json<SetBindings>,
-    state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let name = client_name(&name)?;
+    let name = admin.client()?;
     let reason = required_reason(&body.reason)?;
     let bindings = body
         .bindings
@@ -328,20 +310,14 @@ pub async fn set_bindings(
         .map(CertBinding::parse)
         .collect::<Result<Vec<_>, _>>()
         .map_err(ApiError::BadRequest)?;
-    let actor = actor(&principal);
-    let material = arc_swap::Guard::into_inner(state.tls.material());
-    let live = live_certificates(&state, &principal, &material).await?;
+    let live = admin.live().await?;
+    let change = admin.change(reason, Some(live));
+    let (state, issuers) = (&admin.state, admin.material.trust.issuers());
     state
         .registry
-        .set_bindings(
-            &name,
-            bindings,
-            change(&actor, reason, &principal, &material, Some(live)),
-            material.trust.issuers(),
-            body.force,
-        )
+        .set_bindings(&name, bindings, change, issuers, body.force)
         .await?;
-    let usage = usage(&state).await?;
+    let usage = usage(state).await?;
     let client = state
         .registry
         .snapshot()

@@ -39,13 +39,12 @@ pub struct KeyRotation {
     security(("mutual_tls" = []))
 )]
 pub async fn rotate_api_key(
-    Operator(principal): Operator,
-    name: web::Path<String>,
+    admin: AdminChange,
     body: web::Json<KeyRotation>,
-    state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let name = client_name(&name)?;
+    let name = admin.client()?;
     let reason = required_reason(&body.reason)?;
+    let state = &admin.state;
     if body.expires_in_secs == Some(0) {
         return Err(ApiError::BadRequest(
             "`expires_in_secs` must be at least 1: a key that expires at once would cut the client off".into(),
@@ -53,8 +52,6 @@ pub async fn rotate_api_key(
     }
     let key = generate_api_key();
     let hash = ApiKeyHash::of(&key);
-    let actor = actor(&principal);
-    let material = arc_swap::Guard::into_inner(state.tls.material());
     let rotation = Rotation {
         key: hash,
         overlap_secs: body
@@ -64,18 +61,14 @@ pub async fn rotate_api_key(
     };
     state
         .registry
-        .rotate_api_key(
-            &name,
-            rotation,
-            change(&actor, reason, &principal, &material, None),
-        )
+        .rotate_api_key(&name, rotation, admin.change(reason, None))
         .await?;
     Ok(HttpResponse::Ok().json(json!({
         "client": name.as_str(),
         "api_key": key.expose_secret(),
         "api_key_id": hash.id(),
         "api_key_note": "shown once; only its SHA-256 is stored",
-        "api_keys": keys_now(&state, &name).await,
+        "api_keys": keys_now(state, &name).await,
     })))
 }
 
@@ -93,19 +86,13 @@ pub async fn rotate_api_key(
     security(("mutual_tls" = []))
 )]
 pub async fn remove_api_key(
-    Operator(principal): Operator,
-    name: web::Path<String>,
+    admin: AdminChange,
     body: web::Json<KeyChange>,
-    state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let name = client_name(&name)?;
+    let name = admin.client()?;
     let reason = required_reason(&body.reason)?;
-    let actor = actor(&principal);
-    let material = arc_swap::Guard::into_inner(state.tls.material());
-    state
-        .registry
-        .remove_api_keys(&name, change(&actor, reason, &principal, &material, None))
-        .await?;
+    let change = admin.change(reason, None);
+    admin.state.registry.remove_api_keys(&name, change).await?;
     Ok(HttpResponse::Ok().json(json!({ "client": name.as_str(), "has_api_key": false })))
 }
 
@@ -130,29 +117,24 @@ pub async fn remove_api_key(
     security(("mutual_tls" = []))
 )]
 pub async fn end_api_key(
-    Operator(principal): Operator,
+    admin: AdminChange,
     path: web::Path<(String, String)>,
     body: web::Json<KeyChange>,
-    state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let (name, key_id) = path.into_inner();
-    let name = client_name(&name)?;
+    let (_, key_id) = path.into_inner();
+    let name = admin.client()?;
     let reason = required_reason(&body.reason)?;
-    let actor = actor(&principal);
-    let material = arc_swap::Guard::into_inner(state.tls.material());
-    state
+    let change = admin.change(reason, None);
+    admin
+        .state
         .registry
-        .end_api_key(
-            &name,
-            &key_id,
-            change(&actor, reason, &principal, &material, None),
-        )
+        .end_api_key(&name, &key_id, change)
         .await?;
-    tracing::warn!(client = %name, key_id, actor, "an API key was ended at once");
+    tracing::warn!(client = %name, key_id, actor = admin.actor, "an API key was ended at once");
     Ok(HttpResponse::Ok().json(json!({
         "client": name.as_str(),
         "ended": key_id,
-        "api_keys": keys_now(&state, &name).await,
+        "api_keys": keys_now(&admin.state, &name).await,
     })))
 }
 

@@ -28,21 +28,19 @@ pub struct Revoke {
     security(("mutual_tls" = []))
 )]
 pub async fn revoke_certificate(
-    Operator(principal): Operator,
+    admin: AdminChange,
     body: web::Json<Revoke>,
-    state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let reason = required_reason(&body.reason)?;
-    let actor = actor(&principal);
-    let material = arc_swap::Guard::into_inner(state.tls.material());
     // Keeping certificates out is what a revocation is for: only the operator's own is tried.
     let own = LiveCertificates::new(
-        material.trust.clone(),
-        principal.certificate.clone(),
+        admin.material.trust.clone(),
+        admin.principal.certificate.clone(),
         [],
         time::OffsetDateTime::now_utc(),
     );
-    let change = change(&actor, reason, &principal, &material, Some(Arc::new(own)));
+    let change = admin.change(reason, Some(Arc::new(own)));
+    let state = &admin.state;
     let (added, answer) = match (&body.fingerprint, &body.spki_sha256) {
         (Some(fingerprint), None) => {
             let fingerprint = Fingerprint::parse(fingerprint).map_err(ApiError::BadRequest)?;
@@ -55,7 +53,7 @@ pub async fn revoke_certificate(
         (None, Some(key)) => {
             let key = SpkiHash::parse(key).map_err(ApiError::BadRequest)?;
             let added = state.registry.deny_key(key, change).await?;
-            tracing::warn!(spki_sha256 = %key, actor, "a key was put on the deny list");
+            tracing::warn!(spki_sha256 = %key, actor = admin.actor, "a key was put on the deny list");
             (
                 added,
                 json!({ "spki_sha256": key.to_string(), "revoked": true }),
