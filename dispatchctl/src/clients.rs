@@ -1,5 +1,5 @@
 //! A registration's request, from the command line: the bindings given as JSON (`--binding`,
-//! repeated) and the one binding spelled with flags (`--issuer`, `--cn`, `--spiffe`,
+//! repeated) and the one binding spelled with flags (`--issuer`, `--cn`, `--spiffe`, `--dns`,
 //! `--issuer-spki`, `--pin`), which is what an operator usually types.
 
 use serde_json::{Value, json};
@@ -18,6 +18,9 @@ pub struct BindingFlags {
     /// The certificate's one URI SAN (SPIFFE ID).
     #[arg(long = "spiffe")]
     pub spiffe_id: Option<String>,
+    /// One of the certificate's dNSName SANs (as ACME CAs name a workload).
+    #[arg(long = "dns")]
+    pub dns_name: Option<String>,
     /// SHA-256 (hex) of the issuing CA's public key: which CA of that name.
     #[arg(long)]
     pub issuer_spki: Option<String>,
@@ -30,18 +33,20 @@ impl BindingFlags {
     /// The binding as the admin API takes it, or `None` when no flag was given. A name or a
     /// pin is needed: an issuer alone would bind every certificate that CA signed.
     pub fn binding(&self) -> Result<Option<Value>, CtlError> {
-        let named = self.subject_cn.is_some() || self.spiffe_id.is_some();
+        let named =
+            self.subject_cn.is_some() || self.spiffe_id.is_some() || self.dns_name.is_some();
         if !named && self.pins.is_empty() {
             if self.issuer.is_some() || self.issuer_spki.is_some() {
                 return Err(CtlError::Config(
-                    "--issuer needs --cn, --spiffe or --pin: which certificates of that CA".into(),
+                    "--issuer needs --cn, --spiffe, --dns or --pin: which certificates of that CA"
+                        .into(),
                 ));
             }
             return Ok(None);
         }
         if named && self.issuer.is_none() {
             return Err(CtlError::Config(
-                "--cn and --spiffe need --issuer: a name is bound together with the CA that signed it"
+                "--cn, --spiffe and --dns need --issuer: a name is bound together with the CA that signed it"
                     .into(),
             ));
         }
@@ -54,6 +59,7 @@ impl BindingFlags {
         put("issuer", &self.issuer);
         put("subject_cn", &self.subject_cn);
         put("spiffe_id", &self.spiffe_id);
+        put("dns_name", &self.dns_name);
         put("issuer_spki_sha256", &self.issuer_spki);
         if !self.pins.is_empty() {
             binding.insert("fingerprints".into(), json!(self.pins));
@@ -93,6 +99,7 @@ mod tests {
             issuer: issuer.map(Into::into),
             subject_cn: cn.map(Into::into),
             spiffe_id: spiffe.map(Into::into),
+            dns_name: None,
             issuer_spki: None,
             pins: pins.iter().map(|p| p.to_string()).collect(),
         }
@@ -117,6 +124,18 @@ mod tests {
     }
 
     #[test]
+    fn dns_makes_a_binding_by_dns_name_and_needs_the_issuer() {
+        let mut dns = flags(Some("CN=Dev CA"), None, None, &[]);
+        dns.dns_name = Some("worker.internal".into());
+        assert_eq!(
+            dns.binding().unwrap(),
+            Some(json!({"issuer": "CN=Dev CA", "dns_name": "worker.internal"}))
+        );
+        dns.issuer = None;
+        assert!(dns.binding().is_err());
+    }
+
+    #[test]
     fn no_flag_is_no_binding() {
         assert_eq!(BindingFlags::default().binding().unwrap(), None);
     }
@@ -135,7 +154,7 @@ mod tests {
             .binding()
             .unwrap_err();
         assert!(
-            error.to_string().contains("--cn, --spiffe or --pin"),
+            error.to_string().contains("--cn, --spiffe, --dns or --pin"),
             "{error}"
         );
     }

@@ -51,6 +51,8 @@ pub struct CertBindingSpec {
     // One field per [`Kind`], named by `Kind::field`.
     pub subject_cn: Option<String>,
     pub spiffe_id: Option<String>,
+    /// A dNSName SAN of the certificate, compared case-insensitively.
+    pub dns_name: Option<String>,
     #[serde(default)]
     pub fingerprints: Vec<String>,
 }

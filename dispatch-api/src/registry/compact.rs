@@ -8,7 +8,7 @@
 //! entry (up to twice that just past a power of two). They are never changed once built:
 //! changes go to the snapshot's own tries.
 
-use std::borrow::Borrow;
+use std::borrow::{Borrow, Cow};
 use std::fmt;
 use std::hash::{BuildHasher, Hash, RandomState};
 use std::sync::Arc;
@@ -164,7 +164,15 @@ impl Indexed {
         table: &'a HashTable<Filed>,
         key: &K,
     ) -> impl Iterator<Item = &'a Arc<Client>> + use<'a, K> {
-        let tag = tag(&self.hasher, key);
+        self.filed_under(table, tag(&self.hasher, key))
+    }
+
+    /// The clients filed in `table` under `tag`.
+    fn filed_under<'a>(
+        &'a self,
+        table: &'a HashTable<Filed>,
+        tag: Tag,
+    ) -> impl Iterator<Item = &'a Arc<Client>> + use<'a> {
         table
             .iter_hash(spread(tag))
             .filter(move |filed| filed.tag == tag)
@@ -189,13 +197,19 @@ impl Indexed {
             .find(|c| c.api_keys.iter().any(|k| k.hash == *hash))
     }
 
+    /// The clients with a binding that names `name` as a name of `kind` (as indexed: see
+    /// `Kind::key`).
     pub(super) fn by_name<'a, 'n>(
         &'a self,
         kind: Kind,
-        name: &'n str,
+        name: Cow<'n, str>,
     ) -> impl Iterator<Item = &'a Arc<Client>> + use<'a, 'n> {
-        self.filed(&self.by_name, &(kind, name))
-            .filter(move |c| c.bindings.iter().any(|b| b.name(kind) == Some(name)))
+        let filed_as = tag(&self.hasher, &(kind, name.as_ref()));
+        self.filed_under(&self.by_name, filed_as).filter(move |c| {
+            c.bindings
+                .iter()
+                .any(|b| b.name(kind) == Some(name.as_ref()))
+        })
     }
 
     pub(super) fn by_fingerprint<'a>(

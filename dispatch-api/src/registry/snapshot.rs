@@ -1,6 +1,7 @@
 //! The registry as the request path sees it: an immutable snapshot, indexed by key hash and by
 //! what a certificate names, swapped atomically after each admin write.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -253,13 +254,18 @@ impl RegistrySnapshot {
         self.revoked.contains(fingerprint)
     }
 
+    /// The clients a binding of which names `name` (as `Kind::key` gives it) as a `kind`.
     fn with_name<'a, 'n>(
         &'a self,
         kind: Kind,
-        name: &'n str,
+        name: Cow<'n, str>,
     ) -> impl Iterator<Item = &'a Arc<Client>> + use<'a, 'n> {
-        let changed = &self.by_name[kind.index()];
-        self.found(changed, name, self.base.by_name(kind, name))
+        let changed = self.by_name[kind.index()].get(name.as_ref());
+        let base = self.base.by_name(kind, name);
+        changed
+            .into_iter()
+            .flatten()
+            .chain(base.filter(|c| self.current(c)))
     }
 
     fn with_pin<'a>(&'a self, pin: &Fingerprint) -> impl Iterator<Item = &'a Arc<Client>> {
@@ -316,7 +322,7 @@ impl RegistrySnapshot {
             .into_iter()
             .flat_map(move |kind| {
                 let names = kind.of_leaf(leaf).iter();
-                names.flat_map(move |name| self.with_name(kind, name))
+                names.flat_map(move |name| self.with_name(kind, kind.key(name)))
             })
             .chain(self.pinned_only(&leaf.fingerprint))
     }
@@ -363,7 +369,7 @@ impl RegistrySnapshot {
         let candidates = binding
             .names
             .iter()
-            .flat_map(|name| self.with_name(name.kind(), name.as_str()))
+            .flat_map(|name| self.with_name(name.kind(), Cow::Borrowed(name.as_str())))
             .chain(
                 binding
                     .fingerprints
@@ -471,7 +477,7 @@ mod tests {
             for binding in &client.bindings {
                 for name in &binding.names {
                     let (kind, name) = (name.kind(), name.as_str());
-                    let found = snapshot.with_name(kind, name).collect();
+                    let found = snapshot.with_name(kind, name.into()).collect();
                     list(kind.field(), name.to_owned(), found);
                 }
                 for pin in &binding.fingerprints {

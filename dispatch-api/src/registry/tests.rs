@@ -265,9 +265,11 @@ fn a_binding_turns_back_into_the_spec_it_was_parsed_from() {
         issuer_spki_sha256: Some("cd".repeat(32)),
         subject_cn: Some("w".into()),
         spiffe_id: Some("spiffe://d/w".into()),
+        dns_name: Some("w.dispatch.internal".into()),
         fingerprints: vec!["ab".repeat(32)],
     };
     let back = CertBinding::parse(&spec).unwrap().to_spec();
+    assert_eq!(back.dns_name, spec.dns_name);
     assert_eq!(back.issuer, spec.issuer);
     assert_eq!(back.issuer_spki_sha256, spec.issuer_spki_sha256);
     assert_eq!(back.subject_cn, spec.subject_cn);
@@ -2164,6 +2166,7 @@ async fn a_binding_with_every_field_is_stored_and_read_back_whole_by_both_reader
             issuer_spki_sha256: Some("ab".repeat(32)),
             subject_cn: Some("whole".into()),
             spiffe_id: Some("spiffe://d/whole".into()),
+            dns_name: Some("whole.dispatch.internal".into()),
             fingerprints: vec!["cd".repeat(32), "ef".repeat(32)],
         },
     );
@@ -2187,4 +2190,84 @@ async fn a_binding_with_every_field_is_stored_and_read_back_whole_by_both_reader
         .unwrap()
         .unwrap();
     assert_eq!(one.bindings, whole.bindings);
+}
+
+/// A leaf of the test CA with this CN and these dNSName SANs, verified.
+fn cert_with_dns(cn: &str, dns_names: &[&str]) -> VerifiedCertificate {
+    let mut spec = devpki::LeafSpec::workload(cn, time::Duration::hours(1));
+    spec.dns_names = dns_names.iter().map(|n| (*n).to_owned()).collect();
+    let issued = CA.issue(&spec).unwrap();
+    (*verified(&trust(&[&CA, &OTHER], &[]), &issued, &[]).unwrap()).clone()
+}
+
+fn by_dns(name: &str) -> CertBindingSpec {
+    CertBindingSpec {
+        issuer: Some(TEST_CA.into()),
+        dns_name: Some(name.into()),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn a_dns_name_binding_matches_a_leaf_carrying_that_name_among_others_whatever_its_case() {
+    let snap = RegistrySnapshot::new(
+        vec![client("worker", by_dns("Worker.Dispatch.Internal"))],
+        HashSet::new(),
+    );
+    let table: [(&[&str], Result<&str, CertMatchFailure>); 6] = [
+        (&["worker.dispatch.internal"], Ok("worker")),
+        // Several names are how an ACME certificate names its workload: not ambiguous.
+        (
+            &["api.dispatch.internal", "worker.dispatch.internal"],
+            Ok("worker"),
+        ),
+        (&["WORKER.dispatch.INTERNAL"], Ok("worker")),
+        (
+            &["worker.dispatch.internal.evil"],
+            Err(CertMatchFailure::Unmapped),
+        ),
+        (
+            &["other.dispatch.internal"],
+            Err(CertMatchFailure::Unmapped),
+        ),
+        // The CN is not a DNS name: a DNS binding asks for the SAN.
+        (&[], Err(CertMatchFailure::Unmapped)),
+    ];
+    for (names, expected) in table {
+        let leaf = cert_with_dns("worker.dispatch.internal", names);
+        let answer = snap
+            .client_for_certificate(&leaf, &issuers())
+            .map(|client| client.name.as_str());
+        assert_eq!(answer, expected, "{names:?}");
+    }
+    // Through a change since the base was built, too (the snapshot's own index).
+    let changed = snap.with_client(
+        &ClientName::parse("second").unwrap(),
+        Some(client("second", by_dns("second.dispatch.internal"))),
+    );
+    let leaf = cert_with_dns("x", &["Second.Dispatch.Internal"]);
+    let answer = changed.client_for_certificate(&leaf, &issuers());
+    assert_eq!(answer.map(|c| c.name.as_str()), Ok("second"));
+}
+
+#[test]
+fn dns_name_bindings_of_one_name_and_issuer_overlap_whatever_their_case() {
+    let a = CertBinding::parse(&by_dns("worker.dispatch.internal")).unwrap();
+    let b = CertBinding::parse(&by_dns("WORKER.dispatch.internal.")).unwrap();
+    let other = CertBinding::parse(&by_dns("other.dispatch.internal")).unwrap();
+    let cn = CertBinding::parse(&by_cn("worker.dispatch.internal", TEST_CA)).unwrap();
+    assert!(a.overlaps(&b));
+    assert!(!a.overlaps(&other));
+    // A CN and a DNS name of the same text name different things until a certificate carries
+    // both: the tryout sees that, not the overlap check.
+    assert!(!a.overlaps(&cn));
+    let snap = RegistrySnapshot::new(
+        vec![client("worker", by_dns("worker.dispatch.internal"))],
+        HashSet::new(),
+    );
+    assert_eq!(
+        snap.overlapping(&ClientName::parse("copy").unwrap(), &b)
+            .map(ClientName::as_str),
+        Some("worker")
+    );
 }

@@ -680,3 +680,81 @@ async fn mode_with_a_guard_says_so_and_status_shows_the_guard_watching() {
     assert_ne!(half.code, 0);
     assert!(half.stderr.contains("--max-refusals"), "{}", half.stderr);
 }
+
+/// A binding by DNS name (`clients add --dns`), as an ACME CA names a workload: a certificate
+/// that carries that dNSName SAN, among others and in any case, gets in as the client, over
+/// curl too; one that names the host only in its CN, or names another host, is `cert_unmapped`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_add_dns_binds_a_dns_name_and_a_certificate_carrying_it_gets_in_whatever_its_other_names()
+ {
+    let app = spawn_app().await;
+    let run = ctl(
+        &app,
+        &[
+            "clients",
+            "add",
+            "billing-job",
+            "--mode",
+            "mtls",
+            "--scope",
+            "plans:submit",
+            "--issuer",
+            "CN=Dispatch Dev Internal CA, O=Dispatch Dev",
+            "--dns",
+            "billing.dispatch.internal",
+            "--reason",
+            "a caller its ACME certificate names",
+        ],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let answer: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(
+        answer["bindings"][0]["dns_name"],
+        "billing.dispatch.internal"
+    );
+    let issue = |cn: &str, names: &[&str]| {
+        let mut spec = e2e::devpki::LeafSpec::workload(cn, time::Duration::hours(1));
+        spec.dns_names = names.iter().map(|n| (*n).to_owned()).collect();
+        app.pki.issue(&app.pki.ca, &spec)
+    };
+    let renewed = issue(
+        "Billing.Dispatch.Internal",
+        &["Billing.Dispatch.Internal", "billing-2.dispatch.internal"],
+    );
+    let whoami = app
+        .request(Some(&renewed), Request::get("/api/whoami"))
+        .await
+        .unwrap();
+    assert_eq!(whoami.json()["client"], "billing-job", "{}", whoami.text());
+    let request = [e2e::stock::StockRequest::new(
+        "GET",
+        "/api/whoami",
+        String::new(),
+    )];
+    let seen = e2e::stock::run(
+        &app,
+        e2e::stock::Client::CurlHttp2,
+        Some(&renewed),
+        &request,
+    )
+    .await;
+    assert_eq!(seen[0].status, 200, "{seen:?}");
+    for stranger in [
+        issue("billing.dispatch.internal", &[]),
+        issue(
+            "x",
+            &[
+                "billing.dispatch.internal.evil",
+                "evil.billing.dispatch.internal",
+            ],
+        ),
+    ] {
+        let refused = app
+            .request(Some(&stranger), Request::get("/api/whoami"))
+            .await
+            .unwrap();
+        assert_eq!(refused.status, 401, "{}", refused.text());
+        assert_eq!(refused.json()["reason"], "cert_unmapped");
+    }
+}
