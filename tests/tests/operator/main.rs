@@ -295,30 +295,30 @@ async fn revoke_denies_a_certificate_on_its_next_request() {
     );
 }
 
+/// `dispatchctl clients add NAME` in mode mtls with scope plans:submit, bound to the dev CA
+/// and `name_flag` (`--cn X`, `--dns X`, ...): the registration's answer.
+async fn add_mtls_client(app: &TestApp, name: &str, name_flag: [&str; 2]) -> Value {
+    let mut args = vec![
+        "clients",
+        "add",
+        name,
+        "--mode",
+        "mtls",
+        "--scope",
+        "plans:submit",
+    ];
+    args.extend(["--issuer", "CN=Dispatch Dev Internal CA, O=Dispatch Dev"]);
+    args.extend(name_flag);
+    args.extend(["--reason", "a new caller"]);
+    let run = ctl(app, &args).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    serde_json::from_str(&run.stdout).unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_add_binds_the_issuer_and_cn_given_as_flags_and_the_certificate_gets_in() {
     let app = spawn_app().await;
-    let run = ctl(
-        &app,
-        &[
-            "clients",
-            "add",
-            "billing",
-            "--mode",
-            "mtls",
-            "--scope",
-            "plans:submit",
-            "--issuer",
-            "CN=Dispatch Dev Internal CA, O=Dispatch Dev",
-            "--cn",
-            "billing",
-            "--reason",
-            "a new caller",
-        ],
-    )
-    .await;
-    assert_eq!(run.code, 0, "{}", run.stderr);
-    let answer: Value = serde_json::from_str(&run.stdout).unwrap();
+    let answer = add_mtls_client(&app, "billing", ["--cn", "billing"]).await;
     assert_eq!(
         answer["bindings"][0]["issuer"],
         "CN=Dispatch Dev Internal CA, O=Dispatch Dev"
@@ -688,27 +688,7 @@ async fn mode_with_a_guard_says_so_and_status_shows_the_guard_watching() {
 async fn clients_add_dns_binds_a_dns_name_and_a_certificate_carrying_it_gets_in_whatever_its_other_names()
  {
     let app = spawn_app().await;
-    let run = ctl(
-        &app,
-        &[
-            "clients",
-            "add",
-            "billing-job",
-            "--mode",
-            "mtls",
-            "--scope",
-            "plans:submit",
-            "--issuer",
-            "CN=Dispatch Dev Internal CA, O=Dispatch Dev",
-            "--dns",
-            "billing.dispatch.internal",
-            "--reason",
-            "a caller its ACME certificate names",
-        ],
-    )
-    .await;
-    assert_eq!(run.code, 0, "{}", run.stderr);
-    let answer: Value = serde_json::from_str(&run.stdout).unwrap();
+    let answer = add_mtls_client(&app, "billing-job", ["--dns", "billing.dispatch.internal"]).await;
     assert_eq!(
         answer["bindings"][0]["dns_name"],
         "billing.dispatch.internal"
