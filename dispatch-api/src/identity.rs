@@ -13,6 +13,7 @@ use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
 mod names;
 
+pub use dispatch_types::AuthMethod;
 use names::Attribute;
 pub use names::{DistinguishedName, SpiffeId};
 
@@ -347,31 +348,6 @@ pub fn source_network(peer: Option<std::net::IpAddr>) -> String {
             format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
         }
         None => "unknown".to_owned(),
-    }
-}
-
-/// How a principal authenticated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AuthMethod {
-    ApiKey,
-    Certificate,
-}
-
-impl AuthMethod {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::ApiKey => "api_key",
-            Self::Certificate => "certificate",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "api_key" => Some(Self::ApiKey),
-            "certificate" => Some(Self::Certificate),
-            _ => None,
-        }
     }
 }
 

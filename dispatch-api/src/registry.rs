@@ -37,6 +37,7 @@ pub use binding::{CertBinding, CertBindingSpec, Kind, Name};
 pub(crate) use binding::{Verdict, first_overlap};
 pub use bootstrap::{BootstrapClient, BootstrapError, BootstrapFile};
 pub use change::{Change, Intent, Tryout};
+pub use dispatch_types::{MigrationMode, Scope};
 pub use error::RegistryError;
 pub use follow::follow_changes;
 pub use guard::{GuardEnd, GuardTick, GuardView};
@@ -91,84 +92,6 @@ impl<'de> Deserialize<'de> for ClientName {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
         Self::parse(&text).map_err(serde::de::Error::custom)
-    }
-}
-
-/// Where a client is in its move from the shared key to mTLS.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum MigrationMode {
-    /// Only the API key is accepted (the starting point).
-    ApiKey,
-    /// Key or certificate: the transition.
-    Dual,
-    /// Certificate only; the key is retired and any use of it is an alert.
-    Mtls,
-}
-
-impl MigrationMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::ApiKey => "api_key",
-            Self::Dual => "dual",
-            Self::Mtls => "mtls",
-        }
-    }
-
-    pub fn parse(text: &str) -> Result<Self, String> {
-        match text {
-            "api_key" => Ok(Self::ApiKey),
-            "dual" => Ok(Self::Dual),
-            "mtls" => Ok(Self::Mtls),
-            other => Err(format!("`{other}` is not a mode (api_key, dual, mtls)")),
-        }
-    }
-
-    /// Whether a client in this mode is let in by `method`.
-    pub fn accepts(self, method: crate::identity::AuthMethod) -> bool {
-        use crate::identity::AuthMethod;
-        !matches!(
-            (self, method),
-            (Self::Mtls, AuthMethod::ApiKey) | (Self::ApiKey, AuthMethod::Certificate)
-        )
-    }
-}
-
-/// A permission a client holds.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    Serialize,
-    Deserialize,
-    utoipa::ToSchema,
-)]
-pub enum Scope {
-    #[serde(rename = "plans:submit")]
-    PlansSubmit,
-    #[serde(rename = "admin")]
-    Admin,
-}
-
-impl Scope {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::PlansSubmit => "plans:submit",
-            Self::Admin => "admin",
-        }
-    }
-
-    pub fn parse(text: &str) -> Result<Self, String> {
-        match text {
-            "plans:submit" => Ok(Self::PlansSubmit),
-            "admin" => Ok(Self::Admin),
-            other => Err(format!("`{other}` is not a scope (plans:submit, admin)")),
-        }
     }
 }
 

@@ -8,6 +8,8 @@ use awc::http::StatusCode;
 use rustls::{ClientConfig, RootCertStore};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::configuration::Settings;
@@ -82,17 +84,46 @@ impl Admin {
         self.send(self.http.get(self.url(path)), None).await
     }
 
-    pub async fn put(&self, path: &str, body: Value) -> Result<Value, CtlError> {
-        self.send(self.http.put(self.url(path)), Some(body)).await
+    /// A change: `body` (one of dispatch_types' requests) sent, the answer read as `A` (its
+    /// answer, or `Value` where the answer has no type of its own yet).
+    pub async fn put<B: Serialize, A: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<A, CtlError> {
+        self.typed(self.http.put(self.url(path)), body).await
     }
 
-    pub async fn post(&self, path: &str, body: Value) -> Result<Value, CtlError> {
-        self.send(self.http.post(self.url(path)), Some(body)).await
+    pub async fn post<B: Serialize, A: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<A, CtlError> {
+        self.typed(self.http.post(self.url(path)), body).await
     }
 
-    pub async fn delete(&self, path: &str, body: Value) -> Result<Value, CtlError> {
-        self.send(self.http.delete(self.url(path)), Some(body))
-            .await
+    pub async fn delete<B: Serialize, A: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<A, CtlError> {
+        self.typed(self.http.delete(self.url(path)), body).await
+    }
+
+    async fn typed<B: Serialize, A: DeserializeOwned>(
+        &self,
+        request: awc::ClientRequest,
+        body: &B,
+    ) -> Result<A, CtlError> {
+        let body = serde_json::to_value(body)
+            .map_err(|e| CtlError::Config(format!("the request cannot be written: {e}")))?;
+        let answer = self.send(request, Some(body)).await?;
+        serde_json::from_value(answer).map_err(|e| {
+            CtlError::Unreachable(format!(
+                "{}: an answer this dispatchctl does not read ({e}): is it the server's version?",
+                self.base
+            ))
+        })
     }
 
     fn url(&self, path: &str) -> String {

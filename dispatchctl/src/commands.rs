@@ -10,7 +10,8 @@ mod revocations;
 use std::io::IsTerminal;
 
 use clap::CommandFactory;
-use serde_json::{Value, json};
+use dispatch_types::Revoke;
+use serde_json::Value;
 
 use crate::api::Admin;
 use crate::cli::{Cli, ClientsAction, Command};
@@ -58,7 +59,7 @@ pub async fn run(cli: Cli) -> Result<u8, CtlError> {
             overlap,
             expires_in,
         } => {
-            let change = keys::KeyChange {
+            let change = keys::KeyFlags {
                 reason,
                 overlap,
                 expires_in,
@@ -75,15 +76,23 @@ pub async fn run(cli: Cli) -> Result<u8, CtlError> {
             fingerprint,
             reason,
         } => {
-            let body = json!({"fingerprint": fingerprint, "reason": reason});
-            revocations::add(&admin, body).await?;
+            let request = Revoke {
+                fingerprint: Some(fingerprint),
+                spki_sha256: None,
+                reason,
+            };
+            revocations::add(&admin, request).await?;
         }
         Command::DenyKey {
             spki_sha256,
             reason,
         } => {
-            let body = json!({"spki_sha256": spki_sha256, "reason": reason});
-            revocations::add(&admin, body).await?;
+            let request = Revoke {
+                fingerprint: None,
+                spki_sha256: Some(spki_sha256),
+                reason,
+            };
+            revocations::add(&admin, request).await?;
         }
         Command::Register(registration)
         | Command::Clients {

@@ -3,6 +3,8 @@
 
 use serde::Deserialize;
 
+pub use dispatch_types::FlipGuard;
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MigrationSettings {
@@ -18,30 +20,6 @@ pub struct MigrationSettings {
     /// The guard of every mode change that names none (and `force` does not skip it); unset:
     /// a flip is guarded only when it asks to be.
     pub default_guard: Option<FlipGuard>,
-}
-
-/// A guarded flip: for `watch_secs` after a mode change, the refusals it causes that client
-/// (`key_retired`, `method_not_allowed`) from networks that used the retired method before the
-/// change are counted, all replicas together; at `max_refusals` that method is re-admitted
-/// from those networks only, for the rest of the watch and an hour (the mode stays).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct FlipGuard {
-    pub watch_secs: u64,
-    pub max_refusals: u32,
-}
-
-impl FlipGuard {
-    /// Refuses a guard that could never watch or never revert, saying why.
-    pub fn check(&self) -> Result<(), String> {
-        if self.watch_secs == 0 || self.watch_secs > 7 * 86_400 {
-            return Err("guard.watch_secs must be between 1 and 604800 (7 days)".into());
-        }
-        if self.max_refusals == 0 {
-            return Err("guard.max_refusals must be at least 1".into());
-        }
-        Ok(())
-    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -6,10 +6,11 @@ mod name;
 
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::{Client, ClientName};
 use crate::identity::{DistinguishedName, Fingerprint, IssuerIndex, SpkiHash, VerifiedCertificate};
+pub use dispatch_types::CertBindingSpec;
 use name::Named;
 pub use name::{Kind, Name};
 
@@ -40,21 +41,6 @@ impl Serialize for CertBinding {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         self.to_spec().serialize(serializer)
     }
-}
-
-/// A binding as written in the bootstrap file or sent to the admin API.
-#[derive(Clone, Debug, Default, Deserialize, Serialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CertBindingSpec {
-    pub issuer: Option<String>,
-    pub issuer_spki_sha256: Option<String>,
-    // One field per [`Kind`], named by `Kind::field`.
-    pub subject_cn: Option<String>,
-    pub spiffe_id: Option<String>,
-    /// A dNSName SAN of the certificate, compared case-insensitively.
-    pub dns_name: Option<String>,
-    #[serde(default)]
-    pub fingerprints: Vec<String>,
 }
 
 /// How one binding judges one verified certificate.

@@ -9,7 +9,7 @@
 //! A change that would leave no client able to reach `/admin` (enabled, `admin` scope, a
 //! certificate binding, not in `api_key` mode) is refused with 409 `last-admin`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use actix_web::{HttpResponse, web};
@@ -24,8 +24,8 @@ use crate::error::ApiError;
 use crate::identity::{AuthMethod, Fingerprint, SpkiHash};
 use crate::policy::Operator;
 use crate::registry::{
-    ApiKey, ApiKeyHash, CertBinding, CertBindingSpec, Change, Client, ClientName, Gap,
-    MigrationMode, RegistryError, Scope, Tryout, generate_api_key, readiness_gaps,
+    ApiKey, ApiKeyHash, CertBinding, Change, Client, ClientName, Gap, MigrationMode, RegistryError,
+    Tryout, generate_api_key, readiness_gaps,
 };
 use crate::state::AppState;
 use crate::tls::TlsMaterial;
@@ -37,6 +37,7 @@ pub(crate) mod revocations;
 
 use crate::routes::endpoint::Endpoint;
 use crate::storage::{self, MethodUsage};
+use dispatch_types::{KeyState, KeyView};
 
 /// Every admin route, each defined beside its handler.
 pub fn endpoints() -> Vec<Endpoint> {
@@ -233,7 +234,7 @@ pub(crate) fn now_unix() -> i64 {
 
 /// A client's keys: id (a prefix of the key's hash, not of the key), when made, until when
 /// valid, and whether it is the current key, one in a rotation's overlap, or expired.
-pub(crate) fn keys_view(client: &Client, usage: Option<&Usage>) -> Value {
+pub(crate) fn keys_view(client: &Client, usage: Option<&Usage>) -> Vec<KeyView> {
     let now = now_unix();
     let key_use = |key: &ApiKey| {
         usage
@@ -242,26 +243,22 @@ pub(crate) fn keys_view(client: &Client, usage: Option<&Usage>) -> Value {
             .copied()
             .unwrap_or_default()
     };
-    let keys: Vec<Value> = client
+    client
         .api_keys
         .iter()
-        .map(|key| {
-            let state = match (key.expired(now), key.replaced_at) {
-                (true, _) => "expired",
-                (false, None) => "current",
-                (false, Some(_)) => "overlap",
-            };
-            json!({
-                "id": key.hash.id(),
-                "state": state,
-                "created_at": crate::routes::rfc3339(key.created_at),
-                "expires_at": key.expires_at.and_then(crate::routes::rfc3339),
-                "use_count": key_use(key).use_count,
-                "last_used_at": key_use(key).last_used_at.and_then(crate::routes::rfc3339),
-            })
+        .map(|key| KeyView {
+            id: key.hash.id(),
+            state: match (key.expired(now), key.replaced_at) {
+                (true, _) => KeyState::Expired,
+                (false, None) => KeyState::Current,
+                (false, Some(_)) => KeyState::Overlap,
+            },
+            created_at: crate::routes::rfc3339(key.created_at),
+            expires_at: key.expires_at.and_then(crate::routes::rfc3339),
+            use_count: key_use(key).use_count,
+            last_used_at: key_use(key).last_used_at.and_then(crate::routes::rfc3339),
         })
-        .collect();
-    Value::Array(keys)
+        .collect()
 }
 
 pub(crate) fn usage_view(usage: Option<&Usage>) -> Value {

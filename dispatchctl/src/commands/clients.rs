@@ -1,6 +1,10 @@
 //! The clients: the status table, registration, the migration mode, the disabled flag and the
 //! certificate bindings.
 
+use dispatch_types::{
+    DisabledChanged, FlipGuard, MigrationMode, ModeChanged, RegisterClient, Scope, SetBindings,
+    SetDisabled, SetMode,
+};
 use serde_json::{Value, json};
 
 use super::{paint, print};
@@ -31,22 +35,26 @@ pub async fn mode(
     force: bool,
     guard: Option<(u64, u32)>,
 ) -> Result<(), CtlError> {
-    let mut body = json!({"mode": mode, "reason": reason, "force": force});
-    if let Some((watch_secs, max_refusals)) = guard {
-        body["guard"] = json!({"watch_secs": watch_secs, "max_refusals": max_refusals});
-    }
-    let answer = admin
-        .put(&format!("/admin/clients/{client}/mode"), body)
-        .await?;
+    let request = SetMode {
+        mode: MigrationMode::parse(mode).map_err(CtlError::Config)?,
+        reason: reason.to_owned(),
+        force,
+        guard: guard.map(|(watch_secs, max_refusals)| FlipGuard {
+            watch_secs,
+            max_refusals,
+        }),
+    };
+    let path = format!("/admin/clients/{client}/mode");
+    let answer: ModeChanged = admin.put(&path, &request).await?;
     println!(
         "{client}: {} -> {}",
-        answer["before"].as_str().unwrap_or("?"),
-        answer["after"].as_str().unwrap_or("?")
+        answer.before.as_str(),
+        answer.after.as_str()
     );
-    if let Some(guard) = answer["guard"].as_object() {
+    if let Some(guard) = answer.guard {
         println!(
             "guarded: at {} refusals it causes within {} s from networks that used the retired method before, that method is re-admitted from those networks only (dispatchctl status shows the guard)",
-            guard["max_refusals"], guard["watch_secs"]
+            guard.max_refusals, guard.watch_secs
         );
     }
     Ok(())
@@ -58,15 +66,19 @@ pub async fn set_disabled(
     reason: &str,
     disabled: bool,
 ) -> Result<(), CtlError> {
-    admin
-        .put(
-            &format!("/admin/clients/{client}/disabled"),
-            json!({"disabled": disabled, "reason": reason}),
-        )
-        .await?;
+    let request = SetDisabled {
+        disabled,
+        reason: reason.to_owned(),
+    };
+    let path = format!("/admin/clients/{client}/disabled");
+    let answer: DisabledChanged = admin.put(&path, &request).await?;
     println!(
         "{client}: {}",
-        if disabled { "disabled" } else { "enabled" }
+        if answer.disabled {
+            "disabled"
+        } else {
+            "enabled"
+        }
     );
     Ok(())
 }
@@ -80,18 +92,18 @@ pub async fn bindings(
     force: bool,
 ) -> Result<(), CtlError> {
     let path = format!("/admin/clients/{client}");
-    let answer = match set {
+    let answer: Value = match set {
         None => admin.get(&path).await?,
         Some(text) => {
-            let bindings: Value = serde_json::from_str(text).map_err(|e| {
+            let bindings = serde_json::from_str(text).map_err(|e| {
                 CtlError::Config(format!("--set must be a JSON array of bindings: {e}"))
             })?;
-            admin
-                .put(
-                    &format!("{path}/bindings"),
-                    json!({"bindings": bindings, "reason": reason, "force": force}),
-                )
-                .await?
+            let request = SetBindings {
+                bindings,
+                reason: reason.unwrap_or_default(),
+                force,
+            };
+            admin.put(&format!("{path}/bindings"), &request).await?
         }
     };
     print(&answer["bindings"]);
@@ -100,14 +112,25 @@ pub async fn bindings(
 
 pub async fn register(admin: &Admin, registration: Registration) -> Result<(), CtlError> {
     let bindings = crate::clients::bindings(&registration.bindings, &registration.binding)?;
-    let answer = admin
-        .post(
-            "/admin/clients",
-            json!({"name": registration.name, "mode": registration.mode,
-                   "scopes": registration.scopes, "bindings": bindings,
-                   "issue_api_key": registration.issue_key, "reason": registration.reason}),
-        )
-        .await?;
+    let request = RegisterClient {
+        name: registration.name,
+        mode: MigrationMode::parse(&registration.mode).map_err(CtlError::Config)?,
+        scopes: registration
+            .scopes
+            .iter()
+            .map(|scope| Scope::parse(scope))
+            .collect::<Result<_, _>>()
+            .map_err(CtlError::Config)?,
+        bindings: bindings
+            .into_iter()
+            .map(serde_json::from_value)
+            .collect::<Result<_, _>>()
+            .map_err(|e| CtlError::Config(format!("a binding: {e}")))?,
+        issue_api_key: registration.issue_key,
+        api_key_expires_in_secs: None,
+        reason: registration.reason,
+    };
+    let answer: Value = admin.post("/admin/clients", &request).await?;
     print(&answer);
     Ok(())
 }

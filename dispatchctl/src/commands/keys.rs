@@ -1,5 +1,6 @@
 //! A client's API keys: list, rotate, end one by its id, delete them all.
 
+use dispatch_types::{KeyChange, KeyEnded, KeyRotated, KeyRotation, KeysRemoved};
 use serde_json::json;
 
 use crate::api::Admin;
@@ -9,7 +10,7 @@ use crate::status::keys_table;
 
 /// What a change of keys is given: its reason, and for a rotation the overlap and the new key's
 /// lifetime.
-pub struct KeyChange {
+pub struct KeyFlags {
     pub reason: Option<String>,
     pub overlap: Option<u64>,
     pub expires_in: Option<u64>,
@@ -20,7 +21,7 @@ pub async fn run(
     action: KeyAction,
     client: &str,
     key_id: Option<String>,
-    change: KeyChange,
+    change: KeyFlags,
 ) -> Result<(), CtlError> {
     let path = format!("/admin/clients/{client}/api-key");
     let reason = || {
@@ -34,21 +35,19 @@ pub async fn run(
             print!("{}", keys_table(&answer["api_keys"]));
         }
         KeyAction::Rotate => {
-            let mut body = json!({"reason": reason()?});
-            if let Some(secs) = change.overlap {
-                body["overlap_secs"] = json!(secs);
-            }
-            if let Some(secs) = change.expires_in {
-                body["expires_in_secs"] = json!(secs);
-            }
-            let answer = admin.post(&path, body).await?;
+            let request = KeyRotation {
+                reason: reason()?,
+                overlap_secs: change.overlap,
+                expires_in_secs: change.expires_in,
+            };
+            let answer: KeyRotated = admin.post(&path, &request).await?;
             // The key itself goes to stdout alone, for `> file`; the rest to stderr.
             eprintln!(
                 "{client}: new API key {} (shown once; only its SHA-256 is stored):",
-                answer["api_key_id"].as_str().unwrap_or_default()
+                answer.api_key_id
             );
-            eprint!("{}", keys_table(&answer["api_keys"]));
-            println!("{}", answer["api_key"].as_str().unwrap_or_default());
+            eprint!("{}", keys_table(&json!(answer.api_keys)));
+            println!("{}", answer.api_key);
         }
         KeyAction::Revoke => {
             let key_id = key_id.ok_or_else(|| {
@@ -56,17 +55,18 @@ pub async fn run(
                     "key revoke needs the key's id (the ID column of `key list`)".into(),
                 )
             })?;
-            let answer = admin
-                .delete(
-                    &format!("/admin/clients/{client}/api-keys/{key_id}"),
-                    json!({"reason": reason()?}),
-                )
-                .await?;
-            println!("{client}: API key {key_id} ended now (its use is key_expired)");
-            print!("{}", keys_table(&answer["api_keys"]));
+            let path = format!("/admin/clients/{client}/api-keys/{key_id}");
+            let request = KeyChange { reason: reason()? };
+            let answer: KeyEnded = admin.delete(&path, &request).await?;
+            println!(
+                "{client}: API key {} ended now (its use is key_expired)",
+                answer.ended
+            );
+            print!("{}", keys_table(&json!(answer.api_keys)));
         }
         KeyAction::Delete => {
-            admin.delete(&path, json!({"reason": reason()?})).await?;
+            let request = KeyChange { reason: reason()? };
+            let _: KeysRemoved = admin.delete(&path, &request).await?;
             println!("{client}: API keys removed");
         }
     }

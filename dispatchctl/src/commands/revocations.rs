@@ -1,16 +1,18 @@
 //! The deny list: a certificate or a key put on it, and the list.
 
-use serde_json::Value;
+use dispatch_types::{RevocationAdded, Revoke};
+use serde_json::json;
 
 use super::print;
 use crate::api::Admin;
 use crate::error::CtlError;
 use crate::status;
 
-/// Puts what `body` names (a certificate's fingerprint or a key's SPKI hash) on the deny list.
-pub async fn add(admin: &Admin, body: Value) -> Result<(), CtlError> {
-    let answer = admin.post("/admin/revocations", body).await?;
-    print(&answer);
+/// Puts what `request` names (a certificate's fingerprint or a key's SPKI hash) on the deny
+/// list.
+pub async fn add(admin: &Admin, request: Revoke) -> Result<(), CtlError> {
+    let answer: RevocationAdded = admin.post("/admin/revocations", &request).await?;
+    print(&json!(answer));
     Ok(())
 }
 

@@ -3,9 +3,9 @@
 //! verified leaf's names of its kind, and whether a leaf carrying several is ambiguous.
 //!
 //! Adding a kind is a variant of [`Kind`] and of [`Name`], the arms the compiler then asks for
-//! here, its field in [`super::CertBindingSpec`] and its column in `cert_bindings` (a
-//! migration per dialect). Parsing, indexing, lookup, matching, overlaps, storage and display
-//! all go through this module.
+//! here, its field in `CertBindingSpec` (the dispatch-types crate), its column in
+//! `cert_bindings` (a migration per dialect) and its flag in dispatchctl. Parsing, indexing,
+//! lookup, matching, overlaps, storage and display all go through this module.
 
 use std::borrow::Cow;
 

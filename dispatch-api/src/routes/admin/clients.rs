@@ -2,6 +2,9 @@
 
 use super::*;
 use crate::routes::endpoint::Endpoint;
+use dispatch_types::{
+    DisabledChanged, ModeChanged, RegisterClient, SetBindings, SetDisabled, SetMode,
+};
 
 #[utoipa::path(
     get,
@@ -52,23 +55,6 @@ pub async fn get_client(
         .cloned()
         .ok_or(ApiError::NotFound)?;
     Ok(HttpResponse::Ok().json(client_view(&client, usage.get(name.as_str()))))
-}
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RegisterClient {
-    name: String,
-    mode: MigrationMode,
-    #[serde(default)]
-    scopes: BTreeSet<Scope>,
-    #[serde(default)]
-    bindings: Vec<CertBindingSpec>,
-    /// Issue an API key now (returned once in the response).
-    #[serde(default)]
-    issue_api_key: bool,
-    /// With `issue_api_key`: the key's lifetime; default: until it is replaced.
-    api_key_expires_in_secs: Option<u64>,
-    reason: String,
 }
 
 #[utoipa::path(
@@ -142,20 +128,6 @@ pub async fn register_client(
         .json(view))
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SetMode {
-    mode: MigrationMode,
-    reason: String,
-    /// Move to `mtls` without recent certificate evidence.
-    #[serde(default)]
-    force: bool,
-    /// Watch the change: at `max_refusals` refusals it causes within `watch_secs` from networks
-    /// that used the retired method before the change, that method is re-admitted from those
-    /// networks only, for the rest of the watch and an hour. Default `migration.default_guard`.
-    guard: Option<crate::configuration::FlipGuard>,
-}
-
 /// Moving to `mtls` is refused (409) unless the client is ready: a certificate-authenticated
 /// request within the evidence window and its key unused for the quiet period, so nobody is cut
 /// off by surprise. Moving back is always allowed; no move may lock every operator out.
@@ -166,7 +138,7 @@ pub struct SetMode {
     request_body = SetMode,
     params(("name" = String, Path, description = "the client's name")),
     responses(
-        (status = 200, description = "`{before, after}`", body = Object),
+        (status = 200, description = "the mode before and after, and the guard watching the change", body = ModeChanged),
         (status = 400, description = "malformed request (a missing `reason`, say)", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "no such client", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 409, description = "`migration-not-ready` (the detail says what is missing), `binding-conflict` (it would keep out another client's live certificate) or `last-admin`", body = crate::error::Problem, content_type = "application/problem+json")
@@ -231,16 +203,12 @@ pub async fn set_mode(
         )
         .await?;
     tracing::info!(client = %name, before = before.as_str(), after = body.mode.as_str(), actor = admin.actor, guarded = guard.is_some(), "migration mode changed");
-    Ok(HttpResponse::Ok().json(
-        json!({ "client": name.as_str(), "before": before, "after": body.mode, "guard": guard }),
-    ))
-}
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SetDisabled {
-    disabled: bool,
-    reason: String,
+    Ok(HttpResponse::Ok().json(ModeChanged {
+        client: name.to_string(),
+        before,
+        after: body.mode,
+        guard,
+    }))
 }
 
 #[utoipa::path(
@@ -250,7 +218,7 @@ pub struct SetDisabled {
     request_body = SetDisabled,
     params(("name" = String, Path, description = "the client's name")),
     responses(
-        (status = 200, description = "`{client, disabled}`", body = Object),
+        (status = 200, description = "the client's flag as it is now", body = DisabledChanged),
         (status = 400, description = "malformed request (a missing `reason`, say)", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "no such client", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 409, description = "`last-admin` or `binding-conflict` (it would keep out another client's live certificate)", body = crate::error::Problem, content_type = "application/problem+json")
@@ -267,18 +235,10 @@ pub async fn set_disabled(
     let change = admin.change(reason, Some(live));
     let registry = &admin.state.registry;
     registry.set_disabled(&name, body.disabled, change).await?;
-    Ok(HttpResponse::Ok().json(json!({ "client": name.as_str(), "disabled": body.disabled })))
-}
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SetBindings {
-    bindings: Vec<CertBindingSpec>,
-    reason: String,
-    /// Replace them even though a live certificate of the client would no longer match (it is
-    /// about to get a new one). Never lets a change capture another client's certificate.
-    #[serde(default)]
-    force: bool,
+    Ok(HttpResponse::Ok().json(DisabledChanged {
+        client: name.to_string(),
+        disabled: body.disabled,
+    }))
 }
 
 /// Replaces a client's certificate bindings (to fix an issuer, pin an issuer key, or move a

@@ -4,23 +4,7 @@
 use super::*;
 use crate::registry::Rotation;
 use crate::routes::endpoint::Endpoint;
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct KeyChange {
-    reason: String,
-}
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct KeyRotation {
-    reason: String,
-    /// How long the key being replaced stays valid (then `key_expired`); default
-    /// `migration.key_overlap_secs`; 0: it goes at once.
-    overlap_secs: Option<u64>,
-    /// The new key's own lifetime; default: until it is replaced.
-    expires_in_secs: Option<u64>,
-}
+use dispatch_types::{KeyChange, KeyEnded, KeyRotated, KeyRotation, KeyView, KeysRemoved};
 
 /// Issues a new key. The key it replaces stays valid for the overlap, so every instance holding
 /// it keeps working while the new one is deployed. The key is in this response only.
@@ -31,7 +15,7 @@ pub struct KeyRotation {
     request_body = KeyRotation,
     params(("name" = String, Path, description = "the client's name")),
     responses(
-        (status = 200, description = "the new key, in this answer only", body = Object),
+        (status = 200, description = "the new key, in this answer only", body = KeyRotated),
         (status = 400, description = "malformed request (a missing `reason`, say)", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "no such client", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 409, description = "an earlier rotation's overlap is still running (`key-overlap-running`)", body = crate::error::Problem, content_type = "application/problem+json")
@@ -63,13 +47,13 @@ pub async fn rotate_api_key(
         .registry
         .rotate_api_key(&name, rotation, admin.change(reason, None))
         .await?;
-    Ok(HttpResponse::Ok().json(json!({
-        "client": name.as_str(),
-        "api_key": key.expose_secret(),
-        "api_key_id": hash.id(),
-        "api_key_note": "shown once; only its SHA-256 is stored",
-        "api_keys": keys_now(state, &name).await,
-    })))
+    Ok(HttpResponse::Ok().json(KeyRotated {
+        client: name.to_string(),
+        api_key: key.expose_secret().to_owned(),
+        api_key_id: hash.id(),
+        api_key_note: "shown once; only its SHA-256 is stored".into(),
+        api_keys: keys_now(state, &name).await,
+    }))
 }
 
 #[utoipa::path(
@@ -79,7 +63,7 @@ pub async fn rotate_api_key(
     request_body = KeyChange,
     params(("name" = String, Path, description = "the client's name")),
     responses(
-        (status = 200, description = "removed", body = Object),
+        (status = 200, description = "removed", body = KeysRemoved),
         (status = 400, description = "malformed request (a missing `reason`, say)", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "no such client", body = crate::error::Problem, content_type = "application/problem+json")
     ),
@@ -93,7 +77,10 @@ pub async fn remove_api_key(
     let reason = required_reason(&body.reason)?;
     let change = admin.change(reason, None);
     admin.state.registry.remove_api_keys(&name, change).await?;
-    Ok(HttpResponse::Ok().json(json!({ "client": name.as_str(), "has_api_key": false })))
+    Ok(HttpResponse::Ok().json(KeysRemoved {
+        client: name.to_string(),
+        has_api_key: false,
+    }))
 }
 
 /// Ends one key of a client at once, by its id (the `id` of `api_keys` in `GET
@@ -110,7 +97,7 @@ pub async fn remove_api_key(
         ("key_id" = String, Path, description = "the key's id: the first 12 hex digits of its SHA-256"),
     ),
     responses(
-        (status = 200, description = "ended: the client's keys as they are now", body = Object),
+        (status = 200, description = "ended: the client's keys as they are now", body = KeyEnded),
         (status = 400, description = "malformed request (a missing `reason`, say)", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "no such client, or no live key of it with that id", body = crate::error::Problem, content_type = "application/problem+json")
     ),
@@ -131,16 +118,16 @@ pub async fn end_api_key(
         .end_api_key(&name, &key_id, change)
         .await?;
     tracing::warn!(client = %name, key_id, actor = admin.actor, "an API key was ended at once");
-    Ok(HttpResponse::Ok().json(json!({
-        "client": name.as_str(),
-        "ended": key_id,
-        "api_keys": keys_now(&admin.state, &name).await,
-    })))
+    Ok(HttpResponse::Ok().json(KeyEnded {
+        client: name.to_string(),
+        ended: key_id,
+        api_keys: keys_now(&admin.state, &name).await,
+    }))
 }
 
 /// The client's keys as a change left them, for its answer. The change is stored: a failing
 /// usage read leaves each key's use out rather than keeping the answer from its caller.
-async fn keys_now(state: &AppState, name: &ClientName) -> Option<Value> {
+async fn keys_now(state: &AppState, name: &ClientName) -> Option<Vec<KeyView>> {
     let client = state.registry.snapshot().client(name).cloned()?;
     let usage = usage(state).await.unwrap_or_default();
     Some(keys_view(&client, usage.get(name.as_str())))

@@ -2,17 +2,7 @@
 
 use super::*;
 use crate::routes::endpoint::Endpoint;
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Revoke {
-    /// A certificate's SHA-256 fingerprint: that certificate.
-    fingerprint: Option<String>,
-    /// A key's SHA-256 of its SubjectPublicKeyInfo: every certificate of that key (a stolen
-    /// private key). Exactly one of the two.
-    spki_sha256: Option<String>,
-    reason: String,
-}
+use dispatch_types::{RevocationAdded, Revoke};
 
 /// Adds a certificate fingerprint, or a key (every certificate of it), to the deny list,
 /// effective on the next request.
@@ -22,7 +12,7 @@ pub struct Revoke {
     tag = "admin",
     request_body = Revoke,
     responses(
-        (status = 200, description = "on the deny list from the next request on (201; 200 if it was already)", body = Object),
+        (status = 200, description = "on the deny list from the next request on (201; 200 if it was already)", body = RevocationAdded),
         (status = 400, description = "malformed request (a missing `reason`, say)", body = crate::error::Problem, content_type = "application/problem+json")
     ),
     security(("mutual_tls" = []))
@@ -47,7 +37,11 @@ pub async fn revoke_certificate(
             let added = state.registry.revoke(fingerprint, change).await?;
             (
                 added,
-                json!({ "fingerprint": fingerprint, "revoked": true }),
+                RevocationAdded {
+                    fingerprint: Some(fingerprint.to_string()),
+                    spki_sha256: None,
+                    revoked: true,
+                },
             )
         }
         (None, Some(key)) => {
@@ -56,7 +50,11 @@ pub async fn revoke_certificate(
             tracing::warn!(spki_sha256 = %key, actor = admin.actor, "a key was put on the deny list");
             (
                 added,
-                json!({ "spki_sha256": key.to_string(), "revoked": true }),
+                RevocationAdded {
+                    fingerprint: None,
+                    spki_sha256: Some(key.to_string()),
+                    revoked: true,
+                },
             )
         }
         _ => {
