@@ -1,5 +1,6 @@
-//! The admin API under `/admin`. Every handler takes [`Operator`]: scope `admin` over a client
-//! certificate. Every change is audited with actor, reason, before and after.
+//! The admin API under `/admin`. Every handler takes [`Operator`] (scope `admin` over a client
+//! certificate), a change through [`AdminChange`], which requires it. Every change is audited
+//! with actor, reason, before and after.
 //!
 //! The routes are in each sub-resource's `endpoints()`: clients.rs (registration, one client,
 //! its mode, disabled flag and bindings), keys.rs (rotation, one key ended, every key removed),
@@ -27,17 +28,16 @@ use crate::registry::{
     ApiKey, ApiKeyHash, CertBinding, Change, Client, ClientName, Gap, MigrationMode, RegistryError,
     Tryout, generate_api_key, readiness_gaps,
 };
+use crate::routes::endpoint::Endpoint;
 use crate::state::AppState;
+use crate::storage::{self, MethodUsage};
 use crate::tls::TlsMaterial;
+use dispatch_types::{KeyState, KeyView};
 
 pub(crate) mod clients;
 pub(crate) mod keys;
 pub(crate) mod reports;
 pub(crate) mod revocations;
-
-use crate::routes::endpoint::Endpoint;
-use crate::storage::{self, MethodUsage};
-use dispatch_types::{KeyState, KeyView};
 
 /// Every admin route, each defined beside its handler.
 pub fn endpoints() -> Vec<Endpoint> {
@@ -115,7 +115,7 @@ impl AdminChange {
 
 /// An admin change by this operator: who, why, and the certificate they are using, so that no
 /// change can take the operator's own way in while leaving no other.
-pub(crate) fn change<'a>(
+fn change<'a>(
     actor: &'a str,
     reason: &'a str,
     principal: &'a Principal,
@@ -136,7 +136,7 @@ pub(crate) fn change<'a>(
 /// The certificates in use that a change is tried against before it is made: the operator's
 /// own and each client's still valid (or seen within the evidence window), its latest eight
 /// (pending usage written first, so a request just answered counts).
-pub(crate) async fn live_certificates(
+async fn live_certificates(
     state: &AppState,
     principal: &Principal,
     material: &TlsMaterial,

@@ -1,8 +1,9 @@
 //! The route table, each route defined once: beside its handler, in the `endpoints()` of its
 //! module, as an [`Endpoint`] whose method and path are the handler's own `#[utoipa::path]`.
 //! The listeners serve what the endpoints say and the OpenAPI document documents the same
-//! endpoints, so a route cannot be served undocumented, documented unserved, or served at
-//! another path than the document says.
+//! endpoints, so an endpoint is never served undocumented, documented unserved, or served at
+//! another path than the document says. (The one route outside them is the ops listener's
+//! `/openapi.json`: the document itself.)
 
 use actix_web::http::Method;
 use actix_web::{FromRequest, Handler, Responder, Route, web};
