@@ -45,7 +45,7 @@ pub enum RegistryError {
     #[error(
         "this change would capture the live certificate of `{owner}` ({certificate}): {outcome}. \
          Bind the client you are changing to something that certificate does not carry (another \
-         CN, SPIFFE ID, issuer key or pin)"
+         CN, SPIFFE ID, DNS name, issuer key or pin)"
     )]
     CapturesLiveCertificate {
         owner: String,

@@ -92,7 +92,7 @@ impl Kind {
         }
     }
 
-    /// The columns of every kind, in order, for SQL: `subject_cn, spiffe_id`.
+    /// The columns of every kind, in order, for SQL: `subject_cn, spiffe_id, dns_name`.
     pub fn columns() -> String {
         Self::ALL.map(Self::field).join(", ")
     }
