@@ -12,6 +12,7 @@ use serde::Deserialize;
 mod limits;
 mod migration;
 
+pub use dispatch_types::ClientAuth;
 pub use limits::{LimitSettings, UnprovenSettings};
 pub use migration::{AuditSettings, FlipGuard, MigrationSettings};
 
@@ -114,17 +115,6 @@ impl Default for ServerSettings {
             keep_alive_secs: 5,
         }
     }
-}
-
-/// Whether the listener asks for, or insists on, a client certificate.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ClientAuth {
-    /// Key clients and certificate clients side by side (the migration).
-    #[default]
-    Optional,
-    /// Every connection must present a valid certificate (the end state).
-    Required,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -31,7 +31,7 @@ use actix_web::dev::AppConfig;
 use actix_web::rt::net::TcpStream;
 use rustls::ServerConfig;
 
-use crate::configuration::Settings;
+use crate::configuration::{ServerSettings, Settings};
 use crate::precedence::ConnectionMark;
 use crate::tls::{self, ReloadableTls};
 use draining::{Deadline, Draining};
@@ -40,12 +40,31 @@ use http2::Http2Limits;
 /// A connection once TLS is done and ALPN has chosen.
 type Connection = (Draining<TlsStream<TcpStream>>, Protocol, Option<SocketAddr>);
 
-/// Serves `app` over TLS on `listener`, HTTP/2 and HTTP/1.1, with the server settings (workers,
-/// connection limit, timeouts, shutdown grace) of `settings`.
+/// What the listener holds its connections to: the `server` section (workers, connection limit,
+/// timeouts, shutdown grace), `tls.max_connection_age_secs` and the HTTP/2 limits of `limits`.
+pub struct ListenerSettings<'a> {
+    pub server: &'a ServerSettings,
+    pub max_connection_age_secs: u64,
+    pub http2_max_concurrent_streams: u32,
+    pub http2_max_header_list_size: u32,
+}
+
+impl<'a> ListenerSettings<'a> {
+    pub fn of(settings: &'a Settings) -> Self {
+        Self {
+            server: &settings.server,
+            max_connection_age_secs: settings.tls.max_connection_age_secs,
+            http2_max_concurrent_streams: settings.limits.http2_max_concurrent_streams,
+            http2_max_header_list_size: settings.limits.http2_max_header_list_size(),
+        }
+    }
+}
+
+/// Serves `app` over TLS on `listener`, HTTP/2 and HTTP/1.1, as `settings` say.
 pub fn serve<F, I, S, B>(
     listener: TcpListener,
     mut tls_config: ServerConfig,
-    settings: &Settings,
+    settings: ListenerSettings<'_>,
     reloadable_tls: Arc<ReloadableTls>,
     app: F,
 ) -> std::io::Result<Server>
@@ -62,14 +81,14 @@ where
 {
     let address = listener.local_addr()?;
     tls_config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    let server = &settings.server;
+    let server = settings.server;
     let keep_alive = Duration::from_secs(server.keep_alive_secs);
     let request_timeout = Duration::from_millis(server.client_request_timeout_ms);
     let handshake_timeout = Duration::from_millis(server.tls_handshake_timeout_ms);
-    let max_age = settings.tls.max_connection_age_secs;
+    let max_age = settings.max_connection_age_secs;
     let http2_limits = Http2Limits {
-        max_concurrent_streams: settings.limits.http2_max_concurrent_streams,
-        max_header_list_size: settings.limits.http2_max_header_list_size(),
+        max_concurrent_streams: settings.http2_max_concurrent_streams,
+        max_header_list_size: settings.http2_max_header_list_size,
         // 0 turns actix's request timeout off; the same here.
         handshake_timeout: if request_timeout.is_zero() {
             Duration::MAX

@@ -27,15 +27,7 @@ pub async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
     Err(ApiError::MethodNotAllowed)
 }
 
-/// `time` values rendered for people and JSON: RFC 3339, UTC.
-pub fn rfc3339(unix: i64) -> Option<String> {
-    time::OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-}
+pub use dispatch_types::rfc3339;
 
 /// JSON bodies: bounded, and every failure a problem response.
 pub fn json_config(limit: usize, body_timeout_secs: u64) -> web::JsonConfig {

@@ -1,28 +1,26 @@
 //! Builds the application: storage, registry, TLS, and the two listeners. Tests call
 //! [`Application::build`] too, on port 0, so they run exactly what `main` runs.
 
-use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
-use actix_web::middleware::from_fn;
-use actix_web::{App, HttpServer, web};
+use actix_web::web;
 
 use crate::configuration::{ConfigError, Settings};
-use crate::error::ApiError;
+use crate::listener::ListenerSettings;
 use crate::plans::{PlanLimits, PlanStore};
 use crate::registry::{BootstrapError, BootstrapFile, Registry};
-use crate::routes::middleware::{
-    bound_request_body, close_aged_connections, give_precedence, observe_request,
-    reject_oversized_headers,
-};
 use crate::state::AppState;
 use crate::storage::OpenError;
 use crate::storage::recorder::{Recorder, RecorderSettings};
 use crate::telemetry::Metrics;
 use crate::tls::MaterialError;
-use crate::{listener, routes, storage, tls};
+use crate::{storage, tls};
+
+mod listeners;
+
+use listeners::{bind, serve_https, serve_ops};
 
 /// Why the service could not start. Each variant names the file or setting at fault; `main`
 /// prints the whole chain of causes.
@@ -67,6 +65,24 @@ pub struct Application {
     writer_lock: Option<WriterLock>,
 }
 
+/// Plans waiting for the writer, at most: a plan is acknowledged only once stored, so past this
+/// a caller waits for room and none is dropped. The writer commits what is queued together, so
+/// a few thousand absorb a burst while a commit is on disk.
+const PLAN_QUEUE: usize = 4096;
+
+/// Records the recorder holds before it writes them without waiting for its interval: a burst
+/// of refusals is written in transactions of about this size, not held until the next tick.
+const RECORDER_BATCH: usize = 512;
+
+/// How often the recorder writes what it holds: usage is summed per client in between, so a
+/// busy client costs one row update per interval. Readers that need the latest (the migration
+/// report, a change's tryout) flush first.
+const RECORDER_INTERVAL: Duration = Duration::from_millis(500);
+
+/// How often the SQLite file's lock is checked to be still this process's, at its path (a file
+/// replaced or remounted under a running process).
+const WRITER_LOCK_CHECK: Duration = Duration::from_secs(1);
+
 /// The SQLite file's lock and the task that keeps it.
 type WriterLock = (
     Arc<storage::writer_lock::WriterLock>,
@@ -89,7 +105,7 @@ impl Application {
         let registry = open_registry(&settings, &pool, location, &reloadable_tls).await?;
         let (recorder, recorder_task) = start_recorder(&settings, &pool, metrics.clone());
         let state = web::Data::new(AppState {
-            plans: PlanStore::start(&settings.database, pool.clone(), 4096)?,
+            plans: PlanStore::start(&settings.database, pool.clone(), PLAN_QUEUE)?,
             registry: Arc::new(registry),
             recorder,
             metrics,
@@ -105,18 +121,28 @@ impl Application {
             precedence: crate::precedence::Precedence::new(settings.limits.unproven.clone()),
             flip_tally: Arc::default(),
             readiness: Default::default(),
-            settings: settings.clone(),
+            migration: settings.migration.clone(),
+            limits: settings.limits.clone(),
+            client_auth: settings.tls.client_auth,
+            max_connection_age_secs: settings.tls.max_connection_age_secs,
+            max_staleness_secs: settings.registry.max_staleness_secs,
         });
 
         let https_socket = bind(format!("{}:{}", settings.server.host, settings.server.port))?;
         let https_port = https_socket.port;
-        let https = serve_https(https_socket, tls_config, &reloadable_tls, &state)?;
+        let https = serve_https(
+            https_socket,
+            tls_config,
+            &reloadable_tls,
+            &state,
+            ListenerSettings::of(&settings),
+        )?;
         let ops_socket = bind(format!(
             "{}:{}",
             settings.server.ops_host, settings.server.ops_port
         ))?;
         let ops_port = ops_socket.port;
-        let ops = serve_ops(ops_socket, &state)?;
+        let ops = serve_ops(ops_socket, &state, settings.server.shutdown_grace_secs)?;
         tracing::info!(
             https_port,
             ops_port,
@@ -214,7 +240,7 @@ fn claim_database(location: &storage::Location) -> Result<Option<WriterLock>, St
             let lock = Arc::new(storage::writer_lock::claim(path)?);
             let follow = tokio::spawn(storage::writer_lock::WriterLock::follow(
                 Arc::downgrade(&lock),
-                Duration::from_secs(1),
+                WRITER_LOCK_CHECK,
             ));
             Some((lock, follow))
         }
@@ -267,8 +293,8 @@ fn start_recorder(
         RecorderSettings {
             queue: settings.limits.record_queue,
             queue_bytes: settings.limits.record_queue_bytes,
-            batch: 512,
-            interval: Duration::from_millis(500),
+            batch: RECORDER_BATCH,
+            interval: RECORDER_INTERVAL,
             retention: (settings.audit.retention_days > 0)
                 .then(|| Duration::from_secs(settings.audit.retention_days * 86_400)),
             live_window: Duration::from_secs(settings.migration.evidence_window_secs),
@@ -276,108 +302,6 @@ fn start_recorder(
         },
         metrics,
     )
-}
-
-/// A listening socket, the port it got (port 0 in settings: one the OS picks), and the
-/// address as settings name it, for errors.
-struct Socket {
-    listener: TcpListener,
-    port: u16,
-    address: String,
-}
-
-fn bind(address: String) -> Result<Socket, StartupError> {
-    let bound = TcpListener::bind(&address).and_then(|listener| {
-        let port = listener.local_addr()?.port();
-        Ok((listener, port))
-    });
-    match bound {
-        Ok((listener, port)) => Ok(Socket {
-            listener,
-            port,
-            address,
-        }),
-        Err(source) => Err(StartupError::Bind { address, source }),
-    }
-}
-
-/// The HTTPS listener: the API's routes behind the middleware that every request passes.
-fn serve_https(
-    socket: Socket,
-    tls_config: rustls::ServerConfig,
-    tls: &Arc<tls::ReloadableTls>,
-    state: &web::Data<AppState>,
-) -> Result<Server, StartupError> {
-    let Socket {
-        listener, address, ..
-    } = socket;
-    let settings = state.settings.clone();
-    let max_body = settings.limits.max_body_bytes;
-    let body_timeout_secs = settings.limits.body_timeout_secs;
-    let state = state.clone();
-    listener::serve(listener, tls_config, &settings, tls.clone(), move || {
-        App::new()
-            .app_data(state.clone())
-            .app_data(routes::json_config(max_body, body_timeout_secs))
-            .app_data(web::PathConfig::default().error_handler(|_, _| ApiError::NotFound.into()))
-            .app_data(
-                web::QueryConfig::default()
-                    .error_handler(|e, _| ApiError::BadRequest(e.to_string()).into()),
-            )
-            .wrap(from_fn(close_aged_connections))
-            // Inside the audit, so that it records the answer the client gets.
-            .wrap(from_fn(give_precedence))
-            .wrap(from_fn(observe_request))
-            // An oversized request head is refused before anything else runs.
-            .wrap(from_fn(reject_oversized_headers))
-            // Outermost: every answer, refusals included, waits for the unread body
-            // (bounded) so that it reaches the client whole.
-            .wrap(from_fn(bound_request_body))
-            .configure(routes::api_routes)
-            .default_service(web::to(routes::not_found))
-    })
-    .map_err(|source| StartupError::Bind { address, source })
-}
-
-/// Connections the operations listener serves at once, at most: probes and scrapers need a
-/// few; it is unauthenticated, and every connection past these waits in the accept queue
-/// instead of costing the service memory and a task.
-const OPS_MAX_CONNECTIONS: usize = 64;
-
-/// The operations listener (plain HTTP): health, readiness, metrics, the OpenAPI document.
-fn serve_ops(socket: Socket, state: &web::Data<AppState>) -> Result<Server, StartupError> {
-    let Socket {
-        listener, address, ..
-    } = socket;
-    let grace = state.settings.server.shutdown_grace_secs;
-    let state = state.clone();
-    let pace = web::Data::new(routes::ops::Pace::default());
-    let server = HttpServer::new(move || {
-        // On the listener's one worker thread, as it starts.
-        routes::ops::lower_thread_priority();
-        let app = App::new()
-            .app_data(state.clone())
-            .app_data(pace.clone())
-            .wrap(from_fn(routes::ops::paced))
-            // Not documented in itself: it is the document.
-            .route("/openapi.json", web::get().to(routes::openapi::serve));
-        routes::ops::endpoints()
-            .iter()
-            .flat_map(|endpoint| {
-                endpoint
-                    .routes()
-                    .map(|route| (endpoint.path.clone(), route))
-            })
-            .fold(app, |app, (path, route)| app.route(&path, route))
-            .default_service(web::to(routes::not_found))
-    })
-    .workers(1)
-    .max_connections(OPS_MAX_CONNECTIONS)
-    .disable_signals()
-    .shutdown_timeout(grace)
-    .listen(listener)
-    .map_err(|source| StartupError::Bind { address, source })?;
-    Ok(server.run())
 }
 
 /// SIGTERM or SIGINT.

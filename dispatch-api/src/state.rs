@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use time::OffsetDateTime;
 
-use crate::configuration::Settings;
+use crate::configuration::{ClientAuth, LimitSettings, MigrationSettings};
 use crate::plans::{PlanLimits, PlanStore};
 use crate::registry::Registry;
 use crate::storage::Db;
@@ -13,7 +13,16 @@ use crate::telemetry::Metrics;
 use crate::tls::ReloadableTls;
 
 pub struct AppState {
-    pub settings: Arc<Settings>,
+    /// The migration's rules: evidence window, quiet period, default guard, key overlap.
+    pub migration: MigrationSettings,
+    /// What the middleware holds each request to (headers, bodies, drains).
+    pub limits: LimitSettings,
+    /// `tls.client_auth`, as the migration report and `whoami` show it.
+    pub client_auth: ClientAuth,
+    /// `tls.max_connection_age_secs`: a connection older is closed after its current answer.
+    pub max_connection_age_secs: u64,
+    /// `registry.max_staleness_secs`: a registry not confirmed current for longer judges nobody.
+    pub max_staleness_secs: u64,
     pub registry: Arc<Registry>,
     pub plans: PlanStore,
     pub recorder: Recorder,
@@ -34,13 +43,11 @@ pub struct AppState {
 impl AppState {
     /// The start of the migration evidence window, in unix seconds.
     pub fn evidence_since(&self) -> i64 {
-        OffsetDateTime::now_utc().unix_timestamp()
-            - self.settings.migration.evidence_window_secs as i64
+        OffsetDateTime::now_utc().unix_timestamp() - self.migration.evidence_window_secs as i64
     }
 
     /// Since when a client must not have used its API key to be ready for `mtls`.
     pub fn quiet_since(&self) -> i64 {
-        OffsetDateTime::now_utc().unix_timestamp()
-            - self.settings.migration.quiet_period_secs as i64
+        OffsetDateTime::now_utc().unix_timestamp() - self.migration.quiet_period_secs as i64
     }
 }

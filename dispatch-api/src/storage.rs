@@ -18,8 +18,8 @@ pub mod writer_lock;
 pub use open::{Location, OpenError, connect, connection_pragmas};
 pub use probe::WritableProbe;
 pub use reads::{
-    AuditRecord, KeyUse, MethodUsage, RefusalCount, UsageByClient, list_audit, list_refusal_counts,
-    live_certificates, usage_by_client,
+    KeyUse, MethodUsage, UsageByClient, list_audit, list_refusal_counts, live_certificates,
+    usage_by_client,
 };
 
 use std::sync::Arc;

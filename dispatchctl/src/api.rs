@@ -80,12 +80,14 @@ impl Admin {
         })
     }
 
-    pub async fn get(&self, path: &str) -> Result<Value, CtlError> {
-        self.send(self.http.get(self.url(path)), None).await
+    /// A read: the answer read as `A` (its type in dispatch_types).
+    pub async fn get<A: DeserializeOwned>(&self, path: &str) -> Result<A, CtlError> {
+        let answer = self.send(self.http.get(self.url(path)), None).await?;
+        self.read(answer)
     }
 
     /// A change: `body` (one of dispatch_types' requests) sent, the answer read as `A` (its
-    /// answer, or `Value` where the answer has no type of its own yet).
+    /// answer's type there).
     pub async fn put<B: Serialize, A: DeserializeOwned>(
         &self,
         path: &str,
@@ -118,6 +120,11 @@ impl Admin {
         let body = serde_json::to_value(body)
             .map_err(|e| CtlError::Config(format!("the request cannot be written: {e}")))?;
         let answer = self.send(request, Some(body)).await?;
+        self.read(answer)
+    }
+
+    /// An answer read as its type: one this dispatchctl cannot read is from another version.
+    fn read<A: DeserializeOwned>(&self, answer: Value) -> Result<A, CtlError> {
         serde_json::from_value(answer).map_err(|e| {
             CtlError::Unreachable(format!(
                 "{}: an answer this dispatchctl does not read ({e}): is it the server's version?",

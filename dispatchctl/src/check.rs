@@ -8,7 +8,7 @@
 //! (clients still using keys, whether the listener can require certificates) is shown for
 //! information, and checked with `--required` (before switching `client_auth` to `required`).
 
-use serde_json::Value;
+use dispatch_types::{ClientList, MigrationReport};
 
 /// One line of the report: `ok` is `None` for information that is not a check.
 #[derive(Debug, Clone, PartialEq)]
@@ -44,9 +44,9 @@ pub struct Observed<'a> {
     /// (subject, notAfter) of each CA in `tls.ca_file`.
     pub cas: Vec<(String, i64)>,
     /// `/admin/clients`.
-    pub clients: &'a Value,
+    pub clients: &'a ClientList,
     /// `/admin/migration`.
-    pub migration: &'a Value,
+    pub migration: &'a MigrationReport,
     /// `/metrics` of the operations listener, when `server.ops_url` is set.
     pub metrics: Option<&'a str>,
     /// `--required`: the migration must be complete.
@@ -101,141 +101,145 @@ fn metric_sum<'m>(metrics: &'m str, name: &str) -> (f64, Vec<(&'m str, f64)>) {
 }
 
 pub fn checks(seen: &Observed<'_>) -> Vec<Check> {
-    let mut out = Vec::new();
-    for (i, (subject, not_after)) in seen.server_chain.iter().enumerate() {
-        let what = if i == 0 {
-            format!("the server certificate ({subject})")
-        } else {
-            format!("the server's intermediate CA ({subject})")
-        };
-        out.push(expiry(&what, seen.now, *not_after, seen.warning_days));
-    }
-    for (subject, not_after) in &seen.cas {
-        out.push(expiry(
-            &format!("the CA {subject}"),
-            seen.now,
-            *not_after,
-            seen.warning_days,
-        ));
-    }
-    let clients: Vec<&Value> = seen.clients["clients"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .collect();
-    for client in &clients {
-        let name = client["name"].as_str().unwrap_or_default();
-        let Some(not_after) = client["usage"]["certificate"]["last_certificate_not_after"]
-            .as_str()
-            .and_then(|t| {
-                time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
-            })
-        else {
-            continue;
-        };
-        out.push(expiry(
-            &format!("{name}'s last certificate"),
-            seen.now,
-            not_after.unix_timestamp(),
-            seen.warning_days,
-        ));
-    }
-    let keyed: Vec<&str> = clients
+    let mut out = certificates(seen);
+    out.extend(migration(seen));
+    out.extend(match seen.metrics {
+        None => vec![Check::info(
+            "server.ops_url is not set: recorder drops and handshake failures not read".into(),
+        )],
+        Some(metrics) => from_metrics(metrics),
+    });
+    out
+}
+
+/// The server's chain, each CA of the bundle, and each client's last certificate: none expired
+/// or inside the warning window.
+fn certificates(seen: &Observed<'_>) -> Vec<Check> {
+    let server = seen
+        .server_chain
         .iter()
-        .filter(|c| {
-            c["usage"]["api_key"]["requests_in_window"]
-                .as_i64()
-                .unwrap_or(0)
-                > 0
-        })
-        .filter_map(|c| c["name"].as_str())
+        .enumerate()
+        .map(|(i, (subject, not_after))| {
+            let what = if i == 0 {
+                format!("the server certificate ({subject})")
+            } else {
+                format!("the server's intermediate CA ({subject})")
+            };
+            (what, *not_after)
+        });
+    let cas = seen
+        .cas
+        .iter()
+        .map(|(subject, not_after)| (format!("the CA {subject}"), *not_after));
+    let clients = seen.clients.clients.iter().filter_map(|client| {
+        let not_after = client
+            .usage
+            .certificate
+            .last_certificate_not_after
+            .as_deref()?;
+        let not_after =
+            time::OffsetDateTime::parse(not_after, &time::format_description::well_known::Rfc3339)
+                .ok()?;
+        Some((
+            format!("{}'s last certificate", client.name),
+            not_after.unix_timestamp(),
+        ))
+    });
+    server
+        .chain(cas)
+        .chain(clients)
+        .map(|(what, not_after)| expiry(&what, seen.now, not_after, seen.warning_days))
+        .collect()
+}
+
+/// Clients still using keys, and whether the listener can require certificates: information,
+/// or failures with `--required`.
+fn migration(seen: &Observed<'_>) -> Vec<Check> {
+    let unless_required = |text: String| {
+        if seen.required {
+            Check::fail(text)
+        } else {
+            Check::info(text)
+        }
+    };
+    let keyed: Vec<&str> = seen
+        .clients
+        .clients
+        .iter()
+        .filter(|c| c.usage.api_key.requests_in_window > 0)
+        .map(|c| c.name.as_str())
         .collect();
     let keys = if keyed.is_empty() {
         Check::pass("no client used an API key in the evidence window".into())
     } else {
-        let text = format!("clients still using API keys: {}", keyed.join(", "));
-        if seen.required {
-            Check::fail(text)
-        } else {
-            Check::info(text)
-        }
+        unless_required(format!(
+            "clients still using API keys: {}",
+            keyed.join(", ")
+        ))
     };
-    out.push(keys);
-    let not_on_mtls: Vec<&str> = seen.migration["not_on_mtls"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .collect();
-    let switch = if seen.migration["ready_for_required_client_auth"] == true {
+    let switch = if seen.migration.ready_for_required_client_auth {
         Check::pass("every client is on mtls: the listener can require certificates".into())
     } else {
-        let text = format!(
+        unless_required(format!(
             "the listener cannot require certificates yet: not on mtls: {}",
-            not_on_mtls.join(", ")
-        );
-        if seen.required {
-            Check::fail(text)
-        } else {
-            Check::info(text)
-        }
+            seen.migration.not_on_mtls.join(", ")
+        ))
     };
-    out.push(switch);
-    match seen.metrics {
-        None => out.push(Check::info(
-            "server.ops_url is not set: recorder drops and handshake failures not read".into(),
-        )),
-        Some(metrics) => {
-            let (dropped, samples) = metric_sum(metrics, "dispatch_recorder_dropped_total");
-            out.push(if samples.is_empty() {
-                Check::fail(
-                    "dispatch_recorder_dropped_total is not in /metrics: is server.ops_url \
-                     dispatch-api's operations listener?"
-                        .into(),
-                )
-            } else if dropped == 0.0 {
-                Check::pass("the recorder has dropped no usage or audit record".into())
-            } else {
-                Check::fail(format!(
-                    "the recorder dropped {dropped} usage or audit records (queue full, database \
-                     failing or near its size cap)"
-                ))
-            });
-            let (failures, kinds) = metric_sum(metrics, "dispatch_tls_handshake_failures_total");
-            let kinds: Vec<String> = kinds
-                .iter()
-                .map(|(labels, n)| {
-                    format!(
-                        "{} {n}",
-                        labels.trim_start_matches("kind=").trim_matches('"')
-                    )
-                })
-                .collect();
-            out.push(Check::info(if failures == 0.0 {
-                "no client certificate refused in a handshake since the server started".into()
-            } else {
-                format!(
-                    "client certificates refused in handshakes since the server started: {}",
-                    kinds.join(", ")
-                )
-            }));
-        }
-    }
-    out
+    vec![keys, switch]
+}
+
+/// What the operations listener's `/metrics` says: recorder drops fail, handshake failures by
+/// kind are shown.
+fn from_metrics(metrics: &str) -> Vec<Check> {
+    let (dropped, samples) = metric_sum(metrics, "dispatch_recorder_dropped_total");
+    let recorder = if samples.is_empty() {
+        Check::fail(
+            "dispatch_recorder_dropped_total is not in /metrics: is server.ops_url \
+             dispatch-api's operations listener?"
+                .into(),
+        )
+    } else if dropped == 0.0 {
+        Check::pass("the recorder has dropped no usage or audit record".into())
+    } else {
+        Check::fail(format!(
+            "the recorder dropped {dropped} usage or audit records (queue full, database \
+             failing or near its size cap)"
+        ))
+    };
+    let (failures, kinds) = metric_sum(metrics, "dispatch_tls_handshake_failures_total");
+    let kinds: Vec<String> = kinds
+        .iter()
+        .map(|(labels, n)| {
+            format!(
+                "{} {n}",
+                labels.trim_start_matches("kind=").trim_matches('"')
+            )
+        })
+        .collect();
+    let handshakes = Check::info(if failures == 0.0 {
+        "no client certificate refused in a handshake since the server started".into()
+    } else {
+        format!(
+            "client certificates refused in handshakes since the server started: {}",
+            kinds.join(", ")
+        )
+    });
+    vec![recorder, handshakes]
 }
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
+    use dispatch_types::MigrationMode;
 
     use super::*;
+    use crate::status::tests::{client, report};
 
     const NOW: i64 = 1_000_000_000;
     const DAY: i64 = 86_400;
 
     fn observed<'a>(
-        clients: &'a Value,
-        migration: &'a Value,
+        clients: &'a ClientList,
+        migration: &'a MigrationReport,
         metrics: Option<&'a str>,
     ) -> Observed<'a> {
         Observed {
@@ -260,10 +264,10 @@ mod tests {
 
     #[test]
     fn a_healthy_service_mid_migration_passes_and_shows_the_migration_as_information() {
-        let clients = json!({"clients": [
-            {"name": "w", "usage": {"api_key": {"requests_in_window": 2}, "certificate": {}}}
-        ]});
-        let migration = json!({"not_on_mtls": ["w"], "ready_for_required_client_auth": false});
+        let clients = ClientList {
+            clients: vec![client("w", MigrationMode::Dual, 2, 0, None)],
+        };
+        let migration = report(&[], &["w"]);
         let checks = checks(&observed(&clients, &migration, None));
         assert!(failed(&checks).is_empty(), "{checks:?}");
         assert!(
@@ -284,10 +288,16 @@ mod tests {
 
     #[test]
     fn certificates_expired_or_inside_the_window_fail_and_name_themselves() {
-        let clients = json!({"clients": [
-            {"name": "w", "usage": {"api_key": {}, "certificate": {"last_certificate_not_after": "2001-09-09T01:46:40Z"}}}
-        ]});
-        let migration = json!({"ready_for_required_client_auth": true});
+        let clients = ClientList {
+            clients: vec![client(
+                "w",
+                MigrationMode::Mtls,
+                0,
+                1,
+                Some("2001-09-09T01:46:40Z"),
+            )],
+        };
+        let migration = report(&[], &[]);
         let mut seen = observed(&clients, &migration, None);
         seen.server_chain = vec![("CN=dispatch-api".into(), NOW + 3 * DAY)];
         seen.cas = vec![
@@ -308,8 +318,8 @@ mod tests {
 
     #[test]
     fn recorder_drops_fail_and_handshake_failures_are_shown_by_kind() {
-        let clients = json!({"clients": []});
-        let migration = json!({"ready_for_required_client_auth": true});
+        let clients = ClientList { clients: vec![] };
+        let migration = report(&[], &[]);
         let metrics = "# HELP x\ndispatch_recorder_dropped_total 3\n\
                        dispatch_tls_handshake_failures_total{kind=\"expired\"} 2\n\
                        dispatch_tls_handshake_failures_total{kind=\"untrusted_issuer\"} 1\n";

@@ -2,7 +2,7 @@
 //! repeated) and the one binding spelled with flags (`--issuer`, `--cn`, `--spiffe`, `--dns`,
 //! `--issuer-spki`, `--pin`), which is what an operator usually types.
 
-use serde_json::{Value, json};
+use dispatch_types::CertBindingSpec;
 
 use crate::error::CtlError;
 
@@ -32,7 +32,7 @@ pub struct BindingFlags {
 impl BindingFlags {
     /// The binding as the admin API takes it, or `None` when no flag was given. A name or a
     /// pin is needed: an issuer alone would bind every certificate that CA signed.
-    pub fn binding(&self) -> Result<Option<Value>, CtlError> {
+    pub fn binding(&self) -> Result<Option<CertBindingSpec>, CtlError> {
         let named =
             self.subject_cn.is_some() || self.spiffe_id.is_some() || self.dns_name.is_some();
         if !named && self.pins.is_empty() {
@@ -50,37 +50,30 @@ impl BindingFlags {
                     .into(),
             ));
         }
-        let mut binding = serde_json::Map::new();
-        let mut put = |key: &str, value: &Option<String>| {
-            if let Some(value) = value {
-                binding.insert(key.into(), json!(value));
-            }
-        };
-        put("issuer", &self.issuer);
-        put("subject_cn", &self.subject_cn);
-        put("spiffe_id", &self.spiffe_id);
-        put("dns_name", &self.dns_name);
-        put("issuer_spki_sha256", &self.issuer_spki);
-        if !self.pins.is_empty() {
-            binding.insert("fingerprints".into(), json!(self.pins));
-        }
-        Ok(Some(Value::Object(binding)))
+        Ok(Some(CertBindingSpec {
+            issuer: self.issuer.clone(),
+            issuer_spki_sha256: self.issuer_spki.clone(),
+            subject_cn: self.subject_cn.clone(),
+            spiffe_id: self.spiffe_id.clone(),
+            dns_name: self.dns_name.clone(),
+            fingerprints: self.pins.clone(),
+        }))
     }
 }
 
 /// The bindings of a registration: each `--binding` JSON object, then the flags' binding.
-pub fn bindings(json_bindings: &[String], flags: &BindingFlags) -> Result<Vec<Value>, CtlError> {
-    let mut bindings = Vec::new();
-    for text in json_bindings {
-        let binding: Value = serde_json::from_str(text)
-            .map_err(|e| CtlError::Config(format!("--binding must be a JSON object: {e}")))?;
-        if !binding.is_object() {
-            return Err(CtlError::Config(format!(
-                "--binding must be a JSON object, not `{text}`"
-            )));
-        }
-        bindings.push(binding);
-    }
+pub fn bindings(
+    json_bindings: &[String],
+    flags: &BindingFlags,
+) -> Result<Vec<CertBindingSpec>, CtlError> {
+    let mut bindings = json_bindings
+        .iter()
+        .map(|text| {
+            serde_json::from_str(text).map_err(|e| {
+                CtlError::Config(format!("--binding must be a JSON object of a binding: {e}"))
+            })
+        })
+        .collect::<Result<Vec<CertBindingSpec>, _>>()?;
     bindings.extend(flags.binding()?);
     Ok(bindings)
 }
@@ -88,6 +81,11 @@ pub fn bindings(json_bindings: &[String], flags: &BindingFlags) -> Result<Vec<Va
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A binding as the admin API would read it from `json`.
+    fn spec(json: &str) -> Option<CertBindingSpec> {
+        Some(serde_json::from_str(json).unwrap())
+    }
 
     fn flags(
         issuer: Option<&str>,
@@ -112,14 +110,16 @@ mod tests {
             .unwrap();
         assert_eq!(
             binding,
-            Some(json!({"issuer": "CN=Dev CA", "subject_cn": "billing"}))
+            spec(r#"{"issuer": "CN=Dev CA", "subject_cn": "billing"}"#)
         );
         let mut with_key = flags(Some("CN=Dev CA"), None, Some("spiffe://d/b"), &["ab"]);
         with_key.issuer_spki = Some("cd".into());
         assert_eq!(
             with_key.binding().unwrap(),
-            Some(json!({"issuer": "CN=Dev CA", "spiffe_id": "spiffe://d/b",
-                        "issuer_spki_sha256": "cd", "fingerprints": ["ab"]}))
+            spec(
+                r#"{"issuer": "CN=Dev CA", "spiffe_id": "spiffe://d/b",
+                    "issuer_spki_sha256": "cd", "fingerprints": ["ab"]}"#
+            )
         );
     }
 
@@ -129,7 +129,7 @@ mod tests {
         dns.dns_name = Some("worker.internal".into());
         assert_eq!(
             dns.binding().unwrap(),
-            Some(json!({"issuer": "CN=Dev CA", "dns_name": "worker.internal"}))
+            spec(r#"{"issuer": "CN=Dev CA", "dns_name": "worker.internal"}"#)
         );
         dns.issuer = None;
         assert!(dns.binding().is_err());
@@ -144,7 +144,7 @@ mod tests {
     fn a_pin_alone_is_a_pin_only_binding() {
         assert_eq!(
             flags(None, None, None, &["ab"]).binding().unwrap(),
-            Some(json!({"fingerprints": ["ab"]}))
+            spec(r#"{"fingerprints": ["ab"]}"#)
         );
     }
 
@@ -168,16 +168,18 @@ mod tests {
     }
 
     #[test]
-    fn json_bindings_come_first_and_must_be_objects() {
+    fn json_bindings_come_first_and_must_be_bindings() {
         let both = bindings(
             &[r#"{"issuer": "CN=A", "subject_cn": "a"}"#.into()],
             &flags(Some("CN=B"), Some("b"), None, &[]),
         )
         .unwrap();
         assert_eq!(both.len(), 2);
-        assert_eq!(both[0]["subject_cn"], "a");
-        assert_eq!(both[1]["subject_cn"], "b");
+        assert_eq!(both[0].subject_cn.as_deref(), Some("a"));
+        assert_eq!(both[1].subject_cn.as_deref(), Some("b"));
         assert!(bindings(&["[1]".into()], &BindingFlags::default()).is_err());
+        // A field no binding has is refused here, before anything is sent.
+        assert!(bindings(&[r#"{"subject": "a"}"#.into()], &BindingFlags::default()).is_err());
         assert!(bindings(&["{".into()], &BindingFlags::default()).is_err());
     }
 }

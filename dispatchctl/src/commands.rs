@@ -11,7 +11,6 @@ use std::io::IsTerminal;
 
 use clap::CommandFactory;
 use dispatch_types::Revoke;
-use serde_json::Value;
 
 use crate::api::Admin;
 use crate::cli::{Cli, ClientsAction, Command};
@@ -118,7 +117,7 @@ pub async fn run(cli: Cli) -> Result<u8, CtlError> {
     Ok(0)
 }
 
-pub(crate) fn print(value: &Value) {
+pub(crate) fn print(value: &impl serde::Serialize) {
     println!(
         "{}",
         serde_json::to_string_pretty(value).unwrap_or_default()

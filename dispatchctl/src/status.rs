@@ -2,41 +2,55 @@
 //! key and certificate use in the evidence window with their last-seen times, the expiry of its
 //! last certificate) joined with `/admin/migration` (readiness and why not).
 
-use serde_json::{Value, json};
+use std::collections::BTreeSet;
 
-/// The rows of the status table, as `--json` prints them.
-pub fn rows(clients: &Value, migration: &Value) -> Vec<Value> {
-    let readiness = |name: &str| {
-        migration["clients"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|row| row["name"] == name)
-            .cloned()
-            .unwrap_or(Value::Null)
-    };
-    clients["clients"]
-        .as_array()
-        .into_iter()
-        .flatten()
+use dispatch_types::{
+    ClientList, GuardReport, KeyView, MigrationMode, MigrationReport, Revocation, Scope,
+};
+use serde::Serialize;
+
+/// One client's row of the status table, as `--json` prints it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Row {
+    pub name: String,
+    pub mode: MigrationMode,
+    pub disabled: bool,
+    pub scopes: BTreeSet<Scope>,
+    pub key_requests: i64,
+    pub key_last_seen: Option<String>,
+    pub certificate_requests: i64,
+    pub certificate_last_seen: Option<String>,
+    pub certificate_not_after: Option<String>,
+    /// `None`: the client is not in the report (registered between the two reads).
+    pub ready_for_mtls: Option<bool>,
+    pub not_ready_because: Vec<String>,
+    pub guard: Option<GuardReport>,
+}
+
+/// The rows of the status table: each client joined with its row of the migration report.
+pub fn rows(clients: &ClientList, migration: &MigrationReport) -> Vec<Row> {
+    clients
+        .clients
+        .iter()
         .map(|client| {
-            let name = client["name"].as_str().unwrap_or_default();
-            let ready = readiness(name);
-            let usage = &client["usage"];
-            json!({
-                "name": name,
-                "mode": client["mode"],
-                "disabled": client["disabled"],
-                "scopes": client["scopes"],
-                "key_requests": usage["api_key"]["requests_in_window"],
-                "key_last_seen": usage["api_key"]["last_seen"],
-                "certificate_requests": usage["certificate"]["requests_in_window"],
-                "certificate_last_seen": usage["certificate"]["last_seen"],
-                "certificate_not_after": usage["certificate"]["last_certificate_not_after"],
-                "ready_for_mtls": ready["ready_for_mtls"],
-                "not_ready_because": ready["not_ready_because"],
-                "guard": ready["guard"],
-            })
+            let ready = migration.clients.iter().find(|row| row.name == client.name);
+            let usage = &client.usage;
+            Row {
+                name: client.name.clone(),
+                mode: client.mode,
+                disabled: client.disabled,
+                scopes: client.scopes.clone(),
+                key_requests: usage.api_key.requests_in_window,
+                key_last_seen: usage.api_key.last_seen.clone(),
+                certificate_requests: usage.certificate.requests_in_window,
+                certificate_last_seen: usage.certificate.last_seen.clone(),
+                certificate_not_after: usage.certificate.last_certificate_not_after.clone(),
+                ready_for_mtls: ready.map(|row| row.ready_for_mtls),
+                not_ready_because: ready
+                    .map(|row| row.not_ready_because.clone())
+                    .unwrap_or_default(),
+                guard: ready.and_then(|row| row.guard.clone()),
+            }
         })
         .collect()
 }
@@ -64,17 +78,13 @@ impl Paint {
     }
 }
 
-fn text(value: &Value) -> String {
-    match value {
-        Value::Null => "-".into(),
-        Value::String(s) => s.clone(),
-        Value::Array(items) => items.iter().map(text).collect::<Vec<_>>().join(","),
-        other => other.to_string(),
-    }
+/// An optional value as a cell: `-` for none.
+fn or_dash(value: Option<&str>) -> String {
+    value.unwrap_or("-").to_owned()
 }
 
 /// The table people read. Colour marks readiness; the columns line up on the plain text.
-pub fn table(rows: &[Value], migration: &Value, paint: Paint) -> String {
+pub fn table(rows: &[Row], migration: &MigrationReport, paint: Paint) -> String {
     let header = [
         "CLIENT",
         "MODE",
@@ -89,27 +99,34 @@ pub fn table(rows: &[Value], migration: &Value, paint: Paint) -> String {
     let cells: Vec<[String; 9]> = rows
         .iter()
         .map(|row| {
-            let mode = if row["disabled"] == true {
-                format!("{} (disabled)", text(&row["mode"]))
+            let mode = if row.disabled {
+                format!("{} (disabled)", row.mode.as_str())
             } else {
-                text(&row["mode"])
+                row.mode.as_str().to_owned()
             };
-            let ready = if row["mode"] == "mtls" {
+            let ready = if row.mode == MigrationMode::Mtls {
                 "done".to_owned()
-            } else if row["ready_for_mtls"] == true {
+            } else if row.ready_for_mtls == Some(true) {
                 "yes".to_owned()
+            } else if row.not_ready_because.is_empty() {
+                "no: -".to_owned()
             } else {
-                format!("no: {}", text(&row["not_ready_because"]).replace(",", "; "))
+                format!("no: {}", row.not_ready_because.join("; "))
             };
+            let scopes: Vec<&str> = row.scopes.iter().map(|s| s.as_str()).collect();
             [
-                text(&row["name"]),
+                row.name.clone(),
                 mode,
-                text(&row["scopes"]),
-                text(&row["key_requests"]),
-                text(&row["key_last_seen"]),
-                text(&row["certificate_requests"]),
-                text(&row["certificate_last_seen"]),
-                text(&row["certificate_not_after"]),
+                if scopes.is_empty() {
+                    "-".into()
+                } else {
+                    scopes.join(",")
+                },
+                row.key_requests.to_string(),
+                or_dash(row.key_last_seen.as_deref()),
+                row.certificate_requests.to_string(),
+                or_dash(row.certificate_last_seen.as_deref()),
+                or_dash(row.certificate_not_after.as_deref()),
                 ready,
             ]
         })
@@ -151,94 +168,84 @@ pub fn table(rows: &[Value], migration: &Value, paint: Paint) -> String {
         out += "\n";
     }
     for row in rows {
-        if let Some(line) = guard_line(row) {
-            let line = match row["guard"]["state"].as_str() {
-                Some("reverted" | "kept") => paint.red(&line),
-                Some("watching") => paint.yellow(&line),
+        if let Some(guard) = &row.guard {
+            let line = guard_line(&row.name, guard);
+            let line = match guard.state.as_str() {
+                "reverted" | "kept" => paint.red(&line),
+                "watching" => paint.yellow(&line),
                 _ => line,
             };
             out += &line;
             out += "\n";
         }
     }
-    let required = if migration["ready_for_required_client_auth"] == true {
+    let required = if migration.ready_for_required_client_auth {
         paint.green("every client is on mtls: the listener can require certificates")
     } else {
         paint.red(&format!(
             "not on mtls yet: {}",
-            text(&migration["not_on_mtls"])
+            migration.not_on_mtls.join(",")
         ))
     };
-    out += &format!(
-        "listener client_auth: {}; {required}\n",
-        text(&migration["listener_client_auth"])
-    );
+    let client_auth = match migration.listener_client_auth {
+        dispatch_types::ClientAuth::Optional => "optional",
+        dispatch_types::ClientAuth::Required => "required",
+    };
+    out += &format!("listener client_auth: {client_auth}; {required}\n");
     out
 }
 
-/// The outcome of a client's latest flip guard, in words; `None` without one.
-pub fn guard_line(row: &Value) -> Option<String> {
-    let guard = row.get("guard").filter(|g| g.is_object())?;
-    let change = format!(
-        "guard {}: {} -> {}",
-        text(&row["name"]),
-        text(&guard["from"]),
-        text(&guard["to"])
-    );
-    Some(match guard["state"].as_str().unwrap_or_default() {
+/// The outcome of `client`'s latest flip guard, in words.
+pub fn guard_line(client: &str, guard: &GuardReport) -> String {
+    let change = format!("guard {client}: {} -> {}", guard.from, guard.to);
+    let ended_at = or_dash(guard.ended_at.as_deref());
+    let because = or_dash(guard.because.as_deref());
+    match guard.state.as_str() {
         "watching" => format!(
             "{change} watching until {}: {} of {} refusals",
-            text(&guard["watch_until"]),
-            text(&guard["refusals"]),
-            text(&guard["max_refusals"])
+            or_dash(guard.watch_until.as_deref()),
+            guard.refusals,
+            guard.max_refusals
         ),
-        "reverted" => {
-            let reopened = &guard["reopened"];
-            let networks: Vec<String> = reopened["networks"]
-                .as_array()
-                .map(|n| n.iter().map(text).collect())
-                .unwrap_or_default();
-            format!(
-                "{change} reverted at {} because {}: {} re-admitted from {} only, until {}",
-                text(&guard["ended_at"]),
-                text(&guard["because"]),
-                text(&reopened["method"]),
-                networks.join(", "),
-                text(&reopened["until"])
-            )
-        }
+        "reverted" => match &guard.reopened {
+            Some(reopened) => format!(
+                "{change} reverted at {ended_at} because {because}: {} re-admitted from {} only, \
+                 until {}",
+                reopened.method.as_str(),
+                reopened
+                    .networks
+                    .iter()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                or_dash(reopened.until.as_deref())
+            ),
+            None => format!("{change} reverted at {ended_at} because {because}"),
+        },
         "kept" => format!(
-            "{change} reached its threshold at {} ({}) but was kept: reverting would lock every operator out",
-            text(&guard["ended_at"]),
-            text(&guard["because"])
+            "{change} reached its threshold at {ended_at} ({because}) but was kept: reverting \
+             would lock every operator out"
         ),
-        "confirmed" => format!("{change} confirmed at {}", text(&guard["ended_at"])),
-        "cancelled" => format!(
-            "{change} cancelled at {} by a mode change",
-            text(&guard["ended_at"])
-        ),
+        "confirmed" => format!("{change} confirmed at {ended_at}"),
+        "cancelled" => format!("{change} cancelled at {ended_at} by a mode change"),
         other => format!("{change} {other}"),
-    })
+    }
 }
 
 /// A client's API keys (`api_keys` of the admin API): id, state, when made, until when valid,
 /// how often and when last used.
-pub fn keys_table(keys: &Value) -> String {
+pub fn keys_table(keys: &[KeyView]) -> String {
     let rows: Vec<Vec<String>> = keys
-        .as_array()
-        .into_iter()
-        .flatten()
+        .iter()
         .map(|key| {
-            [
-                "id",
-                "state",
-                "created_at",
-                "expires_at",
-                "use_count",
-                "last_used_at",
+            vec![
+                key.id.clone(),
+                key.state.as_str().to_owned(),
+                or_dash(key.created_at.as_deref()),
+                or_dash(key.expires_at.as_deref()),
+                key.use_count.to_string(),
+                or_dash(key.last_used_at.as_deref()),
             ]
-            .map(|field| text(&key[field]))
-            .to_vec()
         })
         .collect();
     if rows.is_empty() {
@@ -250,21 +257,20 @@ pub fn keys_table(keys: &Value) -> String {
     )
 }
 
-/// The certificate deny list (`GET /admin/revocations`), one row per fingerprint.
-pub fn revocations_table(revocations: &Value) -> String {
+/// The certificate deny list (`GET /admin/revocations`), one row per fingerprint or key.
+pub fn revocations_table(revocations: &[Revocation]) -> String {
     let rows: Vec<Vec<String>> = revocations
-        .as_array()
-        .into_iter()
-        .flatten()
+        .iter()
         .map(|entry| {
             vec![
-                match entry["spki_sha256"].as_str() {
+                match &entry.spki_sha256 {
                     Some(key) => format!("key {key}"),
-                    None => text(&entry["fingerprint"]),
+                    None => or_dash(entry.fingerprint.as_deref()),
                 },
-                at(&entry["revoked_at"]),
-                text(&entry["revoked_by"]),
-                text(&entry["reason"]),
+                dispatch_types::rfc3339(entry.revoked_at)
+                    .unwrap_or_else(|| entry.revoked_at.to_string()),
+                entry.revoked_by.clone(),
+                entry.reason.clone(),
             ]
         })
         .collect();
@@ -272,18 +278,6 @@ pub fn revocations_table(revocations: &Value) -> String {
         return "no certificate is revoked by fingerprint, and no key is denied\n".into();
     }
     columns(&["FINGERPRINT", "REVOKED", "BY", "REASON"], rows)
-}
-
-/// A Unix time in seconds as RFC 3339 (UTC); anything else as it is.
-fn at(value: &Value) -> String {
-    value
-        .as_i64()
-        .and_then(|secs| time::OffsetDateTime::from_unix_timestamp(secs).ok())
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| text(value))
 }
 
 /// Rows under a header, each column as wide as its widest cell.
@@ -307,21 +301,92 @@ fn columns(header: &[&str], rows: Vec<Vec<String>>) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
+    use dispatch_types::{
+        ClientAuth, ClientView, KeyState, MethodUse, MigrationRow, Reopened, Usage,
+    };
+
     use super::*;
+
+    /// A client with `key` and `certificate` requests in the window (and its last
+    /// certificate's notAfter), as `/admin/clients` shows it.
+    pub(crate) fn client(
+        name: &str,
+        mode: MigrationMode,
+        key: i64,
+        certificate: i64,
+        not_after: Option<&str>,
+    ) -> ClientView {
+        ClientView {
+            name: name.into(),
+            mode,
+            scopes: BTreeSet::new(),
+            disabled: false,
+            has_api_key: key > 0,
+            api_keys: vec![],
+            bindings: vec![],
+            usage: Usage {
+                api_key: MethodUse {
+                    requests_in_window: key,
+                    ..MethodUse::default()
+                },
+                certificate: MethodUse {
+                    requests_in_window: certificate,
+                    last_certificate_not_after: not_after.map(str::to_owned),
+                    ..MethodUse::default()
+                },
+            },
+        }
+    }
+
+    /// A migration report whose rows say `not_ready` of each client named (empty: ready).
+    pub(crate) fn report(rows: &[(&str, &[&str])], not_on_mtls: &[&str]) -> MigrationReport {
+        MigrationReport {
+            window_secs: 86_400,
+            quiet_period_secs: 3600,
+            clients: rows
+                .iter()
+                .map(|(name, gaps)| MigrationRow {
+                    name: (*name).into(),
+                    mode: MigrationMode::Dual,
+                    disabled: false,
+                    usage: Usage::default(),
+                    api_keys: vec![],
+                    guard: None,
+                    ready_for_mtls: gaps.is_empty(),
+                    not_ready_because: gaps.iter().map(|g| (*g).to_owned()).collect(),
+                })
+                .collect(),
+            all_clients_mtls: not_on_mtls.is_empty(),
+            not_on_mtls: not_on_mtls.iter().map(|n| (*n).to_owned()).collect(),
+            listener_client_auth: ClientAuth::Optional,
+            ready_for_required_client_auth: not_on_mtls.is_empty(),
+        }
+    }
 
     #[test]
     fn each_guard_state_reads_as_a_sentence() {
-        let row = |guard: Value| json!({"name": "route-worker", "guard": guard});
-        let base = json!({"from": "dual", "to": "mtls", "watch_until": "2026-12-06T01:15:00Z",
-                          "max_refusals": 5, "refusals": 2, "ended_at": "2026-12-06T01:05:00Z",
-                          "because": "5 refusals (key_retired 5) from 10.0.0.0/24",
-                          "reopened": {"method": "api_key", "networks": ["10.0.0.0/24"],
-                                       "until": "2026-12-06T02:15:00Z"}});
         let with = |state: &str| {
-            let mut guard = base.clone();
-            guard["state"] = json!(state);
-            guard_line(&row(guard)).unwrap()
+            let guard = GuardReport {
+                state: state.into(),
+                from: "dual".into(),
+                to: "mtls".into(),
+                started_at: None,
+                watch_until: Some("2026-12-06T01:15:00Z".into()),
+                max_refusals: 5,
+                refusals: 2,
+                ended_at: Some("2026-12-06T01:05:00Z".into()),
+                because: Some("5 refusals (key_retired 5) from 10.0.0.0/24".into()),
+                evidence: Default::default(),
+                retired_method: None,
+                known_networks: BTreeSet::new(),
+                reopened: Some(Reopened {
+                    method: dispatch_types::AuthMethod::ApiKey,
+                    networks: ["10.0.0.0/24".to_owned()].into(),
+                    until: Some("2026-12-06T02:15:00Z".into()),
+                }),
+            };
+            guard_line("route-worker", &guard)
         };
         assert_eq!(
             with("watching"),
@@ -337,19 +402,28 @@ mod tests {
             "guard route-worker: dual -> mtls confirmed at 2026-12-06T01:05:00Z"
         );
         assert!(with("cancelled").contains("cancelled at"));
-        assert_eq!(guard_line(&json!({"name": "x", "guard": null})), None);
-        assert_eq!(guard_line(&json!({"name": "x"})), None);
     }
 
     #[test]
     fn the_keys_table_shows_each_key_in_its_state() {
-        let keys = json!([
-            {"id": "0a1b2c3d4e5f", "state": "current", "created_at": "2026-12-06T00:00:00Z",
-             "expires_at": null, "use_count": 0, "last_used_at": null},
-            {"id": "ffeeddccbbaa", "state": "overlap", "created_at": "2026-11-01T00:00:00Z",
-             "expires_at": "2026-12-07T00:00:00Z", "use_count": 1234,
-             "last_used_at": "2026-12-06T00:05:00Z"},
-        ]);
+        let keys = [
+            KeyView {
+                id: "0a1b2c3d4e5f".into(),
+                state: KeyState::Current,
+                created_at: Some("2026-12-06T00:00:00Z".into()),
+                expires_at: None,
+                use_count: 0,
+                last_used_at: None,
+            },
+            KeyView {
+                id: "ffeeddccbbaa".into(),
+                state: KeyState::Overlap,
+                created_at: Some("2026-11-01T00:00:00Z".into()),
+                expires_at: Some("2026-12-07T00:00:00Z".into()),
+                use_count: 1234,
+                last_used_at: Some("2026-12-06T00:05:00Z".into()),
+            },
+        ];
         let table = keys_table(&keys);
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(lines.len(), 3, "{table}");
@@ -366,29 +440,38 @@ mod tests {
             "{table}"
         );
         assert!(lines[2].ends_with("2026-12-06T00:05:00Z"), "{table}");
-        assert_eq!(keys_table(&json!([])), "no API key\n");
+        assert_eq!(keys_table(&[]), "no API key\n");
     }
 
-    fn inputs() -> (Value, Value) {
-        let clients = json!({"clients": [
-            {"name": "route-worker", "mode": "dual", "disabled": false, "scopes": ["plans:submit"],
-             "usage": {"api_key": {"requests_in_window": 3, "last_seen": "2026-11-23T00:00:00Z"},
-                       "certificate": {"requests_in_window": 1, "last_seen": "2026-11-23T00:01:00Z",
-                                       "last_certificate_not_after": "2026-11-24T00:00:00Z"}}},
-            {"name": "operator", "mode": "mtls", "disabled": false, "scopes": ["admin"],
-             "usage": {"api_key": {"requests_in_window": 0}, "certificate": {"requests_in_window": 9}}},
-        ]});
-        let migration = json!({
-            "clients": [
-                {"name": "route-worker", "ready_for_mtls": false,
-                 "not_ready_because": ["its API key was used within the last 3600 s"]},
-                {"name": "operator", "ready_for_mtls": true, "not_ready_because": []},
+    fn inputs() -> (ClientList, MigrationReport) {
+        let mut worker = client(
+            "route-worker",
+            MigrationMode::Dual,
+            3,
+            1,
+            Some("2026-11-24T00:00:00Z"),
+        );
+        worker.scopes = [Scope::PlansSubmit].into();
+        worker.usage.api_key.last_seen = Some("2026-11-23T00:00:00Z".into());
+        worker.usage.certificate.last_seen = Some("2026-11-23T00:01:00Z".into());
+        let mut operator = client("operator", MigrationMode::Mtls, 0, 9, None);
+        operator.scopes = [Scope::Admin].into();
+        let migration = report(
+            &[
+                (
+                    "route-worker",
+                    &["its API key was used within the last 3600 s"],
+                ),
+                ("operator", &[]),
             ],
-            "not_on_mtls": ["route-worker"],
-            "ready_for_required_client_auth": false,
-            "listener_client_auth": "optional",
-        });
-        (clients, migration)
+            &["route-worker"],
+        );
+        (
+            ClientList {
+                clients: vec![worker, operator],
+            },
+            migration,
+        )
     }
 
     #[test]
@@ -396,11 +479,17 @@ mod tests {
         let (clients, migration) = inputs();
         let rows = rows(&clients, &migration);
         assert_eq!(rows.len(), 2);
-        assert_eq!(rows[0]["name"], "route-worker");
-        assert_eq!(rows[0]["key_requests"], 3);
-        assert_eq!(rows[0]["certificate_not_after"], "2026-11-24T00:00:00Z");
-        assert_eq!(rows[0]["ready_for_mtls"], false);
-        assert_eq!(rows[1]["ready_for_mtls"], true);
+        assert_eq!(rows[0].name, "route-worker");
+        assert_eq!(rows[0].key_requests, 3);
+        assert_eq!(
+            rows[0].certificate_not_after.as_deref(),
+            Some("2026-11-24T00:00:00Z")
+        );
+        assert_eq!(rows[0].ready_for_mtls, Some(false));
+        assert_eq!(rows[1].ready_for_mtls, Some(true));
+        // A client registered between the two reads is in no row of the report.
+        let late = super::rows(&clients, &report(&[], &[]));
+        assert_eq!(late[0].ready_for_mtls, None);
     }
 
     #[test]
@@ -431,8 +520,13 @@ mod tests {
 
     #[test]
     fn the_deny_list_is_a_table_with_times_in_rfc_3339() {
-        let list = json!([{"fingerprint": "ab12", "revoked_at": 1_780_000_000_i64,
-                           "revoked_by": "operator", "reason": "key leaked"}]);
+        let list = [Revocation {
+            fingerprint: Some("ab12".into()),
+            spki_sha256: None,
+            revoked_at: 1_780_000_000,
+            revoked_by: "operator".into(),
+            reason: "key leaked".into(),
+        }];
         let table = revocations_table(&list);
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(lines.len(), 2, "{table}");
@@ -440,7 +534,7 @@ mod tests {
         assert!(lines[1].starts_with("ab12         2026-05-28T"), "{table}");
         assert!(lines[1].ends_with("operator  key leaked"), "{table}");
         assert_eq!(
-            revocations_table(&json!([])),
+            revocations_table(&[]),
             "no certificate is revoked by fingerprint, and no key is denied\n"
         );
     }

@@ -137,6 +137,17 @@ pub enum KeyState {
     Expired,
 }
 
+impl KeyState {
+    /// As the answers write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Current => "current",
+            Self::Overlap => "overlap",
+            Self::Expired => "expired",
+        }
+    }
+}
+
 /// One API key of a client (never the key: its id, the first 12 hex digits of its SHA-256).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
 pub struct KeyView {
@@ -189,6 +200,14 @@ pub struct RevocationAdded {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_state_reads_as_it_is_written() {
+        for state in [KeyState::Current, KeyState::Overlap, KeyState::Expired] {
+            let written = serde_json::to_value(state).unwrap();
+            assert_eq!(written, state.as_str(), "{state:?}");
+        }
+    }
 
     #[test]
     fn a_guard_that_could_never_watch_or_never_revert_is_refused() {

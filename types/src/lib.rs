@@ -5,10 +5,14 @@
 //! - modes, scopes and authentication methods: [`MigrationMode`], [`Scope`], [`AuthMethod`];
 //! - a certificate binding as written: [`CertBindingSpec`];
 //! - the admin changes' requests ([`SetMode`], [`RegisterClient`], ...) and answers
-//!   ([`ModeChanged`], [`KeyRotated`], ...).
+//!   ([`ModeChanged`], [`KeyRotated`], ...);
+//! - what the admin API shows: a client ([`ClientView`]), the [`MigrationReport`], the
+//!   [`AuditLog`], the counted [`Refusals`], the deny list ([`Revocations`]); and [`Whoami`].
 
 mod admin;
 mod binding;
+mod reports;
+mod views;
 mod words;
 
 pub use admin::{
@@ -17,4 +21,11 @@ pub use admin::{
     SetMode,
 };
 pub use binding::CertBindingSpec;
-pub use words::{AuthMethod, MigrationMode, Scope};
+pub use reports::{
+    AuditEntry, AuditLog, CertificateSeen, RefusalCount, Refusals, Revocation, Revocations, Whoami,
+};
+pub use views::{
+    ClientList, ClientView, GuardEvidence, GuardReport, MethodUse, MigrationReport, MigrationRow,
+    Registered, Reopened, Usage,
+};
+pub use words::{AuthMethod, ClientAuth, MigrationMode, Scope, rfc3339};

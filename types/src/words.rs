@@ -72,7 +72,9 @@ impl Scope {
 }
 
 /// How a principal authenticated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum AuthMethod {
     ApiKey,
@@ -96,9 +98,40 @@ impl AuthMethod {
     }
 }
 
+/// Whether the listener asks for, or insists on, a client certificate (`tls.client_auth`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuth {
+    /// Key clients and certificate clients side by side (the migration).
+    #[default]
+    Optional,
+    /// Every connection must present a valid certificate (the end state).
+    Required,
+}
+
+/// A time as the API writes it: RFC 3339 in UTC, from Unix seconds (`None` out of range).
+pub fn rfc3339(unix: i64) -> Option<String> {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_time_is_written_in_rfc_3339_utc() {
+        assert_eq!(rfc3339(0).as_deref(), Some("1970-01-01T00:00:00Z"));
+        assert_eq!(
+            rfc3339(1_780_000_000).as_deref(),
+            Some("2026-05-28T20:26:40Z")
+        );
+        assert_eq!(rfc3339(i64::MAX), None);
+    }
 
     #[test]
     fn each_mode_accepts_the_methods_of_its_stage_of_the_migration() {

@@ -87,12 +87,18 @@ pub struct PlanStore {
     health: Arc<WriteHealth>,
 }
 
-#[derive(Debug, serde::Serialize)]
+/// A stored plan as `GET /api/dispatch-plans/{id}` answers it.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct StoredPlan {
+    #[schema(value_type = String)]
     pub id: Uuid,
     pub client: String,
+    /// How the request that submitted it authenticated.
     pub auth_method: String,
+    /// Unix seconds.
     pub received_at: i64,
+    /// The plan as stored (its stops and legs, as submitted).
+    #[schema(value_type = Object)]
     pub plan: serde_json::Value,
 }
 

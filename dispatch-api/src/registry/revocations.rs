@@ -141,7 +141,7 @@ impl Registry {
         crate::storage::live_certificates(&self.pool, 0, 0).await
     }
 
-    pub async fn revocations(&self) -> Result<Vec<serde_json::Value>, StorageError> {
+    pub async fn revocations(&self) -> Result<Vec<dispatch_types::Revocation>, StorageError> {
         on_backend!(&self.pool, pool => {
             let rows = sqlx::query(
                 "SELECT fingerprint, reason, revoked_by, revoked_at FROM revoked_certificates ORDER BY revoked_at",
@@ -151,12 +151,13 @@ impl Registry {
             .map_err(StorageError::database)?;
             rows.iter()
                 .map(|row| {
-                    Ok(serde_json::json!({
-                        "fingerprint": row.try_get::<String, _>("fingerprint")?,
-                        "reason": row.try_get::<String, _>("reason")?,
-                        "revoked_by": row.try_get::<String, _>("revoked_by")?,
-                        "revoked_at": row.try_get::<i64, _>("revoked_at")?,
-                    }))
+                    Ok(dispatch_types::Revocation {
+                        fingerprint: Some(row.try_get("fingerprint")?),
+                        spki_sha256: None,
+                        reason: row.try_get("reason")?,
+                        revoked_by: row.try_get("revoked_by")?,
+                        revoked_at: row.try_get("revoked_at")?,
+                    })
                 })
                 .chain(
                     sqlx::query(
@@ -167,12 +168,13 @@ impl Registry {
                     .map_err(StorageError::database)?
                     .iter()
                     .map(|row| {
-                        Ok(serde_json::json!({
-                            "spki_sha256": row.try_get::<String, _>("spki_sha256")?,
-                            "reason": row.try_get::<String, _>("reason")?,
-                            "revoked_by": row.try_get::<String, _>("denied_by")?,
-                            "revoked_at": row.try_get::<i64, _>("denied_at")?,
-                        }))
+                        Ok(dispatch_types::Revocation {
+                            fingerprint: None,
+                            spki_sha256: Some(row.try_get("spki_sha256")?),
+                            reason: row.try_get("reason")?,
+                            revoked_by: row.try_get("denied_by")?,
+                            revoked_at: row.try_get("denied_at")?,
+                        })
                     }),
                 )
                 .collect::<Result<_, sqlx::Error>>()

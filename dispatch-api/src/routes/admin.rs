@@ -13,26 +13,21 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use actix_web::{HttpResponse, web};
-use secrecy::ExposeSecret;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use actix_web::web;
 
 use crate::auth::Principal;
 use crate::auth::tryout::LiveCertificates;
-use crate::configuration::ClientAuth;
 use crate::error::ApiError;
-use crate::identity::{AuthMethod, Fingerprint, SpkiHash};
+use crate::identity::AuthMethod;
 use crate::policy::Operator;
 use crate::registry::{
-    ApiKey, ApiKeyHash, CertBinding, Change, Client, ClientName, Gap, MigrationMode, RegistryError,
-    Tryout, generate_api_key, readiness_gaps,
+    ApiKey, CertBinding, Change, Client, ClientName, Gap, Tryout, readiness_gaps,
 };
 use crate::routes::endpoint::Endpoint;
 use crate::state::AppState;
 use crate::storage::{self, MethodUsage};
 use crate::tls::TlsMaterial;
-use dispatch_types::{KeyState, KeyView};
+use dispatch_types::{ClientView, KeyState, KeyView, MethodUse, Usage as UsageView};
 
 pub(crate) mod clients;
 pub(crate) mod keys;
@@ -192,7 +187,7 @@ pub(crate) fn not_ready_for_mtls(usage: Option<&Usage>, state: &AppState) -> Vec
             .and_then(|u| u.get(method.as_str()))
             .and_then(|u| u.last_seen)
     };
-    let migration = &state.settings.migration;
+    let migration = &state.migration;
     let quiet_since = (migration.quiet_period_secs > 0).then(|| state.quiet_since());
     readiness_gaps(
         last(AuthMethod::Certificate),
@@ -215,17 +210,17 @@ pub(crate) fn not_ready_for_mtls(usage: Option<&Usage>, state: &AppState) -> Vec
     .collect()
 }
 
-pub(crate) fn client_view(client: &Client, usage: Option<&Usage>) -> Value {
-    json!({
-        "name": client.name.as_str(),
-        "mode": client.mode,
-        "scopes": client.scopes,
-        "disabled": client.disabled,
-        "has_api_key": client.has_live_key(now_unix()),
-        "api_keys": keys_view(client, usage),
-        "bindings": client.bindings,
-        "usage": usage_view(usage),
-    })
+pub(crate) fn client_view(client: &Client, usage: Option<&Usage>) -> ClientView {
+    ClientView {
+        name: client.name.to_string(),
+        mode: client.mode,
+        scopes: client.scopes.clone(),
+        disabled: client.disabled,
+        has_api_key: client.has_live_key(now_unix()),
+        api_keys: keys_view(client, usage),
+        bindings: client.bindings.iter().map(CertBinding::to_spec).collect(),
+        usage: usage_view(usage),
+    }
 }
 
 pub(crate) fn now_unix() -> i64 {
@@ -261,21 +256,26 @@ pub(crate) fn keys_view(client: &Client, usage: Option<&Usage>) -> Vec<KeyView> 
         .collect()
 }
 
-pub(crate) fn usage_view(usage: Option<&Usage>) -> Value {
+pub(crate) fn usage_view(usage: Option<&Usage>) -> UsageView {
     let method = |m: AuthMethod| {
         let u = usage
             .and_then(|u| u.get(m.as_str()))
             .cloned()
             .unwrap_or_default();
-        json!({
-            "requests_in_window": u.requests_in_window,
-            "last_seen": u.last_seen.and_then(crate::routes::rfc3339),
-            "last_certificate_fingerprint": u.last_certificate_fingerprint,
-            "last_certificate_not_after": u.last_certificate_not_after.and_then(crate::routes::rfc3339),
-            "last_certificate_issuer_spki_sha256": u.last_certificate_issuer_spki_sha256,
-        })
+        MethodUse {
+            requests_in_window: u.requests_in_window,
+            last_seen: u.last_seen.and_then(crate::routes::rfc3339),
+            last_certificate_fingerprint: u.last_certificate_fingerprint,
+            last_certificate_not_after: u
+                .last_certificate_not_after
+                .and_then(crate::routes::rfc3339),
+            last_certificate_issuer_spki_sha256: u.last_certificate_issuer_spki_sha256,
+        }
     };
-    json!({ "api_key": method(AuthMethod::ApiKey), "certificate": method(AuthMethod::Certificate) })
+    UsageView {
+        api_key: method(AuthMethod::ApiKey),
+        certificate: method(AuthMethod::Certificate),
+    }
 }
 
 pub(crate) async fn usage(state: &AppState) -> Result<BTreeMap<String, Usage>, ApiError> {

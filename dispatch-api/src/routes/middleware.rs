@@ -40,7 +40,7 @@ pub async fn bound_request_body(
     let Some(state) = request.app_data::<web::Data<AppState>>().cloned() else {
         return next.call(request).await;
     };
-    let limits = &state.settings.limits;
+    let limits = &state.limits;
     let body = WatchedBody::new(
         request.take_payload(),
         std::time::Duration::from_secs(limits.body_timeout_secs),
@@ -97,7 +97,7 @@ pub async fn reject_oversized_headers(
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
     let limit = request
         .app_data::<web::Data<AppState>>()
-        .map(|state| state.settings.limits.max_header_bytes)
+        .map(|state| state.limits.max_header_bytes)
         .unwrap_or(usize::MAX);
     let size: usize = request
         .headers()
@@ -196,7 +196,7 @@ pub async fn require_principal(
     // flip made elsewhere: past the bound it judges nobody.
     let now = time::OffsetDateTime::now_utc();
     if let Some(secs) = state.registry.unconfirmed_for(now.unix_timestamp())
-        && secs > state.settings.registry.max_staleness_secs as i64
+        && secs > state.max_staleness_secs as i64
     {
         return Ok(request
             .error_response(ApiError::Unavailable(StorageError::RegistryStale(secs)))
@@ -333,7 +333,7 @@ pub async fn close_aged_connections(
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let max_age = request
         .app_data::<web::Data<AppState>>()
-        .map_or(0, |state| state.settings.tls.max_connection_age_secs);
+        .map_or(0, |state| state.max_connection_age_secs);
     let aged = max_age > 0
         && connection_value::<ConnectionOpened>(&request)
             .is_some_and(|opened| opened.0.elapsed() >= std::time::Duration::from_secs(max_age));

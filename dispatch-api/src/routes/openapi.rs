@@ -172,4 +172,34 @@ mod tests {
             .sum();
         assert_eq!(documented, seen.len());
     }
+
+    /// A JSON answer with a type of its own is one a client can read by type (dispatchctl does,
+    /// through dispatch-types); `Object` would say nothing of its fields.
+    #[test]
+    fn every_json_success_answer_is_a_named_type() {
+        let document: serde_json::Value = serde_json::from_str(&document()).unwrap();
+        let mut answers = 0;
+        for (path, item) in document["paths"].as_object().unwrap() {
+            for (method, operation) in item.as_object().unwrap() {
+                for (status, response) in operation["responses"].as_object().unwrap() {
+                    let Some(json) = response["content"].get("application/json") else {
+                        continue;
+                    };
+                    if !status.starts_with('2') {
+                        continue;
+                    }
+                    answers += 1;
+                    let schema = &json["schema"]["$ref"];
+                    assert!(
+                        schema
+                            .as_str()
+                            .is_some_and(|s| s.starts_with("#/components/schemas/")),
+                        "{method} {path} {status}: {}",
+                        json["schema"]
+                    );
+                }
+            }
+        }
+        assert!(answers >= 15, "{answers}");
+    }
 }

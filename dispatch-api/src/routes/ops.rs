@@ -107,7 +107,7 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let registry_current = state
         .registry
         .unconfirmed_for(now.unix_timestamp())
-        .is_none_or(|secs| secs <= state.settings.registry.max_staleness_secs as i64);
+        .is_none_or(|secs| secs <= state.max_staleness_secs as i64);
     let ready = database.is_ok() && certificate_ok && registry_current;
     let body = json!({
         "status": if ready { "ready" } else { "not_ready" },

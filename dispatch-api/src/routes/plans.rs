@@ -21,7 +21,7 @@ pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
     request_body = crate::plans::PlanRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "repeating a plan with the same key returns the stored one")),
     responses(
-        (status = 202, description = "stored durably, then acknowledged; `Location` names it", body = Object),
+        (status = 202, description = "stored durably, then acknowledged; `Location` names it", body = Accepted),
         (status = 400, description = "malformed request (a missing `reason`, say)", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 401, description = "not authenticated (the problem's `reason` says why, for callers we know)", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 403, description = "authenticated, but this client may not do this (`policy_denied`, `client_disabled`)", body = crate::error::Problem, content_type = "application/problem+json"),
@@ -69,11 +69,15 @@ pub async fn submit_plan(
 
 /// The answer to a stored plan, serialized straight from this (no `serde_json::Value` map
 /// built and dropped for every plan); fields in the order the map's keys had.
-#[derive(Serialize)]
-struct Accepted<'a> {
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Accepted<'a> {
+    #[schema(value_type = String)]
     id: uuid::Uuid,
+    /// The plan's own path.
     location: &'a str,
+    /// Whether an earlier request with the same `Idempotency-Key` stored it.
     replayed: bool,
+    /// `accepted`.
     status: &'static str,
 }
 
@@ -106,7 +110,7 @@ fn idempotency_key(request: &HttpRequest) -> Result<Option<String>, ApiError> {
     tag = "plans",
     params(("id" = String, Path, description = "the plan's id")),
     responses(
-        (status = 200, description = "the stored plan", body = Object),
+        (status = 200, description = "the stored plan", body = crate::plans::StoredPlan),
         (status = 401, description = "not authenticated (the problem's `reason` says why, for callers we know)", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 403, description = "authenticated, but this client may not do this (`policy_denied`, `client_disabled`)", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "no such plan", body = crate::error::Problem, content_type = "application/problem+json"),

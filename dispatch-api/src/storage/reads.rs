@@ -6,34 +6,10 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use sqlx::Row;
 
+use dispatch_types::{AuditEntry, RefusalCount, rfc3339};
+
 use super::{Db, StorageError, on_backend, recorder};
 use crate::identity::AuthMethod;
-
-#[derive(Debug, Serialize)]
-pub struct AuditRecord {
-    pub id: i64,
-    pub at: i64,
-    pub kind: String,
-    pub reason: String,
-    pub client: Option<String>,
-    pub actor: Option<String>,
-    pub method: Option<String>,
-    pub before: Option<String>,
-    pub after: Option<String>,
-    pub detail: serde_json::Value,
-}
-
-/// Refusals of callers the service cannot name, counted per hour, reason and source.
-#[derive(Debug, Serialize)]
-pub struct RefusalCount {
-    pub hour: i64,
-    pub reason: String,
-    pub source: String,
-    pub count: i64,
-    pub first_seen: i64,
-    pub last_seen: i64,
-    pub last_detail: serde_json::Value,
-}
 
 /// The most recently seen refusal counts first, optionally of one reason.
 pub async fn list_refusal_counts(
@@ -55,12 +31,12 @@ pub async fn list_refusal_counts(
             .map(|row| {
                 let detail: String = row.try_get("last_detail")?;
                 Ok(RefusalCount {
-                    hour: row.try_get("hour")?,
+                    hour: rfc3339(row.try_get("hour")?),
                     reason: row.try_get("reason")?,
                     source: row.try_get("source")?,
                     count: row.try_get("count")?,
-                    first_seen: row.try_get("first_seen")?,
-                    last_seen: row.try_get("last_seen")?,
+                    first_seen: rfc3339(row.try_get("first_seen")?),
+                    last_seen: rfc3339(row.try_get("last_seen")?),
                     last_detail: serde_json::from_str(&detail).unwrap_or_default(),
                 })
             })
@@ -74,7 +50,7 @@ pub async fn list_audit(
     db: &Db,
     client: Option<&str>,
     limit: i64,
-) -> Result<Vec<AuditRecord>, StorageError> {
+) -> Result<Vec<AuditEntry>, StorageError> {
     on_backend!(db, pool => {
         let rows = sqlx::query(
             "SELECT id, at, kind, reason, client, actor, method, before, after, detail FROM audit_events \
@@ -88,9 +64,9 @@ pub async fn list_audit(
         rows.into_iter()
             .map(|row| {
                 let detail: String = row.try_get("detail")?;
-                Ok(AuditRecord {
+                Ok(AuditEntry {
                     id: row.try_get("id")?,
-                    at: row.try_get("at")?,
+                    at: rfc3339(row.try_get("at")?),
                     kind: row.try_get("kind")?,
                     reason: row.try_get("reason")?,
                     client: row.try_get("client")?,

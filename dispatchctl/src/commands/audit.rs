@@ -2,25 +2,25 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
+use dispatch_types::{AuditEntry, AuditLog};
 
 use crate::api::Admin;
 use crate::error::CtlError;
 
-fn audit_line(event: &Value) -> String {
-    let field = |key: &str| event[key].as_str().unwrap_or("-").to_owned();
+fn audit_line(event: &AuditEntry) -> String {
+    let field = |value: &Option<String>| value.as_deref().unwrap_or("-").to_owned();
     let mut line = format!(
         "{} {:13} {:28} client={} actor={}",
-        field("at"),
-        field("kind"),
-        field("reason"),
-        field("client"),
-        field("actor")
+        field(&event.at),
+        event.kind,
+        event.reason,
+        field(&event.client),
+        field(&event.actor)
     );
-    if event["before"].is_string() || event["after"].is_string() {
-        line += &format!(" {} -> {}", field("before"), field("after"));
+    if event.before.is_some() || event.after.is_some() {
+        line += &format!(" {} -> {}", field(&event.before), field(&event.after));
     }
-    if let Some(note) = event["detail"]["note"].as_str() {
+    if let Some(note) = event.detail["note"].as_str() {
         line += &format!(" note={note:?}");
     }
     line
@@ -39,14 +39,11 @@ pub async fn audit(
     let mut last_id = i64::MIN;
     let mut limit = limit;
     loop {
-        let answer = admin.get(&path(limit)).await?;
-        let mut events: Vec<&Value> = answer["events"].as_array().into_iter().flatten().collect();
-        events.reverse();
-        for event in events {
-            let id = event["id"].as_i64().unwrap_or(i64::MIN);
-            if id > last_id {
+        let answer: AuditLog = admin.get(&path(limit)).await?;
+        for event in answer.events.iter().rev() {
+            if event.id > last_id {
                 println!("{}", audit_line(event));
-                last_id = id;
+                last_id = event.id;
             }
         }
         if !follow {

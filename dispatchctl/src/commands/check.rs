@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use dispatch_types::{ClientList, MigrationReport};
+
 use super::paint;
 use crate::api::{self, Admin};
 use crate::check::{self, Observed};
@@ -9,8 +11,8 @@ use crate::configuration::Settings;
 use crate::error::CtlError;
 
 pub async fn check(admin: &Admin, settings: &Settings, required: bool) -> Result<u8, CtlError> {
-    let clients = admin.get("/admin/clients").await?;
-    let migration = admin.get("/admin/migration").await?;
+    let clients: ClientList = admin.get("/admin/clients").await?;
+    let migration: MigrationReport = admin.get("/admin/migration").await?;
     let chain = api::server_chain(settings).await?;
     let cas = api::ca_certificates(settings)?;
     let metrics = match &settings.server.ops_url {

@@ -2,10 +2,10 @@
 //! certificate bindings.
 
 use dispatch_types::{
-    DisabledChanged, FlipGuard, MigrationMode, ModeChanged, RegisterClient, Scope, SetBindings,
-    SetDisabled, SetMode,
+    ClientList, ClientView, DisabledChanged, FlipGuard, MigrationMode, MigrationReport,
+    ModeChanged, RegisterClient, Registered, Scope, SetBindings, SetDisabled, SetMode,
 };
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::{paint, print};
 use crate::api::Admin;
@@ -15,8 +15,8 @@ use crate::status;
 
 /// Every client: mode, scopes, key and certificate use, readiness (and why not).
 pub async fn status(admin: &Admin, json: bool) -> Result<(), CtlError> {
-    let clients = admin.get("/admin/clients").await?;
-    let migration = admin.get("/admin/migration").await?;
+    let clients: ClientList = admin.get("/admin/clients").await?;
+    let migration: MigrationReport = admin.get("/admin/migration").await?;
     let rows = status::rows(&clients, &migration);
     if json {
         print(&json!({ "clients": rows, "migration": migration }));
@@ -92,7 +92,7 @@ pub async fn bindings(
     force: bool,
 ) -> Result<(), CtlError> {
     let path = format!("/admin/clients/{client}");
-    let answer: Value = match set {
+    let answer: ClientView = match set {
         None => admin.get(&path).await?,
         Some(text) => {
             let bindings = serde_json::from_str(text).map_err(|e| {
@@ -106,7 +106,7 @@ pub async fn bindings(
             admin.put(&format!("{path}/bindings"), &request).await?
         }
     };
-    print(&answer["bindings"]);
+    print(&answer.bindings);
     Ok(())
 }
 
@@ -121,16 +121,12 @@ pub async fn register(admin: &Admin, registration: Registration) -> Result<(), C
             .map(|scope| Scope::parse(scope))
             .collect::<Result<_, _>>()
             .map_err(CtlError::Config)?,
-        bindings: bindings
-            .into_iter()
-            .map(serde_json::from_value)
-            .collect::<Result<_, _>>()
-            .map_err(|e| CtlError::Config(format!("a binding: {e}")))?,
+        bindings,
         issue_api_key: registration.issue_key,
         api_key_expires_in_secs: None,
         reason: registration.reason,
     };
-    let answer: Value = admin.post("/admin/clients", &request).await?;
+    let answer: Registered = admin.post("/admin/clients", &request).await?;
     print(&answer);
     Ok(())
 }

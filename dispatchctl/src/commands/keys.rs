@@ -1,7 +1,6 @@
 //! A client's API keys: list, rotate, end one by its id, delete them all.
 
-use dispatch_types::{KeyChange, KeyEnded, KeyRotated, KeyRotation, KeysRemoved};
-use serde_json::json;
+use dispatch_types::{ClientView, KeyChange, KeyEnded, KeyRotated, KeyRotation, KeysRemoved};
 
 use crate::api::Admin;
 use crate::cli::KeyAction;
@@ -31,8 +30,8 @@ pub async fn run(
     };
     match action {
         KeyAction::List => {
-            let answer = admin.get(&format!("/admin/clients/{client}")).await?;
-            print!("{}", keys_table(&answer["api_keys"]));
+            let answer: ClientView = admin.get(&format!("/admin/clients/{client}")).await?;
+            print!("{}", keys_table(&answer.api_keys));
         }
         KeyAction::Rotate => {
             let request = KeyRotation {
@@ -46,7 +45,10 @@ pub async fn run(
                 "{client}: new API key {} (shown once; only its SHA-256 is stored):",
                 answer.api_key_id
             );
-            eprint!("{}", keys_table(&json!(answer.api_keys)));
+            eprint!(
+                "{}",
+                keys_table(answer.api_keys.as_deref().unwrap_or_default())
+            );
             println!("{}", answer.api_key);
         }
         KeyAction::Revoke => {
@@ -62,7 +64,10 @@ pub async fn run(
                 "{client}: API key {} ended now (its use is key_expired)",
                 answer.ended
             );
-            print!("{}", keys_table(&json!(answer.api_keys)));
+            print!(
+                "{}",
+                keys_table(answer.api_keys.as_deref().unwrap_or_default())
+            );
         }
         KeyAction::Delete => {
             let request = KeyChange { reason: reason()? };

@@ -1,7 +1,6 @@
 //! The deny list: a certificate or a key put on it, and the list.
 
-use dispatch_types::{RevocationAdded, Revoke};
-use serde_json::json;
+use dispatch_types::{RevocationAdded, Revocations, Revoke};
 
 use super::print;
 use crate::api::Admin;
@@ -12,17 +11,17 @@ use crate::status;
 /// list.
 pub async fn add(admin: &Admin, request: Revoke) -> Result<(), CtlError> {
     let answer: RevocationAdded = admin.post("/admin/revocations", &request).await?;
-    print(&json!(answer));
+    print(&answer);
     Ok(())
 }
 
 /// The deny list, as a table or `--json`.
 pub async fn list(admin: &Admin, json: bool) -> Result<(), CtlError> {
-    let answer = admin.get("/admin/revocations").await?;
+    let answer: Revocations = admin.get("/admin/revocations").await?;
     if json {
         print(&answer);
     } else {
-        print!("{}", status::revocations_table(&answer["revocations"]));
+        print!("{}", status::revocations_table(&answer.revocations));
     }
     Ok(())
 }

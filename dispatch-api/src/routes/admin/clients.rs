@@ -1,9 +1,22 @@
 //! Clients: list, read, register, and the operator's switches (mode, disabled, bindings).
 
-use super::*;
+use actix_web::{HttpResponse, web};
+use secrecy::ExposeSecret;
+
+use super::{
+    AdminChange, client_name, client_view, not_ready_for_mtls, now_unix, required_reason, usage,
+};
+use crate::error::ApiError;
+use crate::policy::Operator;
+use crate::registry::{
+    ApiKey, ApiKeyHash, CertBinding, Client, ClientName, MigrationMode, RegistryError,
+    generate_api_key,
+};
 use crate::routes::endpoint::Endpoint;
+use crate::state::AppState;
 use dispatch_types::{
-    DisabledChanged, ModeChanged, RegisterClient, SetBindings, SetDisabled, SetMode,
+    ClientList, ClientView, DisabledChanged, ModeChanged, RegisterClient, Registered, SetBindings,
+    SetDisabled, SetMode,
 };
 
 #[utoipa::path(
@@ -11,7 +24,7 @@ use dispatch_types::{
     path = "/admin/clients",
     tag = "admin",
     responses(
-        (status = 200, description = "every client with mode, scopes, bindings and use", body = Object)
+        (status = 200, description = "every client with mode, scopes, bindings and use", body = ClientList)
     ),
     security(("mutual_tls" = []))
 )]
@@ -23,11 +36,11 @@ pub async fn list_clients(
     let snapshot = state.registry.snapshot();
     let mut clients: Vec<_> = snapshot.clients().collect();
     clients.sort_by(|a, b| a.name.cmp(&b.name));
-    let views: Vec<Value> = clients
+    let clients = clients
         .iter()
         .map(|c| client_view(c, usage.get(c.name.as_str())))
         .collect();
-    Ok(HttpResponse::Ok().json(json!({ "clients": views })))
+    Ok(HttpResponse::Ok().json(ClientList { clients }))
 }
 
 #[utoipa::path(
@@ -36,7 +49,7 @@ pub async fn list_clients(
     tag = "admin",
     params(("name" = String, Path, description = "the client's name")),
     responses(
-        (status = 200, description = "one client", body = Object),
+        (status = 200, description = "one client", body = ClientView),
         (status = 404, description = "no such client", body = crate::error::Problem, content_type = "application/problem+json")
     ),
     security(("mutual_tls" = []))
@@ -47,14 +60,7 @@ pub async fn get_client(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let name = client_name(&name)?;
-    let usage = usage(&state).await?;
-    let client = state
-        .registry
-        .snapshot()
-        .client(&name)
-        .cloned()
-        .ok_or(ApiError::NotFound)?;
-    Ok(HttpResponse::Ok().json(client_view(&client, usage.get(name.as_str()))))
+    Ok(HttpResponse::Ok().json(shown(&state, &name).await?))
 }
 
 #[utoipa::path(
@@ -63,7 +69,7 @@ pub async fn get_client(
     tag = "admin",
     request_body = RegisterClient,
     responses(
-        (status = 201, description = "registered (201); an issued key is in this answer only", body = Object),
+        (status = 201, description = "registered (201); an issued key is in this answer only", body = Registered),
         (status = 400, description = "malformed request (a missing `reason`, say)", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 409, description = "`client-exists`, `binding-conflict` (an overlap, or a live certificate it would capture: the detail names its client and the certificate), `ambiguous-issuer` or `last-admin` (it would capture the certificate you are using)", body = crate::error::Problem, content_type = "application/problem+json")
     ),
@@ -118,11 +124,13 @@ pub async fn register_client(
     {
         return Err(RegistryError::AlreadyExists(client.name.to_string()).into());
     }
-    let mut view = client_view(&client, None);
-    if let Some(key) = key {
-        view["api_key"] = json!(key.expose_secret());
-        view["api_key_note"] = json!("shown once; only its SHA-256 is stored");
-    }
+    let view = Registered {
+        client: client_view(&client, None),
+        api_key_note: key
+            .is_some()
+            .then(|| "shown once; only its SHA-256 is stored".into()),
+        api_key: key.map(|key| key.expose_secret().to_owned()),
+    };
     Ok(HttpResponse::Created()
         .insert_header(("location", format!("/admin/clients/{}", client.name)))
         .json(view))
@@ -179,7 +187,7 @@ pub async fn set_mode(
     // in changes nothing to watch (and still cancels a running guard).
     let guard = body
         .guard
-        .or(state.settings.migration.default_guard)
+        .or(state.migration.default_guard)
         .filter(|_| current != body.mode);
     if let Some(guard) = &guard {
         guard.check().map_err(ApiError::BadRequest)?;
@@ -197,7 +205,7 @@ pub async fn set_mode(
             body.mode,
             guard.map(|guard| crate::registry::GuardStart {
                 guard,
-                evidence_window_secs: state.settings.migration.evidence_window_secs,
+                evidence_window_secs: state.migration.evidence_window_secs,
             }),
             admin.change(&change_reason, Some(live)),
         )
@@ -251,7 +259,7 @@ pub async fn set_disabled(
     request_body = SetBindings,
     params(("name" = String, Path, description = "the client's name")),
     responses(
-        (status = 200, description = "the client with its new bindings", body = Object),
+        (status = 200, description = "the client with its new bindings", body = ClientView),
         (status = 400, description = "malformed request (a missing `reason`, say)", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "no such client", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 409, description = "`binding-conflict` (an overlap; a live certificate of another client it would capture; or this client's own live certificate it would no longer name, which `force` overrides), `ambiguous-issuer` or `last-admin`", body = crate::error::Problem, content_type = "application/problem+json")
@@ -277,14 +285,19 @@ pub async fn set_bindings(
         .registry
         .set_bindings(&name, bindings, change, issuers, body.force)
         .await?;
+    Ok(HttpResponse::Ok().json(shown(state, &name).await?))
+}
+
+/// One client as it is now, with its use.
+async fn shown(state: &AppState, name: &ClientName) -> Result<ClientView, ApiError> {
     let usage = usage(state).await?;
     let client = state
         .registry
         .snapshot()
-        .client(&name)
+        .client(name)
         .cloned()
         .ok_or(ApiError::NotFound)?;
-    Ok(HttpResponse::Ok().json(client_view(&client, usage.get(name.as_str()))))
+    Ok(client_view(&client, usage.get(name.as_str())))
 }
 
 /// This module's routes (see `routes::endpoint`).

@@ -1,9 +1,14 @@
 //! A client's API key: rotate (the new key is in the response only; the old one stays valid for
 //! an overlap), end one key at once by its id (a leak), or remove them all.
 
-use super::*;
-use crate::registry::Rotation;
+use actix_web::{HttpResponse, web};
+use secrecy::ExposeSecret;
+
+use super::{AdminChange, keys_view, required_reason, usage};
+use crate::error::ApiError;
+use crate::registry::{ApiKeyHash, ClientName, Rotation, generate_api_key};
 use crate::routes::endpoint::Endpoint;
+use crate::state::AppState;
 use dispatch_types::{KeyChange, KeyEnded, KeyRotated, KeyRotation, KeyView, KeysRemoved};
 
 /// Issues a new key. The key it replaces stays valid for the overlap, so every instance holding
@@ -40,7 +45,7 @@ pub async fn rotate_api_key(
         key: hash,
         overlap_secs: body
             .overlap_secs
-            .unwrap_or(state.settings.migration.key_overlap_secs),
+            .unwrap_or(state.migration.key_overlap_secs),
         expires_in_secs: body.expires_in_secs,
     };
     state

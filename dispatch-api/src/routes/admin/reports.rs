@@ -1,8 +1,21 @@
 //! What the operator reads: the migration report, the audit log and the refusal counts.
 
-use super::*;
-use crate::registry::GuardView;
+use std::collections::BTreeMap;
+
+use actix_web::{HttpResponse, web};
+use serde::Deserialize;
+
+use super::{keys_view, not_ready_for_mtls, usage, usage_view};
+use crate::error::ApiError;
+use crate::policy::Operator;
+use crate::registry::{GuardView, MigrationMode};
 use crate::routes::endpoint::Endpoint;
+use crate::routes::rfc3339;
+use crate::state::AppState;
+use crate::storage;
+use dispatch_types::{
+    AuditLog, GuardEvidence, GuardReport, MigrationReport, MigrationRow, Refusals, Reopened,
+};
 
 /// Per client: mode, use of each method over the window, readiness for `mtls`; and whether
 /// every client is on `mtls`, so that the listener can require certificates.
@@ -11,7 +24,7 @@ use crate::routes::endpoint::Endpoint;
     path = "/admin/migration",
     tag = "admin",
     responses(
-        (status = 200, description = "per client: mode, use per method, readiness and why not; whether the listener can require certificates", body = Object)
+        (status = 200, description = "per client: mode, use per method, readiness and why not; whether the listener can require certificates", body = MigrationReport)
     ),
     security(("mutual_tls" = []))
 )]
@@ -38,7 +51,7 @@ pub async fn migration_report(
         .map(|c| c.name.as_str())
         .collect();
     let all_mtls = not_on_mtls.is_empty();
-    let rows: Vec<Value> = clients
+    let rows = clients
         .iter()
         .map(|c| {
             let u = usage.get(c.name.as_str());
@@ -47,28 +60,27 @@ pub async fn migration_report(
             } else {
                 not_ready_for_mtls(u, &state)
             };
-            json!({
-                "name": c.name.as_str(),
-                "mode": c.mode,
-                "disabled": c.disabled,
-                "usage": usage_view(u),
-                "api_keys": keys_view(c, u),
-                "guard": guards.get(c.name.as_str()).map(guard_view),
-                "ready_for_mtls": gaps.is_empty(),
-                "not_ready_because": gaps,
-            })
+            MigrationRow {
+                name: c.name.to_string(),
+                mode: c.mode,
+                disabled: c.disabled,
+                usage: usage_view(u),
+                api_keys: keys_view(c, u),
+                guard: guards.get(c.name.as_str()).map(guard_view),
+                ready_for_mtls: gaps.is_empty(),
+                not_ready_because: gaps,
+            }
         })
         .collect();
-    let client_auth = state.settings.tls.client_auth;
-    Ok(HttpResponse::Ok().json(json!({
-        "window_secs": state.settings.migration.evidence_window_secs,
-        "quiet_period_secs": state.settings.migration.quiet_period_secs,
-        "clients": rows,
-        "all_clients_mtls": all_mtls,
-        "not_on_mtls": not_on_mtls,
-        "listener_client_auth": if client_auth == ClientAuth::Required { "required" } else { "optional" },
-        "ready_for_required_client_auth": all_mtls,
-    })))
+    Ok(HttpResponse::Ok().json(MigrationReport {
+        window_secs: state.migration.evidence_window_secs,
+        quiet_period_secs: state.migration.quiet_period_secs,
+        clients: rows,
+        all_clients_mtls: all_mtls,
+        not_on_mtls: not_on_mtls.into_iter().map(str::to_owned).collect(),
+        listener_client_auth: state.client_auth,
+        ready_for_required_client_auth: all_mtls,
+    }))
 }
 
 #[derive(Deserialize)]
@@ -84,7 +96,7 @@ pub struct AuditQuery {
     tag = "admin",
     params(("client" = Option<String>, Query, description = "one client only"), ("limit" = Option<i64>, Query, description = "1 to 1000, default 100")),
     responses(
-        (status = 200, description = "refusals of known clients, alerts and admin changes, newest first", body = Object)
+        (status = 200, description = "refusals of known clients, alerts and admin changes, newest first", body = AuditLog)
     ),
     security(("mutual_tls" = []))
 )]
@@ -96,15 +108,7 @@ pub async fn list_audit(
     state.recorder.flush().await;
     let limit = query.limit.unwrap_or(100).clamp(1, 1000);
     let events = storage::list_audit(&state.pool, query.client.as_deref(), limit).await?;
-    let events: Vec<Value> = events
-        .into_iter()
-        .map(|e| {
-            let mut v = serde_json::to_value(&e).unwrap_or_default();
-            v["at"] = json!(crate::routes::rfc3339(e.at));
-            v
-        })
-        .collect();
-    Ok(HttpResponse::Ok().json(json!({ "events": events })))
+    Ok(HttpResponse::Ok().json(AuditLog { events }))
 }
 
 #[derive(Deserialize)]
@@ -123,7 +127,7 @@ pub struct RefusalQuery {
     tag = "admin",
     params(("reason" = Option<String>, Query, description = "one reason code only"), ("limit" = Option<i64>, Query, description = "1 to 1000, default 100")),
     responses(
-        (status = 200, description = "refusals of callers without a name, counted per hour, reason and source", body = Object)
+        (status = 200, description = "refusals of callers without a name, counted per hour, reason and source", body = Refusals)
     ),
     security(("mutual_tls" = []))
 )]
@@ -134,44 +138,38 @@ pub async fn list_refusals(
 ) -> Result<HttpResponse, ApiError> {
     state.recorder.flush().await;
     let limit = query.limit.unwrap_or(100).clamp(1, 1000);
-    let counts = storage::list_refusal_counts(&state.pool, query.reason.as_deref(), limit).await?;
-    let counts: Vec<Value> = counts
-        .into_iter()
-        .map(|c| {
-            let mut v = serde_json::to_value(&c).unwrap_or_default();
-            v["hour"] = json!(crate::routes::rfc3339(c.hour));
-            v["first_seen"] = json!(crate::routes::rfc3339(c.first_seen));
-            v["last_seen"] = json!(crate::routes::rfc3339(c.last_seen));
-            v
-        })
-        .collect();
-    Ok(HttpResponse::Ok().json(json!({ "refusals": counts })))
+    let refusals =
+        storage::list_refusal_counts(&state.pool, query.reason.as_deref(), limit).await?;
+    Ok(HttpResponse::Ok().json(Refusals { refusals }))
 }
 
-/// A client's latest flip guard: what it watches (the method its flip retired, the networks
-/// that used it before), its state (watching, confirmed, reverted, cancelled; `kept` in rows of
-/// an earlier version), its refusals and, once it ended, when and why; once reverted, the
-/// networks the retired method is re-admitted from and until when.
-fn guard_view(guard: &GuardView) -> Value {
-    json!({
-        "state": guard.state,
-        "from": guard.from,
-        "to": guard.to,
-        "started_at": crate::routes::rfc3339(guard.started_at),
-        "watch_until": crate::routes::rfc3339(guard.watch_until),
-        "max_refusals": guard.max_refusals,
-        "refusals": guard.refusals,
-        "ended_at": guard.ended_at.and_then(crate::routes::rfc3339),
-        "because": (guard.refusals > 0).then(|| guard.evidence.because()),
-        "evidence": guard.evidence,
-        "retired_method": guard.retired_method,
-        "known_networks": guard.known_networks,
-        "reopened": guard.reopened.as_ref().map(|reopened| json!({
-            "method": reopened.method,
-            "networks": reopened.networks,
-            "until": crate::routes::rfc3339(reopened.until),
-        })),
-    })
+/// A client's latest flip guard, as the report shows it.
+fn guard_view(guard: &GuardView) -> GuardReport {
+    let evidence = &guard.evidence;
+    GuardReport {
+        state: guard.state.clone(),
+        from: guard.from.clone(),
+        to: guard.to.clone(),
+        started_at: rfc3339(guard.started_at),
+        watch_until: rfc3339(guard.watch_until),
+        max_refusals: guard.max_refusals,
+        refusals: guard.refusals,
+        ended_at: guard.ended_at.and_then(rfc3339),
+        because: (guard.refusals > 0).then(|| evidence.because()),
+        evidence: GuardEvidence {
+            by_reason: evidence.by_reason.clone(),
+            networks: evidence.networks.clone(),
+            first_seen: evidence.first_seen,
+            last_seen: evidence.last_seen,
+        },
+        retired_method: guard.retired_method,
+        known_networks: guard.known_networks.clone(),
+        reopened: guard.reopened.as_ref().map(|reopened| Reopened {
+            method: reopened.method,
+            networks: reopened.networks.clone(),
+            until: rfc3339(reopened.until),
+        }),
+    }
 }
 
 /// This module's routes (see `routes::endpoint`).

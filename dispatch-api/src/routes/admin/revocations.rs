@@ -1,8 +1,17 @@
 //! The certificate deny list, by fingerprint or by key, effective on the next request.
 
-use super::*;
+use std::sync::Arc;
+
+use actix_web::{HttpResponse, web};
+
+use super::{AdminChange, required_reason};
+use crate::auth::tryout::LiveCertificates;
+use crate::error::ApiError;
+use crate::identity::{Fingerprint, SpkiHash};
+use crate::policy::Operator;
 use crate::routes::endpoint::Endpoint;
-use dispatch_types::{RevocationAdded, Revoke};
+use crate::state::AppState;
+use dispatch_types::{RevocationAdded, Revocations, Revoke};
 
 /// Adds a certificate fingerprint, or a key (every certificate of it), to the deny list,
 /// effective on the next request.
@@ -78,7 +87,7 @@ pub async fn revoke_certificate(
     path = "/admin/revocations",
     tag = "admin",
     responses(
-        (status = 200, description = "the deny list", body = Object)
+        (status = 200, description = "the deny list", body = Revocations)
     ),
     security(("mutual_tls" = []))
 )]
@@ -86,7 +95,8 @@ pub async fn list_revocations(
     _: Operator,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(json!({ "revocations": state.registry.revocations().await? })))
+    let revocations = state.registry.revocations().await?;
+    Ok(HttpResponse::Ok().json(Revocations { revocations }))
 }
 
 /// This module's routes (see `routes::endpoint`).
