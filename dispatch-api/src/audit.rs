@@ -92,7 +92,6 @@ pub fn record(
         .map(|p| p.method)
         .or_else(|| refusal.and_then(|r| r.method));
     let outcome = outcome(refusal.is_some(), exchange.status);
-    let reason = refusal.map(|r| r.reason.as_str());
     let method_label = method.map(|m| m.as_str()).unwrap_or("none");
     metrics.request(client.unwrap_or("-"), method_label, outcome);
 
@@ -100,38 +99,66 @@ pub fn record(
         record_evidence(recorder, metrics, principal, exchange.peer);
     }
     let path = clip(exchange.path);
-    // Only refusals name the peer: no string for it on every answered request.
-    let peer = || exchange.peer.map(|ip| ip.to_string());
     if let Some(refusal) = refusal {
-        metrics.refusal(refusal.reason.as_str());
-        let mut detail = refusal.detail.clone();
-        detail["path"] = json!(path);
-        detail["peer"] = json!(peer());
-        if is_counted(refusal.reason) {
-            recorder.refusal(RefusalSeen {
-                reason: refusal.reason.as_str(),
-                source: refusal
-                    .client
-                    .clone()
-                    .unwrap_or_else(|| network(exchange.peer)),
-                at: OffsetDateTime::now_utc().unix_timestamp(),
-                detail,
-            });
-        } else {
-            let mut event = AuditEvent::new(AuditKind::AuthRefused, refusal.reason.as_str());
-            event.client = refusal.client.clone();
-            event.method = refusal.method;
-            event.detail = detail;
-            recorder.audit(event);
-        }
-        if let Some(refused) = &refusal.evidence {
-            let seen = certificate_seen(&refused.certificate);
-            let at = OffsetDateTime::now_utc().unix_timestamp();
-            for client in &refused.clients {
-                recorder.refused_certificate(client, &seen, at);
-            }
+        remember_refusal(recorder, metrics, refusal, exchange, &path);
+    }
+    log_line(refusal, client, method_label, outcome, exchange, &path);
+}
+
+/// A refusal counted in metrics, and kept: added up (callers without a name), or as an audit
+/// row (known clients), with the certificate it showed for each client it could have been.
+fn remember_refusal(
+    recorder: &Recorder,
+    metrics: &Metrics,
+    refusal: &Refusal,
+    exchange: &Exchange<'_>,
+    path: &str,
+) {
+    let peer = || exchange.peer.map(|ip| ip.to_string());
+    metrics.refusal(refusal.reason.as_str());
+    let mut detail = refusal.detail.clone();
+    detail["path"] = json!(path);
+    detail["peer"] = json!(peer());
+    if is_counted(refusal.reason) {
+        recorder.refusal(RefusalSeen {
+            reason: refusal.reason.as_str(),
+            source: refusal
+                .client
+                .clone()
+                .unwrap_or_else(|| network(exchange.peer)),
+            at: OffsetDateTime::now_utc().unix_timestamp(),
+            detail,
+        });
+    } else {
+        let mut event = AuditEvent::new(AuditKind::AuthRefused, refusal.reason.as_str());
+        event.client = refusal.client.clone();
+        event.method = refusal.method;
+        event.detail = detail;
+        recorder.audit(event);
+    }
+    if let Some(refused) = &refusal.evidence {
+        let seen = certificate_seen(&refused.certificate);
+        let at = OffsetDateTime::now_utc().unix_timestamp();
+        for client in &refused.clients {
+            recorder.refused_certificate(client, &seen, at);
         }
     }
+}
+
+/// The request's log line: an alert for a retired or ended key, a warning for a refusal, an
+/// error for a failure, else one line per request; refusals and failures within a budget per
+/// second (what they left out is counted in the next one's `suppressed`).
+fn log_line(
+    refusal: Option<&Refusal>,
+    client: Option<&str>,
+    method_label: &str,
+    outcome: &str,
+    exchange: &Exchange<'_>,
+    path: &str,
+) {
+    let reason = refusal.map(|r| r.reason.as_str());
+    // Only refusals name the peer: no string for it on every answered request.
+    let peer = || exchange.peer.map(|ip| ip.to_string());
     let Exchange {
         http_method,
         status,
@@ -139,7 +166,6 @@ pub fn record(
         failure,
         ..
     } = exchange;
-    let path = path.as_ref();
     if let Some(alert) = refusal.and_then(|r| match r.reason {
         ReasonCode::KeyRetired => Some("retired_key_used"),
         ReasonCode::KeyExpired => Some("expired_key_used"),

@@ -109,101 +109,7 @@ pub fn authenticate(
 ) -> Result<Principal, Box<Refusal>> {
     let key = read_key_header(headers);
     match connection {
-        ConnectionIdentity::Certificate(cert) => {
-            let certificate_refusal = |reason| {
-                refusal(
-                    reason,
-                    None,
-                    Some(AuthMethod::Certificate),
-                    certificate_detail(cert),
-                )
-            };
-            if now < cert.not_before || now > cert.not_after {
-                return Err(certificate_refusal(ReasonCode::CertExpired));
-            }
-            // The deny list reaches every certificate of the anchor's key and of the CA keys of
-            // the bundle above it here (the path's own certificates are checked with the
-            // binding, below).
-            if let Err(failure) = trust.check_path(cert, now, |ca| snapshot.is_revoked(ca)) {
-                let (reason, detail) = match failure {
-                    PathFailure::Revoked { fingerprint } => (
-                        ReasonCode::CertRevoked,
-                        json!({ "revoked_by_crl": fingerprint }),
-                    ),
-                    PathFailure::Denied { fingerprint } => {
-                        (ReasonCode::CertRevoked, json!({ "denied_ca": fingerprint }))
-                    }
-                    PathFailure::CrlExpired { crl, .. } => (
-                        ReasonCode::CertRevoked,
-                        json!({ "crl_past_next_update": crl.display().to_string() }),
-                    ),
-                    PathFailure::StatusUnknown { fingerprint } => (
-                        ReasonCode::CertRevoked,
-                        json!({ "no_crl_covers": fingerprint }),
-                    ),
-                    // The CA the path ends at is no longer trusted: the same answer as a
-                    // resumed session whose chain no longer verifies.
-                    PathFailure::AnchorRemoved { anchor } => (
-                        ReasonCode::IssuerNotAllowed,
-                        json!({ "anchor_no_longer_in_bundle": anchor }),
-                    ),
-                    PathFailure::AnchorExpired { anchor, .. } => {
-                        (ReasonCode::CertExpired, json!({ "anchor_expired": anchor }))
-                    }
-                };
-                let mut refused = certificate_refusal(reason);
-                refused.detail["revocation"] = detail;
-                return Err(refused);
-            }
-            let client = snapshot
-                .client_for_certificate(cert, trust.issuers())
-                .map_err(|failure| {
-                    let mut refused = certificate_refusal(match failure {
-                        CertMatchFailure::Revoked => ReasonCode::CertRevoked,
-                        CertMatchFailure::Unmapped => ReasonCode::CertUnmapped,
-                        CertMatchFailure::IssuerNotAllowed => ReasonCode::IssuerNotAllowed,
-                        CertMatchFailure::Ambiguous => ReasonCode::CertAmbiguous,
-                    });
-                    if failure == CertMatchFailure::Ambiguous {
-                        refused.evidence = Some(RefusedCertificate {
-                            certificate: cert.clone(),
-                            clients: snapshot.clients_naming(cert, trust.issuers()),
-                        });
-                    }
-                    refused
-                })?;
-            let mut retired_key_presented = false;
-            match &key {
-                KeyHeader::Present(secret) => {
-                    match snapshot.client_for_key(&ApiKeyHash::of(secret)) {
-                        Some((owner, _)) if owner.name != client.name => {
-                            let mut detail = certificate_detail(cert);
-                            detail["key_client"] = json!(owner.name.as_str());
-                            return Err(refusal(
-                                ReasonCode::CredentialMismatch,
-                                Some(client),
-                                Some(AuthMethod::Certificate),
-                                detail,
-                            ));
-                        }
-                        Some(_) => retired_key_presented = client.mode == MigrationMode::Mtls,
-                        // The certificate decides; an unknown key beside it changes nothing.
-                        None => {}
-                    }
-                }
-                KeyHeader::Malformed | KeyHeader::Absent => {}
-            }
-            enforce_mode(
-                Principal {
-                    client: client.clone(),
-                    method: AuthMethod::Certificate,
-                    certificate: Some(cert.clone()),
-                    retired_key_presented,
-                    key: None,
-                },
-                || certificate_detail(cert),
-            )
-        }
+        ConnectionIdentity::Certificate(cert) => by_certificate(snapshot, trust, cert, &key, now),
         ConnectionIdentity::Unverified { kind, detail } => Err(refusal(
             match *kind {
                 "revoked" | "expired_crl" => ReasonCode::CertRevoked,
@@ -220,60 +126,176 @@ pub fn authenticate(
             Some(AuthMethod::Certificate),
             json!({ "certificate": why }),
         )),
-        ConnectionIdentity::Anonymous => {
-            let secret = match key {
-                KeyHeader::Absent => {
-                    return Err(refusal(ReasonCode::NoCredentials, None, None, json!({})));
-                }
-                KeyHeader::Malformed => {
+        ConnectionIdentity::Anonymous => by_key(snapshot, key, now),
+    }
+}
+
+/// A verified certificate: in date, its path not revoked, bound to exactly one client, no
+/// other client's key beside it; then the client's mode decides.
+fn by_certificate(
+    snapshot: &RegistrySnapshot,
+    trust: &Trust,
+    cert: &Arc<VerifiedCertificate>,
+    key: &KeyHeader,
+    now: OffsetDateTime,
+) -> Result<Principal, Box<Refusal>> {
+    let certificate_refusal = |reason| {
+        refusal(
+            reason,
+            None,
+            Some(AuthMethod::Certificate),
+            certificate_detail(cert),
+        )
+    };
+    if now < cert.not_before || now > cert.not_after {
+        return Err(certificate_refusal(ReasonCode::CertExpired));
+    }
+    // The deny list reaches every certificate of the anchor's key and of the CA keys of
+    // the bundle above it here (the path's own certificates are checked with the
+    // binding, below).
+    if let Err(failure) = trust.check_path(cert, now, |ca| snapshot.is_revoked(ca)) {
+        let (reason, detail) = path_refusal(failure);
+        let mut refused = certificate_refusal(reason);
+        refused.detail["revocation"] = detail;
+        return Err(refused);
+    }
+    let client = snapshot
+        .client_for_certificate(cert, trust.issuers())
+        .map_err(|failure| {
+            let mut refused = certificate_refusal(match failure {
+                CertMatchFailure::Revoked => ReasonCode::CertRevoked,
+                CertMatchFailure::Unmapped => ReasonCode::CertUnmapped,
+                CertMatchFailure::IssuerNotAllowed => ReasonCode::IssuerNotAllowed,
+                CertMatchFailure::Ambiguous => ReasonCode::CertAmbiguous,
+            });
+            if failure == CertMatchFailure::Ambiguous {
+                refused.evidence = Some(RefusedCertificate {
+                    certificate: cert.clone(),
+                    clients: snapshot.clients_naming(cert, trust.issuers()),
+                });
+            }
+            refused
+        })?;
+    let mut retired_key_presented = false;
+    match key {
+        KeyHeader::Present(secret) => {
+            match snapshot.client_for_key(&ApiKeyHash::of(secret)) {
+                Some((owner, _)) if owner.name != client.name => {
+                    let mut detail = certificate_detail(cert);
+                    detail["key_client"] = json!(owner.name.as_str());
                     return Err(refusal(
-                        ReasonCode::KeyInvalid,
-                        None,
-                        Some(AuthMethod::ApiKey),
-                        json!({ "key": "malformed header" }),
+                        ReasonCode::CredentialMismatch,
+                        Some(client),
+                        Some(AuthMethod::Certificate),
+                        detail,
                     ));
                 }
-                KeyHeader::Present(secret) => secret,
-            };
-            let hash = ApiKeyHash::of(&secret);
-            // A short prefix of the key's hash tells an operator which key it was, and reveals
-            // nothing about the key.
-            let detail = || json!({ "key_sha256_prefix": &hash.to_hex()[..12] });
-            let (client, stored) = snapshot.client_for_key(&hash).ok_or_else(|| {
-                refusal(
-                    ReasonCode::KeyInvalid,
-                    None,
-                    Some(AuthMethod::ApiKey),
-                    detail(),
-                )
-            })?;
-            // An expired key first: whatever the client's mode, that key is dead (and a flip
-            // guard must not count it as a refusal its flip caused).
-            if let Some(expired_at) = stored
-                .expires_at
-                .filter(|_| stored.expired(now.unix_timestamp()))
-            {
-                let mut detail = detail();
-                detail["expired_at"] = json!(expired_at);
-                return Err(refusal(
-                    ReasonCode::KeyExpired,
-                    Some(client),
-                    Some(AuthMethod::ApiKey),
-                    detail,
-                ));
+                Some(_) => retired_key_presented = client.mode == MigrationMode::Mtls,
+                // The certificate decides; an unknown key beside it changes nothing.
+                None => {}
             }
-            enforce_mode(
-                Principal {
-                    client: client.clone(),
-                    method: AuthMethod::ApiKey,
-                    certificate: None,
-                    retired_key_presented: false,
-                    key: Some(hash),
-                },
-                detail,
-            )
+        }
+        KeyHeader::Malformed | KeyHeader::Absent => {}
+    }
+    enforce_mode(
+        Principal {
+            client: client.clone(),
+            method: AuthMethod::Certificate,
+            certificate: Some(cert.clone()),
+            retired_key_presented,
+            key: None,
+        },
+        || certificate_detail(cert),
+    )
+}
+
+/// Why a certificate's path is refused, in the reason code and the detail the caller gets.
+fn path_refusal(failure: PathFailure) -> (ReasonCode, serde_json::Value) {
+    match failure {
+        PathFailure::Revoked { fingerprint } => (
+            ReasonCode::CertRevoked,
+            json!({ "revoked_by_crl": fingerprint }),
+        ),
+        PathFailure::Denied { fingerprint } => {
+            (ReasonCode::CertRevoked, json!({ "denied_ca": fingerprint }))
+        }
+        PathFailure::CrlExpired { crl, .. } => (
+            ReasonCode::CertRevoked,
+            json!({ "crl_past_next_update": crl.display().to_string() }),
+        ),
+        PathFailure::StatusUnknown { fingerprint } => (
+            ReasonCode::CertRevoked,
+            json!({ "no_crl_covers": fingerprint }),
+        ),
+        // The CA the path ends at is no longer trusted: the same answer as a
+        // resumed session whose chain no longer verifies.
+        PathFailure::AnchorRemoved { anchor } => (
+            ReasonCode::IssuerNotAllowed,
+            json!({ "anchor_no_longer_in_bundle": anchor }),
+        ),
+        PathFailure::AnchorExpired { anchor, .. } => {
+            (ReasonCode::CertExpired, json!({ "anchor_expired": anchor }))
         }
     }
+}
+
+/// No certificate: an API key, known, not expired; then the client's mode decides.
+fn by_key(
+    snapshot: &RegistrySnapshot,
+    key: KeyHeader,
+    now: OffsetDateTime,
+) -> Result<Principal, Box<Refusal>> {
+    let secret = match key {
+        KeyHeader::Absent => {
+            return Err(refusal(ReasonCode::NoCredentials, None, None, json!({})));
+        }
+        KeyHeader::Malformed => {
+            return Err(refusal(
+                ReasonCode::KeyInvalid,
+                None,
+                Some(AuthMethod::ApiKey),
+                json!({ "key": "malformed header" }),
+            ));
+        }
+        KeyHeader::Present(secret) => secret,
+    };
+    let hash = ApiKeyHash::of(&secret);
+    // A short prefix of the key's hash tells an operator which key it was, and reveals
+    // nothing about the key.
+    let detail = || json!({ "key_sha256_prefix": &hash.to_hex()[..12] });
+    let (client, stored) = snapshot.client_for_key(&hash).ok_or_else(|| {
+        refusal(
+            ReasonCode::KeyInvalid,
+            None,
+            Some(AuthMethod::ApiKey),
+            detail(),
+        )
+    })?;
+    // An expired key first: whatever the client's mode, that key is dead (and a flip
+    // guard must not count it as a refusal its flip caused).
+    if let Some(expired_at) = stored
+        .expires_at
+        .filter(|_| stored.expired(now.unix_timestamp()))
+    {
+        let mut detail = detail();
+        detail["expired_at"] = json!(expired_at);
+        return Err(refusal(
+            ReasonCode::KeyExpired,
+            Some(client),
+            Some(AuthMethod::ApiKey),
+            detail,
+        ));
+    }
+    enforce_mode(
+        Principal {
+            client: client.clone(),
+            method: AuthMethod::ApiKey,
+            certificate: None,
+            retired_key_presented: false,
+            key: Some(hash),
+        },
+        detail,
+    )
 }
 
 /// The client's state and mode decide whether `principal` is let in. A refusal for the mode

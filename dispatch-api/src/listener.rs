@@ -58,6 +58,23 @@ impl<'a> ListenerSettings<'a> {
             http2_max_header_list_size: settings.limits.http2_max_header_list_size(),
         }
     }
+
+    /// What `http2` holds each HTTP/2 connection to.
+    fn http2_limits(&self) -> Http2Limits {
+        let request_timeout = Duration::from_millis(self.server.client_request_timeout_ms);
+        Http2Limits {
+            max_concurrent_streams: self.http2_max_concurrent_streams,
+            max_header_list_size: self.http2_max_header_list_size,
+            // 0 turns actix's request timeout off; the same here.
+            handshake_timeout: if request_timeout.is_zero() {
+                Duration::MAX
+            } else {
+                request_timeout
+            },
+            keep_alive: (self.server.keep_alive_secs > 0)
+                .then(|| Duration::from_secs(self.server.keep_alive_secs)),
+        }
+    }
 }
 
 /// Serves `app` over TLS on `listener`, HTTP/2 and HTTP/1.1, as `settings` say.
@@ -86,17 +103,7 @@ where
     let request_timeout = Duration::from_millis(server.client_request_timeout_ms);
     let handshake_timeout = Duration::from_millis(server.tls_handshake_timeout_ms);
     let max_age = settings.max_connection_age_secs;
-    let http2_limits = Http2Limits {
-        max_concurrent_streams: settings.http2_max_concurrent_streams,
-        max_header_list_size: settings.http2_max_header_list_size,
-        // 0 turns actix's request timeout off; the same here.
-        handshake_timeout: if request_timeout.is_zero() {
-            Duration::MAX
-        } else {
-            request_timeout
-        },
-        keep_alive: (server.keep_alive_secs > 0).then_some(keep_alive),
-    };
+    let http2_limits = settings.http2_limits();
     let mut builder = Server::build()
         .max_concurrent_connections(server.max_connections)
         .shutdown_timeout(server.shutdown_grace_secs)

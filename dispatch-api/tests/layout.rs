@@ -362,11 +362,10 @@ fn the_circle_finder_sees_two_sibling_files_that_use_each_other() {
     assert!(circles[0].contains("a.rs") && circles[0].contains("b.rs"));
 }
 
-#[test]
-fn no_source_file_of_any_crate_of_the_workspace_is_over_400_lines_before_its_tests() {
+/// Every source file of the workspace's crates that ships (not a `tests.rs` of unit tests).
+fn shipped_sources() -> Vec<PathBuf> {
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let mut long = Vec::new();
-    let sources = [
+    [
         "dispatch-api",
         "route-worker",
         "dispatchctl",
@@ -374,11 +373,16 @@ fn no_source_file_of_any_crate_of_the_workspace_is_over_400_lines_before_its_tes
         "types",
     ]
     .iter()
-    .flat_map(|krate| modules_under(&workspace.join(krate).join("src")));
-    for (_, path) in sources {
-        if path.ends_with("tests.rs") {
-            continue;
-        }
+    .flat_map(|krate| modules_under(&workspace.join(krate).join("src")))
+    .map(|(_, path)| path)
+    .filter(|path| !path.ends_with("tests.rs"))
+    .collect()
+}
+
+#[test]
+fn no_source_file_of_any_crate_of_the_workspace_is_over_400_lines_before_its_tests() {
+    let mut long = Vec::new();
+    for path in shipped_sources() {
         let text = std::fs::read_to_string(&path).unwrap();
         let lines = text
             .lines()
@@ -391,6 +395,119 @@ fn no_source_file_of_any_crate_of_the_workspace_is_over_400_lines_before_its_tes
     assert!(
         long.is_empty(),
         "split these by what they do:\n{}",
+        long.join("\n")
+    );
+}
+
+/// The functions of `code` longer than `max` lines, from the line of `fn` to the line of its
+/// closing brace, each as `name: lines`. Braces in comments, strings and char literals do not
+/// count, nor does `fn` in them.
+fn long_functions(code: &str, max: usize) -> Vec<String> {
+    let bytes = code.as_bytes();
+    let mut long = Vec::new();
+    // Each open brace, with the function whose body it opens (if it does).
+    let mut braces: Vec<Option<(String, usize)>> = Vec::new();
+    // `fn name` seen, its body not yet opened; and the brackets open since.
+    let mut pending: Option<(String, usize)> = None;
+    let mut nesting = 0usize;
+    let (mut at, mut line) = (0usize, 1usize);
+    let skip_to = |from: usize, end: &str| code[from..].find(end).map_or(code.len(), |i| from + i);
+    while at < bytes.len() {
+        if !code.is_char_boundary(at) {
+            at += 1;
+            continue;
+        }
+        let rest = &code[at..];
+        let word_start =
+            at == 0 || !(bytes[at - 1].is_ascii_alphanumeric() || bytes[at - 1] == b'_');
+        let next = if rest.starts_with("//") {
+            skip_to(at, "\n")
+        } else if rest.starts_with("/*") {
+            skip_to(at + 2, "*/") + 2
+        } else if rest.starts_with('"')
+            || (word_start && (rest.starts_with("r\"") || rest.starts_with("r#")))
+        {
+            // A raw string ends with `"` and as many `#` as it began with; others at an
+            // unescaped `"`.
+            let hashes = rest[usize::from(rest.starts_with('r'))..]
+                .chars()
+                .take_while(|c| *c == '#')
+                .count();
+            if rest.starts_with('r') {
+                let open = at + 1 + hashes + 1;
+                skip_to(open, &format!("\"{}", "#".repeat(hashes))) + 1 + hashes
+            } else {
+                let mut end = at + 1;
+                while end < bytes.len() && bytes[end] != b'"' {
+                    end += if bytes[end] == b'\\' { 2 } else { 1 };
+                }
+                end + 1
+            }
+        } else if rest.starts_with("'\\") {
+            // A char literal with an escape ('\'', '\u{7b}').
+            at + 3 + rest[3..].find('\'').map_or(0, |end| end + 1)
+        } else if rest.starts_with('\'') && rest.get(2..3) == Some("'") {
+            // A char literal ('{'), not a lifetime ('a).
+            at + 3
+        } else if word_start && rest.starts_with("fn ") {
+            let name: String = rest[3..]
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            if !name.is_empty() {
+                pending = Some((name, line));
+                nesting = 0;
+            }
+            at + 3
+        } else {
+            match bytes[at] {
+                b'{' => braces.push(pending.take()),
+                b'}' => {
+                    if let Some(Some((name, start))) = braces.pop() {
+                        let lines = line - start + 1;
+                        if lines > max {
+                            long.push(format!("{name}: {lines} lines"));
+                        }
+                    }
+                }
+                b'(' | b'[' => nesting += 1,
+                b')' | b']' => nesting = nesting.saturating_sub(1),
+                // A declaration without a body (in a trait, say).
+                b';' if nesting == 0 => pending = None,
+                _ => {}
+            }
+            at + 1
+        };
+        let next = next.min(bytes.len());
+        line += bytes[at..next].iter().filter(|b| **b == b'\n').count();
+        at = next;
+    }
+    long
+}
+
+#[test]
+fn the_function_measure_counts_from_fn_to_its_closing_brace_past_braces_in_literals() {
+    let code = "fn short() {\n    let s = \"}}\\\"\";\n    let c = '}';\n    let r = r#\"{\"#;\n}\n\
+                fn long<'a>(x: &'a str) {\n    if x.is_empty() {\n        let y = '{'; // }\n    }\n\
+                /* } */\n    let u = \"http://a\";\n}\n\
+                fn declared(x: [u8; 2]);\n// fn not_one() {\n";
+    assert_eq!(long_functions(code, 5), ["long: 7 lines"]);
+    assert_eq!(long_functions(code, 4), ["short: 5 lines", "long: 7 lines"]);
+}
+
+#[test]
+fn no_function_of_any_crate_of_the_workspace_is_over_100_lines_outside_tests() {
+    let mut long = Vec::new();
+    for path in shipped_sources() {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let code = text.split("\n#[cfg(test)]").next().unwrap_or_default();
+        for function in long_functions(code, 100) {
+            long.push(format!("{}: {function}", path.display()));
+        }
+    }
+    assert!(
+        long.is_empty(),
+        "split these into steps with names:\n{}",
         long.join("\n")
     );
 }

@@ -83,6 +83,40 @@ fn or_dash(value: Option<&str>) -> String {
     value.unwrap_or("-").to_owned()
 }
 
+/// A row's cells, in the table's columns.
+fn cells(row: &Row) -> [String; 9] {
+    let mode = if row.disabled {
+        format!("{} (disabled)", row.mode.as_str())
+    } else {
+        row.mode.as_str().to_owned()
+    };
+    let ready = if row.mode == MigrationMode::Mtls {
+        "done".to_owned()
+    } else if row.ready_for_mtls == Some(true) {
+        "yes".to_owned()
+    } else if row.not_ready_because.is_empty() {
+        "no: -".to_owned()
+    } else {
+        format!("no: {}", row.not_ready_because.join("; "))
+    };
+    let scopes: Vec<&str> = row.scopes.iter().map(|s| s.as_str()).collect();
+    [
+        row.name.clone(),
+        mode,
+        if scopes.is_empty() {
+            "-".into()
+        } else {
+            scopes.join(",")
+        },
+        row.key_requests.to_string(),
+        or_dash(row.key_last_seen.as_deref()),
+        row.certificate_requests.to_string(),
+        or_dash(row.certificate_last_seen.as_deref()),
+        or_dash(row.certificate_not_after.as_deref()),
+        ready,
+    ]
+}
+
 /// The table people read. Colour marks readiness; the columns line up on the plain text.
 pub fn table(rows: &[Row], migration: &MigrationReport, paint: Paint) -> String {
     let header = [
@@ -96,41 +130,7 @@ pub fn table(rows: &[Row], migration: &MigrationReport, paint: Paint) -> String 
         "CERT EXPIRES",
         "READY",
     ];
-    let cells: Vec<[String; 9]> = rows
-        .iter()
-        .map(|row| {
-            let mode = if row.disabled {
-                format!("{} (disabled)", row.mode.as_str())
-            } else {
-                row.mode.as_str().to_owned()
-            };
-            let ready = if row.mode == MigrationMode::Mtls {
-                "done".to_owned()
-            } else if row.ready_for_mtls == Some(true) {
-                "yes".to_owned()
-            } else if row.not_ready_because.is_empty() {
-                "no: -".to_owned()
-            } else {
-                format!("no: {}", row.not_ready_because.join("; "))
-            };
-            let scopes: Vec<&str> = row.scopes.iter().map(|s| s.as_str()).collect();
-            [
-                row.name.clone(),
-                mode,
-                if scopes.is_empty() {
-                    "-".into()
-                } else {
-                    scopes.join(",")
-                },
-                row.key_requests.to_string(),
-                or_dash(row.key_last_seen.as_deref()),
-                row.certificate_requests.to_string(),
-                or_dash(row.certificate_last_seen.as_deref()),
-                or_dash(row.certificate_not_after.as_deref()),
-                ready,
-            ]
-        })
-        .collect();
+    let cells: Vec<[String; 9]> = rows.iter().map(cells).collect();
     let widths: Vec<usize> = (0..header.len())
         .map(|i| {
             cells
@@ -179,6 +179,12 @@ pub fn table(rows: &[Row], migration: &MigrationReport, paint: Paint) -> String 
             out += "\n";
         }
     }
+    out += &footer(migration, paint);
+    out
+}
+
+/// The last line: whether the listener can require certificates, and what it does now.
+fn footer(migration: &MigrationReport, paint: Paint) -> String {
     let required = if migration.ready_for_required_client_auth {
         paint.green("every client is on mtls: the listener can require certificates")
     } else {
@@ -191,8 +197,7 @@ pub fn table(rows: &[Row], migration: &MigrationReport, paint: Paint) -> String 
         dispatch_types::ClientAuth::Optional => "optional",
         dispatch_types::ClientAuth::Required => "required",
     };
-    out += &format!("listener client_auth: {client_auth}; {required}\n");
-    out
+    format!("listener client_auth: {client_auth}; {required}\n")
 }
 
 /// The outcome of `client`'s latest flip guard, in words.

@@ -26,7 +26,7 @@ use serde::Serialize;
 use sqlx::Row;
 
 use super::reopening::{Reopening, reopening_of, watch_of};
-use super::tally::{FlipEvidence, Judged, Tallied, judge, reached};
+use super::tally::{FlipEvidence, Judged, Tallied, Watch, judge, reached};
 use super::write::{lock_client_row, now};
 use super::{ClientName, Registry, RegistryError};
 use crate::identity::AuthMethod;
@@ -99,41 +99,10 @@ impl Registry {
         };
         // Most refused clients have no guard (a stale instance still sending its key long after
         // the move): a read, not a write transaction every second, tells.
-        let watch: Option<(i64, i64, Option<String>, String)> =
-            on_backend!(self.pool(), pool => sqlx::query_as(
-                "SELECT started_at, watch_until, retired_method, known_networks FROM mode_guards \
-                 WHERE client = $1 AND state = 'watching'",
-            )
-            .bind(name.as_str())
-            .fetch_optional(pool)
-            .await)
-            .map_err(StorageError::database)?;
-        let watch = watch.map(|(started_at, watch_until, retired, known)| {
-            watch_of(started_at, watch_until, retired, &known)
-        });
-        let Some(watch) = watch else {
+        let Some(watch) = self.watching(&name).await? else {
             return Ok(GuardTick::default());
         };
-        let mut counted = FlipEvidence::default();
-        // Judged at count time already, against this replica's copy of the guard.
-        let mut unknown: HashMap<String, i64> = tallied.unknown.clone().into_iter().collect();
-        for (refusal, count) in &tallied.seen {
-            match judge(&watch, refusal) {
-                Judged::Counts => counted.add_many(
-                    refusal.reason,
-                    Some(refusal.network.clone()),
-                    refusal.at,
-                    *count,
-                ),
-                Judged::UnknownSource => {
-                    *unknown.entry(refusal.network.clone()).or_default() += count
-                }
-                Judged::Ignored => {}
-            }
-        }
-        // The most refusals first: an alert names the busiest networks.
-        let mut unknown_sources: Vec<(String, i64)> = unknown.into_iter().collect();
-        unknown_sources.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        let (counted, unknown_sources) = sort_refusals(&watch, tallied);
         // Nothing counts: no transaction (a thief's refusals cost the database nothing).
         if counted.total() == 0 {
             return Ok(GuardTick {
@@ -185,40 +154,15 @@ impl Registry {
                 tx.commit().await?;
                 return Ok(None);
             };
-            let because = evidence.because();
-            set_guard(&mut tx, &name, "reverted", refusals, &evidence_text, Some(at)).await?;
-            on_backend!(&mut tx, tx => sqlx::query(
-                "UPDATE mode_guards SET reopened_networks = $1, reopened_until = $2 WHERE client = $3",
-            )
-            .bind(serde_json::to_string(&reopened.networks).unwrap_or_default())
-            .bind(reopened.until)
-            .bind(name.as_str())
-            .execute(&mut **tx)
-            .await
-            .map(|_| ()))?;
-            let mut event = AuditEvent::new(AuditKind::AdminChange, "mode_reverted");
-            event.client = Some(name.to_string());
-            event.actor = Some("dispatch-api (flip guard)".into());
-            event.method = Some(reopened.method);
-            event.before = Some(to.clone());
-            event.after = Some(format!(
-                "{to}, {} re-admitted from {}",
-                reopened.method.as_str(),
-                reopened.networks.iter().cloned().collect::<Vec<_>>().join(", ")
-            ));
-            event.detail = serde_json::json!({
-                "because": because,
-                "max_refusals": max_refusals,
-                "evidence": evidence,
-                "reopened": reopened,
-            });
-            event.insert(&mut tx).await?;
+            let row = CountedRow {
+                to,
+                max_refusals,
+                refusals,
+                evidence,
+            };
+            let end = revert(&mut tx, &name, row, reopened, at).await?;
             tx.commit().await?;
-            Ok::<_, sqlx::Error>(Some(GuardEnd::Reverted {
-                client: name.to_string(),
-                because,
-                reopened,
-            }))
+            Ok::<_, sqlx::Error>(Some(end))
         }
         .await
         .map_err(StorageError::database)?;
@@ -233,6 +177,22 @@ impl Registry {
             end,
             unknown_sources,
         })
+    }
+
+    /// What `name`'s watching guard holds to judge refusals by; `None` without one.
+    async fn watching(&self, name: &ClientName) -> Result<Option<Watch>, RegistryError> {
+        let watch: Option<(i64, i64, Option<String>, String)> =
+            on_backend!(self.pool(), pool => sqlx::query_as(
+                "SELECT started_at, watch_until, retired_method, known_networks FROM mode_guards \
+                 WHERE client = $1 AND state = 'watching'",
+            )
+            .bind(name.as_str())
+            .fetch_optional(pool)
+            .await)
+            .map_err(StorageError::database)?;
+        Ok(watch.map(|(started_at, watch_until, retired, known)| {
+            watch_of(started_at, watch_until, retired, &known)
+        }))
     }
 }
 
@@ -313,6 +273,95 @@ impl Registry {
             .map_err(StorageError::database)
         })
     }
+}
+
+/// A watching guard's row with this tick's refusals added.
+struct CountedRow {
+    /// The mode the flip moved to.
+    to: String,
+    max_refusals: i64,
+    refusals: i64,
+    evidence: FlipEvidence,
+}
+
+/// A guard's threshold reached: the guard ends `reverted`, its reopening is stored (the retired
+/// method re-admitted from the networks its refusals came from, until when), and the audit log
+/// says why.
+async fn revert(
+    tx: &mut Tx,
+    name: &ClientName,
+    row: CountedRow,
+    reopened: Reopening,
+    at: i64,
+) -> Result<GuardEnd, sqlx::Error> {
+    let CountedRow {
+        to,
+        max_refusals,
+        refusals,
+        evidence,
+    } = row;
+    let evidence_text = serde_json::to_string(&evidence).unwrap_or_default();
+    let because = evidence.because();
+    set_guard(tx, name, "reverted", refusals, &evidence_text, Some(at)).await?;
+    on_backend!(&mut *tx, tx => sqlx::query(
+        "UPDATE mode_guards SET reopened_networks = $1, reopened_until = $2 WHERE client = $3",
+    )
+    .bind(serde_json::to_string(&reopened.networks).unwrap_or_default())
+    .bind(reopened.until)
+    .bind(name.as_str())
+    .execute(&mut **tx)
+    .await
+    .map(|_| ()))?;
+    let mut event = AuditEvent::new(AuditKind::AdminChange, "mode_reverted");
+    event.client = Some(name.to_string());
+    event.actor = Some("dispatch-api (flip guard)".into());
+    event.method = Some(reopened.method);
+    event.before = Some(to.clone());
+    event.after = Some(format!(
+        "{to}, {} re-admitted from {}",
+        reopened.method.as_str(),
+        reopened
+            .networks
+            .iter()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    event.detail = serde_json::json!({
+        "because": because,
+        "max_refusals": max_refusals,
+        "evidence": evidence,
+        "reopened": reopened,
+    });
+    event.insert(tx).await?;
+    Ok(GuardEnd::Reverted {
+        client: name.to_string(),
+        because,
+        reopened,
+    })
+}
+
+/// The refusals of a tally that count toward `watch`, and the refusals of the retired credential
+/// per network that did not use it before the flip, the most first (an alert names the
+/// busiest). Judged at count time already, against this replica's copy of the guard.
+fn sort_refusals(watch: &Watch, tallied: &Tallied) -> (FlipEvidence, Vec<(String, i64)>) {
+    let mut counted = FlipEvidence::default();
+    let mut unknown: HashMap<String, i64> = tallied.unknown.clone().into_iter().collect();
+    for (refusal, count) in &tallied.seen {
+        match judge(watch, refusal) {
+            Judged::Counts => counted.add_many(
+                refusal.reason,
+                Some(refusal.network.clone()),
+                refusal.at,
+                *count,
+            ),
+            Judged::UnknownSource => *unknown.entry(refusal.network.clone()).or_default() += count,
+            Judged::Ignored => {}
+        }
+    }
+    let mut unknown_sources: Vec<(String, i64)> = unknown.into_iter().collect();
+    unknown_sources.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    (counted, unknown_sources)
 }
 
 async fn set_guard(

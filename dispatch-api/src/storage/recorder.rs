@@ -26,6 +26,7 @@ use crate::identity::{AuthMethod, Fingerprint, SpkiHash};
 use crate::telemetry::Metrics;
 use writer::{Totals, write_loop};
 
+mod batch;
 mod chain;
 mod evidence;
 mod prune;

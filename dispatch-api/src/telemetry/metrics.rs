@@ -76,53 +76,49 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("dispatch");
-        let requests = Family::<RequestLabels, Counter>::default();
-        let refusals = Family::<ReasonLabels, Counter>::default();
-        let handshake_failures = Family::<KindLabels, Counter>::default();
-        let handshakes = Family::<KindLabels, Counter>::default();
-        let recorder_dropped = Counter::default();
-        let log_lines_dropped = Counter::default();
-        let request_bodies = Family::<OutcomeLabels, Counter>::default();
-        let unproven = Family::<OutcomeLabels, Counter>::default();
-        let old_key_late_uses = Counter::default();
-        let readiness_probes = Counter::default();
-        let flips_reverted = Counter::default();
-        let retired_unknown_source = Counter::default();
-        let tls_reloads = Family::<OutcomeLabels, Counter>::default();
-        let crls_refused = Gauge::<i64, AtomicI64>::default();
-        let certificate_expiry = Family::<CertificateLabels, Gauge<i64, AtomicI64>>::default();
-        let api_key_expiry = Family::<KeyLabels, Gauge<i64, AtomicI64>>::default();
+        let mut metrics = Self {
+            registry: Registry::with_prefix("dispatch"),
+            requests: Family::default(),
+            refusals: Family::default(),
+            handshake_failures: Family::default(),
+            handshakes: Family::default(),
+            recorder_dropped: Counter::default(),
+            log_lines_dropped: Counter::default(),
+            log_lines_copied: AtomicU64::new(0),
+            request_bodies: Family::default(),
+            unproven: Family::default(),
+            old_key_late_uses: Counter::default(),
+            readiness_probes: Counter::default(),
+            flips_reverted: Counter::default(),
+            retired_unknown_source: Counter::default(),
+            tls_reloads: Family::default(),
+            crls_refused: Gauge::default(),
+            certificate_expiry: Family::default(),
+            api_key_expiry: Family::default(),
+            client_certificates: Default::default(),
+        };
+        metrics.describe();
+        metrics
+    }
+
+    /// Registers each metric under its name, with the help text `/metrics` gives the operator.
+    fn describe(&mut self) {
+        self.describe_requests();
+        self.describe_service();
+    }
+
+    /// What requests got, and what the migration's safety nets did with them.
+    fn describe_requests(&mut self) {
+        let registry = &mut self.registry;
         registry.register(
             "requests",
             "API requests by client, auth method and outcome",
-            requests.clone(),
+            self.requests.clone(),
         );
         registry.register(
             "auth_refusals",
             "Refused requests by reason code",
-            refusals.clone(),
-        );
-        registry.register(
-            "tls_handshake_failures",
-            "Client certificates refused in the TLS handshake, by kind",
-            handshake_failures.clone(),
-        );
-        registry.register(
-            "tls_handshakes",
-            "Completed TLS handshakes by kind: full, or resumed (no certificate work)",
-            handshakes.clone(),
-        );
-        registry.register(
-            "recorder_dropped",
-            "Usage and audit records dropped because the queue was full or the database failed",
-            recorder_dropped.clone(),
-        );
-        registry.register(
-            "log_lines_dropped",
-            "Log lines dropped because the log sink (stderr) was slower than the service: \
-             requests never wait for it (telemetry.log_buffer_lines)",
-            log_lines_dropped.clone(),
+            self.refusals.clone(),
         );
         registry.register(
             "request_bodies_unread",
@@ -131,7 +127,7 @@ impl Metrics {
              connection closed), timed_out (limits.body_timeout_secs: 408), or not_started \
              (HTTP/2: answered before any of it arrived; the stream ends with the answer and \
              RST_STREAM(NO_ERROR))",
-            request_bodies.clone(),
+            self.request_bodies.clone(),
         );
         registry.register(
             "unproven_requests",
@@ -139,7 +135,7 @@ impl Metrics {
              (answered at once), waited (their turn within limits.unproven's rates), shed_rate \
              (503: their turn past max_wait_ms), shed_connections (503 and closed: their \
              connection past the connection caps)",
-            unproven.clone(),
+            self.unproven.clone(),
         );
         registry.register(
             "flips_reverted",
@@ -147,7 +143,7 @@ impl Metrics {
              that used the retired method before the flip: that method re-admitted from those \
              networks only, for a bounded time; the audit log's mode_reverted rows name the \
              client, the evidence and the networks",
-            flips_reverted.clone(),
+            self.flips_reverted.clone(),
         );
         registry.register(
             "retired_credential_unknown_source",
@@ -155,65 +151,70 @@ impl Metrics {
              network that did not use it before the flip (a leaked or stolen credential): they \
              never count toward the guard (the audit log's retired_credential_unknown_source \
              alerts name the client and the network)",
-            retired_unknown_source.clone(),
-        );
-        registry.register(
-            "readiness_probes",
-            "Database probes /readyz took (a write transaction on SQLite): at most one a second, \
-             however often /readyz is asked",
-            readiness_probes.clone(),
+            self.retired_unknown_source.clone(),
         );
         registry.register(
             "old_key_late_uses",
             "Requests authenticated by the key a rotation replaced, in the last tenth of its \
              overlap: an instance still holds the old key and will fail when the overlap ends \
              (the audit log's old_key_used_late_in_overlap alerts name the client)",
-            old_key_late_uses.clone(),
+            self.old_key_late_uses.clone(),
+        );
+    }
+
+    /// The service's own health: handshakes, TLS material, expiries, what it had to drop.
+    fn describe_service(&mut self) {
+        let registry = &mut self.registry;
+        registry.register(
+            "tls_handshake_failures",
+            "Client certificates refused in the TLS handshake, by kind",
+            self.handshake_failures.clone(),
+        );
+        registry.register(
+            "tls_handshakes",
+            "Completed TLS handshakes by kind: full, or resumed (no certificate work)",
+            self.handshakes.clone(),
+        );
+        registry.register(
+            "recorder_dropped",
+            "Usage and audit records dropped because the queue was full or the database failed",
+            self.recorder_dropped.clone(),
+        );
+        registry.register(
+            "log_lines_dropped",
+            "Log lines dropped because the log sink (stderr) was slower than the service: \
+             requests never wait for it (telemetry.log_buffer_lines)",
+            self.log_lines_dropped.clone(),
+        );
+        registry.register(
+            "readiness_probes",
+            "Database probes /readyz took (a write transaction on SQLite): at most one a second, \
+             however often /readyz is asked",
+            self.readiness_probes.clone(),
         );
         registry.register(
             "tls_reloads",
             "Reloads of the TLS files: ok, or rejected (the old material stayed in service)",
-            tls_reloads.clone(),
+            self.tls_reloads.clone(),
         );
         registry.register(
             "crls_refused",
             "CRL files' lists left out of the TLS material in service because no CA of the \
              bundle signed them (a CA re-keyed under its name: add its new certificate)",
-            crls_refused.clone(),
+            self.crls_refused.clone(),
         );
         registry.register(
             "certificate_expiry_seconds",
             "Seconds until expiry: the server certificate, each client CA, each client's last certificate",
-            certificate_expiry.clone(),
+            self.certificate_expiry.clone(),
         );
         registry.register(
             "api_key_expiry_seconds",
             "Seconds until each API key that has an expiry stops being accepted: a key issued \
              with expires_in_secs, or one a rotation replaced (the end of its overlap); by \
              client, key id (a prefix of the key's hash) and state (current, or overlap)",
-            api_key_expiry.clone(),
+            self.api_key_expiry.clone(),
         );
-        Self {
-            registry,
-            requests,
-            refusals,
-            handshake_failures,
-            handshakes,
-            recorder_dropped,
-            log_lines_dropped,
-            log_lines_copied: AtomicU64::new(0),
-            request_bodies,
-            unproven,
-            old_key_late_uses,
-            readiness_probes,
-            flips_reverted,
-            retired_unknown_source,
-            tls_reloads,
-            crls_refused,
-            certificate_expiry,
-            api_key_expiry,
-            client_certificates: Default::default(),
-        }
     }
 
     pub fn request(&self, client: &str, method: &'static str, outcome: &'static str) {

@@ -84,52 +84,53 @@ pub(super) async fn prune(pool: &Db, retention: Option<Duration>, live_window: D
     }
     // Each client's presented certificates past its latest LIVE_PER_CLIENT: a client whose
     // instances each present a certificate of their own adds a row each.
-    let capped = on_backend!(pool, pool => sqlx::query(
-        "DELETE FROM presented_certificates WHERE (client, fingerprint) IN \
-         (SELECT client, fingerprint FROM \
-           (SELECT client, fingerprint, ROW_NUMBER() OVER \
-             (PARTITION BY client ORDER BY last_seen DESC, fingerprint) AS latest \
-            FROM presented_certificates) AS ranked \
-          WHERE latest > $1)",
+    keep_latest(
+        pool,
+        "presented_certificates",
+        "client",
+        "fingerprint",
+        LIVE_PER_CLIENT,
     )
-    .bind(LIVE_PER_CLIENT as i64)
-    .execute(pool)
-    .await
-    .map(|done| done.rows_affected()));
+    .await;
     // Each client and method's networks past its latest NETWORKS_PER_CLIENT: a leaked key
     // used from many networks adds a row each.
-    let networks = on_backend!(pool, pool => sqlx::query(
-        "DELETE FROM credential_networks WHERE (client, method, network) IN \
-         (SELECT client, method, network FROM \
-           (SELECT client, method, network, ROW_NUMBER() OVER \
-             (PARTITION BY client, method ORDER BY last_seen DESC, network) AS latest \
-            FROM credential_networks) AS ranked \
-          WHERE latest > $1)",
+    keep_latest(
+        pool,
+        "credential_networks",
+        "client, method",
+        "network",
+        NETWORKS_PER_CLIENT,
     )
-    .bind(NETWORKS_PER_CLIENT as i64)
-    .execute(pool)
-    .await
-    .map(|done| done.rows_affected()));
-    match networks {
+    .await;
+}
+
+/// Deletes the rows of `table` past the latest `keep` (by `last_seen`, then `key`) of each
+/// `group` of columns.
+async fn keep_latest(pool: &Db, table: &str, group: &str, key: &str, keep: usize) {
+    let statement = format!(
+        "DELETE FROM {table} WHERE ({group}, {key}) IN \
+         (SELECT {group}, {key} FROM \
+           (SELECT {group}, {key}, ROW_NUMBER() OVER \
+             (PARTITION BY {group} ORDER BY last_seen DESC, {key}) AS latest \
+            FROM {table}) AS ranked \
+          WHERE latest > $1)"
+    );
+    // The names are this module's constants, not input.
+    let statement = sqlx::AssertSqlSafe(statement.as_str());
+    let deleted = on_backend!(pool, pool => sqlx::query(statement)
+        .bind(keep as i64)
+        .execute(pool)
+        .await
+        .map(|done| done.rows_affected()));
+    match deleted {
         Ok(0) => {}
         Ok(rows) => tracing::info!(
-            table = "credential_networks",
+            table,
             rows,
-            "pruned networks past each client and method's latest {NETWORKS_PER_CLIENT}"
+            "pruned rows past the latest {keep} of each {group}"
         ),
         Err(error) => {
-            tracing::warn!(error = %error, "pruning credential networks failed; retried in an hour")
-        }
-    }
-    match capped {
-        Ok(0) => {}
-        Ok(rows) => tracing::info!(
-            table = "presented_certificates",
-            rows,
-            "pruned certificates past each client's latest {LIVE_PER_CLIENT}"
-        ),
-        Err(error) => {
-            tracing::warn!(error = %error, "pruning presented certificates failed; retried in an hour")
+            tracing::warn!(table, error = %error, "pruning old rows failed; retried in an hour")
         }
     }
 }
