@@ -21,6 +21,8 @@ const MAX_ANSWER_BYTES: usize = 1_048_576;
 
 pub struct DispatchClient {
     http: awc::Client,
+    /// The certificate presented, when there is one.
+    identity: Option<Arc<crate::tls::ClientIdentity>>,
     base_url: String,
     host: String,
     api_key: Option<crate::configuration::ApiKeyFile>,
@@ -38,10 +40,14 @@ pub struct Accepted {
 impl DispatchClient {
     pub fn new(settings: &WorkerSettings) -> Result<Self, WorkerError> {
         let (tls, identity) = crate::tls::client_config(&settings.tls)?;
-        if let Some(identity) = identity
+        if let Some(identity) = &identity
             && settings.tls.reload_interval_secs > 0
         {
-            actix_rt::spawn(identity.watch(Duration::from_secs(settings.tls.reload_interval_secs)));
+            actix_rt::spawn(
+                identity
+                    .clone()
+                    .watch(Duration::from_secs(settings.tls.reload_interval_secs)),
+            );
         }
         let base_url = settings.server.url.trim_end_matches('/').to_owned();
         let uri: awc::http::Uri = base_url.parse().map_err(|e| {
@@ -68,6 +74,7 @@ impl DispatchClient {
             .finish();
         Ok(Self {
             http,
+            identity,
             base_url,
             host,
             api_key: settings.api_key_file()?,
@@ -111,6 +118,14 @@ impl DispatchClient {
     }
 
     /// How the server sees this worker (`GET /api/whoami`).
+    /// The certificate this worker presents on new connections: its SHA-256 fingerprint (hex)
+    /// and notAfter (RFC 3339).
+    pub fn presenting(&self) -> Option<(String, String)> {
+        self.identity
+            .as_ref()
+            .and_then(|identity| identity.presenting())
+    }
+
     pub async fn whoami(&self) -> Result<Value, WorkerError> {
         let url = format!("{}/api/whoami", self.base_url);
         let response = self
@@ -670,6 +685,7 @@ mod tests {
 
     fn client(max_attempts: u32) -> DispatchClient {
         DispatchClient {
+            identity: None,
             http: awc::Client::default(),
             base_url: "https://dispatch:8443".into(),
             host: "dispatch".into(),
@@ -711,5 +727,41 @@ mod tests {
             .await;
         assert_eq!(sent.get(), 1);
         assert!(matches!(refused, Err(WorkerError::Refused(_))));
+    }
+
+    #[test]
+    fn the_client_presents_what_its_identity_holds_and_none_without_one() {
+        assert_eq!(client(1).presenting(), None);
+        let dir = tempfile::tempdir().unwrap();
+        let ca =
+            devpki::CertificateAuthority::new("Client Test CA", "Test", time::Duration::days(1))
+                .unwrap();
+        let issued = ca
+            .issue(&devpki::LeafSpec::workload(
+                "route-worker",
+                time::Duration::hours(1),
+            ))
+            .unwrap();
+        let (ca_file, cert, key) = (
+            dir.path().join("ca.pem"),
+            dir.path().join("w.pem"),
+            dir.path().join("w.key"),
+        );
+        std::fs::write(&ca_file, &ca.cert_pem).unwrap();
+        std::fs::write(&cert, &issued.cert_pem).unwrap();
+        std::fs::write(&key, &issued.key_pem).unwrap();
+        let settings = crate::configuration::ClientTlsSettings {
+            ca_file,
+            cert_file: Some(cert),
+            key_file: Some(key),
+            ..Default::default()
+        };
+        let (_, identity) = crate::tls::client_config(&settings).unwrap();
+        let with = DispatchClient {
+            identity,
+            ..client(1)
+        };
+        let (fingerprint, _) = with.presenting().unwrap();
+        assert_eq!(fingerprint, devpki::sha256_hex(&issued.der));
     }
 }

@@ -63,6 +63,82 @@ pub struct ClientTlsSettings {
     pub reload_interval_secs: u64,
     /// Warn when this worker's certificate expires within this many days.
     pub expiry_warning_days: u64,
+    /// Get and renew this worker's certificate over ACME instead of reading `cert_file`.
+    pub acme: Option<AcmeSettings>,
+}
+
+/// `[tls.acme]`: the worker's certificate from an ACME CA (RFC 8555: step-ca, Vault PKI,
+/// cert-manager's issuers; pebble in tests), obtained at start unless a stored one is still
+/// good, and renewed before it expires.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AcmeSettings {
+    /// The ACME server's directory, e.g. `https://step-ca:9000/acme/acme/directory`.
+    pub directory_url: String,
+    /// The root the ACME server's own TLS certificate chains to: the only one trusted for it.
+    pub ca_file: PathBuf,
+    /// The names to ask for (dNSName SANs); dispatch-api binds the worker by one of them.
+    pub dns_names: Vec<String>,
+    /// Where this worker answers http-01 challenges itself: the CA connects to port 80 of each
+    /// name, so this is where that port leads.
+    pub http01_listen: String,
+    /// The account key, and the certificate with its key (`identity.pem`), written atomically,
+    /// readable by this user only.
+    pub state_dir: PathBuf,
+    /// Renew when this many seconds of the certificate are left (less a random tenth, so that
+    /// replicas do not all renew at once); 0: when a third of its lifetime is left.
+    pub renew_before_secs: u64,
+}
+
+impl Default for AcmeSettings {
+    fn default() -> Self {
+        Self {
+            directory_url: String::new(),
+            ca_file: PathBuf::new(),
+            dns_names: Vec::new(),
+            http01_listen: "0.0.0.0:80".into(),
+            state_dir: PathBuf::new(),
+            renew_before_secs: 0,
+        }
+    }
+}
+
+impl AcmeSettings {
+    /// The file holding the certificate chain and its key, one file so that a renewal replaces
+    /// both at once.
+    pub fn identity_file(&self) -> PathBuf {
+        self.state_dir.join("identity.pem")
+    }
+
+    /// Refuses what cannot work, naming the key.
+    fn check(&self) -> Result<(), String> {
+        let missing = [
+            ("directory_url", self.directory_url.is_empty()),
+            ("ca_file", self.ca_file.as_os_str().is_empty()),
+            ("dns_names", self.dns_names.is_empty()),
+            ("state_dir", self.state_dir.as_os_str().is_empty()),
+            ("http01_listen", self.http01_listen.is_empty()),
+        ];
+        if let Some((key, _)) = missing.iter().find(|(_, missing)| *missing) {
+            return Err(format!("tls.acme.{key} is required with [tls.acme]"));
+        }
+        if !self.directory_url.starts_with("https://") {
+            return Err(
+                "tls.acme.directory_url must be https://: the ACME server is authenticated by TLS"
+                    .into(),
+            );
+        }
+        if let Some(name) = self
+            .dns_names
+            .iter()
+            .find(|n| n.contains('*') || n.trim().is_empty())
+        {
+            return Err(format!(
+                "tls.acme.dns_names: `{name}` is not a name this worker can prove over http-01 (no wildcards)"
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Default for ClientTlsSettings {
@@ -75,6 +151,7 @@ impl Default for ClientTlsSettings {
             pkcs12_password_file: None,
             reload_interval_secs: 5,
             expiry_warning_days: 14,
+            acme: None,
         }
     }
 }
@@ -169,6 +246,8 @@ impl WorkerSettings {
                     .prefix_separator("_")
                     .separator("__")
                     .try_parsing(true)
+                    .list_separator(",")
+                    .with_list_parse_key("tls.acme.dns_names")
                     .source(env),
             )
             .build()
@@ -205,6 +284,20 @@ impl WorkerSettings {
             if path.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
                 *path = None;
             }
+        }
+        if let Some(acme) = &settings.tls.acme {
+            acme.check().map_err(WorkerError::Config)?;
+            if settings.tls.cert_file.is_some() || settings.tls.pkcs12_file.is_some() {
+                return Err(WorkerError::Config(
+                    "[tls.acme] gets this worker's certificate: leave tls.cert_file and tls.pkcs12_file unset".into(),
+                ));
+            }
+            // The identity is ACME's file, reloaded when a renewal replaces it. Expiry is
+            // ACME's to warn about: it renews long before a day is left, and says so when it
+            // cannot.
+            settings.tls.cert_file = Some(acme.identity_file());
+            settings.tls.key_file = Some(acme.identity_file());
+            settings.tls.expiry_warning_days = 0;
         }
         Ok(settings)
     }

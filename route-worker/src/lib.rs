@@ -3,6 +3,7 @@
 //! verifies the server's certificate against the internal CA only.
 #![forbid(unsafe_code)]
 
+pub mod acme;
 pub mod client;
 pub mod configuration;
 pub mod error;

@@ -2,6 +2,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use route_worker::acme::Acme;
 use route_worker::client::DispatchClient;
 use route_worker::configuration::{LogFormat, WorkerSettings};
 use route_worker::error::WorkerError;
@@ -47,9 +48,19 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<(), WorkerError> {
     let settings = WorkerSettings::load(&cli.config_dir)?;
     init_tracing(&settings);
+    // With [tls.acme], a certificate first: the client presents it from its first connection.
+    let acme = match &settings.tls.acme {
+        Some(acme) => Some(Acme::start(acme.clone()).await?),
+        None => None,
+    };
     let client = DispatchClient::new(&settings)?;
     match cli.command {
-        Command::Run => worker::run(&client, &settings.input).await,
+        Command::Run => {
+            if let Some(acme) = acme {
+                actix_rt::spawn(acme.renew_forever());
+            }
+            worker::run(&client, &settings.input).await
+        }
         Command::Submit { file } => {
             for accepted in worker::submit_file(&client, &file, &settings.input).await? {
                 println!("accepted {} {}", accepted.id, accepted.location);
@@ -57,7 +68,15 @@ async fn run(cli: Cli) -> Result<(), WorkerError> {
             Ok(())
         }
         Command::Whoami => {
-            let me = client.whoami().await?;
+            let mut me = client.whoami().await?;
+            // What this worker presents, as it sees it: after a renewal, the server's view and
+            // this one agree once a new connection is made.
+            if let Some((fingerprint, not_after)) = client.presenting() {
+                me["presenting"] = serde_json::json!({
+                    "fingerprint_sha256": fingerprint,
+                    "not_after": not_after,
+                });
+            }
             println!("{}", serde_json::to_string_pretty(&me).unwrap_or_default());
             Ok(())
         }

@@ -271,6 +271,21 @@ impl ClientIdentity {
         Ok(identity)
     }
 
+    /// The certificate presented on new connections: its SHA-256 fingerprint (hex) and notAfter
+    /// (RFC 3339).
+    pub fn presenting(&self) -> Option<(String, String)> {
+        let current = self.current.load();
+        let leaf = current.cert.first()?;
+        let fingerprint = hex::encode(ring::digest::digest(&ring::digest::SHA256, leaf));
+        let not_after = time::OffsetDateTime::from_unix_timestamp(
+            self.not_after.load(std::sync::atomic::Ordering::Relaxed),
+        )
+        .ok()?
+        .format(&time::format_description::well_known::Rfc3339)
+        .ok()?;
+        Some((fingerprint, not_after))
+    }
+
     /// Loads the files again if they changed. A broken or expired replacement is logged and the
     /// current certificate stays.
     pub fn reload_if_changed(&self) {
@@ -561,7 +576,7 @@ mod tests {
     fn the_loaded_identity_reports_where_it_stands() {
         let ca = ca();
         let dir = tempfile::tempdir().unwrap();
-        let (cert, key, _) = write_pair(&ca, dir.path(), time::Duration::hours(1));
+        let (cert, key, der) = write_pair(&ca, dir.path(), time::Duration::hours(1));
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let load = |days| {
             let files = IdentityFiles::Pem {
@@ -575,6 +590,14 @@ mod tests {
             load(1).warn_if_expiring(),
             Expiry::Soon { seconds_left } if seconds_left > 3_500 && seconds_left <= 3_600
         ));
+        // What `whoami` shows as presented: this certificate, to the second.
+        let (fingerprint, not_after) = load(0).presenting().unwrap();
+        assert_eq!(fingerprint, devpki::sha256_hex(&der));
+        let expected = super::not_after(&CertificateDer::from(der)).unwrap();
+        let shown =
+            time::OffsetDateTime::parse(&not_after, &time::format_description::well_known::Rfc3339)
+                .unwrap();
+        assert_eq!(shown.unix_timestamp(), expected);
     }
 
     /// One full TLS exchange in memory between a client of `sessions` and `server`.

@@ -440,6 +440,17 @@ impl TestApp {
     }
 
     /// route-worker settings for this app: its URL, the test CA and `input_dir` (no credential).
+    /// The fingerprint of the last certificate `client` presented, as the admin API shows it.
+    pub async fn last_certificate_fingerprint(&self, client: &str) -> Option<String> {
+        let view = self
+            .admin(Request::get(&format!("/admin/clients/{client}")))
+            .await
+            .json();
+        view["usage"]["certificate"]["last_certificate_fingerprint"]
+            .as_str()
+            .map(str::to_owned)
+    }
+
     pub fn worker_config(&self, input_dir: &Path) -> WorkerConfig {
         WorkerConfig::new(
             format!("https://localhost:{}", self.https_port),

@@ -6,6 +6,7 @@
 //! - [`pki`]: the CAs, issued identities, PEM and PKCS#12 files.
 //! - [`app`]: dispatch-api in process ([`TestApp`], [`PreparedApp`]) and what tests ask of it.
 //! - [`http`]: requests, responses and connections (TLS and plain).
+//! - [`pebble`]: Let's Encrypt's test CA (pebble, pebble-challtestsrv) as an ACME server.
 //! - [`postgres`]: a throwaway PostgreSQL server (initdb in a temp dir, a free port).
 //! - [`process`]: the dispatch-api binary as a process, with its logs and config dir.
 //! - [`stock`]: curl and Python's httpx (HTTP/2 and HTTP/1.1) driving a running app.
@@ -15,6 +16,7 @@ pub use devpki;
 
 pub mod app;
 pub mod http;
+pub mod pebble;
 pub mod pki;
 pub mod postgres;
 pub mod process;

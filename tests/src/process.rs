@@ -30,6 +30,8 @@ pub(crate) fn send_signal(pid: u32, name: &str) -> std::io::Result<()> {
         "TERM" => Signal::TERM,
         "INT" => Signal::INT,
         "KILL" => Signal::KILL,
+        "STOP" => Signal::STOP,
+        "CONT" => Signal::CONT,
         other => panic!("send_signal: no signal `{other}` here"),
     };
     let pid = i32::try_from(pid)

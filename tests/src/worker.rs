@@ -112,6 +112,17 @@ pub fn write_stops(dir: &Path, name: &str) -> PathBuf {
     path
 }
 
+/// A stops file of one team (one plan) dropped into the inbox `dir` as `name`: written beside,
+/// then moved in, so the worker never reads a half-written file.
+pub fn stops_file(dir: &Path, name: &str, latitude: f64) {
+    let json = format!(
+        r#"[{{"id":"a","team":"north","latitude":{latitude},"longitude":4.0}},{{"id":"b","team":"north","latitude":52.1,"longitude":4.1}}]"#
+    );
+    let staging = dir.join(format!(".{name}"));
+    std::fs::write(&staging, json).unwrap();
+    std::fs::rename(staging, dir.join(name)).unwrap();
+}
+
 /// [`run_worker`] without blocking the async runtime (in-process servers share it).
 pub async fn run_worker_async(config_dir: &Path, args: &[&str]) -> WorkerRun {
     let config_dir = config_dir.to_owned();

@@ -236,3 +236,68 @@ fn an_api_key_file_that_cannot_be_read_at_start_is_a_configuration_error_naming_
     let error = ApiKeyFile::open(&path).err().expect("empty");
     assert!(error.to_string().contains("is empty"), "{error}");
 }
+
+const ACME: &str = "[tls.acme]\ndirectory_url = 'https://ca.internal:9000/acme/directory'\n\
+                    ca_file = 'acme-root.pem'\ndns_names = ['worker.dispatch.internal']\n\
+                    state_dir = '/var/lib/route-worker/acme'\n";
+
+#[test]
+fn acme_takes_the_identity_and_defaults_its_listener_and_renewal() {
+    let settings = load(&format!("{REQUIRED}{ACME}"), &[]).unwrap();
+    let acme = settings.tls.acme.as_ref().unwrap();
+    assert_eq!(acme.http01_listen, "0.0.0.0:80");
+    assert_eq!(acme.renew_before_secs, 0);
+    let identity = Path::new("/var/lib/route-worker/acme/identity.pem");
+    assert_eq!(settings.tls.cert_file.as_deref(), Some(identity));
+    assert_eq!(settings.tls.key_file.as_deref(), Some(identity));
+    // ACME warns when it cannot renew; the fixed window would warn at every renewal.
+    assert_eq!(settings.tls.expiry_warning_days, 0);
+}
+
+#[test]
+fn acme_is_set_from_the_environment_with_names_separated_by_commas() {
+    let settings = load(
+        REQUIRED,
+        &[
+            (
+                "ROUTE_WORKER_TLS__ACME__DIRECTORY_URL",
+                "https://ca:14000/dir",
+            ),
+            ("ROUTE_WORKER_TLS__ACME__CA_FILE", "/run/acme-root.pem"),
+            ("ROUTE_WORKER_TLS__ACME__DNS_NAMES", "a.internal,b.internal"),
+            ("ROUTE_WORKER_TLS__ACME__HTTP01_LISTEN", "127.0.0.1:5002"),
+            ("ROUTE_WORKER_TLS__ACME__STATE_DIR", "/state"),
+        ],
+    )
+    .unwrap();
+    let acme = settings.tls.acme.unwrap();
+    assert_eq!(acme.dns_names, ["a.internal", "b.internal"]);
+    assert_eq!(acme.http01_listen, "127.0.0.1:5002");
+    assert_eq!(acme.ca_file, Path::new("/run/acme-root.pem"));
+}
+
+#[test]
+fn acme_without_a_required_key_is_refused_naming_it() {
+    for key in ["directory_url", "ca_file", "dns_names", "state_dir"] {
+        let partial: String = ACME
+            .lines()
+            .filter(|line| !line.starts_with(key))
+            .map(|line| format!("{line}\n"))
+            .collect();
+        let error = config_error(load(&format!("{REQUIRED}{partial}"), &[]));
+        assert!(
+            error.contains(&format!("tls.acme.{key} is required")),
+            "{key}: {error}"
+        );
+    }
+}
+
+#[test]
+fn acme_refuses_plain_http_wildcards_and_certificate_files_beside_it() {
+    let plain = ACME.replace("https://ca.internal", "http://ca.internal");
+    assert!(config_error(load(&format!("{REQUIRED}{plain}"), &[])).contains("must be https://"));
+    let wildcard = ACME.replace("'worker.dispatch.internal'", "'*.dispatch.internal'");
+    assert!(config_error(load(&format!("{REQUIRED}{wildcard}"), &[])).contains("no wildcards"));
+    let both = format!("{REQUIRED}cert_file = 'w.pem'\nkey_file = 'w.key'\n{ACME}");
+    assert!(config_error(load(&both, &[])).contains("leave tls.cert_file"));
+}

@@ -4,29 +4,9 @@
 use std::time::Duration as StdDuration;
 
 use e2e::devpki::LeafSpec;
-use e2e::worker::{WorkerProcess, wait_for_file};
-use e2e::{Request, TestApp, replace_file, spawn_app};
+use e2e::worker::{WorkerProcess, stops_file, wait_for_file};
+use e2e::{Request, replace_file, spawn_app};
 use time::Duration;
-
-async fn last_certificate_fingerprint(app: &TestApp) -> Option<String> {
-    let client = app
-        .admin(Request::get("/admin/clients/route-worker"))
-        .await
-        .json();
-    client["usage"]["certificate"]["last_certificate_fingerprint"]
-        .as_str()
-        .map(str::to_owned)
-}
-
-fn stops_file(dir: &std::path::Path, name: &str, latitude: f64) {
-    let json = format!(
-        r#"[{{"id":"a","team":"north","latitude":{latitude},"longitude":4.0}},{{"id":"b","team":"north","latitude":52.1,"longitude":4.1}}]"#
-    );
-    // Write beside, then move in, so the worker never reads a half-written file.
-    let staging = dir.join(format!(".{name}"));
-    std::fs::write(&staging, json).unwrap();
-    std::fs::rename(staging, dir.join(name)).unwrap();
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_worker_picks_up_its_renewed_certificate_without_a_restart() {
@@ -53,7 +33,7 @@ async fn the_worker_picks_up_its_renewed_certificate_without_a_restart() {
     stops_file(&inbox, "one.json", 52.0);
     wait_for_file(&inbox.join("done/one.json"), &process.logs).await;
     assert_eq!(
-        last_certificate_fingerprint(&app).await,
+        app.last_certificate_fingerprint("route-worker").await,
         Some(first.fingerprint.clone())
     );
 
@@ -77,7 +57,7 @@ async fn the_worker_picks_up_its_renewed_certificate_without_a_restart() {
     stops_file(&inbox, "two.json", 52.5);
     wait_for_file(&inbox.join("done/two.json"), &process.logs).await;
     assert_eq!(
-        last_certificate_fingerprint(&app).await,
+        app.last_certificate_fingerprint("route-worker").await,
         Some(second.fingerprint.clone()),
         "first was {}; worker logs:\n{}",
         first.fingerprint,
@@ -160,7 +140,7 @@ async fn a_broken_renewal_keeps_the_workers_current_certificate() {
     stops_file(&inbox, "one.json", 52.0);
     wait_for_file(&inbox.join("done/one.json"), &process.logs).await;
     assert_eq!(
-        last_certificate_fingerprint(&app).await,
+        app.last_certificate_fingerprint("route-worker").await,
         Some(first.fingerprint.clone())
     );
 }

@@ -1,0 +1,385 @@
+//! This worker's certificate over ACME (RFC 8555), from `[tls.acme]`: obtained at start unless
+//! the stored one is still good, then renewed before it expires, each time with a new key. The
+//! worker proves each name over http-01, answering the CA itself (`acme/http01.rs`, listening
+//! from the first order on). A renewal
+//! replaces `identity.pem` at once (`acme/state.rs`); the TLS client reloads it and new
+//! connections present it, while connections in flight finish with the one they began with.
+//!
+//! While the CA cannot be reached the current certificate stays in use: each failed attempt is
+//! logged with the time it has left, and retried with a backoff bounded by that time.
+
+mod http01;
+mod state;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use instant_acme::{
+    Account, AccountCredentials, AuthorizationStatus, ChallengeType, Identifier, NewAccount,
+    NewOrder, OrderStatus, RetryPolicy,
+};
+
+use crate::configuration::AcmeSettings;
+use crate::error::WorkerError;
+pub use state::Held;
+
+/// How long one attempt (account, order, validation, issuance) may take: a minute, or half the
+/// time the current certificate has left (10 s at least), so that a CA that stopped answering
+/// is given up on, and tried again, while the certificate is still good.
+pub fn attempt_timeout(seconds_left: i64) -> Duration {
+    Duration::from_secs((seconds_left / 2).clamp(10, 60) as u64)
+}
+
+/// Attempts at start, when there is no usable certificate yet and the worker cannot run.
+const START_ATTEMPTS: u32 = 3;
+
+/// How the order and the certificate are waited for once the challenges are answered.
+const POLL: RetryPolicy = RetryPolicy::new()
+    .initial_delay(Duration::from_millis(250))
+    .backoff(1.5)
+    .timeout(Duration::from_secs(45));
+
+/// When to renew a certificate valid from `not_before` to `not_after`: `renew_before` seconds
+/// before it expires (0: when a third of its lifetime is left), earlier by up to a tenth of
+/// that, as `jitter` (0 to 1) says, so that replicas started together do not renew together.
+pub fn renewal_at(not_before: i64, not_after: i64, renew_before: u64, jitter: f64) -> i64 {
+    let lifetime = (not_after - not_before).max(0);
+    let before = match renew_before {
+        0 => lifetime / 3,
+        secs => i64::try_from(secs).unwrap_or(i64::MAX).min(lifetime),
+    };
+    let spread = (before as f64 / 10.0 * jitter.clamp(0.0, 1.0)) as i64;
+    not_after - before - spread
+}
+
+/// How long to wait after a failed attempt: doubling from a second, and never more than a
+/// quarter of the time the current certificate has left (nor a minute), so that attempts grow
+/// more frequent as the end nears.
+pub fn retry_delay(failures: u32, seconds_left: i64) -> Duration {
+    let doubling = 1u64 << failures.min(6);
+    let bound = (seconds_left / 4).clamp(1, 60) as u64;
+    Duration::from_secs(doubling.min(bound))
+}
+
+/// The ACME side of this worker.
+pub struct Acme {
+    settings: AcmeSettings,
+    challenges: http01::Challenges,
+    /// Whether the http-01 responder listens: from the first order on, not before (a `whoami`
+    /// beside a running worker uses the stored certificate and needs no port).
+    serving: std::cell::Cell<bool>,
+}
+
+impl Acme {
+    /// Starts the http-01 responder and makes sure a certificate is there: the stored one while
+    /// it is not due for renewal, a new one otherwise (a stored one that is due but still valid
+    /// is used, and renewed by [`Acme::renew_forever`]).
+    pub async fn start(settings: AcmeSettings) -> Result<Self, WorkerError> {
+        state::prepare(&settings.state_dir).map_err(|e| {
+            WorkerError::Config(format!(
+                "tls.acme.state_dir `{}`: {e}",
+                settings.state_dir.display()
+            ))
+        })?;
+        let acme = Self {
+            settings,
+            challenges: http01::Challenges::default(),
+            serving: Default::default(),
+        };
+        let now = now();
+        match acme.held() {
+            Some(held) if held.not_after > now => {
+                tracing::info!(
+                    fingerprint = held.fingerprint_hex(),
+                    not_after = held.not_after,
+                    "using the stored ACME certificate"
+                );
+            }
+            _ => {
+                let mut failures = 0;
+                loop {
+                    match acme.attempt(i64::MAX).await {
+                        Ok(_) => break,
+                        Err(error) if failures + 1 < START_ATTEMPTS => {
+                            tracing::warn!(%error, "getting a certificate over ACME failed; retrying");
+                            failures += 1;
+                            actix_rt::time::sleep(retry_delay(failures, i64::MAX)).await;
+                        }
+                        Err(error) => {
+                            return Err(WorkerError::Transient(format!(
+                                "no certificate from the ACME server `{}`: {error}",
+                                acme.settings.directory_url
+                            )));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(acme)
+    }
+
+    /// The certificate held now, if any.
+    pub fn held(&self) -> Option<Held> {
+        state::held(&self.settings.identity_file())
+    }
+
+    /// Renews the certificate when it is due, and again and again, for as long as the worker
+    /// runs.
+    pub async fn renew_forever(self) {
+        loop {
+            let Some(held) = self.held() else {
+                self.renew_until_done(None).await;
+                continue;
+            };
+            let at = renewal_at(
+                held.not_before,
+                held.not_after,
+                self.settings.renew_before_secs,
+                fastrand::f64(),
+            );
+            let wait = (at - now()).max(0) as u64;
+            actix_rt::time::sleep(Duration::from_secs(wait)).await;
+            self.renew_until_done(Some(held)).await;
+        }
+    }
+
+    /// Attempts until one succeeds, keeping `held` in use meanwhile.
+    async fn renew_until_done(&self, held: Option<Held>) {
+        let mut failures = 0;
+        loop {
+            let seconds_left = held.map_or(0, |held| held.not_after - now());
+            match self.attempt(seconds_left).await {
+                Ok(new) => {
+                    tracing::info!(
+                        fingerprint = new.fingerprint_hex(),
+                        not_after = new.not_after,
+                        "renewed the certificate over ACME; new connections present it"
+                    );
+                    return;
+                }
+                Err(error) => {
+                    let seconds_left = held.map_or(0, |held| held.not_after - now());
+                    if seconds_left > 0 {
+                        tracing::warn!(
+                            %error,
+                            seconds_left,
+                            "renewing the certificate over ACME failed; the current one stays in use until it expires"
+                        );
+                    } else {
+                        tracing::error!(
+                            %error,
+                            "renewing the certificate over ACME failed and it has EXPIRED: the server refuses it until a renewal succeeds"
+                        );
+                    }
+                    failures += 1;
+                    actix_rt::time::sleep(retry_delay(failures, seconds_left.max(4))).await;
+                }
+            }
+        }
+    }
+
+    /// One attempt, bounded by [`attempt_timeout`].
+    async fn attempt(&self, seconds_left: i64) -> Result<Held, String> {
+        let bound = attempt_timeout(seconds_left);
+        match tokio::time::timeout(bound, self.issue()).await {
+            Ok(result) => result,
+            Err(_) => Err(format!(
+                "the ACME server did not finish within {} s",
+                bound.as_secs()
+            )),
+        }
+    }
+
+    /// An order for every name, each proved over http-01, finalized with a new key, and the
+    /// certificate stored.
+    async fn issue(&self) -> Result<Held, String> {
+        let account = self.account().await?;
+        let identifiers: Vec<Identifier> = self
+            .settings
+            .dns_names
+            .iter()
+            .map(|name| Identifier::Dns(name.clone()))
+            .collect();
+        let mut order = match account.new_order(&NewOrder::new(&identifiers)).await {
+            Ok(order) => order,
+            Err(error) => {
+                // The CA forgot the account (pebble does at every restart): a new one next time.
+                if is_problem(&error, "accountDoesNotExist") {
+                    let _ = std::fs::remove_file(self.account_file());
+                }
+                return Err(format!("new order: {error}"));
+            }
+        };
+        self.serve_challenges()?;
+        let mut answered = Answered::new(&self.challenges);
+        let mut authorizations = order.authorizations();
+        while let Some(authorization) = authorizations.next().await {
+            let mut authorization = authorization.map_err(|e| format!("authorization: {e}"))?;
+            match authorization.status {
+                AuthorizationStatus::Pending => {}
+                AuthorizationStatus::Valid => continue,
+                status => return Err(format!("an authorization is {status:?}")),
+            }
+            let mut challenge = authorization
+                .challenge(ChallengeType::Http01)
+                .ok_or("the ACME server offers no http-01 challenge")?;
+            answered.answer(
+                challenge.token.clone(),
+                challenge.key_authorization().as_str().to_owned(),
+            );
+            challenge
+                .set_ready()
+                .await
+                .map_err(|e| format!("challenge: {e}"))?;
+        }
+        let status = order
+            .poll_ready(&POLL)
+            .await
+            .map_err(|e| format!("waiting for validation: {e}"))?;
+        if status != OrderStatus::Ready {
+            let why = order.state().error.as_ref().map(ToString::to_string);
+            return Err(format!(
+                "the order is {status:?} after validation{}",
+                why.map(|why| format!(": {why}")).unwrap_or_default()
+            ));
+        }
+        let key_pem = order
+            .finalize()
+            .await
+            .map_err(|e| format!("finalize: {e}"))?;
+        let chain_pem = order
+            .poll_certificate(&POLL)
+            .await
+            .map_err(|e| format!("certificate: {e}"))?;
+        state::store_identity(&self.settings.identity_file(), &key_pem, &chain_pem)
+    }
+
+    fn serve_challenges(&self) -> Result<(), String> {
+        if !self.serving.get() {
+            http01::serve(&self.settings.http01_listen, self.challenges.clone())
+                .map_err(|e| e.to_string())?;
+            self.serving.set(true);
+        }
+        Ok(())
+    }
+
+    fn account_file(&self) -> PathBuf {
+        self.settings.state_dir.join("account.json")
+    }
+
+    /// The stored account, or a new one (stored for the next renewal).
+    async fn account(&self) -> Result<Account, String> {
+        let builder = || {
+            Account::builder_with_root(&self.settings.ca_file).map_err(|e| {
+                format!(
+                    "tls.acme.ca_file `{}`: {e}",
+                    self.settings.ca_file.display()
+                )
+            })
+        };
+        let stored = std::fs::read(self.account_file())
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<AccountCredentials>(&bytes).ok());
+        if let Some(credentials) = stored {
+            return builder()?
+                .from_credentials(credentials)
+                .await
+                .map_err(|e| format!("the ACME directory: {e}"));
+        }
+        let (account, credentials) = builder()?
+            .create(
+                &NewAccount {
+                    contact: &[],
+                    terms_of_service_agreed: true,
+                    only_return_existing: false,
+                },
+                self.settings.directory_url.clone(),
+                None,
+            )
+            .await
+            .map_err(|e| format!("new account: {e}"))?;
+        let text = serde_json::to_vec(&credentials).map_err(|e| e.to_string())?;
+        state::write_private(&self.account_file(), &text)
+            .map_err(|e| format!("cannot store the ACME account: {e}"))?;
+        Ok(account)
+    }
+}
+
+/// The challenges answered for one order, withdrawn when it is done, however it ends.
+struct Answered<'a> {
+    challenges: &'a http01::Challenges,
+    tokens: Vec<String>,
+}
+
+impl<'a> Answered<'a> {
+    fn new(challenges: &'a http01::Challenges) -> Self {
+        Self {
+            challenges,
+            tokens: Vec::new(),
+        }
+    }
+
+    fn answer(&mut self, token: String, key_authorization: String) {
+        self.tokens.push(token.clone());
+        self.challenges.insert(token, key_authorization);
+    }
+}
+
+impl Drop for Answered<'_> {
+    fn drop(&mut self) {
+        for token in &self.tokens {
+            self.challenges.remove(token);
+        }
+    }
+}
+
+/// Whether `error` is the ACME problem `kind` (`urn:ietf:params:acme:error:{kind}`).
+fn is_problem(error: &instant_acme::Error, kind: &str) -> bool {
+    matches!(error, instant_acme::Error::Api(problem)
+        if problem.r#type.as_deref() == Some(&format!("urn:ietf:params:acme:error:{kind}")))
+}
+
+fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renewal_is_due_a_third_of_the_lifetime_before_the_end_or_as_set_earlier_by_a_tenth_at_most()
+    {
+        // A 90-second certificate: 30 s before its end, up to 3 s earlier.
+        assert_eq!(renewal_at(1000, 1090, 0, 0.0), 1060);
+        assert_eq!(renewal_at(1000, 1090, 0, 1.0), 1057);
+        assert_eq!(renewal_at(1000, 1090, 0, 0.5), 1059);
+        // Set explicitly, and never before the certificate began.
+        assert_eq!(renewal_at(1000, 1090, 20, 0.0), 1070);
+        assert_eq!(renewal_at(1000, 1090, 500, 0.0), 1000);
+        // Jitter outside 0..1 is held to it.
+        assert_eq!(renewal_at(1000, 1090, 0, 7.0), 1057);
+        // A certificate whose end is before its start: due at its end.
+        assert_eq!(renewal_at(1090, 1000, 0, 0.0), 1000);
+    }
+
+    #[test]
+    fn an_attempt_gets_half_the_time_left_between_ten_seconds_and_a_minute() {
+        assert_eq!(attempt_timeout(i64::MAX), Duration::from_secs(60));
+        assert_eq!(attempt_timeout(121), Duration::from_secs(60));
+        assert_eq!(attempt_timeout(60), Duration::from_secs(30));
+        assert_eq!(attempt_timeout(12), Duration::from_secs(10));
+        assert_eq!(attempt_timeout(-5), Duration::from_secs(10));
+    }
+
+    #[test]
+    fn retries_double_from_a_second_but_stay_within_a_quarter_of_the_time_left_and_a_minute() {
+        assert_eq!(retry_delay(0, 3600), Duration::from_secs(1));
+        assert_eq!(retry_delay(1, 3600), Duration::from_secs(2));
+        assert_eq!(retry_delay(5, 3600), Duration::from_secs(32));
+        assert_eq!(retry_delay(6, 3600), Duration::from_secs(60));
+        assert_eq!(retry_delay(40, 3600), Duration::from_secs(60));
+        assert_eq!(retry_delay(5, 20), Duration::from_secs(5));
+        assert_eq!(retry_delay(5, 0), Duration::from_secs(1));
+    }
+}

@@ -1,0 +1,144 @@
+//! What ACME keeps in `state_dir`: the account's credentials (`account.json`) and the
+//! certificate with its key (`identity.pem`), each replaced atomically (written to a temporary
+//! file, synced, renamed), readable by this user only.
+
+use std::io::Write;
+use std::path::Path;
+
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+/// The certificate held: its validity and fingerprint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Held {
+    pub not_before: i64,
+    pub not_after: i64,
+    pub fingerprint: [u8; 32],
+}
+
+impl Held {
+    pub fn fingerprint_hex(&self) -> String {
+        hex::encode(self.fingerprint)
+    }
+}
+
+/// Creates `dir` (0700 on Unix) if it is not there.
+pub fn prepare(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+/// Replaces `path` with `bytes` at once: a reader sees the old file or the new one, never half.
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let temporary = path.with_extension("partial");
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(&temporary)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&temporary, path)?;
+    if let Some(dir) = path.parent() {
+        // The rename itself, durable.
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// The certificate in `path` (the first of its chain), if there is one that parses.
+pub fn held(path: &Path) -> Option<Held> {
+    let leaf = CertificateDer::pem_file_iter(path).ok()?.next()?.ok()?;
+    describe(&leaf)
+}
+
+fn describe(leaf: &CertificateDer<'_>) -> Option<Held> {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let (_, cert) = X509Certificate::from_der(leaf).ok()?;
+    let digest = ring::digest::digest(&ring::digest::SHA256, leaf);
+    Some(Held {
+        not_before: cert.validity().not_before.timestamp(),
+        not_after: cert.validity().not_after.timestamp(),
+        fingerprint: digest.as_ref().try_into().ok()?,
+    })
+}
+
+/// Stores a newly issued chain with its key as one file, after checking that the key is the
+/// certificate's: a renewal replaces both at once, and nothing broken replaces a good pair.
+pub fn store_identity(path: &Path, key_pem: &str, chain_pem: &str) -> Result<Held, String> {
+    let chain = CertificateDer::pem_slice_iter(chain_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("the issued chain cannot be read: {e}"))?;
+    let leaf = chain.first().ok_or("the CA issued an empty chain")?;
+    let held = describe(leaf).ok_or("the issued certificate cannot be parsed")?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+        .map_err(|e| format!("the certificate's key cannot be read: {e}"))?;
+    let provider = rustls::crypto::ring::default_provider();
+    rustls::sign::CertifiedKey::from_der(chain, key, &provider)
+        .map_err(|e| format!("the issued certificate is not for this key: {e}"))?;
+    write_private(path, format!("{key_pem}{chain_pem}").as_bytes())
+        .map_err(|e| format!("cannot store `{}`: {e}", path.display()))?;
+    Ok(held)
+}
+
+#[cfg(test)]
+mod tests {
+    use devpki::{CertificateAuthority, LeafSpec, Usage};
+
+    use super::*;
+
+    fn ca() -> CertificateAuthority {
+        CertificateAuthority::new("ACME Test CA", "Test", time::Duration::days(1)).unwrap()
+    }
+
+    fn issued(ca: &CertificateAuthority, name: &str) -> (String, String) {
+        let leaf = ca
+            .issue(&LeafSpec::new(
+                name,
+                Usage::Client,
+                time::Duration::hours(1),
+            ))
+            .unwrap();
+        (leaf.key_pem, leaf.cert_pem)
+    }
+
+    #[test]
+    fn an_issued_pair_is_stored_as_one_private_file_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("identity.pem");
+        let ca = ca();
+        let (key, chain) = issued(&ca, "worker.internal");
+        let held = store_identity(&path, &key, &chain).unwrap();
+        assert_eq!(super::held(&path), Some(held));
+        assert!(held.not_after > held.not_before);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        assert!(!path.with_extension("partial").exists());
+    }
+
+    #[test]
+    fn a_certificate_that_is_not_for_the_key_never_replaces_the_stored_pair() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("identity.pem");
+        let ca = ca();
+        let (key, chain) = issued(&ca, "worker.internal");
+        let stored = store_identity(&path, &key, &chain).unwrap();
+        let (other_key, _) = issued(&ca, "other.internal");
+        let error = store_identity(&path, &other_key, &chain).unwrap_err();
+        assert!(error.contains("not for this key"), "{error}");
+        assert!(store_identity(&path, &key, "").is_err());
+        assert_eq!(super::held(&path), Some(stored));
+    }
+}
