@@ -139,8 +139,9 @@ fn remember_refusal(
     if let Some(refused) = &refusal.evidence {
         let seen = certificate_seen(&refused.certificate);
         let at = OffsetDateTime::now_utc().unix_timestamp();
+        let network = network(exchange.peer);
         for client in &refused.clients {
-            recorder.refused_certificate(client, &seen, at);
+            recorder.refused_certificate(client, &seen, &network, at);
         }
     }
 }

@@ -7,7 +7,6 @@
 //! replacement keeps the old certificate and is logged.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,147 +20,15 @@ use rustls::crypto::CryptoProvider;
 use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, RootCertStore, SignatureScheme};
 use rustls_pki_types::ServerName;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use secrecy::{ExposeSecret, SecretString};
 
 use crate::configuration::ClientTlsSettings;
 use crate::error::WorkerError;
 
-fn certificates(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>, WorkerError> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| {
-            WorkerError::Config(format!("cannot read {what} `{}`: {e}", path.display()))
-        })?;
-    if certs.is_empty() {
-        return Err(WorkerError::Config(format!(
-            "{what} `{}` holds no certificate",
-            path.display()
-        )));
-    }
-    Ok(certs)
-}
+mod files;
 
-/// Where this worker's identity comes from.
-#[derive(Clone)]
-enum IdentityFiles {
-    Pem { cert: PathBuf, key: PathBuf },
-    Pkcs12 { file: PathBuf, password: PathBuf },
-}
-
-impl IdentityFiles {
-    fn from_settings(settings: &ClientTlsSettings) -> Result<Option<Self>, WorkerError> {
-        match (&settings.cert_file, &settings.key_file, &settings.pkcs12_file, &settings.pkcs12_password_file) {
-            (None, None, None, None) => Ok(None),
-            (Some(cert), Some(key), None, None) => Ok(Some(Self::Pem { cert: cert.clone(), key: key.clone() })),
-            (None, None, Some(file), Some(password)) => Ok(Some(Self::Pkcs12 { file: file.clone(), password: password.clone() })),
-            _ => Err(WorkerError::Config(
-                "set tls.cert_file and tls.key_file, or tls.pkcs12_file and tls.pkcs12_password_file, or none".into(),
-            )),
-        }
-    }
-
-    fn paths(&self) -> [&Path; 2] {
-        match self {
-            Self::Pem { cert, key } => [cert, key],
-            Self::Pkcs12 { file, password } => [file, password],
-        }
-    }
-
-    fn describe(&self) -> String {
-        self.paths()
-            .iter()
-            .map(|p| format!("`{}`", p.display()))
-            .collect::<Vec<_>>()
-            .join(" and ")
-    }
-
-    fn digest(&self) -> Vec<u8> {
-        let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
-        for path in self.paths() {
-            digest.update(&std::fs::read(path).unwrap_or_default());
-        }
-        digest.finish().as_ref().to_vec()
-    }
-
-    fn load(&self, provider: &CryptoProvider) -> Result<(CertifiedKey, i64), WorkerError> {
-        let (chain, key) = match self {
-            Self::Pem { cert, key } => {
-                let chain = certificates(cert, "the client certificate")?;
-                let key = PrivateKeyDer::from_pem_file(key).map_err(|e| {
-                    WorkerError::Config(format!(
-                        "cannot read the client key `{}`: {e}",
-                        key.display()
-                    ))
-                })?;
-                (chain, key)
-            }
-            Self::Pkcs12 { file, password } => {
-                let secret = std::fs::read_to_string(password)
-                    .map(|p| SecretString::from(p.trim_end_matches(['\n', '\r']).to_owned()))
-                    .map_err(|e| {
-                        WorkerError::Config(format!(
-                            "cannot read the PKCS#12 password file `{}`: {e}",
-                            password.display()
-                        ))
-                    })?;
-                let bytes = std::fs::read(file).map_err(|e| {
-                    WorkerError::Config(format!(
-                        "cannot read the PKCS#12 file `{}`: {e}",
-                        file.display()
-                    ))
-                })?;
-                let store = p12_keystore::KeyStore::from_pkcs12(
-                    &bytes,
-                    secret.expose_secret(),
-                    p12_keystore::Pkcs12ImportPolicy::Strict,
-                )
-                .map_err(|e| {
-                    WorkerError::Config(format!(
-                        "cannot open `{}` with the password from `{}`: {e}",
-                        file.display(),
-                        password.display()
-                    ))
-                })?;
-                let (_, entry) = store.private_key_chain().ok_or_else(|| {
-                    WorkerError::Config(format!(
-                        "`{}` holds no key with a certificate",
-                        file.display()
-                    ))
-                })?;
-                let chain: Vec<CertificateDer<'static>> = entry
-                    .certs()
-                    .iter()
-                    .map(|c| CertificateDer::from(c.as_der().to_vec()))
-                    .collect();
-                let key = PrivateKeyDer::try_from(entry.key().as_der().to_vec())
-                    .map_err(|e| WorkerError::Config(format!("`{}`: {e}", file.display())))?;
-                (chain, key)
-            }
-        };
-        let not_after = not_after(&chain[0]).ok_or_else(|| {
-            WorkerError::Config(format!(
-                "{}: the certificate cannot be parsed",
-                self.describe()
-            ))
-        })?;
-        let certified = CertifiedKey::from_der(chain, key, provider).map_err(|e| {
-            WorkerError::Config(format!(
-                "{}: the key does not fit the certificate: {e}",
-                self.describe()
-            ))
-        })?;
-        Ok((certified, not_after))
-    }
-}
-
-fn not_after(leaf: &CertificateDer<'_>) -> Option<i64> {
-    use x509_parser::prelude::{FromDer, X509Certificate};
-    X509Certificate::from_der(leaf)
-        .ok()
-        .map(|(_, cert)| cert.validity().not_after.timestamp())
-}
+#[cfg(test)]
+use files::not_after;
+use files::{IdentityFiles, certificates};
 
 /// The TLS session cache, emptied when our certificate changes: a resumed session carries the
 /// identity it was made with, so without this the server would keep seeing the old certificate.
@@ -409,6 +276,10 @@ mod tests {
     use devpki::{CertificateAuthority, LeafSpec};
 
     use super::*;
+    use std::path::{Path, PathBuf};
+
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
     fn ca() -> CertificateAuthority {
         CertificateAuthority::new("Worker Test CA", "Test", time::Duration::days(1)).unwrap()

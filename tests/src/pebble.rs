@@ -94,16 +94,17 @@ impl Pebble {
             challtestsrv,
             logs,
         };
+        // Pebble logs its addresses before it listens on them: wait until each accepts.
         let deadline = Instant::now() + Duration::from_secs(15);
-        while !started.logs.text().contains("ACME directory available")
-            || !started.logs.text().contains("Starting challenge servers")
-        {
-            assert!(
-                Instant::now() < deadline,
-                "pebble did not start:\n{}",
-                started.logs.text()
-            );
-            std::thread::sleep(Duration::from_millis(50));
+        for port in [acme_port, management_port, dns_port] {
+            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+                assert!(
+                    Instant::now() < deadline,
+                    "pebble did not start listening on {port}:\n{}",
+                    started.logs.text()
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
         }
         started
     }

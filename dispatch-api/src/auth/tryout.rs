@@ -2,8 +2,8 @@
 //! bound to a client"): the real [`authenticate`] runs on the
 //! registry as it would be, against the certificates that are in use. Those are the operator's
 //! own (the one this admin call came with) and every chain each client presented that is still
-//! valid or was presented within the evidence window (its latest eight), as stored by whichever
-//! replica saw it, refused ones included (`storage::recorder`'s evidence). A change that would
+//! valid or was presented within the evidence window (the latest of each of its instances), as
+//! stored by whichever replica saw it, refused ones included (`storage::recorder`'s evidence). A change that would
 //! let one of them in as another client, or make it ambiguous, is refused (`force` never
 //! overrides that); one that would keep it out is refused unless keeping it out is what the
 //! change is for. Whose a certificate is comes from the bindings, so a client refused now for

@@ -129,8 +129,8 @@ fn change<'a>(
 }
 
 /// The certificates in use that a change is tried against before it is made: the operator's
-/// own and each client's still valid (or seen within the evidence window), its latest eight
-/// (pending usage written first, so a request just answered counts).
+/// own and each client's still valid (or seen within the evidence window), the latest of each
+/// of its instances (pending usage written first, so a request just answered counts).
 async fn live_certificates(
     state: &AppState,
     principal: &Principal,

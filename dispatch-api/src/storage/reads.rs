@@ -183,29 +183,31 @@ pub async fn usage_by_client(db: &Db, since: i64) -> Result<UsageByClient, Stora
 }
 
 /// The chains each client presented (leaf first, DER) that are still valid at `now` (unix
-/// seconds), or were last presented since `since` (rows of before the expiry was stored), the
-/// latest [`recorder::LIVE_PER_CLIENT`] per client, whichever replica saw them: the live
-/// certificates a registry change is tried against. Every one, not only the last: while a
-/// client's instances move to a renewed certificate, a change that keeps the old one out cuts
-/// off the instances still on it. And until it expires, not only within the evidence window: a
-/// weekly job's certificate is live between its runs.
+/// seconds), or were last presented since `since` (rows of before the expiry was stored), of
+/// each of its instances the latest [`recorder::LIVE_PER_INSTANCE`], of its latest
+/// [`recorder::LIVE_INSTANCES_PER_CLIENT`] instances, whichever replica saw them: the live
+/// certificates a registry change is tried against. Every instance, however often another one
+/// renews; not only its last certificate: while an instance moves to a renewed certificate, a
+/// change that keeps the old one out cuts off its connections still on it. And until it
+/// expires, not only within the evidence window: a weekly job's certificate is live between its
+/// runs.
 pub async fn live_certificates(
     db: &Db,
     since: i64,
     now: i64,
 ) -> Result<Vec<Vec<Vec<u8>>>, StorageError> {
+    let statement = format!(
+        "{}SELECT chain FROM ranked WHERE per_instance <= $2 AND instance_rank <= $4",
+        recorder::ranked_instances("last_seen >= $1 OR not_after >= $3")
+    );
     let read: Result<_, sqlx::Error> = async {
         on_backend!(db, pool => {
-            let texts: Vec<String> = sqlx::query_scalar(
-                "SELECT chain FROM \
-                   (SELECT chain, ROW_NUMBER() OVER \
-                     (PARTITION BY client ORDER BY last_seen DESC, fingerprint) AS latest \
-                    FROM presented_certificates WHERE last_seen >= $1 OR not_after >= $3) AS ranked \
-                 WHERE latest <= $2",
-            )
+            // The statement is this module's text, not input.
+            let texts: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(statement.as_str()))
             .bind(since)
-            .bind(recorder::LIVE_PER_CLIENT as i64)
+            .bind(recorder::LIVE_PER_INSTANCE as i64)
             .bind(now)
+            .bind(recorder::LIVE_INSTANCES_PER_CLIENT as i64)
             .fetch_all(pool)
             .await?;
             Ok(texts

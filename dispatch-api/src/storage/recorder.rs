@@ -33,7 +33,7 @@ mod prune;
 mod writer;
 
 pub use chain::{chain_from_text, chain_text};
-pub use evidence::LIVE_PER_CLIENT;
+pub use evidence::{LIVE_INSTANCES_PER_CLIENT, LIVE_PER_INSTANCE, ranked_instances};
 use evidence::{Presented, RefusedByClient, note_presented, note_refused};
 
 /// One authenticated request, for the migration report.
@@ -256,12 +256,18 @@ impl Recorder {
 
     /// Keeps a certificate that was refused but that `client`'s bindings name (its mode, a
     /// disabled client, or one of two clients it matches) as that client's evidence.
-    pub fn refused_certificate(&self, client: &str, seen: &CertificateSeen, at: i64) {
+    pub fn refused_certificate(
+        &self,
+        client: &str,
+        seen: &CertificateSeen,
+        network: &str,
+        at: i64,
+    ) {
         let mut refused = self
             .refused_certificates
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        note_refused(&mut refused, client, seen, at);
+        note_refused(&mut refused, client, seen, network, at);
     }
 
     /// Adds one refusal of a caller we cannot name to its hour's count.
@@ -313,7 +319,7 @@ fn add_usage(usage: &mut UsageTotalsByKey, event: UsageEvent) {
     totals.first_seen = totals.first_seen.min(event.at);
     totals.last_seen = totals.last_seen.max(event.at);
     if let Some(seen) = event.certificate {
-        note_presented(&mut totals.presented, &seen, event.at);
+        note_presented(&mut totals.presented, &seen, &event.network, event.at);
         totals.certificate = Some(seen);
     }
     if let Some(key) = event.key_sha256 {

@@ -271,3 +271,49 @@ async fn a_certificate_presented_before_the_evidence_window_is_live_until_it_exp
     assert_eq!(moved, 1);
     copycat_is_refused_naming(&app, &worker).await;
 }
+
+#[tokio::test]
+async fn dropping_the_binding_of_an_instance_behind_another_instances_many_renewals_is_409() {
+    let app = spawn_app().await;
+    let spiffe = "spiffe://dispatch.internal/route-worker";
+    let bindings = |issuers: &[&str]| {
+        let bindings: Vec<Value> = issuers
+            .iter()
+            .map(|issuer| json!({ "issuer": issuer, "spiffe_id": spiffe }))
+            .collect();
+        Request::put("/admin/clients/route-worker/bindings").json(&json!({
+            "bindings": bindings,
+            "reason": "one instance on the partner CA",
+        }))
+    };
+    let partner = "CN=Partner CA, O=Partner";
+    let added = app.admin(bindings(&[DEV_CA, partner])).await;
+    assert_eq!(added.status, 200, "{}", added.text());
+    // One instance, on another network, with its certificate from the partner CA...
+    let elsewhere = app.pki.issue(
+        &app.pki.second_ca,
+        &e2e::devpki::LeafSpec::workload("route-worker", time::Duration::hours(1)),
+    );
+    let source = std::net::IpAddr::from([127, 0, 2, 1]);
+    let seen = app
+        .request_from(source, Some(&elsewhere), Request::get("/api/whoami"))
+        .await
+        .unwrap();
+    assert_eq!(seen.json()["client"], "route-worker", "{}", seen.text());
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    // ... and another renewing ten times since (short-lived certificates, ACME).
+    for _ in 0..10 {
+        route_worker_is_live(&app).await;
+    }
+    // Dropping the partner CA's binding would cut that instance off: its certificate is still
+    // evidence, however many certificates the other instance went through meanwhile.
+    let dropped = app.admin(bindings(&[DEV_CA])).await;
+    dropped.assert_problem(409, "binding-conflict");
+    let detail = dropped.json()["detail"].as_str().unwrap().to_owned();
+    assert!(detail.contains(&elsewhere.fingerprint), "{detail}");
+    let still = app
+        .request_from(source, Some(&elsewhere), Request::get("/api/whoami"))
+        .await
+        .unwrap();
+    assert_eq!(still.json()["client"], "route-worker", "{}", still.text());
+}

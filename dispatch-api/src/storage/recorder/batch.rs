@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use super::evidence::instance_names;
 use super::{
     AUDIT_CHUNK, AuditEvent, Presented, RefusalTotalsByKey, RefusedByClient, UsageTotalsByKey,
     chain_text,
@@ -171,13 +172,15 @@ impl Batch {
             // or pruned since by any replica) is written whole, chain included.
             if self.chain_written(client, hour, certificate) {
                 let updated = on_backend!(&mut *tx, tx => sqlx::query(
-                    "UPDATE presented_certificates SET last_seen = \
-                     CASE WHEN $3 > last_seen THEN $3 ELSE last_seen END \
+                    "UPDATE presented_certificates SET \
+                     network = CASE WHEN $3 >= last_seen THEN $4 ELSE network END, \
+                     last_seen = CASE WHEN $3 > last_seen THEN $3 ELSE last_seen END \
                      WHERE client = $1 AND fingerprint = $2",
                 )
                 .bind(client)
                 .bind(&fingerprint)
                 .bind(certificate.last_seen)
+                .bind(&certificate.network)
                 .execute(&mut **tx)
                 .await
                 .map(|done| done.rows_affected()))?;
@@ -186,10 +189,13 @@ impl Batch {
                 }
             }
             on_backend!(&mut *tx, tx => sqlx::query(
-                "INSERT INTO presented_certificates (client, fingerprint, chain, last_seen, not_after) \
-                 VALUES ($1, $2, $3, $4, $5) \
+                "INSERT INTO presented_certificates \
+                 (client, fingerprint, chain, last_seen, not_after, network, names) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) \
                  ON CONFLICT (client, fingerprint) DO UPDATE SET \
-                 chain = excluded.chain, not_after = excluded.not_after, \
+                 chain = excluded.chain, not_after = excluded.not_after, names = excluded.names, \
+                 network = CASE WHEN excluded.last_seen >= presented_certificates.last_seen \
+                   THEN excluded.network ELSE presented_certificates.network END, \
                  last_seen = CASE WHEN excluded.last_seen > presented_certificates.last_seen \
                    THEN excluded.last_seen ELSE presented_certificates.last_seen END",
             )
@@ -198,6 +204,8 @@ impl Batch {
             .bind(chain_text(&certificate.chain))
             .bind(certificate.last_seen)
             .bind(certificate.not_after)
+            .bind(&certificate.network)
+            .bind(instance_names(&certificate.chain))
             .execute(&mut **tx)
             .await
             .map(|_| ()))?;
@@ -342,6 +350,7 @@ mod tests {
             last_seen: 0,
             not_after: 0,
             chain: std::sync::Arc::from(vec![fingerprint.to_vec()]),
+            network: "10.0.0.0/24".into(),
         }
     }
 

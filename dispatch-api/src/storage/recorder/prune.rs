@@ -3,12 +3,13 @@
 
 use std::time::Duration;
 
-use super::{LIVE_PER_CLIENT, NETWORKS_PER_CLIENT};
+use super::{LIVE_INSTANCES_PER_CLIENT, LIVE_PER_INSTANCE, NETWORKS_PER_CLIENT, ranked_instances};
 use crate::storage::{Backend, Db, on_backend};
 
 /// Deletes audit rows and refusal counts older than `retention` (if set), and presented
-/// certificates not seen within `live_window` and expired (or of unknown expiry), or past each
-/// client's latest [`LIVE_PER_CLIENT`] (no tryout reads them), a few thousand rows per short
+/// certificates not seen within `live_window` and expired (or of unknown expiry), or past the
+/// latest [`LIVE_PER_INSTANCE`] of their instance or the client's latest
+/// [`LIVE_INSTANCES_PER_CLIENT`] instances (no tryout reads them), a few thousand rows per short
 /// transaction, so that a large backlog never holds SQLite's write lock long enough to delay
 /// plans.
 pub(super) async fn prune(pool: &Db, retention: Option<Duration>, live_window: Duration) {
@@ -82,16 +83,7 @@ pub(super) async fn prune(pool: &Db, retention: Option<Duration>, live_window: D
             tracing::info!(table, rows = pruned, "pruned rows older than {setting}");
         }
     }
-    // Each client's presented certificates past its latest LIVE_PER_CLIENT: a client whose
-    // instances each present a certificate of their own adds a row each.
-    keep_latest(
-        pool,
-        "presented_certificates",
-        "client",
-        "fingerprint",
-        LIVE_PER_CLIENT,
-    )
-    .await;
+    keep_live_instances(pool).await;
     // Each client and method's networks past its latest NETWORKS_PER_CLIENT: a leaked key
     // used from many networks adds a row each.
     keep_latest(
@@ -102,6 +94,36 @@ pub(super) async fn prune(pool: &Db, retention: Option<Duration>, live_window: D
         NETWORKS_PER_CLIENT,
     )
     .await;
+}
+
+/// Deletes each instance's certificates past its latest [`LIVE_PER_INSTANCE`], and each
+/// client's instances past its latest [`LIVE_INSTANCES_PER_CLIENT`]: an instance renewing every
+/// few minutes adds a row each time, and the one before it is no longer evidence.
+async fn keep_live_instances(pool: &Db) {
+    let statement = format!(
+        "{}DELETE FROM presented_certificates WHERE (client, fingerprint) IN \
+         (SELECT client, fingerprint FROM ranked WHERE per_instance > $1 OR instance_rank > $2)",
+        ranked_instances("TRUE")
+    );
+    // The statement is this module's text, not input.
+    let statement = sqlx::AssertSqlSafe(statement.as_str());
+    let deleted = on_backend!(pool, pool => sqlx::query(statement)
+        .bind(LIVE_PER_INSTANCE as i64)
+        .bind(LIVE_INSTANCES_PER_CLIENT as i64)
+        .execute(pool)
+        .await
+        .map(|done| done.rows_affected()));
+    match deleted {
+        Ok(0) => {}
+        Ok(rows) => tracing::info!(
+            table = "presented_certificates",
+            rows,
+            "pruned certificates past each instance's latest {LIVE_PER_INSTANCE} and each client's latest {LIVE_INSTANCES_PER_CLIENT} instances"
+        ),
+        Err(error) => {
+            tracing::warn!(table = "presented_certificates", error = %error, "pruning old rows failed; retried in an hour")
+        }
+    }
 }
 
 /// Deletes the rows of `table` past the latest `keep` (by `last_seen`, then `key`) of each
@@ -140,7 +162,7 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn presented_certificates_past_the_window_and_expired_or_past_a_clients_latest_eight_are_pruned()
+    async fn presented_certificates_past_the_window_and_expired_or_past_their_instances_latest_are_pruned()
      {
         let dir = tempfile::tempdir().unwrap();
         let settings = crate::configuration::DatabaseSettings {
@@ -154,6 +176,17 @@ mod tests {
         };
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let fingerprint = |n: i64| format!("{n:064x}");
+        let placed = |client: &'static str, n: i64, last_seen: i64, network: String| {
+            sqlx::query(
+                "INSERT INTO presented_certificates (client, fingerprint, chain, last_seen, network, names) \
+                 VALUES ($1, $2, 'ab', $3, $4, 'worker.internal')",
+            )
+            .bind(client)
+            .bind(fingerprint(n))
+            .bind(last_seen)
+            .bind(network)
+            .execute(sqlite)
+        };
         let insert = |client: &'static str, n: i64, last_seen: i64, not_after: Option<i64>| {
             sqlx::query(
                 "INSERT INTO presented_certificates (client, fingerprint, chain, last_seen, not_after) \
@@ -165,8 +198,21 @@ mod tests {
             .bind(not_after)
             .execute(sqlite)
         };
+        // One instance renewing ten times: its latest two stay.
         for n in 0..10 {
-            insert("many", n, now - n, None).await.unwrap();
+            placed("renewing", n, now - n, "10.0.1.0/24".into())
+                .await
+                .unwrap();
+        }
+        // Twenty instances, one certificate each: the sixteen seen last stay.
+        for n in 0..20 {
+            placed("spread", n, now - n, format!("10.0.{n}.0/24"))
+                .await
+                .unwrap();
+        }
+        // Rows of before the instance columns: each an instance of its own.
+        for n in 0..3 {
+            insert("legacy", n, now - n, None).await.unwrap();
         }
         insert("stale", 0, now - 7200, None).await.unwrap();
         insert("fresh", 0, now - 60, None).await.unwrap();
@@ -200,12 +246,20 @@ mod tests {
                 .collect()
         };
         assert_eq!(
-            of("many"),
-            (0..LIVE_PER_CLIENT as i64)
+            of("renewing"),
+            (0..LIVE_PER_INSTANCE as i64)
                 .map(fingerprint)
                 .collect::<Vec<_>>(),
-            "each client's latest eight"
+            "an instance's latest two"
         );
+        assert_eq!(
+            of("spread"),
+            (0..LIVE_INSTANCES_PER_CLIENT as i64)
+                .map(fingerprint)
+                .collect::<Vec<_>>(),
+            "a client's latest sixteen instances"
+        );
+        assert_eq!(of("legacy").len(), 3);
         assert_eq!(of("fresh"), [fingerprint(0)]);
         assert!(of("stale").is_empty(), "not seen within the window");
         assert_eq!(
