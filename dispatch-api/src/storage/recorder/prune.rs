@@ -113,17 +113,11 @@ async fn keep_live_instances(pool: &Db) {
         .execute(pool)
         .await
         .map(|done| done.rows_affected()));
-    match deleted {
-        Ok(0) => {}
-        Ok(rows) => tracing::info!(
-            table = "presented_certificates",
-            rows,
-            "pruned certificates past each instance's latest {LIVE_PER_INSTANCE} and each client's latest {LIVE_INSTANCES_PER_CLIENT} instances"
-        ),
-        Err(error) => {
-            tracing::warn!(table = "presented_certificates", error = %error, "pruning old rows failed; retried in an hour")
-        }
-    }
+    let kept = format!(
+        "each instance's latest {LIVE_PER_INSTANCE} and each client's latest \
+         {LIVE_INSTANCES_PER_CLIENT} instances"
+    );
+    log_pruned("presented_certificates", deleted, &kept);
 }
 
 /// Deletes the rows of `table` past the latest `keep` (by `last_seen`, then `key`) of each
@@ -144,13 +138,14 @@ async fn keep_latest(pool: &Db, table: &str, group: &str, key: &str, keep: usize
         .execute(pool)
         .await
         .map(|done| done.rows_affected()));
+    log_pruned(table, deleted, &format!("the latest {keep} of each {group}"));
+}
+
+/// What a pruning of `table` past what it `kept` did: rows deleted, or why none were.
+fn log_pruned(table: &str, deleted: Result<u64, sqlx::Error>, kept: &str) {
     match deleted {
         Ok(0) => {}
-        Ok(rows) => tracing::info!(
-            table,
-            rows,
-            "pruned rows past the latest {keep} of each {group}"
-        ),
+        Ok(rows) => tracing::info!(table, rows, "pruned rows past {kept}"),
         Err(error) => {
             tracing::warn!(table, error = %error, "pruning old rows failed; retried in an hour")
         }
