@@ -19,7 +19,7 @@ pub use open::{Location, OpenError, connect, connection_pragmas};
 pub use probe::WritableProbe;
 pub use reads::{
     KeyUse, MethodUsage, UsageByClient, list_audit, list_refusal_counts, live_certificates,
-    usage_by_client,
+    newest_certificates, usage_by_client,
 };
 
 use std::sync::Arc;

@@ -8,7 +8,7 @@
 //! (clients still using keys, whether the listener can require certificates) is shown for
 //! information, and checked with `--required` (before switching `client_auth` to `required`).
 
-use dispatch_types::{ClientList, MigrationReport};
+use dispatch_types::{ClientList, MigrationReport, RenewalState};
 
 /// One line of the report: `ok` is `None` for information that is not a check.
 #[derive(Debug, Clone, PartialEq)]
@@ -102,6 +102,7 @@ fn metric_sum<'m>(metrics: &'m str, name: &str) -> (f64, Vec<(&'m str, f64)>) {
 
 pub fn checks(seen: &Observed<'_>) -> Vec<Check> {
     let mut out = certificates(seen);
+    out.extend(renewals(seen));
     out.extend(migration(seen));
     out.extend(match seen.metrics {
         None => vec![Check::info(
@@ -150,6 +151,39 @@ fn certificates(seen: &Observed<'_>) -> Vec<Check> {
         .chain(clients)
         .map(|(what, not_after)| expiry(&what, seen.now, not_after, seen.warning_days))
         .collect()
+}
+
+/// Whether each client's certificates are being renewed (judged by the server on the newest one
+/// any of its instances presented): one not renewed fails, one due is shown.
+fn renewals(seen: &Observed<'_>) -> Vec<Check> {
+    let mut out = Vec::new();
+    for client in &seen.clients.clients {
+        let Some(renewal) = &client.renewal else {
+            continue;
+        };
+        let newest = renewal.newest_not_after.as_deref().unwrap_or("-");
+        let text = |what: &str| {
+            format!(
+                "{}'s newest certificate (until {newest}) {what}",
+                client.name
+            )
+        };
+        match renewal.state {
+            RenewalState::Current => {}
+            RenewalState::Due => out.push(Check::info(text(&format!(
+                "is due for renewal: {} s left, no successor seen yet",
+                renewal.seconds_left
+            )))),
+            RenewalState::NotRenewed => out.push(Check::fail(text(&format!(
+                "has {} s left and no successor has been seen: its renewal has stopped",
+                renewal.seconds_left
+            )))),
+            RenewalState::Expired => out.push(Check::fail(text(
+                "has expired and no successor has been seen: its renewal has stopped",
+            ))),
+        }
+    }
+    out
 }
 
 /// Clients still using keys, and whether the listener can require certificates: information,
@@ -314,6 +348,45 @@ mod tests {
             ],
             "the CA with exactly 14 days left passes"
         );
+    }
+
+    #[test]
+    fn a_client_whose_newest_certificate_is_not_renewed_fails_and_one_due_is_shown() {
+        let renewal = |state, seconds_left| {
+            Some(dispatch_types::Renewal {
+                state,
+                newest_not_after: Some("2026-12-07T22:00:00Z".into()),
+                seconds_left,
+                lifetime_secs: 90,
+            })
+        };
+        let mut current = client("current", MigrationMode::Mtls, 0, 1, None);
+        current.renewal = renewal(RenewalState::Current, 80);
+        let mut due = client("due", MigrationMode::Mtls, 0, 1, None);
+        due.renewal = renewal(RenewalState::Due, 25);
+        let mut stopped = client("stopped", MigrationMode::Mtls, 0, 1, None);
+        stopped.renewal = renewal(RenewalState::NotRenewed, 5);
+        let mut expired = client("expired", MigrationMode::Mtls, 0, 1, None);
+        expired.renewal = renewal(RenewalState::Expired, -5);
+        let clients = ClientList {
+            clients: vec![current, due, stopped, expired],
+        };
+        let migration = report(&[], &[]);
+        let checks = checks(&observed(&clients, &migration, None));
+        assert_eq!(
+            failed(&checks),
+            [
+                "stopped's newest certificate (until 2026-12-07T22:00:00Z) has 5 s left and no successor has been seen: its renewal has stopped",
+                "expired's newest certificate (until 2026-12-07T22:00:00Z) has expired and no successor has been seen: its renewal has stopped",
+            ]
+        );
+        assert!(
+            checks
+                .iter()
+                .any(|c| c.ok.is_none() && c.text.starts_with("due's newest certificate")),
+            "{checks:?}"
+        );
+        assert!(!checks.iter().any(|c| c.text.starts_with("current's")));
     }
 
     #[test]

@@ -5,7 +5,8 @@
 use std::collections::BTreeSet;
 
 use dispatch_types::{
-    ClientList, GuardReport, KeyView, MigrationMode, MigrationReport, Revocation, Scope,
+    ClientList, GuardReport, KeyView, MigrationMode, MigrationReport, Renewal, RenewalState,
+    Revocation, Scope,
 };
 use serde::Serialize;
 
@@ -25,6 +26,7 @@ pub struct Row {
     pub ready_for_mtls: Option<bool>,
     pub not_ready_because: Vec<String>,
     pub guard: Option<GuardReport>,
+    pub renewal: Option<Renewal>,
 }
 
 /// The rows of the status table: each client joined with its row of the migration report.
@@ -50,6 +52,7 @@ pub fn rows(clients: &ClientList, migration: &MigrationReport) -> Vec<Row> {
                     .map(|row| row.not_ready_because.clone())
                     .unwrap_or_default(),
                 guard: ready.and_then(|row| row.guard.clone()),
+                renewal: client.renewal.clone(),
             }
         })
         .collect()
@@ -179,6 +182,16 @@ pub fn table(rows: &[Row], migration: &MigrationReport, paint: Paint) -> String 
             out += "\n";
         }
     }
+    for row in rows {
+        if let Some(line) = row
+            .renewal
+            .as_ref()
+            .and_then(|r| renewal_line(&row.name, r))
+        {
+            out += &paint.yellow(&line);
+            out += "\n";
+        }
+    }
     out += &footer(migration, paint);
     out
 }
@@ -198,6 +211,21 @@ fn footer(migration: &MigrationReport, paint: Paint) -> String {
         dispatch_types::ClientAuth::Required => "required",
     };
     format!("listener client_auth: {client_auth}; {required}\n")
+}
+
+/// A client's renewal health when it needs attention (due, not renewed, expired), in words.
+pub fn renewal_line(client: &str, renewal: &Renewal) -> Option<String> {
+    let newest = or_dash(renewal.newest_not_after.as_deref());
+    let state = match renewal.state {
+        RenewalState::Current => return None,
+        RenewalState::Due => "due",
+        RenewalState::NotRenewed => "NOT RENEWED",
+        RenewalState::Expired => "EXPIRED, not renewed",
+    };
+    Some(format!(
+        "renewal {client}: {state}: newest certificate until {newest} ({} s left of {} s)",
+        renewal.seconds_left, renewal.lifetime_secs
+    ))
 }
 
 /// The outcome of `client`'s latest flip guard, in words.
@@ -330,6 +358,7 @@ pub(crate) mod tests {
             has_api_key: key > 0,
             api_keys: vec![],
             bindings: vec![],
+            renewal: None,
             usage: Usage {
                 api_key: MethodUse {
                     requests_in_window: key,
@@ -407,6 +436,31 @@ pub(crate) mod tests {
             "guard route-worker: dual -> mtls confirmed at 2026-12-06T01:05:00Z"
         );
         assert!(with("cancelled").contains("cancelled at"));
+    }
+
+    #[test]
+    fn a_renewal_that_needs_attention_reads_as_a_line_and_a_current_one_as_none() {
+        let renewal = |state| Renewal {
+            state,
+            newest_not_after: Some("2026-12-07T22:00:00Z".into()),
+            seconds_left: 5,
+            lifetime_secs: 90,
+        };
+        assert_eq!(renewal_line("w", &renewal(RenewalState::Current)), None);
+        assert_eq!(
+            renewal_line("w", &renewal(RenewalState::NotRenewed)).unwrap(),
+            "renewal w: NOT RENEWED: newest certificate until 2026-12-07T22:00:00Z (5 s left of 90 s)"
+        );
+        assert!(
+            renewal_line("w", &renewal(RenewalState::Due))
+                .unwrap()
+                .contains(": due:")
+        );
+        assert!(
+            renewal_line("w", &renewal(RenewalState::Expired))
+                .unwrap()
+                .contains("EXPIRED")
+        );
     }
 
     #[test]

@@ -26,6 +26,6 @@ pub use reports::{
 };
 pub use views::{
     ClientList, ClientView, GuardEvidence, GuardReport, MethodUse, MigrationReport, MigrationRow,
-    Registered, Reopened, Usage,
+    Registered, Renewal, RenewalState, Reopened, Usage,
 };
 pub use words::{AuthMethod, ClientAuth, MigrationMode, Scope, rfc3339};

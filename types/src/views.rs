@@ -31,6 +31,46 @@ pub struct Usage {
     pub certificate: MethodUse,
 }
 
+/// Whether a client's certificates are being renewed, judged on the newest any of its
+/// instances presented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RenewalState {
+    /// More than a third of its lifetime left.
+    Current,
+    /// A third or less left and no successor seen yet: a renewal should be under way.
+    Due,
+    /// Within `migration.renewal_warning_secs` of its end and still no successor: the renewal
+    /// has stopped somewhere, and the client is about to be refused.
+    NotRenewed,
+    /// Past its end, and no successor seen.
+    Expired,
+}
+
+impl RenewalState {
+    /// As the answers write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Current => "current",
+            Self::Due => "due",
+            Self::NotRenewed => "not_renewed",
+            Self::Expired => "expired",
+        }
+    }
+}
+
+/// A client's renewal health.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+pub struct Renewal {
+    pub state: RenewalState,
+    /// The newest certificate's notAfter (RFC 3339) and the seconds it has left (negative once
+    /// past).
+    pub newest_not_after: Option<String>,
+    pub seconds_left: i64,
+    /// Its lifetime: short-lived certificates are renewed, not pinned.
+    pub lifetime_secs: i64,
+}
+
 /// One client as `GET /admin/clients/{name}` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
 pub struct ClientView {
@@ -44,6 +84,8 @@ pub struct ClientView {
     /// As written.
     pub bindings: Vec<CertBindingSpec>,
     pub usage: Usage,
+    /// Once it presented a certificate.
+    pub renewal: Option<Renewal>,
 }
 
 /// The answer to `GET /admin/clients`: every client, by name.
@@ -135,4 +177,21 @@ pub struct MigrationReport {
     pub not_on_mtls: Vec<String>,
     pub listener_client_auth: ClientAuth,
     pub ready_for_required_client_auth: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_renewal_state_reads_as_it_is_written() {
+        for state in [
+            RenewalState::Current,
+            RenewalState::Due,
+            RenewalState::NotRenewed,
+            RenewalState::Expired,
+        ] {
+            assert_eq!(serde_json::to_value(state).unwrap(), state.as_str());
+        }
+    }
 }

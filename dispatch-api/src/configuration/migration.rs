@@ -20,6 +20,10 @@ pub struct MigrationSettings {
     /// The guard of every mode change that names none (and `force` does not skip it); unset:
     /// a flip is guarded only when it asks to be.
     pub default_guard: Option<FlipGuard>,
+    /// A client whose newest certificate is this close to its end with no successor seen is
+    /// not being renewed (`dispatchctl check` fails, the migration report says so). 0: a tenth
+    /// of that certificate's lifetime.
+    pub renewal_warning_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -43,6 +47,7 @@ impl Default for MigrationSettings {
             quiet_period_secs: 3600,
             key_overlap_secs: 24 * 3600,
             default_guard: None,
+            renewal_warning_secs: 0,
         }
     }
 }

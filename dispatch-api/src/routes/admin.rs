@@ -21,13 +21,13 @@ use crate::error::ApiError;
 use crate::identity::AuthMethod;
 use crate::policy::Operator;
 use crate::registry::{
-    ApiKey, CertBinding, Change, Client, ClientName, Gap, Tryout, readiness_gaps,
+    ApiKey, CertBinding, Change, Client, ClientName, Gap, Tryout, readiness_gaps, renewal_state,
 };
 use crate::routes::endpoint::Endpoint;
 use crate::state::AppState;
 use crate::storage::{self, MethodUsage};
 use crate::tls::TlsMaterial;
-use dispatch_types::{ClientView, KeyState, KeyView, MethodUse, Usage as UsageView};
+use dispatch_types::{ClientView, KeyState, KeyView, MethodUse, Renewal, Usage as UsageView};
 
 pub(crate) mod clients;
 pub(crate) mod keys;
@@ -210,8 +210,13 @@ pub(crate) fn not_ready_for_mtls(usage: Option<&Usage>, state: &AppState) -> Vec
     .collect()
 }
 
-pub(crate) fn client_view(client: &Client, usage: Option<&Usage>) -> ClientView {
+pub(crate) fn client_view(
+    client: &Client,
+    usage: Option<&Usage>,
+    renewal: Option<Renewal>,
+) -> ClientView {
     ClientView {
+        renewal,
         name: client.name.to_string(),
         mode: client.mode,
         scopes: client.scopes.clone(),
@@ -276,6 +281,23 @@ pub(crate) fn usage_view(usage: Option<&Usage>) -> UsageView {
         api_key: method(AuthMethod::ApiKey),
         certificate: method(AuthMethod::Certificate),
     }
+}
+
+/// A client's renewal health from its newest certificate (`storage::newest_certificates`).
+pub(crate) fn renewal_view(newest: Option<&(i64, i64)>, state: &AppState) -> Option<Renewal> {
+    let &(not_before, not_after) = newest?;
+    let now = now_unix();
+    Some(Renewal {
+        state: renewal_state(
+            not_before,
+            not_after,
+            now,
+            state.migration.renewal_warning_secs,
+        ),
+        newest_not_after: crate::routes::rfc3339(not_after),
+        seconds_left: not_after - now,
+        lifetime_secs: not_after - not_before,
+    })
 }
 
 pub(crate) async fn usage(state: &AppState) -> Result<BTreeMap<String, Usage>, ApiError> {

@@ -182,6 +182,34 @@ pub async fn usage_by_client(db: &Db, since: i64) -> Result<UsageByClient, Stora
     read.map_err(StorageError::database)
 }
 
+/// Each client's newest certificate (the latest notAfter any of its instances presented): its
+/// leaf's notBefore and the notAfter of its path, by client, for its renewal health.
+pub async fn newest_certificates(db: &Db) -> Result<BTreeMap<String, (i64, i64)>, StorageError> {
+    let read: Result<Vec<(String, String, i64)>, sqlx::Error> = async {
+        on_backend!(db, pool => {
+            sqlx::query_as(
+                "SELECT client, chain, not_after FROM \
+                   (SELECT client, chain, not_after, ROW_NUMBER() OVER \
+                     (PARTITION BY client ORDER BY not_after DESC, last_seen DESC) AS newest \
+                    FROM presented_certificates WHERE not_after IS NOT NULL) AS ranked \
+                 WHERE newest = 1",
+            )
+            .fetch_all(pool)
+            .await
+        })
+    }
+    .await;
+    let rows = read.map_err(StorageError::database)?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(client, chain, not_after)| {
+            let chain = recorder::chain_from_text(&chain)?;
+            let leaf = crate::identity::PeerCertificate::from_der(chain.first()?).ok()?;
+            Some((client, (leaf.not_before.unix_timestamp(), not_after)))
+        })
+        .collect())
+}
+
 /// The chains each client presented (leaf first, DER) that are still valid at `now` (unix
 /// seconds), or were last presented since `since` (rows of before the expiry was stored), of
 /// each of its instances the latest [`recorder::LIVE_PER_INSTANCE`], of its latest

@@ -738,3 +738,43 @@ async fn clients_add_dns_binds_a_dns_name_and_a_certificate_carrying_it_gets_in_
         assert_eq!(refused.json()["reason"], "cert_unmapped");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_and_status_catch_a_client_whose_newest_certificate_is_not_being_renewed() {
+    let app = e2e::spawn_app_with(|settings| settings.migration.renewal_warning_secs = 600).await;
+    // route-worker's only certificate has five minutes left, inside the ten-minute warning.
+    let stale = app.pki.issue(
+        &app.pki.ca,
+        &e2e::devpki::LeafSpec::workload("route-worker", time::Duration::minutes(5)),
+    );
+    let seen = app
+        .request(Some(&stale), Request::get("/api/whoami"))
+        .await
+        .unwrap();
+    assert_eq!(seen.status, 200, "{}", seen.text());
+    let run = ctl(&app, &["check", "--warning-days", "0"]).await;
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    assert!(
+        run.stdout.lines().any(
+            |line| line.starts_with("✗ route-worker's newest certificate")
+                && line.ends_with("no successor has been seen: its renewal has stopped")
+        ),
+        "{}",
+        run.stdout
+    );
+    let status = ctl(&app, &["status"]).await;
+    assert!(
+        status.stdout.contains("renewal route-worker: NOT RENEWED"),
+        "{}",
+        status.stdout
+    );
+    // A successor from any instance: renewed, and the check passes again.
+    let renewed = app.pki.workload("route-worker");
+    let seen = app
+        .request(Some(&renewed), Request::get("/api/whoami"))
+        .await
+        .unwrap();
+    assert_eq!(seen.status, 200, "{}", seen.text());
+    let run = ctl(&app, &["check", "--warning-days", "0"]).await;
+    assert_eq!(run.code, 0, "{}", run.stdout);
+}

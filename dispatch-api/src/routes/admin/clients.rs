@@ -4,7 +4,8 @@ use actix_web::{HttpResponse, web};
 use secrecy::ExposeSecret;
 
 use super::{
-    AdminChange, client_name, client_view, not_ready_for_mtls, now_unix, required_reason, usage,
+    AdminChange, client_name, client_view, not_ready_for_mtls, now_unix, renewal_view,
+    required_reason, usage,
 };
 use crate::error::ApiError;
 use crate::policy::Operator;
@@ -14,6 +15,7 @@ use crate::registry::{
 };
 use crate::routes::endpoint::Endpoint;
 use crate::state::AppState;
+use crate::storage;
 use dispatch_types::{
     ClientList, ClientView, DisabledChanged, ModeChanged, RegisterClient, Registered, SetBindings,
     SetDisabled, SetMode,
@@ -33,12 +35,17 @@ pub async fn list_clients(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let usage = usage(&state).await?;
+    let newest = storage::newest_certificates(&state.pool).await?;
     let snapshot = state.registry.snapshot();
     let mut clients: Vec<_> = snapshot.clients().collect();
     clients.sort_by(|a, b| a.name.cmp(&b.name));
     let clients = clients
         .iter()
-        .map(|c| client_view(c, usage.get(c.name.as_str())))
+        .map(|c| {
+            let name = c.name.as_str();
+            let renewal = renewal_view(newest.get(name), &state);
+            client_view(c, usage.get(name), renewal)
+        })
         .collect();
     Ok(HttpResponse::Ok().json(ClientList { clients }))
 }
@@ -125,7 +132,7 @@ pub async fn register_client(
         return Err(RegistryError::AlreadyExists(client.name.to_string()).into());
     }
     let view = Registered {
-        client: client_view(&client, None),
+        client: client_view(&client, None, None),
         api_key_note: key
             .is_some()
             .then(|| "shown once; only its SHA-256 is stored".into()),
@@ -291,13 +298,15 @@ pub async fn set_bindings(
 /// One client as it is now, with its use.
 async fn shown(state: &AppState, name: &ClientName) -> Result<ClientView, ApiError> {
     let usage = usage(state).await?;
+    let newest = storage::newest_certificates(&state.pool).await?;
     let client = state
         .registry
         .snapshot()
         .client(name)
         .cloned()
         .ok_or(ApiError::NotFound)?;
-    Ok(client_view(&client, usage.get(name.as_str())))
+    let renewal = renewal_view(newest.get(name.as_str()), state);
+    Ok(client_view(&client, usage.get(name.as_str()), renewal))
 }
 
 /// This module's routes (see `routes::endpoint`).

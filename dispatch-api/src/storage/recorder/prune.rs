@@ -138,7 +138,11 @@ async fn keep_latest(pool: &Db, table: &str, group: &str, key: &str, keep: usize
         .execute(pool)
         .await
         .map(|done| done.rows_affected()));
-    log_pruned(table, deleted, &format!("the latest {keep} of each {group}"));
+    log_pruned(
+        table,
+        deleted,
+        &format!("the latest {keep} of each {group}"),
+    );
 }
 
 /// What a pruning of `table` past what it `kept` did: rows deleted, or why none were.
