@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use tracing_subscriber::EnvFilter;
 
+mod labels;
 mod metrics;
 
 pub use metrics::Metrics;

@@ -2,52 +2,16 @@
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
-use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use super::DROPPED_LINES;
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RequestLabels {
-    client: String,
-    // Static: the label set is built for every request, to look its counter up.
-    method: &'static str,
-    outcome: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ReasonLabels {
-    reason: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct KindLabels {
-    kind: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct KeyLabels {
-    client: String,
-    key: String,
-    /// `current`, or `overlap` (a rotation replaced it; expiring is its purpose).
-    state: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct OutcomeLabels {
-    outcome: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct CertificateLabels {
-    /// `server`, `client_ca`, or `client` (the last certificate seen from that client).
-    kind: String,
-    /// The certificate's subject, or the client's name.
-    name: String,
-}
+use super::labels::{
+    CertificateLabels, ClientLabels, KeyLabels, KindLabels, OutcomeLabels, ReasonLabels,
+    RequestLabels,
+};
 
 pub struct Metrics {
     registry: Registry,
@@ -72,6 +36,11 @@ pub struct Metrics {
     api_key_expiry: Family<KeyLabels, Gauge<i64, AtomicI64>>,
     /// notAfter (unix seconds) of the last certificate seen from each client.
     client_certificates: std::sync::Mutex<std::collections::HashMap<String, i64>>,
+    /// Each client's newest certificate this replica saw (the latest notAfter): its notBefore
+    /// and notAfter, for its renewal health.
+    newest_certificates: std::sync::Mutex<std::collections::HashMap<String, (i64, i64)>>,
+    newest_left: Family<ClientLabels, Gauge<i64, AtomicI64>>,
+    newest_lifetime: Family<ClientLabels, Gauge<i64, AtomicI64>>,
 }
 
 impl Metrics {
@@ -96,6 +65,9 @@ impl Metrics {
             certificate_expiry: Family::default(),
             api_key_expiry: Family::default(),
             client_certificates: Default::default(),
+            newest_certificates: Default::default(),
+            newest_left: Family::default(),
+            newest_lifetime: Family::default(),
         };
         metrics.describe();
         metrics
@@ -165,6 +137,19 @@ impl Metrics {
     /// The service's own health: handshakes, TLS material, expiries, what it had to drop.
     fn describe_service(&mut self) {
         let registry = &mut self.registry;
+        registry.register(
+            "client_newest_certificate_seconds_left",
+            "Seconds until each client's newest certificate (the latest notAfter this replica saw \
+             from any of its instances) expires: a successor is due once a third of its lifetime \
+             is left; close to 0 with none seen, its renewal has stopped (alert \
+             DispatchClientCertificateNotRenewed)",
+            self.newest_left.clone(),
+        );
+        registry.register(
+            "client_newest_certificate_lifetime_seconds",
+            "The lifetime (notAfter - notBefore) of each client's newest certificate",
+            self.newest_lifetime.clone(),
+        );
         registry.register(
             "tls_handshake_failures",
             "Client certificates refused in the TLS handshake, by kind",
@@ -327,6 +312,31 @@ impl Metrics {
         map.insert(client.to_owned(), not_after);
     }
 
+    /// Whether `not_after` is later than the newest certificate seen from `client` (cheap: the
+    /// caller reads the certificate's notBefore only then).
+    pub fn is_newest_certificate(&self, client: &str, not_after: i64) -> bool {
+        let map = self
+            .newest_certificates
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        map.get(client)
+            .is_none_or(|&(_, newest)| not_after > newest)
+    }
+
+    /// Remembers `client`'s newest certificate, if it is newer than the one remembered.
+    pub fn record_newest_certificate(&self, client: &str, not_before: i64, not_after: i64) {
+        let mut map = self
+            .newest_certificates
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let newest = map
+            .entry(client.to_owned())
+            .or_insert((not_before, not_after));
+        if not_after > newest.1 {
+            *newest = (not_before, not_after);
+        }
+    }
+
     pub fn client_certificates(&self) -> Vec<(String, i64)> {
         let map = self
             .client_certificates
@@ -340,6 +350,20 @@ impl Metrics {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         for (client, not_after) in self.client_certificates() {
             self.set_certificate_expiry("client", &client, not_after - now);
+        }
+        let newest: Vec<(String, (i64, i64))> = self
+            .newest_certificates
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(client, times)| (client.clone(), *times))
+            .collect();
+        for (client, (not_before, not_after)) in newest {
+            let labels = ClientLabels { client };
+            self.newest_left.get_or_create(&labels).set(not_after - now);
+            self.newest_lifetime
+                .get_or_create(&labels)
+                .set(not_after - not_before);
         }
         if let Some(dropped) = DROPPED_LINES.get() {
             let total = dropped.dropped_lines() as u64;
@@ -355,5 +379,34 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_clients_newest_certificate_is_kept_and_exported_with_its_lifetime() {
+        let metrics = Metrics::new();
+        assert!(metrics.is_newest_certificate("w", 1_000));
+        metrics.record_newest_certificate("w", 910, 1_000);
+        // An older one (an instance not yet renewed) changes nothing; a renewal does.
+        assert!(!metrics.is_newest_certificate("w", 990));
+        assert!(!metrics.is_newest_certificate("w", 1_000));
+        metrics.record_newest_certificate("w", 800, 990);
+        assert!(metrics.is_newest_certificate("w", 1_060));
+        metrics.record_newest_certificate("w", 970, 1_060);
+        let text = metrics.encode();
+        assert!(
+            text.contains("dispatch_client_newest_certificate_lifetime_seconds{client=\"w\"} 90"),
+            "{text}"
+        );
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let left = format!(
+            "dispatch_client_newest_certificate_seconds_left{{client=\"w\"}} {}",
+            1_060 - now
+        );
+        assert!(text.contains(&left), "{text}");
     }
 }

@@ -58,7 +58,7 @@ fn metric_names(text: &str) -> BTreeSet<String> {
 async fn every_metric_the_alerts_and_the_dashboard_query_is_exported_by_the_server() {
     let app = spawn_app().await;
     // Traffic that makes every family appear: a plan, a refusal, a refused handshake, a key
-    // with a lifetime.
+    // with a lifetime, a client certificate.
     let rotated = app
         .admin(
             Request::post("/admin/clients/key-only/api-key")
@@ -88,6 +88,14 @@ async fn every_metric_the_alerts_and_the_dashboard_query_is_exported_by_the_serv
             .await
             .is_err()
     );
+    // A client certificate: its renewal health (written with the usage, flushed here).
+    let worker = app.pki.workload("route-worker");
+    let whoami = app
+        .request(Some(&worker), Request::get("/api/whoami"))
+        .await
+        .unwrap();
+    assert_eq!(whoami.status, 200, "{}", whoami.text());
+    app.state.recorder.flush().await;
     let exported: BTreeSet<String> = app
         .ops_get("/metrics")
         .await

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::evidence::instance_names;
+use super::evidence::{instance_names, leaf_not_before};
 use super::{
     AUDIT_CHUNK, AuditEvent, Presented, RefusalTotalsByKey, RefusedByClient, UsageTotalsByKey,
     chain_text,
@@ -58,6 +58,13 @@ impl Batch {
         for ((client, _, _), totals) in &self.usage {
             if let Some(seen) = &totals.certificate {
                 metrics.record_client_certificate(client, seen.not_after);
+            }
+        }
+        for (client, _, presented) in self.presented() {
+            if metrics.is_newest_certificate(client, presented.not_after)
+                && let Some(not_before) = leaf_not_before(&presented.chain)
+            {
+                metrics.record_newest_certificate(client, not_before, presented.not_after);
             }
         }
         let records = self.len() as u64;

@@ -101,6 +101,12 @@ pub(super) fn instance_names(chain: &[Vec<u8>]) -> String {
     joined
 }
 
+/// The notBefore (unix seconds) of a chain's leaf, if it parses.
+pub(super) fn leaf_not_before(chain: &[Vec<u8>]) -> Option<i64> {
+    let leaf = PeerCertificate::from_der(chain.first()?).ok()?;
+    Some(leaf.not_before.unix_timestamp())
+}
+
 /// Bytes of [`instance_names`] kept, at most.
 const MAX_NAMES_BYTES: usize = 1024;
 
