@@ -87,8 +87,14 @@ impl Acme {
             serving: Default::default(),
         };
         let now = now();
+        // A stored certificate for other names (the settings changed) is not this worker's.
+        let mut wanted: Vec<String> = (acme.settings.dns_names.iter())
+            .map(|name| name.to_ascii_lowercase())
+            .collect();
+        wanted.sort();
+        let for_these_names = state::held_names(&acme.settings.identity_file()) == wanted;
         match acme.held() {
-            Some(held) if held.not_after > now => {
+            Some(held) if held.not_after > now && for_these_names => {
                 tracing::info!(
                     fingerprint = held.fingerprint_hex(),
                     not_after = held.not_after,

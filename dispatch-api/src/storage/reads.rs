@@ -183,17 +183,23 @@ pub async fn usage_by_client(db: &Db, since: i64) -> Result<UsageByClient, Stora
 }
 
 /// Each client's newest certificate (the latest notAfter any of its instances presented): its
-/// leaf's notBefore and the notAfter of its path, by client, for its renewal health.
-pub async fn newest_certificates(db: &Db) -> Result<BTreeMap<String, (i64, i64)>, StorageError> {
+/// leaf's notBefore and the notAfter of its path, by client (`client`'s alone if given), for
+/// its renewal health.
+pub async fn newest_certificates(
+    db: &Db,
+    client: Option<&str>,
+) -> Result<BTreeMap<String, (i64, i64)>, StorageError> {
     let read: Result<Vec<(String, String, i64)>, sqlx::Error> = async {
         on_backend!(db, pool => {
             sqlx::query_as(
                 "SELECT client, chain, not_after FROM \
                    (SELECT client, chain, not_after, ROW_NUMBER() OVER \
                      (PARTITION BY client ORDER BY not_after DESC, last_seen DESC) AS newest \
-                    FROM presented_certificates WHERE not_after IS NOT NULL) AS ranked \
+                    FROM presented_certificates \
+                    WHERE not_after IS NOT NULL AND ($1 IS NULL OR client = $1)) AS ranked \
                  WHERE newest = 1",
             )
+            .bind(client)
             .fetch_all(pool)
             .await
         })

@@ -16,6 +16,37 @@ pub struct Held {
     pub fingerprint: [u8; 32],
 }
 
+/// The DNS names (dNSName SANs) of the certificate in `path`, sorted.
+pub fn held_names(path: &Path) -> Vec<String> {
+    use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+    let Some(Ok(leaf)) = CertificateDer::pem_file_iter(path)
+        .ok()
+        .and_then(|mut i| i.next())
+    else {
+        return Vec::new();
+    };
+    let Ok((_, cert)) = X509Certificate::from_der(&leaf) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = cert
+        .subject_alternative_name()
+        .ok()
+        .flatten()
+        .map(|san| {
+            san.value
+                .general_names
+                .iter()
+                .filter_map(|name| match name {
+                    GeneralName::DNSName(dns) => Some(dns.to_ascii_lowercase()),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
 impl Held {
     pub fn fingerprint_hex(&self) -> String {
         hex::encode(self.fingerprint)
@@ -126,6 +157,18 @@ mod tests {
             assert_eq!(mode & 0o777, 0o600);
         }
         assert!(!path.with_extension("partial").exists());
+    }
+
+    #[test]
+    fn the_stored_certificates_dns_names_are_read_sorted_and_in_lower_case() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("identity.pem");
+        assert!(held_names(&path).is_empty(), "no file, no names");
+        let mut spec = LeafSpec::new("worker", Usage::Client, time::Duration::hours(1));
+        spec.dns_names = vec!["b.internal".into(), "A.internal".into()];
+        let leaf = ca().issue(&spec).unwrap();
+        store_identity(&path, &leaf.key_pem, &leaf.cert_pem).unwrap();
+        assert_eq!(held_names(&path), ["a.internal", "b.internal"]);
     }
 
     #[test]

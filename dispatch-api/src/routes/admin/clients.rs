@@ -35,7 +35,7 @@ pub async fn list_clients(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let usage = usage(&state).await?;
-    let newest = storage::newest_certificates(&state.pool).await?;
+    let newest = storage::newest_certificates(&state.pool, None).await?;
     let snapshot = state.registry.snapshot();
     let mut clients: Vec<_> = snapshot.clients().collect();
     clients.sort_by(|a, b| a.name.cmp(&b.name));
@@ -298,7 +298,7 @@ pub async fn set_bindings(
 /// One client as it is now, with its use.
 async fn shown(state: &AppState, name: &ClientName) -> Result<ClientView, ApiError> {
     let usage = usage(state).await?;
-    let newest = storage::newest_certificates(&state.pool).await?;
+    let newest = storage::newest_certificates(&state.pool, Some(name.as_str())).await?;
     let client = state
         .registry
         .snapshot()
