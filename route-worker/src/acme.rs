@@ -88,11 +88,8 @@ impl Acme {
         };
         let now = now();
         // A stored certificate for other names (the settings changed) is not this worker's.
-        let mut wanted: Vec<String> = (acme.settings.dns_names.iter())
-            .map(|name| name.to_ascii_lowercase())
-            .collect();
-        wanted.sort();
-        let for_these_names = state::held_names(&acme.settings.identity_file()) == wanted;
+        let for_these_names = state::held_names(&acme.settings.identity_file())
+            == state::sorted_names(&acme.settings.dns_names);
         match acme.held() {
             Some(held) if held.not_after > now && for_these_names => {
                 tracing::info!(
@@ -153,8 +150,15 @@ impl Acme {
     async fn renew_until_done(&self, held: Option<Held>) {
         let mut failures = 0;
         loop {
+            // Once expired (or with none), nothing is kept by hurrying: full attempts, and a
+            // backoff up to a minute.
             let seconds_left = held.map_or(0, |held| held.not_after - now());
-            match self.attempt(seconds_left).await {
+            let time_left = if seconds_left > 0 {
+                seconds_left
+            } else {
+                i64::MAX
+            };
+            match self.attempt(time_left).await {
                 Ok(new) => {
                     tracing::info!(
                         fingerprint = new.fingerprint_hex(),
@@ -178,7 +182,7 @@ impl Acme {
                         );
                     }
                     failures += 1;
-                    actix_rt::time::sleep(retry_delay(failures, seconds_left.max(4))).await;
+                    actix_rt::time::sleep(retry_delay(failures, time_left)).await;
                 }
             }
         }
@@ -257,7 +261,12 @@ impl Acme {
             .poll_certificate(&POLL)
             .await
             .map_err(|e| format!("certificate: {e}"))?;
-        state::store_identity(&self.settings.identity_file(), &key_pem, &chain_pem)
+        state::store_identity(
+            &self.settings.identity_file(),
+            &key_pem,
+            &chain_pem,
+            &self.settings.dns_names,
+        )
     }
 
     fn serve_challenges(&self) -> Result<(), String> {
@@ -283,9 +292,13 @@ impl Acme {
                 )
             })
         };
+        // An account is the CA's: one stored for another directory (the settings changed) is
+        // not used there.
         let stored = std::fs::read(self.account_file())
             .ok()
-            .and_then(|bytes| serde_json::from_slice::<AccountCredentials>(&bytes).ok());
+            .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+            .filter(|stored| stored["directory"] == self.settings.directory_url.as_str())
+            .and_then(|stored| serde_json::from_value::<AccountCredentials>(stored).ok());
         if let Some(credentials) = stored {
             return builder()?
                 .from_credentials(credentials)

@@ -295,6 +295,11 @@ impl WorkerSettings {
             // The identity is ACME's file, reloaded when a renewal replaces it. Expiry is
             // ACME's to warn about: it renews long before a day is left, and says so when it
             // cannot.
+            if settings.tls.reload_interval_secs == 0 {
+                return Err(WorkerError::Config(
+                    "[tls.acme] renews the certificate file: tls.reload_interval_secs must not be 0, or renewals are never presented".into(),
+                ));
+            }
             settings.tls.cert_file = Some(acme.identity_file());
             settings.tls.key_file = Some(acme.identity_file());
             settings.tls.expiry_warning_days = 0;

@@ -27,8 +27,18 @@ pub struct Pebble {
 
 impl Pebble {
     /// Starts both, issuing certificates valid for `validity_secs`, and waits until the
-    /// directory answers.
+    /// directory answers. Ports are picked free, then bound by pebble: when another process took
+    /// one in between, pebble exits, and both start again on other ports.
     pub fn start(dir: &Path, validity_secs: u64) -> Self {
+        for _ in 0..3 {
+            if let Some(started) = Self::try_start(dir, validity_secs) {
+                return started;
+            }
+        }
+        panic!("pebble could not listen on free ports three times");
+    }
+
+    fn try_start(dir: &Path, validity_secs: u64) -> Option<Self> {
         let ca = CertificateAuthority::new("Pebble TLS Root", "Tests", time::Duration::days(1))
             .expect("pebble's TLS root");
         let server = ca
@@ -85,7 +95,7 @@ impl Pebble {
             .expect("start pebble (Debian's `pebble` package; scripts/prerequisites)");
         logs.follow(pebble.stdout.take().unwrap());
         logs.follow(pebble.stderr.take().unwrap());
-        let started = Self {
+        let mut started = Self {
             directory_url: format!("https://localhost:{acme_port}/dir"),
             tls_root,
             http01_port,
@@ -96,8 +106,12 @@ impl Pebble {
         };
         // Pebble logs its addresses before it listens on them: wait until each accepts.
         let deadline = Instant::now() + Duration::from_secs(15);
+        let exited = |child: &mut Child| !matches!(child.try_wait(), Ok(None));
         for port in [acme_port, management_port, dns_port] {
             while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+                if exited(&mut started.pebble) || exited(&mut started.challtestsrv) {
+                    return None;
+                }
                 assert!(
                     Instant::now() < deadline,
                     "pebble did not start listening on {port}:\n{}",
@@ -106,7 +120,12 @@ impl Pebble {
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
-        started
+        // What accepts may be another process on a port taken in between: then ours has exited.
+        std::thread::sleep(Duration::from_millis(300));
+        if exited(&mut started.pebble) || exited(&mut started.challtestsrv) {
+            return None;
+        }
+        Some(started)
     }
 
     /// The root and the intermediate pebble issues under (PEM), from its management API.

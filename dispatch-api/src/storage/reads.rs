@@ -219,7 +219,8 @@ pub async fn newest_certificates(
 /// The chains each client presented (leaf first, DER) that are still valid at `now` (unix
 /// seconds), or were last presented since `since` (rows of before the expiry was stored), of
 /// each of its instances the latest [`recorder::LIVE_PER_INSTANCE`], of its latest
-/// [`recorder::LIVE_INSTANCES_PER_CLIENT`] instances, whichever replica saw them: the live
+/// [`recorder::LIVE_INSTANCES_PER_CLIENT`] instances, and its latest
+/// [`recorder::LIVE_PER_CLIENT`] whatever their instance, whichever replica saw them: the live
 /// certificates a registry change is tried against. Every instance, however often another one
 /// renews; not only its last certificate: while an instance moves to a renewed certificate, a
 /// change that keeps the old one out cuts off its connections still on it. And until it
@@ -231,8 +232,9 @@ pub async fn live_certificates(
     now: i64,
 ) -> Result<Vec<Vec<Vec<u8>>>, StorageError> {
     let statement = format!(
-        "{}SELECT chain FROM ranked WHERE per_instance <= $2 AND instance_rank <= $4",
-        recorder::ranked_instances("last_seen >= $1 OR not_after >= $3")
+        "{}SELECT chain FROM ranked WHERE {}",
+        recorder::ranked_instances("last_seen >= $1 OR not_after >= $3"),
+        recorder::live_rank("$2", "$4", "$5")
     );
     let read: Result<_, sqlx::Error> = async {
         on_backend!(db, pool => {
@@ -242,6 +244,7 @@ pub async fn live_certificates(
             .bind(recorder::LIVE_PER_INSTANCE as i64)
             .bind(now)
             .bind(recorder::LIVE_INSTANCES_PER_CLIENT as i64)
+            .bind(recorder::LIVE_PER_CLIENT as i64)
             .fetch_all(pool)
             .await?;
             Ok(texts

@@ -33,7 +33,9 @@ mod prune;
 mod writer;
 
 pub use chain::{chain_from_text, chain_text};
-pub use evidence::{LIVE_INSTANCES_PER_CLIENT, LIVE_PER_INSTANCE, ranked_instances};
+pub use evidence::{
+    LIVE_INSTANCES_PER_CLIENT, LIVE_PER_CLIENT, LIVE_PER_INSTANCE, live_rank, ranked_instances,
+};
 use evidence::{Presented, RefusedByClient, note_presented, note_refused};
 
 /// One authenticated request, for the migration report.

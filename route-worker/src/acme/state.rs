@@ -16,16 +16,27 @@ pub struct Held {
     pub fingerprint: [u8; 32],
 }
 
+/// Names as compared: lower case, sorted.
+pub fn sorted_names(names: &[String]) -> Vec<String> {
+    let mut names: Vec<String> = names.iter().map(|n| n.to_ascii_lowercase()).collect();
+    names.sort();
+    names
+}
+
 /// The DNS names (dNSName SANs) of the certificate in `path`, sorted.
 pub fn held_names(path: &Path) -> Vec<String> {
-    use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
-    let Some(Ok(leaf)) = CertificateDer::pem_file_iter(path)
+    match CertificateDer::pem_file_iter(path)
         .ok()
         .and_then(|mut i| i.next())
-    else {
-        return Vec::new();
-    };
-    let Ok((_, cert)) = X509Certificate::from_der(&leaf) else {
+    {
+        Some(Ok(leaf)) => leaf_names(&leaf),
+        _ => Vec::new(),
+    }
+}
+
+fn leaf_names(leaf: &CertificateDer<'_>) -> Vec<String> {
+    use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+    let Ok((_, cert)) = X509Certificate::from_der(leaf) else {
         return Vec::new();
     };
     let mut names: Vec<String> = cert
@@ -66,18 +77,25 @@ pub fn prepare(dir: &Path) -> std::io::Result<()> {
 
 /// Replaces `path` with `bytes` at once: a reader sees the old file or the new one, never half.
 pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let temporary = path.with_extension("partial");
+    // A new file of a name of its own: never one already there (a link planted beside, or a
+    // file with other permissions), never another writer's.
+    let temporary = path.with_extension(format!("partial-{:016x}", fastrand::u64(..)));
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    options.write(true).create_new(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
     let mut file = options.open(&temporary)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    std::fs::rename(&temporary, path)?;
+    let written = file
+        .write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .and_then(|()| std::fs::rename(&temporary, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    written?;
     if let Some(dir) = path.parent() {
         // The rename itself, durable.
         std::fs::File::open(dir)?.sync_all()?;
@@ -103,13 +121,29 @@ fn describe(leaf: &CertificateDer<'_>) -> Option<Held> {
 }
 
 /// Stores a newly issued chain with its key as one file, after checking that the key is the
-/// certificate's: a renewal replaces both at once, and nothing broken replaces a good pair.
-pub fn store_identity(path: &Path, key_pem: &str, chain_pem: &str) -> Result<Held, String> {
+/// certificate's, that it names exactly `dns_names` and that it is valid now: a renewal replaces
+/// both at once, and nothing broken (or not what was ordered) replaces a good pair.
+pub fn store_identity(
+    path: &Path,
+    key_pem: &str,
+    chain_pem: &str,
+    dns_names: &[String],
+) -> Result<Held, String> {
     let chain = CertificateDer::pem_slice_iter(chain_pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("the issued chain cannot be read: {e}"))?;
     let leaf = chain.first().ok_or("the CA issued an empty chain")?;
     let held = describe(leaf).ok_or("the issued certificate cannot be parsed")?;
+    if leaf_names(leaf) != sorted_names(dns_names) {
+        return Err(format!(
+            "the CA issued a certificate for {:?}, not for {dns_names:?}",
+            leaf_names(leaf)
+        ));
+    }
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    if now >= held.not_after || now < held.not_before - 300 {
+        return Err("the CA issued a certificate that is not valid now".into());
+    }
     let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
         .map_err(|e| format!("the certificate's key cannot be read: {e}"))?;
     let provider = rustls::crypto::ring::default_provider();
@@ -130,14 +164,16 @@ mod tests {
         CertificateAuthority::new("ACME Test CA", "Test", time::Duration::days(1)).unwrap()
     }
 
+    /// What the tests order: one name.
+    fn names() -> Vec<String> {
+        vec!["worker.internal".into()]
+    }
+
+    /// A certificate for `worker.internal` whose CN is `name` (the key tells them apart).
     fn issued(ca: &CertificateAuthority, name: &str) -> (String, String) {
-        let leaf = ca
-            .issue(&LeafSpec::new(
-                name,
-                Usage::Client,
-                time::Duration::hours(1),
-            ))
-            .unwrap();
+        let mut spec = LeafSpec::new(name, Usage::Client, time::Duration::hours(1));
+        spec.dns_names = names();
+        let leaf = ca.issue(&spec).unwrap();
         (leaf.key_pem, leaf.cert_pem)
     }
 
@@ -147,7 +183,7 @@ mod tests {
         let path = dir.path().join("identity.pem");
         let ca = ca();
         let (key, chain) = issued(&ca, "worker.internal");
-        let held = store_identity(&path, &key, &chain).unwrap();
+        let held = store_identity(&path, &key, &chain, &names()).unwrap();
         assert_eq!(super::held(&path), Some(held));
         assert!(held.not_after > held.not_before);
         #[cfg(unix)]
@@ -167,7 +203,13 @@ mod tests {
         let mut spec = LeafSpec::new("worker", Usage::Client, time::Duration::hours(1));
         spec.dns_names = vec!["b.internal".into(), "A.internal".into()];
         let leaf = ca().issue(&spec).unwrap();
-        store_identity(&path, &leaf.key_pem, &leaf.cert_pem).unwrap();
+        store_identity(
+            &path,
+            &leaf.key_pem,
+            &leaf.cert_pem,
+            &["B.internal".into(), "a.internal".into()],
+        )
+        .unwrap();
         assert_eq!(held_names(&path), ["a.internal", "b.internal"]);
     }
 
@@ -177,11 +219,14 @@ mod tests {
         let path = dir.path().join("identity.pem");
         let ca = ca();
         let (key, chain) = issued(&ca, "worker.internal");
-        let stored = store_identity(&path, &key, &chain).unwrap();
+        let stored = store_identity(&path, &key, &chain, &names()).unwrap();
         let (other_key, _) = issued(&ca, "other.internal");
-        let error = store_identity(&path, &other_key, &chain).unwrap_err();
+        let error = store_identity(&path, &other_key, &chain, &names()).unwrap_err();
         assert!(error.contains("not for this key"), "{error}");
-        assert!(store_identity(&path, &key, "").is_err());
+        assert!(store_identity(&path, &key, "", &names()).is_err());
+        // Not what was ordered: other names.
+        let error = store_identity(&path, &key, &chain, &["x.internal".into()]).unwrap_err();
+        assert!(error.contains("not for [\"x.internal\"]"), "{error}");
         assert_eq!(super::held(&path), Some(stored));
     }
 }

@@ -293,11 +293,13 @@ fn acme_without_a_required_key_is_refused_naming_it() {
 }
 
 #[test]
-fn acme_refuses_plain_http_wildcards_and_certificate_files_beside_it() {
+fn acme_refuses_plain_http_wildcards_certificate_files_beside_it_and_no_reloading() {
     let plain = ACME.replace("https://ca.internal", "http://ca.internal");
     assert!(config_error(load(&format!("{REQUIRED}{plain}"), &[])).contains("must be https://"));
     let wildcard = ACME.replace("'worker.dispatch.internal'", "'*.dispatch.internal'");
     assert!(config_error(load(&format!("{REQUIRED}{wildcard}"), &[])).contains("no wildcards"));
     let both = format!("{REQUIRED}cert_file = 'w.pem'\nkey_file = 'w.key'\n{ACME}");
     assert!(config_error(load(&both, &[])).contains("leave tls.cert_file"));
+    let never_reloaded = format!("{REQUIRED}reload_interval_secs = 0\n{ACME}");
+    assert!(config_error(load(&never_reloaded, &[])).contains("must not be 0"));
 }

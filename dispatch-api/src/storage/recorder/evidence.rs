@@ -38,12 +38,19 @@ pub const LIVE_INSTANCES_PER_CLIENT: usize = 16;
 /// flight still on the last) and after a rollback both are live.
 pub const LIVE_PER_INSTANCE: usize = 2;
 
+/// Certificates of each client a registry change is tried against whatever their instance:
+/// the ones it presented last. With the instances' own, no rule of before is lost: replicas
+/// behind one network address and one name count as one instance, and their last eight stay.
+pub const LIVE_PER_CLIENT: usize = 8;
+
 /// The rows of `presented_certificates` that `filter` (an SQL condition) keeps, each with
-/// `per_instance` (its rank among its instance's certificates, the most recently seen first)
-/// and `instance_rank` (its instance's rank among the client's, by their latest sight): the
-/// live certificates are those within [`LIVE_PER_INSTANCE`] and [`LIVE_INSTANCES_PER_CLIENT`],
-/// and pruning deletes the others. An instance is a source network and the names its
-/// certificate carries; a row of before those columns is an instance of its own.
+/// `per_instance` (its rank among its instance's certificates, the most recently seen first),
+/// `instance_rank` (its instance's rank among the client's, by their latest sight) and
+/// `per_client` (its rank among all the client's certificates, the most recently seen first):
+/// the live certificates are those within [`LIVE_PER_INSTANCE`] of one of the client's latest
+/// [`LIVE_INSTANCES_PER_CLIENT`] instances, or within its latest [`LIVE_PER_CLIENT`]; pruning
+/// deletes the others. An instance is a source network and the names its certificate carries
+/// with its issuer; a row of before those columns is an instance of its own.
 pub fn ranked_instances(filter: &str) -> String {
     format!(
         "WITH instances AS (\
@@ -52,14 +59,22 @@ pub fn ranked_instances(filter: &str) -> String {
              ROW_NUMBER() OVER (PARTITION BY client, network, COALESCE(names, fingerprint) \
                ORDER BY last_seen DESC, fingerprint) AS per_instance, \
              MAX(last_seen) OVER (PARTITION BY client, network, COALESCE(names, fingerprint)) \
-               AS instance_seen \
+               AS instance_seen, \
+             ROW_NUMBER() OVER (PARTITION BY client ORDER BY last_seen DESC, fingerprint) \
+               AS per_client \
            FROM presented_certificates WHERE {filter}), \
          ranked AS (\
-           SELECT client, fingerprint, chain, per_instance, \
+           SELECT client, fingerprint, chain, per_instance, per_client, \
              DENSE_RANK() OVER (PARTITION BY client \
                ORDER BY instance_seen DESC, network, names) AS instance_rank \
            FROM instances) "
     )
+}
+
+/// The condition on `ranked` ([`ranked_instances`]) of a live certificate, with `$a`, `$b` and
+/// `$c` bound to [`LIVE_PER_INSTANCE`], [`LIVE_INSTANCES_PER_CLIENT`] and [`LIVE_PER_CLIENT`].
+pub fn live_rank(a: &str, b: &str, c: &str) -> String {
+    format!("((per_instance <= {a} AND instance_rank <= {b}) OR per_client <= {c})")
 }
 
 /// Distinct certificates one usage row keeps between two writes (half a second apart): a
@@ -72,9 +87,9 @@ pub(super) const MAX_PRESENTED: usize = 16;
 /// this bounds a registry of millions too.
 const MAX_REFUSED_CLIENTS: usize = 4096;
 
-/// The names a certificate carries (its CNs, DNS names and URIs, sorted), which with its source
-/// network tell one instance of a client from another: a renewal keeps them, another instance
-/// elsewhere (or with names of its own) has others. Empty for a leaf that does not parse.
+/// The names a certificate carries (its issuer, then its CNs, DNS names and URIs, sorted), which
+/// with its source network tell one instance of a client from another: a renewal keeps them,
+/// another instance elsewhere (or with names of its own) has others. Empty for a leaf that does not parse.
 pub(super) fn instance_names(chain: &[Vec<u8>]) -> String {
     let Some(leaf) = chain
         .first()
@@ -89,7 +104,9 @@ pub(super) fn instance_names(chain: &[Vec<u8>]) -> String {
         .collect();
     names.sort_unstable();
     names.dedup();
-    let mut joined = names.join(",");
+    // The issuer too: an instance moved to another CA under the same names is another instance
+    // until the old one's certificate is gone.
+    let mut joined = format!("{}|{}", leaf.issuer.as_str(), names.join(","));
     // A bound on the column: the names of one instance, not a list of thousands.
     if joined.len() > MAX_NAMES_BYTES {
         let mut end = MAX_NAMES_BYTES;

@@ -3,13 +3,15 @@
 
 use std::time::Duration;
 
-use super::{LIVE_INSTANCES_PER_CLIENT, LIVE_PER_INSTANCE, NETWORKS_PER_CLIENT, ranked_instances};
+use super::{
+    LIVE_INSTANCES_PER_CLIENT, LIVE_PER_CLIENT, LIVE_PER_INSTANCE, NETWORKS_PER_CLIENT, live_rank,
+    ranked_instances,
+};
 use crate::storage::{Backend, Db, on_backend};
 
 /// Deletes audit rows and refusal counts older than `retention` (if set), and presented
-/// certificates not seen within `live_window` and expired (or of unknown expiry), or past the
-/// latest [`LIVE_PER_INSTANCE`] of their instance or the client's latest
-/// [`LIVE_INSTANCES_PER_CLIENT`] instances (no tryout reads them), a few thousand rows per short
+/// certificates not seen within `live_window` and expired (or of unknown expiry), or that no
+/// tryout reads any more (see [`keep_live_instances`]), a few thousand rows per short
 /// transaction, so that a large backlog never holds SQLite's write lock long enough to delay
 /// plans.
 pub(super) async fn prune(pool: &Db, retention: Option<Duration>, live_window: Duration) {
@@ -96,26 +98,29 @@ pub(super) async fn prune(pool: &Db, retention: Option<Duration>, live_window: D
     .await;
 }
 
-/// Deletes each instance's certificates past its latest [`LIVE_PER_INSTANCE`], and each
-/// client's instances past its latest [`LIVE_INSTANCES_PER_CLIENT`]: an instance renewing every
-/// few minutes adds a row each time, and the one before it is no longer evidence.
+/// Deletes each client's certificates that are neither among the latest [`LIVE_PER_INSTANCE`]
+/// of one of its latest [`LIVE_INSTANCES_PER_CLIENT`] instances nor among its latest
+/// [`LIVE_PER_CLIENT`]: an instance renewing every few minutes adds a row each time, and the
+/// one before it is no longer evidence.
 async fn keep_live_instances(pool: &Db) {
     let statement = format!(
         "{}DELETE FROM presented_certificates WHERE (client, fingerprint) IN \
-         (SELECT client, fingerprint FROM ranked WHERE per_instance > $1 OR instance_rank > $2)",
-        ranked_instances("TRUE")
+         (SELECT client, fingerprint FROM ranked WHERE NOT {})",
+        ranked_instances("TRUE"),
+        live_rank("$1", "$2", "$3")
     );
     // The statement is this module's text, not input.
     let statement = sqlx::AssertSqlSafe(statement.as_str());
     let deleted = on_backend!(pool, pool => sqlx::query(statement)
         .bind(LIVE_PER_INSTANCE as i64)
         .bind(LIVE_INSTANCES_PER_CLIENT as i64)
+        .bind(LIVE_PER_CLIENT as i64)
         .execute(pool)
         .await
         .map(|done| done.rows_affected()));
     let kept = format!(
-        "each instance's latest {LIVE_PER_INSTANCE} and each client's latest \
-         {LIVE_INSTANCES_PER_CLIENT} instances"
+        "each instance's latest {LIVE_PER_INSTANCE} of each client's latest \
+         {LIVE_INSTANCES_PER_CLIENT} instances, and each client's latest {LIVE_PER_CLIENT}"
     );
     log_pruned("presented_certificates", deleted, &kept);
 }
@@ -197,7 +202,8 @@ mod tests {
             .bind(not_after)
             .execute(sqlite)
         };
-        // One instance renewing ten times: its latest two stay.
+        // One instance renewing ten times: the client's latest eight stay (its own latest two
+        // among them).
         for n in 0..10 {
             placed("renewing", n, now - n, "10.0.1.0/24".into())
                 .await
@@ -246,17 +252,17 @@ mod tests {
         };
         assert_eq!(
             of("renewing"),
-            (0..LIVE_PER_INSTANCE as i64)
+            (0..LIVE_PER_CLIENT as i64)
                 .map(fingerprint)
                 .collect::<Vec<_>>(),
-            "an instance's latest two"
+            "a client's latest eight"
         );
         assert_eq!(
             of("spread"),
             (0..LIVE_INSTANCES_PER_CLIENT as i64)
                 .map(fingerprint)
                 .collect::<Vec<_>>(),
-            "a client's latest sixteen instances"
+            "a client's latest sixteen instances (its latest eight among them)"
         );
         assert_eq!(of("legacy").len(), 3);
         assert_eq!(of("fresh"), [fingerprint(0)]);
