@@ -4,8 +4,8 @@
 //! belongs to the client (or clients) its bindings name; a registry change must not capture it
 //! meanwhile. Each is kept (`presented_certificates`) until it expires, with the network it was
 //! last presented from and the names it carries: what tells one instance of a client from
-//! another, so that the tryout reads the newest certificate of each instance however often one
-//! of them renews (see [`LIVE_INSTANCES_PER_CLIENT`]).
+//! another, so that the tryout reads the newest certificates of each instance however often
+//! another renews (see [`ranked_instances`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -26,11 +26,11 @@ pub(super) struct Presented {
 }
 
 /// Instances of a client whose certificates a registry change is tried against, at most: the
-/// newest certificate of each (an instance: a source network and the names its certificate
-/// carries), the most recently seen instances first. An instance renewing every few minutes
-/// adds one certificate after another, each replacing the last as its evidence, so it never
-/// crowds the others out. Each tried costs a chain verification on every admin change; older
-/// certificates of an instance, and instances past these, are pruned hourly.
+/// newest certificates of each (an instance: a source network and the names its certificate
+/// carries, with its issuer; see [`LIVE_PER_INSTANCE`]), the most recently seen instances
+/// first. An instance renewing every few minutes adds one certificate after another, each
+/// replacing an earlier one as its evidence, so it never crowds the others out. Each tried
+/// costs a chain verification on every admin change; what no tryout reads is pruned hourly.
 pub const LIVE_INSTANCES_PER_CLIENT: usize = 16;
 
 /// Certificates of one instance a registry change is tried against: its newest two by last
