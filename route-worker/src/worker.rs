@@ -73,16 +73,26 @@ pub async fn run(client: &DispatchClient, input: &InputSettings) -> Result<(), W
     }
 }
 
+/// The stop files waiting in `dir`: `*.json` and `*.csv`, never a hidden one (`.name.json`), the
+/// name a writer gives a file it is still writing before it renames it into place.
 fn pending_files(dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .into_iter()
         .flatten()
         .flatten()
         .map(|entry| entry.path())
-        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "json" || e == "csv"))
+        .filter(|p| p.is_file() && is_stop_file(p))
         .collect();
     files.sort();
     files
+}
+
+fn is_stop_file(path: &Path) -> bool {
+    let visible = path
+        .file_name()
+        .and_then(|name| name.to_str())
+        .is_some_and(|name| !name.starts_with('.'));
+    visible && path.extension().is_some_and(|e| e == "json" || e == "csv")
 }
 
 fn move_into(file: &Path, dir: &Path) {
@@ -105,4 +115,25 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = tokio::signal::ctrl_c().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stop_files_are_visible_json_or_csv_files_never_one_still_being_written_under_a_hidden_name()
+     {
+        for (name, taken) in [
+            ("plan.json", true),
+            ("stops.csv", true),
+            (".plan.json", false),
+            (".stops.csv", false),
+            ("plan.json.tmp", false),
+            ("notes.txt", false),
+            ("json", false),
+        ] {
+            assert_eq!(is_stop_file(Path::new("inbox").join(name).as_path()), taken, "{name}");
+        }
+    }
 }

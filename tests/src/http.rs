@@ -318,11 +318,32 @@ impl Connection {
     }
 }
 
-/// A free port on 127.0.0.1 (bound, read, released) for a server that starts later.
+/// A free port on 127.0.0.1 for a server that starts later (another process, seconds on): one
+/// below the kernel's ephemeral range, which no port-0 server and no outgoing connection of the
+/// tests running beside it can take in between (as they could take a port-0 pick).
 pub fn free_port() -> u16 {
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let low = 10_000.min(ephemeral_low / 2);
+    for _ in 0..1000 {
+        let port = low + random_u16() % (ephemeral_low - low);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// Random enough to spread the tests' picks: std's hasher keys are random per process.
+fn random_u16() -> u16 {
+    use std::hash::{BuildHasher, Hasher};
+    std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish() as u16
 }

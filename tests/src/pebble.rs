@@ -27,8 +27,8 @@ pub struct Pebble {
 
 impl Pebble {
     /// Starts both, issuing certificates valid for `validity_secs`, and waits until the
-    /// directory answers. Ports are picked free, then bound by pebble: when another process took
-    /// one in between, pebble exits, and both start again on other ports.
+    /// directory answers. Ports are picked free (see [`free_port`]), then bound by pebble: when
+    /// another process took one in between, pebble exits, and both start again on other ports.
     pub fn start(dir: &Path, validity_secs: u64) -> Self {
         for _ in 0..3 {
             if let Some(started) = Self::try_start(dir, validity_secs) {
