@@ -46,7 +46,7 @@ pub use guard_start::GuardStart;
 pub use guard_watch::watch_guards;
 pub use keys::Rotation;
 pub use readiness::{Gap, readiness_gaps};
-pub use renewal::{RenewalState, renewal_state};
+pub use renewal::{RenewalState, pin_breaks_at_renewal, renewal_state};
 pub use reopening::Reopening;
 pub use snapshot::{CertMatchFailure, RegistrySnapshot};
 pub use store::Registry;

@@ -154,13 +154,22 @@ fn certificates(seen: &Observed<'_>) -> Vec<Check> {
 }
 
 /// Whether each client's certificates are being renewed (judged by the server on the newest one
-/// any of its instances presented): one not renewed fails, one due is shown.
+/// any of its instances presented): one not renewed fails, one due is shown; so fails a client
+/// pinned to fingerprints of short-lived certificates, which refuses its own next renewal.
 fn renewals(seen: &Observed<'_>) -> Vec<Check> {
     let mut out = Vec::new();
     for client in &seen.clients.clients {
         let Some(renewal) = &client.renewal else {
             continue;
         };
+        if renewal.pin_breaks_at_renewal {
+            out.push(Check::fail(format!(
+                "{} pins certificate fingerprints but its certificates live {} s: its next \
+                 renewal is refused; bind it by name (dns_name, subject_cn or spiffe_id) and \
+                 issuer instead",
+                client.name, renewal.lifetime_secs
+            )));
+        }
         let newest = renewal.newest_not_after.as_deref().unwrap_or("-");
         let text = |what: &str| {
             format!(
@@ -358,6 +367,7 @@ mod tests {
                 newest_not_after: Some("2026-12-07T22:00:00Z".into()),
                 seconds_left,
                 lifetime_secs: 90,
+                pin_breaks_at_renewal: false,
             })
         };
         let mut current = client("current", MigrationMode::Mtls, 0, 1, None);
@@ -387,6 +397,28 @@ mod tests {
             "{checks:?}"
         );
         assert!(!checks.iter().any(|c| c.text.starts_with("current's")));
+    }
+
+    #[test]
+    fn a_client_pinned_to_fingerprints_of_short_lived_certificates_fails() {
+        let mut pinned = client("pinned", MigrationMode::Mtls, 0, 1, None);
+        pinned.renewal = Some(dispatch_types::Renewal {
+            state: RenewalState::Current,
+            newest_not_after: Some("2026-12-07T22:00:00Z".into()),
+            seconds_left: 80,
+            lifetime_secs: 90,
+            pin_breaks_at_renewal: true,
+        });
+        let clients = ClientList {
+            clients: vec![pinned],
+        };
+        let migration = report(&[], &[]);
+        assert_eq!(
+            failed(&checks(&observed(&clients, &migration, None))),
+            [
+                "pinned pins certificate fingerprints but its certificates live 90 s: its next renewal is refused; bind it by name (dns_name, subject_cn or spiffe_id) and issuer instead"
+            ]
+        );
     }
 
     #[test]

@@ -213,17 +213,24 @@ fn footer(migration: &MigrationReport, paint: Paint) -> String {
     format!("listener client_auth: {client_auth}; {required}\n")
 }
 
-/// A client's renewal health when it needs attention (due, not renewed, expired), in words.
+/// A client's renewal health when it needs attention (due, not renewed, expired, or a pin its
+/// next renewal breaks), in words.
 pub fn renewal_line(client: &str, renewal: &Renewal) -> Option<String> {
     let newest = or_dash(renewal.newest_not_after.as_deref());
     let state = match renewal.state {
-        RenewalState::Current => return None,
+        RenewalState::Current if !renewal.pin_breaks_at_renewal => return None,
+        RenewalState::Current => "current",
         RenewalState::Due => "due",
         RenewalState::NotRenewed => "NOT RENEWED",
         RenewalState::Expired => "EXPIRED, not renewed",
     };
+    let pinned = if renewal.pin_breaks_at_renewal {
+        "; PINNED to fingerprints: its next renewal is refused"
+    } else {
+        ""
+    };
     Some(format!(
-        "renewal {client}: {state}: newest certificate until {newest} ({} s left of {} s)",
+        "renewal {client}: {state}: newest certificate until {newest} ({} s left of {} s){pinned}",
         renewal.seconds_left, renewal.lifetime_secs
     ))
 }
@@ -445,8 +452,17 @@ pub(crate) mod tests {
             newest_not_after: Some("2026-12-07T22:00:00Z".into()),
             seconds_left: 5,
             lifetime_secs: 90,
+            pin_breaks_at_renewal: false,
         };
         assert_eq!(renewal_line("w", &renewal(RenewalState::Current)), None);
+        let pinned = Renewal {
+            pin_breaks_at_renewal: true,
+            ..renewal(RenewalState::Current)
+        };
+        assert_eq!(
+            renewal_line("w", &pinned).unwrap(),
+            "renewal w: current: newest certificate until 2026-12-07T22:00:00Z (5 s left of 90 s); PINNED to fingerprints: its next renewal is refused"
+        );
         assert_eq!(
             renewal_line("w", &renewal(RenewalState::NotRenewed)).unwrap(),
             "renewal w: NOT RENEWED: newest certificate until 2026-12-07T22:00:00Z (5 s left of 90 s)"

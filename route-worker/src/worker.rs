@@ -123,7 +123,7 @@ mod tests {
 
     #[test]
     fn stop_files_are_visible_json_or_csv_files_never_one_still_being_written_under_a_hidden_name()
-     {
+    {
         for (name, taken) in [
             ("plan.json", true),
             ("stops.csv", true),
@@ -133,7 +133,11 @@ mod tests {
             ("notes.txt", false),
             ("json", false),
         ] {
-            assert_eq!(is_stop_file(Path::new("inbox").join(name).as_path()), taken, "{name}");
+            assert_eq!(
+                is_stop_file(Path::new("inbox").join(name).as_path()),
+                taken,
+                "{name}"
+            );
         }
     }
 }

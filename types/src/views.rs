@@ -69,6 +69,10 @@ pub struct Renewal {
     pub seconds_left: i64,
     /// Its lifetime: short-lived certificates are renewed, not pinned.
     pub lifetime_secs: i64,
+    /// A binding of this client pins certificate fingerprints while its certificates are
+    /// short-lived (10 days or less): its next renewal is refused until it is pinned too.
+    #[serde(default)]
+    pub pin_breaks_at_renewal: bool,
 }
 
 /// One client as `GET /admin/clients/{name}` shows it.

@@ -4,6 +4,10 @@
 //! has been seen when it is within `migration.renewal_warning_secs` of its end, the renewal has
 //! stopped somewhere, and the client is about to be refused. Pure, for its decision table; the
 //! admin API shows it, dispatchctl's `status` and `check` read it.
+//!
+//! A client pinned to certificate fingerprints whose certificates are short-lived is warned
+//! about too: each renewal brings a certificate the pin does not name, refused until the
+//! operator pins it, so the pin turns every renewal into an outage.
 
 pub use dispatch_types::RenewalState;
 
@@ -25,6 +29,17 @@ pub fn renewal_state(not_before: i64, not_after: i64, now: i64, warning_secs: u6
     } else {
         RenewalState::Current
     }
+}
+
+/// The longest lifetime still "short-lived": Let's Encrypt's short-lived profile is 6 days,
+/// step-ca's default a day, an internal ACME CA's often hours; a pin on 90-day certificates is
+/// a rotation the operator plans, one on these is an outage every few days.
+pub const SHORT_LIVED_SECS: i64 = 10 * 24 * 3600;
+
+/// Whether a client with `pinned` bindings (certificate fingerprints) will refuse its own next
+/// certificate: its newest one lives `lifetime_secs`, short enough to be renewed, not re-pinned.
+pub fn pin_breaks_at_renewal(pinned: bool, lifetime_secs: i64) -> bool {
+    pinned && lifetime_secs <= SHORT_LIVED_SECS
 }
 
 #[cfg(test)]
@@ -57,5 +72,27 @@ mod tests {
         // A certificate whose end is before its start: expired at its end.
         assert_eq!(renewal_state(1090, 1000, 999, 0), Current);
         assert_eq!(renewal_state(1090, 1000, 1000, 0), Expired);
+    }
+
+    #[test]
+    fn a_fingerprint_pin_breaks_at_renewal_only_on_short_lived_certificates() {
+        // (pinned, lifetime, warned)
+        let day = 24 * 3600;
+        let table = [
+            (true, 90, true),
+            (true, day, true),
+            (true, SHORT_LIVED_SECS, true),
+            (true, SHORT_LIVED_SECS + 1, false),
+            (true, 90 * day, false),
+            (false, 90, false),
+            (false, 90 * day, false),
+        ];
+        for (pinned, lifetime, warned) in table {
+            assert_eq!(
+                pin_breaks_at_renewal(pinned, lifetime),
+                warned,
+                "{pinned} {lifetime}"
+            );
+        }
     }
 }

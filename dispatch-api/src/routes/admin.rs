@@ -21,7 +21,8 @@ use crate::error::ApiError;
 use crate::identity::AuthMethod;
 use crate::policy::Operator;
 use crate::registry::{
-    ApiKey, CertBinding, Change, Client, ClientName, Gap, Tryout, readiness_gaps, renewal_state,
+    ApiKey, CertBinding, Change, Client, ClientName, Gap, Tryout, pin_breaks_at_renewal,
+    readiness_gaps, renewal_state,
 };
 use crate::routes::endpoint::Endpoint;
 use crate::state::AppState;
@@ -284,9 +285,14 @@ pub(crate) fn usage_view(usage: Option<&Usage>) -> UsageView {
 }
 
 /// A client's renewal health from its newest certificate (`storage::newest_certificates`).
-pub(crate) fn renewal_view(newest: Option<&(i64, i64)>, state: &AppState) -> Option<Renewal> {
+pub(crate) fn renewal_view(
+    client: &Client,
+    newest: Option<&(i64, i64)>,
+    state: &AppState,
+) -> Option<Renewal> {
     let &(not_before, not_after) = newest?;
     let now = now_unix();
+    let pinned = client.bindings.iter().any(|b| !b.fingerprints.is_empty());
     Some(Renewal {
         state: renewal_state(
             not_before,
@@ -297,6 +303,7 @@ pub(crate) fn renewal_view(newest: Option<&(i64, i64)>, state: &AppState) -> Opt
         newest_not_after: crate::routes::rfc3339(not_after),
         seconds_left: not_after - now,
         lifetime_secs: not_after - not_before,
+        pin_breaks_at_renewal: pin_breaks_at_renewal(pinned, not_after - not_before),
     })
 }
 

@@ -778,3 +778,88 @@ async fn check_and_status_catch_a_client_whose_newest_certificate_is_not_being_r
     let run = ctl(&app, &["check", "--warning-days", "0"]).await;
     assert_eq!(run.code, 0, "{}", run.stdout);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_status_and_the_admin_answer_warn_of_a_fingerprint_pin_on_short_lived_certificates() {
+    let app = spawn_app().await;
+    // route-worker renews daily (as an internal ACME CA would have it), and is pinned to today's.
+    let daily = app.pki.issue(
+        &app.pki.ca,
+        &e2e::devpki::LeafSpec::workload("route-worker", time::Duration::days(1)),
+    );
+    let seen = app
+        .request(Some(&daily), Request::get("/api/whoami"))
+        .await
+        .unwrap();
+    assert_eq!(seen.status, 200, "{}", seen.text());
+    let bind = |fingerprints: Vec<&str>| {
+        Request::put("/admin/clients/route-worker/bindings").json(&serde_json::json!({
+            "bindings": [{
+                "issuer": "CN=Dispatch Dev Internal CA, O=Dispatch Dev",
+                "subject_cn": "route-worker",
+                "fingerprints": fingerprints,
+            }],
+            "reason": "pin test",
+        }))
+    };
+    let pinned = app.admin(bind(vec![&daily.fingerprint])).await;
+    assert_eq!(pinned.status, 200, "{}", pinned.text());
+    assert_eq!(
+        pinned.json()["renewal"]["pin_breaks_at_renewal"],
+        true,
+        "the answer to the pin warns: {}",
+        pinned.text()
+    );
+    let run = ctl(&app, &["check", "--warning-days", "0"]).await;
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    assert!(
+        run.stdout.lines().any(|line| line
+            .starts_with("✗ route-worker pins certificate fingerprints but its certificates live")),
+        "{}",
+        run.stdout
+    );
+    let status = ctl(&app, &["status"]).await;
+    assert!(
+        status
+            .stdout
+            .contains("PINNED to fingerprints: its next renewal is refused"),
+        "{}",
+        status.stdout
+    );
+    // Bound by name and issuer alone: renewals are this client's, and the check passes.
+    let unpinned = app.admin(bind(vec![])).await;
+    assert_eq!(unpinned.status, 200, "{}", unpinned.text());
+    assert_eq!(unpinned.json()["renewal"]["pin_breaks_at_renewal"], false);
+    let run = ctl(&app, &["check", "--warning-days", "0"]).await;
+    assert_eq!(run.code, 0, "{}", run.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fingerprint_pin_on_long_lived_certificates_is_a_planned_rotation_and_not_warned_about() {
+    let app = spawn_app().await;
+    let yearly = app.pki.issue(
+        &app.pki.ca,
+        &e2e::devpki::LeafSpec::workload("route-worker", time::Duration::days(365)),
+    );
+    let seen = app
+        .request(Some(&yearly), Request::get("/api/whoami"))
+        .await
+        .unwrap();
+    assert_eq!(seen.status, 200, "{}", seen.text());
+    let pinned = app
+        .admin(
+            Request::put("/admin/clients/route-worker/bindings").json(&serde_json::json!({
+                "bindings": [{
+                    "issuer": "CN=Dispatch Dev Internal CA, O=Dispatch Dev",
+                    "subject_cn": "route-worker",
+                    "fingerprints": [yearly.fingerprint],
+                }],
+                "reason": "pin test",
+            })),
+        )
+        .await;
+    assert_eq!(pinned.status, 200, "{}", pinned.text());
+    assert_eq!(pinned.json()["renewal"]["pin_breaks_at_renewal"], false);
+    let run = ctl(&app, &["check", "--warning-days", "0"]).await;
+    assert_eq!(run.code, 0, "{}", run.stdout);
+}

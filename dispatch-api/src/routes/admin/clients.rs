@@ -43,7 +43,7 @@ pub async fn list_clients(
         .iter()
         .map(|c| {
             let name = c.name.as_str();
-            let renewal = renewal_view(newest.get(name), &state);
+            let renewal = renewal_view(c, newest.get(name), &state);
             client_view(c, usage.get(name), renewal)
         })
         .collect();
@@ -305,7 +305,7 @@ async fn shown(state: &AppState, name: &ClientName) -> Result<ClientView, ApiErr
         .client(name)
         .cloned()
         .ok_or(ApiError::NotFound)?;
-    let renewal = renewal_view(newest.get(name.as_str()), state);
+    let renewal = renewal_view(&client, newest.get(name.as_str()), state);
     Ok(client_view(&client, usage.get(name.as_str()), renewal))
 }
 
