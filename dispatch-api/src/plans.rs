@@ -18,6 +18,14 @@ pub struct PlanLimits {
 /// name is an error, not a silently dropped value.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(json!({
+    "route_id": "north-2026-11-23", "team": "north", "planned_date": "2026-11-23",
+    "stops": [
+        {"id": "depot", "latitude": 52.37, "longitude": 4.89,
+         "time_window": {"start": "08:00", "end": "10:00"}},
+        {"id": "n2", "latitude": 52.09, "longitude": 5.12},
+    ],
+})))]
 pub struct PlanRequest {
     pub route_id: String,
     pub team: String,
@@ -258,6 +266,15 @@ mod tests {
             r#"{{"route_id":"r1","team":"north","planned_date":"2026-11-23","stops":[{}]}}"#,
             stops.join(",")
         ))
+    }
+
+    #[test]
+    fn the_documented_example_is_a_valid_plan() {
+        use utoipa::PartialSchema;
+        let schema = serde_json::to_value(PlanRequest::schema()).unwrap();
+        let example: PlanRequest = serde_json::from_value(schema["examples"][0].clone()).unwrap();
+        let plan = Plan::parse(example, LIMITS).unwrap();
+        assert_eq!(plan.stops.len(), 2);
     }
 
     #[test]

@@ -1,4 +1,6 @@
-//! The admin API's requests, and the answers of its changes.
+//! The admin API's requests, and the answers of its changes. Each request type carries an
+//! example: the OpenAPI document shows it, and the route walk of the authorization tests sends
+//! it, so a new route is walked with no line of its own there.
 
 use std::collections::BTreeSet;
 
@@ -33,6 +35,10 @@ impl FlipGuard {
 
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(json!({
+    "name": "billing-exporter", "mode": "api_key", "scopes": ["plans:submit"],
+    "issue_api_key": true, "reason": "CHG-1042: billing exporter goes live",
+})))]
 pub struct RegisterClient {
     pub name: String,
     pub mode: MigrationMode,
@@ -50,6 +56,7 @@ pub struct RegisterClient {
 
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(json!({"mode": "dual", "reason": "CHG-1043: certificate deployed"})))]
 pub struct SetMode {
     pub mode: MigrationMode,
     pub reason: String,
@@ -64,6 +71,7 @@ pub struct SetMode {
 
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(json!({"disabled": true, "reason": "INC-77: paused while investigated"})))]
 pub struct SetDisabled {
     pub disabled: bool,
     pub reason: String,
@@ -71,6 +79,13 @@ pub struct SetDisabled {
 
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(json!({
+    "bindings": [{
+        "issuer": "CN=Dispatch Dev Internal CA, O=Dispatch Dev",
+        "dns_name": "billing.dispatch.internal",
+    }],
+    "reason": "CHG-1044: bound by its ACME name",
+})))]
 pub struct SetBindings {
     pub bindings: Vec<CertBindingSpec>,
     pub reason: String,
@@ -82,12 +97,14 @@ pub struct SetBindings {
 
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(json!({"reason": "INC-78: the key leaked"})))]
 pub struct KeyChange {
     pub reason: String,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(json!({"reason": "CHG-1045: quarterly rotation", "overlap_secs": 86400})))]
 pub struct KeyRotation {
     pub reason: String,
     /// How long the key being replaced stays valid (then `key_expired`); default
@@ -99,6 +116,10 @@ pub struct KeyRotation {
 
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(examples(json!({
+    "fingerprint": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+    "reason": "INC-79: the laptop holding it was stolen",
+})))]
 pub struct Revoke {
     /// A certificate's SHA-256 fingerprint: that certificate.
     pub fingerprint: Option<String>,
@@ -207,6 +228,31 @@ mod tests {
             let written = serde_json::to_value(state).unwrap();
             assert_eq!(written, state.as_str(), "{state:?}");
         }
+    }
+
+    /// The example the OpenAPI document shows for `T` (its schema's first `examples`).
+    fn example_of<T: utoipa::PartialSchema>() -> serde_json::Value {
+        let schema = serde_json::to_value(T::schema()).unwrap();
+        assert!(schema["examples"][0].is_object(), "no example: {schema}");
+        schema["examples"][0].clone()
+    }
+
+    fn reads_as<T: utoipa::PartialSchema + serde::de::DeserializeOwned>() {
+        let example = example_of::<T>();
+        if let Err(error) = serde_json::from_value::<T>(example.clone()) {
+            panic!("the example {example} is not a valid request: {error}");
+        }
+    }
+
+    #[test]
+    fn every_requests_example_is_a_request_the_server_reads() {
+        reads_as::<RegisterClient>();
+        reads_as::<SetMode>();
+        reads_as::<SetDisabled>();
+        reads_as::<SetBindings>();
+        reads_as::<KeyChange>();
+        reads_as::<KeyRotation>();
+        reads_as::<Revoke>();
     }
 
     #[test]

@@ -48,148 +48,101 @@ struct Principal {
 /// The key id the route walk names: no key's (its 404 is still past the policy).
 const PLACEHOLDER_KEY_ID: &str = "000000000000";
 
-/// A request for each route of the HTTPS listener, in the order the walk makes them: its
-/// method, its path as documented, the path requested, and a body. `routes` checks that these
-/// are exactly the routes the OpenAPI document documents (generated from the route table the
-/// listener serves), so a route added without a line here fails the walk.
-fn examples() -> Vec<(
-    &'static str,
-    &'static str,
-    String,
-    Option<serde_json::Value>,
-)> {
-    vec![
-        (
-            "POST",
-            "/api/dispatch-plans",
-            "/api/dispatch-plans".into(),
-            Some(e2e::plan("authz", 2)),
-        ),
-        (
-            "GET",
-            "/api/dispatch-plans/{id}",
-            "/api/dispatch-plans/00000000-0000-4000-8000-000000000000".into(),
-            None,
-        ),
-        ("GET", "/api/whoami", "/api/whoami".into(), None),
-        ("GET", "/admin/clients", "/admin/clients".into(), None),
-        (
-            "GET",
-            "/admin/clients/{name}",
-            "/admin/clients/route-worker".into(),
-            None,
-        ),
-        ("GET", "/admin/migration", "/admin/migration".into(), None),
-        ("GET", "/admin/audit", "/admin/audit".into(), None),
-        ("GET", "/admin/refusals", "/admin/refusals".into(), None),
-        (
-            "GET",
-            "/admin/revocations",
-            "/admin/revocations".into(),
-            None,
-        ),
-        (
-            "POST",
-            "/admin/revocations",
-            "/admin/revocations".into(),
-            Some(json!({"fingerprint": "00".repeat(32), "reason": "authz walk"})),
-        ),
-        (
-            "PUT",
-            "/admin/clients/{name}/disabled",
-            "/admin/clients/key-only/disabled".into(),
-            Some(json!({"disabled": false, "reason": "authz walk"})),
-        ),
-        (
-            "PUT",
-            "/admin/clients/{name}/bindings",
-            "/admin/clients/no-scope/bindings".into(),
-            Some(json!({
-                "bindings": [{"issuer": "CN=Dispatch Dev Internal CA, O=Dispatch Dev", "subject_cn": "no-scope"}],
-                "reason": "authz walk",
-            })),
-        ),
-        (
-            "PUT",
-            "/admin/clients/{name}/mode",
-            "/admin/clients/no-scope/mode".into(),
-            Some(json!({"mode": "dual", "reason": "authz walk"})),
-        ),
-        (
-            "POST",
-            "/admin/clients/{name}/api-key",
-            "/admin/clients/no-scope/api-key".into(),
-            Some(json!({"reason": "authz walk"})),
-        ),
-        (
-            "DELETE",
-            "/admin/clients/{name}/api-keys/{key_id}",
-            format!("/admin/clients/no-scope/api-keys/{PLACEHOLDER_KEY_ID}"),
-            Some(json!({"reason": "authz walk"})),
-        ),
-        // After the key ended by its id: what the rotation left.
-        (
-            "DELETE",
-            "/admin/clients/{name}/api-key",
-            "/admin/clients/no-scope/api-key".into(),
-            Some(json!({"reason": "authz walk"})),
-        ),
-        (
-            "POST",
-            "/admin/clients",
-            "/admin/clients".into(),
-            Some(
-                json!({"name": "walked", "mode": "api_key", "scopes": ["plans:submit"], "reason": "authz walk"}),
-            ),
-        ),
-    ]
+/// The client every `{name}` of the walk names: one of its own, none of the principals, so
+/// that what the walk does to it (its mode, keys, bindings, disabling it) changes no principal.
+const WALK_TARGET: &str = "walk-target";
+
+/// The value the walk puts in each path parameter.
+fn path_value(parameter: &str) -> &'static str {
+    match parameter {
+        "name" => WALK_TARGET,
+        "key_id" => PLACEHOLDER_KEY_ID,
+        "id" => "00000000-0000-4000-8000-000000000000",
+        other => {
+            panic!("the walk has no value for the path parameter `{other}`: add it to `path_value`")
+        }
+    }
 }
 
-/// The walk: [`examples`], each with the permission its route's tag in the document asks for,
-/// after checking that they cover exactly the documented routes of the HTTPS listener.
-async fn routes(
-    app: &TestApp,
-) -> Vec<(&'static str, String, Option<serde_json::Value>, Permission)> {
+/// `path` (as documented: `/admin/clients/{name}/mode`) with the walk's value in each parameter.
+fn walked_path(path: &str) -> String {
+    let mut walked = String::new();
+    let mut rest = path;
+    while let Some(open) = rest.find('{') {
+        let close = rest[open..].find('}').expect("a closed parameter") + open;
+        walked += &rest[..open];
+        walked += path_value(&rest[open + 1..close]);
+        rest = &rest[close + 1..];
+    }
+    walked + rest
+}
+
+fn method(name: &str) -> &'static str {
+    match name {
+        "get" => "GET",
+        "post" => "POST",
+        "put" => "PUT",
+        "delete" => "DELETE",
+        "patch" => "PATCH",
+        other => panic!("a method the walk does not know: {other}"),
+    }
+}
+
+/// One step of the walk: a route's method, the path requested, the body sent, and the
+/// permission its tag asks for.
+type Step = (&'static str, String, Option<serde_json::Value>, Permission);
+
+/// The walk: every route of the HTTPS listener the OpenAPI document documents (generated from
+/// the route table the listener serves), requested at its path with the walk's parameters and
+/// with the example its request type documents, so a new route is walked without a line here.
+async fn routes(app: &TestApp) -> Vec<Step> {
     let document = app.ops_get("/openapi.json").await.json();
-    let mut documented = std::collections::BTreeMap::new();
+    let mut walk = Vec::new();
     for (path, item) in document["paths"].as_object().unwrap() {
         if !(path.starts_with("/api/") || path.starts_with("/admin/")) {
             continue;
         }
-        for (method, operation) in item.as_object().unwrap() {
+        for (name, operation) in item.as_object().unwrap() {
             let permission = match operation["tags"][0].as_str() {
                 Some("plans") => Permission::SubmitPlans,
                 Some("identity") => Permission::Identify,
                 Some("admin") => Permission::Administer,
-                other => panic!("{method} {path}: no permission for the tag {other:?}"),
+                other => panic!("{name} {path}: no permission for the tag {other:?}"),
             };
-            documented.insert((method.to_uppercase(), path.clone()), permission);
+            let body = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+                .as_str()
+                .map(|reference| {
+                    let schema = reference.trim_start_matches("#/components/schemas/");
+                    let example = &document["components"]["schemas"][schema]["examples"][0];
+                    assert!(
+                        example.is_object(),
+                        "{name} {path}: its request `{schema}` documents no example \
+                         (`#[schema(examples(...))]`), which the walk sends"
+                    );
+                    example.clone()
+                });
+            walk.push((method(name), walked_path(path), body, permission));
         }
     }
-    let examples = examples();
-    let walked: std::collections::BTreeSet<(String, String)> = examples
-        .iter()
-        .map(|(method, path, ..)| (method.to_string(), path.to_string()))
-        .collect();
-    assert_eq!(walked.len(), examples.len(), "a route walked twice");
-    assert_eq!(
-        walked,
-        documented.keys().cloned().collect(),
-        "the walk and the documented routes differ: each route needs its line in `examples`"
-    );
-    examples
-        .into_iter()
-        .map(|(method, path, request, body)| {
-            let permission = documented[&(method.to_owned(), path.to_owned())];
-            (method, request, body, permission)
-        })
-        .collect()
+    assert!(walk.len() >= 16, "{walk:?}");
+    walk
 }
 
 /// The clients of the extra principals, registered through the admin API: an admin client in
 /// `dual` mode with a key, a client with both scopes in `dual` mode with a key, and a disabled
-/// admin client. Returns their keys.
+/// admin client; and the walk's target, with a key. Returns the principals' keys.
 async fn register_multi_credential_clients(app: &TestApp) -> [String; 2] {
+    let target = json!({
+        "name": WALK_TARGET,
+        "mode": "api_key",
+        "scopes": ["plans:submit"],
+        "issue_api_key": true,
+        "reason": "authz walk",
+    });
+    let response = app
+        .admin(Request::post("/admin/clients").json(&target))
+        .await;
+    assert_eq!(response.status, 201, "{}", response.text());
     let mut keys = Vec::new();
     for (name, scopes) in [
         ("deputy", json!(["admin"])),
@@ -419,16 +372,11 @@ async fn an_admin_clients_valid_key_is_refused_on_every_admin_route_and_its_cert
         .collect();
     assert!(admin_routes.len() >= 9);
     for (method, path, body, _) in &admin_routes {
-        // Ending a key is served only for a live one: the walk's placeholder id becomes the id
-        // of no-scope's key (the rotation before it in the walk issued one).
+        // Ending a key is served only for a live one: the target holds one before each route
+        // (one it was given, or another), and the walk's placeholder id becomes its id.
+        let key_id = live_key_id(&app).await;
         let path = match path.strip_suffix(PLACEHOLDER_KEY_ID) {
-            Some(prefix) => {
-                let client = app
-                    .admin(Request::get("/admin/clients/no-scope"))
-                    .await
-                    .json();
-                format!("{prefix}{}", client["api_keys"][0]["id"].as_str().unwrap())
-            }
+            Some(prefix) => format!("{prefix}{key_id}"),
             None => path.to_string(),
         };
         let request = || {
@@ -463,4 +411,26 @@ async fn an_admin_clients_valid_key_is_refused_on_every_admin_route_and_its_cert
         .filter(|event| event["reason"] == "policy_denied")
         .count();
     assert_eq!(denied, admin_routes.len(), "{audit:#?}");
+}
+
+/// The id of a live key of the walk's target, issued (with no overlap) when it holds none.
+async fn live_key_id(app: &TestApp) -> String {
+    let target = format!("/admin/clients/{WALK_TARGET}");
+    let live = |client: &serde_json::Value| {
+        client["api_keys"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|key| key["state"] != "expired")
+            .map(|key| key["id"].as_str().unwrap().to_owned())
+    };
+    if let Some(id) = live(&app.admin(Request::get(&target)).await.json()) {
+        return id;
+    }
+    let rotation = json!({ "reason": "authz walk", "overlap_secs": 0 });
+    let issued = app
+        .admin(Request::post(&format!("{target}/api-key")).json(&rotation))
+        .await;
+    assert_eq!(issued.status, 200, "{}", issued.text());
+    live(&app.admin(Request::get(&target)).await.json()).expect("the key just issued")
 }
