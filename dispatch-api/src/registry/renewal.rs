@@ -81,6 +81,10 @@ mod tests {
         let table = [
             (true, 90, true),
             (true, day, true),
+            (true, 6 * day, true),
+            (true, 10 * day, true),
+            (true, 10 * day + 1, false),
+            (true, 45 * day, false),
             (true, SHORT_LIVED_SECS, true),
             (true, SHORT_LIVED_SECS + 1, false),
             (true, 90 * day, false),
