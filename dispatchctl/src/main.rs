@@ -11,7 +11,7 @@ use dispatchctl::cli::Cli;
 
 #[actix_rt::main]
 async fn main() -> ExitCode {
-    match dispatchctl::commands::run(Cli::parse()).await {
+    match Cli::parse().run().await {
         Ok(code) => ExitCode::from(code),
         Err(error) => {
             eprintln!("dispatchctl: {error}");

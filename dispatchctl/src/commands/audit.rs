@@ -2,10 +2,37 @@
 
 use std::time::Duration;
 
+use clap::Subcommand;
 use dispatch_types::{AuditEntry, AuditLog};
 
 use crate::api::Admin;
 use crate::error::CtlError;
+
+/// The audit log's command.
+#[derive(Subcommand)]
+pub enum AuditCommand {
+    /// The audit log, newest last; `--follow` keeps printing new events.
+    Audit {
+        #[arg(long)]
+        client: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[arg(long)]
+        follow: bool,
+    },
+}
+
+impl AuditCommand {
+    pub async fn run(self, admin: &Admin) -> Result<u8, CtlError> {
+        let Self::Audit {
+            client,
+            limit,
+            follow,
+        } = self;
+        audit(admin, client.as_deref(), limit, follow).await?;
+        Ok(0)
+    }
+}
 
 fn audit_line(event: &AuditEntry) -> String {
     let field = |value: &Option<String>| value.as_deref().unwrap_or("-").to_owned();
@@ -26,7 +53,7 @@ fn audit_line(event: &AuditEntry) -> String {
     line
 }
 
-pub async fn audit(
+async fn audit(
     admin: &Admin,
     client: Option<&str>,
     limit: u32,

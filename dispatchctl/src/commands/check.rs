@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use clap::Subcommand;
 use dispatch_types::{ClientList, MigrationReport};
 
 use super::paint;
@@ -10,7 +11,34 @@ use crate::check::{self, Observed};
 use crate::configuration::Settings;
 use crate::error::CtlError;
 
-pub async fn check(admin: &Admin, settings: &Settings, required: bool) -> Result<u8, CtlError> {
+/// The preflight's command.
+#[derive(Subcommand)]
+pub enum CheckCommand {
+    /// A preflight of the live service: ✓/✗ per check, exit 0 only when all pass.
+    Check {
+        /// Also require the migration to be complete (before switching to client_auth = required).
+        #[arg(long)]
+        required: bool,
+        /// Certificates expiring within this many days fail (check.warning_days).
+        #[arg(long)]
+        warning_days: Option<u64>,
+    },
+}
+
+impl CheckCommand {
+    pub async fn run(self, admin: &Admin, mut settings: Settings) -> Result<u8, CtlError> {
+        let Self::Check {
+            required,
+            warning_days,
+        } = self;
+        if let Some(days) = warning_days {
+            settings.check.warning_days = days;
+        }
+        check(admin, &settings, required).await
+    }
+}
+
+async fn check(admin: &Admin, settings: &Settings, required: bool) -> Result<u8, CtlError> {
     let clients: ClientList = admin.get("/admin/clients").await?;
     let migration: MigrationReport = admin.get("/admin/migration").await?;
     let chain = api::server_chain(settings).await?;

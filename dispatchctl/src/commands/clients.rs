@@ -1,6 +1,7 @@
 //! The clients: the status table, registration, the migration mode, the disabled flag and the
 //! certificate bindings.
 
+use clap::Subcommand;
 use dispatch_types::{
     ClientList, ClientView, DisabledChanged, FlipGuard, MigrationMode, MigrationReport,
     ModeChanged, RegisterClient, Registered, Scope, SetBindings, SetDisabled, SetMode,
@@ -9,12 +10,140 @@ use serde_json::json;
 
 use super::{paint, print};
 use crate::api::Admin;
-use crate::cli::Registration;
+use crate::clients::BindingFlags;
 use crate::error::CtlError;
 use crate::status;
 
+/// The commands on clients.
+#[derive(Subcommand)]
+pub enum ClientCommand {
+    /// Every client: mode, scopes, key and certificate use, readiness (and why not).
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Move a client to api_key, dual or mtls.
+    Mode {
+        client: String,
+        mode: String,
+        #[arg(long)]
+        reason: String,
+        /// Move to mtls without the evidence (the server says what is missing otherwise).
+        #[arg(long)]
+        force: bool,
+        /// Watch the change this long (`15m`, `1h`, ...): at --max-refusals refusals it causes
+        /// from networks that used the retired method before the change, that method is
+        /// re-admitted from those networks only, for the rest of the watch and an hour (the
+        /// mode stays; the same credential from anywhere else is an alert, never counted).
+        /// Default: the server's migration.default_guard, if set.
+        #[arg(long, value_parser = crate::duration::parse_secs, requires = "max_refusals")]
+        guard: Option<u64>,
+        /// With --guard: how many refusals the change may cause before it is reverted.
+        #[arg(long, requires = "guard")]
+        max_refusals: Option<u32>,
+    },
+    /// Disable a client: every request of it is refused.
+    Disable {
+        client: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Enable a disabled client.
+    Enable {
+        client: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Show a client's certificate bindings, or replace them with `--set` (a JSON array).
+    Bindings {
+        client: String,
+        /// e.g. '[{"issuer": "CN=Dev CA, O=Dev", "subject_cn": "worker"}]'
+        #[arg(long, requires = "reason")]
+        set: Option<String>,
+        #[arg(long)]
+        reason: Option<String>,
+        /// Replace them even though a certificate the client presented recently would no
+        /// longer match (it is about to get a new one); never lets a binding capture another
+        /// client's.
+        #[arg(long, requires = "set")]
+        force: bool,
+    },
+    /// Register a client (refused with the reason when a binding overlaps another client's or
+    /// would capture a certificate in use). An issued key is printed once. Also `clients add`.
+    Register(Registration),
+    /// Clients: `clients add NAME ...` registers one (as `register`).
+    Clients {
+        #[command(subcommand)]
+        action: ClientsAction,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ClientsAction {
+    /// Register a client.
+    Add(Registration),
+}
+
+#[derive(clap::Args)]
+pub struct Registration {
+    pub name: String,
+    /// api_key, dual or mtls.
+    #[arg(long, default_value = "api_key")]
+    pub mode: String,
+    /// A scope, repeated: plans:submit, admin.
+    #[arg(long = "scope")]
+    pub scopes: Vec<String>,
+    /// One binding spelled with flags.
+    #[command(flatten)]
+    pub binding: BindingFlags,
+    /// A certificate binding as JSON, repeated: '{"issuer": "CN=Dev CA, O=Dev", "subject_cn": "worker"}'.
+    #[arg(long = "binding")]
+    pub bindings: Vec<String>,
+    /// Issue an API key now (printed once; only its SHA-256 is stored).
+    #[arg(long)]
+    pub issue_key: bool,
+    #[arg(long)]
+    pub reason: String,
+}
+
+impl ClientCommand {
+    pub async fn run(self, admin: &Admin) -> Result<u8, CtlError> {
+        match self {
+            Self::Status { json } => status(admin, json).await?,
+            Self::Mode {
+                client,
+                mode: to,
+                reason,
+                force,
+                guard,
+                max_refusals,
+            } => {
+                let guard = guard.zip(max_refusals);
+                mode(admin, &client, &to, &reason, force, guard).await?;
+            }
+            Self::Disable { client, reason } => {
+                set_disabled(admin, &client, &reason, true).await?;
+            }
+            Self::Enable { client, reason } => {
+                set_disabled(admin, &client, &reason, false).await?;
+            }
+            Self::Bindings {
+                client,
+                set,
+                reason,
+                force,
+            } => bindings(admin, &client, set.as_deref(), reason, force).await?,
+            Self::Register(registration)
+            | Self::Clients {
+                action: ClientsAction::Add(registration),
+            } => register(admin, registration).await?,
+        }
+        Ok(0)
+    }
+}
+
 /// Every client: mode, scopes, key and certificate use, readiness (and why not).
-pub async fn status(admin: &Admin, json: bool) -> Result<(), CtlError> {
+async fn status(admin: &Admin, json: bool) -> Result<(), CtlError> {
     let clients: ClientList = admin.get("/admin/clients").await?;
     let migration: MigrationReport = admin.get("/admin/migration").await?;
     let rows = status::rows(&clients, &migration);
@@ -27,7 +156,7 @@ pub async fn status(admin: &Admin, json: bool) -> Result<(), CtlError> {
 }
 
 /// Moves `client` to `mode`, guarded for `guard` (its watch in seconds, its refusals) if given.
-pub async fn mode(
+async fn mode(
     admin: &Admin,
     client: &str,
     mode: &str,
@@ -60,7 +189,7 @@ pub async fn mode(
     Ok(())
 }
 
-pub async fn set_disabled(
+async fn set_disabled(
     admin: &Admin,
     client: &str,
     reason: &str,
@@ -84,7 +213,7 @@ pub async fn set_disabled(
 }
 
 /// Shows `client`'s bindings, or replaces them with `set` (a JSON array).
-pub async fn bindings(
+async fn bindings(
     admin: &Admin,
     client: &str,
     set: Option<&str>,
@@ -110,7 +239,7 @@ pub async fn bindings(
     Ok(())
 }
 
-pub async fn register(admin: &Admin, registration: Registration) -> Result<(), CtlError> {
+async fn register(admin: &Admin, registration: Registration) -> Result<(), CtlError> {
     let bindings = crate::clients::bindings(&registration.bindings, &registration.binding)?;
     let request = RegisterClient {
         name: registration.name,

@@ -1,21 +1,73 @@
 //! A client's API keys: list, rotate, end one by its id, delete them all.
 
+use clap::Subcommand;
 use dispatch_types::{ClientView, KeyChange, KeyEnded, KeyRotated, KeyRotation, KeysRemoved};
 
 use crate::api::Admin;
-use crate::cli::KeyAction;
 use crate::error::CtlError;
 use crate::status::keys_table;
 
-/// What a change of keys is given: its reason, and for a rotation the overlap and the new key's
-/// lifetime.
-pub struct KeyFlags {
-    pub reason: Option<String>,
-    pub overlap: Option<u64>,
-    pub expires_in: Option<u64>,
+/// The commands on a client's keys.
+#[derive(Subcommand)]
+pub enum KeyCommand {
+    /// List a client's API keys (id, state, expiry, use), rotate (a new key, printed once; the
+    /// old one stays valid for the overlap), revoke one at once by its id (a leaked key; the
+    /// other stays), or delete them all.
+    Key {
+        action: KeyAction,
+        client: String,
+        /// With `revoke`: the id of the key to end (the ID column of `key list`).
+        key_id: Option<String>,
+        /// Required to rotate, revoke or delete: it goes into the audit log.
+        #[arg(long)]
+        reason: Option<String>,
+        /// How long the replaced key stays valid, e.g. `15m`, `12h`, `1d`, or seconds; `0`: it
+        /// goes at once. Default: the server's `migration.key_overlap_secs`.
+        #[arg(long, value_parser = crate::duration::parse_secs)]
+        overlap: Option<u64>,
+        /// The new key's own lifetime (same forms); default: until it is replaced.
+        #[arg(long, value_parser = crate::duration::parse_secs)]
+        expires_in: Option<u64>,
+    },
 }
 
-pub async fn run(
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum KeyAction {
+    List,
+    Rotate,
+    Revoke,
+    Delete,
+}
+
+impl KeyCommand {
+    pub async fn run(self, admin: &Admin) -> Result<u8, CtlError> {
+        let Self::Key {
+            action,
+            client,
+            key_id,
+            reason,
+            overlap,
+            expires_in,
+        } = self;
+        let change = KeyFlags {
+            reason,
+            overlap,
+            expires_in,
+        };
+        change_keys(admin, action, &client, key_id, change).await?;
+        Ok(0)
+    }
+}
+
+/// What a change of keys is given: its reason, and for a rotation the overlap and the new key's
+/// lifetime.
+struct KeyFlags {
+    reason: Option<String>,
+    overlap: Option<u64>,
+    expires_in: Option<u64>,
+}
+
+async fn change_keys(
     admin: &Admin,
     action: KeyAction,
     client: &str,
