@@ -66,14 +66,7 @@ impl Admin {
         settings.validate()?;
         let tls = tls_config(settings)?;
         let timeout = Duration::from_secs(settings.server.timeout_secs);
-        let connector = awc::Connector::new()
-            .rustls_0_23(Arc::new(tls))
-            .timeout(timeout);
-        let http = awc::Client::builder()
-            .disable_redirects()
-            .connector(connector)
-            .timeout(timeout)
-            .finish();
+        let http = dispatch_tls::https_client(tls, timeout, None);
         Ok(Self {
             http,
             base: settings.server.url.trim_end_matches('/').to_owned(),

@@ -60,18 +60,11 @@ impl DispatchClient {
         }
         let host = uri.host().unwrap_or_default().to_owned();
         let timeout = Duration::from_secs(settings.server.request_timeout_secs);
-        let connector = awc::Connector::new()
-            .rustls_0_23(Arc::new(tls))
-            .timeout(timeout)
-            .handshake_timeout(timeout)
-            .conn_keep_alive(Duration::from_secs(settings.server.keep_alive_secs));
-        // No redirects: awc would carry the API key and the plan to wherever a Location points,
-        // another host or plain http:// included. dispatch-api never redirects; a 3xx is an error.
-        let http = awc::Client::builder()
-            .disable_redirects()
-            .connector(connector)
-            .timeout(timeout)
-            .finish();
+        let http = dispatch_tls::https_client(
+            tls,
+            timeout,
+            Some(Duration::from_secs(settings.server.keep_alive_secs)),
+        );
         Ok(Self {
             http,
             identity,

@@ -35,6 +35,28 @@ pub(crate) mod keys;
 pub(crate) mod reports;
 pub(crate) mod revocations;
 
+/// What a change to one client may be refused with before any refusal of its own (documented
+/// once, for each such route): a malformed body, or no such client.
+#[derive(utoipa::IntoResponses)]
+#[expect(
+    dead_code,
+    reason = "the document's only: these answers are made by ApiError"
+)]
+pub(crate) enum ChangeRefused {
+    #[response(
+        status = 400,
+        description = "malformed request (a missing `reason`, say)",
+        content_type = "application/problem+json"
+    )]
+    Malformed(crate::error::Problem<'static>),
+    #[response(
+        status = 404,
+        description = "no such client",
+        content_type = "application/problem+json"
+    )]
+    NoSuchClient(crate::error::Problem<'static>),
+}
+
 /// Every admin route, each defined beside its handler.
 pub fn endpoints() -> Vec<Endpoint> {
     [

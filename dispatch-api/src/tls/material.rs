@@ -141,38 +141,14 @@ fn load_pkcs12(settings: &TlsSettings, p12: &Path) -> Result<ServerKey, Material
     warn_if_exposed(p12);
     warn_if_exposed(password_file);
     let bytes = read_file(p12, WHAT)?;
-    let store = p12_keystore::KeyStore::from_pkcs12(
-        &bytes,
-        password.expose_secret(),
-        p12_keystore::Pkcs12ImportPolicy::Strict,
-    )
-    .map_err(|e| {
-        pem_error(
-            p12,
-            WHAT,
-            format!(
-                "cannot open it with the password from `{}`: {e}",
-                password_file.display()
-            ),
-        )
-    })?;
-    let (_, entry) = store.private_key_chain().ok_or_else(|| {
-        pem_error(
-            p12,
-            WHAT,
-            "it holds no private key with a certificate chain",
-        )
-    })?;
-    let chain: Vec<CertificateDer<'static>> = entry
-        .certs()
-        .iter()
-        .map(|c| CertificateDer::from(c.as_der().to_vec()))
-        .collect();
-    if chain.is_empty() {
-        return Err(pem_error(p12, WHAT, "it holds no certificate"));
-    }
-    let key = PrivateKeyDer::try_from(entry.key().as_der().to_vec())
-        .map_err(|e| pem_error(p12, WHAT, e))?;
+    let (chain, key) =
+        dispatch_tls::pkcs12_identity(&bytes, password.expose_secret()).map_err(|e| {
+            pem_error(
+                p12,
+                WHAT,
+                format!("{e} (the password from `{}`)", password_file.display()),
+            )
+        })?;
     Ok(ServerKey {
         chain,
         key,

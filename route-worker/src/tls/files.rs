@@ -102,32 +102,13 @@ impl IdentityFiles {
                         file.display()
                     ))
                 })?;
-                let store = p12_keystore::KeyStore::from_pkcs12(
-                    &bytes,
-                    secret.expose_secret(),
-                    p12_keystore::Pkcs12ImportPolicy::Strict,
-                )
-                .map_err(|e| {
+                dispatch_tls::pkcs12_identity(&bytes, secret.expose_secret()).map_err(|e| {
                     WorkerError::Config(format!(
-                        "cannot open `{}` with the password from `{}`: {e}",
+                        "`{}`: {e} (the password from `{}`)",
                         file.display(),
                         password.display()
                     ))
-                })?;
-                let (_, entry) = store.private_key_chain().ok_or_else(|| {
-                    WorkerError::Config(format!(
-                        "`{}` holds no key with a certificate",
-                        file.display()
-                    ))
-                })?;
-                let chain: Vec<CertificateDer<'static>> = entry
-                    .certs()
-                    .iter()
-                    .map(|c| CertificateDer::from(c.as_der().to_vec()))
-                    .collect();
-                let key = PrivateKeyDer::try_from(entry.key().as_der().to_vec())
-                    .map_err(|e| WorkerError::Config(format!("`{}`: {e}", file.display())))?;
-                (chain, key)
+                })?
             }
         };
         let not_after = not_after(&chain[0]).ok_or_else(|| {

@@ -284,6 +284,7 @@ fn architecture_md_names_every_source_file_of_the_four_programs() {
         "dispatchctl",
         "devpki",
         "types",
+        "tls",
     ] {
         sources(&workspace().join(program).join("src"), &mut files);
     }

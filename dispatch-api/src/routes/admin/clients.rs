@@ -154,8 +154,7 @@ pub async fn register_client(
     params(("name" = String, Path, description = "the client's name")),
     responses(
         (status = 200, description = "the mode before and after, and the guard watching the change", body = ModeChanged),
-        (status = 400, description = "malformed request (a missing `reason`, say)", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "no such client", body = crate::error::Problem, content_type = "application/problem+json"),
+        super::ChangeRefused,
         (status = 409, description = "`migration-not-ready` (the detail says what is missing), `binding-conflict` (it would keep out another client's live certificate) or `last-admin`", body = crate::error::Problem, content_type = "application/problem+json")
     ),
     security(("mutual_tls" = []))
@@ -234,8 +233,7 @@ pub async fn set_mode(
     params(("name" = String, Path, description = "the client's name")),
     responses(
         (status = 200, description = "the client's flag as it is now", body = DisabledChanged),
-        (status = 400, description = "malformed request (a missing `reason`, say)", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "no such client", body = crate::error::Problem, content_type = "application/problem+json"),
+        super::ChangeRefused,
         (status = 409, description = "`last-admin` or `binding-conflict` (it would keep out another client's live certificate)", body = crate::error::Problem, content_type = "application/problem+json")
     ),
     security(("mutual_tls" = []))
@@ -267,8 +265,7 @@ pub async fn set_disabled(
     params(("name" = String, Path, description = "the client's name")),
     responses(
         (status = 200, description = "the client with its new bindings", body = ClientView),
-        (status = 400, description = "malformed request (a missing `reason`, say)", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "no such client", body = crate::error::Problem, content_type = "application/problem+json"),
+        super::ChangeRefused,
         (status = 409, description = "`binding-conflict` (an overlap; a live certificate of another client it would capture; or this client's own live certificate it would no longer name, which `force` overrides), `ambiguous-issuer` or `last-admin`", body = crate::error::Problem, content_type = "application/problem+json")
     ),
     security(("mutual_tls" = []))

@@ -21,8 +21,7 @@ use dispatch_types::{KeyChange, KeyEnded, KeyRotated, KeyRotation, KeyView, Keys
     params(("name" = String, Path, description = "the client's name")),
     responses(
         (status = 200, description = "the new key, in this answer only", body = KeyRotated),
-        (status = 400, description = "malformed request (a missing `reason`, say)", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "no such client", body = crate::error::Problem, content_type = "application/problem+json"),
+        super::ChangeRefused,
         (status = 409, description = "an earlier rotation's overlap is still running (`key-overlap-running`)", body = crate::error::Problem, content_type = "application/problem+json")
     ),
     security(("mutual_tls" = []))
@@ -69,8 +68,7 @@ pub async fn rotate_api_key(
     params(("name" = String, Path, description = "the client's name")),
     responses(
         (status = 200, description = "removed", body = KeysRemoved),
-        (status = 400, description = "malformed request (a missing `reason`, say)", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "no such client", body = crate::error::Problem, content_type = "application/problem+json")
+        super::ChangeRefused
     ),
     security(("mutual_tls" = []))
 )]
