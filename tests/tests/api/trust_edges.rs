@@ -1,7 +1,7 @@
 //! Trust at its edges, with certificates and CRLs made by openssl as a real CA's tooling makes
 //! them: a delta CRL beside its base, a bundle holding a root and its issuing CA (the path ends
 //! at the issuing CA), a root on the deny list, and a CA taken out of the bundle while its
-//! clients' connections are open (HTTP/1.1 and HTTP/2).
+//! clients' connections are open (HTTP/1.1 and HTTP/2); and a leaf bound by its dNSName.
 
 use std::path::PathBuf;
 
@@ -569,4 +569,55 @@ async fn a_crl_revoking_a_certificate_for_key_compromise_takes_every_certificate
             .any(|e| e["reason"] == "key_denied" && e["actor"] == "crl"),
         "{audit:?}"
     );
+}
+
+/// A leaf made by openssl naming its workload by dNSName, as ACME CAs and cert-manager issue
+/// them: bound by `dns_name`, compared case-insensitively, whatever its CN, for curl over
+/// HTTP/2 too; a leaf carrying the name only in its CN is not (the binding reads the SAN).
+#[tokio::test]
+async fn an_openssl_made_leaf_is_bound_by_its_dns_name_san_and_a_cn_alone_is_not() {
+    let mut prepared = PreparedApp::new();
+    let root = OpensslCa::root(prepared.dir(), "/O=Acme/CN=Acme Root");
+    let named = root.client(
+        "/O=Acme/CN=something-else",
+        "subjectAltName=DNS:other.acme.internal,DNS:Worker.Acme.Internal\n",
+    );
+    let cn_only = root.client("/O=Acme/CN=worker.acme.internal", "");
+    bundle_with(&mut prepared, &[&root]);
+    let app = prepared.start().await;
+    let response = app
+        .admin(Request::post("/admin/clients").json(&json!({
+            "name": "acme-worker",
+            "mode": "mtls",
+            "scopes": ["plans:submit"],
+            "bindings": [{ "issuer": "O=Acme, CN=Acme Root", "dns_name": "worker.acme.internal" }],
+            "reason": "bound by its DNS name",
+        })))
+        .await;
+    assert_eq!(response.status, 201, "{}", response.text());
+    let served = app
+        .request(Some(&identity(&named)), Request::get("/api/whoami"))
+        .await
+        .unwrap();
+    assert_eq!(served.status, 200, "{}", served.text());
+    assert_eq!(served.json()["client"], "acme-worker");
+    let whoami = [e2e::stock::StockRequest::new(
+        "GET",
+        "/api/whoami",
+        String::new(),
+    )];
+    let answers = e2e::stock::run(
+        &app,
+        e2e::stock::Client::CurlHttp2,
+        Some(&identity(&named)),
+        &whoami,
+    )
+    .await;
+    assert_eq!(answers[0].status, 200, "{answers:?}");
+    let refused = app
+        .request(Some(&identity(&cn_only)), Request::get("/api/whoami"))
+        .await
+        .unwrap();
+    assert_eq!(refused.status, 401, "{}", refused.text());
+    assert_eq!(refused.json()["reason"], "cert_unmapped");
 }
