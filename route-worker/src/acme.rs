@@ -7,8 +7,13 @@
 //!
 //! While the CA cannot be reached the current certificate stays in use: each failed attempt is
 //! logged with the time it has left, and retried with a backoff bounded by that time.
+//!
+//! Where the CA offers ACME Renewal Information (RFC 9773), its suggested window decides when
+//! (asked again when it says to, so a window it moves ahead, say before a mass revocation, is
+//! followed), and the new order names the certificate it replaces.
 
 mod http01;
+mod schedule;
 mod state;
 
 use std::path::PathBuf;
@@ -21,14 +26,8 @@ use instant_acme::{
 
 use crate::configuration::AcmeSettings;
 use crate::error::WorkerError;
+use schedule::{ask_again_in, attempt_timeout, renewal_at, renewal_time, retry_delay};
 pub use state::Held;
-
-/// How long one attempt (account, order, validation, issuance) may take: a minute, or half the
-/// time the current certificate has left (10 s at least), so that a CA that stopped answering
-/// is given up on, and tried again, while the certificate is still good.
-pub fn attempt_timeout(seconds_left: i64) -> Duration {
-    Duration::from_secs((seconds_left / 2).clamp(10, 60) as u64)
-}
 
 /// Attempts at start, when there is no usable certificate yet and the worker cannot run.
 const START_ATTEMPTS: u32 = 3;
@@ -39,28 +38,6 @@ const POLL: RetryPolicy = RetryPolicy::new()
     .backoff(1.5)
     .timeout(Duration::from_secs(45));
 
-/// When to renew a certificate valid from `not_before` to `not_after`: `renew_before` seconds
-/// before it expires (0: when a third of its lifetime is left), earlier by up to a tenth of
-/// that, as `jitter` (0 to 1) says, so that replicas started together do not renew together.
-pub fn renewal_at(not_before: i64, not_after: i64, renew_before: u64, jitter: f64) -> i64 {
-    let lifetime = (not_after - not_before).max(0);
-    let before = match renew_before {
-        0 => lifetime / 3,
-        secs => i64::try_from(secs).unwrap_or(i64::MAX).min(lifetime),
-    };
-    let spread = (before as f64 / 10.0 * jitter.clamp(0.0, 1.0)) as i64;
-    not_after - before - spread
-}
-
-/// How long to wait after a failed attempt: doubling from a second, and never more than a
-/// quarter of the time the current certificate has left (nor a minute), so that attempts grow
-/// more frequent as the end nears.
-pub fn retry_delay(failures: u32, seconds_left: i64) -> Duration {
-    let doubling = 1u64 << failures.min(6);
-    let bound = (seconds_left / 4).clamp(1, 60) as u64;
-    Duration::from_secs(doubling.min(bound))
-}
-
 /// The ACME side of this worker.
 pub struct Acme {
     settings: AcmeSettings,
@@ -68,6 +45,9 @@ pub struct Acme {
     /// Whether the http-01 responder listens: from the first order on, not before (a `whoami`
     /// beside a running worker uses the stored certificate and needs no port).
     serving: std::cell::Cell<bool>,
+    /// Whether the CA answered for the certificate held with its renewal window: then the next
+    /// order names that certificate as the one it replaces (RFC 9773 §5).
+    renewal_info: std::cell::Cell<bool>,
 }
 
 impl Acme {
@@ -85,6 +65,7 @@ impl Acme {
             settings,
             challenges: http01::Challenges::default(),
             serving: Default::default(),
+            renewal_info: Default::default(),
         };
         let now = now();
         // A stored certificate for other names (the settings changed) is not this worker's.
@@ -134,15 +115,56 @@ impl Acme {
                 self.renew_until_done(None).await;
                 continue;
             };
-            let at = renewal_at(
+            let own = renewal_at(
                 held.not_before,
                 held.not_after,
                 self.settings.renew_before_secs,
                 fastrand::f64(),
             );
-            let wait = (at - now()).max(0) as u64;
-            actix_rt::time::sleep(Duration::from_secs(wait)).await;
-            self.renew_until_done(Some(held)).await;
+            let (window, ask_again) = self.suggested_window().await;
+            let at = renewal_time(own, held.not_after, window, now(), fastrand::f64());
+            let wait = (at - now()).max(0);
+            let wait = ask_again.map_or(wait, |again| wait.min(again));
+            actix_rt::time::sleep(Duration::from_secs(wait as u64)).await;
+            if now() >= at {
+                self.renew_until_done(Some(held)).await;
+            }
+        }
+    }
+
+    /// The CA's suggested renewal window for the certificate held (unix seconds) and when to ask
+    /// again, where it offers renewal information; `(None, None)` where it does not or cannot
+    /// answer now (the worker's own rule then stands).
+    async fn suggested_window(&self) -> (Option<(i64, i64)>, Option<i64>) {
+        self.renewal_info.set(false);
+        let Some(identifier) = state::held_identifier(&self.settings.identity_file()) else {
+            return (None, None);
+        };
+        let bound = Duration::from_secs(30);
+        let Ok(Ok(account)) = tokio::time::timeout(bound, self.account()).await else {
+            return (None, None);
+        };
+        match tokio::time::timeout(bound, account.renewal_info(&identifier)).await {
+            Ok(Ok((info, retry_after))) => {
+                self.renewal_info.set(true);
+                let window = &info.suggested_window;
+                tracing::info!(
+                    start = window.start.unix_timestamp(),
+                    end = window.end.unix_timestamp(),
+                    "the ACME server suggests when to renew (RFC 9773)"
+                );
+                (
+                    Some((window.start.unix_timestamp(), window.end.unix_timestamp())),
+                    Some(ask_again_in(retry_after.as_secs())),
+                )
+            }
+            // Most CAs offer none (Debian's pebble among them): not worth a line each time.
+            Ok(Err(instant_acme::Error::Unsupported(_))) => (None, None),
+            Ok(Err(error)) => {
+                tracing::debug!(%error, "no renewal information from the ACME server");
+                (None, None)
+            }
+            Err(_) => (None, None),
         }
     }
 
@@ -210,7 +232,30 @@ impl Acme {
             .iter()
             .map(|name| Identifier::Dns(name.clone()))
             .collect();
-        let mut order = match account.new_order(&NewOrder::new(&identifiers)).await {
+        // The certificate this order replaces, where the CA told its renewal window for it.
+        let replaces = self
+            .renewal_info
+            .get()
+            .then(|| state::held_identifier(&self.settings.identity_file()))
+            .flatten();
+        let order = match replaces {
+            Some(replaces) => {
+                match account
+                    .new_order(&NewOrder::new(&identifiers).replaces(replaces))
+                    .await
+                {
+                    // Refused as such (already replaced: an earlier attempt finalized, then
+                    // failed to store), or not echoed by the CA: an order of its own.
+                    Err(error) => {
+                        tracing::debug!(%error, "an order naming the certificate it replaces failed; ordering without");
+                        account.new_order(&NewOrder::new(&identifiers)).await
+                    }
+                    order => order,
+                }
+            }
+            None => account.new_order(&NewOrder::new(&identifiers)).await,
+        };
+        let mut order = match order {
             Ok(order) => order,
             Err(error) => {
                 // The CA forgot the account (pebble does at every restart): a new one next time.
@@ -221,7 +266,7 @@ impl Acme {
             }
         };
         self.serve_challenges()?;
-        let mut answered = Answered::new(&self.challenges);
+        let mut answered = http01::Answered::new(&self.challenges);
         let mut authorizations = order.authorizations();
         while let Some(authorization) = authorizations.next().await {
             let mut authorization = authorization.map_err(|e| format!("authorization: {e}"))?;
@@ -324,34 +369,6 @@ impl Acme {
     }
 }
 
-/// The challenges answered for one order, withdrawn when it is done, however it ends.
-struct Answered<'a> {
-    challenges: &'a http01::Challenges,
-    tokens: Vec<String>,
-}
-
-impl<'a> Answered<'a> {
-    fn new(challenges: &'a http01::Challenges) -> Self {
-        Self {
-            challenges,
-            tokens: Vec::new(),
-        }
-    }
-
-    fn answer(&mut self, token: String, key_authorization: String) {
-        self.tokens.push(token.clone());
-        self.challenges.insert(token, key_authorization);
-    }
-}
-
-impl Drop for Answered<'_> {
-    fn drop(&mut self) {
-        for token in &self.tokens {
-            self.challenges.remove(token);
-        }
-    }
-}
-
 /// Whether `error` is the ACME problem `kind` (`urn:ietf:params:acme:error:{kind}`).
 fn is_problem(error: &instant_acme::Error, kind: &str) -> bool {
     matches!(error, instant_acme::Error::Api(problem)
@@ -360,45 +377,4 @@ fn is_problem(error: &instant_acme::Error, kind: &str) -> bool {
 
 fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn renewal_is_due_a_third_of_the_lifetime_before_the_end_or_as_set_earlier_by_a_tenth_at_most()
-    {
-        // A 90-second certificate: 30 s before its end, up to 3 s earlier.
-        assert_eq!(renewal_at(1000, 1090, 0, 0.0), 1060);
-        assert_eq!(renewal_at(1000, 1090, 0, 1.0), 1057);
-        assert_eq!(renewal_at(1000, 1090, 0, 0.5), 1059);
-        // Set explicitly, and never before the certificate began.
-        assert_eq!(renewal_at(1000, 1090, 20, 0.0), 1070);
-        assert_eq!(renewal_at(1000, 1090, 500, 0.0), 1000);
-        // Jitter outside 0..1 is held to it.
-        assert_eq!(renewal_at(1000, 1090, 0, 7.0), 1057);
-        // A certificate whose end is before its start: due at its end.
-        assert_eq!(renewal_at(1090, 1000, 0, 0.0), 1000);
-    }
-
-    #[test]
-    fn an_attempt_gets_half_the_time_left_between_ten_seconds_and_a_minute() {
-        assert_eq!(attempt_timeout(i64::MAX), Duration::from_secs(60));
-        assert_eq!(attempt_timeout(121), Duration::from_secs(60));
-        assert_eq!(attempt_timeout(60), Duration::from_secs(30));
-        assert_eq!(attempt_timeout(12), Duration::from_secs(10));
-        assert_eq!(attempt_timeout(-5), Duration::from_secs(10));
-    }
-
-    #[test]
-    fn retries_double_from_a_second_but_stay_within_a_quarter_of_the_time_left_and_a_minute() {
-        assert_eq!(retry_delay(0, 3600), Duration::from_secs(1));
-        assert_eq!(retry_delay(1, 3600), Duration::from_secs(2));
-        assert_eq!(retry_delay(5, 3600), Duration::from_secs(32));
-        assert_eq!(retry_delay(6, 3600), Duration::from_secs(60));
-        assert_eq!(retry_delay(40, 3600), Duration::from_secs(60));
-        assert_eq!(retry_delay(5, 20), Duration::from_secs(5));
-        assert_eq!(retry_delay(5, 0), Duration::from_secs(1));
-    }
 }

@@ -31,5 +31,6 @@ pub use http::{
     Connection, Request, Response, client_config, connect, connect_with, free_port, ops_get,
 };
 pub use pki::{
-    Identity, TestPki, identity_from_files, identity_from_pem, replace_file, write_pkcs12,
+    Identity, TestPki, identity_from_files, identity_from_pem, replace_file, server_tls,
+    write_pkcs12,
 };

@@ -20,6 +20,9 @@ pub struct Pebble {
     /// `127.0.0.1:{http01_port}`.
     pub http01_port: u16,
     management_port: u16,
+    /// pebble's own TLS certificate and key (for `localhost`), which the renewal-information
+    /// server presents too.
+    tls_files: (PathBuf, PathBuf),
     pebble: Child,
     challtestsrv: Child,
     pub logs: Logs,
@@ -100,6 +103,7 @@ impl Pebble {
             tls_root,
             http01_port,
             management_port,
+            tls_files: (cert.clone(), key.clone()),
             pebble,
             challtestsrv,
             logs,
@@ -172,6 +176,46 @@ impl Pebble {
             .to_owned()
     }
 
+    /// A renewal-information server (RFC 9773) in front of pebble, which offers none: its
+    /// directory is pebble's with `renewalInfo` added, pointing at itself (every other URL
+    /// stays pebble's), and it suggests `first_window` for the first certificate asked about
+    /// and, for any other, a window an hour on.
+    pub async fn with_renewal_info(
+        &self,
+        first_window: (time::OffsetDateTime, time::OffsetDateTime),
+    ) -> RenewalInfo {
+        let config = crate::pki::server_tls(&self.tls_files.0, &self.tls_files.1);
+        let acceptor = tokio_rustls::TlsAcceptor::from(config);
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let directory = Command::new("curl")
+            .args(["--silent", "--show-error", "--fail", "--cacert"])
+            .arg(&self.tls_root)
+            .arg(&self.directory_url)
+            .output()
+            .expect("curl");
+        let mut directory: serde_json::Value = serde_json::from_slice(&directory.stdout).unwrap();
+        directory["renewalInfo"] = format!("https://localhost:{port}/renewal-info").into();
+        let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let state = (directory.to_string(), first_window, asked.clone());
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let (acceptor, state) = (acceptor.clone(), state.clone());
+                tokio::spawn(async move {
+                    if let Ok(tls) = acceptor.accept(tcp).await {
+                        answer_renewal_info(tls, &state.0, state.1, &state.2).await;
+                    }
+                });
+            }
+        });
+        RenewalInfo {
+            directory_url: format!("https://localhost:{port}/dir"),
+            asked,
+        }
+    }
+
     /// Stops answering (SIGSTOP): connections are accepted by the kernel and never served, as
     /// a CA that hangs.
     pub fn pause(&self) {
@@ -181,6 +225,67 @@ impl Pebble {
     pub fn resume(&self) {
         let _ = send_signal(self.pebble.id(), "CONT");
     }
+}
+
+/// The renewal-information server of [`Pebble::with_renewal_info`].
+pub struct RenewalInfo {
+    /// The directory a worker is given instead of pebble's.
+    pub directory_url: String,
+    asked: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl RenewalInfo {
+    /// The certificate identifiers asked about (`{authority key id}.{serial}`, RFC 9773 §4.1).
+    pub fn asked(&self) -> Vec<String> {
+        self.asked.lock().unwrap().clone()
+    }
+}
+
+/// One request of the renewal-information server: the directory, or a certificate's window.
+async fn answer_renewal_info(
+    mut tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    directory: &str,
+    first_window: (time::OffsetDateTime, time::OffsetDateTime),
+    asked: &std::sync::Mutex<Vec<String>>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && tls.read(&mut byte).await.unwrap_or(0) == 1 {
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head);
+    let path = head.split_whitespace().nth(1).unwrap_or_default();
+    let (status, body) = if path == "/dir" {
+        ("200 OK", directory.to_owned())
+    } else if let Some(id) = path.strip_prefix("/renewal-info/") {
+        let (start, end) = {
+            let mut asked = asked.lock().unwrap();
+            if !asked.contains(&id.to_owned()) {
+                asked.push(id.to_owned());
+            }
+            if asked[0] == id {
+                first_window
+            } else {
+                let later = time::OffsetDateTime::now_utc() + time::Duration::hours(1);
+                (later, later + time::Duration::minutes(5))
+            }
+        };
+        let format = &time::format_description::well_known::Rfc3339;
+        let window = serde_json::json!({"suggestedWindow": {
+            "start": start.format(format).unwrap(), "end": end.format(format).unwrap(),
+        }});
+        ("200 OK", window.to_string())
+    } else {
+        ("404 Not Found", String::new())
+    };
+    let answer = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nRetry-After: 60\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tls.write_all(answer.as_bytes()).await;
+    let _ = tls.shutdown().await;
 }
 
 impl Drop for Pebble {

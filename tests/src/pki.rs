@@ -148,6 +148,25 @@ pub fn identity_from_pem(cert_pem: &str, key_pem: &str) -> Identity {
 }
 
 /// Packs a certificate and key into a PKCS#12 file with OpenSSL (as many teams hold them).
+/// A TLS server configuration (no client authentication) presenting the chain in `cert_file`
+/// with the key in `key_file`: for the tests' own HTTPS servers, standing in for another.
+pub fn server_tls(cert_file: &Path, key_file: &Path) -> Arc<rustls::ServerConfig> {
+    let chain = CertificateDer::pem_file_iter(cert_file)
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(key_file).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .unwrap();
+    Arc::new(config)
+}
+
 pub fn write_pkcs12(cert_file: &Path, key_file: &Path, out: &Path, password: &str) {
     let status = std::process::Command::new("openssl")
         .args(["pkcs12", "-export", "-in"])

@@ -31,6 +31,34 @@ impl Challenges {
     }
 }
 
+/// The challenges answered for one order, withdrawn when it is done, however it ends.
+pub struct Answered<'a> {
+    challenges: &'a Challenges,
+    tokens: Vec<String>,
+}
+
+impl<'a> Answered<'a> {
+    pub fn new(challenges: &'a Challenges) -> Self {
+        Self {
+            challenges,
+            tokens: Vec::new(),
+        }
+    }
+
+    pub fn answer(&mut self, token: String, key_authorization: String) {
+        self.tokens.push(token.clone());
+        self.challenges.insert(token, key_authorization);
+    }
+}
+
+impl Drop for Answered<'_> {
+    fn drop(&mut self) {
+        for token in &self.tokens {
+            self.challenges.remove(token);
+        }
+    }
+}
+
 /// Listens on `listen` and answers the challenges in `challenges`, for as long as the process
 /// runs (renewals come back to it). One worker: a CA makes a few requests per renewal.
 pub fn serve(listen: &str, challenges: Challenges) -> Result<(), WorkerError> {

@@ -104,6 +104,25 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// The certificate in `path` (the first of its chain), if there is one that parses.
+/// The certificate in `path` as ACME Renewal Information names it (RFC 9773 §4.1: its
+/// authority key identifier and its serial), if it has an authority key identifier.
+pub fn held_identifier(path: &Path) -> Option<instant_acme::CertificateIdentifier<'static>> {
+    use x509_parser::prelude::{FromDer, ParsedExtension, X509Certificate};
+    let leaf = CertificateDer::pem_file_iter(path).ok()?.next()?.ok()?;
+    let (_, cert) = X509Certificate::from_der(&leaf).ok()?;
+    let authority_key =
+        cert.iter_extensions()
+            .find_map(|extension| match extension.parsed_extension() {
+                ParsedExtension::AuthorityKeyIdentifier(aki) => aki.key_identifier.as_ref(),
+                _ => None,
+            })?;
+    let identifier = instant_acme::CertificateIdentifier::new(
+        rustls_pki_types::Der::from_slice(authority_key.0),
+        rustls_pki_types::Der::from_slice(cert.tbs_certificate.raw_serial()),
+    );
+    Some(identifier.into_owned())
+}
+
 pub fn held(path: &Path) -> Option<Held> {
     let leaf = CertificateDer::pem_file_iter(path).ok()?.next()?.ok()?;
     describe(&leaf)

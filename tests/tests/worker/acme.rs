@@ -284,3 +284,56 @@ async fn a_certificate_lego_got_from_pebble_is_bound_by_its_dns_name() {
     assert_eq!(answer.json()["client"], "lego-client");
     assert_eq!(answer.json()["certificate"]["dns_names"], json!([name]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewal_window_the_ca_suggests_is_followed_long_before_a_third_of_the_lifetime_is_left()
+{
+    let dir = tempfile::tempdir().unwrap();
+    // Hour-long certificates: by its own rule the worker would renew in 40 minutes.
+    let pebble = Pebble::start(dir.path(), 3600);
+    let now = time::OffsetDateTime::now_utc();
+    let window = (
+        now + time::Duration::seconds(15),
+        now + time::Duration::seconds(20),
+    );
+    let ari = pebble.with_renewal_info(window).await;
+    let app = app_trusting(&pebble).await;
+    register(&app, &pebble, "acme-worker", NAME, "mtls").await;
+    let mut worker = acme_worker(&app, &pebble, dir.path(), 0);
+    worker.tls_extra = worker
+        .tls_extra
+        .replace(&pebble.directory_url, &ari.directory_url);
+    let inbox = worker.input_dir.clone();
+    let process = WorkerProcess::start(&worker.write(dir.path()), &["run"]);
+    process.wait_for_log("watching for stop files").await;
+    wait_for_count(&process, "the ACME server suggests when to renew", 1, 30).await;
+    wait_for_count(&process, "renewed the certificate over ACME", 1, 60).await;
+    assert!(
+        time::OffsetDateTime::now_utc() >= window.0,
+        "renewed within the window, not before it"
+    );
+    // The renewed certificate is this client's.
+    stops_file(&inbox, "renewed.json", 52.0);
+    wait_for_file(&inbox.join("done/renewed.json"), &process.logs).await;
+    // It asked about the certificate it held, then about the renewed one.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while ari.asked().len() < 2 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let asked = ari.asked();
+    assert!(
+        asked.len() == 2 && asked.iter().all(|id| id.contains('.')),
+        "{asked:?}"
+    );
+    assert_eq!(
+        process
+            .logs
+            .text()
+            .matches("renewed the certificate over ACME")
+            .count(),
+        1,
+        "the renewed certificate's own window is an hour on: {}",
+        process.logs.text()
+    );
+    assert_eq!(process.stop(), Some(0));
+}

@@ -142,23 +142,12 @@ async fn a_missing_api_key_file_is_a_configuration_error() {
 /// An HTTPS server (the test CA's server certificate) that answers every request with
 /// `307 Temporary Redirect` to `location`; returns its port.
 async fn redirecting_server(app: &e2e::TestApp, location: String) -> u16 {
-    use rustls_pki_types::pem::PemObject;
-    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let chain = CertificateDer::pem_file_iter(app.settings.tls.cert_file.clone().unwrap())
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    let key = PrivateKeyDer::from_pem_file(app.settings.tls.key_file.clone().unwrap()).unwrap();
-    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(chain, key)
-    .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let config = e2e::server_tls(
+        &app.settings.tls.cert_file.clone().unwrap(),
+        &app.settings.tls.key_file.clone().unwrap(),
+    );
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
         .await
         .unwrap();

@@ -6,7 +6,6 @@ use std::sync::{Arc, Mutex};
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use e2e::worker::{WorkerConfig, run_worker_async, write_stops};
 use e2e::{PreparedApp, TestPki, free_port};
-use rustls_pki_types::pem::PemObject;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_down_at_first_then_up_the_plan_arrives_exactly_once() {
@@ -64,19 +63,7 @@ struct FaultyServer {
 
 impl FaultyServer {
     fn start(pki: &TestPki, statuses: Vec<u16>) -> Self {
-        let chain = rustls_pki_types::CertificateDer::pem_file_iter(&pki.server_cert)
-            .unwrap()
-            .collect::<Result<Vec<_>, _>>()
-            .unwrap();
-        let key = rustls_pki_types::PrivateKeyDer::from_pem_file(&pki.server_key).unwrap();
-        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .unwrap();
+        let config = e2e::server_tls(&pki.server_cert, &pki.server_key);
         let keys = Arc::new(Mutex::new(Vec::new()));
         let script = Arc::new(Mutex::new(statuses));
         let state = (keys.clone(), script);
@@ -96,7 +83,7 @@ impl FaultyServer {
             ))
         })
         .workers(1)
-        .listen_rustls_0_23(listener, config)
+        .listen_rustls_0_23(listener, Arc::unwrap_or_clone(config))
         .unwrap()
         .run();
         let handle = server.handle();
