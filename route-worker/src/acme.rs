@@ -119,10 +119,11 @@ impl Acme {
                 held.not_before,
                 held.not_after,
                 self.settings.renew_before_secs,
-                fastrand::f64(),
+                held.jitter(),
             );
             let (window, ask_again) = self.suggested_window().await;
-            let at = renewal_time(own, held.not_after, window, now(), fastrand::f64());
+            let validity = (held.not_before, held.not_after);
+            let at = renewal_time(own, validity, window, held.jitter());
             let wait = (at - now()).max(0);
             let wait = ask_again.map_or(wait, |again| wait.min(again));
             actix_rt::time::sleep(Duration::from_secs(wait as u64)).await;
@@ -133,16 +134,18 @@ impl Acme {
     }
 
     /// The CA's suggested renewal window for the certificate held (unix seconds) and when to ask
-    /// again, where it offers renewal information; `(None, None)` where it does not or cannot
-    /// answer now (the worker's own rule then stands).
+    /// again, where it offers renewal information; no window where it does not, or cannot answer
+    /// now (the worker's own rule then stands; asked again in an hour, or a window moved ahead
+    /// meanwhile would be missed).
     async fn suggested_window(&self) -> (Option<(i64, i64)>, Option<i64>) {
+        const AFTER_A_FAILURE: Option<i64> = Some(3600);
         self.renewal_info.set(false);
         let Some(identifier) = state::held_identifier(&self.settings.identity_file()) else {
             return (None, None);
         };
         let bound = Duration::from_secs(30);
         let Ok(Ok(account)) = tokio::time::timeout(bound, self.account()).await else {
-            return (None, None);
+            return (None, AFTER_A_FAILURE);
         };
         match tokio::time::timeout(bound, account.renewal_info(&identifier)).await {
             Ok(Ok((info, retry_after))) => {
@@ -161,10 +164,10 @@ impl Acme {
             // Most CAs offer none (Debian's pebble among them): not worth a line each time.
             Ok(Err(instant_acme::Error::Unsupported(_))) => (None, None),
             Ok(Err(error)) => {
-                tracing::debug!(%error, "no renewal information from the ACME server");
-                (None, None)
+                tracing::warn!(%error, "no renewal information from the ACME server this time");
+                (None, AFTER_A_FAILURE)
             }
-            Err(_) => (None, None),
+            Err(_) => (None, AFTER_A_FAILURE),
         }
     }
 
@@ -247,7 +250,7 @@ impl Acme {
                     // Refused as such (already replaced: an earlier attempt finalized, then
                     // failed to store), or not echoed by the CA: an order of its own.
                     Err(error) => {
-                        tracing::debug!(%error, "an order naming the certificate it replaces failed; ordering without");
+                        tracing::info!(%error, "the ACME server took no order naming the certificate it replaces; ordering without");
                         account.new_order(&NewOrder::new(&identifiers)).await
                     }
                     order => order,

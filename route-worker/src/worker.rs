@@ -90,8 +90,7 @@ fn pending_files(dir: &Path) -> Vec<PathBuf> {
 fn is_stop_file(path: &Path) -> bool {
     let visible = path
         .file_name()
-        .and_then(|name| name.to_str())
-        .is_some_and(|name| !name.starts_with('.'));
+        .is_some_and(|name| name.as_encoded_bytes().first() != Some(&b'.'));
     visible && path.extension().is_some_and(|e| e == "json" || e == "csv")
 }
 

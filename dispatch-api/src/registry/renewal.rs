@@ -36,8 +36,9 @@ pub fn renewal_state(not_before: i64, not_after: i64, now: i64, warning_secs: u6
 /// a rotation the operator plans, one on these is an outage every few days.
 pub const SHORT_LIVED_SECS: i64 = 10 * 24 * 3600;
 
-/// Whether a client with `pinned` bindings (certificate fingerprints) will refuse its own next
-/// certificate: its newest one lives `lifetime_secs`, short enough to be renewed, not re-pinned.
+/// Whether a client whose every binding pins certificate fingerprints (`pinned`) will refuse its
+/// own next certificate: its newest one lives `lifetime_secs`, short enough to be renewed, not
+/// re-pinned.
 pub fn pin_breaks_at_renewal(pinned: bool, lifetime_secs: i64) -> bool {
     pinned && lifetime_secs <= SHORT_LIVED_SECS
 }

@@ -314,7 +314,9 @@ pub(crate) fn renewal_view(
 ) -> Option<Renewal> {
     let &(not_before, not_after) = newest?;
     let now = now_unix();
-    let pinned = client.bindings.iter().any(|b| !b.fingerprints.is_empty());
+    // A binding by name and issuer alone takes the renewals whatever the others pin.
+    let pinned =
+        !client.bindings.is_empty() && client.bindings.iter().all(|b| !b.fingerprints.is_empty());
     Some(Renewal {
         state: renewal_state(
             not_before,

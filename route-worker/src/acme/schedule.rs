@@ -23,24 +23,23 @@ pub fn renewal_at(not_before: i64, not_after: i64, renew_before: u64, jitter: f6
     not_after - before - spread
 }
 
-/// When to renew: at a random point of the CA's suggested `window` (RFC 9773 §4.2; at once once
-/// it has begun), where the CA offers one that ends before the certificate does; at `own` (see
-/// [`renewal_at`]) otherwise, so that a window the certificate would not live to see is not
-/// waited for.
+/// When to renew a certificate valid from `not_before` to `not_after`: at the point `jitter` (0
+/// to 1) of the CA's suggested `window` (RFC 9773 §4.2: a point in the past means at once),
+/// where the CA offers one that ends before the certificate does, at `own` (see [`renewal_at`])
+/// otherwise. A window's point is held out of the certificate's last tenth (a minute at least:
+/// attempts need time) and out of its first minute (a CA that answers "now" for every
+/// certificate would otherwise be asked for one after another).
 pub fn renewal_time(
     own: i64,
-    not_after: i64,
+    (not_before, not_after): (i64, i64),
     window: Option<(i64, i64)>,
-    now: i64,
     jitter: f64,
 ) -> i64 {
     match window {
         Some((start, end)) if start <= end && end <= not_after => {
-            if start <= now {
-                now
-            } else {
-                start + ((end - start) as f64 * jitter.clamp(0.0, 1.0)) as i64
-            }
+            let point = start + ((end - start) as f64 * jitter.clamp(0.0, 1.0)) as i64;
+            let latest = not_after - ((not_after - not_before) / 10).max(60);
+            point.min(latest).max(not_before + 60)
         }
         _ => own,
     }
@@ -83,34 +82,38 @@ mod tests {
 
     #[test]
     fn a_suggested_window_decides_when_it_ends_before_the_certificate_does() {
-        // A certificate from 1000 to 4600, the own rule at 3400, now 2000.
+        // A certificate from 1000 to 4600 (its last tenth from 4240), the own rule at 3400.
         // (window, jitter, renewal)
         type Case = (Option<(i64, i64)>, f64, i64);
-        let table: [Case; 8] = [
+        let table: [Case; 10] = [
             (None, 0.5, 3400),
-            // A random point of a window to come.
+            // A point of the window, the same for the same jitter however often it is asked.
             (Some((3000, 3100)), 0.0, 3000),
             (Some((3000, 3100)), 0.5, 3050),
             (Some((3000, 3100)), 1.0, 3100),
-            // Earlier than the own rule too (a revocation ahead): followed.
-            (Some((2500, 2600)), 0.5, 2550),
-            // Begun: at once.
-            (Some((1500, 4000)), 0.5, 2000),
+            // Earlier than the own rule too (a revocation ahead): followed, and a window in
+            // the past gives a point in the past, renewed at once.
+            (Some((1500, 4000)), 0.2, 2000),
+            // Never in the first minute, nor in the last tenth.
+            (Some((1000, 1010)), 0.5, 1060),
+            (Some((4300, 4500)), 0.5, 4240),
             // Ending after the certificate, or upside down: the own rule.
             (Some((4000, 5000)), 0.5, 3400),
             (Some((3100, 3000)), 0.5, 3400),
+            // Jitter outside 0..1 is held to it.
+            (Some((3000, 3100)), 7.0, 3100),
         ];
         for (window, jitter, at) in table {
             assert_eq!(
-                renewal_time(3400, 4600, window, 2000, jitter),
+                renewal_time(3400, (1000, 4600), window, jitter),
                 at,
-                "{window:?}"
+                "{window:?} {jitter}"
             );
         }
-        // Jitter outside 0..1 is held to it.
+        // A 90-second certificate: its first minute outweighs its last tenth.
         assert_eq!(
-            renewal_time(3400, 4600, Some((3000, 3100)), 2000, 7.0),
-            3100
+            renewal_time(1060, (1000, 1090), Some((1000, 1001)), 0.0),
+            1060
         );
     }
 

@@ -16,6 +16,16 @@ pub struct Held {
     pub fingerprint: [u8; 32],
 }
 
+impl Held {
+    /// A number from 0 to 1 of this certificate's own (from its fingerprint): where in a window
+    /// it renews, the same however often the window is asked for, another for each replica's.
+    pub fn jitter(&self) -> f64 {
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&self.fingerprint[..8]);
+        u64::from_be_bytes(first) as f64 / u64::MAX as f64
+    }
+}
+
 /// Names as compared: lower case, sorted.
 pub fn sorted_names(names: &[String]) -> Vec<String> {
     let mut names: Vec<String> = names.iter().map(|n| n.to_ascii_lowercase()).collect();
@@ -103,7 +113,6 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The certificate in `path` (the first of its chain), if there is one that parses.
 /// The certificate in `path` as ACME Renewal Information names it (RFC 9773 §4.1: its
 /// authority key identifier and its serial), if it has an authority key identifier.
 pub fn held_identifier(path: &Path) -> Option<instant_acme::CertificateIdentifier<'static>> {
@@ -123,6 +132,7 @@ pub fn held_identifier(path: &Path) -> Option<instant_acme::CertificateIdentifie
     Some(identifier.into_owned())
 }
 
+/// The certificate in `path` (the first of its chain), if there is one that parses.
 pub fn held(path: &Path) -> Option<Held> {
     let leaf = CertificateDer::pem_file_iter(path).ok()?.next()?.ok()?;
     describe(&leaf)

@@ -826,6 +826,27 @@ async fn check_status_and_the_admin_answer_warn_of_a_fingerprint_pin_on_short_li
         "{}",
         status.stdout
     );
+    // Beside a binding by name and issuer alone, which takes the renewals: no warning.
+    let beside = app
+        .admin(
+            Request::put("/admin/clients/route-worker/bindings").json(&serde_json::json!({
+                "bindings": [
+                    {
+                        "issuer": "CN=Dispatch Dev Internal CA, O=Dispatch Dev",
+                        "subject_cn": "route-worker",
+                        "fingerprints": [daily.fingerprint],
+                    },
+                    {
+                        "issuer": "CN=Dispatch Dev Internal CA, O=Dispatch Dev",
+                        "spiffe_id": "spiffe://dispatch.internal/route-worker",
+                    },
+                ],
+                "reason": "pin test",
+            })),
+        )
+        .await;
+    assert_eq!(beside.status, 200, "{}", beside.text());
+    assert_eq!(beside.json()["renewal"]["pin_breaks_at_renewal"], false);
     // Bound by name and issuer alone: renewals are this client's, and the check passes.
     let unpinned = app.admin(bind(vec![])).await;
     assert_eq!(unpinned.status, 200, "{}", unpinned.text());
