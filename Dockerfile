@@ -20,8 +20,8 @@ RUN if [ -d vendor ]; then \
 FROM ${RUNTIME_IMAGE}
 RUN groupadd --system --gid 10001 dispatch \
  && useradd --system --uid 10001 --gid dispatch --home-dir /app --no-create-home --shell /usr/sbin/nologin dispatch \
- && mkdir -p /app /var/lib/dispatch-api /work/inbox \
- && chown dispatch:dispatch /var/lib/dispatch-api /work /work/inbox
+ && mkdir -p /app /var/lib/dispatch-api /var/lib/route-worker /work/inbox \
+ && chown dispatch:dispatch /var/lib/dispatch-api /var/lib/route-worker /work /work/inbox
 COPY --from=build /out/ /usr/local/bin/
 COPY config/ /app/config/
 COPY examples/ /app/examples/

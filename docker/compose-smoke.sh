@@ -4,7 +4,9 @@
 # become healthy, that route-worker's plan is accepted with its key, and that the operator's flip
 # through the admin endpoint works from the host. Then the `ha` profile: two replicas on
 # PostgreSQL behind HAProxy, route-worker's plans through the balancer, and a flip made through
-# one replica seen by the other. Between the two, the operator guide's compose walkthrough
+# one replica seen by the other. Last the `acme` profile: route-worker's certificate from pebble
+# over ACME (real http-01), bound by its DNS name, its plans accepted, renewed, and accepted again
+# over the renewed certificate. Between the two, the operator guide's compose walkthrough
 # (docs/operator-guide.md) is extracted and run as written, with dispatchctl from this
 # workspace (built here if it is not). Always ends with `down -v`. Bounded in time.
 set -euo pipefail
@@ -22,9 +24,9 @@ cleanup() {
   status=$?
   if [ $status -ne 0 ]; then
     echo "== compose smoke failed; service logs:"
-    "${COMPOSE[@]}" --profile single --profile ha logs --no-color --tail=80 2>/dev/null || true
+    "${COMPOSE[@]}" --profile single --profile ha --profile acme logs --no-color --tail=80 2>/dev/null || true
   fi
-  "${COMPOSE[@]}" --profile single --profile ha down -v --remove-orphans >/dev/null 2>&1 || true
+  "${COMPOSE[@]}" --profile single --profile ha --profile acme down -v --remove-orphans >/dev/null 2>&1 || true
   rm -rf "$OP"
   exit $status
 }
@@ -46,7 +48,7 @@ if [ -z "${SKIP_LOCAL_BASE_IMAGES:-}" ]; then
   cargo vendor --locked vendor >/dev/null  # kept in step with Cargo.lock
 fi
 echo "== build"
-timeout 1800 "${COMPOSE[@]}" --profile single --profile ha build
+timeout 1800 "${COMPOSE[@]}" --profile single --profile ha --profile acme build
 echo "== up"
 mkdir -p "$OP"
 timeout 300 "${COMPOSE[@]}" up -d
@@ -59,7 +61,7 @@ running() { [ "$(docker inspect -f '{{.State.Running}}' "$worker")" = true ]; }
 deadline 60 "route-worker running" running
 echo "both services up"
 
-ADMIN=(curl -sS --fail --cert "$OP/operator.pem" --key "$OP/operator.key" --cacert "$OP/ca.pem")
+ADMIN=(curl -sS --fail --max-time 30 --cert "$OP/operator.pem" --key "$OP/operator.key" --cacert "$OP/ca.pem")
 API=https://localhost:$API_PORT
 
 echo "== route-worker submits a plan with its key"
@@ -127,4 +129,38 @@ A=https://localhost:$REPLICA_A_PORT B=https://localhost:$REPLICA_B_PORT
 seen_by_b() { "${ADMIN[@]}" "$B/admin/clients/route-worker" | jq -e '.mode == "dual"'; }
 deadline 5 "replica B sees the flip" seen_by_b
 echo "replica B sees route-worker in dual"
+"${COMPOSE[@]}" --profile ha down -v --remove-orphans >/dev/null 2>&1
+
+echo "== the acme profile: route-worker's certificate from pebble over ACME, renewed"
+# 90-second certificates: renewed when a third is left, within the bounds below.
+export ACME_CERTIFICATE_LIFETIME_SECS=90
+mkdir -p "$OP"
+timeout 300 "${COMPOSE[@]}" --profile acme up -d
+api=$("${COMPOSE[@]}" --profile acme ps -q dispatch-api-acme)
+deadline 120 "dispatch-api-acme healthy" health
+worker=$("${COMPOSE[@]}" --profile acme ps -q route-worker-acme)
+deadline 60 "route-worker-acme running" running
+issuer=$("${COMPOSE[@]}" --profile acme exec -T pebble cat /acme-trust/issuer-name)
+echo "the operator binds route-worker-acme by its DNS name under $issuer"
+jq -n --arg issuer "$issuer" '{name: "route-worker-acme", mode: "mtls", scopes: ["plans:submit"],
+    bindings: [{issuer: $issuer, dns_name: "worker.dispatch.internal"}],
+    reason: "compose smoke test: ACME"}' \
+  | "${ADMIN[@]}" -X POST "$API/admin/clients" -H 'content-type: application/json' -d @- \
+  | jq -c '{name, mode, bindings}'
+acme_client() { "${ADMIN[@]}" "$API/admin/clients/route-worker-acme"; }
+docker cp examples/stops.csv "$worker:/work/inbox/stops.csv"
+cert_used() { acme_client | jq -e '.usage.certificate.requests_in_window >= 2'; }
+deadline 120 "route-worker-acme's plans accepted over its ACME certificate" cert_used
+first=$(acme_client | jq -r .usage.certificate.last_certificate_fingerprint)
+acme_client | jq -c '{name, renewal, certificate: .usage.certificate.last_certificate_fingerprint}'
+renewed() { docker logs "$worker" 2>&1 | grep "renewed the certificate over ACME" >/dev/null; }
+deadline 150 "route-worker-acme renews its certificate" renewed
+docker cp examples/stops.csv "$worker:/work/inbox/stops-renewed.csv"
+over_renewed() {
+  acme_client | jq -e --arg first "$first" '.usage.certificate.requests_in_window >= 4
+    and .usage.certificate.last_certificate_fingerprint != $first'
+}
+deadline 120 "route-worker-acme's next plans accepted over the renewed certificate" over_renewed
+acme_client | jq -c '{name, renewal, certificate: .usage.certificate.last_certificate_fingerprint}'
+echo "route-worker-acme renewed its certificate, and its plans are accepted over it"
 echo "compose smoke test passed"

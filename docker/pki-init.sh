@@ -4,6 +4,7 @@
 #   api-secrets:     dispatch-api.pem/.key, ca.pem, route-worker.api-key.sha256
 #   worker-secrets:  ca.pem, route-worker.api-key   (route-worker.pem/.key: see `give-worker-cert`)
 #   operator (bind mount ./.dev-pki/compose-operator on the host): operator.pem/.key, ca.pem
+#   dev-ca:          ca.pem alone (pebble's, in the acme profile: nothing secret beside it)
 # Usage: pki-init [init | give-worker-cert]. Dev PKI only; production uses the team's CA.
 set -eu
 PKI=/pki
@@ -28,6 +29,7 @@ case "${1:-init}" in
     put dispatch-api.key /api-secrets 0600 "$OWNER"
     put route-worker.api-key.sha256 /api-secrets 0644 "$OWNER"
     put ca.pem /worker-secrets 0644 "$OWNER"
+    put ca.pem /dev-ca 0644 "$OWNER"
     put route-worker.api-key /worker-secrets 0600 "$OWNER"
     put ca.pem /operator 0644 "$OPERATOR_OWNER"
     put operator.pem /operator 0644 "$OPERATOR_OWNER"
