@@ -20,7 +20,12 @@ use crate::routing::PlanBody;
 const MAX_ANSWER_BYTES: usize = 1_048_576;
 
 pub struct DispatchClient {
-    http: awc::Client,
+    /// The HTTP client, and the identity's generation it was made for (see [`Self::http`]).
+    http: std::cell::RefCell<(awc::Client, u64)>,
+    /// What a new HTTP client is made of.
+    tls: rustls::ClientConfig,
+    timeout: Duration,
+    keep_alive: Duration,
     /// The certificate presented, when there is one.
     identity: Option<Arc<crate::tls::ClientIdentity>>,
     base_url: String,
@@ -60,19 +65,40 @@ impl DispatchClient {
         }
         let host = uri.host().unwrap_or_default().to_owned();
         let timeout = Duration::from_secs(settings.server.request_timeout_secs);
-        let http = dispatch_tls::https_client(
+        let keep_alive = Duration::from_secs(settings.server.keep_alive_secs);
+        let generation = identity
+            .as_ref()
+            .map_or(0, |identity| identity.generation());
+        let http = dispatch_tls::https_client(tls.clone(), timeout, Some(keep_alive));
+        Ok(Self {
+            http: std::cell::RefCell::new((http, generation)),
             tls,
             timeout,
-            Some(Duration::from_secs(settings.server.keep_alive_secs)),
-        );
-        Ok(Self {
-            http,
+            keep_alive,
             identity,
             base_url,
             host,
             api_key: settings.api_key_file()?,
             retry: settings.retry.clone(),
         })
+    }
+
+    /// The HTTP client for the next request. Once the certificate was replaced, a new one: a
+    /// connection keeps the certificate it was made with, however long it lives (a busy one
+    /// never idles out), and the server refuses it once that certificate ends. Requests in
+    /// flight finish on the connections they began on.
+    fn http(&self) -> awc::Client {
+        let generation = self
+            .identity
+            .as_ref()
+            .map_or(0, |identity| identity.generation());
+        let mut http = self.http.borrow_mut();
+        if http.1 != generation {
+            let fresh =
+                dispatch_tls::https_client(self.tls.clone(), self.timeout, Some(self.keep_alive));
+            *http = (fresh, generation);
+        }
+        http.0.clone()
     }
 
     /// Submits a plan, retrying transient failures. The idempotency key is derived from the plan
@@ -87,7 +113,7 @@ impl DispatchClient {
         let response = self
             .with_retries("submit plan", || {
                 let mut request = self
-                    .http
+                    .http()
                     .post(&url)
                     .insert_header(("Idempotency-Key", idempotency_key.as_str()))
                     .insert_header(("Content-Type", "application/json"));
@@ -110,7 +136,6 @@ impl DispatchClient {
         })
     }
 
-    /// How the server sees this worker (`GET /api/whoami`).
     /// The certificate this worker presents on new connections: its SHA-256 fingerprint (hex)
     /// and notAfter (RFC 3339).
     pub fn presenting(&self) -> Option<(String, String)> {
@@ -119,11 +144,12 @@ impl DispatchClient {
             .and_then(|identity| identity.presenting())
     }
 
+    /// How the server sees this worker (`GET /api/whoami`).
     pub async fn whoami(&self) -> Result<Value, WorkerError> {
         let url = format!("{}/api/whoami", self.base_url);
         let response = self
             .with_retries("whoami", || {
-                let mut request = self.http.get(&url);
+                let mut request = self.http().get(&url);
                 if let Some(key) = &self.api_key {
                     request = request.insert_header(("X-Api-Key", key.current().expose_secret()));
                 }
@@ -677,9 +703,19 @@ mod tests {
     }
 
     fn client(max_attempts: u32) -> DispatchClient {
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
         DispatchClient {
             identity: None,
-            http: awc::Client::default(),
+            http: std::cell::RefCell::new((awc::Client::default(), 0)),
+            tls,
+            timeout: Duration::from_secs(1),
+            keep_alive: Duration::from_secs(1),
             base_url: "https://dispatch:8443".into(),
             host: "dispatch".into(),
             api_key: None,

@@ -107,6 +107,8 @@ pub struct ClientIdentity {
     provider: Arc<CryptoProvider>,
     current: ArcSwap<CertifiedKey>,
     not_after: std::sync::atomic::AtomicI64,
+    /// How many times it was replaced: the HTTP client drops its connections when it changes.
+    generation: std::sync::atomic::AtomicU64,
     seen: Mutex<Vec<u8>>,
     warning_window_secs: i64,
 }
@@ -131,6 +133,7 @@ impl ClientIdentity {
             provider,
             current: ArcSwap::from_pointee(key),
             not_after: not_after.into(),
+            generation: 0.into(),
             seen: Mutex::new(seen),
             warning_window_secs: warning_days as i64 * 86_400,
         });
@@ -151,6 +154,11 @@ impl ClientIdentity {
         .format(&time::format_description::well_known::Rfc3339)
         .ok()?;
         Some((fingerprint, not_after))
+    }
+
+    /// How many times the certificate was replaced since start.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Loads the files again if they changed. A broken or expired replacement is logged and the
@@ -174,6 +182,8 @@ impl ClientIdentity {
             Ok((key, not_after)) => {
                 self.current.store(Arc::new(key));
                 self.sessions.forget();
+                self.generation
+                    .fetch_add(1, std::sync::atomic::Ordering::Release);
                 self.not_after
                     .store(not_after, std::sync::atomic::Ordering::Relaxed);
                 tracing::info!(

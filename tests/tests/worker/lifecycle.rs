@@ -67,6 +67,52 @@ async fn the_worker_picks_up_its_renewed_certificate_without_a_restart() {
     assert_eq!(app.plan_count().await, 2);
 }
 
+/// A connection keeps the certificate it was made with: one kept busy never idles out, and the
+/// server would refuse it once that certificate ends. The next request after a renewal goes on
+/// a new connection, presenting the renewed certificate, however alive the old one is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_request_after_a_renewal_presents_the_renewed_certificate_though_the_old_connection_lives_on()
+ {
+    let app = spawn_app().await;
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = dir.path().join("inbox");
+    std::fs::create_dir_all(&inbox).unwrap();
+    let first = app.pki.issue(
+        &app.pki.ca,
+        &LeafSpec::workload("route-worker", Duration::minutes(5)),
+    );
+    let cert_file = dir.path().join("route-worker.pem");
+    let key_file = dir.path().join("route-worker.key");
+    std::fs::copy(&first.cert_file, &cert_file).unwrap();
+    std::fs::copy(&first.key_file, &key_file).unwrap();
+    let mut worker = app.worker_config(&inbox);
+    worker.cert = Some((cert_file.clone(), key_file.clone()));
+    worker.tls_extra = "reload_interval_secs = 1".into();
+    // The first plan's connection stays in the pool for a minute.
+    worker.keep_alive_secs = 60;
+    let process = WorkerProcess::start(&worker.write(dir.path()), &["run"]);
+    process.wait_for_log("watching for stop files").await;
+    stops_file(&inbox, "one.json", 52.0);
+    wait_for_file(&inbox.join("done/one.json"), &process.logs).await;
+
+    let second = app.pki.issue(
+        &app.pki.ca,
+        &LeafSpec::workload("route-worker", Duration::minutes(5)),
+    );
+    replace_file(&key_file, &std::fs::read(&second.key_file).unwrap());
+    replace_file(&cert_file, &std::fs::read(&second.cert_file).unwrap());
+    process.wait_for_log("client certificate reloaded").await;
+    stops_file(&inbox, "two.json", 52.5);
+    wait_for_file(&inbox.join("done/two.json"), &process.logs).await;
+    assert_eq!(
+        app.last_certificate_fingerprint("route-worker").await,
+        Some(second.fingerprint.clone()),
+        "first was {}",
+        first.fingerprint
+    );
+    assert_eq!(process.stop(), Some(0));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_worker_sends_its_rotated_api_key_once_the_key_file_is_replaced_without_a_restart() {
     let app = spawn_app().await;
