@@ -69,7 +69,11 @@ impl DispatchClient {
         let generation = identity
             .as_ref()
             .map_or(0, |identity| identity.generation());
-        let http = dispatch_tls::https_client(tls.clone(), timeout, Some(keep_alive));
+        let http = dispatch_tls::https_client(
+            crate::tls::for_this_certificate(&tls),
+            timeout,
+            Some(keep_alive),
+        );
         Ok(Self {
             http: std::cell::RefCell::new((http, generation)),
             tls,
@@ -83,10 +87,11 @@ impl DispatchClient {
         })
     }
 
-    /// The HTTP client for the next request. Once the certificate was replaced, a new one: a
-    /// connection keeps the certificate it was made with, however long it lives (a busy one
-    /// never idles out), and the server refuses it once that certificate ends. Requests in
-    /// flight finish on the connections they began on.
+    /// The HTTP client for the next request. Once the certificate was replaced, a new one, with
+    /// connections and TLS sessions of its own: a connection keeps the certificate it was made
+    /// with as long as it lives (one kept busy never idles out), and so does a session resumed
+    /// from its tickets; the server refuses both once that certificate ends. Requests in flight
+    /// finish on the connections they began on.
     fn http(&self) -> awc::Client {
         let generation = self
             .identity
@@ -94,8 +99,11 @@ impl DispatchClient {
             .map_or(0, |identity| identity.generation());
         let mut http = self.http.borrow_mut();
         if http.1 != generation {
-            let fresh =
-                dispatch_tls::https_client(self.tls.clone(), self.timeout, Some(self.keep_alive));
+            let fresh = dispatch_tls::https_client(
+                crate::tls::for_this_certificate(&self.tls),
+                self.timeout,
+                Some(self.keep_alive),
+            );
             *http = (fresh, generation);
         }
         http.0.clone()
@@ -758,24 +766,18 @@ mod tests {
         assert!(matches!(refused, Err(WorkerError::Refused(_))));
     }
 
-    #[test]
-    fn the_client_presents_what_its_identity_holds_and_none_without_one() {
-        assert_eq!(client(1).presenting(), None);
-        let dir = tempfile::tempdir().unwrap();
-        let ca =
-            devpki::CertificateAuthority::new("Client Test CA", "Test", time::Duration::days(1))
-                .unwrap();
+    /// Writes a fresh certificate of `ca` and its key into `dir`: the client's identity files.
+    fn write_identity(
+        ca: &devpki::CertificateAuthority,
+        dir: &std::path::Path,
+    ) -> (crate::configuration::ClientTlsSettings, devpki::Issued) {
         let issued = ca
             .issue(&devpki::LeafSpec::workload(
                 "route-worker",
                 time::Duration::hours(1),
             ))
             .unwrap();
-        let (ca_file, cert, key) = (
-            dir.path().join("ca.pem"),
-            dir.path().join("w.pem"),
-            dir.path().join("w.key"),
-        );
+        let (ca_file, cert, key) = (dir.join("ca.pem"), dir.join("w.pem"), dir.join("w.key"));
         std::fs::write(&ca_file, &ca.cert_pem).unwrap();
         std::fs::write(&cert, &issued.cert_pem).unwrap();
         std::fs::write(&key, &issued.key_pem).unwrap();
@@ -785,6 +787,19 @@ mod tests {
             key_file: Some(key),
             ..Default::default()
         };
+        (settings, issued)
+    }
+
+    fn test_ca() -> devpki::CertificateAuthority {
+        devpki::CertificateAuthority::new("Client Test CA", "Test", time::Duration::days(1))
+            .unwrap()
+    }
+
+    #[test]
+    fn the_client_presents_what_its_identity_holds_and_none_without_one() {
+        assert_eq!(client(1).presenting(), None);
+        let dir = tempfile::tempdir().unwrap();
+        let (settings, issued) = write_identity(&test_ca(), dir.path());
         let (_, identity) = crate::tls::client_config(&settings).unwrap();
         let with = DispatchClient {
             identity,
@@ -792,5 +807,39 @@ mod tests {
         };
         let (fingerprint, _) = with.presenting().unwrap();
         assert_eq!(fingerprint, devpki::sha256_hex(&issued.der));
+    }
+
+    #[actix_rt::test]
+    async fn a_new_http_client_is_made_once_the_certificate_is_replaced_and_only_then() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = test_ca();
+        let (settings, _) = write_identity(&ca, dir.path());
+        let (_, identity) = crate::tls::client_config(&settings).unwrap();
+        let identity = identity.unwrap();
+        let with = DispatchClient {
+            identity: Some(identity.clone()),
+            ..client(1)
+        };
+        let made_for = |client: &DispatchClient| {
+            client.http();
+            client.http.borrow().1
+        };
+        assert_eq!(made_for(&with), 0);
+        identity.reload_if_changed();
+        assert_eq!(made_for(&with), 0, "the same certificate: the same client");
+        let renewed = tempfile::tempdir().unwrap();
+        let (files, _) = write_identity(&ca, renewed.path());
+        for (from, to) in [
+            (
+                files.cert_file.unwrap(),
+                settings.cert_file.clone().unwrap(),
+            ),
+            (files.key_file.unwrap(), settings.key_file.clone().unwrap()),
+        ] {
+            std::fs::copy(from, to).unwrap();
+        }
+        identity.reload_if_changed();
+        assert_eq!(made_for(&with), 1, "renewed: a client of its own");
+        assert_eq!(made_for(&with), 1);
     }
 }

@@ -11,15 +11,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use rustls::NamedGroup;
-use rustls::client::{
-    ClientSessionMemoryCache, ClientSessionStore, ResolvesClientCert, Resumption,
-    Tls12ClientSessionValue, Tls13ClientSessionValue,
-};
+use rustls::client::{ClientSessionMemoryCache, ResolvesClientCert, Resumption};
 use rustls::crypto::CryptoProvider;
 use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, RootCertStore, SignatureScheme};
-use rustls_pki_types::ServerName;
 
 use crate::configuration::ClientTlsSettings;
 use crate::error::WorkerError;
@@ -30,55 +25,18 @@ mod files;
 use files::not_after;
 use files::{IdentityFiles, certificates};
 
-/// The TLS session cache, emptied when our certificate changes: a resumed session carries the
-/// identity it was made with, so without this the server would keep seeing the old certificate.
-#[derive(Debug)]
-struct SessionsOfThisIdentity(ArcSwap<ClientSessionMemoryCache>);
-
 const SESSION_CACHE_SIZE: usize = 64;
 
-impl SessionsOfThisIdentity {
-    fn new() -> Self {
-        Self(ArcSwap::from_pointee(ClientSessionMemoryCache::new(
-            SESSION_CACHE_SIZE,
-        )))
-    }
-
-    fn forget(&self) {
-        self.0
-            .store(Arc::new(ClientSessionMemoryCache::new(SESSION_CACHE_SIZE)));
-    }
-}
-
-impl ClientSessionStore for SessionsOfThisIdentity {
-    fn set_kx_hint(&self, server_name: ServerName<'static>, group: NamedGroup) {
-        self.0.load().set_kx_hint(server_name, group)
-    }
-    fn kx_hint(&self, server_name: &ServerName<'_>) -> Option<NamedGroup> {
-        self.0.load().kx_hint(server_name)
-    }
-    fn set_tls12_session(&self, server_name: ServerName<'static>, value: Tls12ClientSessionValue) {
-        self.0.load().set_tls12_session(server_name, value)
-    }
-    fn tls12_session(&self, server_name: &ServerName<'_>) -> Option<Tls12ClientSessionValue> {
-        self.0.load().tls12_session(server_name)
-    }
-    fn remove_tls12_session(&self, server_name: &ServerName<'static>) {
-        self.0.load().remove_tls12_session(server_name)
-    }
-    fn insert_tls13_ticket(
-        &self,
-        server_name: ServerName<'static>,
-        value: Tls13ClientSessionValue,
-    ) {
-        self.0.load().insert_tls13_ticket(server_name, value)
-    }
-    fn take_tls13_ticket(
-        &self,
-        server_name: &ServerName<'static>,
-    ) -> Option<Tls13ClientSessionValue> {
-        self.0.load().take_tls13_ticket(server_name)
-    }
+/// The client configuration for the connections of the certificate in use now: `base` with a
+/// TLS session cache of its own. A resumed session carries the identity it was made with, and a
+/// connection of the previous certificate can still be handed tickets after a renewal (they
+/// arrive after its handshake, on the connection, whenever the server sends them): kept in that
+/// connection's own cache, none of them is ever offered by a connection of the renewed one.
+pub fn for_this_certificate(base: &ClientConfig) -> ClientConfig {
+    let mut config = base.clone();
+    config.resumption =
+        Resumption::store(Arc::new(ClientSessionMemoryCache::new(SESSION_CACHE_SIZE)));
+    config
 }
 
 /// Where our certificate stands against the expiry warning window.
@@ -102,12 +60,12 @@ fn expiry(not_after: i64, now: i64, warning_window_secs: i64) -> Expiry {
 
 /// This worker's certificate, swappable while connections are made.
 pub struct ClientIdentity {
-    sessions: Arc<SessionsOfThisIdentity>,
     files: IdentityFiles,
     provider: Arc<CryptoProvider>,
     current: ArcSwap<CertifiedKey>,
     not_after: std::sync::atomic::AtomicI64,
-    /// How many times it was replaced: the HTTP client drops its connections when it changes.
+    /// How many times it was replaced: the HTTP client drops its connections and its TLS
+    /// sessions when it changes (see [`for_this_certificate`]).
     generation: std::sync::atomic::AtomicU64,
     seen: Mutex<Vec<u8>>,
     warning_window_secs: i64,
@@ -128,7 +86,6 @@ impl ClientIdentity {
         let seen = files.digest();
         let (key, not_after) = files.load(&provider)?;
         let identity = Arc::new(Self {
-            sessions: Arc::new(SessionsOfThisIdentity::new()),
             files,
             provider,
             current: ArcSwap::from_pointee(key),
@@ -181,7 +138,6 @@ impl ClientIdentity {
             }
             Ok((key, not_after)) => {
                 self.current.store(Arc::new(key));
-                self.sessions.forget();
                 self.generation
                     .fetch_add(1, std::sync::atomic::Ordering::Release);
                 self.not_after
@@ -271,9 +227,10 @@ pub fn client_config(
     let (mut config, identity) = match IdentityFiles::from_settings(settings)? {
         Some(files) => {
             let identity = ClientIdentity::load(files, provider, settings.expiry_warning_days)?;
-            let mut config = builder.with_client_cert_resolver(identity.clone());
-            config.resumption = Resumption::store(identity.sessions.clone());
-            (config, Some(identity))
+            (
+                builder.with_client_cert_resolver(identity.clone()),
+                Some(identity),
+            )
         }
         None => (builder.with_no_client_auth(), None),
     };
@@ -289,7 +246,7 @@ mod tests {
     use std::path::{Path, PathBuf};
 
     use rustls_pki_types::pem::PemObject;
-    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
     fn ca() -> CertificateAuthority {
         CertificateAuthority::new("Worker Test CA", "Test", time::Duration::days(1)).unwrap()
@@ -378,7 +335,7 @@ mod tests {
     }
 
     #[test]
-    fn a_renewed_certificate_is_presented_and_old_sessions_are_forgotten_but_a_broken_or_expired_one_is_not()
+    fn a_renewed_certificate_is_presented_and_counted_as_a_new_generation_but_a_broken_or_expired_one_is_not()
      {
         let dir = tempfile::tempdir().unwrap();
         let ca = ca();
@@ -391,47 +348,32 @@ mod tests {
         let identity = ClientIdentity::load(files.clone(), provider, 14).unwrap();
         assert!(identity.has_certs());
         assert_eq!(presented(&identity), first);
+        assert_eq!(identity.generation(), 0);
         assert!(format!("{identity:?}").contains("worker.pem"));
-        let server = ServerName::try_from("localhost").unwrap();
-        identity
-            .sessions
-            .set_kx_hint(server.clone(), NamedGroup::X25519);
-        assert_eq!(identity.sessions.kx_hint(&server), Some(NamedGroup::X25519));
 
-        // Unchanged files: nothing happens (the session store keeps its hint).
+        // Unchanged files: nothing happens.
         identity.reload_if_changed();
-        assert_eq!(identity.sessions.kx_hint(&server), Some(NamedGroup::X25519));
+        assert_eq!(identity.generation(), 0);
 
-        // Renewed: presented from now on; sessions of the old identity are gone.
+        // Renewed: presented from now on, in a generation of its own.
         let before = files.digest();
         let (_, _, second) = write_pair(&ca, dir.path(), time::Duration::hours(2));
         assert_ne!(files.digest(), before);
         identity.reload_if_changed();
         assert_eq!(presented(&identity), second);
-        assert_eq!(identity.sessions.kx_hint(&server), None);
+        assert_eq!(identity.generation(), 1);
 
         // Broken: the current one stays.
         std::fs::write(&cert, "-----BEGIN CERTIFICATE-----\nbroken\n").unwrap();
         identity.reload_if_changed();
         assert_eq!(presented(&identity), second);
+        assert_eq!(identity.generation(), 1);
 
         // Already expired: the current one stays.
         write_pair(&ca, dir.path(), time::Duration::seconds(-60));
         identity.reload_if_changed();
         assert_eq!(presented(&identity), second);
-    }
-
-    #[test]
-    fn the_session_store_delegates_to_the_current_cache() {
-        let sessions = SessionsOfThisIdentity::new();
-        let server = ServerName::try_from("localhost").unwrap();
-        assert_eq!(sessions.kx_hint(&server), None);
-        sessions.set_kx_hint(server.clone(), NamedGroup::secp256r1);
-        assert_eq!(sessions.kx_hint(&server), Some(NamedGroup::secp256r1));
-        assert!(sessions.tls12_session(&server).is_none());
-        assert!(sessions.take_tls13_ticket(&server).is_none());
-        sessions.forget();
-        assert_eq!(sessions.kx_hint(&server), None);
+        assert_eq!(identity.generation(), 1);
     }
 
     #[test]
@@ -514,8 +456,11 @@ mod tests {
         }
     }
 
+    /// A connection of the previous certificate may be handed tickets after the renewal: in
+    /// its own cache, never resumed by a connection of the renewed certificate (which would
+    /// present the previous identity again).
     #[test]
-    fn sessions_are_stored_resumed_and_forgotten_in_tls13_and_tls12() {
+    fn each_certificates_connections_resume_only_their_own_sessions_in_tls13_and_tls12() {
         use rustls::HandshakeKind::{Full, Resumed};
         let ca = ca();
         let issued = ca
@@ -534,29 +479,22 @@ mod tests {
                 .unwrap();
             let mut roots = RootCertStore::empty();
             roots.add(CertificateDer::from(ca.cert_der())).unwrap();
-            let mut client = ClientConfig::builder_with_provider(provider.clone())
+            let base = ClientConfig::builder_with_provider(provider.clone())
                 .with_protocol_versions(&[version])
                 .unwrap()
                 .with_root_certificates(roots)
                 .with_no_client_auth();
-            let sessions = Arc::new(SessionsOfThisIdentity::new());
-            client.resumption = Resumption::store(sessions.clone());
-            let (client, server) = (Arc::new(client), Arc::new(server));
-            let kinds = [handshake(&client, &server), handshake(&client, &server)];
-            assert_eq!(kinds, [Full, Resumed], "{version:?}");
-            sessions.forget();
+            let server = Arc::new(server);
+            let previous = Arc::new(for_this_certificate(&base));
+            assert_eq!(handshake(&previous, &server), Full, "{version:?}");
+            let renewed = Arc::new(for_this_certificate(&base));
             assert_eq!(
-                handshake(&client, &server),
+                handshake(&renewed, &server),
                 Full,
-                "{version:?} after forget"
+                "{version:?}: the renewed certificate's first connection resumed a session of the previous one"
             );
-            if version == &rustls::version::TLS12 {
-                let name = ServerName::try_from("localhost").unwrap();
-                assert!(sessions.tls12_session(&name).is_some());
-                sessions.remove_tls12_session(&name);
-                assert!(sessions.tls12_session(&name).is_none());
-                assert_eq!(handshake(&client, &server), Full, "TLS 1.2 after remove");
-            }
+            assert_eq!(handshake(&renewed, &server), Resumed, "{version:?}");
+            assert_eq!(handshake(&previous, &server), Resumed, "{version:?}");
         }
     }
 }

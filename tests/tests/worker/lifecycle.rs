@@ -5,7 +5,7 @@ use std::time::Duration as StdDuration;
 
 use e2e::devpki::LeafSpec;
 use e2e::worker::{WorkerProcess, stops_file, wait_for_file};
-use e2e::{Request, replace_file, spawn_app};
+use e2e::{Request, replace_file, spawn_app, spawn_app_with};
 use time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -73,7 +73,9 @@ async fn the_worker_picks_up_its_renewed_certificate_without_a_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_request_after_a_renewal_presents_the_renewed_certificate_though_the_old_connection_lives_on()
  {
-    let app = spawn_app().await;
+    // The server keeps an idle connection for two minutes, the worker for one: the first
+    // plan's connection is still open when the second plan goes.
+    let app = spawn_app_with(|settings| settings.server.keep_alive_secs = 120).await;
     let dir = tempfile::tempdir().unwrap();
     let inbox = dir.path().join("inbox");
     std::fs::create_dir_all(&inbox).unwrap();
