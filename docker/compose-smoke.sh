@@ -24,22 +24,26 @@ cleanup() {
   status=$?
   if [ $status -ne 0 ]; then
     echo "== compose smoke failed; service logs:"
-    "${COMPOSE[@]}" --profile single --profile ha --profile acme logs --no-color --tail=80 2>/dev/null || true
+    timeout 60 "${COMPOSE[@]}" --profile single --profile ha --profile acme logs --no-color --tail=80 2>/dev/null || true
   fi
-  "${COMPOSE[@]}" --profile single --profile ha --profile acme down -v --remove-orphans >/dev/null 2>&1 || true
+  timeout 180 "${COMPOSE[@]}" --profile single --profile ha --profile acme down -v --remove-orphans >/dev/null 2>&1 || true
   rm -rf "$OP"
   exit $status
 }
 trap cleanup EXIT
 
-deadline() { # seconds, description, command...
+deadline() { # seconds, description, command... (each try bounded by curl's --max-time below)
   local limit=$1 what=$2; shift 2
-  for _ in $(seq 1 "$limit"); do
+  local end=$((SECONDS + limit))
+  while [ "$SECONDS" -lt "$end" ]; do
     if "$@" >/dev/null 2>&1; then return 0; fi
     sleep 1
   done
   echo "timed out after ${limit}s: $what"; return 1
 }
+# Whether route-worker moved a stop file to done/: every plan of it accepted (a refused one
+# sends the file to failed/).
+file_done() { timeout 20 docker exec "$worker" test -f "/work/inbox/done/$1"; }
 
 if [ -z "${SKIP_LOCAL_BASE_IMAGES:-}" ]; then
   echo "== base images (made locally: this machine can pull none)"
@@ -61,16 +65,17 @@ running() { [ "$(docker inspect -f '{{.State.Running}}' "$worker")" = true ]; }
 deadline 60 "route-worker running" running
 echo "both services up"
 
-ADMIN=(curl -sS --fail --max-time 30 --cert "$OP/operator.pem" --key "$OP/operator.key" --cacert "$OP/ca.pem")
+ADMIN=(curl -sS --fail --max-time 10 --cert "$OP/operator.pem" --key "$OP/operator.key" --cacert "$OP/ca.pem")
 API=https://localhost:$API_PORT
 
 echo "== route-worker submits a plan with its key"
-docker cp examples/stops.csv "$worker:/work/inbox/stops.csv"
+timeout 60 docker cp examples/stops.csv "$worker:/work/inbox/stops.csv"
 key_used() {
   "${ADMIN[@]}" "$API/admin/migration" \
     | jq -e '.clients[] | select(.name == "route-worker") | .usage.api_key.requests_in_window >= 2'
 }
 deadline 60 "route-worker's plans accepted with its key" key_used
+deadline 30 "route-worker's stop file done" file_done stops.csv
 "${ADMIN[@]}" "$API/admin/clients/route-worker" | jq -c '{name, mode, usage: .usage.api_key.requests_in_window}'
 
 echo "== the operator flips route-worker to dual from the host"
@@ -79,12 +84,14 @@ echo "== the operator flips route-worker to dual from the host"
 "${ADMIN[@]}" "$API/admin/clients/route-worker" | jq -e '.mode == "dual"' >/dev/null
 
 echo "== no secret in the image"
-if docker run --rm --entrypoint sh dispatch-mtls:local -c 'find / -xdev \( -name "*.key" -o -name "*.api-key" -o -name "*.db" \) 2>/dev/null | grep -v ^/proc' | grep .; then
-  echo "the image holds key or database files"; exit 1
-fi
+for image in dispatch-mtls:local dispatch-pebble:local; do
+  if timeout 120 docker run --rm --entrypoint sh "$image" -c 'find / -xdev \( -name "*.key" -o -name "*.api-key" -o -name "*.db" \) 2>/dev/null | grep -v ^/proc' | grep .; then
+    echo "the image $image holds key or database files"; exit 1
+  fi
+done
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-"${COMPOSE[@]}" --profile single down -v --remove-orphans >/dev/null 2>&1
+timeout 180 "${COMPOSE[@]}" --profile single down -v --remove-orphans >/dev/null 2>&1
 
 echo "== the operator guide's compose walkthrough, run as written (docs/operator-guide.md)"
 # dispatchctl from the workspace's build, put on PATH as the README does (under .ci/run,
@@ -119,8 +126,9 @@ deadline 60 "route-worker-ha running" running
 echo "both replicas healthy behind the balancer"
 
 echo "== route-worker's plans through the balancer, counted across both replicas"
-docker cp examples/stops.csv "$worker:/work/inbox/stops.csv"
+timeout 60 docker cp examples/stops.csv "$worker:/work/inbox/stops.csv"
 deadline 90 "route-worker's plans accepted through the balancer" key_used
+deadline 30 "route-worker-ha's stop file done" file_done stops.csv
 
 echo "== a flip through replica A, seen by replica B"
 A=https://localhost:$REPLICA_A_PORT B=https://localhost:$REPLICA_B_PORT
@@ -129,7 +137,7 @@ A=https://localhost:$REPLICA_A_PORT B=https://localhost:$REPLICA_B_PORT
 seen_by_b() { "${ADMIN[@]}" "$B/admin/clients/route-worker" | jq -e '.mode == "dual"'; }
 deadline 5 "replica B sees the flip" seen_by_b
 echo "replica B sees route-worker in dual"
-"${COMPOSE[@]}" --profile ha down -v --remove-orphans >/dev/null 2>&1
+timeout 180 "${COMPOSE[@]}" --profile ha down -v --remove-orphans >/dev/null 2>&1
 
 echo "== the acme profile: route-worker's certificate from pebble over ACME, renewed"
 # 90-second certificates: renewed when a third is left, within the bounds below.
@@ -140,7 +148,7 @@ api=$("${COMPOSE[@]}" --profile acme ps -q dispatch-api-acme)
 deadline 120 "dispatch-api-acme healthy" health
 worker=$("${COMPOSE[@]}" --profile acme ps -q route-worker-acme)
 deadline 60 "route-worker-acme running" running
-issuer=$("${COMPOSE[@]}" --profile acme exec -T pebble cat /acme-trust/issuer-name)
+issuer=$(timeout 60 "${COMPOSE[@]}" --profile acme exec -T pebble cat /acme-trust/issuer-name)
 echo "the operator binds route-worker-acme by its DNS name under $issuer"
 jq -n --arg issuer "$issuer" '{name: "route-worker-acme", mode: "mtls", scopes: ["plans:submit"],
     bindings: [{issuer: $issuer, dns_name: "worker.dispatch.internal"}],
@@ -148,19 +156,22 @@ jq -n --arg issuer "$issuer" '{name: "route-worker-acme", mode: "mtls", scopes: 
   | "${ADMIN[@]}" -X POST "$API/admin/clients" -H 'content-type: application/json' -d @- \
   | jq -c '{name, mode, bindings}'
 acme_client() { "${ADMIN[@]}" "$API/admin/clients/route-worker-acme"; }
-docker cp examples/stops.csv "$worker:/work/inbox/stops.csv"
+timeout 60 docker cp examples/stops.csv "$worker:/work/inbox/stops.csv"
 cert_used() { acme_client | jq -e '.usage.certificate.requests_in_window >= 2'; }
 deadline 120 "route-worker-acme's plans accepted over its ACME certificate" cert_used
+deadline 30 "route-worker-acme's stop file done" file_done stops.csv
 first=$(acme_client | jq -r .usage.certificate.last_certificate_fingerprint)
+[[ $first =~ ^[0-9a-f]{64}$ ]] || { echo "no certificate fingerprint seen for route-worker-acme: $first"; exit 1; }
 acme_client | jq -c '{name, renewal, certificate: .usage.certificate.last_certificate_fingerprint}'
-renewed() { docker logs "$worker" 2>&1 | grep "renewed the certificate over ACME" >/dev/null; }
+renewed() { timeout 20 docker logs "$worker" 2>&1 | grep "renewed the certificate over ACME" >/dev/null; }
 deadline 150 "route-worker-acme renews its certificate" renewed
-docker cp examples/stops.csv "$worker:/work/inbox/stops-renewed.csv"
+timeout 60 docker cp examples/stops.csv "$worker:/work/inbox/stops-renewed.csv"
 over_renewed() {
   acme_client | jq -e --arg first "$first" '.usage.certificate.requests_in_window >= 4
     and .usage.certificate.last_certificate_fingerprint != $first'
 }
 deadline 120 "route-worker-acme's next plans accepted over the renewed certificate" over_renewed
+deadline 30 "route-worker-acme's second stop file done" file_done stops-renewed.csv
 acme_client | jq -c '{name, renewal, certificate: .usage.certificate.last_certificate_fingerprint}'
 echo "route-worker-acme renewed its certificate, and its plans are accepted over it"
 echo "compose smoke test passed"

@@ -14,14 +14,15 @@ TRUST=/acme-trust
 OWN=/run/pebble
 rm -f "$TRUST/client-ca.pem" "$TRUST/issuer-name"
 
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
+# A year: a development stack left up for weeks still reaches its CA.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 365 \
   -subj "/CN=Pebble TLS Root (compose)" -keyout "$OWN/root.key" -out "$OWN/root.pem" 2>/dev/null
 openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=pebble" \
   -keyout "$OWN/tls.key" -out "$OWN/tls.csr" 2>/dev/null
 printf '%s\n' "subjectAltName=DNS:pebble" "extendedKeyUsage=serverAuth" \
   "basicConstraints=critical,CA:FALSE" "keyUsage=critical,digitalSignature" > "$OWN/tls.ext"
 openssl x509 -req -in "$OWN/tls.csr" -CA "$OWN/root.pem" -CAkey "$OWN/root.key" \
-  -CAcreateserial -days 30 -extfile "$OWN/tls.ext" -out "$OWN/tls.pem" 2>/dev/null
+  -CAcreateserial -days 365 -extfile "$OWN/tls.ext" -out "$OWN/tls.pem" 2>/dev/null
 rm -f "$OWN/root.key"
 cp "$OWN/root.pem" "$TRUST/pebble-tls-root.pem.new" && mv "$TRUST/pebble-tls-root.pem.new" "$TRUST/pebble-tls-root.pem"
 
@@ -40,6 +41,7 @@ pid=$!
 trap 'kill -TERM $pid 2>/dev/null' TERM INT
 
 get() { curl -sSf --cacert "$OWN/root.pem" --resolve pebble:15000:127.0.0.1 "https://pebble:15000$1"; }
+ready=
 for _ in $(seq 1 60); do
   if get /roots/0 > "$OWN/ca-root.pem" 2>/dev/null && get /intermediates/0 > "$OWN/ca-intermediate.pem"; then
     cat /dev-ca/ca.pem "$OWN/ca-root.pem" "$OWN/ca-intermediate.pem" > "$TRUST/client-ca.pem.new"
@@ -47,8 +49,15 @@ for _ in $(seq 1 60); do
       | sed 's/^subject=//' > "$TRUST/issuer-name"
     mv "$TRUST/client-ca.pem.new" "$TRUST/client-ca.pem"
     echo "pebble ready: issuing under $(cat "$TRUST/issuer-name")"
+    ready=1
     break
   fi
+  if ! kill -0 $pid 2>/dev/null; then break; fi
   sleep 1
 done
+if [ -z "$ready" ]; then
+  echo "pebble's management API did not answer within 60 s; stopping" >&2
+  kill -TERM $pid 2>/dev/null || true
+  exit 1
+fi
 wait $pid
