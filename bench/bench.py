@@ -37,6 +37,10 @@ POSTGRES_ONLY = "--postgres" in sys.argv
 OPS_ONLY = "--ops" in sys.argv
 # --etcd: only figure 1 against etcd's durable put of the same plan (also in the full run).
 ETCD_ONLY = "--etcd" in sys.argv
+# --against BINARY: only figure 1 of this build's dispatch-api against another build of it (a
+# copy of target/release/dispatch-api made before a change), runs alternating: a change to the
+# plan's path measured alone, in the same minutes, as this machine drifts between them.
+AGAINST = sys.argv[sys.argv.index("--against") + 1] if "--against" in sys.argv else None
 # --acme: only route-worker across ACME renewals against route-worker on a fixed certificate
 # (also in the full run).
 ACME_ONLY = "--acme" in sys.argv
@@ -658,6 +662,11 @@ def main():
         print(f"machine: {os.cpu_count()} cores; {RUNS} runs x {SECONDS}s, {CONNECTIONS} connections; load generator "
               f"oha on the same machine; dispatch-api synchronous={DURABILITY}", flush=True)
         etcd_figure()
+        return
+    if AGAINST:
+        print(f"machine: {os.cpu_count()} cores; {RUNS} runs x {SECONDS}s, {CONNECTIONS} connections; load generator "
+              f"oha on the same machine; dispatch-api synchronous={DURABILITY}", flush=True)
+        against(AGAINST)
         return
     if ACME_ONLY:
         print(f"machine: {os.cpu_count()} cores; dispatch-api synchronous={DURABILITY}", flush=True)
@@ -1372,6 +1381,21 @@ def acme_figure():
         except subprocess.TimeoutExpired:
             proc.kill()
     stop(server)
+
+
+def against(binary):
+    """Figure 1 of this build against `binary`, alternating, with CPU and p99 per request."""
+    before = start_dispatch("before", binary=os.path.abspath(binary))
+    after = start_dispatch("after")
+    a, b = alternate(before, after)
+    print(f"\nfigure 1, this build against {binary} ({RUNS} runs alternating):")
+    for label, samples in [("before", a), ("after", b)]:
+        (r, lo, hi), cpu, p99 = summary(samples, "rps"), summary(samples, "cpu_ms_per_req"), summary(samples, "p99_ms")
+        print(f"  {label:7} {r:>7.0f} req/s ({lo:.0f}-{hi:.0f}); cpu ms/req {cpu[0]:.4f} ({cpu[1]:.4f}-{cpu[2]:.4f}); "
+              f"p99 {p99[0]:.1f} ms")
+    print_change("after against before", a, b, "before")
+    stop(before)
+    stop(after)
 
 
 def compare_providers():

@@ -5,7 +5,7 @@
 # Not a test: it measures and exits. Installs what it needs (nginx from Debian, oha from
 # crates.io), makes its PKI with devpki, builds release binaries, and stops every process it
 # started, even on failure. RUNS (default 5) runs of SECONDS (default 10) per figure.
-# Usage: bench/run.sh [--quick] [--providers] [--flood] [--registry] [--postgres] [--ops] [--etcd] [--acme]
+# Usage: bench/run.sh [--quick] [--providers] [--flood] [--registry] [--postgres] [--ops] [--etcd] [--acme] [--against BINARY]
 #   --quick: 3 runs of 5 s, no scaling figures, a 10 s flood
 #   --flood: only the flood figure (anonymous 8 KiB-path requests beside plans; FLOOD_SECONDS)
 #   --registry: only the registry-scale figure (REGISTRY_CLIENTS, default a million)
@@ -17,6 +17,8 @@
 #     same-work anchor beside the static peers)
 #   --acme: only route-worker renewing its certificate over ACME (pebble) against route-worker on
 #     a fixed certificate, plans per second in alternating windows (ACME_SECONDS, default 60)
+#   --against BINARY: only figure 1 of this build against another build of dispatch-api (a copy
+#     of target/release/dispatch-api made before a change), runs alternating
 #   --providers: also ring against aws-lc-rs as the rustls provider (builds a second binary)
 set -euo pipefail
 cd "$(dirname "$0")/.."

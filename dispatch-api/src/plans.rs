@@ -81,6 +81,10 @@ impl PlanToken {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -32,11 +32,17 @@ mod sqlite;
 
 pub use group::WriteHealth;
 
+/// A plan as the writer stores it: its row's columns, nothing more. The plan itself is dropped
+/// where it was parsed, on the request's thread: freed on the writer's thread, each of its
+/// allocations (one per stop) went back to another thread's arena under that arena's lock.
 pub struct NewPlan {
     pub client: ClientName,
     pub method: AuthMethod,
-    pub plan: Plan,
     pub idempotency_key: Option<String>,
+    route_id: String,
+    team: String,
+    planned_date: time::Date,
+    stop_count: i64,
     /// The validated plan as stored (JSON), serialised once.
     body: String,
     /// SHA-256 of `body`, to tell a retry from a different request under the same key.
@@ -60,11 +66,20 @@ impl NewPlan {
         };
         let request_sha256 =
             hex::encode(ring::digest::digest(&ring::digest::SHA256, body.as_bytes()));
+        let Plan {
+            route_id,
+            team,
+            planned_date,
+            stops,
+        } = plan;
         Self {
             client,
             method,
-            plan,
             idempotency_key,
+            route_id: route_id.into_string(),
+            team: team.into_string(),
+            planned_date,
+            stop_count: stops.len() as i64,
             body,
             request_sha256,
         }

@@ -74,15 +74,10 @@ async fn write_group_to_postgres(
         .bind(ids.iter().map(Uuid::to_string).collect::<Vec<_>>())
         .bind(column(|p| p.client.to_string()))
         .bind(column(|p| p.method.as_str().to_owned()))
-        .bind(column(|p| p.plan.route_id.as_str().to_owned()))
-        .bind(column(|p| p.plan.team.as_str().to_owned()))
-        .bind(column(|p| p.plan.planned_date.to_string()))
-        .bind(
-            plans
-                .iter()
-                .map(|p| p.plan.stops.len() as i64)
-                .collect::<Vec<_>>(),
-        )
+        .bind(column(|p| p.route_id.clone()))
+        .bind(column(|p| p.team.clone()))
+        .bind(column(|p| p.planned_date.to_string()))
+        .bind(plans.iter().map(|p| p.stop_count).collect::<Vec<_>>())
         .bind(column(|p| p.body.clone()))
         .bind(
             plans
