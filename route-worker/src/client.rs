@@ -89,9 +89,10 @@ impl DispatchClient {
 
     /// The HTTP client for the next request. Once the certificate was replaced, a new one, with
     /// connections and TLS sessions of its own: a connection keeps the certificate it was made
-    /// with as long as it lives (one kept busy never idles out), and so does a session resumed
-    /// from its tickets; the server refuses both once that certificate ends. Requests in flight
-    /// finish on the connections they began on.
+    /// with as long as it lives (one kept busy never idles out, so up to awc's connection
+    /// lifetime, 75 s), and so does a session resumed from its tickets; the server refuses both
+    /// once that certificate ends, and a short-lived one renewed when a third is left may end
+    /// sooner than that. Requests in flight finish on the connections they began on.
     fn http(&self) -> awc::Client {
         let generation = self
             .identity
