@@ -32,7 +32,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-deadline() { # seconds, description, command... (each try bounded by curl's --max-time below)
+deadline() { # seconds, description, command... (each try bounded: curl's --max-time, timeout)
   local limit=$1 what=$2; shift 2
   local end=$((SECONDS + limit))
   while [ "$SECONDS" -lt "$end" ]; do
@@ -58,10 +58,10 @@ mkdir -p "$OP"
 timeout 300 "${COMPOSE[@]}" up -d
 
 api=$("${COMPOSE[@]}" ps -q dispatch-api)
-health() { [ "$(docker inspect -f '{{.State.Health.Status}}' "$api")" = healthy ]; }
+health() { [ "$(timeout 20 docker inspect -f '{{.State.Health.Status}}' "$api")" = healthy ]; }
 deadline 120 "dispatch-api healthy" health
 worker=$("${COMPOSE[@]}" ps -q route-worker)
-running() { [ "$(docker inspect -f '{{.State.Running}}' "$worker")" = true ]; }
+running() { [ "$(timeout 20 docker inspect -f '{{.State.Running}}' "$worker")" = true ]; }
 deadline 60 "route-worker running" running
 echo "both services up"
 
@@ -85,8 +85,16 @@ echo "== the operator flips route-worker to dual from the host"
 
 echo "== no secret in the image"
 for image in dispatch-mtls:local dispatch-pebble:local; do
-  if timeout 120 docker run --rm --entrypoint sh "$image" -c 'find / -xdev \( -name "*.key" -o -name "*.api-key" -o -name "*.db" \) 2>/dev/null | grep -v ^/proc' | grep .; then
-    echo "the image $image holds key or database files"; exit 1
+  # The listing must come back whole (a run that failed would list nothing), and list nothing.
+  found=$(timeout 120 docker run --rm --entrypoint sh "$image" -c \
+    'find / -xdev \( -name "*.key" -o -name "*key*.pem" -o -name "*.p12" -o -name "*.api-key" -o -name "*.db" \) -print 2>/dev/null; echo "-- listed"') \
+    || { echo "could not list the files of the image $image"; exit 1; }
+  case "$found" in
+    *"-- listed") ;;
+    *) echo "the listing of the image $image did not finish"; exit 1 ;;
+  esac
+  if [ "$found" != "-- listed" ]; then
+    echo "the image $image holds key or database files:"; echo "${found%-- listed}"; exit 1
   fi
 done
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -118,7 +126,7 @@ mkdir -p "$OP"
 timeout 300 "${COMPOSE[@]}" --profile ha up -d
 for replica in dispatch-api-a dispatch-api-b; do
   id=$("${COMPOSE[@]}" --profile ha ps -q "$replica")
-  replica_health() { [ "$(docker inspect -f '{{.State.Health.Status}}' "$1")" = healthy ]; }
+  replica_health() { [ "$(timeout 20 docker inspect -f '{{.State.Health.Status}}' "$1")" = healthy ]; }
   deadline 120 "$replica healthy" replica_health "$id"
 done
 worker=$("${COMPOSE[@]}" --profile ha ps -q route-worker-ha)

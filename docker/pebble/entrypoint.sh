@@ -40,7 +40,7 @@ PEBBLE_VA_NOSLEEP=1 pebble -config "$OWN/config.json" &
 pid=$!
 trap 'kill -TERM $pid 2>/dev/null' TERM INT
 
-get() { curl -sSf --cacert "$OWN/root.pem" --resolve pebble:15000:127.0.0.1 "https://pebble:15000$1"; }
+get() { curl -sSf --max-time 2 --cacert "$OWN/root.pem" --resolve pebble:15000:127.0.0.1 "https://pebble:15000$1"; }
 ready=
 for _ in $(seq 1 60); do
   if get /roots/0 > "$OWN/ca-root.pem" 2>/dev/null && get /intermediates/0 > "$OWN/ca-intermediate.pem"; then

@@ -235,6 +235,10 @@ pub fn client_config(
         None => (builder.with_no_client_auth(), None),
     };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // No session cache of its own: connections are made from `for_this_certificate`'s, one per
+    // certificate. A client made from this one by mistake costs full handshakes, never a
+    // session of an earlier certificate resumed.
+    config.resumption = Resumption::disabled();
     Ok((config, identity))
 }
 
@@ -477,14 +481,23 @@ mod tests {
                     PrivateKeyDer::from_pem_slice(issued.key_pem.as_bytes()).unwrap(),
                 )
                 .unwrap();
-            let mut roots = RootCertStore::empty();
-            roots.add(CertificateDer::from(ca.cert_der())).unwrap();
-            let base = ClientConfig::builder_with_provider(provider.clone())
-                .with_protocol_versions(&[version])
-                .unwrap()
-                .with_root_certificates(roots)
-                .with_no_client_auth();
+            // The worker's own configuration, as DispatchClient gets it.
+            let dir = tempfile::tempdir().unwrap();
+            let ca_file = dir.path().join("ca.pem");
+            std::fs::write(&ca_file, &ca.cert_pem).unwrap();
+            let settings = ClientTlsSettings {
+                ca_file,
+                ..Default::default()
+            };
+            let (base, _) = client_config(&settings).unwrap();
             let server = Arc::new(server);
+            // Made from the base itself by mistake, a client would resume nothing.
+            let unsessioned = Arc::new(base.clone());
+            let kinds = [
+                handshake(&unsessioned, &server),
+                handshake(&unsessioned, &server),
+            ];
+            assert_eq!(kinds, [Full, Full], "{version:?}");
             let previous = Arc::new(for_this_certificate(&base));
             assert_eq!(handshake(&previous, &server), Full, "{version:?}");
             let renewed = Arc::new(for_this_certificate(&base));
