@@ -427,7 +427,7 @@ mod tests {
         assert_eq!(shown.unix_timestamp(), expected);
     }
 
-    /// One full TLS exchange in memory between a client of `sessions` and `server`.
+    /// One full TLS exchange in memory between `client` and `server`: how it ended.
     fn handshake(
         client: &Arc<ClientConfig>,
         server: &Arc<rustls::ServerConfig>,

@@ -1,34 +1,78 @@
 //! The worker's credential lifecycle: certificate renewal and API key rotation without a
 //! restart, PKCS#12, graceful stop.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration as StdDuration;
 
 use e2e::devpki::LeafSpec;
+use e2e::pki::Identity;
 use e2e::worker::{WorkerProcess, stops_file, wait_for_file};
-use e2e::{Request, replace_file, spawn_app, spawn_app_with};
+use e2e::{Request, TestApp, replace_file, spawn_app, spawn_app_with};
 use time::Duration;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_worker_picks_up_its_renewed_certificate_without_a_restart() {
-    let app = spawn_app().await;
-    let dir = tempfile::tempdir().unwrap();
-    let inbox = dir.path().join("inbox");
+/// route-worker running over `dir/inbox`, presenting `first` copied into files of its own
+/// (looked at for a renewal every second), its connections kept for `keep_alive_secs`.
+struct OnFiles {
+    inbox: PathBuf,
+    cert_file: PathBuf,
+    key_file: PathBuf,
+    process: WorkerProcess,
+}
+
+async fn worker_on_files(
+    app: &TestApp,
+    dir: &Path,
+    first: &Identity,
+    keep_alive_secs: u64,
+) -> OnFiles {
+    let inbox = dir.join("inbox");
     std::fs::create_dir_all(&inbox).unwrap();
-    // Short-lived certificates, as cert-manager or SPIRE would issue them.
-    let first = app.pki.issue(
-        &app.pki.ca,
-        &LeafSpec::workload("route-worker", Duration::minutes(5)),
-    );
-    let cert_file = dir.path().join("route-worker.pem");
-    let key_file = dir.path().join("route-worker.key");
+    let cert_file = dir.join("route-worker.pem");
+    let key_file = dir.join("route-worker.key");
     std::fs::copy(&first.cert_file, &cert_file).unwrap();
     std::fs::copy(&first.key_file, &key_file).unwrap();
     let mut worker = app.worker_config(&inbox);
     worker.cert = Some((cert_file.clone(), key_file.clone()));
     worker.tls_extra = "reload_interval_secs = 1".into();
-    worker.keep_alive_secs = 1;
-    let process = WorkerProcess::start(&worker.write(dir.path()), &["run"]);
+    worker.keep_alive_secs = keep_alive_secs;
+    let process = WorkerProcess::start(&worker.write(dir), &["run"]);
     process.wait_for_log("watching for stop files").await;
+    OnFiles {
+        inbox,
+        cert_file,
+        key_file,
+        process,
+    }
+}
+
+/// A five-minute certificate of route-worker.
+fn short_lived(app: &TestApp) -> Identity {
+    app.pki.issue(
+        &app.pki.ca,
+        &LeafSpec::workload("route-worker", Duration::minutes(5)),
+    )
+}
+
+/// A renewal: new files in place (key first, then certificate), as a renewing agent writes them.
+fn renew(app: &TestApp, cert_file: &Path, key_file: &Path) -> Identity {
+    let second = short_lived(app);
+    replace_file(key_file, &std::fs::read(&second.key_file).unwrap());
+    replace_file(cert_file, &std::fs::read(&second.cert_file).unwrap());
+    second
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_picks_up_its_renewed_certificate_without_a_restart() {
+    let app = spawn_app().await;
+    let dir = tempfile::tempdir().unwrap();
+    // Short-lived certificates, as cert-manager or SPIRE would issue them.
+    let first = short_lived(&app);
+    let OnFiles {
+        inbox,
+        cert_file,
+        key_file,
+        process,
+    } = worker_on_files(&app, dir.path(), &first, 1).await;
 
     stops_file(&inbox, "one.json", 52.0);
     wait_for_file(&inbox.join("done/one.json"), &process.logs).await;
@@ -37,13 +81,7 @@ async fn the_worker_picks_up_its_renewed_certificate_without_a_restart() {
         Some(first.fingerprint.clone())
     );
 
-    // Renewal: new files in place (key first, then certificate).
-    let second = app.pki.issue(
-        &app.pki.ca,
-        &LeafSpec::workload("route-worker", Duration::minutes(5)),
-    );
-    replace_file(&key_file, &std::fs::read(&second.key_file).unwrap());
-    replace_file(&cert_file, &std::fs::read(&second.cert_file).unwrap());
+    let second = renew(&app, &cert_file, &key_file);
     let deadline = std::time::Instant::now() + StdDuration::from_secs(15);
     while !process.logs.text().contains("client certificate reloaded") {
         assert!(
@@ -77,32 +115,17 @@ async fn the_request_after_a_renewal_presents_the_renewed_certificate_though_the
     // plan's connection is still open when the second plan goes.
     let app = spawn_app_with(|settings| settings.server.keep_alive_secs = 120).await;
     let dir = tempfile::tempdir().unwrap();
-    let inbox = dir.path().join("inbox");
-    std::fs::create_dir_all(&inbox).unwrap();
-    let first = app.pki.issue(
-        &app.pki.ca,
-        &LeafSpec::workload("route-worker", Duration::minutes(5)),
-    );
-    let cert_file = dir.path().join("route-worker.pem");
-    let key_file = dir.path().join("route-worker.key");
-    std::fs::copy(&first.cert_file, &cert_file).unwrap();
-    std::fs::copy(&first.key_file, &key_file).unwrap();
-    let mut worker = app.worker_config(&inbox);
-    worker.cert = Some((cert_file.clone(), key_file.clone()));
-    worker.tls_extra = "reload_interval_secs = 1".into();
-    // The first plan's connection stays in the pool for a minute.
-    worker.keep_alive_secs = 60;
-    let process = WorkerProcess::start(&worker.write(dir.path()), &["run"]);
-    process.wait_for_log("watching for stop files").await;
+    let first = short_lived(&app);
+    let OnFiles {
+        inbox,
+        cert_file,
+        key_file,
+        process,
+    } = worker_on_files(&app, dir.path(), &first, 60).await;
     stops_file(&inbox, "one.json", 52.0);
     wait_for_file(&inbox.join("done/one.json"), &process.logs).await;
 
-    let second = app.pki.issue(
-        &app.pki.ca,
-        &LeafSpec::workload("route-worker", Duration::minutes(5)),
-    );
-    replace_file(&key_file, &std::fs::read(&second.key_file).unwrap());
-    replace_file(&cert_file, &std::fs::read(&second.cert_file).unwrap());
+    let second = renew(&app, &cert_file, &key_file);
     process.wait_for_log("client certificate reloaded").await;
     stops_file(&inbox, "two.json", 52.5);
     wait_for_file(&inbox.join("done/two.json"), &process.logs).await;
@@ -156,19 +179,13 @@ async fn the_worker_sends_its_rotated_api_key_once_the_key_file_is_replaced_with
 async fn a_broken_renewal_keeps_the_workers_current_certificate() {
     let app = spawn_app().await;
     let dir = tempfile::tempdir().unwrap();
-    let inbox = dir.path().join("inbox");
-    std::fs::create_dir_all(&inbox).unwrap();
     let first = app.pki.workload("route-worker");
-    let cert_file = dir.path().join("route-worker.pem");
-    let key_file = dir.path().join("route-worker.key");
-    std::fs::copy(&first.cert_file, &cert_file).unwrap();
-    std::fs::copy(&first.key_file, &key_file).unwrap();
-    let mut worker = app.worker_config(&inbox);
-    worker.cert = Some((cert_file.clone(), key_file.clone()));
-    worker.tls_extra = "reload_interval_secs = 1".into();
-    worker.keep_alive_secs = 1;
-    let process = WorkerProcess::start(&worker.write(dir.path()), &["run"]);
-    process.wait_for_log("watching for stop files").await;
+    let OnFiles {
+        inbox,
+        cert_file,
+        process,
+        ..
+    } = worker_on_files(&app, dir.path(), &first, 1).await;
     // A renewal that half-arrived: a new certificate with the old key.
     let other = app.pki.workload("route-worker");
     replace_file(&cert_file, &std::fs::read(&other.cert_file).unwrap());
